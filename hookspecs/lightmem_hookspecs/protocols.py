@@ -1,0 +1,160 @@
+"""One small Protocol per backend kind: what the core calls on a backend a factory returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from .types import Completion, IndexRecord, MemoryEntry, Message, SearchFilter, SearchHit
+
+
+@runtime_checkable
+class PreCompressor(Protocol):
+    """Drops low-information tokens from message texts.
+
+    ``compress`` returns one string per input, in order. It never returns an empty string for a
+    non-empty input (return the input instead) and never reorders the words it keeps.
+    """
+
+    def compress(self, texts: Sequence[str]) -> list[str]: ...
+
+
+@runtime_checkable
+class TopicSegmenter(Protocol):
+    """Cuts a buffer of consecutive messages into topics.
+
+    ``segment`` returns the sorted indices at which a new topic starts, each in
+    ``range(1, len(messages))`` (index 0 always starts the first topic and is not returned).
+    """
+
+    def segment(self, messages: Sequence[Message]) -> list[int]: ...
+
+
+@runtime_checkable
+class MemoryManager(Protocol):
+    """An LLM. The core owns the prompts; the backend only runs chat completions.
+
+    ``messages`` are OpenAI-style ``{"role": ..., "content": ...}`` mappings. When
+    ``json_schema`` is given the backend should constrain output to it where the endpoint
+    supports that (JSON mode, a schema, a grammar) and may ignore it otherwise: the core
+    validates and repairs what comes back. Transport errors (HTTP 429/5xx, time-outs) are
+    retried by the backend a bounded number of times and then raised.
+    """
+
+    model_name: str
+
+    def complete(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        json_schema: Mapping[str, Any] | None = None,
+        max_tokens: int | None = None,
+    ) -> Completion: ...
+
+
+@runtime_checkable
+class TextEmbedder(Protocol):
+    """Turns texts into fixed-size vectors.
+
+    ``embed`` returns one vector of ``dimension`` floats per text (a list of lists or a 2-D
+    numpy array), L2-normalised so a dot product is the cosine similarity.
+    ``model_name`` identifies the model; vector stores record it to refuse a mismatch.
+    """
+
+    model_name: str
+    dimension: int
+
+    def embed(self, texts: Sequence[str]) -> Any: ...
+
+
+@runtime_checkable
+class MultimodalEmbedder(Protocol):
+    """Turns images (paths or URLs) into vectors in the text embedder's space."""
+
+    model_name: str
+    dimension: int
+
+    def embed_images(self, images: Sequence[str]) -> Any: ...
+
+
+@runtime_checkable
+class EmbeddingRetriever(Protocol):
+    """A vector index over memory entries.
+
+    ``open`` is called once before anything else with the embedder's model name and
+    dimension; it creates the collection or checks that an existing one was built with the
+    same model and dimension (and raises otherwise). It never deletes existing data.
+    ``search`` returns ``(id, score)`` pairs, best first, score = cosine similarity, honouring
+    every field of ``filter``. ``upsert`` replaces records with the same id.
+    """
+
+    def open(self, *, model_name: str, dimension: int) -> None: ...
+
+    def upsert(self, records: Sequence[IndexRecord]) -> None: ...
+
+    def search(
+        self, vector: Sequence[float], *, limit: int, filter: SearchFilter | None = None
+    ) -> list[tuple[str, float]]: ...
+
+    def delete(self, ids: Sequence[str]) -> None: ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class ContextRetriever(Protocol):
+    """A lexical index (e.g. BM25) over memory entries.
+
+    The core rebuilds it from the record store when ``count()`` differs from the number of
+    active entries, so an in-memory index survives restarts. ``search`` returns ``(id, score)``
+    pairs, best first, only ids whose payload passes ``filter``; higher score = better.
+    """
+
+    def index(self, records: Sequence[IndexRecord]) -> None: ...
+
+    def search(
+        self, query: str, *, limit: int, filter: SearchFilter | None = None
+    ) -> list[tuple[str, float]]: ...
+
+    def delete(self, ids: Sequence[str]) -> None: ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class GraphMemory(Protocol):
+    """An entity/relation graph derived from memory entries."""
+
+    def add(self, entries: Sequence[MemoryEntry]) -> None: ...
+
+    def search(
+        self, query: str, *, limit: int, filter: SearchFilter | None = None
+    ) -> list[tuple[str, float]]: ...
+
+    def delete(self, ids: Sequence[str]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Reorders retrieval hits for a query; returns at most ``limit`` hits, best first."""
+
+    def rerank(self, query: str, hits: Sequence[SearchHit], *, limit: int) -> list[SearchHit]: ...
+
+
+PROTOCOLS: dict[str, type] = {
+    "pre_compressor": PreCompressor,
+    "topic_segmenter": TopicSegmenter,
+    "memory_manager": MemoryManager,
+    "text_embedder": TextEmbedder,
+    "multimodal_embedder": MultimodalEmbedder,
+    "embedding_retriever": EmbeddingRetriever,
+    "context_retriever": ContextRetriever,
+    "graph_memory": GraphMemory,
+    "reranker": Reranker,
+}
