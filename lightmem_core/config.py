@@ -1,0 +1,443 @@
+"""LightMem configuration: the original LightMem dictionary, structured strictly with cattrs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+from .errors import BackendNotFoundError, ConfigError, NotImplementedYetError
+
+DEFAULT_MEMORY_DIR = "./lightmem_data"
+
+MessagesUse = Literal["user_only", "assistant_only", "hybrid"]
+Strategy = Literal["embedding", "context", "hybrid"]
+UpdateMode = Literal["online", "offline"]
+
+
+@attrs.frozen
+class BackendSpec:
+    """A backend named by ``model_name`` with its options under ``configs`` (as in LightMem)."""
+
+    model_name: str
+    configs: dict[str, Any] | None = None
+
+
+@attrs.frozen
+class HybridWeights:
+    """Weights of each signal in reciprocal-rank fusion (``hybrid`` retrieval)."""
+
+    embedding: float = 1.0
+    context: float = 1.0
+    rrf_k: int = 60
+
+
+@attrs.frozen
+class PromptOverrides:
+    """Replacement prompt templates; each must keep the placeholders of the default."""
+
+    extraction: str | None = None
+    update: str | None = None
+
+
+def _positive(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name}: must be > 0, got {value}")
+
+
+@attrs.frozen
+class LightMemConfig:
+    """Every key of the original LightMem configuration, plus LightMem's own additions.
+
+    ``None`` for a backend means that stage is off; a key left out takes the embedded default
+    (see :func:`apply_defaults`).
+    """
+
+    # --- keys of the original LightMem configuration ---
+    pre_compress: bool = False
+    pre_compressor: BackendSpec | list[BackendSpec] | None = None
+    topic_segment: bool = False
+    precomp_topic_shared: bool = False
+    topic_segmenter: BackendSpec | None = None
+    messages_use: MessagesUse = "user_only"
+    metadata_generate: bool = True
+    text_summary: bool = True
+    memory_manager: BackendSpec | None = None
+    extract_threshold: float = 0.1
+    index_strategy: Strategy | None = None
+    text_embedder: BackendSpec | None = None
+    multimodal_embedder: BackendSpec | None = None
+    history_db_path: str | None = None
+    retrieve_strategy: Strategy | None = None
+    context_retriever: BackendSpec | None = None
+    embedding_retriever: BackendSpec | None = None
+    summary_retriever: BackendSpec | None = None
+    update: UpdateMode | None = "offline"
+    kv_cache: bool = False
+    kv_cache_path: str | None = None
+    graph_mem: bool = False
+    version: str = "v1.1"
+    logging: dict[str, Any] | None = None
+    extraction_mode: Literal["flat", "event"] = "flat"
+    # --- LightMem additions ---
+    memory_dir: str = DEFAULT_MEMORY_DIR
+    graph_memory: BackendSpec | None = None
+    reranker: BackendSpec | None = None
+    sensory_buffer_tokens: int = attrs.field(default=512, validator=_positive)
+    short_term_buffer_tokens: int = attrs.field(default=512, validator=_positive)
+    hybrid_weights: HybridWeights = attrs.field(factory=HybridWeights)
+    prompts: PromptOverrides = attrs.field(factory=PromptOverrides)
+
+    def pre_compressors(self) -> list[BackendSpec]:
+        if not self.pre_compress or self.pre_compressor is None:
+            return []
+        if isinstance(self.pre_compressor, list):
+            return list(self.pre_compressor)
+        return [self.pre_compressor]
+
+    @property
+    def db_path(self) -> Path:
+        if self.history_db_path:
+            return Path(self.history_db_path)
+        return Path(self.memory_dir) / "history.db"
+
+
+#: Keys whose feature is not built yet: refused when set to anything but their "off" value.
+NOT_IMPLEMENTED: dict[str, tuple[Any, str]] = {
+    "kv_cache": (False, "precomputed KV caches"),
+    "summary_retriever": (None, "a separate summary retriever"),
+    "multimodal_embedder": (None, "multimodal (image) memory"),
+    "logging": (None, "the `logging` section (use Python's logging configuration instead)"),
+    "extraction_mode": ("flat", "event-level extraction (`extraction_mode: event`)"),
+}
+
+#: The embedded default stack (no API key, no server, no download beyond PyPI).
+DEFAULT_BACKENDS: dict[str, BackendSpec] = {
+    "text_embedder": BackendSpec("huggingface"),
+    "embedding_retriever": BackendSpec("qdrant"),
+    "context_retriever": BackendSpec("BM25"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The converter: strict scalars, unknown keys forbidden, errors with paths.
+# ---------------------------------------------------------------------------------------------
+
+
+def _strict(kind: type, accept: tuple[type, ...], reject: tuple[type, ...] = ()):
+    def structure(value: Any, _type: Any) -> Any:
+        if isinstance(value, reject) or not isinstance(value, accept):
+            raise TypeError(f"expected {kind.__name__}, got {value!r}")
+        return kind(value)
+
+    return structure
+
+
+def make_converter() -> cattrs.Converter:
+    """The one converter LightMem structures configuration with."""
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    converter.register_structure_hook(str, _strict(str, (str,)))
+    converter.register_structure_hook(bool, _strict(bool, (bool,)))
+    converter.register_structure_hook(int, _strict(int, (int,), (bool,)))
+    converter.register_structure_hook(float, _strict(float, (int, float), (bool,)))
+
+    def structure_any(value: Any, _type: Any) -> Any:
+        return value
+
+    converter.register_structure_hook(Any, structure_any)
+
+    def structure_pre_compressor(value: Any, _type: Any) -> BackendSpec | list[BackendSpec] | None:
+        if value is None:
+            return None
+        if isinstance(value, list):
+            return converter.structure(value, list[BackendSpec])
+        return converter.structure(value, BackendSpec)
+
+    converter.register_structure_hook(
+        BackendSpec | list[BackendSpec] | None, structure_pre_compressor
+    )
+    return converter
+
+
+CONVERTER = make_converter()
+
+
+def _describe_leaf(exc: BaseException, path: str) -> list[str]:
+    if isinstance(exc, ForbiddenExtraKeysError):
+        keys = ", ".join(sorted(exc.extra_fields))
+        cls = exc.cl
+        allowed = ", ".join(f.name for f in attrs.fields(cls)) if attrs.has(cls) else ""
+        return [f"{path}: unknown key(s) {keys}; allowed keys: {allowed}"]
+    if isinstance(exc, KeyError):
+        return [f"{path}: required key missing"]
+    msg = str(exc)
+    field = re.match(r"^([A-Za-z_][A-Za-z0-9_]*): (.*)$", msg, re.S)
+    if isinstance(exc, ValueError) and field:
+        return [f"{path}.{field.group(1)}: {field.group(2)}"]
+    if isinstance(exc, TypeError | ValueError) and msg.startswith("expected"):
+        return [f"{path}: {msg}"]
+    literal = re.match(r"(.*) not in literal typing\.Literal\[(.*)\]$", msg)
+    if literal:
+        return [f"{path}: expected one of {literal.group(2)}, got {literal.group(1)!r}"]
+    return [f"{path}: {type(exc).__name__}: {msg}"]
+
+
+def format_errors(exc: BaseException, path: str = "$") -> list[str]:
+    """Turn a cattrs exception group into ``"$.a.b: problem"`` lines."""
+    if isinstance(exc, ClassValidationError | IterableValidationError):
+        lines: list[str] = []
+        if isinstance(exc, ClassValidationError):
+            with_notes, without = exc.group_exceptions()
+            for sub, note in with_notes:
+                name = getattr(note, "name", None)
+                index = getattr(note, "index", None)
+                sub_path = f"{path}.{name}" if name is not None else f"{path}[{index!r}]"
+                lines.extend(format_errors(sub, sub_path))
+            for sub in without:
+                lines.extend(format_errors(sub, path))
+        else:
+            with_notes, without = exc.group_exceptions()
+            for sub, note in with_notes:
+                lines.extend(format_errors(sub, f"{path}[{note.index!r}]"))
+            for sub in without:
+                lines.extend(format_errors(sub, path))
+        return lines
+    if isinstance(exc, ExceptionGroup):
+        lines = []
+        for sub in exc.exceptions:
+            lines.extend(format_errors(sub, path))
+        return lines
+    return _describe_leaf(exc, path)
+
+
+def structure(data: Any, cls: type, *, path: str = "$", source: str | None = None) -> Any:
+    """Structure ``data`` into ``cls``; raise :class:`ConfigError` with one line per problem."""
+    if attrs.has(cls) and not isinstance(data, Mapping):
+        raise ConfigError([f"{path}: expected a mapping, got {data!r}"], source=source)
+    try:
+        return CONVERTER.structure(data, cls)
+    except Exception as exc:  # noqa: BLE001 - every structuring problem becomes a ConfigError
+        raise ConfigError(format_errors(exc, path), source=source) from None
+
+
+def parse_config(
+    data: Mapping[str, Any] | LightMemConfig | None, *, source: str | None = None
+) -> LightMemConfig:
+    """Structure a configuration mapping and refuse keys whose feature is not built yet."""
+    if isinstance(data, LightMemConfig):
+        config = data
+        raw: Mapping[str, Any] = {}
+    else:
+        raw = dict(data or {})
+        config = structure(raw, LightMemConfig, source=source)
+    problems = []
+    for key, (off_value, feature) in NOT_IMPLEMENTED.items():
+        if getattr(config, key) != off_value:
+            problems.append(
+                f"$.{key}: {feature} is not implemented yet in LightMem; "
+                f"remove the key or set it to {json.dumps(off_value)}"
+            )
+    if problems:
+        raise NotImplementedYetError(problems, source=source)
+    return apply_defaults(config, raw)
+
+
+def apply_defaults(config: LightMemConfig, raw: Mapping[str, Any]) -> LightMemConfig:
+    """Fill backends the user left out with the embedded default, as the strategy needs them.
+
+    A key given explicitly (even as ``None``) is kept as the user wrote it.
+    """
+    changes: dict[str, Any] = {}
+    strategy = config.retrieve_strategy or "hybrid"
+    if config.retrieve_strategy is None:
+        changes["retrieve_strategy"] = strategy
+    needs_vectors = strategy in ("embedding", "hybrid") or config.index_strategy in (
+        "embedding",
+        "hybrid",
+    )
+    needs_text = strategy in ("context", "hybrid") or config.index_strategy in (
+        "context",
+        "hybrid",
+    )
+    if needs_vectors:
+        for key in ("text_embedder", "embedding_retriever"):
+            if key not in raw and getattr(config, key) is None:
+                changes[key] = DEFAULT_BACKENDS[key]
+    if needs_text and "context_retriever" not in raw and config.context_retriever is None:
+        changes["context_retriever"] = DEFAULT_BACKENDS["context_retriever"]
+    if (
+        config.topic_segment
+        and config.topic_segmenter is None
+        and "topic_segmenter" not in raw
+    ):
+        changes["topic_segmenter"] = BackendSpec("embedding")
+    return attrs.evolve(config, **changes) if changes else config
+
+
+def check_consistency(config: LightMemConfig) -> None:
+    """Refuse combinations that cannot run, naming the keys involved."""
+    problems = []
+    strategy = config.retrieve_strategy
+    if strategy in ("embedding", "hybrid"):
+        for key in ("text_embedder", "embedding_retriever"):
+            if getattr(config, key) is None:
+                problems.append(
+                    f"$.{key}: retrieve_strategy {strategy!r} needs a {key}; configure one or "
+                    f"set retrieve_strategy to 'context'"
+                )
+    if strategy in ("context", "hybrid") and config.context_retriever is None:
+        problems.append(
+            f"$.context_retriever: retrieve_strategy {strategy!r} needs a context_retriever; "
+            f"configure one (e.g. {{'model_name': 'BM25'}}) or set retrieve_strategy to "
+            f"'embedding'"
+        )
+    if config.pre_compress and config.pre_compressor is None:
+        problems.append("$.pre_compressor: pre_compress is true but no pre_compressor is set")
+    if config.topic_segment and config.topic_segmenter is None:
+        problems.append("$.topic_segmenter: topic_segment is true but no topic_segmenter is set")
+    if config.graph_mem and config.graph_memory is None:
+        problems.append(
+            "$.graph_mem: graph memory is not implemented yet in LightMem's own plugins; "
+            "set graph_mem to false, or install a graph_memory plugin and name it under "
+            "$.graph_memory"
+        )
+    if config.update == "online" and config.memory_manager is None:
+        problems.append("$.update: 'online' update needs a memory_manager (an LLM)")
+    if problems:
+        raise ConfigError(problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# Backend options: resolved through the registry, then structured into the backend's class.
+# ---------------------------------------------------------------------------------------------
+
+#: Configuration keys that select a backend, with their kind.
+BACKEND_KEYS: dict[str, str] = {
+    "pre_compressor": "pre_compressor",
+    "topic_segmenter": "topic_segmenter",
+    "memory_manager": "memory_manager",
+    "text_embedder": "text_embedder",
+    "multimodal_embedder": "multimodal_embedder",
+    "embedding_retriever": "embedding_retriever",
+    "context_retriever": "context_retriever",
+    "graph_memory": "graph_memory",
+    "reranker": "reranker",
+}
+
+
+def selected_backends(config: LightMemConfig) -> list[tuple[str, str, BackendSpec]]:
+    """``(config path, kind, spec)`` for every backend the configuration selects, in order."""
+    out: list[tuple[str, str, BackendSpec]] = []
+    specs = config.pre_compressors()
+    if isinstance(config.pre_compressor, list):
+        out += [(f"$.pre_compressor[{i}]", "pre_compressor", s) for i, s in enumerate(specs)]
+    elif specs:
+        out.append(("$.pre_compressor", "pre_compressor", specs[0]))
+    for key, kind in BACKEND_KEYS.items():
+        if key == "pre_compressor":
+            continue
+        if key == "topic_segmenter" and not config.topic_segment:
+            continue
+        if key == "graph_memory" and not config.graph_mem:
+            continue
+        spec = getattr(config, key)
+        if spec is not None:
+            out.append((f"$.{key}", kind, spec))
+    return out
+
+
+def resolve_backend(host: Any, path: str, kind: str, spec: BackendSpec) -> tuple[Any, Any]:
+    """Find ``spec``'s registration and structure its options. Returns (registration, options)."""
+    from .plugins import KNOWN_PROVIDERS, normalize_name
+
+    registry = host.registry
+    registry.check()
+    registration = registry.get(kind, spec.model_name)
+    if registration is None:
+        installed = registry.names(kind)
+        lines = [
+            f"{path}.model_name: no {kind} backend named {spec.model_name!r} is installed. "
+            f"Installed {kind} backends: {', '.join(installed) if installed else 'none'}."
+        ]
+        provider = KNOWN_PROVIDERS.get((kind, normalize_name(spec.model_name)))
+        if provider:
+            lines.append(f"  It is provided by the plugin {provider}: pip install {provider}")
+        failed = host.failed_plugins()
+        if failed:
+            lines.append("  Plugins that failed to load:")
+            lines += [f"    {p.name} ({p.distribution or 'unknown'}): {p.error}" for p in failed]
+        raise BackendNotFoundError(lines)
+    options_cls = registration.options
+    configs = spec.configs or {}
+    if options_cls is None:
+        if configs:
+            raise ConfigError(
+                [f"{path}.configs: backend {spec.model_name!r} takes no options, got {configs}"]
+            )
+        return registration, None
+    return registration, structure(configs, options_cls, path=f"{path}.configs")
+
+
+def validate(
+    data: Mapping[str, Any] | LightMemConfig | None, host: Any, *, source: str | None = None
+) -> tuple[LightMemConfig, dict[str, tuple[Any, Any]]]:
+    """Full validation: structure, consistency, and every selected backend's options."""
+    config = parse_config(data, source=source)
+    check_consistency(config)
+    resolved: dict[str, tuple[Any, Any]] = {}
+    problems: list[str] = []
+    for path, kind, spec in selected_backends(config):
+        try:
+            resolved[path] = resolve_backend(host, path, kind, spec)
+        except BackendNotFoundError:
+            raise
+        except ConfigError as exc:
+            problems += exc.errors
+    if problems:
+        raise ConfigError(problems, source=source)
+    return config, resolved
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a JSON, TOML or YAML configuration file into a mapping."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError([f"configuration file {str(p)!r} does not exist"])
+    text = p.read_text(encoding="utf-8")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".json":
+            data = json.loads(text)
+        elif suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            raise ConfigError(
+                [f"{p}: unknown configuration format {suffix!r}; use .json, .toml, .yaml or .yml"]
+            )
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - parse errors of three libraries
+        raise ConfigError([f"{p}: cannot parse: {exc}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{p}: the top level must be a mapping, got {type(data).__name__}"])
+    return data
