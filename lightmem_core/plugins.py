@@ -282,13 +282,14 @@ class PluginHost:
     def run_operation(
         self,
         name: str,
-        call: Callable[[], Any],
+        call: Callable[[Operation], Any],
         *,
         backend: str | None = None,
         **details: Any,
     ) -> tuple[Any, Operation]:
-        """Run ``call`` as an operation seen by ``lightmem_run_operation`` wrappers."""
-        operation = Operation(name=name, call=call, backend=backend, details=details)
+        """Run ``call(operation)`` as an operation seen by ``lightmem_run_operation`` wrappers."""
+        operation = Operation(name=name, call=lambda: None, backend=backend, details=details)
+        operation.call = lambda: call(operation)
         result = self.pm.hook.lightmem_run_operation(operation=operation)
         if isinstance(result, _Result):
             return result.value, operation

@@ -1,0 +1,610 @@
+"""The record store: SQLite (WAL) system of record for messages, entries, history and usage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+from lightmem_hookspecs import MemoryEntry, Message, Scope, Usage, to_epoch
+
+from .errors import StoreError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    original_content TEXT NOT NULL,
+    time_stamp TEXT,
+    speaker_id TEXT,
+    speaker_name TEXT,
+    user_id TEXT, agent_id TEXT, run_id TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    state TEXT NOT NULL DEFAULT 'sensory',
+    topic_id INTEGER,
+    batch_id TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_state ON messages(state, seq);
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    memory TEXT NOT NULL,
+    original_memory TEXT,
+    time_stamp TEXT,
+    speaker_id TEXT,
+    speaker_name TEXT,
+    topic_id INTEGER,
+    user_id TEXT, agent_id TEXT, run_id TEXT,
+    category TEXT,
+    keywords TEXT NOT NULL DEFAULT '[]',
+    entities TEXT NOT NULL DEFAULT '[]',
+    topic_summary TEXT,
+    importance REAL,
+    status TEXT NOT NULL DEFAULT 'active',
+    replaced_by TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    batch_id TEXT,
+    indexed INTEGER NOT NULL DEFAULT 0,
+    revision INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_status ON entries(status);
+CREATE INDEX IF NOT EXISTS entries_indexed ON entries(indexed);
+CREATE TABLE IF NOT EXISTS entry_sources (
+    entry_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (entry_id, message_id)
+);
+CREATE INDEX IF NOT EXISTS entry_sources_message ON entry_sources(message_id);
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    entry_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    old_memory TEXT,
+    new_memory TEXT,
+    reason TEXT NOT NULL DEFAULT '',
+    replaced_by TEXT,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_entry ON history(entry_id);
+CREATE TABLE IF NOT EXISTS usage (
+    operation TEXT PRIMARY KEY,
+    llm_calls INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    embedder_calls INTEGER NOT NULL DEFAULT 0,
+    embedded_texts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS update_queue (
+    entry_id TEXT PRIMARY KEY,
+    candidates TEXT NOT NULL,
+    built_at TEXT NOT NULL
+);
+"""
+
+#: Journal states of a message, in pipeline order.
+MESSAGE_STATES = ("sensory", "short_term", "batched", "extracted")
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def _ts_out(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _ts_in(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@attrs.frozen
+class JournalRow:
+    """A message as the journal holds it."""
+
+    seq: int
+    message: Message
+    state: str
+    topic_id: int | None
+    batch_id: str | None
+
+
+class RecordStore:
+    """SQLite record store. One instance per LightMemory; safe to use from several threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(
+                str(self.path), check_same_thread=False, isolation_level=None, timeout=30
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot open the record store at {self.path}: {exc}. Check that the folder "
+                f"exists and is writable, or set history_db_path to another file."
+            ) from exc
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+        version = self.get_meta("schema_version")
+        if version is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) > SCHEMA_VERSION:
+            raise StoreError(
+                f"the record store {self.path} has schema version {version}, newer than this "
+                f"LightMem understands ({SCHEMA_VERSION}). Upgrade lightmem-core."
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: everything inside commits together or not at all."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else None
+
+    def set_meta(self, key: str, value: str, db: sqlite3.Connection | None = None) -> None:
+        sql = "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=?"
+        if db is not None:
+            db.execute(sql, (key, value, value))
+        else:
+            with self.transaction() as tx:
+                tx.execute(sql, (key, value, value))
+
+    def next_topic_ids(self, db: sqlite3.Connection, count: int) -> list[int]:
+        row = db.execute("SELECT value FROM meta WHERE key='next_topic_id'").fetchone()
+        start = int(row["value"]) if row else 0
+        self.set_meta("next_topic_id", str(start + count), db)
+        return list(range(start, start + count))
+
+    # -- message journal -------------------------------------------------------------------
+
+    def add_messages(self, messages: Sequence[Message]) -> list[Message]:
+        """Journal messages; ids already journaled are skipped. Returns the new ones."""
+        added: list[Message] = []
+        stamp = now()
+        with self.transaction() as db:
+            for m in messages:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO messages(id, role, content, original_content, "
+                    "time_stamp, speaker_id, speaker_name, user_id, agent_id, run_id, metadata, "
+                    "state, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,'sensory',?)",
+                    (
+                        m.id, m.role, m.content, m.original_content, _ts_out(m.time_stamp),
+                        m.speaker_id, m.speaker_name, m.scope.user_id, m.scope.agent_id,
+                        m.scope.run_id, json.dumps(dict(m.metadata), default=str), stamp,
+                    ),
+                )
+                if cur.rowcount:
+                    added.append(m)
+        return added
+
+    def update_message_content(self, updates: dict[str, str]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE messages SET content = ? WHERE id = ?",
+                [(content, mid) for mid, content in updates.items()],
+            )
+
+    def journal(self, state: str | None = None, scope: Scope | None = None) -> list[JournalRow]:
+        sql = "SELECT * FROM messages"
+        clauses, params = [], []
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state)
+        if scope is not None:
+            for key, value in scope.as_dict().items():
+                clauses.append(f"{key} IS ?")
+                params.append(value)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY seq"
+        return [_journal_row(r) for r in self._query(sql, params)]
+
+    def messages_by_id(self, ids: Iterable[str]) -> dict[str, Message]:
+        ids = list(ids)
+        out: dict[str, Message] = {}
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self._query(f"SELECT * FROM messages WHERE id IN ({marks})", chunk):
+                out[r["id"]] = _journal_row(r).message
+        return out
+
+    def mark_short_term(self, assignments: dict[str, int]) -> None:
+        """Move messages from the sensory buffer to the short-term buffer with a topic id."""
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE messages SET state='short_term', topic_id=? WHERE id=? AND state='sensory'",
+                [(topic, mid) for mid, topic in assignments.items()],
+            )
+
+    def create_batch(self, message_ids: Sequence[str]) -> str:
+        """Move short-term messages into a new pending extraction batch."""
+        batch_id = new_id()
+        stamp = now()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO batches(id, state, created_at, updated_at) VALUES (?, 'pending', ?, ?)",
+                (batch_id, stamp, stamp),
+            )
+            db.executemany(
+                "UPDATE messages SET state='batched', batch_id=? WHERE id=? AND state='short_term'",
+                [(batch_id, mid) for mid in message_ids],
+            )
+        return batch_id
+
+    def pending_batches(self) -> list[str]:
+        rows = self._query("SELECT id FROM batches WHERE state != 'done' ORDER BY created_at")
+        return [r["id"] for r in rows]
+
+    def batch_messages(self, batch_id: str) -> list[JournalRow]:
+        rows = self._query("SELECT * FROM messages WHERE batch_id = ? ORDER BY seq", (batch_id,))
+        return [_journal_row(r) for r in rows]
+
+    def batch_failed(self, batch_id: str, error: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE batches SET state='failed', attempts=attempts+1, last_error=?, "
+                "updated_at=? WHERE id=?",
+                (error[:2000], now(), batch_id),
+            )
+
+    def batch_info(self, batch_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM batches WHERE id = ?", (batch_id,))
+        return dict(rows[0]) if rows else None
+
+    def complete_batch(self, batch_id: str, entries: Sequence[MemoryEntry]) -> list[MemoryEntry]:
+        """Store a batch's entries and mark the batch done, atomically.
+
+        Entry ids derive from the batch, so a batch completed twice (after a crash) stores
+        nothing the second time. Returns the entries actually inserted.
+        """
+        stamp = now()
+        stored: list[MemoryEntry] = []
+        with self.transaction() as db:
+            state = db.execute("SELECT state FROM batches WHERE id=?", (batch_id,)).fetchone()
+            if state is None or state["state"] == "done":
+                return []
+            for e in entries:
+                e = attrs.evolve(e, created_at=_ts_in(stamp), updated_at=_ts_in(stamp))
+                if self._insert_entry(db, e, batch_id, stamp, action_reason="extracted"):
+                    stored.append(e)
+            db.execute(
+                "UPDATE batches SET state='done', attempts=attempts+1, updated_at=? WHERE id=?",
+                (stamp, batch_id),
+            )
+            db.execute("UPDATE messages SET state='extracted' WHERE batch_id=?", (batch_id,))
+        return stored
+
+    def _insert_entry(
+        self, db: sqlite3.Connection, e: MemoryEntry, batch_id: str | None, stamp: str,
+        action_reason: str,
+    ) -> bool:
+        cur = db.execute(
+            "INSERT OR IGNORE INTO entries(id, memory, original_memory, time_stamp, speaker_id, "
+            "speaker_name, topic_id, user_id, agent_id, run_id, category, keywords, entities, "
+            "topic_summary, importance, status, metadata, batch_id, created_at, updated_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                e.id, e.memory, e.original_memory, _ts_out(e.time_stamp), e.speaker_id,
+                e.speaker_name, e.topic_id, e.scope.user_id, e.scope.agent_id, e.scope.run_id,
+                e.category, json.dumps(list(e.keywords)), json.dumps(list(e.entities)),
+                e.topic_summary, e.importance, e.status,
+                json.dumps(dict(e.metadata), default=str), batch_id, stamp, stamp,
+            ),
+        )
+        if not cur.rowcount:
+            return False
+        db.executemany(
+            "INSERT OR IGNORE INTO entry_sources(entry_id, message_id, position) VALUES (?,?,?)",
+            [(e.id, mid, i) for i, mid in enumerate(e.source_message_ids)],
+        )
+        db.execute(
+            "INSERT INTO history(entry_id, action, old_memory, new_memory, reason, at) "
+            "VALUES (?, 'add', NULL, ?, ?, ?)",
+            (e.id, e.memory, action_reason, stamp),
+        )
+        return True
+
+    def add_entries(self, entries: Sequence[MemoryEntry], reason: str = "added") -> list[MemoryEntry]:
+        """Store entries that come from no batch (e.g. imported)."""
+        stamp = now()
+        stored = []
+        with self.transaction() as db:
+            for e in entries:
+                if self._insert_entry(db, e, None, stamp, action_reason=reason):
+                    stored.append(e)
+        return stored
+
+    # -- entries ---------------------------------------------------------------------------
+
+    def entries(
+        self,
+        ids: Iterable[str] | None = None,
+        *,
+        status: str | None = "active",
+        scope: Scope | None = None,
+        unindexed_only: bool = False,
+        changed_since: int | None = None,
+    ) -> list[MemoryEntry]:
+        clauses, params = [], []
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if scope is not None:
+            for key, value in scope.as_dict().items():
+                if value is not None:
+                    clauses.append(f"{key} = ?")
+                    params.append(value)
+        if unindexed_only:
+            clauses.append("indexed = 0")
+        if changed_since is not None:
+            clauses.append("revision > ?")
+            params.append(changed_since)
+        base = "SELECT * FROM entries"
+        if ids is not None:
+            id_list = list(ids)
+            rows: list[sqlite3.Row] = []
+            for chunk in _chunks(id_list, 500):
+                where = clauses + [f"id IN ({','.join('?' * len(chunk))})"]
+                rows += self._query(f"{base} WHERE {' AND '.join(where)}", [*params, *chunk])
+        else:
+            sql = base + (f" WHERE {' AND '.join(clauses)}" if clauses else "") + " ORDER BY seq"
+            rows = self._query(sql, params)
+        sources = self._sources([r["id"] for r in rows])
+        return [_entry(r, sources.get(r["id"], ())) for r in rows]
+
+    def get_entry(self, entry_id: str) -> MemoryEntry | None:
+        found = self.entries([entry_id], status=None)
+        return found[0] if found else None
+
+    def _sources(self, entry_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        out: dict[str, list[str]] = {}
+        for chunk in _chunks(list(entry_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self._query(
+                f"SELECT entry_id, message_id FROM entry_sources WHERE entry_id IN ({marks}) "
+                "ORDER BY entry_id, position",
+                chunk,
+            ):
+                out.setdefault(r["entry_id"], []).append(r["message_id"])
+        return {k: tuple(v) for k, v in out.items()}
+
+    def count_entries(self, status: str | None = "active") -> int:
+        if status is None:
+            return self._query("SELECT COUNT(*) AS n FROM entries")[0]["n"]
+        return self._query("SELECT COUNT(*) AS n FROM entries WHERE status=?", (status,))[0]["n"]
+
+    def mark_indexed(self, ids: Sequence[str], indexed: bool = True) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE entries SET indexed=? WHERE id=?", [(int(indexed), i) for i in ids]
+            )
+
+    def max_revision(self) -> int:
+        return self._query("SELECT COALESCE(MAX(revision), 0) AS r FROM entries")[0]["r"]
+
+    def _bump_revision(self, db: sqlite3.Connection, entry_id: str) -> None:
+        row = db.execute("SELECT COALESCE(MAX(revision), 0) AS r FROM entries").fetchone()
+        db.execute("UPDATE entries SET revision=? WHERE id=?", (row["r"] + 1, entry_id))
+
+    def update_entry_text(self, entry_id: str, new_memory: str, reason: str) -> MemoryEntry:
+        """Change an entry's text; it must be re-indexed (``indexed`` is reset)."""
+        stamp = now()
+        with self.transaction() as db:
+            row = db.execute("SELECT memory, status FROM entries WHERE id=?", (entry_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"entry {entry_id!r} does not exist")
+            db.execute(
+                "UPDATE entries SET memory=?, indexed=0, updated_at=? WHERE id=?",
+                (new_memory, stamp, entry_id),
+            )
+            self._bump_revision(db, entry_id)
+            db.execute(
+                "INSERT INTO history(entry_id, action, old_memory, new_memory, reason, at) "
+                "VALUES (?, 'update', ?, ?, ?, ?)",
+                (entry_id, row["memory"], new_memory, reason, stamp),
+            )
+        entry = self.get_entry(entry_id)
+        assert entry is not None
+        return entry
+
+    def retire_entry(
+        self, entry_id: str, *, action: str, reason: str, replaced_by: str | None = None
+    ) -> None:
+        """Mark an entry deleted or superseded. It stays in the store and its history."""
+        status = {"delete": "deleted", "supersede": "superseded"}[action]
+        stamp = now()
+        with self.transaction() as db:
+            row = db.execute("SELECT memory FROM entries WHERE id=?", (entry_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"entry {entry_id!r} does not exist")
+            db.execute(
+                "UPDATE entries SET status=?, replaced_by=?, updated_at=? WHERE id=?",
+                (status, replaced_by, stamp, entry_id),
+            )
+            self._bump_revision(db, entry_id)
+            db.execute(
+                "INSERT INTO history(entry_id, action, old_memory, new_memory, reason, "
+                "replaced_by, at) VALUES (?, ?, ?, NULL, ?, ?, ?)",
+                (entry_id, action, row["memory"], reason, replaced_by, stamp),
+            )
+
+    def history(self, entry_id: str | None = None) -> list[dict[str, Any]]:
+        if entry_id is None:
+            rows = self._query("SELECT * FROM history ORDER BY seq")
+        else:
+            rows = self._query("SELECT * FROM history WHERE entry_id=? ORDER BY seq", (entry_id,))
+        return [dict(r) for r in rows]
+
+    # -- usage -----------------------------------------------------------------------------
+
+    def add_usage(self, operation: str, usage: Usage) -> None:
+        if usage == Usage():
+            return
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO usage(operation, llm_calls, prompt_tokens, completion_tokens, "
+                "embedder_calls, embedded_texts) VALUES (?,?,?,?,?,?) "
+                "ON CONFLICT(operation) DO UPDATE SET llm_calls=llm_calls+excluded.llm_calls, "
+                "prompt_tokens=prompt_tokens+excluded.prompt_tokens, "
+                "completion_tokens=completion_tokens+excluded.completion_tokens, "
+                "embedder_calls=embedder_calls+excluded.embedder_calls, "
+                "embedded_texts=embedded_texts+excluded.embedded_texts",
+                (
+                    operation, usage.llm_calls, usage.prompt_tokens, usage.completion_tokens,
+                    usage.embedder_calls, usage.embedded_texts,
+                ),
+            )
+
+    def usage(self) -> dict[str, Usage]:
+        out = {}
+        for r in self._query("SELECT * FROM usage ORDER BY operation"):
+            out[r["operation"]] = Usage(
+                llm_calls=r["llm_calls"], prompt_tokens=r["prompt_tokens"],
+                completion_tokens=r["completion_tokens"], embedder_calls=r["embedder_calls"],
+                embedded_texts=r["embedded_texts"],
+            )
+        return out
+
+    # -- offline update queue --------------------------------------------------------------
+
+    def save_update_queue(self, queue: dict[str, list[tuple[str, float]]]) -> None:
+        stamp = now()
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO update_queue(entry_id, candidates, built_at) VALUES (?,?,?) "
+                "ON CONFLICT(entry_id) DO UPDATE SET candidates=excluded.candidates, "
+                "built_at=excluded.built_at",
+                [(eid, json.dumps(c), stamp) for eid, c in queue.items()],
+            )
+
+    def update_queue(self) -> dict[str, list[tuple[str, float]]]:
+        rows = self._query("SELECT entry_id, candidates FROM update_queue ORDER BY entry_id")
+        return {r["entry_id"]: [tuple(c) for c in json.loads(r["candidates"])] for r in rows}
+
+    def drop_from_update_queue(self, entry_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM update_queue WHERE entry_id=?", (entry_id,))
+
+    def stats(self) -> dict[str, Any]:
+        counts = {
+            r["status"]: r["n"]
+            for r in self._query("SELECT status, COUNT(*) AS n FROM entries GROUP BY status")
+        }
+        states = {
+            r["state"]: r["n"]
+            for r in self._query("SELECT state, COUNT(*) AS n FROM messages GROUP BY state")
+        }
+        batches = {
+            r["state"]: r["n"]
+            for r in self._query("SELECT state, COUNT(*) AS n FROM batches GROUP BY state")
+        }
+        return {"entries": counts, "messages": states, "batches": batches}
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _journal_row(r: sqlite3.Row) -> JournalRow:
+    message = Message(
+        id=r["id"],
+        role=r["role"],
+        content=r["content"],
+        original_content=r["original_content"],
+        time_stamp=_ts_in(r["time_stamp"]),
+        speaker_id=r["speaker_id"],
+        speaker_name=r["speaker_name"],
+        scope=Scope(r["user_id"], r["agent_id"], r["run_id"]),
+        metadata=json.loads(r["metadata"]),
+    )
+    return JournalRow(r["seq"], message, r["state"], r["topic_id"], r["batch_id"])
+
+
+def _entry(r: sqlite3.Row, sources: tuple[str, ...]) -> MemoryEntry:
+    return MemoryEntry(
+        id=r["id"],
+        memory=r["memory"],
+        source_message_ids=sources,
+        time_stamp=_ts_in(r["time_stamp"]),
+        speaker_id=r["speaker_id"],
+        speaker_name=r["speaker_name"],
+        topic_id=r["topic_id"],
+        scope=Scope(r["user_id"], r["agent_id"], r["run_id"]),
+        category=r["category"],
+        keywords=tuple(json.loads(r["keywords"])),
+        entities=tuple(json.loads(r["entities"])),
+        topic_summary=r["topic_summary"],
+        original_memory=r["original_memory"],
+        importance=r["importance"],
+        status=r["status"],
+        created_at=_ts_in(r["created_at"]),
+        updated_at=_ts_in(r["updated_at"]),
+        metadata={**json.loads(r["metadata"]), **({"replaced_by": r["replaced_by"]} if r["replaced_by"] else {})},
+    )
+
+
+def entry_payload(entry: MemoryEntry) -> dict[str, Any]:
+    """The filterable payload indexes store for an entry (see ``SearchFilter``)."""
+    return {
+        **entry.scope.as_dict(),
+        "speaker": entry.speaker_name or entry.speaker_id,
+        "topic_id": entry.topic_id,
+        "time_stamp": to_epoch(entry.time_stamp) if entry.time_stamp else None,
+    }
