@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_status ON entries(status);
 CREATE INDEX IF NOT EXISTS entries_indexed ON entries(indexed);
+CREATE INDEX IF NOT EXISTS entries_revision ON entries(revision);
 CREATE TABLE IF NOT EXISTS entry_sources (
     entry_id TEXT NOT NULL,
     message_id TEXT NOT NULL,
@@ -349,6 +350,7 @@ class RecordStore:
         )
         if not cur.rowcount:
             return False
+        self._bump_revision(db, e.id)
         db.executemany(
             "INSERT OR IGNORE INTO entry_sources(entry_id, message_id, position) VALUES (?,?,?)",
             [(e.id, mid, i) for i, mid in enumerate(e.source_message_ids)],
@@ -537,9 +539,9 @@ class RecordStore:
         rows = self._query("SELECT entry_id, candidates FROM update_queue ORDER BY entry_id")
         return {r["entry_id"]: [tuple(c) for c in json.loads(r["candidates"])] for r in rows}
 
-    def drop_from_update_queue(self, entry_id: str) -> None:
+    def clear_update_queue(self) -> None:
         with self.transaction() as db:
-            db.execute("DELETE FROM update_queue WHERE entry_id=?", (entry_id,))
+            db.execute("DELETE FROM update_queue")
 
     def stats(self) -> dict[str, Any]:
         counts = {

@@ -1,0 +1,51 @@
+"""LightMem: lightweight, fast long-term memory for LLM applications and agents."""
+
+from lightmem_hookspecs import MemoryEntry, Message, Scope, SearchFilter, SearchHit, Usage
+
+from .config import LightMemConfig
+from .errors import (
+    BackendError,
+    BackendNotFoundError,
+    ConfigError,
+    DuplicateBackendError,
+    ExtractionError,
+    InputError,
+    LightMemError,
+    NotImplementedYetError,
+    PluginLoadError,
+    StoreError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AddResult",
+    "BackendError",
+    "BackendNotFoundError",
+    "ConfigError",
+    "DuplicateBackendError",
+    "ExtractionError",
+    "InputError",
+    "LightMemConfig",
+    "LightMemError",
+    "LightMemory",
+    "MemoryEntry",
+    "Message",
+    "NotImplementedYetError",
+    "PluginLoadError",
+    "Scope",
+    "SearchFilter",
+    "SearchHit",
+    "StoreError",
+    "Usage",
+    "__version__",
+]
+
+
+def __getattr__(name: str):
+    # The facade pulls in the pipeline; keep `import lightmem_core` itself minimal.
+    if name in ("LightMemory", "AddResult"):
+        from . import memory
+
+        return getattr(memory, name)
+    raise AttributeError(f"module 'lightmem_core' has no attribute {name!r}")
