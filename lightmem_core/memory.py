@@ -28,6 +28,7 @@ from lightmem_hookspecs import (
 from .backends import Backends, UsageBook, current_operation
 from .config import LightMemConfig, load_config_file, validate
 from .errors import BackendError, ExtractionError, InputError, StoreError
+from .indexing import index_text
 from .messages import count_tokens, normalize_messages
 from .plugins import PluginHost
 from .store import JournalRow, RecordStore, entry_payload
@@ -172,8 +173,7 @@ class LightMemory:
                 self._index(self.store.entries(status="active"), text_too=False)
 
     def _index_text(self, entry: MemoryEntry) -> str:
-        speaker = entry.speaker_name or entry.speaker_id
-        return f"{speaker}: {entry.memory}" if speaker else entry.memory
+        return index_text(entry)
 
     def _index_record(self, entry: MemoryEntry, vector: Any = None) -> IndexRecord:
         return IndexRecord(
@@ -257,7 +257,11 @@ class LightMemory:
                     new_entries += stored
             usage = self._usage_total()
             for field in attrs.fields(Usage):
-                setattr(usage, field.name, getattr(usage, field.name) - getattr(usage_before, field.name))
+                setattr(
+                    usage,
+                    field.name,
+                    getattr(usage, field.name) - getattr(usage_before, field.name),
+                )
             return AddResult(
                 messages_received=len(normalized),
                 messages_added=len(added),
@@ -277,15 +281,26 @@ class LightMemory:
     ) -> AddResult:
         """Add messages and flush every buffer at once (mem0-style): memories are searchable now."""
         return self.add_memory(
-            messages, force_segment=True, force_extract=True,
-            user_id=user_id, agent_id=agent_id, run_id=run_id,
+            messages,
+            force_segment=True,
+            force_extract=True,
+            user_id=user_id,
+            agent_id=agent_id,
+            run_id=run_id,
         )
 
-    def flush(self, *, user_id: str | None = None, agent_id: str | None = None,
-              run_id: str | None = None) -> AddResult:
+    def flush(
+        self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
+    ) -> AddResult:
         """Segment and extract whatever the buffers of a scope hold."""
-        return self.add_memory([], force_segment=True, force_extract=True,
-                               user_id=user_id, agent_id=agent_id, run_id=run_id)
+        return self.add_memory(
+            [],
+            force_segment=True,
+            force_extract=True,
+            user_id=user_id,
+            agent_id=agent_id,
+            run_id=run_id,
+        )
 
     def _compress(self, messages: list[Message]) -> list[Message]:
         compressors = self.backends.chain("pre_compressor")
@@ -293,6 +308,7 @@ class LightMemory:
             return messages
         texts = [m.content for m in messages]
         for backend, name in zip(compressors, self.backends.names("pre_compressor"), strict=True):
+
             def call(op: Any, backend: Any = backend, texts: list[str] = texts) -> list[str]:
                 return list(backend.compress(texts))
 
@@ -301,7 +317,9 @@ class LightMemory:
                 raise BackendError(
                     f"pre_compressor {name!r} returned {len(out)} texts for {len(texts)} inputs"
                 )
-            texts = [new if new and new.strip() else old for new, old in zip(out, texts, strict=True)]
+            texts = [
+                new if new and new.strip() else old for new, old in zip(out, texts, strict=True)
+            ]
         return [attrs.evolve(m, content=t) for m, t in zip(messages, texts, strict=True)]
 
     def _advance_sensory(self, scope: Scope, force: bool) -> None:
@@ -331,7 +349,9 @@ class LightMemory:
             return []
         name = self.backends.names("topic_segmenter")[0]
         raw, _ = self.host.run_operation(
-            "segment", lambda op: segmenter.segment(messages), backend=name,
+            "segment",
+            lambda op: segmenter.segment(messages),
+            backend=name,
             messages=len(messages),
         )
         boundaries = sorted({int(b) for b in raw})
@@ -365,7 +385,9 @@ class LightMemory:
             self.store.batch_failed(batch_id, str(exc))
             log.warning(
                 "extraction of batch %s failed; it stays pending and is retried by the next "
-                "add_memory call or `lightmem retry`: %s", batch_id, exc,
+                "add_memory call or `lightmem retry`: %s",
+                batch_id,
+                exc,
             )
             return None
         self.host.batch_extracted(segments, entries)
@@ -545,7 +567,9 @@ class LightMemory:
     def history(self, entry_id: str | None = None) -> list[dict[str, Any]]:
         return self.store.history(entry_id)
 
-    def update(self, entry_id: str, memory: str, reason: str = "updated by the application") -> MemoryEntry:
+    def update(
+        self, entry_id: str, memory: str, reason: str = "updated by the application"
+    ) -> MemoryEntry:
         if not isinstance(memory, str) or not memory.strip():
             raise InputError("memory: expected a non-empty string")
         with self._lock:
@@ -620,8 +644,15 @@ class LightMemory:
         stats["memory_dir"] = str(Path(self.config.memory_dir).resolve())
         stats["backends"] = {
             kind: self.backends.names(kind)
-            for kind in ("pre_compressor", "topic_segmenter", "memory_manager", "text_embedder",
-                         "embedding_retriever", "context_retriever", "reranker")
+            for kind in (
+                "pre_compressor",
+                "topic_segmenter",
+                "memory_manager",
+                "text_embedder",
+                "embedding_retriever",
+                "context_retriever",
+                "reranker",
+            )
             if self.backends.names(kind)
         }
         return stats
@@ -648,7 +679,9 @@ def _entry_from_message(message: Message, topic_id: int) -> MemoryEntry:
         speaker_name=message.speaker_name,
         topic_id=topic_id,
         scope=message.scope,
-        original_memory=message.original_content if message.original_content != message.content else None,
+        original_memory=message.original_content
+        if message.original_content != message.content
+        else None,
         metadata={"role": message.role},
     )
 
@@ -677,8 +710,11 @@ def _make_filter(
             raise InputError(f"filters: {exc}") from None
     else:
         raise InputError(f"filters: expected a mapping or SearchFilter, got {filters!r}")
-    scope = {k: v for k, v in {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}.items()
-             if v is not None}
+    scope = {
+        k: v
+        for k, v in {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}.items()
+        if v is not None
+    }
     return attrs.evolve(base, **scope) if scope else base
 
 

@@ -1,0 +1,269 @@
+"""The ``lightmem`` command: plugins, config check, demo, add, search, stats, retry, reindex, eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import LightMemError
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def _memory_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--memory-dir", default=None,
+        help="memory directory (default: the config's memory_dir, else ./lightmem_data)",
+    )
+    parser.add_argument("--config", default=None, help="configuration file (JSON, TOML or YAML)")
+    parser.add_argument("--user-id", default=None, help="scope: user id")
+
+
+def _open_memory(args: argparse.Namespace) -> Any:
+    from .config import load_config_file
+    from .memory import LightMemory
+
+    config = load_config_file(args.config) if args.config else {}
+    return LightMemory(config, memory_dir=args.memory_dir)
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .plugins import PluginHost
+
+    host = PluginHost()
+    registry = host.registry
+    plugins = [p.to_dict() for p in host.plugins.values()]
+    if args.json:
+        _print_json({"plugins": plugins, "conflicts": registry.conflicts})
+    else:
+        for p in plugins:
+            version = f" {p['version']}" if p["version"] else ""
+            print(f"{p['name']}  ({p['distribution'] or '?'}{version})")
+            for kind, names in sorted(p["backends"].items()):
+                print(f"    {kind}: {', '.join(names)}")
+            if p["error"]:
+                print(f"    LOAD ERROR: {p['error']}")
+        for conflict in registry.conflicts:
+            print(f"CONFLICT: {conflict}")
+        if not plugins:
+            print("no LightMem plugins installed")
+    return 1 if registry.conflicts else 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from .config import load_config_file, validate
+    from .plugins import PluginHost
+
+    data = load_config_file(args.file)
+    config, resolved = validate(data, PluginHost(), source=args.file)
+    print(f"{args.file}: OK")
+    for path, (registration, _options) in resolved.items():
+        print(f"  {path}: {registration.name} (plugin {registration.plugin})")
+    print(f"  retrieve_strategy: {config.retrieve_strategy}; memory_dir: {config.memory_dir}")
+    return 0
+
+
+class Progress:
+    """A small progress bar on stderr."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total, self.label, self.done = max(total, 1), label, 0
+        self.tty = sys.stderr.isatty()
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        width = 30
+        filled = int(width * self.done / self.total)
+        bar = "#" * filled + "-" * (width - filled)
+        end = "\r" if self.tty and self.done < self.total else "\n"
+        if self.tty or self.done >= self.total:
+            sys.stderr.write(f"{self.label} [{bar}] {self.done}/{self.total}{end}")
+            sys.stderr.flush()
+
+
+def load_demo() -> dict[str, Any]:
+    text = resources.files("lightmem_core").joinpath("data/demo_conversation.json").read_text(
+        encoding="utf-8"
+    )
+    return json.loads(text)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    demo = load_demo()
+    memory_dir = args.memory_dir or "./lightmem_demo"
+    if Path(memory_dir).exists() and not args.keep:
+        import shutil
+
+        shutil.rmtree(memory_dir)
+    from .config import load_config_file
+    from .memory import LightMemory
+
+    config = load_config_file(args.config) if args.config else {}
+    print(f"LightMem demo: memory directory {memory_dir}")
+    started = time.perf_counter()
+    with LightMemory(config, memory_dir=memory_dir) as mem:
+        print(f"backends: {json.dumps(mem.stats()['backends'])}")
+        total = sum(len(s["messages"]) for s in demo["sessions"])
+        progress = Progress(total, "ingesting")
+        t0 = time.perf_counter()
+        for session in demo["sessions"]:
+            for msg in session["messages"]:
+                mem.add_memory(
+                    [{**msg, "time_stamp": session["date"], "speaker_name": demo["user"]
+                      if msg["role"] == "user" else "assistant"}],
+                    user_id=demo["user"],
+                )
+                progress.step()
+            mem.add_memory([], force_segment=True, force_extract=True, user_id=demo["user"])
+        ingest_s = time.perf_counter() - t0
+        print(f"ingested {total} messages in {ingest_s:.2f} s "
+              f"({mem.store.count_entries()} memories)")
+        for question in demo["questions"]:
+            t1 = time.perf_counter()
+            hits = mem.search(question, limit=args.limit, user_id=demo["user"])
+            ms = (time.perf_counter() - t1) * 1000
+            print(f"\nQ: {question}   ({ms:.1f} ms)")
+            for rank, hit in enumerate(hits, 1):
+                e = hit.entry
+                signals = " ".join(f"{k}={v:.3f}" for k, v in sorted(hit.scores.items()))
+                when = f"{e.time_stamp:%Y-%m-%d}" if e.time_stamp else "-"
+                print(f"  {rank}. [{hit.score:.4f}] {e.memory}")
+                print(f"       {signals}; {when}; source {', '.join(s[:8] for s in e.source_message_ids)}")
+    print(f"\ndone in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from .datasets import load_messages_file
+
+    sessions = load_messages_file(args.file)
+    total = sum(len(s) for s in sessions)
+    progress = Progress(total, "adding")
+    with _open_memory(args) as mem:
+        entries = 0
+        for session in sessions:
+            result = mem.add_memory(session, force_segment=True, force_extract=True,
+                                    user_id=args.user_id)
+            entries += len(result.entries_added)
+            progress.step(len(session))
+        print(f"added {total} messages in {len(sessions)} session(s); {entries} new memories")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    with _open_memory(args) as mem:
+        t0 = time.perf_counter()
+        hits = mem.search(args.query, limit=args.limit, user_id=args.user_id)
+        ms = (time.perf_counter() - t0) * 1000
+        if args.json:
+            _print_json(
+                [
+                    {
+                        "id": h.id, "score": h.score, "scores": h.scores, "ranks": h.ranks,
+                        "memory": h.entry.memory if h.entry else None,
+                        "time_stamp": h.entry.time_stamp if h.entry else None,
+                        "source_message_ids": list(h.entry.source_message_ids) if h.entry else [],
+                    }
+                    for h in hits
+                ]
+            )
+        else:
+            from .memory import format_entry
+
+            for rank, hit in enumerate(hits, 1):
+                print(f"{rank}. [{hit.score:.4f}] {format_entry(hit.entry)}")
+            print(f"({len(hits)} hits in {ms:.1f} ms)", file=sys.stderr)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with _open_memory(args) as mem:
+        _print_json(mem.stats())
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    with _open_memory(args) as mem:
+        result = mem.retry()
+        print(f"extracted {result.batches_extracted} batch(es); {result.batches_pending} pending")
+    return 0 if result.batches_pending == 0 else 1
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    with _open_memory(args) as mem:
+        n = mem.reindex()
+        print(f"reindexed {n} active memories")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lightmem", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plugins", help="list installed plugins and the backends they register")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("config", help="configuration tools")
+    config_sub = p.add_subparsers(dest="config_command", required=True)
+    c = config_sub.add_parser("check", help="validate a configuration file")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("demo", help="ingest a sample conversation and answer sample questions")
+    p.add_argument("--memory-dir", default=None, help="default ./lightmem_demo (recreated)")
+    p.add_argument("--config", default=None)
+    p.add_argument("--limit", type=int, default=3)
+    p.add_argument("--keep", action="store_true", help="do not clear the memory directory first")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("add", help="add messages from a JSON/JSONL file, a LoCoMo or LongMemEval sample")
+    p.add_argument("file")
+    _memory_args(p)
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("search", help="search the memory")
+    p.add_argument("query")
+    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    _memory_args(p)
+    p.set_defaults(func=cmd_search)
+
+    for name, func, text in (
+        ("stats", cmd_stats, "counts, usage (LLM calls, tokens, embedder calls), backends"),
+        ("retry", cmd_retry, "retry pending or failed extraction batches"),
+        ("reindex", cmd_reindex, "rebuild the vector and BM25 indexes from the record store"),
+    ):
+        p = sub.add_parser(name, help=text)
+        _memory_args(p)
+        p.set_defaults(func=func)
+
+    try:
+        from .eval.cli import add_eval_parser
+    except ImportError:
+        pass
+    else:
+        add_eval_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LightMemError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Shared fixtures of the core's tests."""
+
+from __future__ import annotations
+
+import pytest
+from lightmem_core.testing import fresh_host
+from lightmem_core.testing.reference import ReferencePlugin, reference_config
+
+
+@pytest.fixture
+def ref_host():
+    """A host with only the built-in and reference backends (no installed plugins)."""
+    import lightmem_core.builtin as builtin
+
+    return fresh_host(builtin, ReferencePlugin())
+
+
+@pytest.fixture
+def make_memory(tmp_path, ref_host):
+    """Build a LightMemory on the reference backends in a temporary directory."""
+    from lightmem_core import LightMemory
+
+    opened = []
+
+    def make(**overrides):
+        mem = LightMemory(reference_config(tmp_path / "mem", **overrides), host=ref_host)
+        opened.append(mem)
+        return mem
+
+    yield make
+    for mem in opened:
+        try:
+            mem.close()
+        except Exception:
+            pass
