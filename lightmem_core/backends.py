@@ -173,6 +173,6 @@ class Backends:
             if callable(close):
                 try:
                     close()
-                except Exception as exc:  # noqa: BLE001 - closing must not mask other errors
+                except Exception as exc:
                     log.warning("closing %r failed: %s", backend, exc)
         self._built.clear()

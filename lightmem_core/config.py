@@ -223,7 +223,7 @@ def structure(data: Any, cls: type, *, path: str = "$", source: str | None = Non
         raise ConfigError([f"{path}: expected a mapping, got {data!r}"], source=source)
     try:
         return CONVERTER.structure(data, cls)
-    except Exception as exc:  # noqa: BLE001 - every structuring problem becomes a ConfigError
+    except Exception as exc:
         raise ConfigError(format_errors(exc, path), source=source) from None
 
 
@@ -272,11 +272,7 @@ def apply_defaults(config: LightMemConfig, raw: Mapping[str, Any]) -> LightMemCo
                 changes[key] = DEFAULT_BACKENDS[key]
     if needs_text and "context_retriever" not in raw and config.context_retriever is None:
         changes["context_retriever"] = DEFAULT_BACKENDS["context_retriever"]
-    if (
-        config.topic_segment
-        and config.topic_segmenter is None
-        and "topic_segmenter" not in raw
-    ):
+    if config.topic_segment and config.topic_segmenter is None and "topic_segmenter" not in raw:
         changes["topic_segmenter"] = BackendSpec("embedding")
     return attrs.evolve(config, **changes) if changes else config
 
@@ -434,7 +430,7 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             )
     except ConfigError:
         raise
-    except Exception as exc:  # noqa: BLE001 - parse errors of three libraries
+    except Exception as exc:
         raise ConfigError([f"{p}: cannot parse: {exc}"]) from None
     if data is None:
         data = {}

@@ -14,8 +14,15 @@ from .errors import InputError
 
 ROLES = ("user", "assistant", "system", "tool")
 _KNOWN_KEYS = {
-    "id", "message_id", "role", "content", "time_stamp", "timestamp", "speaker_id",
-    "speaker_name", "metadata",
+    "id",
+    "message_id",
+    "role",
+    "content",
+    "time_stamp",
+    "timestamp",
+    "speaker_id",
+    "speaker_name",
+    "metadata",
 }
 
 _LONGMEMEVAL = re.compile(
@@ -53,7 +60,7 @@ def parse_time(value: Any, *, where: str = "time_stamp") -> dt.datetime | None:
     elif isinstance(value, dt.date):
         parsed = dt.datetime(value.year, value.month, value.day)
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        parsed = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+        parsed = dt.datetime.fromtimestamp(value, dt.UTC)
     elif isinstance(value, str):
         parsed = _parse_time_text(value, where)
     else:
@@ -62,7 +69,7 @@ def parse_time(value: Any, *, where: str = "time_stamp") -> dt.datetime | None:
             f"{value!r}"
         )
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
     return parsed
 
 
@@ -89,11 +96,18 @@ def _parse_time_text(text: str, where: str) -> dt.datetime:
     )
 
 
-def message_id(scope: Scope, role: str, content: str, time_stamp: dt.datetime | None, pos: int) -> str:
+def message_id(
+    scope: Scope, role: str, content: str, time_stamp: dt.datetime | None, pos: int
+) -> str:
     key = "\x1f".join(
         [
-            scope.user_id or "", scope.agent_id or "", scope.run_id or "", role, content,
-            time_stamp.isoformat() if time_stamp else "", str(pos),
+            scope.user_id or "",
+            scope.agent_id or "",
+            scope.run_id or "",
+            role,
+            content,
+            time_stamp.isoformat() if time_stamp else "",
+            str(pos),
         ]
     )
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
@@ -123,9 +137,7 @@ def normalize_messages(raw: Any, scope: Scope) -> list[Message]:
         content = item.get("content")
         if not isinstance(content, str) or not content.strip():
             raise InputError(f"{where}.content: expected a non-empty string, got {content!r}")
-        ts = parse_time(
-            item.get("time_stamp", item.get("timestamp")), where=f"{where}.time_stamp"
-        )
+        ts = parse_time(item.get("time_stamp", item.get("timestamp")), where=f"{where}.time_stamp")
         for key in ("speaker_id", "speaker_name"):
             if item.get(key) is not None and not isinstance(item.get(key), str | int):
                 raise InputError(f"{where}.{key}: expected a string, got {item.get(key)!r}")

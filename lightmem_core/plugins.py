@@ -145,7 +145,10 @@ class PluginHost:
         self._registry: BackendRegistry | None = None
         if autoload is None:
             autoload = os.environ.get(ENV_DISABLE_AUTOLOAD, "").strip().lower() not in (
-                "1", "true", "yes", "on",
+                "1",
+                "true",
+                "yes",
+                "on",
             )
         if only is None and os.environ.get(ENV_ONLY_PLUGINS):
             only = [n.strip() for n in os.environ[ENV_ONLY_PLUGINS].split(",") if n.strip()]
@@ -177,7 +180,7 @@ class PluginHost:
             self.plugins[ep.name] = info
             try:
                 plugin = ep.load()
-            except Exception as exc:  # noqa: BLE001 - any import failure is recorded
+            except Exception as exc:
                 info.error = _describe(exc)
                 continue
             self._register_checked(plugin, info)
@@ -218,7 +221,7 @@ class PluginHost:
         try:
             self.pm.register(plugin, name=info.name)
             self.pm.check_pending()
-        except Exception as exc:  # noqa: BLE001 - pluggy validation errors
+        except Exception as exc:
             info.error = _describe(exc)
             if self.pm.is_registered(plugin):
                 self.pm.unregister(plugin)
@@ -247,7 +250,7 @@ class PluginHost:
                 register = _make_register(kind, impl.plugin_name, info, registry)
                 try:
                     impl.function(register=register)
-                except Exception as exc:  # noqa: BLE001 - a broken registration is recorded
+                except Exception as exc:
                     info.error = f"{hook_name} failed: {_describe(exc)}"
         return registry
 
@@ -358,7 +361,14 @@ def import_string(path: str) -> Any:
 def heavy_modules_loaded() -> list[str]:
     """Heavy libraries that discovery and config validation must never import."""
     heavy = (
-        "torch", "transformers", "llmlingua", "sentence_transformers", "qdrant_client",
-        "openai", "networkx", "llama_cpp", "numpy",
+        "torch",
+        "transformers",
+        "llmlingua",
+        "sentence_transformers",
+        "qdrant_client",
+        "openai",
+        "networkx",
+        "llama_cpp",
+        "numpy",
     )
     return [m for m in heavy if m in sys.modules]

@@ -111,7 +111,7 @@ MESSAGE_STATES = ("sensory", "short_term", "batched", "extracted")
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
 def _ts_out(value: dt.datetime | None) -> str | None:
@@ -225,9 +225,18 @@ class RecordStore:
                     "time_stamp, speaker_id, speaker_name, user_id, agent_id, run_id, metadata, "
                     "state, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,'sensory',?)",
                     (
-                        m.id, m.role, m.content, m.original_content, _ts_out(m.time_stamp),
-                        m.speaker_id, m.speaker_name, m.scope.user_id, m.scope.agent_id,
-                        m.scope.run_id, json.dumps(dict(m.metadata), default=str), stamp,
+                        m.id,
+                        m.role,
+                        m.content,
+                        m.original_content,
+                        _ts_out(m.time_stamp),
+                        m.speaker_id,
+                        m.speaker_name,
+                        m.scope.user_id,
+                        m.scope.agent_id,
+                        m.scope.run_id,
+                        json.dumps(dict(m.metadata), default=str),
+                        stamp,
                     ),
                 )
                 if cur.rowcount:
@@ -332,7 +341,11 @@ class RecordStore:
         return stored
 
     def _insert_entry(
-        self, db: sqlite3.Connection, e: MemoryEntry, batch_id: str | None, stamp: str,
+        self,
+        db: sqlite3.Connection,
+        e: MemoryEntry,
+        batch_id: str | None,
+        stamp: str,
         action_reason: str,
     ) -> bool:
         cur = db.execute(
@@ -341,11 +354,26 @@ class RecordStore:
             "topic_summary, importance, status, metadata, batch_id, created_at, updated_at) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                e.id, e.memory, e.original_memory, _ts_out(e.time_stamp), e.speaker_id,
-                e.speaker_name, e.topic_id, e.scope.user_id, e.scope.agent_id, e.scope.run_id,
-                e.category, json.dumps(list(e.keywords)), json.dumps(list(e.entities)),
-                e.topic_summary, e.importance, e.status,
-                json.dumps(dict(e.metadata), default=str), batch_id, stamp, stamp,
+                e.id,
+                e.memory,
+                e.original_memory,
+                _ts_out(e.time_stamp),
+                e.speaker_id,
+                e.speaker_name,
+                e.topic_id,
+                e.scope.user_id,
+                e.scope.agent_id,
+                e.scope.run_id,
+                e.category,
+                json.dumps(list(e.keywords)),
+                json.dumps(list(e.entities)),
+                e.topic_summary,
+                e.importance,
+                e.status,
+                json.dumps(dict(e.metadata), default=str),
+                batch_id,
+                stamp,
+                stamp,
             ),
         )
         if not cur.rowcount:
@@ -362,7 +390,9 @@ class RecordStore:
         )
         return True
 
-    def add_entries(self, entries: Sequence[MemoryEntry], reason: str = "added") -> list[MemoryEntry]:
+    def add_entries(
+        self, entries: Sequence[MemoryEntry], reason: str = "added"
+    ) -> list[MemoryEntry]:
         """Store entries that come from no batch (e.g. imported)."""
         stamp = now()
         stored = []
@@ -448,7 +478,9 @@ class RecordStore:
         """Change an entry's text; it must be re-indexed (``indexed`` is reset)."""
         stamp = now()
         with self.transaction() as db:
-            row = db.execute("SELECT memory, status FROM entries WHERE id=?", (entry_id,)).fetchone()
+            row = db.execute(
+                "SELECT memory, status FROM entries WHERE id=?", (entry_id,)
+            ).fetchone()
             if row is None:
                 raise StoreError(f"entry {entry_id!r} does not exist")
             db.execute(
@@ -508,8 +540,12 @@ class RecordStore:
                 "embedder_calls=embedder_calls+excluded.embedder_calls, "
                 "embedded_texts=embedded_texts+excluded.embedded_texts",
                 (
-                    operation, usage.llm_calls, usage.prompt_tokens, usage.completion_tokens,
-                    usage.embedder_calls, usage.embedded_texts,
+                    operation,
+                    usage.llm_calls,
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    usage.embedder_calls,
+                    usage.embedded_texts,
                 ),
             )
 
@@ -517,8 +553,10 @@ class RecordStore:
         out = {}
         for r in self._query("SELECT * FROM usage ORDER BY operation"):
             out[r["operation"]] = Usage(
-                llm_calls=r["llm_calls"], prompt_tokens=r["prompt_tokens"],
-                completion_tokens=r["completion_tokens"], embedder_calls=r["embedder_calls"],
+                llm_calls=r["llm_calls"],
+                prompt_tokens=r["prompt_tokens"],
+                completion_tokens=r["completion_tokens"],
+                embedder_calls=r["embedder_calls"],
                 embedded_texts=r["embedded_texts"],
             )
         return out
@@ -598,7 +636,10 @@ def _entry(r: sqlite3.Row, sources: tuple[str, ...]) -> MemoryEntry:
         status=r["status"],
         created_at=_ts_in(r["created_at"]),
         updated_at=_ts_in(r["updated_at"]),
-        metadata={**json.loads(r["metadata"]), **({"replaced_by": r["replaced_by"]} if r["replaced_by"] else {})},
+        metadata={
+            **json.loads(r["metadata"]),
+            **({"replaced_by": r["replaced_by"]} if r["replaced_by"] else {}),
+        },
     )
 
 

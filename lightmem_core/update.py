@@ -35,8 +35,10 @@ def _require_llm(mem: LightMemory) -> object:
     llm = mem.backends.get("memory_manager")
     if llm is None:
         raise ConfigError(
-            ["$.memory_manager: memory update needs an LLM; configure a memory_manager "
-             "(e.g. {'model_name': 'openai', 'configs': {...}})"]
+            [
+                "$.memory_manager: memory update needs an LLM; configure a memory_manager "
+                "(e.g. {'model_name': 'openai', 'configs': {...}})"
+            ]
         )
     return llm
 
@@ -95,16 +97,15 @@ def offline_update(mem: LightMemory, *, score_threshold: float) -> list[EntryCha
             try:
                 decision = decide_update(llm, older, candidates, prompts=mem.prompts)
             except ExtractionError as exc:
-                log.warning("update decision for %s failed, left for the next pass: %s",
-                            older_id, exc)
+                log.warning(
+                    "update decision for %s failed, left for the next pass: %s", older_id, exc
+                )
                 continue
             change = apply_decision(mem, older, decision, [c for c, _ in candidates])
             if change is not None:
                 changes.append(change)
         _drop_target(mem, older_id)
-    if not any(
-        s >= score_threshold for c in mem.store.update_queue().values() for _, s in c
-    ):
+    if not any(s >= score_threshold for c in mem.store.update_queue().values() for _, s in c):
         mem.store.clear_update_queue()
         pending = mem.store.get_meta(PENDING_WATERMARK)
         if pending is not None:
@@ -143,7 +144,9 @@ def apply_decision(
         if replaced_by not in {e.id for e in newer}:
             replaced_by = newer[0].id if newer else None
         mem.store.retire_entry(
-            target.id, action="supersede", reason=reason or "superseded by a newer entry",
+            target.id,
+            action="supersede",
+            reason=reason or "superseded by a newer entry",
             replaced_by=replaced_by,
         )
         mem._unindex([target.id])
@@ -166,7 +169,9 @@ def online_update(mem: LightMemory, stored: Sequence[MemoryEntry]) -> list[Entry
         if entry.time_stamp is not None:
             extra["time_lte"] = to_epoch(entry.time_stamp)
         hits = mem.vector_index.search(
-            [float(x) for x in vector], limit=ONLINE_NEIGHBOURS, filter=_scope_filter(entry, **extra)
+            [float(x) for x in vector],
+            limit=ONLINE_NEIGHBOURS,
+            filter=_scope_filter(entry, **extra),
         )
         hits = [(i, s) for i, s in hits if s >= ONLINE_THRESHOLD]
         if not hits:
@@ -185,8 +190,11 @@ def online_update(mem: LightMemory, stored: Sequence[MemoryEntry]) -> list[Entry
             target = found.get(target_id) if target_id else None
             if target is None:
                 continue
-            decision = attrs.evolve(decision, replaced_by=entry.id) if attrs.has(
-                type(decision)) and hasattr(decision, "replaced_by") else decision
+            decision = (
+                attrs.evolve(decision, replaced_by=entry.id)
+                if attrs.has(type(decision)) and hasattr(decision, "replaced_by")
+                else decision
+            )
             change = apply_decision(mem, target, decision, [entry])
             if change is not None:
                 changes.append(change)

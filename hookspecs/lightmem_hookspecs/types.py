@@ -138,7 +138,7 @@ def _opt_ts(value: _dt.datetime | float | None) -> float | None:
 def to_epoch(value: _dt.datetime) -> float:
     """Seconds since the epoch; naive datetimes are taken as UTC (how the core stores them)."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=_dt.timezone.utc)
+        value = value.replace(tzinfo=_dt.UTC)
     return value.timestamp()
 
 
