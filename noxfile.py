@@ -35,14 +35,14 @@ def plugins(session: nox.Session, plugin: str) -> None:
     _install(session, f"./plugins/{plugin}")
     out = session.run("lightmem", "plugins", "--json", silent=True)
     data = json.loads(out)
-    dists = {p["distribution"] for p in data["plugins"].values() if not p["error"]}
+    dists = {p["distribution"] for p in data["plugins"] if not p["error"]}
     if plugin not in dists:
         session.error(f"{plugin} is not discovered: {json.dumps(data, indent=2)}")
     session.run("pytest", f"plugins/{plugin}", *session.posargs)
 
 
 @nox.session
-def all(session: nox.Session) -> None:  # noqa: A001 - the session's name
+def all(session: nox.Session) -> None:
     """Everything installed: the core's tests again, then every plugin's."""
     session.install(*CONSTRAINTS, "-r", "requirements-test.txt")
     session.run("pytest", *session.posargs)

@@ -33,8 +33,9 @@ def main() -> None:
     args = parser.parse_args()
     runs = []
     for _ in range(args.runs):
-        out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True
+        )
         runs.append(json.loads(out.stdout))
     seconds = [r["seconds"] for r in runs]
     result = {
@@ -45,10 +46,12 @@ def main() -> None:
         "heavy_modules": runs[0]["heavy"],
         "target_s": 0.2,
     }
-    print(f"import + discovery: median {result['median_s'] * 1000:.1f} ms, "
-          f"max {result['max_s'] * 1000:.1f} ms over {args.runs} runs; "
-          f"{result['plugins']} plugins, {result['backends']} backends; "
-          f"heavy modules loaded: {result['heavy_modules'] or 'none'}")
+    print(
+        f"import + discovery: median {result['median_s'] * 1000:.1f} ms, "
+        f"max {result['max_s'] * 1000:.1f} ms over {args.runs} runs; "
+        f"{result['plugins']} plugins, {result['backends']} backends; "
+        f"heavy modules loaded: {result['heavy_modules'] or 'none'}"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
 

@@ -58,7 +58,7 @@ class EmbeddingSegmenter:
 
 
 def similarity_profile(vectors: Any, window: int) -> Any:
-    """``sims[i-1]`` = cosine similarity between the ``window`` turns before ``i`` and from ``i``."""
+    """``sims[i-1]``: cosine similarity of the ``window`` turns before ``i`` and from ``i`` on."""
     import numpy as np
 
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -1,4 +1,4 @@
-"""The ``lightmem`` command: plugins, config check, demo, add, search, stats, retry, reindex, eval."""
+"""The ``lightmem`` command: plugins, config, demo, add, search, stats, retry, reindex, eval."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def _print_json(data: Any) -> None:
 
 def _memory_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--memory-dir", default=None,
+        "--memory-dir",
+        default=None,
         help="memory directory (default: the config's memory_dir, else ./lightmem_data)",
     )
     parser.add_argument("--config", default=None, help="configuration file (JSON, TOML or YAML)")
@@ -90,8 +91,10 @@ class Progress:
 
 
 def load_demo() -> dict[str, Any]:
-    text = resources.files("lightmem_core").joinpath("data/demo_conversation.json").read_text(
-        encoding="utf-8"
+    text = (
+        resources.files("lightmem_core")
+        .joinpath("data/demo_conversation.json")
+        .read_text(encoding="utf-8")
     )
     return json.loads(text)
 
@@ -117,15 +120,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for session in demo["sessions"]:
             for msg in session["messages"]:
                 mem.add_memory(
-                    [{**msg, "time_stamp": session["date"], "speaker_name": demo["user"]
-                      if msg["role"] == "user" else "assistant"}],
+                    [
+                        {
+                            **msg,
+                            "time_stamp": session["date"],
+                            "speaker_name": demo["user"] if msg["role"] == "user" else "assistant",
+                        }
+                    ],
                     user_id=demo["user"],
                 )
                 progress.step()
             mem.add_memory([], force_segment=True, force_extract=True, user_id=demo["user"])
         ingest_s = time.perf_counter() - t0
-        print(f"ingested {total} messages in {ingest_s:.2f} s "
-              f"({mem.store.count_entries()} memories)")
+        print(
+            f"ingested {total} messages in {ingest_s:.2f} s ({mem.store.count_entries()} memories)"
+        )
         for question in demo["questions"]:
             t1 = time.perf_counter()
             hits = mem.search(question, limit=args.limit, user_id=demo["user"])
@@ -136,7 +145,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 signals = " ".join(f"{k}={v:.3f}" for k, v in sorted(hit.scores.items()))
                 when = f"{e.time_stamp:%Y-%m-%d}" if e.time_stamp else "-"
                 print(f"  {rank}. [{hit.score:.4f}] {e.memory}")
-                print(f"       {signals}; {when}; source {', '.join(s[:8] for s in e.source_message_ids)}")
+                sources = ", ".join(s[:8] for s in e.source_message_ids)
+                print(f"       {signals}; {when}; source {sources}")
     print(f"\ndone in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -150,8 +160,9 @@ def cmd_add(args: argparse.Namespace) -> int:
     with _open_memory(args) as mem:
         entries = 0
         for session in sessions:
-            result = mem.add_memory(session, force_segment=True, force_extract=True,
-                                    user_id=args.user_id)
+            result = mem.add_memory(
+                session, force_segment=True, force_extract=True, user_id=args.user_id
+            )
             entries += len(result.entries_added)
             progress.step(len(session))
         print(f"added {total} messages in {len(sessions)} session(s); {entries} new memories")
@@ -167,7 +178,10 @@ def cmd_search(args: argparse.Namespace) -> int:
             _print_json(
                 [
                     {
-                        "id": h.id, "score": h.score, "scores": h.scores, "ranks": h.ranks,
+                        "id": h.id,
+                        "score": h.score,
+                        "scores": h.scores,
+                        "ranks": h.ranks,
                         "memory": h.entry.memory if h.entry else None,
                         "time_stamp": h.entry.time_stamp if h.entry else None,
                         "source_message_ids": list(h.entry.source_message_ids) if h.entry else [],
@@ -225,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="do not clear the memory directory first")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("add", help="add messages from a JSON/JSONL file, a LoCoMo or LongMemEval sample")
+    p = sub.add_parser(
+        "add", help="add messages from a JSON/JSONL file, a LoCoMo or LongMemEval sample"
+    )
     p.add_argument("file")
     _memory_args(p)
     p.set_defaults(func=cmd_add)

@@ -1,7 +1,8 @@
-"""``LightMemory``: the facade applications use, driving the pipeline stages through the registry."""
+"""``LightMemory``: the facade applications use; it drives the pipeline through the registry."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -332,7 +333,7 @@ class LightMemory:
         messages = [r.message for r in rows]
         boundaries = self._segment(messages)
         cuts = [0, *boundaries, len(messages)]
-        groups = [messages[a:b] for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+        groups = [messages[a:b] for a, b in itertools.pairwise(cuts) if b > a]
         if not force and len(groups) > 1:
             groups = groups[:-1]  # the last topic may go on: it stays in the sensory buffer
         with self.store.transaction() as db:

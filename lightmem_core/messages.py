@@ -49,7 +49,7 @@ def count_tokens(text: str) -> int:
 
 
 def parse_time(value: Any, *, where: str = "time_stamp") -> dt.datetime | None:
-    """Parse ISO 8601, LongMemEval's ``2023/05/20 (Sat) 02:21`` or LoCoMo's ``1:56 pm on 8 May, 2023``.
+    """Parse ISO 8601, LongMemEval (``2023/05/20 (Sat) 02:21``) or LoCoMo time stamps.
 
     Aware datetimes are converted to UTC and stored naive (UTC); naive ones are kept as given.
     """

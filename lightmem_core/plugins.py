@@ -340,9 +340,9 @@ def _unknown_hook_names(plugin: object, pm: pluggy.PluginManager) -> list[str]:
     known = _spec_names()
     names = []
     for attr in dir(plugin):
-        if attr.startswith(f"{PROJECT_NAME}_") and attr not in known:
-            if callable(getattr(plugin, attr, None)):
-                names.append(attr)
+        is_hook_name = attr.startswith(f"{PROJECT_NAME}_") and attr not in known
+        if is_hook_name and callable(getattr(plugin, attr, None)):
+            names.append(attr)
     return names
 
 

@@ -288,7 +288,8 @@ class RecordStore:
         stamp = now()
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO batches(id, state, created_at, updated_at) VALUES (?, 'pending', ?, ?)",
+                "INSERT INTO batches(id, state, created_at, updated_at) "
+                "VALUES (?, 'pending', ?, ?)",
                 (batch_id, stamp, stamp),
             )
             db.executemany(
@@ -432,7 +433,7 @@ class RecordStore:
             id_list = list(ids)
             rows: list[sqlite3.Row] = []
             for chunk in _chunks(id_list, 500):
-                where = clauses + [f"id IN ({','.join('?' * len(chunk))})"]
+                where = [*clauses, f"id IN ({','.join('?' * len(chunk))})"]
                 rows += self._query(f"{base} WHERE {' AND '.join(where)}", [*params, *chunk])
         else:
             sql = base + (f" WHERE {' AND '.join(clauses)}" if clauses else "") + " ORDER BY seq"

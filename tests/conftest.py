@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+
 from lightmem_core.testing import fresh_host
 from lightmem_core.testing.reference import ReferencePlugin, reference_config
 
@@ -29,7 +32,5 @@ def make_memory(tmp_path, ref_host):
 
     yield make
     for mem in opened:
-        try:
+        with contextlib.suppress(Exception):
             mem.close()
-        except Exception:
-            pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from lightmem_core import (
     BackendNotFoundError,
     ConfigError,
@@ -69,13 +70,20 @@ def original_config(tmp_path) -> dict:
 
 
 def test_original_configuration_validates(tmp_path):
-    for module in ("lightmem_llmlingua", "lightmem_openai", "lightmem_huggingface",
-                   "lightmem_qdrant"):
+    for module in (
+        "lightmem_llmlingua",
+        "lightmem_openai",
+        "lightmem_huggingface",
+        "lightmem_qdrant",
+    ):
         pytest.importorskip(module, reason=f"{module} is not installed (core-only run)")
     config, resolved = validate(original_config(tmp_path), PluginHost())
     assert config.memory_manager.model_name == "openai"
     assert set(resolved) == {
-        "$.pre_compressor", "$.topic_segmenter", "$.memory_manager", "$.text_embedder",
+        "$.pre_compressor",
+        "$.topic_segmenter",
+        "$.memory_manager",
+        "$.text_embedder",
         "$.embedding_retriever",
     }
     options = resolved["$.embedding_retriever"][1]
@@ -83,8 +91,9 @@ def test_original_configuration_validates(tmp_path):
 
 
 def test_wrong_type_inside_backend_configs_names_the_path(tmp_path, ref_host):
-    cfg = reference_config(tmp_path, embedding_retriever={
-        "model_name": "exact", "configs": {"persist": "yes"}})
+    cfg = reference_config(
+        tmp_path, embedding_retriever={"model_name": "exact", "configs": {"persist": "yes"}}
+    )
     with pytest.raises(ConfigError) as info:
         validate(cfg, ref_host)
     assert "$.embedding_retriever.configs.persist: expected bool, got 'yes'" in str(info.value)
@@ -92,12 +101,14 @@ def test_wrong_type_inside_backend_configs_names_the_path(tmp_path, ref_host):
 
 def test_qdrant_dims_wrong_type(tmp_path):
     pytest.importorskip("lightmem_qdrant")
-    cfg = {"embedding_retriever": {"model_name": "qdrant",
-                                   "configs": {"embedding_model_dims": "x"}}}
+    cfg = {
+        "embedding_retriever": {"model_name": "qdrant", "configs": {"embedding_model_dims": "x"}}
+    }
     with pytest.raises(ConfigError) as info:
         validate(cfg, PluginHost())
     assert "$.embedding_retriever.configs.embedding_model_dims: expected int, got 'x'" in str(
-        info.value)
+        info.value
+    )
 
 
 def test_no_silent_coercion():
@@ -116,8 +127,7 @@ def test_unknown_key_is_refused_with_allowed_keys():
 
 
 def test_unknown_key_in_backend_configs(tmp_path, ref_host):
-    cfg = reference_config(tmp_path, text_embedder={"model_name": "hash",
-                                                    "configs": {"dimz": 3}})
+    cfg = reference_config(tmp_path, text_embedder={"model_name": "hash", "configs": {"dimz": 3}})
     with pytest.raises(ConfigError, match=r"\$\.text_embedder\.configs: unknown key\(s\) dimz"):
         validate(cfg, ref_host)
 
@@ -140,8 +150,12 @@ def test_unknown_backend_lists_installed_failed_and_pip_hint(tmp_path, ref_host)
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("kv_cache", True), ("summary_retriever", {"model_name": "qdrant"}),
-     ("extraction_mode", "event"), ("logging", {"level": "INFO"})],
+    [
+        ("kv_cache", True),
+        ("summary_retriever", {"model_name": "qdrant"}),
+        ("extraction_mode", "event"),
+        ("logging", {"level": "INFO"}),
+    ],
 )
 def test_features_not_built_yet_are_refused(key, value):
     with pytest.raises(NotImplementedYetError, match=f"\\$\\.{key}: .*not implemented yet"):
@@ -186,11 +200,15 @@ def test_chain_order_comes_from_config(tmp_path, ref_host):
 
     ref_host.register(Chain(), "chain")
     for order, expected in ((["b", "a"], "hi B A"), (["a", "b"], "hi A B")):
-        cfg = reference_config(tmp_path / "".join(order), pre_compress=True,
-                               pre_compressor=[{"model_name": n} for n in order])
+        cfg = reference_config(
+            tmp_path / "".join(order),
+            pre_compress=True,
+            pre_compressor=[{"model_name": n} for n in order],
+        )
         with LightMemory(cfg, host=ref_host) as mem:
-            mem.add_memory([{"role": "user", "content": "hi"}], force_segment=True,
-                           force_extract=True)
+            mem.add_memory(
+                [{"role": "user", "content": "hi"}], force_segment=True, force_extract=True
+            )
             assert [e.memory for e in mem.get_all()] == [expected]
 
 

@@ -88,8 +88,18 @@ def site(tmp_path_factory):
     target = root / "site"
     folders = [_write_plugin(root, d, p, c) for d, (p, c) in PLUGINS.items()]
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), *map(str, folders)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            *map(str, folders),
+        ],
         check=True,
     )
     return target
@@ -102,7 +112,10 @@ def _run(site: Path, code: str, **env: str) -> dict:
             full_env.pop(key, None)
     out = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        env=full_env, capture_output=True, text=True, check=True,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -190,7 +203,8 @@ def test_discovery_and_validation_import_no_heavy_library():
         print(type(exc).__name__, file=sys.stderr)
     print(json.dumps({"heavy": heavy_modules_loaded(), "seconds": elapsed}))
     """
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=True
+    )
     data = json.loads(out.stdout.strip().splitlines()[-1])
     assert data["heavy"] == []

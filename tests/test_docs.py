@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import attrs
+
 from lightmem_core.config import LightMemConfig
 
 ROOT = Path(__file__).resolve().parents[1]

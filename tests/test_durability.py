@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -11,12 +9,19 @@ import sys
 import textwrap
 
 import pytest
+
 from lightmem_core import LightMemory
 from lightmem_core.store import SCHEMA_VERSION, RecordStore
 from lightmem_core.testing.reference import reference_config
 
-TURNS = [{"role": "user", "content": f"fact number {i} about topic {i % 3}",
-          "time_stamp": f"2024-01-{i + 1:02d}T10:00:00"} for i in range(12)]
+TURNS = [
+    {
+        "role": "user",
+        "content": f"fact number {i} about topic {i % 3}",
+        "time_stamp": f"2024-01-{i + 1:02d}T10:00:00",
+    }
+    for i in range(12)
+]
 
 
 def test_sigkill_after_add_memory_returns_loses_nothing(tmp_path):
@@ -36,13 +41,14 @@ def test_sigkill_after_add_memory_returns_loses_nothing(tmp_path):
         print(i, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
     """
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True
+    )
     assert proc.returncode == -signal.SIGKILL
     assert proc.stdout.split()[-1] == str(len(TURNS) - 1)
+    import lightmem_core.builtin as builtin
     from lightmem_core.testing import fresh_host
     from lightmem_core.testing.reference import ReferencePlugin
-    import lightmem_core.builtin as builtin
 
     with LightMemory(cfg, host=fresh_host(builtin, ReferencePlugin())) as mem:
         journal = mem.store.journal()

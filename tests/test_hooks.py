@@ -80,8 +80,11 @@ def test_lightmem_register_rerankers(ref_host, make_memory):
 
     ref_host.register(P(), "reverse")
     mem = make_memory(reranker={"model_name": "reverse"})
-    mem.add_memory(DOG + [{"role": "user", "content": "I like green tea"}],
-                   force_segment=True, force_extract=True)
+    mem.add_memory(
+        [*DOG, {"role": "user", "content": "I like green tea"}],
+        force_segment=True,
+        force_extract=True,
+    )
     hits = mem.search("dog Biscuit", limit=5)
     assert hits[-1].entry.memory == "My dog is called Biscuit"
 
@@ -127,15 +130,19 @@ def recorded(ref_host, make_memory):
     recorder = Recorder()
     ref_host.register(recorder, "recorder")
     mem = make_memory()
-    mem.add_memory(DOG + [{"role": "user", "content": "my secret pin is 1234"}],
-                   force_segment=True, force_extract=True)
+    mem.add_memory(
+        [*DOG, {"role": "user", "content": "my secret pin is 1234"}],
+        force_segment=True,
+        force_extract=True,
+    )
     return recorder, mem
 
 
 def test_lightmem_messages_normalized(recorded):
     recorder, mem = recorded
     assert ("messages_normalized", ["My dog is called Biscuit", "my secret pin is 1234"]) in (
-        recorder.calls)
+        recorder.calls
+    )
     assert [e.memory for e in mem.get_all()] == ["My dog is called Biscuit"]
 
 
@@ -158,13 +165,17 @@ def test_lightmem_entries_changed(recorded):
     entry = mem.get_all()[0]
     mem.update(entry.id, "My dog is called Biscuit and he is three")
     assert ("entries_changed", [("update", "My dog is called Biscuit and he is three")]) in (
-        recorder.calls)
+        recorder.calls
+    )
 
 
 def test_lightmem_query_prepared(recorded):
     recorder, mem = recorded
-    mem.add_memory([{"role": "user", "content": "my dog likes the river"}],
-                   force_segment=True, force_extract=True)
+    mem.add_memory(
+        [{"role": "user", "content": "my dog likes the river"}],
+        force_segment=True,
+        force_extract=True,
+    )
     assert len(mem.search("dog", limit=5)) == 1  # the hook lowered the limit
     assert ("query_prepared", "dog") in recorder.calls
 
@@ -182,8 +193,9 @@ def test_lightmem_run_operation(ref_host, make_memory):
         @hookimpl(wrapper=True)
         def lightmem_run_operation(self, operation):
             result = yield
-            seen.append((operation.name, operation.usage.embedder_calls,
-                         operation.usage.embedded_texts))
+            seen.append(
+                (operation.name, operation.usage.embedder_calls, operation.usage.embedded_texts)
+            )
             return result
 
     ref_host.register(Tracer(), "tracer")

@@ -5,13 +5,17 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+
 from lightmem_core import InputError
 
 DOG = [
     {"role": "user", "content": "My dog is called Biscuit", "time_stamp": "2024-03-02T09:15:00"},
     {"role": "assistant", "content": "What a lovely name", "time_stamp": "2024-03-02T09:16:00"},
-    {"role": "user", "content": "I work as a data engineer in Lisbon",
-     "time_stamp": "2024/03/09 (Sat) 19:40"},
+    {
+        "role": "user",
+        "content": "I work as a data engineer in Lisbon",
+        "time_stamp": "2024/03/09 (Sat) 19:40",
+    },
 ]
 
 
@@ -79,8 +83,12 @@ def test_search_hits_carry_per_signal_scores(make_memory):
 def test_scopes_never_leak(make_memory):
     mem = make_memory()
     mem.add_memory(DOG[:1], force_segment=True, force_extract=True, user_id="alice")
-    mem.add_memory([{"role": "user", "content": "My dog is called Rex"}],
-                   force_segment=True, force_extract=True, user_id="bob")
+    mem.add_memory(
+        [{"role": "user", "content": "My dog is called Rex"}],
+        force_segment=True,
+        force_extract=True,
+        user_id="bob",
+    )
     alice = mem.search("dog", limit=5, user_id="alice")
     assert [h.entry.memory for h in alice] == ["My dog is called Biscuit"]
     assert {h.entry.scope.user_id for h in mem.search("dog", limit=5, user_id="bob")} == {"bob"}
@@ -89,8 +97,9 @@ def test_scopes_never_leak(make_memory):
 def test_time_filters(make_memory):
     mem = make_memory()
     mem.add_memory(DOG, force_segment=True, force_extract=True)
-    hits = mem.search("dog engineer Lisbon Biscuit", limit=5,
-                      filters={"time_gte": dt.datetime(2024, 3, 5)})
+    hits = mem.search(
+        "dog engineer Lisbon Biscuit", limit=5, filters={"time_gte": dt.datetime(2024, 3, 5)}
+    )
     assert [h.entry.memory for h in hits] == ["I work as a data engineer in Lisbon"]
 
 
@@ -119,6 +128,8 @@ def test_reopen_restores_buffers_and_indexes(tmp_path, ref_host):
         mem.add_memory(DOG[2:])  # stays in the sensory buffer
     with LightMemory(cfg, host=ref_host) as mem:
         assert [e.memory for e in mem.get_all()] == ["My dog is called Biscuit"]
-        assert mem.search("Biscuit", limit=1, strategy="context")[0].entry.memory.endswith("Biscuit")
+        assert mem.search("Biscuit", limit=1, strategy="context")[0].entry.memory.endswith(
+            "Biscuit"
+        )
         mem.add_memory([], force_segment=True, force_extract=True)
         assert len(mem.get_all()) == 2
