@@ -142,6 +142,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"\nQ: {question}   ({ms:.1f} ms)")
             for rank, hit in enumerate(hits, 1):
                 e = hit.entry
+                if e is None:
+                    continue
                 signals = " ".join(f"{k}={v:.3f}" for k, v in sorted(hit.scores.items()))
                 when = f"{e.time_stamp:%Y-%m-%d}" if e.time_stamp else "-"
                 print(f"  {rank}. [{hit.score:.4f}] {e.memory}")

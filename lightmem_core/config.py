@@ -203,10 +203,10 @@ def format_errors(exc: BaseException, path: str = "$") -> list[str]:
             for sub in without:
                 lines.extend(format_errors(sub, path))
         else:
-            with_notes, without = exc.group_exceptions()
-            for sub, note in with_notes:
-                lines.extend(format_errors(sub, f"{path}[{note.index!r}]"))
-            for sub in without:
+            items, rest = exc.group_exceptions()
+            for sub, item_note in items:
+                lines.extend(format_errors(sub, f"{path}[{item_note.index!r}]"))
+            for sub in rest:
                 lines.extend(format_errors(sub, path))
         return lines
     if isinstance(exc, ExceptionGroup):

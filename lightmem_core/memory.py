@@ -91,7 +91,7 @@ class LightMemory:
         self._book = UsageBook(self.store.add_usage)
         self.backends = Backends(self.config, resolved, self.host, self._book)
         self._lock = threading.RLock()
-        self._prompts = None
+        self._prompts: Any = None
         self._indexes_open = False
 
     @classmethod
@@ -250,9 +250,9 @@ class LightMemory:
                     extracted += 1
                     new_entries += stored
             self._advance_sensory(scope, force_segment or force_extract)
-            batch_id = self._advance_short_term(scope, force_extract)
-            if batch_id is not None:
-                stored = self._process_batch(batch_id)
+            flushed = self._advance_short_term(scope, force_extract)
+            if flushed is not None:
+                stored = self._process_batch(flushed)
                 if stored is not None:
                     extracted += 1
                     new_entries += stored
@@ -711,7 +711,7 @@ def _make_filter(
             raise InputError(f"filters: {exc}") from None
     else:
         raise InputError(f"filters: expected a mapping or SearchFilter, got {filters!r}")
-    scope = {
+    scope: dict[str, Any] = {
         k: v
         for k, v in {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}.items()
         if v is not None

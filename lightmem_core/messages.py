@@ -80,11 +80,11 @@ def _parse_time_text(text: str, where: str) -> dt.datetime:
         return dt.datetime(y, mo, d, h, mi, s)
     m = _LOCOMO.match(text)
     if m:
-        h, mi, ampm, d, month, y = m.groups()
-        mo = _MONTHS.get(month[:3].lower())
-        if mo is not None:
-            hour = int(h) % 12 + (12 if ampm.lower() == "pm" else 0)
-            return dt.datetime(int(y), mo, int(d), hour, int(mi))
+        hh, mm, ampm, day, month, year = m.groups()
+        month_no = _MONTHS.get(month[:3].lower())
+        if month_no is not None:
+            hour = int(hh) % 12 + (12 if ampm.lower() == "pm" else 0)
+            return dt.datetime(int(year), month_no, int(day), hour, int(mm))
     try:
         return dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:

@@ -244,9 +244,10 @@ class PluginHost:
             hook = getattr(self.pm.hook, hook_name)
             # Oldest plugin first, so a duplicate is reported against the one loaded earlier.
             for impl in reversed(hook.get_hookimpls()):
-                info = self.plugins.get(impl.plugin_name)
-                if info is None or info.error:
+                found = self.plugins.get(impl.plugin_name)
+                if found is None or found.error:
                     continue
+                info = found
                 register = _make_register(kind, impl.plugin_name, info, registry)
                 try:
                     impl.function(register=register)

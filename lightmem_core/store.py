@@ -252,7 +252,8 @@ class RecordStore:
 
     def journal(self, state: str | None = None, scope: Scope | None = None) -> list[JournalRow]:
         sql = "SELECT * FROM messages"
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if state is not None:
             clauses.append("state = ?")
             params.append(state)
@@ -414,7 +415,8 @@ class RecordStore:
         unindexed_only: bool = False,
         changed_since: int | None = None,
     ) -> list[MemoryEntry]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if status is not None:
             clauses.append("status = ?")
             params.append(status)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from lightmem_hookspecs import EntryChange, MemoryEntry, SearchFilter, to_epoch
@@ -56,7 +56,7 @@ def construct_update_queue(mem: LightMemory, *, top_k: int, keep_top_n: int) -> 
         chunk = visited[start : start + 128]
         vectors = mem.embedder.embed([mem._index_text(e) for e in chunk])
         for entry, vector in zip(chunk, vectors, strict=True):
-            extra = {"exclude_ids": frozenset({entry.id})}
+            extra: dict[str, Any] = {"exclude_ids": frozenset({entry.id})}
             if entry.time_stamp is not None:
                 extra["time_lte"] = to_epoch(entry.time_stamp)
             hits = mem.vector_index.search(
@@ -88,20 +88,20 @@ def offline_update(mem: LightMemory, *, score_threshold: float) -> list[EntryCha
         newer_entries = {
             e.id: e for e in mem.store.entries([n for n, _ in targets[older_id]], status="active")
         }
-        candidates = [
+        newer = [
             (newer_entries[n], s)
             for n, s in sorted(targets[older_id], key=lambda p: -p[1])
             if n in newer_entries
         ]
-        if older is not None and older.status == "active" and candidates:
+        if older is not None and older.status == "active" and newer:
             try:
-                decision = decide_update(llm, older, candidates, prompts=mem.prompts)
+                decision = decide_update(llm, older, newer, prompts=mem.prompts)
             except ExtractionError as exc:
                 log.warning(
                     "update decision for %s failed, left for the next pass: %s", older_id, exc
                 )
                 continue
-            change = apply_decision(mem, older, decision, [c for c, _ in candidates])
+            change = apply_decision(mem, older, decision, [c for c, _ in newer])
             if change is not None:
                 changes.append(change)
         _drop_target(mem, older_id)
@@ -165,7 +165,7 @@ def online_update(mem: LightMemory, stored: Sequence[MemoryEntry]) -> list[Entry
     vectors = mem.embedder.embed([mem._index_text(e) for e in stored])
     changes: list[EntryChange] = []
     for entry, vector in zip(stored, vectors, strict=True):
-        extra = {"exclude_ids": new_ids}
+        extra: dict[str, Any] = {"exclude_ids": new_ids}
         if entry.time_stamp is not None:
             extra["time_lte"] = to_epoch(entry.time_stamp)
         hits = mem.vector_index.search(
