@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .fixtures import fresh_host
+from .openai_server import OpenAICompatibleServer
 
 
 @pytest.fixture
@@ -14,3 +15,14 @@ def lightmem_host():
     Register the plugin under test with ``lightmem_host.register(module_or_object)``.
     """
     return fresh_host()
+
+
+@pytest.fixture
+def openai_server():
+    """A running :class:`~lightmem_core.testing.openai_server.OpenAICompatibleServer`.
+
+    Script it with ``openai_server.queue(...)`` / ``openai_server.responder``, point a client at
+    ``openai_server.base_url`` and read ``openai_server.requests``. Stopped after the test.
+    """
+    with OpenAICompatibleServer() as server:
+        yield server
