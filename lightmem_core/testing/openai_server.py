@@ -361,6 +361,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "LightMemOpenAITestServer/1.0"
     timeout = 10  # an idle keep-alive connection is closed after this many seconds
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms stalls
 
     def setup(self) -> None:
         super().setup()
