@@ -1,0 +1,270 @@
+"""Conformance suite for ``context_retriever`` backends (lexical indexes such as BM25).
+
+Subclass :class:`ContextRetrieverConformance` in your plugin's tests and provide a fixture::
+
+    import pytest
+    from lightmem_core.testing.conformance.context_retriever import ContextRetrieverConformance
+
+    class TestMyRetriever(ContextRetrieverConformance):
+        @pytest.fixture
+        def backend(self, tmp_path):
+            return MyRetriever(...)      # a fresh, EMPTY index, one per test
+
+Fixtures the subclass provides:
+
+``backend`` (required, function scope)
+    A new, empty :class:`~lightmem_hookspecs.ContextRetriever`. The suite indexes its own
+    records into it. Each test needs its own instance (the suite closes it at the end).
+
+Every test here checks the protocol's contract, not a ranking function: results are
+``(id, float)`` pairs, best first, at most ``limit``; a record sharing no word with the query
+is not returned; every field of :class:`~lightmem_hookspecs.SearchFilter` is honoured exactly as
+:meth:`SearchFilter.matches` defines it; ``index`` replaces a record with the same id;
+``delete`` ignores unknown ids; ``count`` follows all of it; the same query twice gives the same
+answer. Texts are plain lower-case English words, so any reasonable tokenizer works.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pytest
+from lightmem_hookspecs import ContextRetriever, IndexRecord, SearchFilter, to_epoch
+
+_DAY = 86400.0
+_T0 = to_epoch(dt.datetime(2024, 3, 1, 12, 0, 0))
+
+
+def _payload(
+    user: str | None = "u1",
+    agent: str | None = None,
+    run: str | None = None,
+    speaker: str | None = None,
+    topic: int | None = None,
+    day: int | None = 0,
+) -> dict:
+    return {
+        "user_id": user,
+        "agent_id": agent,
+        "run_id": run,
+        "speaker": speaker,
+        "topic_id": topic,
+        "time_stamp": None if day is None else _T0 + day * _DAY,
+    }
+
+
+#: Every record mentions "garden", so a "garden" query reaches all of them and only the filter
+#: decides which come back.
+FILTER_RECORDS: tuple[IndexRecord, ...] = (
+    IndexRecord(
+        "f1", "alice planted tomatoes in the garden", _payload("u1", "a1", "r1", "Alice", 1)
+    ),
+    IndexRecord("f2", "bob watered the garden roses", _payload("u1", "a1", "r2", "Bob", 1, 1)),
+    IndexRecord("f3", "alice fenced the garden in", _payload("u1", "a2", "r1", "Alice", 2, 2)),
+    IndexRecord("f4", "the garden shed needs paint", _payload("u2", "a1", "r1", "Carol", 2, 3)),
+    IndexRecord("f5", "bob dug a garden pond", _payload("u2", None, None, "Bob", None, 4)),
+    IndexRecord("f6", "garden party planned for june", _payload("u1", None, None, None, 3, None)),
+    IndexRecord("f7", "compost bins for the garden", _payload(None, None, None, "Alice", None, 5)),
+    IndexRecord("f8", "a garden gnome went missing", {}),
+)
+
+#: Filters covering every field, alone and combined, and both sides of each time bound.
+FILTERS: dict[str, SearchFilter] = {
+    "none": SearchFilter(),
+    "user": SearchFilter(user_id="u1"),
+    "other user": SearchFilter(user_id="u2"),
+    "unknown user": SearchFilter(user_id="nobody"),
+    "agent": SearchFilter(agent_id="a1"),
+    "run": SearchFilter(run_id="r1"),
+    "scope": SearchFilter(user_id="u1", agent_id="a1", run_id="r1"),
+    "speaker": SearchFilter(speaker="Alice"),
+    "speaker + user": SearchFilter(user_id="u1", speaker="Bob"),
+    "topic": SearchFilter(topic_id=2),
+    "time_gt": SearchFilter(time_gt=_T0 + 2 * _DAY),
+    "time_gte": SearchFilter(time_gte=_T0 + 2 * _DAY),
+    "time_lt": SearchFilter(time_lt=_T0 + 2 * _DAY),
+    "time_lte": SearchFilter(time_lte=_T0 + 2 * _DAY),
+    "time window": SearchFilter(time_gte=_T0 + 1 * _DAY, time_lt=_T0 + 4 * _DAY),
+    "time as datetime": SearchFilter(time_gte=dt.datetime(2024, 3, 4, 12, 0, 0)),
+    "exclude": SearchFilter(exclude_ids=frozenset({"f1", "f6"})),
+    "exclude + user": SearchFilter(user_id="u1", exclude_ids=frozenset({"f2"})),
+    "everything": SearchFilter(
+        user_id="u1", speaker="Alice", time_lte=_T0 + 10 * _DAY, exclude_ids=frozenset({"f3"})
+    ),
+}
+
+RANKING_RECORDS: tuple[IndexRecord, ...] = (
+    IndexRecord("r1", "my dog rex likes long walks in the park", _payload()),
+    IndexRecord("r2", "the stock market fell sharply on monday", _payload()),
+    IndexRecord("r3", "we cooked pasta with fresh basil for dinner", _payload()),
+    IndexRecord("r4", "rex the dog chased a ball and the dog barked", _payload()),
+    IndexRecord("r5", "the weather in lisbon was warm and sunny", _payload()),
+)
+
+
+class ContextRetrieverConformance:
+    """The ``ContextRetriever`` contract. Needs a ``backend`` fixture: a fresh, empty index."""
+
+    @pytest.fixture(autouse=True)
+    def _close_backend(self, backend):
+        yield
+        backend.close()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def ids(hits) -> list[str]:
+        return [hit_id for hit_id, _ in hits]
+
+    @pytest.fixture
+    def garden(self, backend):
+        backend.index(list(FILTER_RECORDS))
+        return backend
+
+    @pytest.fixture
+    def ranked(self, backend):
+        backend.index(list(RANKING_RECORDS))
+        return backend
+
+    # -- shape -------------------------------------------------------------------------------
+
+    def test_implements_protocol(self, backend):
+        assert isinstance(backend, ContextRetriever)
+
+    def test_empty_index(self, backend):
+        assert backend.count() == 0
+        assert backend.search("anything at all", limit=5) == []
+
+    def test_hits_are_id_float_pairs_best_first(self, ranked):
+        hits = ranked.search("dog rex", limit=10)
+        assert hits, "a query sharing words with records must find them"
+        for hit in hits:
+            assert isinstance(hit, tuple) and len(hit) == 2
+            assert isinstance(hit[0], str)
+            assert isinstance(hit[1], float) and math.isfinite(hit[1])
+        scores = [score for _, score in hits]
+        assert scores == sorted(scores, reverse=True)
+
+    def test_most_relevant_first(self, ranked):
+        assert self.ids(ranked.search("stock market", limit=3))[0] == "r2"
+        assert self.ids(ranked.search("pasta basil dinner", limit=3))[0] == "r3"
+        assert set(self.ids(ranked.search("dog rex", limit=2))) == {"r1", "r4"}
+
+    def test_records_without_a_query_word_are_not_returned(self, ranked):
+        assert set(self.ids(ranked.search("dog", limit=10))) == {"r1", "r4"}
+        assert ranked.search("xylophone quasar", limit=10) == []
+
+    def test_limit(self, garden):
+        assert len(garden.search("garden", limit=3)) == 3
+        assert len(garden.search("garden", limit=1)) == 1
+        assert len(garden.search("garden", limit=100)) == len(FILTER_RECORDS)
+
+    def test_empty_and_punctuation_queries_find_nothing(self, ranked):
+        assert ranked.search("", limit=5) == []
+        assert ranked.search("   ", limit=5) == []
+        assert ranked.search("?!.,;", limit=5) == []
+
+    def test_same_query_same_answer(self, garden):
+        first = garden.search("garden alice", limit=10)
+        assert garden.search("garden alice", limit=10) == first
+        assert garden.search("garden", limit=10) == garden.search("garden", limit=10)
+
+    def test_no_filter_equals_empty_filter(self, garden):
+        assert garden.search("garden", limit=10) == garden.search(
+            "garden", limit=10, filter=SearchFilter()
+        )
+
+    # -- filters -----------------------------------------------------------------------------
+
+    @pytest.mark.parametrize("name", list(FILTERS))
+    def test_filter_semantics(self, garden, name):
+        flt = FILTERS[name]
+        expected = {r.id for r in FILTER_RECORDS if flt.matches(r.id, r.payload)}
+        got = self.ids(garden.search("garden", limit=100, filter=flt))
+        assert len(got) == len(set(got)), "an id was returned twice"
+        assert set(got) == expected
+
+    def test_filter_applies_before_limit(self, garden):
+        # Only f5 belongs to u2 and speaks as Bob; it must be found even with limit=1.
+        hits = garden.search("garden", limit=1, filter=SearchFilter(user_id="u2", speaker="Bob"))
+        assert self.ids(hits) == ["f5"]
+
+    # -- index / delete / count --------------------------------------------------------------
+
+    def test_count_follows_index_and_delete(self, backend):
+        backend.index(list(RANKING_RECORDS[:3]))
+        assert backend.count() == 3
+        backend.index(list(RANKING_RECORDS[3:]))
+        assert backend.count() == len(RANKING_RECORDS)
+        backend.delete(["r1", "r2"])
+        assert backend.count() == len(RANKING_RECORDS) - 2
+
+    def test_index_replaces_same_id(self, backend):
+        backend.index([IndexRecord("x", "the cat sleeps on the sofa", _payload(speaker="Ann"))])
+        backend.index([IndexRecord("x", "the parrot sings at dawn", _payload(speaker="Ben"))])
+        assert backend.count() == 1
+        assert backend.search("cat sofa", limit=5) == []
+        assert self.ids(backend.search("parrot", limit=5)) == ["x"]
+        # The payload is replaced too.
+        assert backend.search("parrot", limit=5, filter=SearchFilter(speaker="Ann")) == []
+        assert self.ids(backend.search("parrot", limit=5, filter=SearchFilter(speaker="Ben"))) == [
+            "x"
+        ]
+
+    def test_duplicate_ids_in_one_call_keep_the_last(self, backend):
+        backend.index(
+            [
+                IndexRecord("d", "violin lessons on tuesday", _payload()),
+                IndexRecord("d", "cello lessons on friday", _payload()),
+            ]
+        )
+        assert backend.count() == 1
+        assert self.ids(backend.search("cello", limit=5)) == ["d"]
+        assert backend.search("violin", limit=5) == []
+
+    def test_delete_removes_from_results(self, ranked):
+        ranked.delete(["r4"])
+        assert self.ids(ranked.search("dog rex", limit=10)) == ["r1"]
+        ranked.delete(["r1"])
+        assert ranked.search("dog rex", limit=10) == []
+
+    def test_delete_unknown_ids_is_a_no_op(self, ranked):
+        before = ranked.search("dog", limit=10)
+        ranked.delete(["does-not-exist"])
+        ranked.delete([])
+        assert ranked.count() == len(RANKING_RECORDS)
+        assert ranked.search("dog", limit=10) == before
+
+    def test_delete_everything_then_reindex(self, ranked):
+        ranked.delete([r.id for r in RANKING_RECORDS])
+        assert ranked.count() == 0
+        assert ranked.search("dog", limit=10) == []
+        ranked.index([RANKING_RECORDS[0]])
+        assert self.ids(ranked.search("dog", limit=10)) == ["r1"]
+
+    def test_index_after_search_is_visible(self, backend):
+        backend.index([RANKING_RECORDS[0]])
+        assert self.ids(backend.search("dog", limit=10)) == ["r1"]
+        backend.index([RANKING_RECORDS[3]])
+        assert set(self.ids(backend.search("dog", limit=10))) == {"r1", "r4"}
+
+    def test_index_empty_list(self, backend):
+        backend.index([])
+        assert backend.count() == 0
+
+    def test_many_records_in_many_calls(self, backend):
+        for start in range(0, 300, 25):
+            backend.index(
+                [
+                    IndexRecord(f"m{i}", f"note number {i} about topic{i % 7}", _payload())
+                    for i in range(start, start + 25)
+                ]
+            )
+        assert backend.count() == 300
+        hits = backend.search("topic3", limit=100)
+        assert {int(i[1:]) % 7 for i in self.ids(hits)} == {3}
+        assert len(hits) == len([i for i in range(300) if i % 7 == 3])
+
+    def test_close(self, ranked):
+        ranked.close()  # closing twice (here and in the fixture) must be harmless

@@ -1,0 +1,78 @@
+"""Registers the ``BM25`` context retriever. Imports only the contract, attrs and the stdlib."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+from lightmem_hookspecs import BackendContext, Register, hookimpl
+
+if TYPE_CHECKING:
+    from .index import BM25Retriever
+
+
+def _k1_positive(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name}: must be > 0, got {value}")
+
+
+def _b_in_unit_interval(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not 0 <= value <= 1:
+        raise ValueError(f"{attribute.name}: must be between 0 and 1, got {value}")
+
+
+def _path_not_empty(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not value.strip():
+        raise ValueError(f"{attribute.name}: must name a file, got an empty string")
+
+
+@attrs.frozen
+class BM25Options:
+    """Options of the ``BM25`` context retriever (``context_retriever.configs``).
+
+    Field names follow the original LightMem ``BM25Config``; ``stopwords`` and ``variant`` are
+    additions. See the plugin's README for what each option does.
+    """
+
+    k1: float = attrs.field(default=1.5, validator=_k1_positive)
+    b: float = attrs.field(default=0.75, validator=_b_in_unit_interval)
+    variant: Literal["okapi", "plus", "l"] = "okapi"
+    tokenizer: Literal["word", "whitespace"] | None = None
+    lowercase: bool = True
+    stopwords: bool = True
+    use_stemming: bool = True
+    on_disk: bool = False
+    index_path: str = attrs.field(default="bm25_index.json", validator=_path_not_empty)
+
+
+def build_bm25(options: BM25Options, context: BackendContext) -> BM25Retriever:
+    """The factory: builds the retriever (imports rank-bm25 only now)."""
+    from .index import BM25Retriever
+    from .tokenize import Analyzer
+
+    snapshot = None
+    if options.on_disk:
+        snapshot = os.path.join(context.memory_dir, os.path.expanduser(options.index_path))
+    return BM25Retriever(
+        analyzer=Analyzer(
+            tokenizer=options.tokenizer or "word",
+            lowercase=options.lowercase,
+            stopwords=options.stopwords,
+            stem=options.use_stemming,
+        ),
+        k1=options.k1,
+        b=options.b,
+        variant=options.variant,
+        snapshot_path=snapshot,
+    )
+
+
+@hookimpl
+def lightmem_register_context_retrievers(register: Register) -> None:
+    register(
+        "BM25",
+        build_bm25,
+        options=BM25Options,
+        description="In-memory BM25 keyword index (rank-bm25), rebuilt from the record store.",
+    )
