@@ -245,11 +245,11 @@ class OpenAIChatManager:
                 response = self._send(attempt, step_down=i + 1 < len(modes))
             except _GiveUp as refused:
                 log.info(
-                    "memory_manager %r: %s refused response_format %s (HTTP 400: %s); trying %s",
+                    "memory_manager %r: %s refused response_format %s (%s); trying %s",
                     self.backend,
                     self.base_url,
                     mode,
-                    self._scrub(str(refused.error)),
+                    self._describe(refused.error),
                     modes[i + 1],
                 )
                 continue
