@@ -131,10 +131,26 @@ DEFAULT_BACKENDS: dict[str, BackendSpec] = {
 # ---------------------------------------------------------------------------------------------
 
 
+_SECRET_NAME = re.compile(r"(^|_)(key|secret|token|password|passwd|credential)$", re.I)
+
+
+class _WrongType(TypeError):
+    """A scalar of the wrong type; the value is shown unless the field looks secret."""
+
+    def __init__(self, expected: str, value: Any) -> None:
+        self.expected, self.value = expected, value
+        super().__init__(f"expected {expected}, got {value!r}")
+
+    def describe(self, path: str) -> str:
+        last = path.rsplit(".", 1)[-1]
+        shown = type(self.value).__name__ if _SECRET_NAME.search(last) else repr(self.value)
+        return f"{path}: expected {self.expected}, got {shown}"
+
+
 def _strict(kind: type, accept: tuple[type, ...], reject: tuple[type, ...] = ()):
     def structure(value: Any, _type: Any) -> Any:
         if isinstance(value, reject) or not isinstance(value, accept):
-            raise TypeError(f"expected {kind.__name__}, got {value!r}")
+            raise _WrongType(kind.__name__, value)
         return kind(value)
 
     return structure
@@ -177,6 +193,8 @@ def _describe_leaf(exc: BaseException, path: str) -> list[str]:
         return [f"{path}: unknown key(s) {keys}; allowed keys: {allowed}"]
     if isinstance(exc, KeyError):
         return [f"{path}: required key missing"]
+    if isinstance(exc, _WrongType):
+        return [exc.describe(path)]
     msg = str(exc)
     field = re.match(r"^([A-Za-z_][A-Za-z0-9_]*): (.*)$", msg, re.S)
     if isinstance(exc, ValueError) and field:
@@ -389,15 +407,15 @@ def validate(
     check_consistency(config)
     resolved: dict[str, tuple[Any, Any]] = {}
     problems: list[str] = []
+    missing = False
     for path, kind, spec in selected_backends(config):
         try:
             resolved[path] = resolve_backend(host, path, kind, spec)
-        except BackendNotFoundError:
-            raise
         except ConfigError as exc:
+            missing = missing or isinstance(exc, BackendNotFoundError)
             problems += exc.errors
     if problems:
-        raise ConfigError(problems, source=source)
+        raise (BackendNotFoundError if missing else ConfigError)(problems, source=source)
     return config, resolved
 
 

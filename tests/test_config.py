@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 
 from lightmem_core import (
@@ -232,3 +233,16 @@ def test_config_file_errors_name_the_file(tmp_path):
         parse_config(load_config_file(path), source=str(path))
     assert str(path) in str(info.value)
     assert "$.messages_use: expected one of" in str(info.value)
+
+
+def test_wrong_type_of_a_secret_does_not_print_it(tmp_path, ref_host):
+    from lightmem_core.config import structure
+
+    @attrs.frozen
+    class Opts:
+        api_key: str | None = None
+
+    with pytest.raises(ConfigError) as info:
+        structure({"api_key": 123456789}, Opts, path="$.memory_manager.configs")
+    assert "123456789" not in str(info.value)
+    assert "$.memory_manager.configs.api_key: expected str" in str(info.value)
