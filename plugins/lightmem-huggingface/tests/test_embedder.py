@@ -151,6 +151,24 @@ def test_hub_name_not_cached_cannot_download(tmp_path, monkeypatch):
     assert "set `model` to that folder" in message
 
 
+def test_hub_name_already_in_the_cache_is_used_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--acme--tiny-minilm"
+    snapshot = repo / "snapshots" / revision
+    for source in bundled_model_dir().rglob("*"):
+        if source.is_file():
+            target = snapshot / source.relative_to(bundled_model_dir())
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(source)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    embedder = HuggingFaceEmbedder("acme/tiny-minilm", model_kwargs={"cache_folder": str(tmp_path)})
+    assert embedder.model_name == "acme/tiny-minilm"
+    assert os.path.samefile(embedder.source, snapshot)
+    assert embedder.dimension == 384
+
+
 def test_local_folder_model_name_is_the_path(tmp_path, minilm):
     folder = tmp_path / "my-minilm"
     for source in bundled_model_dir().rglob("*"):
