@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 from lightmem_hookspecs import IndexRecord, SearchFilter, hookimpl
 
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def words(text: str) -> list[str]:

@@ -1,0 +1,1 @@
+"""LightMem plugin: LLMLingua-2 pre-compression and attention-based topic segmentation."""

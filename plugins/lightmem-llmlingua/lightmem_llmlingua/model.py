@@ -1,0 +1,311 @@
+"""Finding, checking and lazily loading the LLMLingua-2 encoder, shared under precomp_topic_shared.
+
+The factories call :func:`get_handle` (stdlib only: it reads ``config.json``), so a missing folder
+or the wrong kind of model is reported when the memory is built; torch, transformers and the
+weights load on the first ``compress`` or ``segment`` call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+#: ``context.shared`` keys: handles by (path, device, dtype), and the compressor's handle.
+SHARED_HANDLES = "lightmem_llmlingua.handles"
+SHARED_COMPRESSOR = "lightmem_llmlingua.compressor_handle"
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_DECODER_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+@attrs.frozen
+class ModelInfo:
+    """What ``config.json`` says about a model folder."""
+
+    path: str
+    model_type: str
+    architectures: tuple[str, ...]
+    num_labels: int
+    max_positions: int
+    num_layers: int
+
+    @property
+    def token_classifier(self) -> bool:
+        return any(a.endswith("ForTokenClassification") for a in self.architectures)
+
+    @property
+    def llmlingua_rule(self) -> str | None:
+        """The folder-name keyword the stock ``llmlingua`` package needs for this architecture."""
+        if self.model_type == "bert":
+            return "bert-base-multilingual-cased"
+        if self.model_type == "xlm-roberta":
+            return "xlm-roberta-large"
+        return None
+
+
+def resolve_model_folder(name: str, where: str) -> Path:
+    """The local folder of ``name``: a folder path, or a hub id already in the local HF cache.
+
+    Nothing is ever downloaded. ``where`` names the option in error messages.
+    """
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if path.exists():
+        raise FileNotFoundError(
+            f"{where}: {name!r} is a file; it must be a model folder holding config.json, the "
+            "weights and the tokenizer files"
+        )
+    if _HUB_ID.match(name):
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(name, local_files_only=True))
+        except Exception:
+            pass
+        raise FileNotFoundError(
+            f"{where}: {name!r} is not a local folder and is not in the local Hugging Face "
+            "cache. LightMem never downloads models: on a connected machine run "
+            f"`hf download {name} --local-dir DIR`, copy DIR here and set {where} to DIR"
+        )
+    raise FileNotFoundError(
+        f"{where}: the model folder {str(path)!r} does not exist; point {where} at a folder "
+        "holding config.json, the weights and the tokenizer files"
+    )
+
+
+def read_model_info(folder: Path, where: str) -> ModelInfo:
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(
+            f"{where}: {str(folder)!r} has no config.json, so it is not a Hugging Face model "
+            "folder; save the model with save_pretrained() or download it with `hf download`"
+        )
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{where}: cannot read {config_file}: {exc}") from exc
+    labels = config.get("id2label") or {}
+    text_config = config.get("text_config") or {}
+    return ModelInfo(
+        path=str(folder),
+        model_type=str(config.get("model_type") or ""),
+        architectures=tuple(config.get("architectures") or ()),
+        num_labels=int(config.get("num_labels") or len(labels) or 2),
+        max_positions=int(
+            config.get("max_position_embeddings")
+            or config.get("n_positions")
+            or text_config.get("max_position_embeddings")
+            or 512
+        ),
+        num_layers=int(config.get("num_hidden_layers") or config.get("n_layer") or 0),
+    )
+
+
+def check_token_classifier(info: ModelInfo, where: str) -> None:
+    """Refuse a folder that is not a 2-label token classifier (an LLMLingua-2 checkpoint)."""
+    if info.token_classifier and info.num_labels == 2:
+        return
+    found = ", ".join(info.architectures) or f"model_type {info.model_type!r}"
+    hint = ""
+    if any(a.endswith(_DECODER_SUFFIXES) for a in info.architectures):
+        hint = " This is a causal language model: use it with pre_compressor `entropy_compress`."
+    raise ValueError(
+        f"{where}: {info.path!r} holds {found} with {info.num_labels} labels, but llmlingua-2 "
+        "needs a token-classification encoder with 2 labels (drop / keep), such as "
+        "microsoft/llmlingua-2-bert-base-multilingual-cased-meetingbank or "
+        f"microsoft/llmlingua-2-xlm-roberta-large-meetingbank.{hint}"
+    )
+
+
+def check_encoder(info: ModelInfo, where: str) -> None:
+    """Refuse a decoder-only model for attention segmentation (it needs a bidirectional encoder)."""
+    if any(a.endswith(_DECODER_SUFFIXES) for a in info.architectures):
+        raise ValueError(
+            f"{where}: {info.path!r} holds {', '.join(info.architectures)}, a causal language "
+            "model; the llmlingua-2 topic segmenter reads the attentions of a bidirectional "
+            "encoder (an LLMLingua-2 checkpoint or another BERT-style model)"
+        )
+
+
+class ModelHandle:
+    """One model and tokenizer, loaded on first use; several backends may hold the same handle."""
+
+    def __init__(
+        self,
+        info: ModelInfo,
+        *,
+        device: str = "cpu",
+        torch_dtype: str | None = None,
+        stock: bool = False,
+        max_batch_size: int = 50,
+        max_force_token: int = 100,
+    ) -> None:
+        self.info = info
+        self.device_map = device
+        self.torch_dtype = torch_dtype
+        self.stock = stock
+        self.max_batch_size = max_batch_size
+        self.max_force_token = max_force_token
+        self.loads = 0
+        self.lock = threading.RLock()
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self.prompt_compressor: Any = None
+        self.device: Any = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def get(self) -> tuple[Any, Any]:
+        """``(model, tokenizer)``, loading them the first time."""
+        with self.lock:
+            if self._model is None:
+                self._load()
+            return self._model, self._tokenizer
+
+    def _load(self) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+
+        self.device = resolve_device(self.device_map)
+        dtype = resolve_dtype(self.torch_dtype, self.device)
+        where = f"model {self.info.path!r}"
+        try:
+            if self.stock:
+                self._load_stock()
+            else:
+                from transformers import AutoModel, AutoModelForTokenClassification, AutoTokenizer
+
+                auto = AutoModelForTokenClassification if self.info.token_classifier else AutoModel
+                tokenizer = AutoTokenizer.from_pretrained(self.info.path, local_files_only=True)
+                model = auto.from_pretrained(self.info.path, local_files_only=True, dtype=dtype)
+                self._model, self._tokenizer = model.to(self.device).eval(), tokenizer
+        except (FileNotFoundError, ValueError, RuntimeError) as exc:
+            raise RuntimeError(f"llmlingua-2: loading {where} failed: {exc}") from exc
+        if not getattr(self._tokenizer, "is_fast", False):
+            raise RuntimeError(
+                f"llmlingua-2: {where} has no fast tokenizer (tokenizer.json); it is needed for "
+                "character offsets. Re-save the tokenizer with transformers to create one"
+            )
+        torch.set_grad_enabled(False)
+        self.loads += 1
+
+    def _load_stock(self) -> None:
+        from llmlingua import PromptCompressor
+
+        from .offline import ensure_cl100k_base
+
+        rule = self.info.llmlingua_rule
+        if rule is None:
+            raise ValueError(
+                f"engine 'llmlingua': the llmlingua package picks its word-splitting rule from "
+                f"the model folder's name, which must contain 'bert-base-multilingual-cased' or "
+                f"'xlm-roberta-large'; config.json says model_type {self.info.model_type!r}, "
+                "which neither rule fits. Use engine 'batched' (any tokenizer works there)"
+            )
+        ensure_cl100k_base()
+        compressor = PromptCompressor(
+            model_name=self.info.path,
+            device_map=str(self.device),
+            model_config={"trust_remote_code": False},
+            use_llmlingua2=True,
+            llmlingua2_config={
+                "max_batch_size": self.max_batch_size,
+                "max_force_token": self.max_force_token,
+            },
+        )
+        # llmlingua tests the folder name for its rule; give it the rule config.json implies.
+        compressor.model_name = rule
+        self.prompt_compressor = compressor
+        self._model, self._tokenizer = compressor.model.eval(), compressor.tokenizer
+
+    @contextlib.contextmanager
+    def eager_attention(self) -> Iterator[Any]:
+        """The model with eager attention (which returns attention weights) for the block."""
+        model, _ = self.get()
+        with self.lock:
+            before = getattr(model.config, "_attn_implementation", None)
+            switch = before not in (None, "eager") and hasattr(model, "set_attn_implementation")
+            if switch:
+                model.set_attn_implementation("eager")
+            try:
+                yield model
+            finally:
+                if switch:
+                    model.set_attn_implementation(before)
+
+
+def resolve_device(device_map: str) -> Any:
+    import torch
+
+    if device_map == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    if device_map.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device_map {device_map!r}: CUDA is not available to this torch build; use 'cpu'"
+        )
+    if device_map == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError("device_map 'mps': MPS is not available here; use 'cpu'")
+    return torch.device(device_map)
+
+
+def resolve_dtype(name: str | None, device: Any) -> Any:
+    import torch
+
+    if name in (None, "auto"):
+        return torch.float16 if name == "auto" and device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def get_handle(
+    context: Any,
+    *,
+    model_name: str,
+    where: str,
+    device: str,
+    torch_dtype: str | None,
+    token_classifier: bool,
+    stock: bool = False,
+    max_batch_size: int = 50,
+    max_force_token: int = 100,
+) -> ModelHandle:
+    """Check the folder now; return a (lazy) handle, the shared one under precomp_topic_shared."""
+    folder = resolve_model_folder(model_name, where)
+    info = read_model_info(folder, where)
+    if token_classifier:
+        check_token_classifier(info, where)
+    else:
+        check_encoder(info, where)
+
+    def new() -> ModelHandle:
+        return ModelHandle(
+            info,
+            device=device,
+            torch_dtype=torch_dtype,
+            stock=stock,
+            max_batch_size=max_batch_size,
+            max_force_token=max_force_token,
+        )
+
+    if not getattr(context, "precomp_topic_shared", False):
+        return new()
+    handles = context.shared.setdefault(SHARED_HANDLES, {})
+    key = (info.path, device, torch_dtype)
+    handle = handles.get(key)
+    if handle is None:
+        handle = handles[key] = new()
+    if stock and not handle.stock and not handle.loaded:
+        handle.stock = True
+    return handle
