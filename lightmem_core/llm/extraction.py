@@ -1,0 +1,399 @@
+"""Fact extraction: one LLM call turns a whole short-term batch of topic segments into facts.
+
+API::
+
+    extract_facts(llm, segments, *, messages_use, metadata_generate, text_summary,
+                  extract_threshold, prompts=None, max_attempts=3, max_tokens=None)
+        -> ExtractionResult(facts: list[ExtractedFact], raw: str, attempts: int,
+                            below_threshold: int, unsourced: int)
+    ExtractedFact(text, source_message_ids, time_stamp, speaker_id, speaker_name, topic_id,
+                  importance, keywords, entities, category, topic_summary)
+    extraction_schema(*, metadata_generate, text_summary) -> dict   # the JSON schema sent
+    render_conversation(segments, roles) -> RenderedBatch            # what the LLM sees
+    ROLES_BY_USE: dict[str, tuple[str, ...]]                         # messages_use -> roles
+
+How the batch is shown: every message whose role ``messages_use`` admits (``user_only``: user,
+``assistant_only``: assistant, ``hybrid``: both; other roles never) gets a short id ``m1``,
+``m2``, ... in batch order and one line ``[m3] 2023-05-20 (Sat) 02:21, Alice (user): text``
+under the header of its topic segment (``Topic t1``). Segments left with no admitted message
+are not shown; if no message is admitted at all, no call is made and the result is empty.
+
+What comes back: a JSON object ``{"topics": [...], "facts": [...]}``, each fact with its text,
+the short ids of its source messages and an importance score. Mapping back:
+
+- Source ids are matched leniently (``m3``, ``M3``, ``[m3]``, ``3``); unknown ids are dropped;
+  a fact left with no valid source is dropped (counted in ``unsourced``). The sources are
+  ordered as in the batch; the fact's ``time_stamp``, speaker and ``topic_id`` are those of its
+  first source in batch order.
+- ``importance`` is clamped into [0, 1] (a missing or non-finite score counts as 0).
+  **extract_threshold** is the minimum importance a fact needs to be kept: facts scored below
+  it are dropped (counted in ``below_threshold``). 0 keeps every fact; the default 0.1 drops
+  only what the model itself rates as trivia; it must lie in [0, 1].
+- ``metadata_generate`` asks for ``keywords``, ``entities`` and ``category`` per fact;
+  ``text_summary`` asks for one summary sentence per topic segment, attached to every fact whose
+  first source lies in that segment as ``topic_summary``.
+- Facts with the same text (ignoring case and spacing) are merged: sources united, highest
+  importance kept.
+
+If every returned fact cites only unknown ids, the answer is asked again with that feedback;
+if the last answer still cites none, all its facts are dropped as unsourced (the result is
+empty, not an error). A reply that is not JSON of the schema after ``max_attempts`` calls raises
+:class:`~lightmem_core.llm.structured.StructuredOutputError` (an ``ExtractionError``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+from lightmem_hookspecs import Message, Segment
+
+from .prompts import Prompts
+from .structured import StructuredOutputError, ask_json, validate
+
+log = logging.getLogger("lightmem")
+
+#: Which message roles each ``messages_use`` value sends to the LLM.
+ROLES_BY_USE: dict[str, tuple[str, ...]] = {
+    "user_only": ("user",),
+    "assistant_only": ("assistant",),
+    "hybrid": ("user", "assistant"),
+}
+
+#: Categories suggested to the model when ``metadata_generate`` is on (not enforced).
+CATEGORIES = (
+    "personal",
+    "preference",
+    "relationship",
+    "work",
+    "education",
+    "health",
+    "event",
+    "plan",
+    "hobby",
+    "other",
+)
+
+
+@attrs.frozen
+class ExtractedFact:
+    """One fact from an extraction call, with provenance mapped back to journal message ids."""
+
+    text: str
+    source_message_ids: tuple[str, ...]
+    time_stamp: _dt.datetime | None = None
+    speaker_id: str | None = None
+    speaker_name: str | None = None
+    topic_id: int | None = None
+    importance: float = 1.0
+    keywords: tuple[str, ...] = ()
+    entities: tuple[str, ...] = ()
+    category: str | None = None
+    topic_summary: str | None = None
+
+
+@attrs.frozen
+class ExtractionResult:
+    """The kept facts of one batch, the raw reply, and what was dropped.
+
+    ``attempts`` is the number of LLM calls made (0: no message was admitted, nothing asked).
+    """
+
+    facts: list[ExtractedFact]
+    raw: str = ""
+    attempts: int = 0
+    below_threshold: int = 0
+    unsourced: int = 0
+
+
+@attrs.frozen
+class _Source:
+    message: Message
+    position: int
+    topic_id: int
+    segment: int
+
+
+@attrs.frozen
+class RenderedBatch:
+    """The conversation text the LLM sees and the short ids it can cite."""
+
+    text: str
+    messages: Mapping[str, _Source]  # "m3" -> source
+    topics: Mapping[str, int]  # "t1" -> segment index
+
+
+def _time(ts: _dt.datetime | None) -> str:
+    return ts.strftime("%Y-%m-%d (%a) %H:%M") if ts is not None else "time unknown"
+
+
+def _speaker(message: Message) -> str:
+    name = message.speaker_name or message.speaker_id
+    return f"{name} ({message.role})" if name else message.role
+
+
+def render_conversation(segments: Sequence[Segment], roles: Sequence[str]) -> RenderedBatch:
+    """Render the admitted messages of ``segments`` with short ids, grouped by topic."""
+    lines: list[str] = []
+    messages: dict[str, _Source] = {}
+    topics: dict[str, int] = {}
+    for index, segment in enumerate(segments):
+        admitted = [m for m in segment.messages if m.role in roles]
+        if not admitted:
+            continue
+        short_topic = f"t{len(topics) + 1}"
+        topics[short_topic] = index
+        if lines:
+            lines.append("")
+        lines.append(f"Topic {short_topic}")
+        for message in admitted:
+            short = f"m{len(messages) + 1}"
+            messages[short] = _Source(message, len(messages), segment.topic_id, index)
+            content = "\n    ".join(message.content.strip().splitlines()) or "(empty)"
+            lines.append(f"[{short}] {_time(message.time_stamp)}, {_speaker(message)}: {content}")
+    return RenderedBatch("\n".join(lines), messages, topics)
+
+
+def extraction_schema(*, metadata_generate: bool, text_summary: bool) -> dict[str, Any]:
+    """The JSON schema of the extraction answer for these settings."""
+    strings = {"type": "array", "items": {"type": "string"}}
+    fact: dict[str, Any] = {
+        "text": {"type": "string"},
+        "sources": strings,
+        "importance": {"type": "number"},
+    }
+    if metadata_generate:
+        fact |= {"keywords": strings, "entities": strings, "category": {"type": "string"}}
+    facts = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": fact,
+            "required": list(fact),
+            "additionalProperties": False,
+        },
+    }
+    props: dict[str, Any] = {}
+    if text_summary:
+        topic = {"topic": {"type": "string"}, "summary": {"type": "string"}}
+        props["topics"] = {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": topic,
+                "required": list(topic),
+                "additionalProperties": False,
+            },
+        }
+    props["facts"] = facts
+    return {
+        "title": "lightmem_extraction",
+        "type": "object",
+        "properties": props,
+        "required": list(props),
+        "additionalProperties": False,
+    }
+
+
+def _output_format(metadata_generate: bool, text_summary: bool) -> str:
+    fact = '{"text": "...", "sources": ["m1"], "importance": 0.7'
+    if metadata_generate:
+        fact += ', "keywords": ["..."], "entities": ["..."], "category": "..."'
+    fact += "}"
+    shape = f'"facts": [{fact}]'
+    empty = '"facts": []'
+    if text_summary:
+        shape = f'"topics": [{{"topic": "t1", "summary": "..."}}], {shape}'
+        empty = f'"topics": [...], {empty}'
+    lines = ["Answer with one JSON object and nothing else:", f"{{{shape}}}"]
+    if metadata_generate:
+        lines.append(
+            '- "keywords": a few words or short phrases to find the fact by; "entities": the '
+            'people, places, organisations and things it names; "category": one of '
+            + ", ".join(CATEGORIES)
+            + "."
+        )
+    if text_summary:
+        lines.append('- "topics": one entry per topic, with a one-sentence summary of it.')
+    lines.append(f"If nothing is worth remembering, answer {{{empty}}}.")
+    return "\n".join(lines)
+
+
+_SHORT = re.compile(r"^(?:(m|msg|message|t|topic)\s*[-_#]?\s*)?(\d+)$")
+
+
+def _short_id(value: Any, prefix: str) -> str:
+    """The canonical short id (``m3``, ``t1``) ``value`` names, or ``""`` if none."""
+    text = str(value).strip().strip("[]()<>\"'").strip().lower()
+    match = _SHORT.match(text)
+    if not match:
+        return ""
+    kind = (match.group(1) or prefix)[0]
+    return f"{kind}{int(match.group(2))}" if kind == prefix else ""
+
+
+def _importance(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return min(1.0, max(0.0, number)) if math.isfinite(number) else 0.0
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    seen: dict[str, None] = {}
+    for item in value:
+        text = str(item).strip()
+        if text and text.lower() not in {s.lower() for s in seen}:
+            seen[text] = None
+    return tuple(seen)
+
+
+def _sources_of(item: Mapping[str, Any], batch: RenderedBatch) -> list[_Source]:
+    found: dict[str, _Source] = {}
+    for raw in item.get("sources") or ():
+        short = _short_id(raw, "m")
+        if short in batch.messages:
+            found[short] = batch.messages[short]
+    return sorted(found.values(), key=lambda s: s.position)
+
+
+def _check_sources(batch: RenderedBatch) -> Any:
+    def check(value: Any) -> list[str]:
+        facts = value.get("facts") or []
+        if facts and not any(_sources_of(f, batch) for f in facts):
+            known = ", ".join(list(batch.messages)[:3])
+            return [
+                "$.facts: no fact cites a message id of the conversation; put the ids shown "
+                f'in square brackets (e.g. {known}) in each fact\'s "sources"'
+            ]
+        return []
+
+    return check
+
+
+def extract_facts(
+    llm: Any,
+    segments: Sequence[Segment],
+    *,
+    messages_use: str,
+    metadata_generate: bool,
+    text_summary: bool,
+    extract_threshold: float,
+    prompts: Prompts | None = None,
+    max_attempts: int = 3,
+    max_tokens: int | None = None,
+) -> ExtractionResult:
+    """Extract facts from a batch of topic segments with ONE call to ``llm`` (plus retries).
+
+    See the module documentation for how messages are shown and facts mapped back.
+    """
+    if messages_use not in ROLES_BY_USE:
+        raise ValueError(
+            f"messages_use must be one of {', '.join(ROLES_BY_USE)}, got {messages_use!r}"
+        )
+    if not 0.0 <= extract_threshold <= 1.0:
+        raise ValueError(
+            f"extract_threshold is the minimum importance (0..1) a fact needs to be kept; "
+            f"got {extract_threshold}"
+        )
+    prompts = prompts or Prompts()
+    batch = render_conversation(segments, ROLES_BY_USE[messages_use])
+    if not batch.messages:
+        return ExtractionResult(facts=[])
+    schema = extraction_schema(metadata_generate=metadata_generate, text_summary=text_summary)
+    request = [
+        {"role": "system", "content": prompts.system},
+        {
+            "role": "user",
+            "content": prompts.render(
+                "extraction",
+                conversation=batch.text,
+                output_format=_output_format(metadata_generate, text_summary),
+            ),
+        },
+    ]
+    try:
+        reply = ask_json(
+            llm,
+            request,
+            schema,
+            prompts=prompts,
+            check=_check_sources(batch),
+            max_attempts=max_attempts,
+            max_tokens=max_tokens,
+            what="extraction",
+        )
+        value, raw, attempts = reply.value, reply.raw, reply.attempts
+    except StructuredOutputError as exc:
+        if exc.value is None or validate(exc.value, schema):
+            raise
+        # Well-formed, but no fact cites a known message: every fact is dropped as unsourced.
+        log.warning("%s; its facts are dropped", exc)
+        value, raw, attempts = exc.value, exc.raw, exc.attempts
+    summaries: dict[int, str] = {}
+    if text_summary:
+        for topic in value.get("topics") or []:
+            short = _short_id(topic.get("topic", ""), "t")
+            summary = str(topic.get("summary") or "").strip()
+            if short in batch.topics and summary and batch.topics[short] not in summaries:
+                summaries[batch.topics[short]] = summary
+
+    facts: dict[str, ExtractedFact] = {}
+    below = unsourced = 0
+    for item in value.get("facts") or []:
+        text = " ".join(str(item.get("text") or "").split())
+        sources = _sources_of(item, batch)
+        if not text or not sources:
+            unsourced += 1
+            continue
+        importance = _importance(item.get("importance"))
+        if importance < extract_threshold:
+            below += 1
+            continue
+        first = sources[0]
+        fact = ExtractedFact(
+            text=text,
+            source_message_ids=tuple(s.message.id for s in sources),
+            time_stamp=first.message.time_stamp,
+            speaker_id=first.message.speaker_id,
+            speaker_name=first.message.speaker_name,
+            topic_id=first.topic_id,
+            importance=importance,
+            keywords=_strings(item.get("keywords")) if metadata_generate else (),
+            entities=_strings(item.get("entities")) if metadata_generate else (),
+            category=(str(item.get("category") or "").strip().lower() or None)
+            if metadata_generate
+            else None,
+            topic_summary=summaries.get(first.segment),
+        )
+        key = text.lower()
+        facts[key] = _merge(facts[key], fact, batch) if key in facts else fact
+    return ExtractionResult(
+        facts=list(facts.values()),
+        raw=raw,
+        attempts=attempts,
+        below_threshold=below,
+        unsourced=unsourced,
+    )
+
+
+def _merge(kept: ExtractedFact, dup: ExtractedFact, batch: RenderedBatch) -> ExtractedFact:
+    order = {s.message.id: s.position for s in batch.messages.values()}
+    ids = sorted(set(kept.source_message_ids) | set(dup.source_message_ids), key=order.__getitem__)
+    if ids[0] != kept.source_message_ids[0]:
+        kept, dup = dup, kept
+    return attrs.evolve(
+        kept,
+        source_message_ids=tuple(ids),
+        importance=max(kept.importance, dup.importance),
+        keywords=_strings([*kept.keywords, *dup.keywords]),
+        entities=_strings([*kept.entities, *dup.entities]),
+    )

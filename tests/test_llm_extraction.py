@@ -1,0 +1,347 @@
+"""Fact extraction over a real loopback OpenAI-compatible server with scripted answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from lightmem_hookspecs import Message, Segment
+
+from lightmem_core.errors import ExtractionError
+from lightmem_core.llm.extraction import (
+    ExtractedFact,
+    extract_facts,
+    extraction_schema,
+    render_conversation,
+)
+from lightmem_core.llm.prompts import Prompts
+from lightmem_core.testing.openai_server import Reply
+
+openai_plugin = pytest.importorskip("lightmem_openai.plugin")
+
+KEY = "sk-test-extraction-4c2b9e11"
+T0 = dt.datetime(2023, 5, 20, 2, 21)  # a Saturday
+
+
+def msg(n: int, role: str, text: str, speaker: str | None, minutes: int) -> Message:
+    return Message(
+        id=f"msg-{n:03d}",
+        role=role,
+        content=text,
+        original_content=text,
+        time_stamp=T0 + dt.timedelta(minutes=minutes),
+        speaker_id=speaker.lower() if speaker else None,
+        speaker_name=speaker,
+    )
+
+
+SEGMENTS = [
+    Segment(
+        topic_id=7,
+        messages=(
+            msg(1, "user", "I moved to Berlin last year.", "Alice", 0),
+            msg(2, "assistant", "How do you like Berlin so far?", "Bot", 1),
+            msg(3, "user", "Love it, I cycle to work every day.", "Alice", 2),
+        ),
+    ),
+    Segment(
+        topic_id=8,
+        messages=(
+            msg(4, "user", "My sister Emma starts as a nurse in Hamburg on Monday.", "Alice", 60),
+            msg(5, "assistant", "Congratulations to Emma!", "Bot", 61),
+        ),
+    ),
+]
+
+
+def fact(text, sources, importance=0.8, **meta):
+    return {"text": text, "sources": sources, "importance": importance, **meta}
+
+
+def answer(*facts, topics=None):
+    body = {"facts": list(facts)}
+    if topics is not None:
+        body = {"topics": topics, **body}
+    return json.dumps(body)
+
+
+@pytest.fixture
+def llm(openai_server):
+    options = openai_plugin.OpenAIOptions(
+        api_key=KEY, openai_base_url=openai_server.base_url, max_retries=0, timeout=5.0
+    )
+    backend = openai_plugin.build(options)
+    yield backend
+    backend.close()
+
+
+def run(llm, segments=SEGMENTS, **overrides):
+    settings = {
+        "messages_use": "user_only",
+        "metadata_generate": False,
+        "text_summary": False,
+        "extract_threshold": 0.1,
+    }
+    settings.update(overrides)
+    return extract_facts(llm, segments, **settings)
+
+
+def prompt_of(request) -> str:
+    return request.json["messages"][1]["content"]
+
+
+# -- the request ------------------------------------------------------------------------------
+
+
+def test_one_call_for_the_whole_batch_with_ids_times_and_speakers(llm, openai_server):
+    openai_server.queue(answer())
+    run(llm)
+    [request] = openai_server.chat_requests
+    assert request.json["messages"][0]["role"] == "system"
+    prompt = prompt_of(request)
+    assert "Topic t1\n[m1] 2023-05-20 (Sat) 02:21, Alice (user): I moved to Berlin last year." in (
+        prompt
+    )
+    assert "[m2] 2023-05-20 (Sat) 02:23, Alice (user): Love it" in prompt
+    assert "Topic t2\n[m3] 2023-05-20 (Sat) 03:21, Alice (user): My sister Emma" in prompt
+
+
+def test_user_only_leaves_assistant_messages_out(llm, openai_server):
+    openai_server.queue(answer())
+    run(llm, messages_use="user_only")
+    prompt = prompt_of(openai_server.chat_requests[0])
+    assert "How do you like Berlin" not in prompt
+    assert "Congratulations" not in prompt
+
+
+def test_assistant_only_sends_only_assistant_messages(llm, openai_server):
+    openai_server.queue(answer())
+    run(llm, messages_use="assistant_only")
+    prompt = prompt_of(openai_server.chat_requests[0])
+    assert "[m1] 2023-05-20 (Sat) 02:22, Bot (assistant): How do you like Berlin" in prompt
+    assert "I moved to Berlin" not in prompt
+    assert "[m3]" not in prompt
+
+
+def test_hybrid_sends_both_roles_in_order(llm, openai_server):
+    openai_server.queue(answer())
+    run(llm, messages_use="hybrid")
+    prompt = prompt_of(openai_server.chat_requests[0])
+    assert prompt.index("[m1] ") < prompt.index("[m2] ") < prompt.index("[m5] ")
+    assert "[m2] 2023-05-20 (Sat) 02:22, Bot (assistant)" in prompt
+
+
+def test_nothing_admitted_means_no_call(llm, openai_server):
+    only_users = [Segment(0, (msg(1, "user", "hi", "Alice", 0),))]
+    result = run(llm, segments=only_users, messages_use="assistant_only")
+    assert result.facts == [] and result.attempts == 0
+    assert openai_server.chat_requests == []
+
+
+@pytest.mark.parametrize("metadata", [True, False])
+@pytest.mark.parametrize("summary", [True, False])
+def test_the_schema_sent_follows_the_settings(llm, openai_server, metadata, summary):
+    openai_server.queue(answer(topics=[] if summary else None))
+    run(llm, metadata_generate=metadata, text_summary=summary)
+    sent = openai_server.chat_requests[0].response_format["json_schema"]["schema"]
+    assert sent == extraction_schema(metadata_generate=metadata, text_summary=summary)
+    item = sent["properties"]["facts"]["items"]["properties"]
+    assert ("keywords" in item) is metadata and ("category" in item) is metadata
+    assert ("topics" in sent["properties"]) is summary
+    assert ('"keywords"' in prompt_of(openai_server.chat_requests[0])) is metadata
+
+
+def test_a_prompt_override_is_used(llm, openai_server):
+    openai_server.queue(answer())
+    prompts = Prompts(extraction="CUSTOM EXTRACTION\n$output_format\n$conversation")
+    run(llm, prompts=prompts)
+    assert prompt_of(openai_server.chat_requests[0]).startswith("CUSTOM EXTRACTION\nAnswer with")
+
+
+# -- the result -------------------------------------------------------------------------------
+
+
+def test_provenance_time_speaker_and_topic_come_from_the_first_source(llm, openai_server):
+    openai_server.queue(
+        answer(
+            fact("Alice cycles to work in Berlin every day.", ["m2", "[M1]"], 0.6),
+            fact("Alice's sister Emma starts as a nurse in Hamburg.", ["3", "m99"], 0.9),
+        )
+    )
+    result = run(llm)
+    assert result.facts == [
+        ExtractedFact(
+            text="Alice cycles to work in Berlin every day.",
+            source_message_ids=("msg-001", "msg-003"),
+            time_stamp=T0,
+            speaker_id="alice",
+            speaker_name="Alice",
+            topic_id=7,
+            importance=0.6,
+        ),
+        ExtractedFact(
+            text="Alice's sister Emma starts as a nurse in Hamburg.",
+            source_message_ids=("msg-004",),
+            time_stamp=T0 + dt.timedelta(minutes=60),
+            speaker_id="alice",
+            speaker_name="Alice",
+            topic_id=8,
+            importance=0.9,
+        ),
+    ]
+    assert result.attempts == 1
+    assert result.raw.startswith('{"facts"')
+
+
+def test_ids_map_to_the_admitted_messages_in_hybrid_mode(llm, openai_server):
+    openai_server.queue(answer(fact("The assistant congratulated Emma.", ["m5"])))
+    result = run(llm, messages_use="hybrid")
+    assert result.facts[0].source_message_ids == ("msg-005",)
+    assert result.facts[0].speaker_name == "Bot"
+
+
+def test_a_fact_without_a_valid_source_is_dropped(llm, openai_server):
+    openai_server.queue(
+        answer(
+            fact("Alice lives in Berlin.", ["m1"]),
+            fact("Made up.", ["m42"]),
+            fact("No sources.", []),
+        )
+    )
+    result = run(llm)
+    assert [f.text for f in result.facts] == ["Alice lives in Berlin."]
+    assert result.unsourced == 2
+
+
+def test_extract_threshold_is_the_minimum_importance_kept(llm, openai_server):
+    facts = [
+        fact("trivial", ["m1"], 0.05),
+        fact("at the threshold", ["m1"], 0.3),
+        fact("important", ["m2"], 0.9),
+        fact("over-rated", ["m3"], 7),
+    ]
+    openai_server.queue(answer(*facts), answer(*facts))
+    result = run(llm, extract_threshold=0.3)
+    assert [(f.text, f.importance) for f in result.facts] == [
+        ("at the threshold", 0.3),
+        ("important", 0.9),
+        ("over-rated", 1.0),
+    ]
+    assert result.below_threshold == 1
+    assert len(run(llm, extract_threshold=0.0).facts) == 4
+
+
+def test_threshold_outside_zero_one_is_refused(llm):
+    with pytest.raises(ValueError, match="minimum importance"):
+        run(llm, extract_threshold=1.5)
+
+
+def test_metadata_and_topic_summaries_are_attached(llm, openai_server):
+    openai_server.queue(
+        answer(
+            fact(
+                "Alice moved to Berlin in 2022.",
+                ["m1"],
+                keywords=["move", "Berlin", "berlin"],
+                entities=["Alice", "Berlin"],
+                category="Personal",
+            ),
+            fact("Emma is a nurse.", ["m3"], keywords=[], entities=["Emma"], category="work"),
+            topics=[
+                {"topic": "t2", "summary": "Alice's sister Emma becomes a nurse."},
+                {"topic": "t1", "summary": "Alice settled in Berlin."},
+                {"topic": "t9", "summary": "unknown topic"},
+            ],
+        )
+    )
+    result = run(llm, metadata_generate=True, text_summary=True)
+    berlin, emma = result.facts
+    assert berlin.keywords == ("move", "Berlin")
+    assert berlin.entities == ("Alice", "Berlin")
+    assert berlin.category == "personal"
+    assert berlin.topic_summary == "Alice settled in Berlin."
+    assert emma.topic_summary == "Alice's sister Emma becomes a nurse."
+    assert emma.category == "work"
+
+
+def test_without_metadata_extra_fields_are_ignored(llm, openai_server):
+    openai_server.queue(answer(fact("Alice lives in Berlin.", ["m1"], keywords=["x"])))
+    [only] = run(llm, metadata_generate=False).facts
+    assert only.keywords == () and only.category is None and only.topic_summary is None
+
+
+def test_duplicate_facts_are_merged(llm, openai_server):
+    openai_server.queue(
+        answer(
+            fact("Alice cycles to work.", ["m2"], 0.4),
+            fact("alice  cycles to work.", ["m1"], 0.7),
+        )
+    )
+    [merged] = run(llm).facts
+    assert merged.source_message_ids == ("msg-001", "msg-003")
+    assert merged.importance == 0.7
+    assert merged.time_stamp == T0
+
+
+# -- failures and retries ---------------------------------------------------------------------
+
+
+def test_invalid_output_then_valid_retry(llm, openai_server):
+    openai_server.queue(
+        "Here are the facts: Alice lives in Berlin.",
+        answer(fact("Alice lives in Berlin.", ["m1"])),
+    )
+    result = run(llm)
+    assert [f.text for f in result.facts] == ["Alice lives in Berlin."]
+    assert result.attempts == 2
+    retry = openai_server.chat_requests[1].json["messages"]
+    assert retry[:2] == openai_server.chat_requests[0].json["messages"]
+    assert "no JSON value" in retry[-1]["content"]
+
+
+def test_answers_citing_no_known_message_are_asked_again(llm, openai_server):
+    openai_server.queue(
+        answer(fact("Alice lives in Berlin.", ["the first message"])),
+        answer(fact("Alice lives in Berlin.", ["m1"])),
+    )
+    result = run(llm)
+    assert result.facts[0].source_message_ids == ("msg-001",)
+    assert (
+        "put the ids shown in square brackets"
+        in (openai_server.chat_requests[1].json["messages"][-1]["content"])
+    )
+
+
+def test_if_no_answer_ever_cites_a_known_message_the_result_is_empty(llm, openai_server):
+    openai_server.queue(*[answer(fact("Alice lives in Berlin.", ["x"]))] * 3)
+    result = run(llm)
+    assert result.facts == [] and result.unsourced == 1 and result.attempts == 3
+
+
+def test_cut_off_answer_keeps_its_complete_facts(llm, openai_server):
+    full = answer(fact("Alice lives in Berlin.", ["m1"]), fact("Emma is a nurse.", ["m3"]))
+    openai_server.queue(Reply(full[: full.index("Emma") + 6], finish_reason="length"))
+    result = run(llm)
+    assert [f.text for f in result.facts] == ["Alice lives in Berlin."]
+    assert len(openai_server.chat_requests) == 1
+
+
+def test_persistent_garbage_raises_extraction_error_without_the_key(llm, openai_server):
+    openai_server.queue(*["I refuse."] * 3)
+    with pytest.raises(ExtractionError) as info:
+        run(llm, max_attempts=3)
+    assert "I refuse." in str(info.value)
+    assert KEY not in str(info.value)
+    assert len(openai_server.chat_requests) == 3
+
+
+def test_render_conversation_skips_segments_with_no_admitted_message():
+    segments = [
+        Segment(0, (msg(1, "assistant", "hello", "Bot", 0),)),
+        Segment(1, (msg(2, "user", "line one\nline two", None, 5),)),
+    ]
+    batch = render_conversation(segments, ("user",))
+    assert batch.text == "Topic t1\n[m1] 2023-05-20 (Sat) 02:26, user: line one\n    line two"
+    assert batch.topics == {"t1": 1}
+    assert batch.messages["m1"].message.id == "msg-002"
