@@ -145,7 +145,16 @@ def test_the_schema_sent_follows_the_settings(llm, openai_server, metadata, summ
     openai_server.queue(answer(topics=[] if summary else None))
     run(llm, metadata_generate=metadata, text_summary=summary)
     sent = openai_server.chat_requests[0].response_format["json_schema"]["schema"]
-    assert sent == extraction_schema(metadata_generate=metadata, text_summary=summary)
+    assert sent == extraction_schema(
+        metadata_generate=metadata,
+        text_summary=summary,
+        message_ids=["m1", "m2", "m3"],
+        topic_ids=["t1", "t2"],
+    )
+    sources = sent["properties"]["facts"]["items"]["properties"]["sources"]
+    assert sources["items"]["enum"] == ["m1", "m2", "m3"]
+    if summary:
+        assert sent["properties"]["topics"]["items"]["properties"]["topic"]["enum"] == ["t1", "t2"]
     item = sent["properties"]["facts"]["items"]["properties"]
     assert ("keywords" in item) is metadata and ("category" in item) is metadata
     assert ("topics" in sent["properties"]) is summary

@@ -65,7 +65,12 @@ def test_update_returns_the_merged_text_and_shows_times_and_scores(llm, openai_s
     assert "[old] 2023-05-20 (Sat) 02:21: Alice lives in Berlin." in prompt
     assert "[n1] 2023-06-19 (Mon) 02:21 (similarity 0.91): Alice moved to Munich." in prompt
     assert "[n2] 2023-05-22 (Mon) 02:21 (similarity 0.85)" in prompt
-    assert request.response_format["json_schema"]["schema"] == UPDATE_SCHEMA
+    sent = request.response_format["json_schema"]["schema"]
+    assert sent["properties"]["replaced_by"]["enum"] == ["", "n1", "n2"]
+    assert sent["properties"]["action"]["enum"] == ["update", "delete", "ignore"]
+    assert {**sent, "properties": {**sent["properties"], "replaced_by": {"type": "string"}}} == (
+        UPDATE_SCHEMA
+    )
 
 
 def test_delete_names_the_candidate_that_replaced_the_target(llm, openai_server):
@@ -162,7 +167,13 @@ def test_reconcile_returns_updates_and_deletes_in_neighbour_order(llm, openai_se
     prompt = prompt_of(request)
     assert "[new] 2023-05-23 (Tue) 02:21: Alice moved to Munich with her cat Tom." in prompt
     assert "[s1] 2023-05-20 (Sat) 02:21 (similarity 0.93): Alice lives in Berlin." in prompt
-    assert request.response_format["json_schema"]["schema"] == RECONCILE_SCHEMA
+    sent = request.response_format["json_schema"]["schema"]
+    assert sent["properties"]["decisions"]["items"]["properties"]["id"]["enum"] == [
+        "s1",
+        "s2",
+        "s3",
+    ]
+    assert sent["required"] == RECONCILE_SCHEMA["required"] == ["decisions"]
 
 
 def test_reconcile_with_nothing_to_change(llm, openai_server):

@@ -8,7 +8,8 @@ API::
                             below_threshold: int, unsourced: int)
     ExtractedFact(text, source_message_ids, time_stamp, speaker_id, speaker_name, topic_id,
                   importance, keywords, entities, category, topic_summary)
-    extraction_schema(*, metadata_generate, text_summary) -> dict   # the JSON schema sent
+    extraction_schema(*, metadata_generate, text_summary, message_ids=None, topic_ids=None)
+        -> dict          # the answer's JSON schema; with ids, the stricter one sent to the LLM
     render_conversation(segments, roles) -> RenderedBatch            # what the LLM sees
     ROLES_BY_USE: dict[str, tuple[str, ...]]                         # messages_use -> roles
 
@@ -19,7 +20,9 @@ under the header of its topic segment (``Topic t1``). Segments left with no admi
 are not shown; if no message is admitted at all, no call is made and the result is empty.
 
 What comes back: a JSON object ``{"topics": [...], "facts": [...]}``, each fact with its text,
-the short ids of its source messages and an importance score. Mapping back:
+the short ids of its source messages and an importance score. The schema sent to the LLM
+limits ``sources`` and ``topic`` to the ids shown (an ``enum``); replies are validated against
+the schema without ids, so other spellings still reach the mapping. Mapping back:
 
 - Source ids are matched leniently (``m3``, ``M3``, ``[m3]``, ``3``); unknown ids are dropped;
   a fact left with no valid source is dropped (counted in ``unsourced``). The sources are
@@ -159,12 +162,28 @@ def render_conversation(segments: Sequence[Segment], roles: Sequence[str]) -> Re
     return RenderedBatch("\n".join(lines), messages, topics)
 
 
-def extraction_schema(*, metadata_generate: bool, text_summary: bool) -> dict[str, Any]:
-    """The JSON schema of the extraction answer for these settings."""
+def _ids(ids: Sequence[str] | None) -> dict[str, Any]:
+    return {"type": "string", "enum": list(ids)} if ids else {"type": "string"}
+
+
+def extraction_schema(
+    *,
+    metadata_generate: bool,
+    text_summary: bool,
+    message_ids: Sequence[str] | None = None,
+    topic_ids: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The JSON schema of the extraction answer for these settings.
+
+    With ``message_ids`` / ``topic_ids`` the ``sources`` and ``topic`` fields are restricted to
+    those short ids (an ``enum``): that is the schema sent to the LLM, so a grammar-constrained
+    model can only cite messages it was shown. Replies are validated against the schema
+    without ids, and unknown ids are dropped rather than rejected.
+    """
     strings = {"type": "array", "items": {"type": "string"}}
     fact: dict[str, Any] = {
         "text": {"type": "string"},
-        "sources": strings,
+        "sources": {"type": "array", "items": _ids(message_ids)},
         "importance": {"type": "number"},
     }
     if metadata_generate:
@@ -180,7 +199,7 @@ def extraction_schema(*, metadata_generate: bool, text_summary: bool) -> dict[st
     }
     props: dict[str, Any] = {}
     if text_summary:
-        topic = {"topic": {"type": "string"}, "summary": {"type": "string"}}
+        topic = {"topic": _ids(topic_ids), "summary": {"type": "string"}}
         props["topics"] = {
             "type": "array",
             "items": {
@@ -330,6 +349,12 @@ def extract_facts(
             max_attempts=max_attempts,
             max_tokens=max_tokens,
             what="extraction",
+            request_schema=extraction_schema(
+                metadata_generate=metadata_generate,
+                text_summary=text_summary,
+                message_ids=list(batch.messages),
+                topic_ids=list(batch.topics),
+            ),
         )
         value, raw, attempts = reply.value, reply.raw, reply.attempts
     except StructuredOutputError as exc:

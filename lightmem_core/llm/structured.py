@@ -6,7 +6,7 @@ API::
     conform(value, schema) -> Any                  # safe coercions toward the schema
     validate(value, schema, path="$") -> list[str] # problems, "" paths like $.facts[2].sources
     ask_json(llm, messages, schema, *, prompts=None, check=None, max_attempts=3,
-             max_tokens=None, what="answer") -> StructuredReply
+             max_tokens=None, what="answer", request_schema=None) -> StructuredReply
     StructuredOutputError(ExtractionError)          # .raw .value .problems .attempts
 
 **Repair** (:func:`parse_json`), tried in this order until a value fits the schema: the reply
@@ -442,12 +442,17 @@ def ask_json(
     max_attempts: int = 3,
     max_tokens: int | None = None,
     what: str = "answer",
+    request_schema: Mapping[str, Any] | None = None,
 ) -> StructuredReply:
     """Ask ``llm`` for JSON fitting ``schema``; repair, validate, and ask again when unusable.
 
     ``check(value)`` may add problems the schema cannot express (returns ``"$.path: ..."``
-    strings); a value with problems counts as unusable. Raises :class:`StructuredOutputError`
-    after ``max_attempts`` unusable replies. Errors the backend raises propagate unchanged.
+    strings); a value with problems counts as unusable. ``request_schema`` is what the backend is
+    sent when it should be stricter than what is accepted (e.g. an ``enum`` of the ids shown,
+    which lets a grammar-constrained local model emit only those, while a remote model's
+    ``[M3]`` is still accepted and normalised by the caller); default: ``schema``. Raises
+    :class:`StructuredOutputError` after ``max_attempts`` unusable replies. Errors the backend
+    raises propagate unchanged.
     """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
@@ -456,7 +461,9 @@ def ask_json(
     request = base
     raw, value, problems = "", None, ["no reply"]
     for attempt in range(1, max_attempts + 1):
-        completion = llm.complete(request, json_schema=schema, max_tokens=max_tokens)
+        completion = llm.complete(
+            request, json_schema=request_schema or schema, max_tokens=max_tokens
+        )
         raw = completion.text or ""
         value = None
         try:

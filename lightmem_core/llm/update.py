@@ -9,11 +9,14 @@ API::
         -> list[UpdateDecision]                            # online, right after extraction
     UpdateDecision(action, target_id, new_memory=None, replaced_by=None, reason="")
     ACTIONS = ("update", "delete", "ignore")
+    update_schema(candidate_ids=None), reconcile_schema(neighbour_ids=None) -> dict
 
 ``target`` is a stored :class:`~lightmem_hookspecs.MemoryEntry`; ``candidates`` and
 ``neighbours`` are ``(MemoryEntry, similarity)`` pairs. The entries are shown to the model with
 short ids (``[n1]`` for the newer candidates, ``[s1]`` for stored neighbours), their time stamps
-and similarity; the newer fact wins any conflict.
+and similarity; the newer fact wins any conflict. The schema sent limits the ids the model may
+name to those shown (an ``enum``, which a grammar-constrained model must follow); answers are
+validated leniently and unknown ids dropped.
 
 - ``update``: the older entry's text becomes ``new_memory`` (the merged text); an ``update``
   without a new text is an invalid answer.
@@ -72,41 +75,52 @@ def _line(short: str, entry: MemoryEntry, score: float | None = None) -> str:
 
 _ACTION = {"type": "string", "enum": list(ACTIONS)}
 
-UPDATE_SCHEMA: dict[str, Any] = {
-    "title": "lightmem_update_decision",
-    "type": "object",
-    "properties": {
-        "action": _ACTION,
-        "new_memory": {"type": "string"},
-        "replaced_by": {"type": "string"},
-        "reason": {"type": "string"},
-    },
-    "required": ["action", "new_memory", "replaced_by", "reason"],
-    "additionalProperties": False,
-}
 
-RECONCILE_SCHEMA: dict[str, Any] = {
-    "title": "lightmem_reconcile",
-    "type": "object",
-    "properties": {
-        "decisions": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "string"},
-                    "action": _ACTION,
-                    "new_memory": {"type": "string"},
-                    "reason": {"type": "string"},
-                },
-                "required": ["id", "action", "new_memory", "reason"],
-                "additionalProperties": False,
-            },
-        }
-    },
-    "required": ["decisions"],
-    "additionalProperties": False,
-}
+def update_schema(candidate_ids: Sequence[str] | None = None) -> dict[str, Any]:
+    """The offline decision's JSON schema; with ids, ``replaced_by`` is limited to them or ``""``
+    (the stricter schema sent to the LLM; answers are validated against the one without ids)."""
+    replaced_by = (
+        {"type": "string", "enum": ["", *candidate_ids]} if candidate_ids else {"type": "string"}
+    )
+    return {
+        "title": "lightmem_update_decision",
+        "type": "object",
+        "properties": {
+            "action": _ACTION,
+            "new_memory": {"type": "string"},
+            "replaced_by": replaced_by,
+            "reason": {"type": "string"},
+        },
+        "required": ["action", "new_memory", "replaced_by", "reason"],
+        "additionalProperties": False,
+    }
+
+
+def reconcile_schema(neighbour_ids: Sequence[str] | None = None) -> dict[str, Any]:
+    """The online decisions' JSON schema; with ids, ``id`` is limited to them (sent schema)."""
+    ident = {"type": "string", "enum": list(neighbour_ids)} if neighbour_ids else {"type": "string"}
+    item = {
+        "type": "object",
+        "properties": {
+            "id": ident,
+            "action": _ACTION,
+            "new_memory": {"type": "string"},
+            "reason": {"type": "string"},
+        },
+        "required": ["id", "action", "new_memory", "reason"],
+        "additionalProperties": False,
+    }
+    return {
+        "title": "lightmem_reconcile",
+        "type": "object",
+        "properties": {"decisions": {"type": "array", "items": item}},
+        "required": ["decisions"],
+        "additionalProperties": False,
+    }
+
+
+UPDATE_SCHEMA: dict[str, Any] = update_schema()
+RECONCILE_SCHEMA: dict[str, Any] = reconcile_schema()
 
 UPDATE_FORMAT = """\
 Answer with one JSON object and nothing else:
@@ -177,6 +191,7 @@ def decide_update(
             max_attempts=max_attempts,
             max_tokens=max_tokens,
             what=f"update decision for entry {target.id}",
+            request_schema=update_schema(list(shown)),
         ).value
     except StructuredOutputError as exc:
         if exc.value is None:
@@ -238,6 +253,7 @@ def reconcile_fact(
             max_attempts=max_attempts,
             max_tokens=max_tokens,
             what="online update",
+            request_schema=reconcile_schema(list(shown)),
         ).value["decisions"]
     except StructuredOutputError as exc:
         if not isinstance(exc.value, Mapping):
