@@ -50,6 +50,7 @@ def build_tiny_bert_token_classifier(
     hidden_size: int = 32,
     num_layers: int = 4,
     num_heads: int = 2,
+    intermediate_size: int | None = None,
     max_position_embeddings: int = 512,
     seed: int = 0,
 ) -> Path:
@@ -94,7 +95,7 @@ def build_tiny_bert_token_classifier(
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
-        intermediate_size=hidden_size * 2,
+        intermediate_size=intermediate_size or hidden_size * 2,
         max_position_embeddings=max_position_embeddings,
         num_labels=2,
         pad_token_id=tok.token_to_id("[PAD]"),
@@ -114,6 +115,7 @@ def build_tiny_gpt2(
     hidden_size: int = 32,
     num_layers: int = 2,
     num_heads: int = 2,
+    intermediate_size: int | None = None,
     n_positions: int = 256,
     seed: int = 0,
 ) -> Path:
@@ -149,6 +151,7 @@ def build_tiny_gpt2(
         n_embd=hidden_size,
         n_layer=num_layers,
         n_head=num_heads,
+        n_inner=intermediate_size,
         bos_token_id=eos_id,
         eos_token_id=eos_id,
     )

@@ -4,8 +4,8 @@ Each token's self-information is ``-log2 p(token | prefix)`` under a small causa
 starts after the model's BOS token when it has one, so the first token is scored too. Messages
 longer than the model window are scored in overlapping windows: every window after the first
 starts with a quarter-window of already-scored tokens as context, so each token keeps a real
-prefix and nothing is truncated. All windows of a call run in length-sorted batches padded only
-to the longest window of the batch. A word's information is the mean of its tokens' (or its
+prefix and nothing is truncated. All windows of a call run in batches of similar lengths, padded
+only to the longest window of the batch. A word's information is the mean of its tokens' (or its
 first token's); the ``compress_rate`` share of words with the most information is kept, in order
 and spelled as in the original.
 """
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .model import ModelInfo, resolve_device, resolve_dtype
-from .words import join_kept, select, split_words, tokens_by_word
+from .words import join_kept, length_batches, select, split_words, tokens_by_word
 
 if TYPE_CHECKING:
     from .plugin import EntropyConfig
@@ -112,10 +112,9 @@ class EntropyCompressor:
                 prefix = [bos] if start == 0 and bos is not None else []
                 base = lead - len(prefix)
                 pieces.append((d, prefix + list(ids[lead:end]), base, max(1, start - base)))
-        order = sorted(range(len(pieces)), key=lambda p: len(pieces[p][1]), reverse=True)
-        size = self.config.batch_size
-        for first in range(0, len(order), size):
-            batch = [pieces[p] for p in order[first : first + size]]
+        lengths = [len(seq) for _, seq, _, _ in pieces]
+        for group in length_batches(lengths, self.config.batch_size):
+            batch = [pieces[p] for p in group]
             width = max(len(seq) for _, seq, _, _ in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)

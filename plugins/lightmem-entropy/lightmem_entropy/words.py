@@ -126,3 +126,28 @@ def join_kept(text: str, words: Sequence[tuple[int, int]], keep: Sequence[bool])
         parts.append(text[start:end])
         prev_end = end
     return "".join(parts)
+
+
+def length_batches(lengths: Sequence[int], max_batch: int, waste: float = 0.3) -> list[list[int]]:
+    """Indices grouped into batches, longest first, padding at most ``waste`` of real tokens.
+
+    Sorting by length and closing a batch when padding to its longest item would add more than
+    ``waste`` extra tokens keeps the work close to the real token count (padding costs as much as
+    real tokens), while similar lengths still share a forward pass.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+    batches: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for i in order:
+        if current:
+            width = lengths[current[0]]
+            full = len(current) >= max_batch
+            if full or (len(current) + 1) * width > (1 + waste) * (real + lengths[i]):
+                batches.append(current)
+                current, real = [], 0
+        current.append(i)
+        real += lengths[i]
+    if current:
+        batches.append(current)
+    return batches

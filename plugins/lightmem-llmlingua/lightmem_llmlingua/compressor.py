@@ -3,11 +3,11 @@
 LLMLingua-2 labels every token "keep" (label 1) or "drop" (label 0). The ``batched`` engine runs
 the classifier itself: all messages of a call are tokenized at once, cut into chunks that fit the
 model window (at sentence ends where possible, never by silent truncation), sorted by length and
-run in batches padded only to the longest chunk of the batch. Each word's keep-probability is the
-mean (or first) of its tokens'; the best words are kept until they hold ``rate`` of the message's
-tokens, in their original order and spelling. The stock ``llmlingua`` package pads every chunk
-to 512 tokens and runs one message at a time, which is what makes it slow; its ``compress_prompt``
-stays available as ``engine: llmlingua``.
+run in batches of similar lengths, padded only to the longest chunk of the batch. Each word's
+keep-probability is the mean (or first) of its tokens'; the best words are kept until they hold
+``rate`` of the message's tokens, in their original order and spelling. The stock ``llmlingua``
+package pads every chunk to 512 tokens and runs one message at a time, which is what makes it
+slow; its ``compress_prompt`` stays available as ``engine: llmlingua``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .words import join_kept, select, split_words, tokens_by_word, word_of_tokens
+from .words import (
+    join_kept,
+    length_batches,
+    select,
+    split_words,
+    tokens_by_word,
+    word_of_tokens,
+)
 
 if TYPE_CHECKING:
     from .model import ModelHandle
@@ -127,7 +134,7 @@ class LLMLingua2Compressor:
         input_ids: Sequence[Sequence[int]],
         chunks: list[tuple[int, int, int]],
     ) -> list[Any]:
-        """Per message, the keep-probability of each token, from length-sorted padded batches."""
+        """Per message, the keep-probability of each token, from length-bucketed padded batches."""
         import numpy as np
         import torch
 
@@ -135,11 +142,11 @@ class LLMLingua2Compressor:
         cls_id = _first_id(tokenizer, "cls_token_id", "bos_token_id")
         sep_id = _first_id(tokenizer, "sep_token_id", "eos_token_id")
         pad_id = _first_id(tokenizer, "pad_token_id") or 0
-        order = sorted(range(len(chunks)), key=lambda c: chunks[c][2] - chunks[c][1], reverse=True)
+        lengths = [b - a + 2 for _, a, b in chunks]
         size = self.options.llmlingua2_config.max_batch_size
         device = self.handle.device
-        for first in range(0, len(order), size):
-            batch = [chunks[c] for c in order[first : first + size]]
+        for group in length_batches(lengths, size):
+            batch = [chunks[c] for c in group]
             width = max(b - a for _, a, b in batch) + 2
             ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)

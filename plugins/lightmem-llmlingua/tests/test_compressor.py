@@ -8,7 +8,13 @@ import shutil
 
 import numpy as np
 import pytest
-from lightmem_llmlingua.words import join_kept, select, split_words, tokens_by_word
+from lightmem_llmlingua.words import (
+    join_kept,
+    length_batches,
+    select,
+    split_words,
+    tokens_by_word,
+)
 
 from lightmem_core.testing.conformance.pre_compressor import TEXTS, is_subsequence, long_text, words
 
@@ -51,6 +57,21 @@ def test_select_keeps_the_share_with_forced_words_and_ties_in_order():
     assert select([0.5, 0.5, 0.5], [1, 1, 1], 0.3) == [True, False, False]
     assert select([0.1], [3], 0.01) == [True]
     assert select([], [], 0.5) == []
+
+
+def test_length_batches_bound_padding_and_size():
+    import random
+
+    rng = random.Random(1)
+    lengths = [rng.randint(1, 120) for _ in range(300)]
+    batches = length_batches(lengths, max_batch=16, waste=0.3)
+    assert sorted(i for b in batches for i in b) == list(range(300))
+    for batch in batches:
+        assert len(batch) <= 16
+        widths = [lengths[i] for i in batch]
+        assert widths == sorted(widths, reverse=True)
+        assert len(batch) == 1 or len(batch) * widths[0] <= 1.3 * sum(widths)
+    assert length_batches([], 4) == []
 
 
 # -- compression ------------------------------------------------------------------------------
