@@ -1,0 +1,564 @@
+"""``lightmem eval locomo``: evidence recall of the configured pipeline beside raw-turn baselines.
+
+For each conversation of a LoCoMo-format file the harness builds a fresh memory (its own
+directory), ingests the sessions in order with ``add_memory(session, force_segment=True,
+force_extract=True)``, asks every question of the chosen categories with ``search(question,
+limit=k)`` and scores the union of the top-k memories' source message ids against the
+question's evidence turns. The raw-turn baselines (BM25, dense, their fusion; see
+:mod:`.baselines`) answer the same questions in the same run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, TextIO
+
+import attrs
+
+from ..config import BackendSpec, LightMemConfig, load_config_file
+from ..datasets import Conversation, Question, load_conversations
+from ..errors import InputError
+from .baselines import BASELINES, TurnBaselines, build_bm25
+from .metrics import evidence_recall, mean, percentile, word_count
+
+PIPELINE = "lightmem"
+DEFAULT_CATEGORIES: tuple[int, ...] = (1, 2, 3, 4)
+CATEGORY_NAMES = {
+    1: "multi-hop",
+    2: "temporal",
+    3: "open-domain",
+    4: "single-hop",
+    5: "adversarial",
+}
+_SECRET = ("key", "secret", "token", "password", "passwd", "credential")
+
+
+@attrs.frozen
+class LocomoOptions:
+    """What one evaluation run does (the CLI's arguments, as a value)."""
+
+    data: str
+    samples: tuple[str, ...] | None = None
+    k: int = 10
+    config: Mapping[str, Any] | str | None = None
+    out: str | None = None
+    memory_dir: str | None = None
+    categories: tuple[int, ...] = DEFAULT_CATEGORIES
+    baselines: bool = True
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress
+# ---------------------------------------------------------------------------------------------
+
+
+class Progress:
+    """One-line progress on stderr (rewritten in place on a terminal, plain lines otherwise)."""
+
+    def __init__(self, stream: TextIO | None = None, enabled: bool = True) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last = 0.0
+
+    def update(self, text: str, *, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            self.stream.write(f"\r\x1b[2K{text}")
+            self.stream.flush()
+            return
+        now = time.monotonic()
+        if force or now - self._last >= 5.0:
+            self._last = now
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def line(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            self.stream.write("\r\x1b[2K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-system accumulation
+# ---------------------------------------------------------------------------------------------
+
+
+@attrs.define
+class SystemScores:
+    """What one system (the pipeline or a baseline) scored on a set of questions."""
+
+    recalls: dict[int, list[float]] = attrs.field(factory=dict)  # per k (1, 5, k)
+    categories: list[Any] = attrs.field(factory=list)
+    words: list[int] = attrs.field(factory=list)
+    latencies_ms: list[float] = attrs.field(factory=list)
+    ingest_s: float = 0.0
+    turns: int = 0
+
+    def add(self, category: Any, recalls: Mapping[int, float], words: int, ms: float) -> None:
+        self.categories.append(category)
+        for k, value in recalls.items():
+            self.recalls.setdefault(k, []).append(value)
+        self.words.append(words)
+        self.latencies_ms.append(ms)
+
+    def merge(self, other: SystemScores) -> None:
+        for k, values in other.recalls.items():
+            self.recalls.setdefault(k, []).extend(values)
+        self.categories += other.categories
+        self.words += other.words
+        self.latencies_ms += other.latencies_ms
+        self.ingest_s += other.ingest_s
+        self.turns += other.turns
+
+    def summary(self, k: int) -> dict[str, Any]:
+        main = self.recalls.get(k, [])
+        by_category: dict[str, dict[str, Any]] = {}
+        for category in sorted({c for c in self.categories}, key=str):
+            values = [r for r, c in zip(main, self.categories, strict=True) if c == category]
+            by_category[str(category)] = {"recall": mean(values), "questions": len(values)}
+        return {
+            f"recall@{k}": mean(main),
+            "recall_at": {str(kk): mean(v) for kk, v in sorted(self.recalls.items())},
+            "by_category": by_category,
+            "questions": len(main),
+            "context_words": mean(self.words),
+            "ingest_turns_per_s": self.turns / self.ingest_s if self.ingest_s > 0 else None,
+            "ingest_s": self.ingest_s,
+            "turns": self.turns,
+            "search_ms_p50": percentile(self.latencies_ms, 50),
+            "search_ms_p95": percentile(self.latencies_ms, 95),
+        }
+
+
+def _recalls_at(
+    ks: Sequence[int], evidence: Sequence[str], ranked: Sequence[Sequence[str]]
+) -> dict[int, float]:
+    """Recall at each cut-off in ``ks``; ``ranked``: the source ids of each hit, best first."""
+    out = {}
+    for k in ks:
+        sources = [s for hit in ranked[:k] for s in hit]
+        value = evidence_recall(evidence, sources)
+        out[k] = 0.0 if value is None else value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+
+
+def _load_config(config: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if isinstance(config, str | os.PathLike):
+        return load_config_file(config)
+    return dict(config)
+
+
+def _selected_questions(
+    conv: Conversation, categories: Iterable[int]
+) -> tuple[list[Question], int]:
+    wanted = set(categories)
+    chosen = [q for q in conv.questions if q.category in wanted]
+    answerable = [q for q in chosen if q.evidence]
+    return answerable, len(chosen) - len(answerable)
+
+
+def evaluate_locomo(
+    options: LocomoOptions, *, progress: Progress | None = None, host: Any = None
+) -> dict[str, Any]:
+    """Run the evaluation and return the report (also written to ``options.out`` if set).
+
+    ``host`` is the plugin host to build backends with (default: every installed plugin).
+    """
+    from ..memory import LightMemory
+    from ..plugins import PluginHost
+
+    if options.k < 1:
+        raise InputError(f"--k: expected a positive integer, got {options.k}")
+    progress = progress or Progress()
+    conversations = load_conversations(options.data, samples=options.samples)
+    if not conversations or conversations[0].format != "locomo":
+        found = conversations[0].format if conversations else "nothing"
+        raise InputError(f"{options.data}: expected a LoCoMo file, found {found}")
+    raw_config = _load_config(options.config)
+    ks = sorted({k for k in (1, 5, options.k) if k <= options.k})
+    host = host or PluginHost()
+    totals = {
+        name: SystemScores() for name in (PIPELINE, *(BASELINES if options.baselines else ()))
+    }
+    samples: list[dict[str, Any]] = []
+    per_question: list[dict[str, Any]] = []
+    usage_total: dict[str, Any] | None = None
+    meta_models: dict[str, Any] = {}
+    config_hash = ""
+    started = time.perf_counter()
+
+    with ExitStack() as stack:
+        if options.memory_dir is None:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lightmem-eval-")))
+        else:
+            root = Path(options.memory_dir)
+            root.mkdir(parents=True, exist_ok=True)
+        for n, conv in enumerate(conversations, start=1):
+            tag = f"[{n}/{len(conversations)} {conv.sample_id}]"
+            questions, skipped = _selected_questions(conv, options.categories)
+            store_dir = root / conv.sample_id
+            if store_dir.exists() and any(store_dir.iterdir()):
+                raise InputError(
+                    f"--memory-dir: {store_dir} is not empty; the evaluation needs a fresh store "
+                    "per conversation. Remove it or choose another directory."
+                )
+            config = {**raw_config, "memory_dir": str(store_dir)}
+            config.pop("history_db_path", None)
+            memory = LightMemory(config, host=host)
+            try:
+                scores = {name: SystemScores() for name in totals}
+                if not config_hash:
+                    config_hash = _config_hash(memory.config)
+                    meta_models = _models(memory)
+                embedder = memory.embedder
+                if embedder is not None:
+                    embedder.backend.embed(["warm-up"])  # load the model outside the timings
+                turns = conv.messages
+                done = 0
+                pipe = scores[PIPELINE]
+                for session in conv.sessions:
+                    t0 = time.perf_counter()
+                    memory.add_memory(
+                        list(session.messages), force_segment=True, force_extract=True
+                    )
+                    pipe.ingest_s += time.perf_counter() - t0
+                    done += len(session.messages)
+                    rate = done / pipe.ingest_s if pipe.ingest_s else 0.0
+                    progress.update(f"{tag} ingesting {done}/{len(turns)} turns ({rate:.0f}/s)")
+                pipe.turns = len(turns)
+                usage = memory.get_token_statistics()
+                usage_total = _add_usage(usage_total, usage)
+
+                baselines = None
+                if options.baselines:
+                    progress.update(f"{tag} indexing raw turns for the baselines", force=True)
+                    bm25 = build_bm25(
+                        host, memory.config.context_retriever, str(root / f"{conv.sample_id}-bm25")
+                    )
+                    raw_embedder = embedder.backend if embedder is not None else None
+                    if raw_embedder is None:
+                        raw_embedder = _default_embedder(host, str(root))
+                    baselines = TurnBaselines(raw_embedder, bm25, memory.config.hybrid_weights)
+                    baselines.ingest(turns)
+                    for name in BASELINES:
+                        scores[name].turns = len(turns)
+                    # dense and fusion need the vectors, BM25 its index; fusion needs both
+                    scores["dense-turns"].ingest_s = baselines.timings.embed_s
+                    scores["bm25-turns"].ingest_s = baselines.timings.bm25_index_s
+                    scores["fusion-turns"].ingest_s = (
+                        baselines.timings.embed_s + baselines.timings.bm25_index_s
+                    )
+
+                words_of = {m["id"]: word_count(str(m["content"])) for m in turns}
+                for i, q in enumerate(questions, start=1):
+                    t0 = time.perf_counter()
+                    hits = memory.search(q.question, limit=options.k)
+                    ms = (time.perf_counter() - t0) * 1000
+                    ranked = [tuple(h.entry.source_message_ids) for h in hits if h.entry]
+                    words = sum(word_count(h.entry.memory) for h in hits if h.entry)
+                    record: dict[str, Any] = {
+                        "id": q.id,
+                        "category": q.category,
+                        "evidence": list(q.evidence),
+                    }
+                    recalls = _recalls_at(ks, q.evidence, ranked)
+                    pipe.add(q.category, recalls, words, ms)
+                    record[PIPELINE] = _question_record(recalls[options.k], ranked)
+                    if baselines is not None:
+                        for name, (ids, seconds) in baselines.search(q.question, options.k).items():
+                            ranked_ids = [(x,) for x in ids]
+                            recalls = _recalls_at(ks, q.evidence, ranked_ids)
+                            words = sum(words_of.get(x, 0) for x in ids)
+                            scores[name].add(q.category, recalls, words, seconds * 1000)
+                            record[name] = _question_record(recalls[options.k], ranked_ids)
+                    per_question.append(record)
+                    progress.update(f"{tag} question {i}/{len(questions)}")
+                if baselines is not None:
+                    baselines.close()
+            finally:
+                memory.close()
+            sample = {
+                "sample_id": conv.sample_id,
+                "sessions": len(conv.sessions),
+                "turns": len(conv.messages),
+                "questions": len(questions),
+                "questions_without_evidence": skipped,
+                "dropped_evidence": list(conv.dropped_evidence),
+                "usage": usage,
+                "systems": {name: s.summary(options.k) for name, s in scores.items()},
+            }
+            samples.append(sample)
+            for name, s in scores.items():
+                totals[name].merge(s)
+            pipe_summary = scores[PIPELINE].summary(options.k)
+            progress.line(
+                f"{tag} {len(conv.messages)} turns, {len(questions)} questions: "
+                f"recall@{options.k} {pipe_summary[f'recall@{options.k}']:.3f}, "
+                f"{pipe_summary['ingest_turns_per_s'] or 0:.0f} turns/s"
+            )
+
+    report = {
+        "benchmark": "locomo",
+        "metadata": _metadata(options, config_hash, meta_models, time.perf_counter() - started),
+        "k": options.k,
+        "categories": list(options.categories),
+        "systems": {name: s.summary(options.k) for name, s in totals.items()},
+        "usage": usage_total,
+        "samples": samples,
+        "questions": per_question,
+    }
+    if options.out:
+        out = Path(options.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(_json_safe(report), indent=1), encoding="utf-8")
+    return report
+
+
+def _question_record(recall: float, ranked: Sequence[Sequence[str]]) -> dict[str, Any]:
+    return {"recall": recall, "sources": [list(s) for s in ranked]}
+
+
+def _default_embedder(host: Any, memory_dir: str) -> Any:
+    from lightmem_hookspecs import BackendContext
+
+    from ..config import resolve_backend
+
+    registration, options = resolve_backend(
+        host, "$.text_embedder", "text_embedder", BackendSpec("huggingface")
+    )
+    return registration.factory(options, BackendContext(memory_dir=memory_dir))
+
+
+def _add_usage(total: dict[str, Any] | None, usage: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = (
+        json.loads(json.dumps(total)) if total else {"total": {}, "by_operation": {}}
+    )
+    for key, value in usage["total"].items():
+        out["total"][key] = out["total"].get(key, 0) + value
+    for op, counters in usage["by_operation"].items():
+        slot = out["by_operation"].setdefault(op, {})
+        for key, value in counters.items():
+            slot[key] = slot.get(key, 0) + value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Metadata
+# ---------------------------------------------------------------------------------------------
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            k: ("<redacted>" if any(s in str(k).lower() for s in _SECRET) and v else _redact(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact(v) for v in value]
+    return value
+
+
+def _config_dict(config: LightMemConfig) -> dict[str, Any]:
+    data = attrs.asdict(config)
+    for key in ("memory_dir", "history_db_path"):
+        data.pop(key, None)
+    return _redact(data)
+
+
+def _config_hash(config: LightMemConfig) -> str:
+    """A short hash of the configuration (secrets and the store's location left out)."""
+    text = json.dumps(_config_dict(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _models(memory: Any) -> dict[str, Any]:
+    models: dict[str, Any] = {"backends": {}, "config": _config_dict(memory.config)}
+    for kind in (
+        "pre_compressor",
+        "topic_segmenter",
+        "memory_manager",
+        "text_embedder",
+        "embedding_retriever",
+        "context_retriever",
+        "reranker",
+    ):
+        names = memory.backends.names(kind)
+        if names:
+            models["backends"][kind] = names
+    if memory.embedder is not None:
+        models["text_embedder_model"] = memory.embedder.model_name
+    if memory.config.memory_manager is not None:
+        llm = memory.backends.get("memory_manager")
+        models["memory_manager_model"] = getattr(llm, "model_name", None)
+    return models
+
+
+def git_commit(path: str | Path | None = None) -> dict[str, Any] | None:
+    """The commit (and whether the tree has changes) of the repository holding ``path``."""
+    where = Path(path or Path(__file__).resolve().parent)
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _metadata(
+    options: LocomoOptions, config_hash: str, models: Mapping[str, Any], seconds: float
+) -> dict[str, Any]:
+    from .. import __version__
+
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "lightmem_version": __version__,
+        "git": git_commit(),
+        "data": str(options.data),
+        "data_sha256": _file_sha256(options.data),
+        "samples": list(options.samples) if options.samples else None,
+        "config_hash": config_hash,
+        **models,
+        "python": platform.python_version(),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+        "seconds": round(seconds, 1),
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------------------------
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """The comparison table printed at the end of a run."""
+    k = report["k"]
+    cats = [str(c) for c in report["categories"]]
+    systems = report["systems"]
+    questions = next(iter(systems.values()))["questions"] if systems else 0
+    header = (
+        f"LoCoMo evidence recall@{k}: {len(report['samples'])} conversation(s), "
+        f"{questions} questions (categories {', '.join(cats)})"
+    )
+    cols = [f"cat{c}" for c in cats] + [f"R@{k}", "words", "turns/s", "p50 ms", "p95 ms"]
+    lines = [header, f"{'system':<14}" + "".join(f"{c:>9}" for c in cols)]
+    for name, s in systems.items():
+        cells = [_cell(s["by_category"].get(c, {}).get("recall"), ".3f") for c in cats]
+        cells += [_cell(s[f"recall@{k}"], ".3f"), _cell(s["context_words"], ".0f")]
+        cells += [_cell(s["ingest_turns_per_s"], ".0f")]
+        cells += [_cell(s["search_ms_p50"], ".1f"), _cell(s["search_ms_p95"], ".1f")]
+        lines.append(f"{name:<14}" + "".join(cells))
+    usage = (report.get("usage") or {}).get("total") or {}
+    if usage.get("llm_calls"):
+        lines.append(
+            f"LLM: {usage['llm_calls']} calls, {usage.get('prompt_tokens', 0)} prompt + "
+            f"{usage.get('completion_tokens', 0)} completion tokens"
+        )
+    meta = report["metadata"]
+    git = meta.get("git") or {}
+    lines.append(
+        f"config {meta['config_hash']}, embedder {meta.get('text_embedder_model', '-')}, "
+        f"commit {str(git.get('commit', '-'))[:10]}{' (dirty)' if git.get('dirty') else ''}, "
+        f"{meta['seconds']} s"
+    )
+    return "\n".join(lines)
+
+
+def _cell(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return f"{'-':>9}"
+    return f"{value:>9{spec}}"
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI entry
+# ---------------------------------------------------------------------------------------------
+
+
+def options_from_args(args: Any) -> LocomoOptions:
+    samples = None
+    if getattr(args, "samples", None):
+        samples = tuple(s.strip() for s in args.samples.split(",") if s.strip())
+    categories: tuple[int, ...] = DEFAULT_CATEGORIES
+    if getattr(args, "categories", None):
+        try:
+            categories = tuple(int(c) for c in args.categories.split(",") if c.strip())
+        except ValueError:
+            raise InputError(
+                f"--categories: expected comma-separated integers, got {args.categories!r}"
+            ) from None
+    return LocomoOptions(
+        data=args.data,
+        samples=samples,
+        k=args.k,
+        config=getattr(args, "config", None),
+        out=getattr(args, "out", None),
+        memory_dir=getattr(args, "memory_dir", None),
+        categories=categories,
+        baselines=not getattr(args, "no_baselines", False),
+    )
+
+
+def run_locomo(args: Any) -> int:
+    """``lightmem eval locomo``: run, print the table on stdout, write the JSON report."""
+    options = options_from_args(args)
+    progress = Progress(enabled=not getattr(args, "quiet", False))
+    report = evaluate_locomo(options, progress=progress)
+    print(format_report(report))
+    if options.out:
+        print(f"report written to {options.out}", file=sys.stderr)
+    return 0
