@@ -1,0 +1,408 @@
+"""Conformance suite for ``embedding_retriever`` backends (vector stores such as Qdrant).
+
+Subclass :class:`EmbeddingRetrieverConformance` in your plugin's tests and provide a factory::
+
+    import pytest
+    from lightmem_core.testing.conformance.embedding_retriever import (
+        EmbeddingRetrieverConformance,
+    )
+
+    class TestMyStore(EmbeddingRetrieverConformance):
+        persistent = True              # False: data lives only as long as the instance
+
+        @pytest.fixture
+        def make_backend(self, tmp_path):
+            return lambda: MyStore(path=tmp_path / "store")   # NOT opened
+
+Fixtures and attributes the subclass provides:
+
+``make_backend`` (required, function scope)
+    A callable taking no arguments. Each call returns a NEW, NOT YET OPENED
+    :class:`~lightmem_hookspecs.EmbeddingRetriever`. Within one test every call addresses the
+    same storage (same directory, same collection), so for a persistent backend an instance
+    made after another was closed sees what the first stored. Each test starts from fresh,
+    empty storage (build it under ``tmp_path``). The suite opens and closes the instances;
+    ``close()`` must be safe to call twice.
+
+``persistent`` (class attribute, default ``True``)
+    Whether data survives ``close()`` and a new instance. When ``False`` the reopen tests
+    (data kept, another model or dimension refused, a refused open loses nothing) are skipped.
+
+The suite itself provides ``backend``: ``make_backend()`` opened with :data:`MODEL` and
+:data:`DIM` (8), closed after the test, and ``new_backend``, a wrapper of ``make_backend`` that
+closes whatever it made at teardown.
+
+What is checked: the object is an ``EmbeddingRetriever``; results are ``(id, float)`` pairs,
+best first, at most ``limit``, scored by cosine similarity (vectors need not be normalised);
+``upsert`` replaces vector and payload of an id; ``delete`` ignores unknown ids; ``count``
+follows; every field of :class:`~lightmem_hookspecs.SearchFilter` is honoured exactly as
+:meth:`SearchFilter.matches` defines it, ``exclude_ids`` included; any string works as an id;
+a vector of the wrong size is refused; for persistent backends, reopening keeps the data and
+opening with another model name or dimension is refused with an error naming both, without
+deleting anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+
+import pytest
+from lightmem_hookspecs import EmbeddingRetriever, IndexRecord, SearchFilter, to_epoch
+
+MODEL = "conformance-embedder-a"
+OTHER_MODEL = "conformance-embedder-b"
+DIM = 8
+_DAY = 86400.0
+_T0 = to_epoch(dt.datetime(2024, 3, 1, 12, 0, 0))
+
+
+def axis(i: int, scale: float = 1.0) -> tuple[float, ...]:
+    return tuple(scale if k == i else 0.0 for k in range(DIM))
+
+
+def combine(*parts: tuple[float, tuple[float, ...]]) -> tuple[float, ...]:
+    return tuple(sum(w * v[k] for w, v in parts) for k in range(DIM))
+
+
+def cosine(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+
+
+def _payload(
+    user: str | None = "u1",
+    agent: str | None = None,
+    run: str | None = None,
+    speaker: str | None = None,
+    topic: int | None = None,
+    day: int | None = None,
+) -> dict:
+    return {
+        "user_id": user,
+        "agent_id": agent,
+        "run_id": run,
+        "speaker": speaker,
+        "topic_id": topic,
+        "time_stamp": None if day is None else _T0 + day * _DAY,
+    }
+
+
+def _near(i: int) -> tuple[float, ...]:
+    """Vectors close to the query ``axis(0)``, each a little different, all with cosine > 0.9."""
+    return combine((1.0, axis(0)), (0.05 * (i + 1), axis(1 + i % (DIM - 1))))
+
+
+FILTER_QUERY = axis(0)
+
+#: All close to FILTER_QUERY, so a search with a large limit reaches every one of them and
+#: only the filter decides which come back.
+FILTER_RECORDS: tuple[IndexRecord, ...] = tuple(
+    IndexRecord(f"f{i + 1}", text, payload, _near(i))
+    for i, (text, payload) in enumerate(
+        [
+            ("alice planted tomatoes", _payload("u1", "a1", "r1", "Alice", 1, 0)),
+            ("bob watered the roses", _payload("u1", "a1", "r2", "Bob", 1, 1)),
+            ("alice fenced the garden", _payload("u1", "a2", "r1", "Alice", 2, 2)),
+            ("the shed needs paint", _payload("u2", "a1", "r1", "Carol", 2, 3)),
+            ("bob dug a pond", _payload("u2", None, None, "Bob", None, 4)),
+            ("party planned for june", _payload("u1", None, None, None, 3, None)),
+            ("compost bins", _payload(None, None, None, "Alice", None, 5)),
+            ("a gnome went missing", {}),
+        ]
+    )
+)
+
+#: Filters covering every field, alone and combined, and both sides of each time bound.
+FILTERS: dict[str, SearchFilter] = {
+    "none": SearchFilter(),
+    "user": SearchFilter(user_id="u1"),
+    "other user": SearchFilter(user_id="u2"),
+    "unknown user": SearchFilter(user_id="nobody"),
+    "agent": SearchFilter(agent_id="a1"),
+    "run": SearchFilter(run_id="r1"),
+    "scope": SearchFilter(user_id="u1", agent_id="a1", run_id="r1"),
+    "speaker": SearchFilter(speaker="Alice"),
+    "speaker + user": SearchFilter(user_id="u1", speaker="Bob"),
+    "topic": SearchFilter(topic_id=2),
+    "topic + user": SearchFilter(topic_id=1, user_id="u1"),
+    "time_gt": SearchFilter(time_gt=_T0 + 2 * _DAY),
+    "time_gte": SearchFilter(time_gte=_T0 + 2 * _DAY),
+    "time_lt": SearchFilter(time_lt=_T0 + 2 * _DAY),
+    "time_lte": SearchFilter(time_lte=_T0 + 2 * _DAY),
+    "time window": SearchFilter(time_gte=_T0 + 1 * _DAY, time_lt=_T0 + 4 * _DAY),
+    "time as datetime": SearchFilter(time_gte=dt.datetime(2024, 3, 4, 12, 0, 0)),
+    "exclude": SearchFilter(exclude_ids=frozenset({"f1", "f6"})),
+    "exclude + user": SearchFilter(user_id="u1", exclude_ids=frozenset({"f2"})),
+    "exclude unknown id": SearchFilter(exclude_ids=frozenset({"not-stored"})),
+    "everything": SearchFilter(
+        user_id="u1", speaker="Alice", time_lte=_T0 + 10 * _DAY, exclude_ids=frozenset({"f3"})
+    ),
+}
+
+#: Known cosines to RANK_QUERY: r1 1.0, r2 0.894, r3 0.707, r4 0.0, r5 -0.707.
+RANK_QUERY = axis(0)
+RANKING_RECORDS: tuple[IndexRecord, ...] = (
+    IndexRecord("r3", "three", _payload(), combine((1.0, axis(0)), (1.0, axis(1)))),
+    IndexRecord("r1", "one", _payload(), axis(0)),
+    IndexRecord("r5", "five", _payload(), combine((-1.0, axis(0)), (1.0, axis(2)))),
+    IndexRecord("r2", "two", _payload(), combine((1.0, axis(0)), (0.5, axis(3)))),
+    IndexRecord("r4", "four", _payload(), axis(4)),
+)
+RANK_ORDER = ["r1", "r2", "r3", "r4", "r5"]
+
+#: Ids of every shape an application or the core may use.
+ODD_IDS = (
+    "4f9c2d3e8a7b4c1d9e0f1a2b3c4d5e6f",
+    "4f9c2d3e-8a7b-4c1d-9e0f-1a2b3c4d5e6f",
+    "entry-1",
+    "42",
+    "ümlaut/ü 1 — with spaces",
+    "x" * 300,
+)
+
+
+def _assert_well_formed(hits, limit: int) -> None:
+    assert isinstance(hits, list)
+    assert len(hits) <= limit
+    for hit in hits:
+        assert isinstance(hit, tuple) and len(hit) == 2
+        assert isinstance(hit[0], str)
+        assert isinstance(hit[1], float)
+    scores = [s for _, s in hits]
+    assert scores == sorted(scores, reverse=True), f"not best first: {hits}"
+
+
+class EmbeddingRetrieverConformance:
+    """The ``EmbeddingRetriever`` contract. Needs ``make_backend`` (see the module docstring)."""
+
+    persistent: bool = True
+
+    @pytest.fixture
+    def new_backend(self, make_backend):
+        made = []
+
+        def build():
+            instance = make_backend()
+            made.append(instance)
+            return instance
+
+        yield build
+        for instance in reversed(made):
+            instance.close()
+
+    @pytest.fixture
+    def backend(self, new_backend):
+        instance = new_backend()
+        instance.open(model_name=MODEL, dimension=DIM)
+        return instance
+
+    @pytest.fixture
+    def ranked(self, backend):
+        backend.upsert(list(RANKING_RECORDS))
+        return backend
+
+    @pytest.fixture
+    def garden(self, backend):
+        backend.upsert(list(FILTER_RECORDS))
+        return backend
+
+    def reopen(self, old, new_backend, *, model_name: str = MODEL, dimension: int = DIM):
+        old.close()
+        instance = new_backend()
+        instance.open(model_name=model_name, dimension=dimension)
+        return instance
+
+    def require_persistent(self) -> None:
+        if not self.persistent:
+            pytest.skip("the backend keeps data only as long as the instance")
+
+    @staticmethod
+    def ids(hits) -> list[str]:
+        return [hit_id for hit_id, _ in hits]
+
+    # -- the protocol ---------------------------------------------------------------------------
+
+    def test_is_an_embedding_retriever(self, backend):
+        assert isinstance(backend, EmbeddingRetriever)
+
+    def test_a_new_collection_is_empty(self, backend):
+        assert backend.count() == 0
+        assert backend.search(list(RANK_QUERY), limit=5) == []
+
+    def test_search_orders_by_cosine_similarity(self, ranked):
+        hits = ranked.search(list(RANK_QUERY), limit=5)
+        _assert_well_formed(hits, 5)
+        assert self.ids(hits) == RANK_ORDER
+        expected = {r.id: cosine(RANK_QUERY, r.vector) for r in RANKING_RECORDS}
+        for hit_id, score in hits:
+            assert score == pytest.approx(expected[hit_id], abs=1e-3)
+
+    def test_scores_are_cosines_of_unnormalised_vectors(self, backend):
+        scaled = [
+            IndexRecord(r.id, r.text, r.payload, tuple(3.0 * x for x in r.vector))
+            for r in RANKING_RECORDS
+        ]
+        backend.upsert(scaled)
+        hits = backend.search([0.25 * x for x in RANK_QUERY], limit=5)
+        assert self.ids(hits) == RANK_ORDER
+        assert hits[0][1] == pytest.approx(1.0, abs=1e-3)
+        assert hits[2][1] == pytest.approx(math.sqrt(0.5), abs=1e-3)
+
+    def test_limit_caps_the_results(self, ranked):
+        assert self.ids(ranked.search(list(RANK_QUERY), limit=2)) == RANK_ORDER[:2]
+        assert self.ids(ranked.search(list(RANK_QUERY), limit=1)) == RANK_ORDER[:1]
+        assert len(ranked.search(list(RANK_QUERY), limit=50)) == len(RANKING_RECORDS)
+
+    def test_query_on_another_axis_changes_the_order(self, ranked):
+        hits = ranked.search(list(axis(4)), limit=1)
+        assert self.ids(hits) == ["r4"]
+
+    def test_upsert_replaces_vector_and_payload(self, ranked):
+        ranked.upsert([IndexRecord("r5", "five, moved", _payload(user="u9"), axis(0, 2.0))])
+        assert ranked.count() == len(RANKING_RECORDS)
+        hits = ranked.search(list(RANK_QUERY), limit=2)
+        assert set(self.ids(hits)) == {"r1", "r5"}
+        assert hits[0][1] == pytest.approx(1.0, abs=1e-3)
+        assert hits[1][1] == pytest.approx(1.0, abs=1e-3)
+        only_u9 = ranked.search(list(RANK_QUERY), limit=10, filter=SearchFilter(user_id="u9"))
+        assert self.ids(only_u9) == ["r5"]
+        only_u1 = ranked.search(list(RANK_QUERY), limit=10, filter=SearchFilter(user_id="u1"))
+        assert "r5" not in self.ids(only_u1)
+
+    def test_delete_removes_records(self, ranked):
+        ranked.delete(["r1", "r3"])
+        assert ranked.count() == len(RANKING_RECORDS) - 2
+        assert self.ids(ranked.search(list(RANK_QUERY), limit=10)) == ["r2", "r4", "r5"]
+
+    def test_delete_ignores_unknown_ids_and_empty_lists(self, ranked):
+        ranked.delete(["never-stored", "r2", "r2"])
+        ranked.delete([])
+        assert ranked.count() == len(RANKING_RECORDS) - 1
+        assert "r2" not in self.ids(ranked.search(list(RANK_QUERY), limit=10))
+
+    def test_delete_everything_then_add_again(self, ranked):
+        ranked.delete([r.id for r in RANKING_RECORDS])
+        assert ranked.count() == 0
+        assert ranked.search(list(RANK_QUERY), limit=5) == []
+        ranked.upsert([RANKING_RECORDS[1]])
+        assert self.ids(ranked.search(list(RANK_QUERY), limit=5)) == ["r1"]
+
+    def test_count_follows_upserts(self, backend):
+        backend.upsert([])
+        assert backend.count() == 0
+        backend.upsert(list(RANKING_RECORDS[:2]))
+        assert backend.count() == 2
+        backend.upsert(list(RANKING_RECORDS))
+        assert backend.count() == len(RANKING_RECORDS)
+
+    @pytest.mark.parametrize("name", sorted(FILTERS))
+    def test_filter(self, garden, name):
+        search_filter = FILTERS[name]
+        hits = garden.search(list(FILTER_QUERY), limit=50, filter=search_filter)
+        _assert_well_formed(hits, 50)
+        expected = {r.id for r in FILTER_RECORDS if search_filter.matches(r.id, r.payload)}
+        assert set(self.ids(hits)) == expected
+        assert len(hits) == len(expected), "an id came back twice"
+
+    def test_filter_keeps_the_ranking(self, garden):
+        everyone = garden.search(list(FILTER_QUERY), limit=50)
+        user = garden.search(list(FILTER_QUERY), limit=50, filter=SearchFilter(user_id="u1"))
+        assert self.ids(user) == [i for i in self.ids(everyone) if i in set(self.ids(user))]
+
+    def test_filter_applies_before_the_limit(self, garden):
+        hits = garden.search(list(FILTER_QUERY), limit=2, filter=SearchFilter(user_id="u2"))
+        assert set(self.ids(hits)) == {"f4", "f5"}
+
+    def test_exclude_ids_skips_the_best_hit(self, ranked):
+        hits = ranked.search(
+            list(RANK_QUERY), limit=2, filter=SearchFilter(exclude_ids=frozenset({"r1"}))
+        )
+        assert self.ids(hits) == ["r2", "r3"]
+
+    def test_none_filter_equals_empty_filter(self, garden):
+        a = garden.search(list(FILTER_QUERY), limit=50, filter=None)
+        b = garden.search(list(FILTER_QUERY), limit=50, filter=SearchFilter())
+        assert self.ids(a) == self.ids(b)
+        assert len(a) == len(FILTER_RECORDS)
+
+    def test_any_string_is_an_id(self, backend):
+        records = [
+            IndexRecord(entry_id, f"text {i}", _payload(), axis(i % DIM))
+            for i, entry_id in enumerate(ODD_IDS)
+        ]
+        backend.upsert(records)
+        assert backend.count() == len(ODD_IDS)
+        for i, entry_id in enumerate(ODD_IDS):
+            hits = backend.search(list(axis(i % DIM)), limit=len(ODD_IDS))
+            assert self.ids(hits)[0] == entry_id
+        backend.delete([ODD_IDS[4]])
+        hits = backend.search(list(axis(4)), limit=len(ODD_IDS))
+        assert ODD_IDS[4] not in self.ids(hits)
+        excluded = backend.search(
+            list(axis(0)), limit=10, filter=SearchFilter(exclude_ids=frozenset({ODD_IDS[0]}))
+        )
+        assert ODD_IDS[0] not in self.ids(excluded)
+
+    def test_many_records_in_one_upsert(self, backend):
+        rng = random.Random(1234)
+        vectors = [tuple(rng.gauss(0.0, 1.0) for _ in range(DIM)) for _ in range(1000)]
+        backend.upsert(
+            [IndexRecord(f"bulk-{i}", f"bulk {i}", _payload(), v) for i, v in enumerate(vectors)]
+        )
+        assert backend.count() == 1000
+        for i in (0, 555, 999):
+            hits = backend.search(list(vectors[i]), limit=3)
+            assert hits[0][0] == f"bulk-{i}"
+            assert hits[0][1] == pytest.approx(1.0, abs=1e-3)
+
+    def test_a_vector_of_the_wrong_size_is_refused(self, backend):
+        with pytest.raises((ValueError, RuntimeError)):
+            backend.upsert([IndexRecord("bad", "bad", _payload(), (*axis(0), 1.0))])
+        with pytest.raises((ValueError, RuntimeError)):
+            backend.search([1.0] * (DIM - 1), limit=3)
+
+    def test_close_twice_is_harmless(self, backend):
+        backend.close()
+        backend.close()
+
+    # -- persistence (skipped where ``persistent`` is False) ------------------------------------
+
+    def test_reopen_keeps_the_data(self, ranked, new_backend):
+        self.require_persistent()
+        again = self.reopen(ranked, new_backend)
+        assert again.count() == len(RANKING_RECORDS)
+        assert self.ids(again.search(list(RANK_QUERY), limit=5)) == RANK_ORDER
+        again.upsert([IndexRecord("r6", "six", _payload(), axis(5))])
+        again.delete(["r5"])
+        third = self.reopen(again, new_backend)
+        assert third.count() == len(RANKING_RECORDS)
+        assert self.ids(third.search(list(axis(5)), limit=1)) == ["r6"]
+        assert "r5" not in self.ids(third.search(list(RANK_QUERY), limit=10))
+
+    def test_reopen_with_another_model_is_refused(self, ranked, new_backend):
+        self.require_persistent()
+        with pytest.raises((ValueError, RuntimeError)) as info:
+            self.reopen(ranked, new_backend, model_name=OTHER_MODEL)
+        message = str(info.value)
+        assert MODEL in message and OTHER_MODEL in message
+
+    def test_reopen_with_another_dimension_is_refused(self, ranked, new_backend):
+        self.require_persistent()
+        with pytest.raises((ValueError, RuntimeError)) as info:
+            self.reopen(ranked, new_backend, dimension=DIM * 2)
+        message = str(info.value)
+        assert str(DIM) in message and str(DIM * 2) in message
+
+    def test_a_refused_open_deletes_nothing(self, ranked, new_backend):
+        self.require_persistent()
+        ranked.close()
+        refused = new_backend()
+        with pytest.raises((ValueError, RuntimeError)):
+            refused.open(model_name=OTHER_MODEL, dimension=DIM * 2)
+        refused.close()
+        again = new_backend()
+        again.open(model_name=MODEL, dimension=DIM)
+        assert again.count() == len(RANKING_RECORDS)
+        assert self.ids(again.search(list(RANK_QUERY), limit=5)) == RANK_ORDER
