@@ -43,8 +43,11 @@ class HybridWeights:
 class PromptOverrides:
     """Replacement prompt templates; each must keep the placeholders of the default."""
 
+    system: str | None = None
     extraction: str | None = None
     update: str | None = None
+    reconcile: str | None = None
+    retry: str | None = None
 
 
 def _positive(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
@@ -90,6 +93,8 @@ class LightMemConfig:
     memory_dir: str = DEFAULT_MEMORY_DIR
     graph_memory: BackendSpec | None = None
     reranker: BackendSpec | None = None
+    online_update_top_k: int = attrs.field(default=5, validator=_positive)
+    online_update_threshold: float = 0.5
     sensory_buffer_tokens: int = attrs.field(default=512, validator=_positive)
     short_term_buffer_tokens: int = attrs.field(default=512, validator=_positive)
     hybrid_weights: HybridWeights = attrs.field(factory=HybridWeights)
@@ -322,6 +327,12 @@ def check_consistency(config: LightMemConfig) -> None:
             "set graph_mem to false, or install a graph_memory plugin and name it under "
             "$.graph_memory"
         )
+    if config.prompts != PromptOverrides():
+        from .llm.prompts import template_problems
+
+        for name, text in attrs.asdict(config.prompts).items():
+            if text is not None:
+                problems += template_problems(name, text)
     if config.update == "online" and config.memory_manager is None:
         problems.append("$.update: 'online' update needs a memory_manager (an LLM)")
     if problems:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from lightmem_hookspecs import EntryChange, MemoryEntry, SearchFilter, to_epoch
 
-from .errors import ConfigError, ExtractionError
+from .errors import BackendError, ConfigError, ExtractionError
 
 if TYPE_CHECKING:
     from .memory import LightMemory
@@ -18,8 +18,6 @@ log = logging.getLogger("lightmem")
 
 WATERMARK = "update_watermark"
 PENDING_WATERMARK = "update_pending_watermark"
-ONLINE_NEIGHBOURS = 5
-ONLINE_THRESHOLD = 0.8
 
 
 def _scope_filter(entry: MemoryEntry, **extra: object) -> SearchFilter:
@@ -27,7 +25,7 @@ def _scope_filter(entry: MemoryEntry, **extra: object) -> SearchFilter:
         user_id=entry.scope.user_id,
         agent_id=entry.scope.agent_id,
         run_id=entry.scope.run_id,
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 
@@ -96,7 +94,7 @@ def offline_update(mem: LightMemory, *, score_threshold: float) -> list[EntryCha
         if older is not None and older.status == "active" and newer:
             try:
                 decision = decide_update(llm, older, newer, prompts=mem.prompts)
-            except ExtractionError as exc:
+            except (ExtractionError, BackendError) as exc:
                 log.warning(
                     "update decision for %s failed, left for the next pass: %s", older_id, exc
                 )
@@ -170,10 +168,10 @@ def online_update(mem: LightMemory, stored: Sequence[MemoryEntry]) -> list[Entry
             extra["time_lte"] = to_epoch(entry.time_stamp)
         hits = mem.vector_index.search(
             [float(x) for x in vector],
-            limit=ONLINE_NEIGHBOURS,
+            limit=mem.config.online_update_top_k,
             filter=_scope_filter(entry, **extra),
         )
-        hits = [(i, s) for i, s in hits if s >= ONLINE_THRESHOLD]
+        hits = [(i, s) for i, s in hits if s >= mem.config.online_update_threshold]
         if not hits:
             continue
         found = {e.id: e for e in mem.store.entries([i for i, _ in hits], status="active")}
@@ -181,8 +179,14 @@ def online_update(mem: LightMemory, stored: Sequence[MemoryEntry]) -> list[Entry
         if not neighbours:
             continue
         try:
-            decisions = reconcile_fact(llm, entry.memory, neighbours, prompts=mem.prompts)
-        except ExtractionError as exc:
+            decisions = reconcile_fact(
+                llm,
+                entry.memory,
+                neighbours,
+                prompts=mem.prompts,
+                fact_time_stamp=entry.time_stamp,
+            )
+        except (ExtractionError, BackendError) as exc:
             log.warning("online update of %s skipped: %s", entry.id, exc)
             continue
         for decision in decisions:

@@ -56,7 +56,7 @@ def test_sigkill_after_add_memory_returns_loses_nothing(tmp_path):
         mem.add_memory([], force_segment=True, force_extract=True)
         memories = sorted(e.memory for e in mem.get_all())
         assert memories == sorted(t["content"] for t in TURNS)
-        hits = mem.search("fact number 7", limit=1)
+        hits = mem.search("fact number 7 about topic 1", limit=1)
         assert hits[0].entry.memory == "fact number 7 about topic 1"
 
 

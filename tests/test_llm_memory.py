@@ -1,0 +1,216 @@
+"""The original LightMem flow with an LLM: openai manager on a loopback server, offline update.
+
+A real OpenAI-compatible HTTP server (lightmem_core.testing.openai_server) answers as a
+well-behaved LLM would: one fact per message it is shown, and "delete" when a newer memory
+contradicts an older one. The real `openai` client and the real embedded backends run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+pytest.importorskip("lightmem_openai", reason="lightmem-openai is not installed")
+for _module in ("lightmem_huggingface", "lightmem_qdrant", "lightmem_bm25"):
+    pytest.importorskip(_module, reason="the embedded default plugins are not installed")
+
+from lightmem_core import LightMemory  # noqa: E402
+
+LINE = re.compile(r"^\s*\[(m\d+)\] ([^,]*), (.*?): (.*)$")
+SESSIONS = [
+    [
+        {
+            "role": "user",
+            "content": "I live in Lisbon and work as a data engineer.",
+            "time_stamp": "2024-03-02T09:15:00",
+        },
+        {"role": "assistant", "content": "Lisbon is lovely.", "time_stamp": "2024-03-02T09:16:00"},
+        {
+            "role": "user",
+            "content": "My dog is a border collie named Biscuit.",
+            "time_stamp": "2024-03-02T09:17:00",
+        },
+    ],
+    [
+        {
+            "role": "user",
+            "content": "I moved: I live in Porto now, no longer in Lisbon.",
+            "time_stamp": "2024-04-10T18:00:00",
+        },
+        {"role": "assistant", "content": "Porto is great.", "time_stamp": "2024-04-10T18:01:00"},
+    ],
+]
+
+
+def fake_llm(body: dict) -> str:
+    """Answer extraction and update requests the way a competent model would."""
+    schema = body.get("response_format", {}).get("json_schema", {}).get("schema", {})
+    prompt = "\n".join(m["content"] for m in body["messages"] if isinstance(m["content"], str))
+    title = schema.get("title", "")
+    if title == "lightmem_update_decision":
+        if "Porto" in prompt and "Lisbon" in prompt:
+            newer = re.search(r"\[(n\d+)\]", prompt).group(1)
+            return json.dumps(
+                {
+                    "action": "delete",
+                    "new_memory": "",
+                    "replaced_by": newer,
+                    "reason": "the user moved to Porto",
+                }
+            )
+        return json.dumps(
+            {"action": "ignore", "new_memory": "", "replaced_by": "", "reason": "compatible"}
+        )
+    facts, topics = [], []
+    for line in prompt.splitlines():
+        m = LINE.match(line)
+        if m:
+            facts.append(
+                {
+                    "text": m.group(4),
+                    "sources": [m.group(1)],
+                    "importance": 0.9,
+                    "keywords": m.group(4).lower().split()[:3],
+                    "entities": [],
+                    "category": "personal",
+                }
+            )
+    for topic in sorted(set(re.findall(r"\b(t\d+)\b", prompt))):
+        topics.append({"topic": topic, "summary": "the user talks about their life"})
+    return json.dumps({"topics": topics, "facts": facts})
+
+
+@pytest.fixture
+def config(tmp_path, openai_server):
+    openai_server.responder = fake_llm
+    return {
+        "pre_compress": False,
+        "topic_segment": True,
+        "precomp_topic_shared": False,
+        "topic_segmenter": {"model_name": "embedding"},
+        "messages_use": "user_only",
+        "metadata_generate": True,
+        "text_summary": True,
+        "memory_manager": {
+            "model_name": "openai",
+            "configs": {
+                "model": "gpt-4o-mini",
+                "api_key": "sk-never-print-me",
+                "max_tokens": 16000,
+                "openai_base_url": openai_server.base_url,
+            },
+        },
+        "extract_threshold": 0.1,
+        "index_strategy": "embedding",
+        "text_embedder": {"model_name": "huggingface", "configs": {"embedding_dims": 384}},
+        "retrieve_strategy": "embedding",
+        "embedding_retriever": {
+            "model_name": "qdrant",
+            "configs": {
+                "collection_name": "my_long_term_chat",
+                "embedding_model_dims": 384,
+                "path": str(tmp_path / "qdrant"),
+            },
+        },
+        "update": "offline",
+        "memory_dir": str(tmp_path / "mem"),
+    }
+
+
+@pytest.mark.slow
+def test_original_flow_with_offline_update(config, openai_server, caplog):
+    caplog.set_level("DEBUG")
+    mem = LightMemory.from_config(config)
+    for session in SESSIONS:
+        mem.add_memory(session, force_segment=True, force_extract=True)
+    chat = openai_server.chat_requests
+    assert len(chat) == 2  # ONE extraction call per flushed batch
+    assert "Lisbon is lovely" not in json.dumps(chat[0].json)  # messages_use: user_only
+    entries = {e.memory: e for e in mem.get_all()}
+    assert set(entries) == {
+        "I live in Lisbon and work as a data engineer.",
+        "My dog is a border collie named Biscuit.",
+        "I moved: I live in Porto now, no longer in Lisbon.",
+    }
+    lisbon = entries["I live in Lisbon and work as a data engineer."]
+    porto = entries["I moved: I live in Porto now, no longer in Lisbon."]
+    assert lisbon.time_stamp.isoformat() == "2024-03-02T09:15:00"
+    assert porto.time_stamp.isoformat() == "2024-04-10T18:00:00"
+    assert lisbon.topic_summary and lisbon.keywords and lisbon.category == "personal"
+    [source] = lisbon.source_message_ids
+    assert mem.store.messages_by_id([source])[source].content == SESSIONS[0][0]["content"]
+
+    queued = mem.construct_update_queue_all_entries()
+    assert queued == 3
+    changes = mem.offline_update_all_entries(score_threshold=0.3)
+    assert [(c.entry_id, c.action, c.replaced_by) for c in changes] == [
+        (lisbon.id, "supersede", porto.id)
+    ]
+    assert mem.get(lisbon.id).status == "superseded"
+    [last] = mem.history(lisbon.id)[-1:]
+    assert last["action"] == "supersede" and last["replaced_by"] == porto.id
+    retrieved = mem.retrieve("Where do I live?", limit=5)
+    assert not any("Lisbon and work" in r for r in retrieved)
+    assert retrieved[0].endswith("I live in Porto now, no longer in Lisbon.")
+
+    stats = mem.get_token_statistics()
+    assert stats["by_operation"]["extract"]["llm_calls"] == 2
+    assert stats["by_operation"]["update"]["llm_calls"] >= 1
+    assert stats["total"]["prompt_tokens"] > 0 and stats["total"]["completion_tokens"] > 0
+    # a second pass visits nothing new: no LLM call
+    before = len(openai_server.chat_requests)
+    assert mem.construct_update_queue_all_entries() == 0
+    assert mem.offline_update_all_entries(score_threshold=0.3) == []
+    assert len(openai_server.chat_requests) == before
+    mem.close()
+    assert "sk-never-print-me" not in caplog.text
+    assert all(r.authorization == "Bearer sk-never-print-me" for r in openai_server.chat_requests)
+
+
+@pytest.mark.slow
+def test_failed_extraction_stays_pending_and_is_retried_once(config, openai_server):
+    from lightmem_core.testing.openai_server import Fault
+
+    config["memory_manager"]["configs"]["max_retries"] = 0
+    mem = LightMemory.from_config(config)
+    openai_server.queue(Fault.http_error(500))
+    result = mem.add_memory(SESSIONS[0], force_segment=True, force_extract=True)
+    assert result.batches_pending == 1 and mem.get_all() == []
+    assert mem.store.stats()["batches"] == {"failed": 1}
+    retried = mem.retry()
+    assert retried.batches_pending == 0
+    assert len(mem.get_all()) == 2
+    mem.retry()
+    assert len(mem.get_all()) == 2  # never extracted twice
+    mem.close()
+
+
+@pytest.mark.slow
+def test_online_update_supersedes_right_after_extraction(config, openai_server):
+    def online(body):
+        schema = body.get("response_format", {}).get("json_schema", {}).get("schema", {})
+        if schema.get("title") == "lightmem_reconcile":
+            prompt = "\n".join(m["content"] for m in body["messages"])
+            ids = re.findall(r"\[(s\d+)\][^\n]*Lisbon", prompt)
+            return json.dumps(
+                {
+                    "decisions": [
+                        {"id": i, "action": "delete", "new_memory": "", "reason": "moved"}
+                        for i in ids
+                    ]
+                }
+            )
+        return fake_llm(body)
+
+    openai_server.responder = online
+    config["update"] = "online"
+    config["online_update_threshold"] = 0.3
+    mem = LightMemory.from_config(config)
+    for session in SESSIONS:
+        mem.add_memory(session, force_segment=True, force_extract=True)
+    active = {e.memory for e in mem.get_all()}
+    assert "I live in Lisbon and work as a data engineer." not in active
+    assert "I moved: I live in Porto now, no longer in Lisbon." in active
+    mem.close()
