@@ -156,7 +156,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     from .datasets import load_messages_file
 
-    sessions = load_messages_file(args.file)
+    sessions = load_messages_file(args.file, sample=args.sample)
     total = sum(len(s) for s in sessions)
     progress = Progress(total, "adding")
     with _open_memory(args) as mem:
@@ -245,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         "add", help="add messages from a JSON/JSONL file, a LoCoMo or LongMemEval sample"
     )
     p.add_argument("file")
+    p.add_argument("--sample", default=None, help="which sample of a multi-sample file")
     _memory_args(p)
     p.set_defaults(func=cmd_add)
 
