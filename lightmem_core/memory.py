@@ -29,7 +29,7 @@ from lightmem_hookspecs import (
 from .backends import Backends, UsageBook, current_operation
 from .config import LightMemConfig, load_config_file, validate
 from .errors import BackendError, ExtractionError, InputError, StoreError
-from .indexing import index_text
+from .indexing import index_text, message_context
 from .messages import count_tokens, normalize_messages
 from .plugins import PluginHost
 from .store import JournalRow, RecordStore, entry_payload
@@ -404,12 +404,14 @@ class LightMemory:
     def _extract(self, batch_id: str, segments: list[Segment]) -> list[MemoryEntry]:
         llm = self.backends.get("memory_manager")
         if llm is None:
-            return [
-                _entry_from_message(m, s.topic_id)
-                for s in segments
-                for m in s.messages
-                if self._uses(m)
-            ]
+            entries: list[MemoryEntry] = []
+            previous: Message | None = None
+            for s in segments:
+                for m in s.messages:
+                    if self._uses(m):
+                        entries.append(_entry_from_message(m, s.topic_id, previous))
+                    previous = m
+            return entries
         from .llm.extraction import extract_facts
 
         result = extract_facts(
@@ -670,7 +672,9 @@ def _segments_of(rows: Sequence[JournalRow]) -> list[Segment]:
     return segments
 
 
-def _entry_from_message(message: Message, topic_id: int) -> MemoryEntry:
+def _entry_from_message(
+    message: Message, topic_id: int, previous: Message | None = None
+) -> MemoryEntry:
     return MemoryEntry(
         id=uuid.uuid5(_ENTRY_NS, f"message:{message.id}").hex,
         memory=message.content,
@@ -683,7 +687,7 @@ def _entry_from_message(message: Message, topic_id: int) -> MemoryEntry:
         original_memory=message.original_content
         if message.original_content != message.content
         else None,
-        metadata={"role": message.role},
+        metadata={"role": message.role, **message_context(previous, message)},
     )
 
 

@@ -1,0 +1,83 @@
+"""What the indexes see of an entry: speaker, date in words and the turn it answered."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from lightmem_hookspecs import MemoryEntry, Message
+
+from lightmem_core.indexing import CONTEXT_KEY, index_text, message_context
+
+
+def message(content: str, hour: int | None = 10, speaker: str | None = "Ana", role="user"):
+    stamp = dt.datetime(2023, 5, 8, hour) if hour is not None else None
+    return Message(
+        id=content[:8],
+        role=role,
+        content=content,
+        original_content=content,
+        time_stamp=stamp,
+        speaker_name=speaker,
+    )
+
+
+def test_index_text_adds_speaker_date_and_context_but_not_to_the_memory():
+    entry = MemoryEntry(
+        id="e1",
+        memory="His name is Biscuit.",
+        time_stamp=dt.datetime(2023, 5, 8, 13, 56),
+        speaker_name="Ana",
+        metadata={"role": "user", CONTEXT_KEY: "Ben: What is the puppy called?"},
+    )
+    assert index_text(entry) == (
+        "Ana: His name is Biscuit. (Ana, 8 May 2023) | Ben: What is the puppy called?"
+    )
+    assert entry.memory == "His name is Biscuit."
+    assert index_text(MemoryEntry(id="e2", memory="plain")) == "plain"
+    dated = MemoryEntry(id="e3", memory="x", time_stamp=dt.datetime(2024, 1, 2))
+    assert index_text(dated) == "x (2 January 2024)"
+
+
+def test_message_context_is_the_previous_turn_of_the_same_exchange():
+    question = message("What is the puppy called?", hour=10, speaker="Ben")
+    answer = message("Biscuit!", hour=10)
+    assert message_context(question, answer) == {CONTEXT_KEY: "Ben: What is the puppy called?"}
+    assert message_context(None, answer) == {}
+    days_later = message("Biscuit!", hour=None)
+    assert message_context(question, days_later)[CONTEXT_KEY].startswith("Ben:")  # no time
+    late = Message(
+        id="late",
+        role="user",
+        content="Biscuit!",
+        original_content="Biscuit!",
+        time_stamp=dt.datetime(2023, 5, 9, 10),
+    )
+    assert message_context(question, late) == {}  # a day later: another exchange
+    anonymous = message("Tell me more. " + "word " * 100, speaker=None, role="assistant")
+    context = message_context(anonymous, answer)[CONTEXT_KEY]
+    assert context.startswith("assistant: Tell me more.")
+    assert context.endswith(" ...") and len(context.split()) < 50
+
+
+def test_pipeline_entries_keep_the_turn_before_them(make_memory):
+    mem = make_memory()
+    mem.add_memory(
+        [
+            {"role": "user", "content": "I adopted a puppy.", "time_stamp": "2023-05-08T10:00"},
+            {
+                "role": "assistant",
+                "content": "What is the puppy called?",
+                "time_stamp": "2023-05-08T10:00",
+            },
+            {"role": "user", "content": "Biscuit!", "time_stamp": "2023-05-08T10:01"},
+        ],
+        force_segment=True,
+        force_extract=True,
+    )
+    entries = {e.memory: e for e in mem.get_all()}
+    assert set(entries) == {"I adopted a puppy.", "Biscuit!"}  # user_only: no assistant entry
+    assert CONTEXT_KEY not in entries["I adopted a puppy."].metadata
+    assert entries["Biscuit!"].metadata[CONTEXT_KEY] == "assistant: What is the puppy called?"
+    hits = mem.search("what is the puppy called", limit=1)
+    assert hits[0].entry.memory == "Biscuit!"
+    assert mem.retrieve("what is the puppy called", limit=1)[0].endswith("Biscuit!")
