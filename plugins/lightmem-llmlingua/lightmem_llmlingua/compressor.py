@@ -147,18 +147,20 @@ class LLMLingua2Compressor:
         device = self.handle.device
         for group in length_batches(lengths, size):
             batch = [chunks[c] for c in group]
-            width = max(b - a for _, a, b in batch) + 2
+            head = [] if cls_id is None else [cls_id]
+            tail = [] if sep_id is None else [sep_id]
+            width = max(b - a for _, a, b in batch) + len(head) + len(tail)
             ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
             for row, (d, a, b) in enumerate(batch):
-                body = [cls_id, *input_ids[d][a:b], sep_id]
+                body = [*head, *input_ids[d][a:b], *tail]
                 ids[row, : len(body)] = torch.tensor(body, dtype=torch.long)
                 mask[row, : len(body)] = 1
             with torch.inference_mode():
                 logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
             keep = logits.float().softmax(dim=-1)[..., 1].cpu().numpy()
             for row, (d, a, b) in enumerate(batch):
-                probs[d][a:b] = keep[row, 1 : 1 + b - a]
+                probs[d][a:b] = keep[row, len(head) : len(head) + b - a]
         return probs
 
     def _pick(

@@ -175,8 +175,6 @@ class ModelHandle:
 
     def _load(self) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import torch
-
         self.device = resolve_device(self.device_map)
         dtype = resolve_dtype(self.torch_dtype, self.device)
         where = f"model {self.info.path!r}"
@@ -190,14 +188,13 @@ class ModelHandle:
                 tokenizer = AutoTokenizer.from_pretrained(self.info.path, local_files_only=True)
                 model = auto.from_pretrained(self.info.path, local_files_only=True, dtype=dtype)
                 self._model, self._tokenizer = model.to(self.device).eval(), tokenizer
-        except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError) as exc:
             raise RuntimeError(f"llmlingua-2: loading {where} failed: {exc}") from exc
         if not getattr(self._tokenizer, "is_fast", False):
             raise RuntimeError(
                 f"llmlingua-2: {where} has no fast tokenizer (tokenizer.json); it is needed for "
                 "character offsets. Re-save the tokenizer with transformers to create one"
             )
-        torch.set_grad_enabled(False)
         self.loads += 1
 
     def _load_stock(self) -> None:

@@ -139,7 +139,7 @@ class SegmenterOptions:
     tolerance: int = attrs.field(default=3, validator=_non_negative)
     attention_z: float = attrs.field(default=0.0, validator=_non_negative)
     use_embeddings: bool = True
-    window: int = attrs.field(default=1, validator=_positive)
+    window: int = attrs.field(default=2, validator=_positive)
     threshold: float | None = attrs.field(default=None, validator=_cosine)
     z: float = attrs.field(default=1.0, validator=_non_negative)
     attention_weight: float = attrs.field(default=0.5, validator=_unit)
