@@ -139,11 +139,18 @@ class LLMLingua2Segmenter:
                         f"llmlingua-2 segmenter: model {self.handle.info.path!r} returned no "
                         "attention weights; it needs an encoder that supports eager attention"
                     )
-                stacked = torch.stack([out.attentions[k] for k in layers]).float()
-                mean = stacked.mean(dim=(0, 2)).cpu().numpy()
-                for row, ((a, _b), (body, spans)) in enumerate(zip(batch, bodies, strict=True)):
-                    length = len(body)
-                    for j, value in pair_cohesion(mean[row, :length, :length], spans):
+                summed = sum(out.attentions[k].float().sum(dim=1) for k in layers)
+                mean = summed / (len(layers) * out.attentions[layers[0]].shape[1])
+                most = max(len(spans) for _, spans in bodies)
+                indicator = torch.zeros((len(batch), width, most), device=mean.device)
+                for row, (_, spans) in enumerate(bodies):
+                    for i, (start, end) in enumerate(spans):
+                        indicator[row, start:end, i] = 1.0
+                blocks = (indicator.transpose(1, 2) @ mean @ indicator).cpu().numpy()
+                lengths = indicator.sum(dim=1).cpu().numpy()
+                for row, ((a, _b), (_, spans)) in enumerate(zip(batch, bodies, strict=True)):
+                    k = len(spans)
+                    for j, value in pair_cohesion(blocks[row, :k, :k], lengths[row, :k]):
                         total[a + j - 1] -= value
                         count[a + j - 1] += 1
         known = count > 0
@@ -202,19 +209,26 @@ def pack_windows(lengths: Sequence[int], window: int) -> list[tuple[int, int]]:
         start = max(start + 1, end - max(1, (end - start) // 2))
 
 
-def pair_cohesion(attention: Any, spans: Sequence[tuple[int, int]]) -> list[tuple[int, float]]:
+def message_blocks(attention: Any, spans: Sequence[tuple[int, int]]) -> tuple[Any, Any]:
+    """``(block, lengths)``: ``block[i, j]`` is the attention mass from message ``i``'s tokens to
+    message ``j``'s in a token-by-token ``attention`` matrix (rows attend to columns)."""
+    import numpy as np
+
+    indicator = np.zeros((attention.shape[0], len(spans)))
+    for i, (a, b) in enumerate(spans):
+        indicator[a:b, i] = 1.0
+    return indicator.T @ attention @ indicator, indicator.sum(axis=0)
+
+
+def pair_cohesion(block: Any, lengths: Any) -> list[tuple[int, float]]:
     """``(j, cohesion)`` for each neighbour pair ``(j - 1, j)`` of a window's messages.
 
-    ``attention`` is the window's token-by-token attention (rows attend to columns).
+    ``block`` is the window's message-by-message attention mass, ``lengths`` the messages'
+    token counts (see :func:`message_blocks`).
     """
     import numpy as np
 
-    k = len(spans)
-    indicator = np.zeros((attention.shape[0], k))
-    for i, (a, b) in enumerate(spans):
-        indicator[a:b, i] = 1.0
-    lengths = indicator.sum(axis=0)
-    block = indicator.T @ attention @ indicator  # block[i, j]: attention mass from i to j
+    k = len(lengths)
     out = []
     with np.errstate(divide="ignore", invalid="ignore"):
         per_token = block / lengths[:, None]
@@ -224,7 +238,7 @@ def pair_cohesion(attention: Any, spans: Sequence[tuple[int, int]]) -> list[tupl
     for j in range(1, k):
         if lengths[j] == 0 or lengths[j - 1] == 0:
             continue
-        forward, backward = lift[j, j - 1], lift[j - 1, j]
+        forward, backward = float(lift[j, j - 1]), float(lift[j - 1, j])
         if not (forward > 0 and backward > 0 and math.isfinite(forward * backward)):
             continue
         out.append((j, 0.5 * (math.log(forward) + math.log(backward))))

@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 import pytest
-from lightmem_llmlingua.segmenter import pack_windows, pair_cohesion
+from lightmem_llmlingua.segmenter import message_blocks, pack_windows, pair_cohesion
 
 from lightmem_core.testing.conformance.topic_segmenter import TOPICS, messages, three_topics
 from lightmem_core.testing.reference import HashEmbedder
@@ -33,7 +33,7 @@ def test_cohesion_drops_where_attention_stops_crossing():
     for a, b in ((1, 7), (7, 13)):
         attention[a:b, a:b] = 1.0
     attention /= attention.sum(axis=1, keepdims=True)
-    cohesion = dict(pair_cohesion(attention, spans))
+    cohesion = dict(pair_cohesion(*message_blocks(attention, spans)))
     assert set(cohesion) == {1, 2, 3}
     assert cohesion[2] < min(cohesion[1], cohesion[3])
     assert cohesion[1] == pytest.approx(cohesion[3])
@@ -42,7 +42,7 @@ def test_cohesion_drops_where_attention_stops_crossing():
 def test_cohesion_skips_empty_messages():
     spans = [(1, 3), (3, 3), (3, 6)]
     attention = np.full((7, 7), 1 / 7)
-    assert [j for j, _ in pair_cohesion(attention, spans)] == []
+    assert [j for j, _ in pair_cohesion(*message_blocks(attention, spans))] == []
 
 
 # -- on the tiny model -----------------------------------------------------------------------
@@ -94,7 +94,7 @@ def test_window_shift_matches_a_direct_forward_pass(attention_only):
     with attention_only.handle.eager_attention() as eager, torch.no_grad():
         out = eager(input_ids=torch.tensor([body]), output_attentions=True)
     mean = torch.stack(out.attentions[-4:]).mean(dim=(0, 2))[0].numpy()
-    expected = [-v for _, v in pair_cohesion(mean, spans)]
+    expected = [-v for _, v in pair_cohesion(*message_blocks(mean, spans))]
     assert attention_only.attention_shift(texts) == pytest.approx(expected, abs=1e-5)
 
 
