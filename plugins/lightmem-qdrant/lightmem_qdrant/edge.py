@@ -45,7 +45,7 @@ class EdgeEngine:
     def __init__(self, options: QdrantOptions, root: str | None) -> None:
         self.options = options
         self.temporary = root is None
-        self.root = root or tempfile.mkdtemp(prefix="lightmem-qdrant-")
+        self.root = root or tempfile.mkdtemp(prefix="lightmem-qdrant-", dir=_ram_dir())
         base = Path(self.root) / "edge"
         self.shard_dir = base / options.collection_name
         self.meta_file = base / f"{options.collection_name}.lightmem.json"
@@ -321,6 +321,13 @@ class EdgeEngine:
             must.append(qe.FieldCondition(key="time_stamp", range=bounds))
         must_not = [qe.HasIdCondition(set(c.exclude))] if c.exclude else None
         return qe.Filter(must=must or None, must_not=must_not)
+
+
+def _ram_dir() -> str | None:
+    """Where an in-memory Edge shard goes: a RAM file system when there is one (its write-ahead
+    log then costs no disk syncs), else the system's temporary directory."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
 def _stored_size(shard_dir: Path) -> int | None:

@@ -15,8 +15,8 @@ class TestEdgeLocalPath(EmbeddingRetrieverConformance):
     persistent = True
 
     @pytest.fixture
-    def make_backend(self, tmp_path):
-        return lambda: QdrantRetriever(QdrantOptions(), memory_dir=str(tmp_path))
+    def make_backend(self, store_dir):
+        return lambda: QdrantRetriever(QdrantOptions(), memory_dir=str(store_dir))
 
 
 class TestEdgeOptimizedSegments(EmbeddingRetrieverConformance):
@@ -26,9 +26,9 @@ class TestEdgeOptimizedSegments(EmbeddingRetrieverConformance):
     persistent = True
 
     @pytest.fixture
-    def make_backend(self, tmp_path):
-        options = QdrantOptions(path=str(tmp_path / "q"), optimize_threshold=1)
-        return lambda: QdrantRetriever(options, memory_dir=str(tmp_path))
+    def make_backend(self, store_dir):
+        options = QdrantOptions(path=str(store_dir / "q"), optimize_threshold=1)
+        return lambda: QdrantRetriever(options, memory_dir=str(store_dir))
 
 
 class TestInMemory(EmbeddingRetrieverConformance):
@@ -37,9 +37,9 @@ class TestInMemory(EmbeddingRetrieverConformance):
     persistent = False
 
     @pytest.fixture
-    def make_backend(self, tmp_path):
+    def make_backend(self, store_dir):
         options = QdrantOptions(path=":memory:")
-        return lambda: QdrantRetriever(options, memory_dir=str(tmp_path))
+        return lambda: QdrantRetriever(options, memory_dir=str(store_dir))
 
 
 class TestEdgeInMemory(EmbeddingRetrieverConformance):
@@ -48,9 +48,9 @@ class TestEdgeInMemory(EmbeddingRetrieverConformance):
     persistent = False
 
     @pytest.fixture
-    def make_backend(self, tmp_path):
+    def make_backend(self, store_dir):
         options = QdrantOptions(on_disk=False, engine="edge")
-        return lambda: QdrantRetriever(options, memory_dir=str(tmp_path))
+        return lambda: QdrantRetriever(options, memory_dir=str(store_dir))
 
 
 class TestClientLocalPath(EmbeddingRetrieverConformance):
@@ -59,6 +59,6 @@ class TestClientLocalPath(EmbeddingRetrieverConformance):
     persistent = True
 
     @pytest.fixture
-    def make_backend(self, tmp_path):
-        options = QdrantOptions(path=str(tmp_path / "q"), engine="client")
-        return lambda: QdrantRetriever(options, memory_dir=str(tmp_path))
+    def make_backend(self, store_dir):
+        options = QdrantOptions(path=str(store_dir / "q"), engine="client")
+        return lambda: QdrantRetriever(options, memory_dir=str(store_dir))

@@ -35,12 +35,12 @@ def test_registers_the_qdrant_embedding_retriever(lightmem_host):
     assert lightmem_host.failed_plugins() == []
 
 
-def test_factory_builds_a_retriever_under_the_memory_dir(lightmem_host, tmp_path):
+def test_factory_builds_a_retriever_under_the_memory_dir(lightmem_host, store_dir):
     lightmem_host.register(plugin, "qdrant")
     registration = lightmem_host.registry.get("embedding_retriever", "qdrant")
-    retriever = registration.factory(QdrantOptions(), BackendContext(memory_dir=str(tmp_path)))
+    retriever = registration.factory(QdrantOptions(), BackendContext(memory_dir=str(store_dir)))
     assert isinstance(retriever, EmbeddingRetriever)
-    assert retriever.path == str(tmp_path / "qdrant")
+    assert retriever.path == str(store_dir / "qdrant")
     assert retriever.engine_name == "edge"
 
 
@@ -57,13 +57,13 @@ def test_discovery_imports_no_heavy_library():
     assert json.loads(out.stdout) == []
 
 
-def test_the_original_lightmem_keys_are_accepted(tmp_path):
+def test_the_original_lightmem_keys_are_accepted(store_dir):
     original = {
         "collection_name": "memories",
         "embedding_model_dims": 384,
         "host": None,
         "port": None,
-        "path": str(tmp_path / "qdrant"),
+        "path": str(store_dir / "qdrant"),
         "url": None,
         "api_key": None,
         "on_disk": True,

@@ -24,8 +24,8 @@ def vec(*values: float, dim: int = 4) -> tuple[float, ...]:
     return tuple(values) + (0.0,) * (dim - len(values))
 
 
-def opened(options: QdrantOptions, tmp_path: Path, *, model=MODEL, dim=4) -> QdrantRetriever:
-    retriever = QdrantRetriever(options, memory_dir=str(tmp_path))
+def opened(options: QdrantOptions, store_dir: Path, *, model=MODEL, dim=4) -> QdrantRetriever:
+    retriever = QdrantRetriever(options, memory_dir=str(store_dir))
     retriever.open(model_name=model, dimension=dim)
     return retriever
 
@@ -64,32 +64,34 @@ def exact_search(records, query, limit, search_filter=None) -> list[tuple[str, f
 # -- where data goes ---------------------------------------------------------------------------
 
 
-def test_default_store_lives_under_the_memory_dir_with_its_model(tmp_path):
-    retriever = opened(QdrantOptions(), tmp_path, dim=4)
+def test_default_store_lives_under_the_memory_dir_with_its_model(store_dir):
+    retriever = opened(QdrantOptions(), store_dir, dim=4)
     retriever.upsert([IndexRecord("a", "x", {}, vec(1.0))])
     indexed = set(retriever._engine.shard.info().payload_schema)  # filters never scan payloads
     assert indexed == {"user_id", "agent_id", "run_id", "speaker", "topic_id", "time_stamp"}
     retriever.close()
-    shard = tmp_path / "qdrant" / "edge" / "lightmem"
+    shard = store_dir / "qdrant" / "edge" / "lightmem"
     assert (shard / "edge_config.json").exists()
-    meta = json.loads((tmp_path / "qdrant" / "edge" / "lightmem.lightmem.json").read_text())
+    meta = json.loads((store_dir / "qdrant" / "edge" / "lightmem.lightmem.json").read_text())
     assert meta["lightmem_model_name"] == MODEL and meta["lightmem_dimension"] == 4
 
 
-def test_in_memory_modes_write_nothing(tmp_path):
+def test_in_memory_modes_write_nothing(store_dir):
     for configs in ({"path": ":memory:"}, {"on_disk": False}, {"on_disk": False, "engine": "edge"}):
-        retriever = opened(QdrantOptions(**configs), tmp_path)
+        retriever = opened(QdrantOptions(**configs), store_dir)
         retriever.upsert([IndexRecord("a", "x", {}, vec(1.0))])
         assert retriever.count() == 1
+        scratch = getattr(retriever._engine, "root", None)  # edge: its temporary directory
         retriever.close()
-    assert list(tmp_path.iterdir()) == []
+        assert scratch is None or not Path(scratch).exists()
+    assert list(store_dir.iterdir()) == []
 
 
-def test_the_original_id_and_text_are_kept_in_the_payload(tmp_path):
+def test_the_original_id_and_text_are_kept_in_the_payload(store_dir):
     from qdrant_client import QdrantClient
 
-    path = tmp_path / "q"
-    retriever = opened(QdrantOptions(path=str(path), engine="client"), tmp_path)
+    path = store_dir / "q"
+    retriever = opened(QdrantOptions(path=str(path), engine="client"), store_dir)
     retriever.upsert([IndexRecord("entry/42", "the text", {"user_id": "u1"}, vec(1.0))])
     retriever.close()
     client = QdrantClient(path=str(path))
@@ -102,8 +104,8 @@ def test_the_original_id_and_text_are_kept_in_the_payload(tmp_path):
         client.close()
 
 
-def test_store_text_false_leaves_the_text_out(tmp_path):
-    retriever = opened(QdrantOptions(path=":memory:", store_text=False), tmp_path)
+def test_store_text_false_leaves_the_text_out(store_dir):
+    retriever = opened(QdrantOptions(path=":memory:", store_text=False), store_dir)
     retriever.upsert([IndexRecord("a", "secret text", {}, vec(1.0))])
     (record,) = retriever._engine.client.retrieve("lightmem", ids=[str(_pid("a"))])
     assert record.payload == {"lightmem_id": "a"}
@@ -139,8 +141,8 @@ HOLDER = textwrap.dedent(
 
 
 @pytest.mark.parametrize("engine", ["edge", "client"])
-def test_a_path_held_by_another_process_gives_a_clear_error(tmp_path, engine):
-    path = str(tmp_path / "q")
+def test_a_path_held_by_another_process_gives_a_clear_error(store_dir, engine):
+    path = str(store_dir / "q")
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, path, engine],
         stdin=subprocess.PIPE,
@@ -159,14 +161,14 @@ def test_a_path_held_by_another_process_gives_a_clear_error(tmp_path, engine):
         holder.stdin.write("\n")
         holder.stdin.close()
         holder.wait(timeout=60)
-    retriever = opened(QdrantOptions(path=path, engine=engine), tmp_path)  # free again
+    retriever = opened(QdrantOptions(path=path, engine=engine), store_dir)  # free again
     retriever.close()
 
 
 @pytest.mark.parametrize("engine", ["edge", "client"])
-def test_a_second_open_in_the_same_process_is_refused(tmp_path, engine):
-    first = opened(QdrantOptions(path=str(tmp_path / "q"), engine=engine), tmp_path)
-    second = QdrantRetriever(QdrantOptions(path=str(tmp_path / "q"), engine=engine))
+def test_a_second_open_in_the_same_process_is_refused(store_dir, engine):
+    first = opened(QdrantOptions(path=str(store_dir / "q"), engine=engine), store_dir)
+    second = QdrantRetriever(QdrantOptions(path=str(store_dir / "q"), engine=engine))
     with pytest.raises(RuntimeError, match="already open in this process"):
         second.open(model_name=MODEL, dimension=4)
     first.close()
@@ -174,9 +176,9 @@ def test_a_second_open_in_the_same_process_is_refused(tmp_path, engine):
     second.close()
 
 
-def test_two_collections_in_one_path_are_independent(tmp_path):
-    a = opened(QdrantOptions(collection_name="a"), tmp_path)
-    b = opened(QdrantOptions(collection_name="b"), tmp_path, model="other-model", dim=3)
+def test_two_collections_in_one_path_are_independent(store_dir):
+    a = opened(QdrantOptions(collection_name="a"), store_dir)
+    b = opened(QdrantOptions(collection_name="b"), store_dir, model="other-model", dim=3)
     a.upsert([IndexRecord("x", "x", {}, vec(1.0))])
     assert (a.count(), b.count()) == (1, 0)
     a.close()
@@ -186,8 +188,8 @@ def test_two_collections_in_one_path_are_independent(tmp_path):
 # -- batches, optimization, recall -------------------------------------------------------------
 
 
-def test_five_thousand_records_go_in_configured_batches(tmp_path):
-    retriever = opened(QdrantOptions(batch_size=1000), tmp_path, dim=16)
+def test_five_thousand_records_go_in_configured_batches(store_dir):
+    retriever = opened(QdrantOptions(batch_size=1000), store_dir, dim=16)
     calls = []
     engine_upsert = retriever._engine.upsert
 
@@ -205,10 +207,10 @@ def test_five_thousand_records_go_in_configured_batches(tmp_path):
     retriever.close()
 
 
-def test_optimized_quantized_segments_keep_recall_scores_and_filters_exact(tmp_path):
+def test_optimized_quantized_segments_keep_recall_scores_and_filters_exact(store_dir):
     dim = 48
     records = random_records(3000, dim, seed=5)
-    retriever = opened(QdrantOptions(optimize_threshold=500), tmp_path, dim=dim)
+    retriever = opened(QdrantOptions(optimize_threshold=500), store_dir, dim=dim)
     retriever.upsert(records)
     assert retriever.info["optimized_points"] >= 2500  # the optimizer ran
     rng = random.Random(9)
@@ -236,18 +238,18 @@ def test_optimized_quantized_segments_keep_recall_scores_and_filters_exact(tmp_p
     retriever.close()
 
 
-def test_a_reopened_store_maps_point_ids_back_to_entry_ids(tmp_path):
+def test_a_reopened_store_maps_point_ids_back_to_entry_ids(store_dir):
     records = random_records(300, 8)
-    retriever = opened(QdrantOptions(), tmp_path, dim=8)
+    retriever = opened(QdrantOptions(), store_dir, dim=8)
     retriever.upsert(records)
     retriever.close()
-    again = opened(QdrantOptions(), tmp_path, dim=8)
+    again = opened(QdrantOptions(), store_dir, dim=8)
     assert again.search(list(records[123].vector), limit=1)[0][0] == "e123"
     again.close()
 
 
-def test_duplicate_ids_in_one_upsert_keep_the_last(tmp_path):
-    retriever = opened(QdrantOptions(batch_size=2), tmp_path)
+def test_duplicate_ids_in_one_upsert_keep_the_last(store_dir):
+    retriever = opened(QdrantOptions(batch_size=2), store_dir)
     retriever.upsert(
         [
             IndexRecord("a", "first", {"user_id": "old"}, vec(1.0)),
@@ -264,18 +266,18 @@ def test_duplicate_ids_in_one_upsert_keep_the_last(tmp_path):
 # -- refusals ----------------------------------------------------------------------------------
 
 
-def test_embedding_model_dims_must_match_the_embedder(tmp_path):
-    retriever = QdrantRetriever(QdrantOptions(embedding_model_dims=1024), memory_dir=str(tmp_path))
+def test_embedding_model_dims_must_match_the_embedder(store_dir):
+    retriever = QdrantRetriever(QdrantOptions(embedding_model_dims=1024), memory_dir=str(store_dir))
     with pytest.raises(ValueError, match="embedding_model_dims is 1024") as info:
         retriever.open(model_name="all-MiniLM-L6-v2", dimension=384)
     assert "384" in str(info.value)
     retriever.close()
-    assert not (tmp_path / "qdrant").exists()
+    assert not (store_dir / "qdrant").exists()
 
 
-def test_mismatch_message_names_collection_models_and_the_way_out(tmp_path):
-    opened(QdrantOptions(), tmp_path, model="all-MiniLM-L6-v2", dim=384).close()
-    retriever = QdrantRetriever(QdrantOptions(), memory_dir=str(tmp_path))
+def test_mismatch_message_names_collection_models_and_the_way_out(store_dir):
+    opened(QdrantOptions(), store_dir, model="all-MiniLM-L6-v2", dim=384).close()
+    retriever = QdrantRetriever(QdrantOptions(), memory_dir=str(store_dir))
     with pytest.raises(ValueError) as info:
         retriever.open(model_name="bge-base-en", dimension=768)
     message = str(info.value)
@@ -296,8 +298,8 @@ def test_use_before_open_is_refused():
             call()
 
 
-def test_bad_vectors_and_time_stamps_are_refused(tmp_path):
-    retriever = opened(QdrantOptions(path=":memory:"), tmp_path)
+def test_bad_vectors_and_time_stamps_are_refused(store_dir):
+    retriever = opened(QdrantOptions(path=":memory:"), store_dir)
     with pytest.raises(ValueError, match="NaN"):
         retriever.upsert([IndexRecord("a", "x", {}, vec(float("nan")))])
     with pytest.raises(ValueError, match="no vector"):
@@ -309,8 +311,8 @@ def test_bad_vectors_and_time_stamps_are_refused(tmp_path):
     retriever.close()
 
 
-def test_opening_twice_with_another_model_is_refused(tmp_path):
-    retriever = opened(QdrantOptions(path=":memory:"), tmp_path)
+def test_opening_twice_with_another_model_is_refused(store_dir):
+    retriever = opened(QdrantOptions(path=":memory:"), store_dir)
     retriever.open(model_name=MODEL, dimension=4)  # same: fine
     with pytest.raises(ValueError, match="other-model"):
         retriever.open(model_name="other-model", dimension=4)
@@ -320,10 +322,10 @@ def test_opening_twice_with_another_model_is_refused(tmp_path):
 # -- stores this plugin did not create ---------------------------------------------------------
 
 
-def test_a_qdrant_client_store_without_metadata_is_adopted_not_wiped(tmp_path):
+def test_a_qdrant_client_store_without_metadata_is_adopted_not_wiped(store_dir):
     from qdrant_client import QdrantClient, models
 
-    path = tmp_path / "original"
+    path = store_dir / "original"
     client = QdrantClient(path=str(path))
     client.create_collection(
         "lightmem", vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE)
@@ -332,36 +334,36 @@ def test_a_qdrant_client_store_without_metadata_is_adopted_not_wiped(tmp_path):
     client.close()
     options = QdrantOptions(path=str(path), engine="client")
     with pytest.raises(ValueError, match="unrecorded model"):
-        opened(options, tmp_path, dim=8)
-    retriever = opened(options, tmp_path, dim=4)
+        opened(options, store_dir, dim=8)
+    retriever = opened(options, store_dir, dim=4)
     assert retriever.count() == 1
     retriever.close()
     with pytest.raises(ValueError, match=f"'{MODEL}' \\(4 dims\\)"):
-        opened(options, tmp_path, model="another", dim=4)  # the model is now recorded
+        opened(options, store_dir, model="another", dim=4)  # the model is now recorded
 
 
-def test_an_edge_shard_without_its_description_is_still_checked(tmp_path):
-    opened(QdrantOptions(), tmp_path, dim=4).close()
-    (tmp_path / "qdrant" / "edge" / "lightmem.lightmem.json").unlink()
+def test_an_edge_shard_without_its_description_is_still_checked(store_dir):
+    opened(QdrantOptions(), store_dir, dim=4).close()
+    (store_dir / "qdrant" / "edge" / "lightmem.lightmem.json").unlink()
     with pytest.raises(ValueError, match=r"unrecorded model \(4 dims\)"):
-        opened(QdrantOptions(), tmp_path, dim=6)
-    opened(QdrantOptions(), tmp_path, dim=4).close()  # same size: adopted
+        opened(QdrantOptions(), store_dir, dim=6)
+    opened(QdrantOptions(), store_dir, dim=4).close()  # same size: adopted
 
 
-def test_recreate_drops_only_this_collection(tmp_path):
-    keep = opened(QdrantOptions(collection_name="keep"), tmp_path)
+def test_recreate_drops_only_this_collection(store_dir):
+    keep = opened(QdrantOptions(collection_name="keep"), store_dir)
     keep.upsert([IndexRecord("k", "k", {}, vec(1.0))])
     keep.close()
-    old = opened(QdrantOptions(), tmp_path)
+    old = opened(QdrantOptions(), store_dir)
     old.upsert([IndexRecord("a", "a", {}, vec(1.0))])
     old.close()
-    retriever = QdrantRetriever(QdrantOptions(), memory_dir=str(tmp_path))
+    retriever = QdrantRetriever(QdrantOptions(), memory_dir=str(store_dir))
     with pytest.raises(ValueError):
         retriever.open(model_name="new-model", dimension=3)
     retriever.recreate(model_name="new-model", dimension=3)
     assert retriever.count() == 0 and retriever.model_name == "new-model"
     retriever.close()
-    keep = opened(QdrantOptions(collection_name="keep"), tmp_path)
+    keep = opened(QdrantOptions(collection_name="keep"), store_dir)
     assert keep.count() == 1
     keep.close()
 
@@ -406,15 +408,15 @@ def test_server_client_arguments_follow_the_options():
 
 
 @pytest.mark.parametrize("optimize_threshold", [100_000, 300])
-def test_filters_most_points_pass_give_the_exact_filtered_top_k(tmp_path, optimize_threshold):
+def test_filters_most_points_pass_give_the_exact_filtered_top_k(store_dir, optimize_threshold):
     """A filter nearly every point passes (one user's store) takes Edge's short-list path, and
     one that only some pass takes the native path; both must equal exact filtered search."""
     dim = 24
     records = random_records(1200, dim, seed=3)
     for i, r in enumerate(records):
         r.payload["user_id"] = "solo" if i % 40 else "rare"  # 97.5% "solo"
-    options = QdrantOptions(path=str(tmp_path / "q"), optimize_threshold=optimize_threshold)
-    retriever = opened(options, tmp_path, dim=dim)
+    options = QdrantOptions(path=str(store_dir / "q"), optimize_threshold=optimize_threshold)
+    retriever = opened(options, store_dir, dim=dim)
     retriever.upsert(records)
     rng = random.Random(4)
     filters = [
@@ -431,3 +433,18 @@ def test_filters_most_points_pass_give_the_exact_filtered_top_k(tmp_path, optimi
             want = [i for i, _ in exact_search(records, q, 7, search_filter)]
             assert got == want, search_filter
     retriever.close()
+
+
+def test_edge_tuning_options_can_change_on_an_existing_store(store_dir):
+    records = random_records(400, 16, seed=8)
+    retriever = opened(QdrantOptions(optimize_threshold=100), store_dir, dim=16)
+    retriever.upsert(records)
+    retriever.close()
+    expected = 400
+    for step, tuning in enumerate(({"quantization": "none"}, {"hnsw_m": 8, "hnsw_ef": 64}, {})):
+        retriever = opened(QdrantOptions(optimize_threshold=100, **tuning), store_dir, dim=16)
+        assert retriever.count() == expected
+        assert retriever.search(list(records[42].vector), limit=1)[0][0] == "e42"
+        retriever.upsert(random_records(150, 16, seed=9 + step, prefix=f"more{step}-"))
+        expected += 150
+        retriever.close()

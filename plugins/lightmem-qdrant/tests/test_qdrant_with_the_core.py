@@ -28,8 +28,8 @@ def host():
     return fresh_host(builtin, ReferencePlugin(), plugin)
 
 
-def test_memories_survive_a_restart(tmp_path):
-    with LightMemory(config(tmp_path), host=host()) as mem:
+def test_memories_survive_a_restart(store_dir):
+    with LightMemory(config(store_dir), host=host()) as mem:
         for text in FACTS:
             mem.add_memory(
                 [{"role": "user", "content": text}],
@@ -40,19 +40,19 @@ def test_memories_survive_a_restart(tmp_path):
         first = mem.retrieve("grey cat named Miso", limit=1, user_id="u1")
         assert "Miso" in first[0]
         assert mem.vector_index.count() == 3
-    assert (tmp_path / "qdrant" / "edge" / "lightmem" / "edge_config.json").exists()
+    assert (store_dir / "qdrant" / "edge" / "lightmem" / "edge_config.json").exists()
 
-    with LightMemory(config(tmp_path), host=host()) as mem:
+    with LightMemory(config(store_dir), host=host()) as mem:
         assert mem.retrieve("Lisbon marathon", limit=1, user_id="u1")[0].endswith(FACTS[1])
         assert mem.retrieve("Lisbon marathon", limit=5, user_id="someone-else") == []
         assert mem.vector_index.count() == 3
 
 
-def test_in_memory_mode_is_rebuilt_from_the_record_store(tmp_path):
-    with LightMemory(config(tmp_path), host=host()) as mem:
+def test_in_memory_mode_is_rebuilt_from_the_record_store(store_dir):
+    with LightMemory(config(store_dir), host=host()) as mem:
         mem.add_memory(
             [{"role": "user", "content": FACTS[0]}], force_segment=True, force_extract=True
         )
-    with LightMemory(config(tmp_path, path=":memory:"), host=host()) as mem:
+    with LightMemory(config(store_dir, path=":memory:"), host=host()) as mem:
         assert "Miso" in mem.retrieve("grey cat", limit=1)[0]
         assert mem.vector_index.count() == 1
