@@ -214,3 +214,50 @@ def test_online_update_supersedes_right_after_extraction(config, openai_server):
     assert "I live in Lisbon and work as a data engineer." not in active
     assert "I moved: I live in Porto now, no longer in Lisbon." in active
     mem.close()
+
+
+@pytest.mark.slow
+def test_thirty_percent_of_calls_failing_everything_is_extracted(config, openai_server):
+    config["memory_manager"]["configs"].update(max_retries=2)
+    openai_server.fail_rate(0.3, seed=7)
+    turns = [
+        {
+            "role": "user",
+            "content": f"Fact {i}: my favourite number is {i}.",
+            "time_stamp": f"2024-01-{i + 1:02d}T10:00:00",
+        }
+        for i in range(8)
+    ]
+    mem = LightMemory.from_config(config)
+    for turn in turns:
+        mem.add_memory([turn], force_segment=True, force_extract=True)
+    for _ in range(5):
+        if mem.retry().batches_pending == 0:
+            break
+    assert sorted(e.memory for e in mem.get_all()) == sorted(t["content"] for t in turns)
+    # bounded: at most 1 + max_retries requests per attempt, and few attempts
+    assert len(openai_server.chat_requests) <= 8 * 3 * 2
+    mem.close()
+
+
+@pytest.mark.slow
+def test_crash_between_extraction_and_storage_then_restart(config, openai_server, monkeypatch):
+    mem = LightMemory.from_config(config)
+
+    def crash(batch_id, entries):
+        raise KeyboardInterrupt("simulated crash after the LLM answered")
+
+    monkeypatch.setattr(mem.store, "complete_batch", crash)
+    with pytest.raises(KeyboardInterrupt):
+        mem.add_memory(SESSIONS[0], force_segment=True, force_extract=True)
+    mem.close()
+    monkeypatch.undo()
+    with LightMemory.from_config(config) as reopened:
+        assert reopened.get_all() == []
+        reopened.retry()
+        reopened.retry()
+        reopened.add_memory(SESSIONS[0], force_segment=True, force_extract=True)
+        assert sorted(e.memory for e in reopened.get_all()) == [
+            "I live in Lisbon and work as a data engineer.",
+            "My dog is a border collie named Biscuit.",
+        ]
