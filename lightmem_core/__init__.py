@@ -2,7 +2,6 @@
 
 from lightmem_hookspecs import MemoryEntry, Message, Scope, SearchFilter, SearchHit, Usage
 
-from .config import LightMemConfig
 from .errors import (
     BackendError,
     BackendNotFoundError,
@@ -48,4 +47,8 @@ def __getattr__(name: str):
         from . import memory
 
         return getattr(memory, name)
+    if name == "LightMemConfig":
+        from .config import LightMemConfig
+
+        return LightMemConfig
     raise AttributeError(f"module 'lightmem_core' has no attribute {name!r}")

@@ -29,7 +29,7 @@ from lightmem_hookspecs import (
 from .backends import Backends, UsageBook, current_operation
 from .config import LightMemConfig, load_config_file, validate
 from .errors import BackendError, ExtractionError, InputError, StoreError
-from .indexing import index_text, message_context
+from .indexing import index_text, message_context, vector_text
 from .messages import count_tokens, normalize_messages
 from .plugins import PluginHost
 from .store import JournalRow, RecordStore, entry_payload
@@ -189,7 +189,7 @@ class LightMemory:
             return
         vector = self.vector_index
         if vector is not None:
-            vectors = self.embedder.embed([self._index_text(e) for e in entries])
+            vectors = self.embedder.embed([vector_text(e) for e in entries])
             vector.upsert([self._index_record(e, v) for e, v in zip(entries, vectors, strict=True)])
         text = self.text_index
         if text is not None and text_too:
@@ -202,10 +202,20 @@ class LightMemory:
                 index.delete(list(ids))
 
     def reindex(self) -> int:
-        """Rebuild every derived index from the record store (e.g. after a model change)."""
+        """Rebuild every derived index from the record store (e.g. after a model change).
+
+        A vector store with ``recreate`` is dropped and created for the current embedder, so
+        this is how a store built with another embedding model is moved to this one.
+        """
         with self._lock:
-            self._open_indexes()
             all_entries = self.store.entries(status=None)
+            vector, embedder = self.vector_index, self.embedder
+            recreate = getattr(vector, "recreate", None)
+            if vector is not None and callable(recreate):
+                recreate(model_name=embedder.model_name, dimension=embedder.dimension)
+                self._indexes_open = True
+            else:
+                self._open_indexes()
             self._unindex([e.id for e in all_entries])
             active = [e for e in all_entries if e.status == "active"]
             for start in range(0, len(active), 256):

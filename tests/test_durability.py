@@ -132,3 +132,38 @@ def test_history_keeps_every_change(make_memory):
     assert mem.get_all() == []
     assert mem.get(entry.id).status == "deleted"
     assert mem.search("fact number 0", limit=5) == []
+
+
+def test_reindex_moves_a_store_to_another_embedding_model(tmp_path, ref_host):
+    cfg = reference_config(tmp_path / "m")
+    with LightMemory(cfg, host=ref_host) as mem:
+        mem.add_memory(TURNS[:3], force_segment=True, force_extract=True)
+    other = {**cfg, "text_embedder": {"model_name": "hash", "configs": {"dims": 32}}}
+    with (
+        LightMemory(other, host=ref_host) as mem,
+        pytest.raises(Exception, match="reference-hash-64"),
+    ):
+        mem.search("fact number 1", limit=1)
+    with LightMemory(other, host=ref_host) as mem:
+        assert mem.reindex() == 3
+        hits = mem.search("fact number 1 about topic 1", limit=1, strategy="embedding")
+        assert hits[0].entry.memory == TURNS[1]["content"]
+
+
+def test_reindex_with_qdrant_after_an_embedder_change(tmp_path):
+    pytest.importorskip("lightmem_qdrant")
+    from lightmem_core.plugins import PluginHost
+    from lightmem_core.testing.reference import ReferencePlugin
+
+    host = PluginHost()
+    host.register(ReferencePlugin(), "reference")
+    cfg = reference_config(tmp_path / "m", embedding_retriever={"model_name": "qdrant"})
+    with LightMemory(cfg, host=host) as mem:
+        mem.add_memory(TURNS[:3], force_segment=True, force_extract=True)
+    other = {**cfg, "text_embedder": {"model_name": "hash", "configs": {"dims": 32}}}
+    with LightMemory(other, host=host) as mem, pytest.raises(Exception, match="reindex"):
+        mem.search("fact", limit=1)
+    with LightMemory(other, host=host) as mem:
+        assert mem.reindex() == 3
+        hits = mem.search("fact number 2 about topic 2", limit=1, strategy="embedding")
+        assert hits[0].entry.memory == TURNS[2]["content"]

@@ -86,6 +86,9 @@ class EmbeddingRetriever(Protocol):
     same model and dimension (and raises otherwise). It never deletes existing data.
     ``search`` returns ``(id, score)`` pairs, best first, score = cosine similarity, honouring
     every field of ``filter``. ``upsert`` replaces records with the same id.
+
+    Optional: ``recreate(*, model_name, dimension)`` drops this collection and opens it empty
+    for another model; ``LightMemory.reindex()`` uses it to move a store to a new embedder.
     """
 
     def open(self, *, model_name: str, dimension: int) -> None: ...

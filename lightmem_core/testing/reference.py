@@ -79,6 +79,10 @@ class ExactVectorIndex:
             )
         self.meta = {"model": model_name, "dims": dimension}
 
+    def recreate(self, *, model_name: str, dimension: int) -> None:
+        self.records, self.meta = {}, {"model": model_name, "dims": dimension}
+        self._save()
+
     def _save(self) -> None:
         if self.path is None:
             return
