@@ -63,7 +63,7 @@ def build_tiny_bert_token_classifier(
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from tokenizers.processors import TemplateProcessing
-    from transformers import BertConfig, BertForTokenClassification, BertTokenizerFast
+    from transformers import BertConfig, BertForTokenClassification, PreTrainedTokenizerFast
 
     folder = Path(folder)
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -79,9 +79,8 @@ def build_tiny_bert_token_classifier(
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
     )
-    tokenizer = BertTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        do_lower_case=False,
         unk_token="[UNK]",
         pad_token="[PAD]",
         cls_token="[CLS]",
@@ -97,9 +96,9 @@ def build_tiny_bert_token_classifier(
         num_attention_heads=num_heads,
         intermediate_size=intermediate_size or hidden_size * 2,
         max_position_embeddings=max_position_embeddings,
-        num_labels=2,
         pad_token_id=tok.token_to_id("[PAD]"),
     )
+    config.num_labels = 2  # drop / keep
     model = BertForTokenClassification(config).eval()
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
@@ -122,7 +121,7 @@ def build_tiny_gpt2(
     """Save a random ``GPT2LMHeadModel`` with a byte-level BPE tokenizer to ``folder``."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     folder = Path(folder)
     eos = "<|endoftext|>"
@@ -136,7 +135,7 @@ def build_tiny_gpt2(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(_corpus(corpus), trainer)
-    tokenizer = GPT2TokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=eos,
         eos_token=eos,
