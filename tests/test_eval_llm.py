@@ -191,3 +191,96 @@ def test_qa_answers_from_retrieved_memories_and_the_judge_scores_them(openai_ser
     assert meta["models"]["answer"] == "gpt-4o-mini"
     assert meta["models"]["text_embedder"]
     assert "git" in meta
+
+
+def _locomo_sample() -> dict:
+    def turns(session: int, rows: list[tuple[str, str]]) -> list[dict]:
+        return [
+            {"speaker": who, "dia_id": f"D{session}:{i}", "text": text}
+            for i, (who, text) in enumerate(rows, start=1)
+        ]
+
+    return {
+        "sample_id": "syn-llm",
+        "conversation": {
+            "speaker_a": "Ana",
+            "speaker_b": "Ben",
+            "session_1_date_time": "1:56 pm on 8 May, 2023",
+            "session_1": turns(
+                1,
+                [
+                    ("Ana", "I adopted a border collie puppy called Biscuit."),
+                    ("Ben", "I spent the weekend repairing my old sailboat."),
+                ],
+            ),
+            "session_2_date_time": "10:04 am on 2 June, 2023",
+            "session_2": turns(2, [("Ben", "I started a pottery class on Tuesdays.")]),
+        },
+        "qa": [
+            {
+                "question": "What is Ana's dog called?",
+                "answer": "Biscuit",
+                "evidence": ["D1:1"],
+                "category": 4,
+            },
+            {
+                "question": "What did Ben repair?",
+                "answer": "a sailboat",
+                "evidence": ["D1:2"],
+                "category": 4,
+            },
+            {
+                "question": "What class did Ben start?",
+                "answer": "pottery",
+                "evidence": ["D2:1"],
+                "category": 1,
+            },
+        ],
+    }
+
+
+@pytest.mark.slow
+def test_eval_locomo_command_reports_llm_usage_and_qa(openai_server, tmp_path, capsys):
+    from lightmem_core.cli import main
+
+    def responder(body):
+        schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema", {})
+        if schema.get("title") == "lightmem_judge" or "Question:" not in json.dumps(body):
+            return _qa_responder(body)
+        return "Biscuit"  # right for the first question only
+
+    openai_server.responder = responder
+    data = tmp_path / "locomo.json"
+    data.write_text(json.dumps([_locomo_sample()]), encoding="utf-8")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(_config(openai_server, tmp_path)), encoding="utf-8")
+    out = tmp_path / "report.json"
+    args = ["eval", "locomo", "--data", str(data), "--config", str(config), "--k", "3"]
+    code = main([*args, "--qa", "--no-baselines", "--out", str(out), "--quiet"])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "LLM ingestion: 2 calls" in table  # one batch per session (force_extract each)
+    assert "LLM update:" in table
+    assert "QA accuracy 0.333 (1/3 judged)" in table
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["usage"]["by_operation"]["extract"]["llm_calls"] == 2
+    qa = report["qa"]
+    assert qa["by_category"]["4"]["correct"] == 1 and qa["by_category"]["1"]["correct"] == 0
+    assert qa["usage"]["answer"]["llm_calls"] == 3 and qa["usage"]["judge"]["llm_calls"] == 3
+    assert {"p50", "p95"} <= set(qa["latency_ms"])
+    assert qa["metadata"]["config_hash"] == report["metadata"]["config_hash"]
+    assert qa["metadata"]["models"]["answer"] == "gpt-4o-mini"
+    [sample] = report["samples"]
+    assert [r["answer"] for r in sample["qa"]["records"]] == ["Biscuit"] * 3
+
+
+def test_qa_needs_a_memory_manager(tmp_path):
+    from lightmem_core.errors import InputError
+    from lightmem_core.eval.locomo import LocomoOptions, evaluate_locomo
+
+    data = tmp_path / "locomo.json"
+    data.write_text(json.dumps([_locomo_sample()]), encoding="utf-8")
+    config = {"embedding_retriever": {"model_name": "qdrant", "configs": {"path": str(tmp_path)}}}
+    options = LocomoOptions(data=str(data), config=config, qa=True, baselines=False)
+    with pytest.raises(InputError, match="--qa needs a memory_manager"):
+        evaluate_locomo(options)

@@ -53,6 +53,12 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--categories", default="1,2,3,4", help="question categories (default: %(default)s)"
     )
     p.add_argument("--no-baselines", action="store_true", help="skip the raw-turn baselines")
+    p.add_argument(
+        "--qa",
+        action="store_true",
+        help="answer each question with the configured LLM from the top-k memories and score "
+        "it with an LLM judge (accuracy per category, latency p50/p95); needs a memory_manager",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
     p.set_defaults(func=_run_locomo)
     return parser

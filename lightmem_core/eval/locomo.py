@@ -56,6 +56,7 @@ class LocomoOptions:
     memory_dir: str | None = None
     categories: tuple[int, ...] = DEFAULT_CATEGORIES
     baselines: bool = True
+    qa: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,6 +205,8 @@ def evaluate_locomo(
         name: SystemScores() for name in (PIPELINE, *(BASELINES if options.baselines else ()))
     }
     samples: list[dict[str, Any]] = []
+    qa_reports: list[dict[str, Any]] = []
+    qa_meta: dict[str, Any] | None = None
     per_question: list[dict[str, Any]] = []
     usage_total: dict[str, Any] | None = None
     meta_models: dict[str, Any] = {}
@@ -229,6 +232,9 @@ def evaluate_locomo(
             config.pop("history_db_path", None)
             memory = LightMemory(config, host=host)
             try:
+                llm = memory.backends.get("memory_manager")
+                if options.qa and llm is None:
+                    raise InputError("--qa needs a memory_manager in the configuration")
                 scores = {name: SystemScores() for name in totals}
                 if not config_hash:
                     config_hash = _config_hash(memory.config)
@@ -249,6 +255,10 @@ def evaluate_locomo(
                     rate = done / pipe.ingest_s if pipe.ingest_s else 0.0
                     progress.update(f"{tag} ingesting {done}/{len(turns)} turns ({rate:.0f}/s)")
                 pipe.turns = len(turns)
+                if llm is not None and memory.config.update == "offline":
+                    progress.update(f"{tag} offline update", force=True)
+                    memory.construct_update_queue_all_entries()
+                    memory.offline_update_all_entries()
                 usage = memory.get_token_statistics()
                 usage_total = _add_usage(usage_total, usage)
 
@@ -298,6 +308,20 @@ def evaluate_locomo(
                     progress.update(f"{tag} question {i}/{len(questions)}")
                 if baselines is not None:
                     baselines.close()
+                qa = None
+                if options.qa:
+                    from .qa import evaluate_qa, run_metadata
+
+                    qa = evaluate_qa(
+                        memory,
+                        llm,
+                        questions,
+                        k=options.k,
+                        metadata=False,
+                        progress=lambda text, tag=tag: progress.update(f"{tag} QA {text}"),
+                    )
+                    qa_reports.append(qa)
+                    qa_meta = qa_meta or run_metadata(memory, llm, k=options.k)
             finally:
                 memory.close()
             sample = {
@@ -310,6 +334,8 @@ def evaluate_locomo(
                 "usage": usage,
                 "systems": {name: s.summary(options.k) for name, s in scores.items()},
             }
+            if qa is not None:
+                sample["qa"] = qa
             samples.append(sample)
             for name, s in scores.items():
                 totals[name].merge(s)
@@ -330,6 +356,10 @@ def evaluate_locomo(
         "samples": samples,
         "questions": per_question,
     }
+    if options.qa:
+        from .qa import merge_qa
+
+        report["qa"] = {**merge_qa(qa_reports), "metadata": qa_meta}
     if options.out:
         out = Path(options.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -502,12 +532,18 @@ def format_report(report: Mapping[str, Any]) -> str:
         cells += [_cell(s["ingest_turns_per_s"], ".0f")]
         cells += [_cell(s["search_ms_p50"], ".1f"), _cell(s["search_ms_p95"], ".1f")]
         lines.append(f"{name:<14}" + "".join(cells))
-    usage = (report.get("usage") or {}).get("total") or {}
-    if usage.get("llm_calls"):
-        lines.append(
-            f"LLM: {usage['llm_calls']} calls, {usage.get('prompt_tokens', 0)} prompt + "
-            f"{usage.get('completion_tokens', 0)} completion tokens"
-        )
+    usage = report.get("usage") or {}
+    if (usage.get("total") or {}).get("llm_calls"):
+        for op, label in (("extract", "ingestion"), ("update", "update")):
+            u = usage["by_operation"].get(op) or {}
+            lines.append(
+                f"LLM {label}: {u.get('llm_calls', 0)} calls, {u.get('prompt_tokens', 0)} "
+                f"prompt + {u.get('completion_tokens', 0)} completion tokens"
+            )
+    if report.get("qa"):
+        from .qa import format_qa
+
+        lines.append(format_qa(report["qa"]))
     meta = report["metadata"]
     git = meta.get("git") or {}
     lines.append(
@@ -550,6 +586,7 @@ def options_from_args(args: Any) -> LocomoOptions:
         memory_dir=getattr(args, "memory_dir", None),
         categories=categories,
         baselines=not getattr(args, "no_baselines", False),
+        qa=bool(getattr(args, "qa", False)),
     )
 
 
