@@ -130,6 +130,10 @@ class Backends:
     def names(self, kind: str) -> list[str]:
         return [self._resolved[p][0].name for p in self._paths[kind]]
 
+    def configured(self) -> dict[str, list[str]]:
+        """The names of the configured backends, by kind (kinds with none left out)."""
+        return {kind: self.names(kind) for kind in PROTOCOLS if self._paths[kind]}
+
     def get(self, kind: str) -> Any:
         """The (first) configured backend of ``kind``, or ``None``."""
         chain = self.chain(kind)

@@ -655,19 +655,7 @@ class LightMemory:
         stats = self.store.stats()
         stats["usage"] = self.get_token_statistics()
         stats["memory_dir"] = str(Path(self.config.memory_dir).resolve())
-        stats["backends"] = {
-            kind: self.backends.names(kind)
-            for kind in (
-                "pre_compressor",
-                "topic_segmenter",
-                "memory_manager",
-                "text_embedder",
-                "embedding_retriever",
-                "context_retriever",
-                "reranker",
-            )
-            if self.backends.names(kind)
-        }
+        stats["backends"] = self.backends.configured()
         return stats
 
 
