@@ -49,11 +49,11 @@ def message_context(previous: Message | None, message: Message) -> dict[str, str
     return {CONTEXT_KEY: f"{speaker}: {_clip(previous.content, CONTEXT_WORDS)}"}
 
 
-def index_text(entry: MemoryEntry) -> str:
-    """The text indexed for ``entry``.
+def vector_text(entry: MemoryEntry) -> str:
+    """The text embedded for ``entry``: ``"Speaker: memory (Speaker, 8 May 2023)"``.
 
-    ``"Speaker: memory (Speaker, 8 May 2023) | PreviousSpeaker: previous turn"``; parts that
-    the entry does not have are left out.
+    The previous turn is left out here: on LoCoMo it adds nothing to hybrid retrieval once BM25
+    sees it, and embedding it would double the tokens the encoder runs per entry.
     """
     speaker = _speaker(entry)
     text = f"{speaker}: {entry.memory}" if speaker else entry.memory
@@ -62,6 +62,16 @@ def index_text(entry: MemoryEntry) -> str:
         tags.append(date_in_words(entry.time_stamp))
     if tags:
         text += f" ({', '.join(tags)})"
+    return text
+
+
+def index_text(entry: MemoryEntry) -> str:
+    """The text the lexical index (BM25) sees: :func:`vector_text`, then the turn before.
+
+    ``"Speaker: memory (Speaker, 8 May 2023) | PreviousSpeaker: previous turn"``; parts that
+    the entry does not have are left out.
+    """
+    text = vector_text(entry)
     context = entry.metadata.get(CONTEXT_KEY) if entry.metadata else None
     if isinstance(context, str) and context.strip():
         text += f" | {context}"

@@ -6,7 +6,7 @@ import datetime as dt
 
 from lightmem_hookspecs import MemoryEntry, Message
 
-from lightmem_core.indexing import CONTEXT_KEY, index_text, message_context
+from lightmem_core.indexing import CONTEXT_KEY, index_text, message_context, vector_text
 
 
 def message(content: str, hour: int | None = 10, speaker: str | None = "Ana", role="user"):
@@ -32,6 +32,7 @@ def test_index_text_adds_speaker_date_and_context_but_not_to_the_memory():
     assert index_text(entry) == (
         "Ana: His name is Biscuit. (Ana, 8 May 2023) | Ben: What is the puppy called?"
     )
+    assert vector_text(entry) == "Ana: His name is Biscuit. (Ana, 8 May 2023)"  # no context
     assert entry.memory == "His name is Biscuit."
     assert index_text(MemoryEntry(id="e2", memory="plain")) == "plain"
     dated = MemoryEntry(id="e3", memory="x", time_stamp=dt.datetime(2024, 1, 2))
@@ -78,6 +79,6 @@ def test_pipeline_entries_keep_the_turn_before_them(make_memory):
     assert set(entries) == {"I adopted a puppy.", "Biscuit!"}  # user_only: no assistant entry
     assert CONTEXT_KEY not in entries["I adopted a puppy."].metadata
     assert entries["Biscuit!"].metadata[CONTEXT_KEY] == "assistant: What is the puppy called?"
-    hits = mem.search("what is the puppy called", limit=1)
-    assert hits[0].entry.memory == "Biscuit!"
-    assert mem.retrieve("what is the puppy called", limit=1)[0].endswith("Biscuit!")
+    # the lexical index sees the question the answer followed
+    hits = mem.search("what is the puppy called", limit=2, strategy="context")
+    assert [h.entry.memory for h in hits] == ["Biscuit!", "I adopted a puppy."]
