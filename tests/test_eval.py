@@ -221,6 +221,7 @@ DEFAULT_PLUGINS = ("lightmem_huggingface", "lightmem_qdrant", "lightmem_bm25")
 missing = [name for name in DEFAULT_PLUGINS if importlib.util.find_spec(name) is None]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     bool(missing),
     reason=f"the embedded default needs the plugins {', '.join(missing)} "

@@ -1,0 +1,192 @@
+"""Ingest throughput of the embedded default (no LLM) against MiniLM encoding the same turns alone.
+
+For each round, in the same process and on the same loaded model: (1) encode the turns' texts
+with the text embedder backend alone, in one call per session (the floor any pipeline that
+embeds every turn pays); (2) ingest the same turns into a fresh LightMemory (default config,
+temporary directory) session by session with ``add_memory(session, force_segment=True,
+force_extract=True)``. Rounds alternate so machine load hits both alike; the best round of each
+is compared. The ratio pipeline/encoder is the target (>= 0.7).
+
+A profile of one pipeline pass says where time goes beyond the encoder: the vector upsert,
+the BM25 index, the record store (SQLite), normalization and the rest.
+
+    python benchmarks/ingest_throughput.py --data /path/to/locomo10.json [--samples conv-26]
+
+The LoCoMo data (CC BY-NC 4.0) is not part of this repository; point ``--data`` at a copy.
+Needs the embedded default plugins (lightmem-huggingface, lightmem-qdrant, lightmem-bm25).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import functools
+import json
+import os
+import platform
+import pstats
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path("benchmarks/results")
+
+
+def encode_alone(embedder: Any, sessions: list[list[dict]]) -> float:
+    """Seconds to encode every turn's content with the embedder backend, a session per call."""
+    started = time.perf_counter()
+    for session in sessions:
+        embedder.embed([m["content"] for m in session])
+    return time.perf_counter() - started
+
+
+def ingest(config: dict, sessions: list[list[dict]], timers: dict | None = None) -> float:
+    """Seconds to ingest ``sessions`` into a fresh memory (model loaded before the clock)."""
+    from lightmem_core import LightMemory
+
+    with tempfile.TemporaryDirectory(prefix="lightmem-ingest-") as tmp:
+        memory = LightMemory({**config, "memory_dir": tmp})
+        try:
+            memory.embedder.backend.embed(["warm-up"])
+            if timers is not None:
+                instrument(memory, timers)
+            started = time.perf_counter()
+            for session in sessions:
+                memory.add_memory(session, force_segment=True, force_extract=True)
+            return time.perf_counter() - started
+        finally:
+            memory.close()
+
+
+def instrument(memory: Any, timers: dict) -> None:
+    """Accumulate wall time of the stages worth knowing about into ``timers``."""
+
+    def wrap(owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                timers[label] += time.perf_counter() - started
+
+        setattr(owner, name, timed)
+
+    wrap(memory.embedder.backend, "embed", "embedder (model)")
+    wrap(memory.vector_index, "upsert", "vector upsert")
+    wrap(memory.text_index, "index", "bm25 index")
+    for method in (
+        "add_messages",
+        "messages_by_id",
+        "journal",
+        "mark_short_term",
+        "create_batch",
+        "batch_messages",
+        "complete_batch",
+        "mark_indexed",
+        "pending_batches",
+        "add_usage",
+        "count_entries",
+        "entries",
+        "next_topic_ids",
+    ):
+        wrap(memory.store, method, "record store (sqlite)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="a LoCoMo-format JSON file")
+    parser.add_argument("--samples", help="comma-separated sample ids (default: all)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each")
+    parser.add_argument("--config", help="LightMem configuration file (default: embedded default)")
+    parser.add_argument("--profile", type=int, default=25, help="profile lines to print (0: off)")
+    parser.add_argument("--out", default=str(RESULTS / "ingest_throughput.json"))
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from lightmem_core import LightMemory
+    from lightmem_core.config import load_config_file
+    from lightmem_core.datasets import load_conversations
+
+    samples = args.samples.split(",") if args.samples else None
+    conversations = load_conversations(args.data, samples=samples)
+    sessions = [list(s.messages) for c in conversations for s in c.sessions]
+    turns = sum(len(s) for s in sessions)
+    config = load_config_file(args.config) if args.config else {}
+    if config.get("memory_manager"):
+        print("note: a memory_manager is configured; this measures ingestion WITH the LLM")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = LightMemory({**config, "memory_dir": tmp})
+        embedder = probe.embedder.backend
+        model_name = probe.embedder.model_name
+        embedder.embed(["warm-up"])
+        encode_runs, ingest_runs = [], []
+        for r in range(args.rounds):
+            encode_runs.append(encode_alone(embedder, sessions))
+            ingest_runs.append(ingest(config, sessions))
+            print(
+                f"round {r + 1}: encoder alone {turns / encode_runs[-1]:.1f} turns/s, "
+                f"pipeline {turns / ingest_runs[-1]:.1f} turns/s",
+                file=sys.stderr,
+            )
+        probe.close()
+
+    timers: dict[str, float] = defaultdict(float)
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler:
+        profiler.enable()
+    profiled = ingest(config, sessions, timers)
+    if profiler:
+        profiler.disable()
+    timers["other (normalization, buffers, hooks, python)"] = max(
+        0.0, profiled - sum(timers.values())
+    )
+
+    encoder_tps = turns / min(encode_runs)
+    pipeline_tps = turns / min(ingest_runs)
+    ratio = pipeline_tps / encoder_tps
+    print(f"\n{turns} turns in {len(sessions)} sessions, {len(conversations)} conversation(s)")
+    print(f"encoder alone ({model_name}): {encoder_tps:8.1f} turns/s (best of {args.rounds})")
+    print(f"LightMem ingest, no LLM:      {pipeline_tps:8.1f} turns/s (best of {args.rounds})")
+    print(f"ratio: {ratio:.2f} (target >= 0.7)")
+    print(f"\nwhere the time of one (instrumented) pipeline pass goes ({profiled:.2f} s):")
+    for label, seconds in sorted(timers.items(), key=lambda kv: -kv[1]):
+        print(f"  {label:<48} {seconds:7.2f} s  {100 * seconds / profiled:5.1f} %")
+    if profiler:
+        print(f"\ntop {args.profile} functions by cumulative time:")
+        stats = pstats.Stats(profiler, stream=sys.stdout)
+        stats.sort_stats("cumulative").print_stats(args.profile)
+
+    result = {
+        "benchmark": "ingest_throughput",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "data": args.data,
+        "samples": samples,
+        "turns": turns,
+        "sessions": len(sessions),
+        "model": model_name,
+        "encoder_turns_per_s": encoder_tps,
+        "pipeline_turns_per_s": pipeline_tps,
+        "ratio": ratio,
+        "encoder_runs_s": encode_runs,
+        "pipeline_runs_s": ingest_runs,
+        "breakdown_s": dict(timers),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+        "python": platform.python_version(),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    print(f"\nwritten to {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
