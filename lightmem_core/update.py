@@ -10,6 +10,7 @@ import attrs
 from lightmem_hookspecs import EntryChange, MemoryEntry, SearchFilter, to_epoch
 
 from .errors import BackendError, ConfigError, ExtractionError
+from .indexing import vector_text
 
 if TYPE_CHECKING:
     from .memory import LightMemory
@@ -52,7 +53,7 @@ def construct_update_queue(mem: LightMemory, *, top_k: int, keep_top_n: int) -> 
     queue: dict[str, list[tuple[str, float]]] = {}
     for start in range(0, len(visited), 128):
         chunk = visited[start : start + 128]
-        vectors = mem.embedder.embed([mem._index_text(e) for e in chunk])
+        vectors = mem.embedder.embed([vector_text(e) for e in chunk])
         for entry, vector in zip(chunk, vectors, strict=True):
             extra: dict[str, Any] = {"exclude_ids": frozenset({entry.id})}
             if entry.time_stamp is not None:
@@ -160,7 +161,7 @@ def online_update(mem: LightMemory, stored: Sequence[MemoryEntry]) -> list[Entry
     if mem.vector_index is None or not stored:
         return []
     new_ids = frozenset(e.id for e in stored)
-    vectors = mem.embedder.embed([mem._index_text(e) for e in stored])
+    vectors = mem.embedder.embed([vector_text(e) for e in stored])
     changes: list[EntryChange] = []
     for entry, vector in zip(stored, vectors, strict=True):
         extra: dict[str, Any] = {"exclude_ids": new_ids}
