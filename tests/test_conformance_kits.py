@@ -10,15 +10,21 @@ import math
 import struct
 from pathlib import Path
 
+import attrs
 import pytest
 from lightmem_hookspecs import SearchFilter
 
-from lightmem_core.testing.conformance.graph_memory import GraphMemoryConformance
+from lightmem_core.testing.conformance.graph_memory import (
+    GARDEN,
+    GARDEN_ENTITIES,
+    GARDEN_ENTRIES,
+    GraphMemoryConformance,
+)
 from lightmem_core.testing.conformance.multimodal_embedder import (
     MultimodalEmbedderConformance,
 )
 from lightmem_core.testing.conformance.reranker import RerankerConformance, make_hits
-from lightmem_core.testing.reference import words
+from lightmem_core.testing.reference import MemoryGraph, words
 
 
 class OverlapReranker:
@@ -27,35 +33,6 @@ class OverlapReranker:
     def rerank(self, query, hits, *, limit):
         q = set(words(query))
         return sorted(hits, key=lambda h: -len(q & set(words(h.entry.memory))))[:limit]
-
-
-class EntityGraph:
-    """Entries linked through shared entities; search scores entries by matched entities."""
-
-    def __init__(self):
-        self.entries = {}
-
-    def add(self, entries):
-        self.entries.update({e.id: e for e in entries})
-
-    def search(self, query, *, limit, filter=None):
-        f = filter or SearchFilter()
-        q = {w for w in words(query)}
-        scored = []
-        for e in self.entries.values():
-            if not f.matches(e.id, e.scope.as_dict()):
-                continue
-            score = sum(1 for ent in e.entities if ent.lower() in q)
-            if score:
-                scored.append((e.id, float(score)))
-        return sorted(scored, key=lambda p: -p[1])[:limit]
-
-    def delete(self, ids):
-        for i in ids:
-            self.entries.pop(i, None)
-
-    def close(self):
-        pass
 
 
 class FileHashImageEmbedder:
@@ -80,10 +57,18 @@ class TestOverlapReranker(RerankerConformance):
         return OverlapReranker()
 
 
-class TestEntityGraph(GraphMemoryConformance):
+class TestMemoryGraph(GraphMemoryConformance):
     @pytest.fixture
-    def backend(self):
-        return EntityGraph()
+    def make_backend(self, tmp_path):
+        return lambda: MemoryGraph(tmp_path / "graph.json")
+
+
+class TestMemoryGraphInMemory(GraphMemoryConformance):
+    persistent = False
+
+    @pytest.fixture
+    def make_backend(self):
+        return MemoryGraph
 
 
 class TestFileHashImageEmbedder(MultimodalEmbedderConformance):
@@ -111,11 +96,80 @@ def test_reranker_suite_catches_invented_ids():
         suite.test_returns_at_most_limit_hits_it_was_given(Inventing())
 
 
-def test_graph_suite_catches_ignored_filters():
-    class Leaky(EntityGraph):
-        def search(self, query, *, limit, filter=None):
-            return super().search(query, limit=limit)
+class SpeakerBlindGraph(MemoryGraph):
+    """Honours every filter field but ``speaker``."""
 
+    def search(self, seeds, *, limit, hops=2, fan_out=20, filter=None, validity=None):
+        if filter is not None:
+            filter = attrs.evolve(filter, speaker=None)
+        return super().search(
+            seeds, limit=limit, hops=hops, fan_out=fan_out, filter=filter, validity=validity
+        )
+
+
+class WalksThroughFilteredGraph(MemoryGraph):
+    """Walks through every relation and filters only what it returns."""
+
+    def search(self, seeds, *, limit, hops=2, fan_out=20, filter=None, validity=None):
+        hits = super().search(seeds, limit=10_000, hops=hops, fan_out=fan_out)
+        f = filter or SearchFilter()
+        kept = [
+            h
+            for h in hits
+            if f.matches(h.path[-1].entry_id, h.path[-1].payload())
+            and (validity is None or validity.admits(h.path[-1]))
+        ]
+        return kept[:limit]
+
+
+class NeverClosingGraph(MemoryGraph):
+    """Stores exclusive relations without closing the contradicted ones."""
+
+    def _settle(self, keys, now):
+        super()._settle(set(), now)
+
+
+class ScopeBlindResolver(MemoryGraph):
+    """Resolves names in every scope."""
+
+    def resolve(self, names, *, filter=None):
+        return super().resolve(names)
+
+
+class ForgetfulGraph(MemoryGraph):
+    """Keeps relations but not which entries were indexed across a reopen."""
+
+    def _save(self):
+        indexed, self.indexed = self.indexed, set()
+        super()._save()
+        self.indexed = indexed
+
+
+def _garden(backend):
+    backend.index(GARDEN_ENTRIES, GARDEN_ENTITIES, GARDEN)
+    return backend
+
+
+@pytest.mark.parametrize(
+    ("backend_class", "check"),
+    [
+        (SpeakerBlindGraph, lambda s, b, new: s.test_filter_on_search(_garden(b), "speaker")),
+        (
+            WalksThroughFilteredGraph,
+            lambda s, b, new: s.test_a_filtered_relation_is_not_walked_through(_garden(b)),
+        ),
+        (
+            NeverClosingGraph,
+            lambda s, b, new: s.test_a_contradicting_relation_closes_the_older_one(b),
+        ),
+        (ScopeBlindResolver, lambda s, b, new: s.test_resolution_honours_the_scope(b)),
+        (ForgetfulGraph, lambda s, b, new: s.test_reopen_keeps_everything(b, new)),
+    ],
+)
+def test_graph_suite_rejects_partial_backends(backend_class, check, tmp_path):
+    path = tmp_path / "graph.json"
     suite = GraphMemoryConformance()
     with pytest.raises(AssertionError):
-        suite.test_scope_filter(Leaky())
+        check(suite, backend_class(path), lambda: backend_class(path))
+    clean = tmp_path / "clean.json"
+    check(suite, MemoryGraph(clean), lambda: MemoryGraph(clean))

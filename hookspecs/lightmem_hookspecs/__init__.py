@@ -1,6 +1,7 @@
 """The LightMem plugin contract: markers, hook specifications, backend protocols, value types."""
 
-from . import specs
+from . import graph, specs
+from .graph import Entity, GraphHit, Relation, Validity, normalize_name
 from .markers import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
 from .protocols import (
     PROTOCOLS,
@@ -46,7 +47,9 @@ __all__ = [
     "Completion",
     "ContextRetriever",
     "EmbeddingRetriever",
+    "Entity",
     "EntryChange",
+    "GraphHit",
     "GraphMemory",
     "IndexRecord",
     "MemoryEntry",
@@ -57,6 +60,7 @@ __all__ = [
     "PreCompressor",
     "QueryContext",
     "Register",
+    "Relation",
     "Reranker",
     "Scope",
     "SearchFilter",
@@ -65,8 +69,11 @@ __all__ = [
     "TextEmbedder",
     "TopicSegmenter",
     "Usage",
+    "Validity",
+    "graph",
     "hookimpl",
     "hookspec",
+    "normalize_name",
     "specs",
     "to_epoch",
 ]

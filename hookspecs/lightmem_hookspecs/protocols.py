@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from .types import Completion, IndexRecord, MemoryEntry, Message, SearchFilter, SearchHit
+from .graph import Entity, GraphHit, Relation, Validity
+from .types import Completion, IndexRecord, Message, SearchFilter, SearchHit
 
 
 @runtime_checkable
@@ -130,15 +131,73 @@ class ContextRetriever(Protocol):
 
 @runtime_checkable
 class GraphMemory(Protocol):
-    """An entity/relation graph derived from memory entries."""
+    """An entity/relation graph derived from memory entries (a Neo4j, Kùzu, FalkorDB... store).
 
-    def add(self, entries: Sequence[MemoryEntry]) -> None: ...
+    The core builds :class:`Entity` and :class:`Relation` values (see ``lightmem_hookspecs.graph``
+    for their semantics) and owns the ids; the backend stores, closes, resolves and walks.
+
+    ``index(entry_ids, entities, relations)`` replaces everything derived from ``entry_ids`` by
+    ``relations``. Every relation's ``entry_id`` is one of them and its ``subject`` and
+    ``object`` are entities given in ``entities`` or already stored, else ``ValueError`` and
+    nothing changes. An entry may have no relation; it is recorded as indexed all the same.
+    Entities are merged by id (:func:`~lightmem_hookspecs.graph.merge_entity`). Exclusive
+    relations are then closed or reopened per
+    :func:`~lightmem_hookspecs.graph.close_contradicted`, and entities that no stored relation
+    names are dropped. The change is atomic: after a crash all of it or none of it is there.
+    ``delete(entry_ids)`` forgets those entries the same way (unknown ids are ignored).
+    ``entry_ids()`` is the set of indexed entries (the core re-indexes what is missing).
+
+    ``resolve(names)`` returns the entities whose normalised name or alias
+    (:func:`~lightmem_hookspecs.graph.normalize_name`) equals a normalised name given, and
+    ``entities()`` every entity; both restricted to the scope fields of ``filter`` (exact match,
+    ``None`` does not restrict). ``relations()`` lists stored relations, closed ones included
+    unless ``validity`` says otherwise, optionally only those of ``entry_ids``; ``filter`` and
+    ``validity`` apply per :func:`~lightmem_hookspecs.graph.usable`.
+
+    ``search(seeds, ...)`` walks from the seed entity ids and returns the entries reached,
+    exactly as :func:`~lightmem_hookspecs.graph.walk` ranks them (scores, order, paths), only
+    through relations that pass every field of ``filter`` and ``validity``.
+    ``count()`` is the number of stored relations. Data persists across ``close()`` and a new
+    instance on the same storage, where the backend is persistent.
+    """
+
+    def index(
+        self,
+        entry_ids: Sequence[str],
+        entities: Sequence[Entity],
+        relations: Sequence[Relation],
+    ) -> None: ...
+
+    def delete(self, entry_ids: Sequence[str]) -> None: ...
+
+    def entry_ids(self) -> set[str]: ...
+
+    def resolve(
+        self, names: Sequence[str], *, filter: SearchFilter | None = None
+    ) -> list[Entity]: ...
+
+    def entities(self, *, filter: SearchFilter | None = None) -> list[Entity]: ...
+
+    def relations(
+        self,
+        *,
+        entry_ids: Sequence[str] | None = None,
+        filter: SearchFilter | None = None,
+        validity: Validity | None = None,
+    ) -> list[Relation]: ...
 
     def search(
-        self, query: str, *, limit: int, filter: SearchFilter | None = None
-    ) -> list[tuple[str, float]]: ...
+        self,
+        seeds: Sequence[str],
+        *,
+        limit: int,
+        hops: int = 2,
+        fan_out: int = 20,
+        filter: SearchFilter | None = None,
+        validity: Validity | None = None,
+    ) -> list[GraphHit]: ...
 
-    def delete(self, ids: Sequence[str]) -> None: ...
+    def count(self) -> int: ...
 
     def close(self) -> None: ...
 

@@ -1,9 +1,9 @@
-"""Small, exact reference backends for tests: a hashing embedder and brute-force indexes.
+"""Small, exact reference backends for tests: a hashing embedder, brute-force indexes, a graph.
 
 They are real implementations of the protocols (no model, no server), so the core's pipeline
 tests and plugin authors' tests can run a whole ``LightMemory`` in milliseconds. Register
-``ReferencePlugin()`` on a fresh host and select the backends ``hash``, ``exact`` and
-``keyword``.
+``ReferencePlugin()`` on a fresh host and select the backends ``hash``, ``exact``, ``keyword``
+and (graph memory) ``memory``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from lightmem_hookspecs import IndexRecord, SearchFilter, hookimpl
+from lightmem_hookspecs import (
+    Entity,
+    GraphHit,
+    IndexRecord,
+    Relation,
+    Scope,
+    SearchFilter,
+    Validity,
+    hookimpl,
+)
+from lightmem_hookspecs import graph as g
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -155,6 +165,160 @@ class KeywordIndex:
         pass
 
 
+class MemoryGraph:
+    """A graph memory in dicts, following ``lightmem_hookspecs.graph`` to the letter.
+
+    Persists to a JSON file (written to a temporary file, then renamed) when given a path.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self.nodes: dict[str, Entity] = {}
+        self.edges: dict[str, Relation] = {}
+        self.indexed: set[str] = set()
+        if path is not None and path.exists():
+            data = json.loads(path.read_text())
+            self.nodes = {e["id"]: _entity(e) for e in data["entities"]}
+            self.edges = {r["id"]: _relation(r) for r in data["relations"]}
+            self.indexed = set(data["entries"])
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        data = {
+            "entities": [attrs.asdict(e) for e in self.nodes.values()],
+            "relations": [attrs.asdict(r) for r in self.edges.values()],
+            "entries": sorted(self.indexed),
+        }
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self.path)
+
+    def _drop(self, entry_ids: set[str]) -> set[tuple[Any, ...]]:
+        gone = [r for r in self.edges.values() if r.entry_id in entry_ids]
+        for rel in gone:
+            del self.edges[rel.id]
+        return {g.closing_key(r) for r in gone if r.exclusive}
+
+    def _settle(self, keys: set[tuple[Any, ...]], now: float) -> None:
+        for key in keys:
+            group = [r for r in self.edges.values() if r.exclusive and g.closing_key(r) == key]
+            for rel in g.apply_closing(group, now):
+                self.edges[rel.id] = rel
+        named = {r.subject for r in self.edges.values()} | {r.object for r in self.edges.values()}
+        self.nodes = {k: v for k, v in self.nodes.items() if k in named}
+
+    def index(
+        self, entry_ids: Sequence[str], entities: Sequence[Entity], relations: Sequence[Relation]
+    ) -> None:
+        import time
+
+        ids = set(entry_ids)
+        stray = [r.id for r in relations if r.entry_id not in ids]
+        if stray:
+            raise ValueError(f"relations {stray} come from entries not in entry_ids")
+        known = set(self.nodes) | {e.id for e in entities}
+        dangling = [r.id for r in relations if not {r.subject, r.object} <= known]
+        if dangling:
+            raise ValueError(f"relations {dangling} name entities that were not given")
+        keys = self._drop(ids)
+        for ent in entities:
+            old = self.nodes.get(ent.id)
+            self.nodes[ent.id] = ent if old is None else g.merge_entity(old, ent)
+        for rel in relations:
+            self.edges[rel.id] = attrs.evolve(
+                rel, valid_until=None, superseded_at=None, superseded_by=None
+            )
+            if rel.exclusive:
+                keys.add(g.closing_key(rel))
+        self.indexed |= ids
+        self._settle(keys, time.time())
+        self._save()
+
+    def delete(self, entry_ids: Sequence[str]) -> None:
+        import time
+
+        ids = set(entry_ids)
+        self._settle(self._drop(ids), time.time())
+        self.indexed -= ids
+        self._save()
+
+    def entry_ids(self) -> set[str]:
+        return set(self.indexed)
+
+    def resolve(self, names: Sequence[str], *, filter: SearchFilter | None = None) -> list[Entity]:
+        wanted = {g.normalize_name(n) for n in names} - {""}
+        return [
+            e
+            for e in self.nodes.values()
+            if wanted & set(e.names()) and g.scope_matches(e.scope, filter)
+        ]
+
+    def entities(self, *, filter: SearchFilter | None = None) -> list[Entity]:
+        return [e for e in self.nodes.values() if g.scope_matches(e.scope, filter)]
+
+    def relations(
+        self,
+        *,
+        entry_ids: Sequence[str] | None = None,
+        filter: SearchFilter | None = None,
+        validity: Validity | None = None,
+    ) -> list[Relation]:
+        only = None if entry_ids is None else set(entry_ids)
+        return [
+            r
+            for r in self.edges.values()
+            if (only is None or r.entry_id in only) and g.usable(r, filter, validity)
+        ]
+
+    def _touching(self, entity_ids: Sequence[str]) -> dict[str, list[Relation]]:
+        wanted = set(entity_ids)
+        out: dict[str, list[Relation]] = {e: [] for e in wanted}
+        for rel in self.edges.values():
+            for end in {rel.subject, rel.object} & wanted:
+                out[end].append(rel)
+        return out
+
+    def search(
+        self,
+        seeds: Sequence[str],
+        *,
+        limit: int,
+        hops: int = 2,
+        fan_out: int = 20,
+        filter: SearchFilter | None = None,
+        validity: Validity | None = None,
+    ) -> list[GraphHit]:
+        return g.walk(
+            seeds,
+            self._touching,
+            limit=limit,
+            hops=hops,
+            fan_out=fan_out,
+            filter=filter,
+            validity=validity,
+        )
+
+    def count(self) -> int:
+        return len(self.edges)
+
+    def close(self) -> None:
+        pass
+
+
+def _entity(data: dict[str, Any]) -> Entity:
+    return Entity(**{**data, "scope": Scope(**data["scope"]), "aliases": tuple(data["aliases"])})
+
+
+def _relation(data: dict[str, Any]) -> Relation:
+    return Relation(**{**data, "scope": Scope(**data["scope"])})
+
+
+@attrs.frozen
+class MemoryGraphOptions:
+    persist: bool = True
+
+
 class ReferencePlugin:
     """Registers ``hash`` (text_embedder), ``exact`` (embedding_retriever), ``keyword``."""
 
@@ -173,6 +337,14 @@ class ReferencePlugin:
     @hookimpl
     def lightmem_register_context_retrievers(self, register: Any) -> None:
         register("keyword", lambda o, c: KeywordIndex())
+
+    @hookimpl
+    def lightmem_register_graph_memories(self, register: Any) -> None:
+        def build(options: MemoryGraphOptions, context: Any) -> MemoryGraph:
+            path = Path(context.memory_dir) / "reference-graph.json" if options.persist else None
+            return MemoryGraph(path)
+
+        register("memory", build, options=MemoryGraphOptions)
 
 
 def reference_config(memory_dir: str | Path, **overrides: Any) -> dict[str, Any]:
