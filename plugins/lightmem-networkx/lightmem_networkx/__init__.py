@@ -1,0 +1,1 @@
+"""LightMem graph memory on networkx, persisted in SQLite (graph_memory backend ``networkx``)."""

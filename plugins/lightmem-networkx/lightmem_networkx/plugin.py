@@ -1,0 +1,48 @@
+"""Registers the ``networkx`` graph memory. Imports only the contract, attrs and the stdlib."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import attrs
+from lightmem_hookspecs import BackendContext, Register, hookimpl
+
+if TYPE_CHECKING:
+    from .store import NetworkxGraph
+
+
+def _file_name(_inst: object, attribute: attrs.Attribute, value: str | None) -> None:
+    if value is not None and not value.strip():
+        raise ValueError(f"{attribute.name}: must name a file, got an empty string")
+
+
+@attrs.frozen
+class NetworkxOptions:
+    """Options of the ``networkx`` graph memory (``graph_memory.configs``).
+
+    ``path``: the SQLite file the graph is kept in, relative to the memory directory
+    (``None``: in memory only, gone when the process ends).
+    """
+
+    path: str | None = attrs.field(default="graph.sqlite", validator=_file_name)
+
+
+def build_networkx(options: NetworkxOptions, context: BackendContext) -> NetworkxGraph:
+    """The factory: opens the SQLite file and loads the graph (imports networkx only now)."""
+    from .store import NetworkxGraph
+
+    path = None
+    if options.path is not None:
+        path = os.path.join(context.memory_dir, os.path.expanduser(options.path))
+    return NetworkxGraph(path)
+
+
+@hookimpl
+def lightmem_register_graph_memories(register: Register) -> None:
+    register(
+        "networkx",
+        build_networkx,
+        options=NetworkxOptions,
+        description="Entity/relation multi-digraph (networkx), persisted in an SQLite file.",
+    )
