@@ -3,12 +3,15 @@
 API::
 
     extract_facts(llm, segments, *, messages_use, metadata_generate, text_summary,
-                  extract_threshold, prompts=None, max_attempts=3, max_tokens=None)
+                  extract_threshold, prompts=None, max_attempts=3, max_tokens=None,
+                  relations=False)
         -> ExtractionResult(facts: list[ExtractedFact], raw: str, attempts: int,
                             below_threshold: int, unsourced: int)
     ExtractedFact(text, source_message_ids, time_stamp, speaker_id, speaker_name, topic_id,
-                  importance, keywords, entities, category, topic_summary)
-    extraction_schema(*, metadata_generate, text_summary, message_ids=None, topic_ids=None)
+                  importance, keywords, entities, category, topic_summary, relations)
+    ExtractedRelation(subject, relation, object, single)
+    extraction_schema(*, metadata_generate, text_summary, message_ids=None, topic_ids=None,
+                      relations=False)
         -> dict          # the answer's JSON schema; with ids, the stricter one sent to the LLM
     render_conversation(segments, roles) -> RenderedBatch            # what the LLM sees
     ROLES_BY_USE: dict[str, tuple[str, ...]]                         # messages_use -> roles
@@ -35,6 +38,10 @@ the schema without ids, so other spellings still reach the mapping. Mapping back
 - ``metadata_generate`` asks for ``keywords``, ``entities`` and ``category`` per fact;
   ``text_summary`` asks for one summary sentence per topic segment, attached to every fact whose
   first source lies in that segment as ``topic_summary``.
+- ``relations`` (graph memory) asks, in the same call, for the relations each fact states
+  between the people, places and things it names: ``{"subject", "relation", "object",
+  "single"}`` (``relation`` in snake_case, ``single`` true when the subject has one such object
+  at a time, like ``lives_in``). Relations missing a subject, relation or object are dropped.
 - Facts with the same text (ignoring case and spacing) are merged: sources united, highest
   importance kept.
 
@@ -84,6 +91,24 @@ CATEGORIES = (
 
 
 @attrs.frozen
+class ExtractedRelation:
+    """A relation a fact states: ``subject -relation-> object``; ``single``: one at a time."""
+
+    subject: str
+    relation: str
+    object: str
+    single: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "relation": self.relation,
+            "object": self.object,
+            "single": self.single,
+        }
+
+
+@attrs.frozen
 class ExtractedFact:
     """One fact from an extraction call, with provenance mapped back to journal message ids."""
 
@@ -98,6 +123,7 @@ class ExtractedFact:
     entities: tuple[str, ...] = ()
     category: str | None = None
     topic_summary: str | None = None
+    relations: tuple[ExtractedRelation, ...] = ()
 
 
 @attrs.frozen
@@ -172,6 +198,7 @@ def extraction_schema(
     text_summary: bool,
     message_ids: Sequence[str] | None = None,
     topic_ids: Sequence[str] | None = None,
+    relations: bool = False,
 ) -> dict[str, Any]:
     """The JSON schema of the extraction answer for these settings.
 
@@ -188,6 +215,22 @@ def extraction_schema(
     }
     if metadata_generate:
         fact |= {"keywords": strings, "entities": strings, "category": {"type": "string"}}
+    if relations:
+        relation = {
+            "subject": {"type": "string"},
+            "relation": {"type": "string"},
+            "object": {"type": "string"},
+            "single": {"type": "boolean"},
+        }
+        fact["relations"] = {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": relation,
+                "required": list(relation),
+                "additionalProperties": False,
+            },
+        }
     facts = {
         "type": "array",
         "items": {
@@ -219,10 +262,15 @@ def extraction_schema(
     }
 
 
-def _output_format(metadata_generate: bool, text_summary: bool) -> str:
+def _output_format(metadata_generate: bool, text_summary: bool, relations: bool = False) -> str:
     fact = '{"text": "...", "sources": ["m1"], "importance": 0.7'
     if metadata_generate:
         fact += ', "keywords": ["..."], "entities": ["..."], "category": "..."'
+    if relations:
+        fact += (
+            ', "relations": [{"subject": "...", "relation": "lives_in", "object": "...", '
+            '"single": true}]'
+        )
     fact += "}"
     shape = f'"facts": [{fact}]'
     empty = '"facts": []'
@@ -236,6 +284,14 @@ def _output_format(metadata_generate: bool, text_summary: bool) -> str:
             'people, places, organisations and things it names; "category": one of '
             + ", ".join(CATEGORIES)
             + "."
+        )
+    if relations:
+        lines.append(
+            '- "relations": how the fact links the people, places, things and dates it names: '
+            '"subject" and "object" as the fact names them (full names), "relation" in '
+            'snake_case (lives_in, works_at, friend_of, likes, owns, visited_on); "single" is '
+            "true when the subject has only one such object at a time (lives_in, works_at, "
+            "married_to), false otherwise. [] when the fact links nothing."
         )
     if text_summary:
         lines.append('- "topics": one entry per topic, with a one-sentence summary of it.')
@@ -275,6 +331,23 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(seen)
 
 
+def _relations(value: Any) -> tuple[ExtractedRelation, ...]:
+    if not isinstance(value, list):
+        return ()
+    found: dict[tuple[str, str, str], ExtractedRelation] = {}
+    for item in value:
+        if not isinstance(item, Mapping):
+            continue
+        parts = [
+            " ".join(str(item.get(k) or "").split()) for k in ("subject", "relation", "object")
+        ]
+        if not all(parts):
+            continue
+        key = (parts[0].lower(), parts[1].lower(), parts[2].lower())
+        found.setdefault(key, ExtractedRelation(*parts, single=item.get("single") is True))
+    return tuple(found.values())
+
+
 def _sources_of(item: Mapping[str, Any], batch: RenderedBatch) -> list[_Source]:
     found: dict[str, _Source] = {}
     for raw in item.get("sources") or ():
@@ -309,6 +382,7 @@ def extract_facts(
     prompts: Prompts | None = None,
     max_attempts: int = 3,
     max_tokens: int | None = None,
+    relations: bool = False,
 ) -> ExtractionResult:
     """Extract facts from a batch of topic segments with ONE call to ``llm`` (plus retries).
 
@@ -327,7 +401,9 @@ def extract_facts(
     batch = render_conversation(segments, ROLES_BY_USE[messages_use])
     if not batch.messages:
         return ExtractionResult(facts=[])
-    schema = extraction_schema(metadata_generate=metadata_generate, text_summary=text_summary)
+    schema = extraction_schema(
+        metadata_generate=metadata_generate, text_summary=text_summary, relations=relations
+    )
     request = [
         {"role": "system", "content": prompts.system},
         {
@@ -335,7 +411,7 @@ def extract_facts(
             "content": prompts.render(
                 "extraction",
                 conversation=batch.text,
-                output_format=_output_format(metadata_generate, text_summary),
+                output_format=_output_format(metadata_generate, text_summary, relations),
             ),
         },
     ]
@@ -354,6 +430,7 @@ def extract_facts(
                 text_summary=text_summary,
                 message_ids=list(batch.messages),
                 topic_ids=list(batch.topics),
+                relations=relations,
             ),
         )
         value, raw, attempts = reply.value, reply.raw, reply.attempts
@@ -398,6 +475,7 @@ def extract_facts(
             if metadata_generate
             else None,
             topic_summary=summaries.get(first.segment),
+            relations=_relations(item.get("relations")) if relations else (),
         )
         key = text.lower()
         facts[key] = _merge(facts[key], fact, batch) if key in facts else fact
@@ -421,4 +499,5 @@ def _merge(kept: ExtractedFact, dup: ExtractedFact, batch: RenderedBatch) -> Ext
         importance=max(kept.importance, dup.importance),
         keywords=_strings([*kept.keywords, *dup.keywords]),
         entities=_strings([*kept.entities, *dup.entities]),
+        relations=tuple(dict.fromkeys([*kept.relations, *dup.relations])),
     )

@@ -1,0 +1,627 @@
+"""Graph memory in the core: entities and relations built from entries, and the graph retriever.
+
+**Building.** :class:`GraphBuilder` turns stored entries into :class:`~lightmem_hookspecs.Entity`
+and :class:`~lightmem_hookspecs.Relation` values and hands them to the configured
+``graph_memory`` backend, one ``index`` call per batch. An entry's relations come from:
+
+- the extraction call, when an LLM is configured: each fact may carry relations
+  ``{"subject", "relation", "object", "single"}``, kept in the entry's metadata under
+  :data:`RELATIONS_KEY` (so ``reindex`` rebuilds the graph from the record store, with no LLM
+  call). ``single`` marks an exclusive relation (one object at a time: ``lives_in``);
+- otherwise the **no-LLM fallback** (:func:`fallback_relations`), from the entry's own text: the
+  named entities (runs of capitalised words that are not sentence-initial function words),
+  dates (``7 May 2023``, ``May 2023``, ``2022``) and numbers with their unit (``3 kids``) it
+  contains. The speaker ``mentions`` each of them and each pair of them ``co_occurs_with`` in
+  that entry (at most :data:`MAX_FALLBACK_ITEMS` items per entry). None of these is exclusive.
+
+**Entity dedup.** Names are compared after :func:`~lightmem_hookspecs.normalize_name`; a name
+that matches a stored entity's name or alias in the same scope becomes that entity. A new name
+of a person or thing whose embedding (the configured text embedder) has a cosine of at least
+``similarity`` with a stored entity of the same scope and kind becomes an alias of it. Dates
+and numbers are merged only by normalised name.
+
+**Retrieval.** :func:`graph_search` finds the entities a query names (its capitalised spans and
+every 1-3 word n-gram, resolved by name or alias), walks from them (``hops``, ``fan_out``) and
+returns the entries reached with a graph score and the path. Time bounds of the filter become
+relation validity (a relation valid at some time in the range counts, "where did she live in
+2022?"); without time bounds only relations that are still valid are walked.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+from lightmem_hookspecs import (
+    Entity,
+    GraphHit,
+    MemoryEntry,
+    Relation,
+    Scope,
+    SearchFilter,
+    Validity,
+    normalize_name,
+)
+from lightmem_hookspecs import graph as g
+
+#: Entry metadata key of the relations the extraction call returned for a fact.
+RELATIONS_KEY = "relations"
+#: At most this many named entities, dates and numbers per entry feed the fallback.
+MAX_FALLBACK_ITEMS = 6
+
+_MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
+_MONTH = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|" \
+    r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"  # fmt: skip
+_DATE = re.compile(
+    rf"\b(?:(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({_MONTH})\.?,?\s+(\d{{4}})"
+    rf"|({_MONTH})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})"
+    rf"|({_MONTH})\.?,?\s+(\d{{4}})"
+    rf"|(?:in|since|of|from|until|by)\s+((?:19|20)\d{{2}}))\b",
+    re.IGNORECASE,
+)
+_NUMBER = re.compile(
+    r"\b(\d+(?:[.,]\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+    r"twenty|thirty|forty|fifty|hundred)\s+([a-z]{3,}s)\b",
+    re.IGNORECASE,
+)
+_CAPITALISED = re.compile(
+    r"\b[A-Z][\w'\u2019&-]*(?:\s+(?:(?:of|the|de|la|van|von|for)\s+){0,2}[A-Z][\w'\u2019&-]*)*"
+)
+_SENTENCE_END = re.compile(r"[.!?:;\"\u201c\u201d()]\s*$")
+#: Capitalised words that name nothing: sentence starters, pronouns, interjections, weekdays.
+_NOT_NAMES = frozenset(
+    [
+        "i",
+        "i'm",
+        "i've",
+        "i'd",
+        "i'll",
+        "im",
+        "ive",
+        "a",
+        "an",
+        "the",
+        "this",
+        "that",
+        "these",
+        "those",
+        "it",
+        "it's",
+        "its",
+        "he",
+        "she",
+        "they",
+        "we",
+        "you",
+        "me",
+        "my",
+        "mine",
+        "our",
+        "your",
+        "his",
+        "her",
+        "their",
+        "them",
+        "us",
+        "what",
+        "when",
+        "where",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "how",
+        "which",
+        "yes",
+        "yeah",
+        "yep",
+        "no",
+        "nope",
+        "not",
+        "oh",
+        "ooh",
+        "ah",
+        "aw",
+        "aww",
+        "wow",
+        "hey",
+        "hi",
+        "hello",
+        "bye",
+        "goodbye",
+        "thanks",
+        "thank",
+        "ok",
+        "okay",
+        "sure",
+        "great",
+        "good",
+        "nice",
+        "cool",
+        "awesome",
+        "amazing",
+        "congrats",
+        "congratulations",
+        "lol",
+        "haha",
+        "hahaha",
+        "hmm",
+        "well",
+        "so",
+        "and",
+        "but",
+        "or",
+        "if",
+        "then",
+        "because",
+        "also",
+        "just",
+        "really",
+        "very",
+        "maybe",
+        "definitely",
+        "absolutely",
+        "totally",
+        "there",
+        "here",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "am",
+        "do",
+        "does",
+        "did",
+        "have",
+        "has",
+        "had",
+        "can",
+        "could",
+        "will",
+        "would",
+        "shall",
+        "should",
+        "may",
+        "might",
+        "must",
+        "let",
+        "lets",
+        "let's",
+        "please",
+        "sorry",
+        "glad",
+        "happy",
+        "same",
+        "true",
+        "anyway",
+        "btw",
+        "omg",
+        "all",
+        "any",
+        "some",
+        "every",
+        "each",
+        "both",
+        "many",
+        "much",
+        "more",
+        "most",
+        "other",
+        "another",
+        "such",
+        "only",
+        "own",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "from",
+        "by",
+        "with",
+        "about",
+        "after",
+        "before",
+        "during",
+        "since",
+        "until",
+        "as",
+        "of",
+        "into",
+        "over",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "today",
+        "tomorrow",
+        "yesterday",
+        "tonight",
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+    ]
+)
+_STOP_NGRAM = _NOT_NAMES | frozenset(
+    [
+        "did",
+        "do",
+        "does",
+        "go",
+        "went",
+        "like",
+        "likes",
+        "liked",
+        "live",
+        "lives",
+        "lived",
+        "friend",
+        "friends",
+        "time",
+        "year",
+        "day",
+        "week",
+        "month",
+        "kind",
+        "thing",
+        "things",
+        "people",
+        "person",
+        "one",
+        "two",
+        "three",
+    ]
+)
+_WORD = re.compile(r"[\w'\u2019]+", re.UNICODE)
+
+
+@attrs.frozen
+class GraphSettings:
+    """How the graph is built and walked (``graph`` in the configuration)."""
+
+    hops: int = 2
+    fan_out: int = 20
+    similarity: float | None = 0.9
+    fallback: bool = True
+
+
+@attrs.frozen
+class Mention:
+    """Something an entry names: its surface form and kind (person, thing, date, number)."""
+
+    name: str
+    kind: str
+
+
+@attrs.frozen
+class Triple:
+    """A relation before entity resolution: names, label, whether exclusive, its fact."""
+
+    subject: Mention
+    relation: str
+    object: Mention
+    exclusive: bool = False
+    fact: str = ""
+
+
+def _speaker(entry: MemoryEntry) -> str | None:
+    return entry.speaker_name or entry.speaker_id
+
+
+def _label(text: str) -> str:
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return "_".join(words) or "related_to"
+
+
+def date_mentions(text: str) -> list[str]:
+    """The dates ``text`` names, as ``7 May 2023``, ``May 2023`` or ``2023``."""
+    found = []
+    for m in _DATE.finditer(text):
+        if m.group(1):
+            day, month, year = m.group(1), m.group(2), m.group(3)
+        elif m.group(4):
+            day, month, year = m.group(5), m.group(4), m.group(6)
+        elif m.group(7):
+            day, month, year = None, m.group(7), m.group(8)
+        else:
+            day, month, year = None, None, m.group(9)
+        if month is not None:
+            full = next(name for name in _MONTHS if name.startswith(month.lower()[:3]))
+            month = full.capitalize()
+        found.append(" ".join(p for p in (day and str(int(day)), month, year) if p))
+    return found
+
+
+def number_mentions(text: str) -> list[str]:
+    """Counts with their unit (``3 kids``, ``two dogs``), lower-cased."""
+    return [f"{m.group(1).lower()} {m.group(2).lower()}" for m in _NUMBER.finditer(text)]
+
+
+def name_mentions(text: str) -> list[str]:
+    """Runs of capitalised words that are names, not sentence starters or function words."""
+    found = []
+    for m in _CAPITALISED.finditer(text):
+        span = m.group(0).strip(" -&'\u2019")
+        words = span.split()
+        while words and words[0].lower().strip("'\u2019") in _NOT_NAMES:
+            words.pop(0)
+        while words and words[-1].lower() in ("of", "the", "and", "for", "&", "de", "la"):
+            words.pop()
+        if not words:
+            continue
+        span = re.sub(r"['\u2019]s$", "", " ".join(words))
+        if span.lower() in _NOT_NAMES or span.lower() in _MONTHS or len(span) < 2:
+            continue
+        starts_sentence = m.start() == 0 or bool(_SENTENCE_END.search(text[: m.start()]))
+        if (
+            starts_sentence
+            and len(words) == 1
+            and span == m.group(0)
+            and span.lower() in _STOP_NGRAM
+        ):
+            continue
+        found.append(span)
+    return found
+
+
+def fallback_relations(entry: MemoryEntry) -> list[Triple]:
+    """The no-LLM relations of ``entry`` (see the module documentation)."""
+    text = entry.memory
+    items: dict[str, Mention] = {}
+    for name in date_mentions(text):
+        items.setdefault(normalize_name(name), Mention(name, "date"))
+    for name in name_mentions(_DATE.sub(" ", text)):
+        items.setdefault(normalize_name(name), Mention(name, "thing"))
+    for name in number_mentions(text):
+        items.setdefault(normalize_name(name), Mention(name, "number"))
+    speaker = _speaker(entry)
+    if speaker:
+        items.pop(normalize_name(speaker), None)
+    chosen = [m for key, m in items.items() if key][:MAX_FALLBACK_ITEMS]
+    triples = []
+    if speaker:
+        who = Mention(speaker, "person")
+        triples += [Triple(who, "mentions", m, fact=text) for m in chosen]
+    for i, first in enumerate(chosen):
+        for second in chosen[i + 1 :]:
+            triples.append(Triple(first, "co_occurs_with", second, fact=text))
+    return triples
+
+
+def llm_relations(entry: MemoryEntry) -> list[Triple] | None:
+    """The relations the extraction call gave ``entry``, or ``None`` if it has none recorded."""
+    raw = entry.metadata.get(RELATIONS_KEY) if entry.metadata else None
+    if not isinstance(raw, list):
+        return None
+    triples = []
+    for item in raw:
+        if not isinstance(item, Mapping):
+            continue
+        subject = str(item.get("subject") or "").strip()
+        obj = str(item.get("object") or "").strip()
+        label = _label(str(item.get("relation") or ""))
+        if not subject or not obj or not normalize_name(subject) or not normalize_name(obj):
+            continue
+        triples.append(
+            Triple(
+                Mention(subject, "thing"),
+                label,
+                Mention(obj, "thing"),
+                exclusive=bool(item.get("single")),
+                fact=entry.memory,
+            )
+        )
+    return triples
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=False))
+    na = math.sqrt(sum(x * x for x in a)) or 1.0
+    nb = math.sqrt(sum(y * y for y in b)) or 1.0
+    return dot / (na * nb)
+
+
+class GraphBuilder:
+    """Builds and indexes the graph of entries; see the module documentation for the rules."""
+
+    def __init__(
+        self, graph: Any, *, embedder: Any = None, settings: GraphSettings | None = None
+    ) -> None:
+        self.graph = graph
+        self.embedder = embedder
+        self.settings = settings or GraphSettings()
+        self._vectors: dict[Scope, dict[str, tuple[Entity, Sequence[float]]]] = {}
+
+    def triples(self, entry: MemoryEntry) -> list[Triple]:
+        found = llm_relations(entry)
+        if found is None:
+            found = fallback_relations(entry) if self.settings.fallback else []
+        return found
+
+    def index(self, entries: Sequence[MemoryEntry]) -> int:
+        """Index ``entries`` (replacing what the graph had for them); returns relations stored."""
+        if not entries:
+            return 0
+        per_entry = [(entry, self.triples(entry)) for entry in entries]
+        resolved = self._resolve(per_entry)
+        entities: dict[str, Entity] = {}
+        relations: dict[str, Relation] = {}
+        for entry, triples in per_entry:
+            for triple in triples:
+                subject = resolved[(entry.scope, normalize_name(triple.subject.name))]
+                obj = resolved[(entry.scope, normalize_name(triple.object.name))]
+                if subject.id == obj.id:
+                    continue
+                for ent, mention in ((subject, triple.subject), (obj, triple.object)):
+                    surface = Entity(ent.id, mention.name, ent.scope, kind=ent.kind)
+                    entities[ent.id] = g.merge_entity(entities.get(ent.id, ent), surface)
+                rid = g.relation_id(entry.id, subject.id, triple.relation, obj.id)
+                relations[rid] = Relation(
+                    id=rid,
+                    subject=subject.id,
+                    relation=triple.relation,
+                    object=obj.id,
+                    entry_id=entry.id,
+                    fact=triple.fact,
+                    subject_name=triple.subject.name,
+                    object_name=triple.object.name,
+                    message_ids=entry.source_message_ids,
+                    scope=entry.scope,
+                    speaker=_speaker(entry),
+                    topic_id=entry.topic_id,
+                    valid_from=entry.time_stamp,
+                    exclusive=triple.exclusive,
+                )
+        self.graph.index([e.id for e in entries], list(entities.values()), list(relations.values()))
+        return len(relations)
+
+    def _resolve(
+        self, per_entry: Sequence[tuple[MemoryEntry, Sequence[Triple]]]
+    ) -> dict[tuple[Scope, str], Entity]:
+        """Map each (scope, normalised name) mentioned to an entity: stored, similar, or new."""
+        wanted: dict[Scope, dict[str, Mention]] = {}
+        for entry, triples in per_entry:
+            names = wanted.setdefault(entry.scope, {})
+            for triple in triples:
+                for mention in (triple.subject, triple.object):
+                    names.setdefault(normalize_name(mention.name), mention)
+        out: dict[tuple[Scope, str], Entity] = {}
+        for scope, mentions in wanted.items():
+            exact = _scope_filter(scope)
+            for entity in self.graph.resolve(list(mentions), filter=exact):
+                if entity.scope != scope:
+                    continue
+                for key in entity.names():
+                    if key in mentions:
+                        out[(scope, key)] = entity
+            new = {k: m for k, m in mentions.items() if (scope, k) not in out}
+            similar = self._similar(scope, new)
+            for key, mention in new.items():
+                entity = similar.get(key) or Entity(
+                    g.entity_id(scope, mention.name), mention.name, scope, kind=mention.kind
+                )
+                out[(scope, key)] = entity
+        return out
+
+    def _similar(self, scope: Scope, new: Mapping[str, Mention]) -> dict[str, Entity]:
+        """New names of people and things whose embedding matches a stored entity's."""
+        threshold = self.settings.similarity
+        candidates = {k: m for k, m in new.items() if m.kind in ("person", "thing")}
+        if self.embedder is None or threshold is None or not candidates:
+            return {}
+        known = self._vectors.setdefault(scope, {})
+        stored = [
+            e
+            for e in self.graph.entities(filter=_scope_filter(scope))
+            if e.scope == scope and e.kind in ("person", "thing") and e.id not in known
+        ]
+        texts = [e.name for e in stored] + [m.name for m in candidates.values()]
+        vectors = [list(map(float, v)) for v in self.embedder.embed(texts)]
+        for entity, vector in zip(stored, vectors, strict=False):
+            known[entity.id] = (entity, vector)
+        out: dict[str, Entity] = {}
+        fresh: list[tuple[Entity, Sequence[float]]] = []
+        for (key, mention), vector in zip(candidates.items(), vectors[len(stored) :], strict=True):
+            pool = [*known.values(), *fresh]
+            best = max(pool, key=lambda item: _cosine(vector, item[1]), default=None)
+            if best is not None and _cosine(vector, best[1]) >= threshold:
+                out[key] = best[0]
+            else:
+                entity = Entity(
+                    g.entity_id(scope, mention.name), mention.name, scope, kind=mention.kind
+                )
+                fresh.append((entity, vector))
+                known[entity.id] = (entity, vector)
+        return out
+
+    def forget(self) -> None:
+        """Drop cached entity embeddings (after a rebuild)."""
+        self._vectors.clear()
+
+
+def _scope_filter(scope: Scope) -> SearchFilter:
+    return SearchFilter(user_id=scope.user_id, agent_id=scope.agent_id, run_id=scope.run_id)
+
+
+def query_names(query: str) -> list[str]:
+    """What a query may name: its capitalised spans and every 1-3 word n-gram."""
+    words = [w.strip("'\u2019") for w in _WORD.findall(query)]
+    names = list(name_mentions(query)) + date_mentions(query)
+    for n in (3, 2, 1):
+        for i in range(len(words) - n + 1):
+            gram = words[i : i + n]
+            if n == 1 and (gram[0].lower() in _STOP_NGRAM or len(gram[0]) < 3):
+                continue
+            if gram[0].lower() in _NOT_NAMES or gram[-1].lower() in _NOT_NAMES:
+                continue
+            names.append(" ".join(gram))
+    return list(dict.fromkeys(names))
+
+
+def validity_of(search_filter: SearchFilter) -> tuple[SearchFilter, Validity]:
+    """Split the filter: time bounds become relation validity, the rest stays a filter."""
+    start = search_filter.time_gte if search_filter.time_gte is not None else search_filter.time_gt
+    end = search_filter.time_lt
+    if search_filter.time_lte is not None:
+        end = search_filter.time_lte + 1e-6
+    rest = attrs.evolve(search_filter, time_gt=None, time_gte=None, time_lt=None, time_lte=None)
+    if start is None and end is None:
+        return rest, Validity(current=True)
+    return rest, Validity(start=start, end=end)
+
+
+def graph_search(
+    graph: Any,
+    query: str,
+    *,
+    limit: int,
+    filter: SearchFilter | None = None,
+    settings: GraphSettings | None = None,
+) -> list[GraphHit]:
+    """The graph retriever: entries reached from the entities ``query`` names."""
+    settings = settings or GraphSettings()
+    search_filter = filter or SearchFilter()
+    scope_only = SearchFilter(
+        user_id=search_filter.user_id, agent_id=search_filter.agent_id, run_id=search_filter.run_id
+    )
+    seeds = [e.id for e in graph.resolve(query_names(query), filter=scope_only)]
+    if not seeds:
+        return []
+    rest, validity = validity_of(search_filter)
+    return list(
+        graph.search(
+            seeds,
+            limit=limit,
+            hops=settings.hops,
+            fan_out=settings.fan_out,
+            filter=rest,
+            validity=validity,
+        )
+    )
+
+
+def describe_path(path: Iterable[Relation]) -> list[str]:
+    """``["Alice -friend_of-> Bob", "Bob -lives_in-> Berlin"]``."""
+    return [r.describe() for r in path]

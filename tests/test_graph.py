@@ -1,0 +1,256 @@
+"""The core's graph building (LLM relations, no-LLM fallback, entity dedup) and graph retriever."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from lightmem_hookspecs import MemoryEntry, Scope, SearchFilter, normalize_name
+
+from lightmem_core.graph import (
+    RELATIONS_KEY,
+    GraphBuilder,
+    GraphSettings,
+    date_mentions,
+    fallback_relations,
+    graph_search,
+    name_mentions,
+    number_mentions,
+    query_names,
+)
+from lightmem_core.testing.reference import HashEmbedder, MemoryGraph
+
+ALICE = Scope(user_id="alice")
+BOB = Scope(user_id="bob")
+
+
+def entry(i, text, *, speaker="Caroline", scope=ALICE, when=None, relations=None):
+    meta = {} if relations is None else {RELATIONS_KEY: relations}
+    return MemoryEntry(
+        id=f"e{i}",
+        memory=text,
+        source_message_ids=(f"m{i}",),
+        speaker_name=speaker,
+        scope=scope,
+        time_stamp=when,
+        metadata=meta,
+    )
+
+
+def rel(subject, relation, obj, single=False):
+    return {"subject": subject, "relation": relation, "object": obj, "single": single}
+
+
+def test_names_dates_and_numbers_of_a_text():
+    text = (
+        "Hey Mel! I went to the LGBTQ support group in New York City on 7 May 2023 with "
+        "Melanie and my 3 kids. The Lord of the Rings is next. Since 2016 I paint."
+    )
+    assert name_mentions(text) == ["Mel", "LGBTQ", "New York City", "Melanie", "Lord of the Rings"]
+    assert date_mentions(text) == ["7 May 2023", "2016"]
+    assert date_mentions("on May 8th, 2023 and in June 2022") == ["8 May 2023", "June 2022"]
+    assert number_mentions(text) == ["3 kids"]
+    assert name_mentions("Thanks! Yes, that was great. Wow.") == []
+
+
+def test_the_fallback_links_the_speaker_and_what_co_occurs():
+    e = entry(1, "I took Luna to Lake Tahoe in July 2022 with my 2 dogs.")
+    triples = {(t.subject.name, t.relation, t.object.name) for t in fallback_relations(e)}
+    items = {"Luna", "Lake Tahoe", "July 2022", "2 dogs"}
+    assert {(s, o) for s, r, o in triples if r == "mentions"} == {("Caroline", i) for i in items}
+    pairs = {frozenset((s, o)) for s, r, o in triples if r == "co_occurs_with"}
+    assert pairs == {frozenset((a, b)) for a in items for b in items if a != b}
+    assert all(not t.exclusive for t in fallback_relations(e))
+    assert fallback_relations(entry(2, "haha yes, totally!", speaker=None)) == []
+
+
+def test_llm_relations_are_used_instead_of_the_fallback_and_close_old_ones(tmp_path):
+    graph = MemoryGraph(tmp_path / "g.json")
+    builder = GraphBuilder(graph)
+    t0 = dt.datetime(2022, 1, 1)
+    builder.index(
+        [
+            entry(
+                1,
+                "Alice lives in Paris.",
+                when=t0,
+                relations=[rel("Alice", "lives in", "Paris", True)],
+            ),
+            entry(
+                2, "Alice's friend is Bob.", when=t0, relations=[rel("Alice", "friend_of", "Bob")]
+            ),
+        ]
+    )
+    builder.index(
+        [
+            entry(
+                3,
+                "Alice moved to Berlin.",
+                when=dt.datetime(2023, 6, 1),
+                relations=[rel("alice", "Lives_In", "Berlin", True)],
+            )
+        ]
+    )
+    rels = {r.entry_id: r for r in graph.relations()}
+    assert {r.relation for r in rels.values()} == {"lives_in", "friend_of"}
+    assert rels["e1"].valid_until == rels["e3"].valid_from
+    assert rels["e1"].superseded_by == rels["e3"].id
+    assert rels["e3"].valid_until is None
+    assert rels["e3"].subject == rels["e1"].subject, "alice and Alice are one entity"
+    assert rels["e1"].message_ids == ("m1",) and rels["e1"].fact == "Alice lives in Paris."
+    assert len([e for e in graph.entities() if normalize_name(e.name) == "alice"]) == 1
+
+
+def test_similar_names_become_aliases_with_an_embedder(tmp_path):
+    graph = MemoryGraph()
+    builder = GraphBuilder(
+        graph, embedder=HashEmbedder(256), settings=GraphSettings(similarity=0.8)
+    )
+    builder.index([entry(1, "x", relations=[rel("Caroline", "visited", "Golden Gate Bridge")])])
+    builder.index([entry(2, "y", relations=[rel("Caroline", "painted", "Golden Gate Bridge SF")])])
+    bridge = [e for e in graph.entities() if "golden" in normalize_name(e.name)]
+    assert len(bridge) == 1
+    assert bridge[0].name == "Golden Gate Bridge"
+    assert "Golden Gate Bridge SF" in bridge[0].aliases
+    strict = GraphBuilder(MemoryGraph(), embedder=HashEmbedder(256), settings=GraphSettings(0.99))
+    strict.index([entry(1, "x", relations=[rel("Caroline", "visited", "Golden Gate Bridge")])])
+    strict.index([entry(2, "y", relations=[rel("Caroline", "painted", "Golden Gate Bridge SF")])])
+    assert len([e for e in strict.graph.entities() if "golden" in normalize_name(e.name)]) == 2
+
+
+def test_entities_never_cross_scopes():
+    graph = MemoryGraph()
+    builder = GraphBuilder(graph, embedder=HashEmbedder(64))
+    builder.index([entry(1, "Alice met Bob in Paris.", scope=ALICE)])
+    builder.index([entry(2, "Alice met Bob in Paris.", scope=BOB)])
+    assert {e.scope for e in graph.entities()} == {ALICE, BOB}
+    assert len(graph.entities()) == 8
+    for r in graph.relations():
+        ends = {e.id: e.scope for e in graph.entities()}
+        assert ends[r.subject] == ends[r.object] == r.scope
+
+
+def test_graph_search_answers_a_two_hop_question():
+    graph = MemoryGraph()
+    builder = GraphBuilder(graph)
+    builder.index(
+        [
+            entry(1, "Alice's best friend is Bob.", relations=[rel("Alice", "friend_of", "Bob")]),
+            entry(
+                2, "Bob's home is in Berlin.", relations=[rel("Bob", "lives_in", "Berlin", True)]
+            ),
+            entry(3, "Carol lives in Rome.", relations=[rel("Carol", "lives_in", "Rome", True)]),
+        ]
+    )
+    hits = graph_search(graph, "where does alice's friend live?", limit=5, filter=SearchFilter())
+    assert [h.entry_id for h in hits] == ["e1", "e2"]
+    assert [r.describe() for r in hits[1].path] == [
+        "Alice -friend_of-> Bob",
+        "Bob -lives_in-> Berlin",
+    ]
+    other = graph_search(
+        graph, "where does alice's friend live?", limit=5, filter=SearchFilter(user_id="bob")
+    )
+    assert other == []
+
+
+def test_time_bounds_select_what_was_valid_then():
+    graph = MemoryGraph()
+    builder = GraphBuilder(graph)
+    builder.index(
+        [
+            entry(
+                1,
+                "x",
+                when=dt.datetime(2019, 5, 1),
+                relations=[rel("Maya", "lives_in", "Oslo", True)],
+            ),
+            entry(
+                2,
+                "y",
+                when=dt.datetime(2023, 2, 1),
+                relations=[rel("Maya", "lives_in", "Lima", True)],
+            ),
+        ]
+    )
+    in_2022 = SearchFilter(time_gte=dt.datetime(2022, 1, 1), time_lt=dt.datetime(2023, 1, 1))
+    hits = graph_search(graph, "Where did Maya live?", limit=5, filter=in_2022)
+    assert [h.entry_id for h in hits] == ["e1"], "Oslo was still her home in 2022"
+    now = graph_search(graph, "Where does Maya live?", limit=5, filter=SearchFilter())
+    assert [h.entry_id for h in now] == ["e2"], "without a time, only what is still valid"
+
+
+def test_query_names_cover_capitalised_spans_and_ngrams():
+    names = query_names("When did Caroline go to the LGBTQ support group?")
+    assert "Caroline" in names and "LGBTQ support group" in names
+    assert "When" not in names and "did" not in names
+
+
+def test_relations_come_from_the_same_extraction_call(openai_server):
+    import json
+
+    import pytest
+    from lightmem_hookspecs import Message, Segment
+
+    from lightmem_core.llm.extraction import ExtractedRelation, extract_facts
+
+    openai_plugin = pytest.importorskip("lightmem_openai.plugin")
+    llm = openai_plugin.build(
+        openai_plugin.OpenAIOptions(
+            api_key="sk-graph", openai_base_url=openai_server.base_url, max_retries=0
+        )
+    )
+    t0 = dt.datetime(2023, 5, 20, 9, 0)
+    messages = tuple(
+        Message(f"id{i}", "user", text, text, t0, "alice", "Alice")
+        for i, text in enumerate(["I moved to Berlin.", "My friend Bob lives in Rome."])
+    )
+    reply = {
+        "facts": [
+            {
+                "text": "Alice lives in Berlin.",
+                "sources": ["m1"],
+                "importance": 0.9,
+                "relations": [
+                    {
+                        "subject": "Alice",
+                        "relation": "lives_in",
+                        "object": "Berlin",
+                        "single": True,
+                    },
+                    {"subject": "Alice", "relation": "", "object": "x", "single": False},
+                ],
+            },
+            {
+                "text": "Bob, Alice's friend, lives in Rome.",
+                "sources": ["m2"],
+                "importance": 0.8,
+                "relations": [
+                    {"subject": "Alice", "relation": "friend_of", "object": "Bob", "single": False},
+                    {"subject": "Bob", "relation": "lives_in", "object": "Rome", "single": True},
+                ],
+            },
+        ]
+    }
+    openai_server.queue(json.dumps(reply))
+    result = extract_facts(
+        llm,
+        [Segment(1, messages)],
+        messages_use="user_only",
+        metadata_generate=False,
+        text_summary=False,
+        extract_threshold=0.1,
+        relations=True,
+    )
+    llm.close()
+    [request] = openai_server.chat_requests
+    schema = json.dumps(request.json.get("response_format", {}))
+    assert '"relations"' in schema and '"single"' in schema
+    assert '"relations"' in request.json["messages"][1]["content"]
+    by_text = {f.text: f for f in result.facts}
+    assert by_text["Alice lives in Berlin."].relations == (
+        ExtractedRelation("Alice", "lives_in", "Berlin", True),
+    )
+    assert [r.object for r in by_text["Bob, Alice's friend, lives in Rome."].relations] == [
+        "Bob",
+        "Rome",
+    ]
