@@ -338,13 +338,14 @@ def _relations(value: Any) -> tuple[ExtractedRelation, ...]:
     for item in value:
         if not isinstance(item, Mapping):
             continue
-        parts = [
+        subject, relation, obj = (
             " ".join(str(item.get(k) or "").split()) for k in ("subject", "relation", "object")
-        ]
-        if not all(parts):
+        )
+        if not (subject and relation and obj):
             continue
-        key = (parts[0].lower(), parts[1].lower(), parts[2].lower())
-        found.setdefault(key, ExtractedRelation(*parts, single=item.get("single") is True))
+        key = (subject.lower(), relation.lower(), obj.lower())
+        single = item.get("single") is True
+        found.setdefault(key, ExtractedRelation(subject, relation, obj, single=single))
     return tuple(found.values())
 
 
