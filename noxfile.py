@@ -4,6 +4,8 @@ benchmarks and the demo. Every install goes through constraints.txt (CPU torch).
 from __future__ import annotations
 
 import json
+import re
+import tomllib
 from pathlib import Path
 
 import nox
@@ -11,6 +13,11 @@ import nox
 ROOT = Path(__file__).parent
 PLUGINS = sorted(p.name for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
 CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
+#: Libraries under libs/ (shared code, no entry point) by distribution name.
+LIBS = {
+    tomllib.loads(p.read_text())["project"]["name"]: f"./{p.parent.relative_to(ROOT)}"
+    for p in sorted((ROOT / "libs").glob("*/pyproject.toml"))
+}
 
 nox.options.sessions = ["core", "plugins", "all", "lint", "typing"]
 nox.options.reuse_existing_virtualenvs = True
@@ -28,17 +35,25 @@ def core(session: nox.Session) -> None:
     session.run("pytest", "tests", *session.posargs)
 
 
+def _local_libs(dist: Path) -> list[str]:
+    """The libs/ folders that the distribution at ``dist`` depends on (they are not on PyPI)."""
+    deps = tomllib.loads((dist / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[\s<>=!~;\[]", d, maxsplit=1)[0] for d in deps}
+    return [LIBS[n] for n in sorted(names & set(LIBS))]
+
+
 @nox.session
 @nox.parametrize("plugin", PLUGINS)
 def plugins(session: nox.Session, plugin: str) -> None:
     """Core + one plugin in a fresh environment: it is discovered and its tests pass."""
-    _install(session, f"./plugins/{plugin}")
+    libs = _local_libs(ROOT / "plugins" / plugin)
+    _install(session, *libs, f"./plugins/{plugin}")
     out = session.run("lightmem", "plugins", "--json", silent=True)
     data = json.loads(out)
     dists = {p["distribution"] for p in data["plugins"] if not p["error"]}
     if plugin not in dists:
         session.error(f"{plugin} is not discovered: {json.dumps(data, indent=2)}")
-    session.run("pytest", f"plugins/{plugin}", *session.posargs)
+    session.run("pytest", f"plugins/{plugin}", *libs, *session.posargs)
 
 
 @nox.session

@@ -98,12 +98,8 @@ def build_models(folder: Path, size: str, corpus: list[str]) -> tuple[str, str]:
 
 def llmlingua_compressor(model: str, rate: float, engine: str) -> Any:
     from lightmem_hookspecs import BackendContext
-    from lightmem_llmlingua.plugin import (
-        CompressConfig,
-        LLMLingua2Options,
-        LLMLinguaConfig,
-        build_compressor,
-    )
+    from lightmem_llmlingua.options import CompressConfig, LLMLingua2Options, LLMLinguaConfig
+    from lightmem_llmlingua.plugin import build_compressor
 
     options = LLMLingua2Options(
         llmlingua_config=LLMLinguaConfig(model_name=model),
@@ -114,7 +110,8 @@ def llmlingua_compressor(model: str, rate: float, engine: str) -> Any:
 
 
 def entropy_compressor(model: str, rate: float) -> Any:
-    from lightmem_entropy.plugin import EntropyConfig, EntropyOptions, build_compressor
+    from lightmem_entropy.options import EntropyConfig, EntropyOptions
+    from lightmem_entropy.plugin import build_compressor
     from lightmem_hookspecs import BackendContext
 
     options = EntropyOptions(EntropyConfig(model_name=model, compress_rate=rate))
@@ -224,7 +221,8 @@ def embedder_for_segmentation() -> tuple[Any, str]:
 def segmentation(args: argparse.Namespace, sessions: list[list[list[str]]]) -> dict[str, Any]:
     import numpy as np
     from lightmem_hookspecs import BackendContext, Message
-    from lightmem_llmlingua.plugin import SegmenterOptions, build_segmenter
+    from lightmem_llmlingua.options import SegmenterOptions
+    from lightmem_llmlingua.plugin import build_segmenter
 
     from lightmem_core.builtin import EmbeddingSegmenter, EmbeddingSegmenterOptions
     from lightmem_core.testing.tiny_models import build_tiny_bert_token_classifier

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,11 +25,12 @@ from typing import Any, TextIO
 
 import attrs
 
-from ..config import BackendSpec, LightMemConfig, load_config_file
+from ..config import BackendSpec, load_config_file
 from ..datasets import Conversation, Question, load_conversations
 from ..errors import InputError
 from .baselines import BASELINES, TurnBaselines, build_bm25
 from .metrics import evidence_recall, mean, percentile, word_count
+from .provenance import config_dict, git_commit, hash_config
 
 PIPELINE = "lightmem"
 DEFAULT_CATEGORIES: tuple[int, ...] = (1, 2, 3, 4)
@@ -41,7 +41,6 @@ CATEGORY_NAMES = {
     4: "single-hop",
     5: "adversarial",
 }
-_SECRET = ("key", "secret", "token", "password", "passwd", "credential")
 
 
 @attrs.frozen
@@ -237,7 +236,7 @@ def evaluate_locomo(
                     raise InputError("--qa needs a memory_manager in the configuration")
                 scores = {name: SystemScores() for name in totals}
                 if not config_hash:
-                    config_hash = _config_hash(memory.config)
+                    config_hash = hash_config(memory.config)
                     meta_models = _models(memory)
                 embedder = memory.embedder
                 if embedder is not None:
@@ -400,32 +399,8 @@ def _add_usage(total: dict[str, Any] | None, usage: Mapping[str, Any]) -> dict[s
 # ---------------------------------------------------------------------------------------------
 
 
-def _redact(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {
-            k: ("<redacted>" if any(s in str(k).lower() for s in _SECRET) and v else _redact(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [_redact(v) for v in value]
-    return value
-
-
-def _config_dict(config: LightMemConfig) -> dict[str, Any]:
-    data = attrs.asdict(config)
-    for key in ("memory_dir", "history_db_path"):
-        data.pop(key, None)
-    return _redact(data)
-
-
-def _config_hash(config: LightMemConfig) -> str:
-    """A short hash of the configuration (secrets and the store's location left out)."""
-    text = json.dumps(_config_dict(config), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
 def _models(memory: Any) -> dict[str, Any]:
-    models: dict[str, Any] = {"backends": {}, "config": _config_dict(memory.config)}
+    models: dict[str, Any] = {"backends": {}, "config": config_dict(memory.config)}
     for kind in (
         "pre_compressor",
         "topic_segmenter",
@@ -444,31 +419,6 @@ def _models(memory: Any) -> dict[str, Any]:
         llm = memory.backends.get("memory_manager")
         models["memory_manager_model"] = getattr(llm, "model_name", None)
     return models
-
-
-def git_commit(path: str | Path | None = None) -> dict[str, Any] | None:
-    """The commit (and whether the tree has changes) of the repository holding ``path``."""
-    where = Path(path or Path(__file__).resolve().parent)
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": commit, "dirty": bool(dirty)}
 
 
 def _file_sha256(path: str) -> str:

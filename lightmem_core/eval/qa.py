@@ -35,6 +35,7 @@ from lightmem_hookspecs import MemoryEntry
 
 from .economy import CountingLLM
 from .metrics import mean, percentile
+from .provenance import git_commit, hash_config
 
 __all__ = [
     "ANSWER_PROMPT",
@@ -170,13 +171,11 @@ def judge_answer(
 
 def run_metadata(memory: Any, llm: Any, judge: Any = None, k: int = 10) -> dict[str, Any]:
     """Commit, configuration hash and models of a QA run."""
-    from .locomo import _config_hash, git_commit
-
     embedder = memory.embedder
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "git": git_commit(),
-        "config_hash": _config_hash(memory.config),
+        "config_hash": hash_config(memory.config),
         "models": {
             "answer": getattr(llm, "model_name", None),
             "judge": getattr(judge if judge is not None else llm, "model_name", None),

@@ -16,13 +16,12 @@ import math
 import os
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .model import ModelInfo, resolve_device, resolve_dtype
-from .words import join_kept, length_batches, select, split_words, tokens_by_word
+from lightmem_textkit.models import ModelInfo, resolve_device, resolve_dtype
+from lightmem_textkit.words import join_kept, length_batches, select, split_words, tokens_by_word
 
-if TYPE_CHECKING:
-    from .plugin import EntropyConfig
+from .options import EntropyConfig
 
 
 class EntropyCompressor:

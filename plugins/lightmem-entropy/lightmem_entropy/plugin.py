@@ -6,79 +6,26 @@ torch and transformers are imported by the factory's module; the model loads on 
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
-import attrs
 from lightmem_hookspecs import BackendContext, Register, hookimpl
+
+from .options import EntropyOptions
 
 if TYPE_CHECKING:
     from .compressor import EntropyCompressor
 
-_DEVICE = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
-
-
-def _device(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
-    if not _DEVICE.match(value):
-        raise ValueError(
-            f"{attribute.name}: expected 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto', got {value!r}"
-        )
-
-
-def _share(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 < value <= 1.0:
-        raise ValueError(
-            f"{attribute.name}: the share of words kept must be in (0, 1], got {value}"
-        )
-
-
-def _positive(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name}: must be >= 1, got {value}")
-
-
-def _window(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value < 8:
-        raise ValueError(f"{attribute.name}: must be >= 8 tokens, got {value}")
-
-
-def _not_empty(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
-    if not value.strip():
-        raise ValueError(f"{attribute.name}: must name a model folder, got an empty string")
-
-
-@attrs.frozen
-class EntropyConfig:
-    """The model and how much to keep (``entropy_config`` in the original LightMem).
-
-    ``model_name``, ``device``, ``word_level_strategy``, ``compress_rate`` and ``max_length`` are
-    the original names; ``batch_size`` and ``torch_dtype`` are additions.
-    """
-
-    model_name: str = attrs.field(default="gpt2", validator=_not_empty)
-    device: str = attrs.field(default="cpu", validator=_device)
-    word_level_strategy: Literal["average", "first_token"] = "average"
-    compress_rate: float = attrs.field(default=0.5, validator=_share)
-    max_length: int = attrs.field(default=512, validator=_window)
-    batch_size: int = attrs.field(default=8, validator=_positive)
-    torch_dtype: Literal["auto", "float32", "float16", "bfloat16"] | None = None
-
-
-@attrs.frozen
-class EntropyOptions:
-    """Options of the ``entropy_compress`` pre-compressor (``pre_compressor.configs``)."""
-
-    entropy_config: EntropyConfig = attrs.field(factory=EntropyConfig)
-
 
 def build_compressor(options: EntropyOptions, context: BackendContext) -> EntropyCompressor:
     """The factory: checks the model folder now (config.json only), loads it on first use."""
+    from lightmem_textkit.models import read_model_info, resolve_model_folder
+
     from .compressor import EntropyCompressor
-    from .model import check_causal_lm, read_model_info, resolve_model_folder
+    from .model import check_causal_lm
 
     where = "pre_compressor.configs.entropy_config.model_name"
     folder = resolve_model_folder(options.entropy_config.model_name, where)
-    info = read_model_info(folder, where)
+    info = read_model_info(folder, where, default_positions=1024)
     check_causal_lm(info, where)
     return EntropyCompressor(options.entropy_config, info)
 

@@ -31,7 +31,8 @@ def tiny_token_classifier(tmp_path_factory):
 @pytest.fixture
 def make_compressor():
     """``make_compressor(model, **entropy_config)`` runs the real factory."""
-    from lightmem_entropy.plugin import EntropyConfig, EntropyOptions, build_compressor
+    from lightmem_entropy.options import EntropyConfig, EntropyOptions
+    from lightmem_entropy.plugin import build_compressor
     from lightmem_hookspecs import BackendContext
 
     def make(model, **config):
@@ -43,7 +44,8 @@ def make_compressor():
 
 @pytest.fixture(scope="session")
 def loaded_compressor(tiny_gpt2):
-    from lightmem_entropy.plugin import EntropyConfig, EntropyOptions, build_compressor
+    from lightmem_entropy.options import EntropyConfig, EntropyOptions
+    from lightmem_entropy.plugin import build_compressor
     from lightmem_hookspecs import BackendContext
 
     options = EntropyOptions(EntropyConfig(model_name=tiny_gpt2))

@@ -9,7 +9,8 @@ from lightmem_core.testing.conformance.pre_compressor import PreCompressorConfor
 
 @pytest.fixture(scope="module")
 def small_window(tiny_gpt2):
-    from lightmem_entropy.plugin import EntropyConfig, EntropyOptions, build_compressor
+    from lightmem_entropy.options import EntropyConfig, EntropyOptions
+    from lightmem_entropy.plugin import build_compressor
     from lightmem_hookspecs import BackendContext
 
     options = EntropyOptions(EntropyConfig(model_name=tiny_gpt2, max_length=16, batch_size=3))

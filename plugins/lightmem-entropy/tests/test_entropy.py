@@ -11,8 +11,8 @@ import lightmem_entropy.plugin as plugin
 import numpy as np
 import pytest
 from lightmem_entropy.compressor import plan_windows
-from lightmem_entropy.words import split_words
 from lightmem_hookspecs import BackendContext, PreCompressor
+from lightmem_textkit.words import split_words
 
 from lightmem_core.config import BackendSpec, resolve_backend
 from lightmem_core.errors import ConfigError

@@ -9,7 +9,7 @@ from typing import Any
 
 from lightmem_hookspecs import Completion
 
-from .plugin import LlamaCppOptions
+from .options import LlamaCppOptions
 
 
 class LlamaCppManager:

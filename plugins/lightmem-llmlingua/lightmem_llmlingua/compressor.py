@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .words import (
+from lightmem_textkit.words import (
     join_kept,
     length_batches,
     select,
@@ -26,7 +26,7 @@ from .words import (
 
 if TYPE_CHECKING:
     from .model import ModelHandle
-    from .plugin import LLMLingua2Options
+    from .options import LLMLingua2Options
 
 
 class LLMLingua2Compressor:

@@ -8,119 +8,45 @@ weights load on the first ``compress`` or ``segment`` call.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import attrs
+from lightmem_textkit.models import (
+    ModelInfo,
+    read_model_info,
+    resolve_device,
+    resolve_dtype,
+    resolve_model_folder,
+)
 
 #: ``context.shared`` keys: handles by (path, device, dtype), and the compressor's handle.
 SHARED_HANDLES = "lightmem_llmlingua.handles"
 SHARED_COMPRESSOR = "lightmem_llmlingua.compressor_handle"
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DECODER_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
 
 
-@attrs.frozen
-class ModelInfo:
-    """What ``config.json`` says about a model folder."""
-
-    path: str
-    model_type: str
-    architectures: tuple[str, ...]
-    num_labels: int
-    max_positions: int
-    num_layers: int
-
-    @property
-    def token_classifier(self) -> bool:
-        return any(a.endswith("ForTokenClassification") for a in self.architectures)
-
-    @property
-    def llmlingua_rule(self) -> str | None:
-        """The folder-name keyword the stock ``llmlingua`` package needs for this architecture."""
-        if self.model_type == "bert":
-            return "bert-base-multilingual-cased"
-        if self.model_type == "xlm-roberta":
-            return "xlm-roberta-large"
-        return None
-
-
-def resolve_model_folder(name: str, where: str) -> Path:
-    """The local folder of ``name``: a folder path, or a hub id already in the local HF cache.
-
-    Nothing is ever downloaded. ``where`` names the option in error messages.
-    """
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return path.resolve()
-    if path.exists():
-        raise FileNotFoundError(
-            f"{where}: {name!r} is a file; it must be a model folder holding config.json, the "
-            "weights and the tokenizer files"
-        )
-    if _HUB_ID.match(name):
-        try:
-            from huggingface_hub import snapshot_download
-
-            return Path(snapshot_download(name, local_files_only=True))
-        except Exception:
-            pass
-        raise FileNotFoundError(
-            f"{where}: {name!r} is not a local folder and is not in the local Hugging Face "
-            "cache. LightMem never downloads models: on a connected machine run "
-            f"`hf download {name} --local-dir DIR`, copy DIR here and set {where} to DIR"
-        )
-    raise FileNotFoundError(
-        f"{where}: the model folder {str(path)!r} does not exist; point {where} at a folder "
-        "holding config.json, the weights and the tokenizer files"
-    )
-
-
-def read_model_info(folder: Path, where: str) -> ModelInfo:
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(
-            f"{where}: {str(folder)!r} has no config.json, so it is not a Hugging Face model "
-            "folder; save the model with save_pretrained() or download it with `hf download`"
-        )
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{where}: cannot read {config_file}: {exc}") from exc
-    labels = config.get("id2label") or {}
-    text_config = config.get("text_config") or {}
-    return ModelInfo(
-        path=str(folder),
-        model_type=str(config.get("model_type") or ""),
-        architectures=tuple(config.get("architectures") or ()),
-        num_labels=int(config.get("num_labels") or len(labels) or 2),
-        max_positions=int(
-            config.get("max_position_embeddings")
-            or config.get("n_positions")
-            or text_config.get("max_position_embeddings")
-            or 512
-        ),
-        num_layers=int(config.get("num_hidden_layers") or config.get("n_layer") or 0),
-    )
+def llmlingua_rule(info: ModelInfo) -> str | None:
+    """The folder-name keyword the stock ``llmlingua`` package needs for this architecture."""
+    if info.model_type == "bert":
+        return "bert-base-multilingual-cased"
+    if info.model_type == "xlm-roberta":
+        return "xlm-roberta-large"
+    return None
 
 
 def check_token_classifier(info: ModelInfo, where: str) -> None:
     """Refuse a folder that is not a 2-label token classifier (an LLMLingua-2 checkpoint)."""
     if info.token_classifier and info.num_labels == 2:
         return
-    found = ", ".join(info.architectures) or f"model_type {info.model_type!r}"
     hint = ""
     if any(a.endswith(_DECODER_SUFFIXES) for a in info.architectures):
         hint = " This is a causal language model: use it with pre_compressor `entropy_compress`."
     raise ValueError(
-        f"{where}: {info.path!r} holds {found} with {info.num_labels} labels, but llmlingua-2 "
-        "needs a token-classification encoder with 2 labels (drop / keep), such as "
+        f"{where}: {info.path!r} holds {info.describe()} with {info.num_labels} labels, but "
+        "llmlingua-2 needs a token-classification encoder with 2 labels (drop / keep), such as "
         "microsoft/llmlingua-2-bert-base-multilingual-cased-meetingbank or "
         f"microsoft/llmlingua-2-xlm-roberta-large-meetingbank.{hint}"
     )
@@ -175,7 +101,7 @@ class ModelHandle:
 
     def _load(self) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        self.device = resolve_device(self.device_map)
+        self.device = resolve_device(self.device_map, "device_map")
         dtype = resolve_dtype(self.torch_dtype, self.device)
         where = f"model {self.info.path!r}"
         try:
@@ -202,7 +128,7 @@ class ModelHandle:
 
         from .offline import ensure_cl100k_base
 
-        rule = self.info.llmlingua_rule
+        rule = llmlingua_rule(self.info)
         if rule is None:
             raise ValueError(
                 f"engine 'llmlingua': the llmlingua package picks its word-splitting rule from "
@@ -240,30 +166,6 @@ class ModelHandle:
             finally:
                 if switch:
                     model.set_attn_implementation(before)
-
-
-def resolve_device(device_map: str) -> Any:
-    import torch
-
-    if device_map == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    if device_map.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"device_map {device_map!r}: CUDA is not available to this torch build; use 'cpu'"
-        )
-    if device_map == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError("device_map 'mps': MPS is not available here; use 'cpu'")
-    return torch.device(device_map)
-
-
-def resolve_dtype(name: str | None, device: Any) -> Any:
-    import torch
-
-    if name in (None, "auto"):
-        return torch.float16 if name == "auto" and device.type == "cuda" else torch.float32
-    return getattr(torch, name)
 
 
 def get_handle(

@@ -6,144 +6,15 @@ load on the first ``compress`` / ``segment`` call.
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
-import attrs
 from lightmem_hookspecs import BackendContext, Register, hookimpl
+
+from .options import LLMLingua2Options, SegmenterOptions
 
 if TYPE_CHECKING:
     from .compressor import LLMLingua2Compressor
     from .segmenter import LLMLingua2Segmenter
-
-DEFAULT_MODEL = "microsoft/llmlingua-2-bert-base-multilingual-cased-meetingbank"
-_DEVICE = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
-
-TorchDtype = Literal["auto", "float32", "float16", "bfloat16"]
-
-
-def _device(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
-    if not _DEVICE.match(value):
-        raise ValueError(
-            f"{attribute.name}: expected 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto', got {value!r}"
-        )
-
-
-def _positive(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name}: must be >= 1, got {value}")
-
-
-def _share(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 < value <= 1.0:
-        raise ValueError(
-            f"{attribute.name}: the share of tokens kept must be in (0, 1], got {value}"
-        )
-
-
-def _unit(_inst: Any, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name}: must be between 0 and 1, got {value}")
-
-
-def _cosine(_inst: Any, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and not -1.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name}: must be between -1 and 1, got {value}")
-
-
-def _non_negative(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name}: must be >= 0, got {value}")
-
-
-def _llmlingua2_only(_inst: Any, attribute: attrs.Attribute, value: bool) -> None:
-    if not value:
-        raise ValueError(
-            f"{attribute.name}: LLMLingua-1 (perplexity of a causal LM) is not provided by "
-            "lightmem-llmlingua; keep use_llmlingua2: true, or use pre_compressor "
-            "`entropy_compress` (lightmem-entropy) for a causal-LM compressor"
-        )
-
-
-def _window(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value < 8:
-        raise ValueError(f"{attribute.name}: must be >= 8 tokens, got {value}")
-
-
-@attrs.frozen
-class LLMLinguaConfig:
-    """Which model to load and where (``llmlingua_config`` in the original LightMem)."""
-
-    model_name: str = DEFAULT_MODEL
-    device_map: str = attrs.field(default="cpu", validator=_device)
-    use_llmlingua2: bool = attrs.field(default=True, validator=_llmlingua2_only)
-    torch_dtype: TorchDtype | None = None
-
-
-@attrs.frozen
-class LLMLingua2Config:
-    """Batching and forced-token limits (``llmlingua2_config`` in the original LightMem)."""
-
-    max_batch_size: int = attrs.field(default=50, validator=_positive)
-    max_force_token: int = attrs.field(default=100, validator=_positive)
-
-
-@attrs.frozen
-class CompressConfig:
-    """How much to keep (``compress_config`` in the original LightMem).
-
-    ``rate`` is the share of each message's tokens that is kept; ``target_token`` (when > 0)
-    caps each message at that many tokens instead. ``instruction`` is accepted for
-    compatibility and ignored, as LLMLingua-2 ignores it.
-    """
-
-    instruction: str = ""
-    rate: float = attrs.field(default=0.8, validator=_share)
-    target_token: int = -1
-    force_tokens: list[str] = attrs.field(factory=list)
-    force_reserve_digit: bool = False
-    token_to_word: Literal["mean", "first"] = "mean"
-    chunk_end_tokens: list[str] = attrs.field(factory=lambda: [".", "\n"])
-
-
-@attrs.frozen
-class LLMLingua2Options:
-    """Options of the ``llmlingua-2`` pre-compressor (``pre_compressor.configs``).
-
-    ``llmlingua_config``, ``llmlingua2_config`` and ``compress_config`` follow the original
-    LightMem ``LlmLingua2Config``; ``engine`` and ``max_seq_len`` are additions.
-    """
-
-    llmlingua_config: LLMLinguaConfig = attrs.field(factory=LLMLinguaConfig)
-    llmlingua2_config: LLMLingua2Config = attrs.field(factory=LLMLingua2Config)
-    compress_config: CompressConfig = attrs.field(factory=CompressConfig)
-    engine: Literal["batched", "llmlingua"] = "batched"
-    max_seq_len: int = attrs.field(default=512, validator=_window)
-
-
-@attrs.frozen
-class SegmenterOptions:
-    """Options of the ``llmlingua-2`` topic segmenter (``topic_segmenter.configs``).
-
-    ``model_name``, ``device_map``, ``torch_dtype``, ``buffer_len`` and ``layers`` follow the
-    original LightMem segmenter; the rest are additions. See the plugin's README.
-    """
-
-    model_name: str | None = None
-    device_map: str = attrs.field(default="cpu", validator=_device)
-    torch_dtype: TorchDtype | None = None
-    buffer_len: int = attrs.field(default=512, validator=_window)
-    layers: list[int] | None = None
-    max_batch_size: int = attrs.field(default=4, validator=_positive)
-    combine: Literal["confirm", "score", "attention"] = "confirm"
-    tolerance: int = attrs.field(default=3, validator=_non_negative)
-    attention_z: float = attrs.field(default=0.0, validator=_non_negative)
-    use_embeddings: bool = True
-    window: int = attrs.field(default=2, validator=_positive)
-    threshold: float | None = attrs.field(default=None, validator=_cosine)
-    z: float = attrs.field(default=1.0, validator=_non_negative)
-    attention_weight: float = attrs.field(default=0.5, validator=_unit)
-    min_segment: int = attrs.field(default=2, validator=_positive)
 
 
 def build_compressor(options: LLMLingua2Options, context: BackendContext) -> LLMLingua2Compressor:

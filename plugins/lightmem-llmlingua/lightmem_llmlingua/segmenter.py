@@ -30,7 +30,7 @@ from lightmem_hookspecs import Message
 
 if TYPE_CHECKING:
     from .model import ModelHandle
-    from .plugin import SegmenterOptions
+    from .options import SegmenterOptions
 
 Candidate = tuple[float, int]
 

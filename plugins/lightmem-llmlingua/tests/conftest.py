@@ -68,12 +68,8 @@ _COMPRESS_KEYS = {
 @pytest.fixture
 def make_compressor():
     """``make_compressor(model, ctx=None, rate=..., engine=..., ...)`` runs the real factory."""
-    from lightmem_llmlingua.plugin import (
-        CompressConfig,
-        LLMLingua2Options,
-        LLMLinguaConfig,
-        build_compressor,
-    )
+    from lightmem_llmlingua.options import CompressConfig, LLMLingua2Options, LLMLinguaConfig
+    from lightmem_llmlingua.plugin import build_compressor
 
     def make(model, ctx=None, device_map="cpu", **options):
         compress = {k: options.pop(k) for k in list(options) if k in _COMPRESS_KEYS}
@@ -90,7 +86,8 @@ def make_compressor():
 @pytest.fixture
 def make_segmenter():
     """``make_segmenter(model, ctx=None, **options)`` runs the real factory."""
-    from lightmem_llmlingua.plugin import SegmenterOptions, build_segmenter
+    from lightmem_llmlingua.options import SegmenterOptions
+    from lightmem_llmlingua.plugin import build_segmenter
 
     def make(model, ctx=None, **options):
         return build_segmenter(SegmenterOptions(model_name=model, **options), ctx or new_context())
@@ -101,12 +98,8 @@ def make_segmenter():
 @pytest.fixture(scope="session")
 def shared_compressor(tiny_classifier):
     """One loaded batched compressor (rate 0.5) for the read-only tests."""
-    from lightmem_llmlingua.plugin import (
-        CompressConfig,
-        LLMLingua2Options,
-        LLMLinguaConfig,
-        build_compressor,
-    )
+    from lightmem_llmlingua.options import CompressConfig, LLMLingua2Options, LLMLinguaConfig
+    from lightmem_llmlingua.plugin import build_compressor
 
     opts = LLMLingua2Options(
         llmlingua_config=LLMLinguaConfig(model_name=tiny_classifier),

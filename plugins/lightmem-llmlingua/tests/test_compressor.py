@@ -8,13 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from lightmem_llmlingua.words import (
-    join_kept,
-    length_batches,
-    select,
-    split_words,
-    tokens_by_word,
-)
+from lightmem_textkit.words import split_words, tokens_by_word, word_of_tokens
 
 from lightmem_core.testing.conformance.pre_compressor import TEXTS, is_subsequence, long_text, words
 
@@ -24,54 +18,6 @@ ARTICLE = " ".join(TEXTS[:4]) + " " + long_text(6)
 def token_count(compressor, text: str) -> int:
     _, tokenizer = compressor.handle.get()
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-# -- words ----------------------------------------------------------------------------------
-
-
-def test_words_split_punctuation_and_cjk():
-    text = "Hello, world. I don't 我的狗 🙂 naïve"
-    assert [text[a:b] for a, b in split_words(text)] == [
-        "Hello", ",", "world", ".", "I", "don", "'", "t", "我", "的", "狗", "🙂", "naïve",
-    ]  # fmt: skip
-
-
-def test_tokens_map_onto_words_by_offsets():
-    words_ = [(0, 5), (5, 6), (7, 12)]  # "Hello" "," "world"
-    offsets = [(0, 2), (2, 5), (5, 6), (7, 7), (7, 12), (6, 7)]
-    assert tokens_by_word(offsets, words_) == [[0, 1], [2], [3, 4]]
-
-
-def test_join_keeps_original_spelling_and_separates_dropped_stretches():
-    text = "Hello, world.\nI don't know 我的狗"
-    spans = split_words(text)
-    keep = [w not in {",", "'", "的"} for w in (text[a:b] for a, b in spans)]
-    assert join_kept(text, spans, keep) == "Hello world.\nI don t know 我狗"
-
-
-def test_select_keeps_the_share_with_forced_words_and_ties_in_order():
-    assert select([0.9, 0.1, 0.8, 0.2], [1, 1, 1, 1], 0.5) == [True, False, True, False]
-    assert select([0.9, 0.1, 0.8, 0.2], [1, 1, 1, 1], 0.5, [False, True, False, False]) == [
-        True, True, False, False,
-    ]  # fmt: skip
-    assert select([0.5, 0.5, 0.5], [1, 1, 1], 0.3) == [True, False, False]
-    assert select([0.1], [3], 0.01) == [True]
-    assert select([], [], 0.5) == []
-
-
-def test_length_batches_bound_padding_and_size():
-    import random
-
-    rng = random.Random(1)
-    lengths = [rng.randint(1, 120) for _ in range(300)]
-    batches = length_batches(lengths, max_batch=16, waste=0.3)
-    assert sorted(i for b in batches for i in b) == list(range(300))
-    for batch in batches:
-        assert len(batch) <= 16
-        widths = [lengths[i] for i in batch]
-        assert widths == sorted(widths, reverse=True)
-        assert len(batch) == 1 or len(batch) * widths[0] <= 1.3 * sum(widths)
-    assert length_batches([], 4) == []
 
 
 # -- compression ------------------------------------------------------------------------------
@@ -131,8 +77,6 @@ def test_long_message_is_chunked_not_truncated(make_compressor, tiny_classifier)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     offsets = [tuple(o) for o in enc["offset_mapping"]]
     spans = split_words(text)
-    from lightmem_llmlingua.words import word_of_tokens
-
     owner = word_of_tokens(len(offsets), tokens_by_word(offsets, spans))
     chunks = list(compressor._chunk(text, offsets, owner, 22))
     assert len(chunks) > 5
@@ -249,7 +193,7 @@ def test_unavailable_cuda_is_reported_on_first_use(make_compressor, tiny_classif
 
 
 def test_force_tokens_over_the_limit(make_compressor, tiny_classifier):
-    from lightmem_llmlingua.plugin import LLMLingua2Config
+    from lightmem_llmlingua.options import LLMLingua2Config
 
     with pytest.raises(ValueError, match="max_force_token"):
         make_compressor(

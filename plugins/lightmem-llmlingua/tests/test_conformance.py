@@ -12,7 +12,8 @@ from lightmem_core.testing.reference import HashEmbedder
 
 @pytest.fixture(scope="module")
 def small_window_compressor(tiny_classifier):
-    from lightmem_llmlingua.plugin import LLMLingua2Options, LLMLinguaConfig, build_compressor
+    from lightmem_llmlingua.options import LLMLingua2Options, LLMLinguaConfig
+    from lightmem_llmlingua.plugin import build_compressor
 
     options = LLMLingua2Options(
         llmlingua_config=LLMLinguaConfig(model_name=tiny_classifier), max_seq_len=16
@@ -22,7 +23,8 @@ def small_window_compressor(tiny_classifier):
 
 @pytest.fixture(scope="module")
 def combined_segmenter(tiny_classifier):
-    from lightmem_llmlingua.plugin import SegmenterOptions, build_segmenter
+    from lightmem_llmlingua.options import SegmenterOptions
+    from lightmem_llmlingua.plugin import build_segmenter
 
     ctx = BackendContext(memory_dir="unused", get_backend={"text_embedder": HashEmbedder()}.get)
     return build_segmenter(SegmenterOptions(model_name=tiny_classifier, buffer_len=64), ctx)
@@ -30,7 +32,8 @@ def combined_segmenter(tiny_classifier):
 
 @pytest.fixture(scope="module")
 def attention_segmenter(tiny_classifier):
-    from lightmem_llmlingua.plugin import SegmenterOptions, build_segmenter
+    from lightmem_llmlingua.options import SegmenterOptions
+    from lightmem_llmlingua.plugin import build_segmenter
 
     options = SegmenterOptions(model_name=tiny_classifier, combine="attention", min_segment=1)
     return build_segmenter(options, BackendContext(memory_dir="unused"))

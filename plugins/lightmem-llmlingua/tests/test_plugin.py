@@ -8,6 +8,7 @@ import sys
 import lightmem_llmlingua.plugin as plugin
 import pytest
 from lightmem_hookspecs import PreCompressor, TopicSegmenter
+from lightmem_llmlingua.options import DEFAULT_MODEL
 
 from lightmem_core.config import BackendSpec, resolve_backend
 from lightmem_core.errors import ConfigError
@@ -60,7 +61,7 @@ def test_original_options_are_accepted(host, tiny_classifier):
 
 def test_partial_nested_options_keep_defaults(host):
     _, options = resolve(host, "pre_compressor", {"compress_config": {"rate": 0.5}})
-    assert options.llmlingua_config.model_name == plugin.DEFAULT_MODEL
+    assert options.llmlingua_config.model_name == DEFAULT_MODEL
     assert options.compress_config.target_token == -1
 
 

@@ -51,7 +51,8 @@ def test_cohesion_skips_empty_messages():
 @pytest.fixture(scope="module")
 def attention_only(tiny_classifier):
     from lightmem_hookspecs import BackendContext
-    from lightmem_llmlingua.plugin import SegmenterOptions, build_segmenter
+    from lightmem_llmlingua.options import SegmenterOptions
+    from lightmem_llmlingua.plugin import build_segmenter
 
     ctx = BackendContext(memory_dir="unused")
     return build_segmenter(SegmenterOptions(model_name=tiny_classifier, min_segment=1), ctx)

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 from lightmem_hookspecs import Completion
 
-from .plugin import LOCAL_MODEL_OPTIONS, OPENAI, OpenAIOptions, ProviderDefaults
+from .options import LOCAL_MODEL_OPTIONS, OPENAI, OpenAIOptions, ProviderDefaults
 
 log = logging.getLogger("lightmem.openai")
 

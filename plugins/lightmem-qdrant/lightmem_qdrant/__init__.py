@@ -1,5 +1,5 @@
 """LightMem's ``qdrant`` embedding retriever (Qdrant Edge embedded, or qdrant-client)."""
 
-from .plugin import QdrantOptions
+from .options import QdrantOptions
 
 __all__ = ["QdrantOptions"]

@@ -14,7 +14,7 @@ from . import common
 from .common import Conditions
 
 if TYPE_CHECKING:
-    from .plugin import QdrantOptions
+    from .options import QdrantOptions
 
 
 class ClientEngine:

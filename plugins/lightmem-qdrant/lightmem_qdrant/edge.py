@@ -26,7 +26,7 @@ from . import common
 from .common import Conditions
 
 if TYPE_CHECKING:
-    from .plugin import QdrantOptions
+    from .options import QdrantOptions
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from . import common
 from .client import ClientEngine
 from .common import Conditions
 from .edge import EdgeEngine
-from .plugin import QdrantOptions
+from .options import QdrantOptions
 
 #: Reverse id cache bound; point ids never change meaning (uuid5), so entries never go stale.
 _ID_CACHE_LIMIT = 2_000_000

@@ -1,0 +1,48 @@
+"""Options of the ``llama-cpp`` memory manager (attrs and the standard library only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+def _positive(_inst: Any, attribute: attrs.Attribute, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{attribute.name}: must be > 0, got {value}")
+
+
+def _range(low: float, high: float):
+    def check(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
+        if not low <= value <= high:
+            raise ValueError(f"{attribute.name}: must be within [{low}, {high}], got {value}")
+
+    return check
+
+
+def _gpu_layers(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
+    if value < -1:
+        raise ValueError(f"{attribute.name}: must be -1 (all layers), 0 (CPU only) or more")
+
+
+@attrs.frozen
+class LlamaCppOptions:
+    """Options of the ``llama-cpp`` memory manager (``memory_manager.configs``).
+
+    Generation names and defaults follow the original LightMem ``memory_manager`` configuration
+    (``max_tokens``, ``temperature``, ``top_p``, ``top_k``); the rest are llama.cpp's own.
+    """
+
+    model_path: str | None = None
+    model: str | None = None
+    n_ctx: int = attrs.field(default=4096, validator=_positive)
+    n_threads: int | None = attrs.field(default=None, validator=_positive)
+    n_gpu_layers: int = attrs.field(default=0, validator=_gpu_layers)
+    max_tokens: int = attrs.field(default=2000, validator=_positive)
+    temperature: float = attrs.field(default=0.1, validator=_range(0.0, 2.0))
+    top_p: float = attrs.field(default=0.1, validator=_range(0.0, 1.0))
+    top_k: int = attrs.field(default=1, validator=_range(0, 1_000_000))
+    repeat_penalty: float = attrs.field(default=1.1, validator=_range(0.0, 10.0))
+    seed: int = 42
+    chat_format: str | None = None
+    verbose: bool = False

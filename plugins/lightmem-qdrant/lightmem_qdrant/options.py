@@ -1,0 +1,150 @@
+"""Options of the ``qdrant`` embedding retriever and their checks (attrs and stdlib only)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import attrs
+
+#: ``path`` value that keeps the collection in memory (as in qdrant-client).
+MEMORY = ":memory:"
+ENGINES = ("auto", "edge", "client")
+QUANTIZATIONS = ("int8", "none")
+
+
+def _positive(_inst: Any, attribute: attrs.Attribute, value: int | float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{attribute.name}: must be > 0, got {value}")
+
+
+def _non_negative(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name}: must be >= 0, got {value}")
+
+
+def _one_of(choices: tuple[str, ...]) -> Any:
+    def check(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
+        if value not in choices:
+            raise ValueError(
+                f"{attribute.name}: expected one of {', '.join(choices)}, got {value!r}"
+            )
+
+    return check
+
+
+def _not_blank(_inst: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    if value is not None and not value.strip():
+        raise ValueError(f"{attribute.name}: must not be empty")
+
+
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
+
+
+def _collection_name(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not value.strip():
+        raise ValueError(f"{attribute.name}: must not be empty")
+    if not _COLLECTION_NAME.fullmatch(value):
+        raise ValueError(
+            f"{attribute.name}: use letters, digits, '_', '-' and '.' (not first), at most 255 "
+            f"characters; got {value!r}"
+        )
+
+
+def _port(_inst: Any, attribute: attrs.Attribute, value: int | None) -> None:
+    if value is not None and not 0 < value < 65536:
+        raise ValueError(f"{attribute.name}: must be a TCP port (1-65535), got {value}")
+
+
+def _at_least_one(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
+    if value < 1.0:
+        raise ValueError(f"{attribute.name}: must be >= 1.0, got {value}")
+
+
+@attrs.frozen
+class QdrantOptions:
+    """Options of the ``qdrant`` embedding retriever (``embedding_retriever.configs``).
+
+    The first nine names are the original LightMem ``QdrantConfig`` keys (its ``client`` key,
+    a live Python object, cannot come from a configuration and is refused). The rest are
+    additions. The plugin's README describes every option; the three modes are:
+
+    * local path (default): ``path`` (default ``<memory_dir>/qdrant``);
+    * in memory: ``path: ":memory:"`` or ``on_disk: false``;
+    * a Qdrant server: ``url`` or ``host`` (+ ``port``), with ``api_key`` if it needs one.
+    """
+
+    collection_name: str = attrs.field(default="lightmem", validator=_collection_name)
+    embedding_model_dims: int | None = attrs.field(default=None, validator=_positive)
+    host: str | None = attrs.field(default=None, validator=_not_blank)
+    port: int | None = attrs.field(default=None, validator=_port)
+    path: str | None = attrs.field(default=None, validator=_not_blank)
+    url: str | None = attrs.field(default=None, validator=_not_blank)
+    api_key: str | None = attrs.field(default=None, repr=False)
+    on_disk: bool | None = None
+    engine: str = attrs.field(default="auto", validator=_one_of(ENGINES))
+    batch_size: int = attrs.field(default=256, validator=_positive)
+    quantization: str = attrs.field(default="int8", validator=_one_of(QUANTIZATIONS))
+    oversampling: float = attrs.field(default=2.0, validator=_at_least_one)
+    optimize_threshold: int = attrs.field(default=10_000, validator=_positive)
+    hnsw_m: int = attrs.field(default=0, validator=_non_negative)
+    hnsw_ef_construct: int = attrs.field(default=100, validator=_positive)
+    hnsw_ef: int | None = attrs.field(default=None, validator=_positive)
+    prefer_grpc: bool = False
+    grpc_port: int = attrs.field(default=6334, validator=_port)
+    https: bool | None = None
+    timeout: int | None = attrs.field(default=None, validator=_positive)
+    store_text: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        problems = option_problems(self)
+        if problems:
+            raise ValueError(problems[0])
+
+    @property
+    def server(self) -> bool:
+        return self.url is not None or self.host is not None
+
+    @property
+    def in_memory(self) -> bool:
+        return not self.server and (self.path == MEMORY or self.on_disk is False)
+
+    def resolved_engine(self) -> str:
+        """``edge`` or ``client``: what ``engine: auto`` means for this mode."""
+        if self.engine != "auto":
+            return self.engine
+        return "client" if self.server or self.in_memory else "edge"
+
+    def mode(self) -> str:
+        """``server``, ``memory`` or ``path``."""
+        if self.server:
+            return "server"
+        return "memory" if self.in_memory else "path"
+
+
+def option_problems(options: QdrantOptions) -> list[str]:
+    """Combinations of options that cannot work, each as ``"field: what to do"``."""
+    problems = []
+    if options.url is not None and options.host is not None:
+        problems.append("url: give either url or host (+ port), not both")
+    if options.server and options.path is not None:
+        problems.append(
+            "path: a Qdrant server (url/host) keeps its own storage; remove path, or remove "
+            "url/host to use a local store"
+        )
+    if options.port is not None and options.host is None:
+        problems.append("port: needs host (or give the port inside url)")
+    if options.api_key is not None and not options.server:
+        problems.append("api_key: only a Qdrant server uses an API key; set url or host too")
+    if options.server and options.engine == "edge":
+        problems.append(
+            "engine: 'edge' is the embedded engine and cannot talk to a server; use 'client' "
+            "or 'auto' with url/host"
+        )
+    if options.path == MEMORY and options.on_disk is True:
+        problems.append("on_disk: true contradicts path ':memory:'; drop one of them")
+    if options.url is not None and "://" not in options.url:
+        problems.append(
+            f"url: expected a full URL such as http://localhost:6333, got {options.url!r}"
+        )
+    return problems
