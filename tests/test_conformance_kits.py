@@ -12,7 +12,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from lightmem_hookspecs import SearchFilter
+from lightmem_hookspecs import SearchFilter, SearchHit
 
 from lightmem_core.testing.conformance.graph_memory import (
     GARDEN,
@@ -23,7 +23,7 @@ from lightmem_core.testing.conformance.graph_memory import (
 from lightmem_core.testing.conformance.multimodal_embedder import (
     MultimodalEmbedderConformance,
 )
-from lightmem_core.testing.conformance.reranker import RerankerConformance, make_hits
+from lightmem_core.testing.conformance.reranker import QUERY, RerankerConformance, make_hits
 from lightmem_core.testing.reference import MemoryGraph, words
 
 
@@ -31,8 +31,20 @@ class OverlapReranker:
     """Reorders hits by word overlap with the query."""
 
     def rerank(self, query, hits, *, limit):
+        return sorted(hits, key=lambda h: -overlap(query, h))[:limit]
+
+
+class ScoringReranker:
+    """Sets each hit's score to its share of the query's words (copies), best first."""
+
+    def rerank(self, query, hits, *, limit):
         q = set(words(query))
-        return sorted(hits, key=lambda h: -len(q & set(words(h.entry.memory))))[:limit]
+        scored = [attrs.evolve(h, score=overlap(query, h) / max(len(q), 1)) for h in hits]
+        return sorted(scored, key=lambda h: -h.score)[:limit]
+
+
+def overlap(query, hit):
+    return len(set(words(query)) & set(words(hit.entry.memory)))
 
 
 class FileHashImageEmbedder:
@@ -55,6 +67,12 @@ class TestOverlapReranker(RerankerConformance):
     @pytest.fixture
     def backend(self):
         return OverlapReranker()
+
+
+class TestScoringReranker(RerankerConformance):
+    @pytest.fixture
+    def backend(self):
+        return ScoringReranker()
 
 
 class TestMemoryGraph(GraphMemoryConformance):
@@ -86,14 +104,80 @@ class TestFileHashImageEmbedder(MultimodalEmbedderConformance):
         return paths
 
 
-def test_reranker_suite_catches_invented_ids():
-    class Inventing:
-        def rerank(self, query, hits, *, limit):
-            return [*hits, make_hits()[0].__class__(id="zzz", score=0.0)][: limit + 1]
+class WorstFirst:
+    def rerank(self, query, hits, *, limit):
+        return sorted(hits, key=lambda h: overlap(query, h))[:limit]
 
+
+class DropsUnrelated:
+    def rerank(self, query, hits, *, limit):
+        return [h for h in OverlapReranker().rerank(query, hits, limit=limit) if overlap(query, h)]
+
+
+class OneTooMany:
+    def rerank(self, query, hits, *, limit):
+        return OverlapReranker().rerank(query, hits, limit=limit + 1)
+
+
+class Inventing:
+    def rerank(self, query, hits, *, limit):
+        return [SearchHit(id="zzz", score=1.0), *hits][:limit]
+
+
+class RepeatsTheBest:
+    def rerank(self, query, hits, *, limit):
+        best = OverlapReranker().rerank(query, hits, limit=limit)
+        return [best[0], *best[:-1]] if best else best
+
+
+class LosesRetrieverScores:
+    def rerank(self, query, hits, *, limit):
+        ranked = OverlapReranker().rerank(query, hits, limit=limit)
+        return [SearchHit(id=h.id, score=h.score, entry=h.entry) for h in ranked]
+
+
+class ScoresButKeepsTheOrder:
+    def rerank(self, query, hits, *, limit):
+        return [attrs.evolve(h, score=float(overlap(query, h))) for h in hits][:limit]
+
+
+class CutsBeforeRanking:
+    def rerank(self, query, hits, *, limit):
+        return OverlapReranker().rerank(query, hits[:limit], limit=limit)
+
+
+@pytest.mark.parametrize(
+    ("broken", "check"),
+    [
+        (WorstFirst, "test_best_first"),
+        (DropsUnrelated, "test_drops_only_what_limit_asks"),
+        (OneTooMany, "test_returns_at_most_limit_hits_it_was_given"),
+        (OneTooMany, "test_drops_only_what_limit_asks"),
+        (Inventing, "test_returns_at_most_limit_hits_it_was_given"),
+        (RepeatsTheBest, "test_returns_at_most_limit_hits_it_was_given"),
+        (LosesRetrieverScores, "test_keeps_entries_and_the_retrievers_scores"),
+        (ScoresButKeepsTheOrder, "test_its_own_scores_do_not_increase"),
+        (CutsBeforeRanking, "test_a_smaller_limit_cuts_the_same_ranking"),
+    ],
+)
+def test_reranker_suite_rejects_a_broken_reranker(broken, check):
     suite = RerankerConformance()
+    test = getattr(suite, check)
     with pytest.raises(AssertionError):
-        suite.test_returns_at_most_limit_hits_it_was_given(Inventing())
+        if check == "test_drops_only_what_limit_asks":
+            for limit in (1, 3, 6, 10):
+                test(broken(), limit)
+        else:
+            test(broken())
+
+
+def test_the_reranker_suite_hands_over_fused_hits_best_first():
+    hits = make_hits()
+    assert [h.id for h in hits] == ["e0", "e1", "e2", "e3", "e5", "e4"]
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert hits[0].ranks == {"embedding": 1, "bm25": 1}
+    assert "bm25" not in hits[2].ranks and hits[2].scores["embedding"] > 0
+    assert not set(words(QUERY)) & set(words(hits[2].entry.memory))
 
 
 class SpeakerBlindGraph(MemoryGraph):

@@ -26,80 +26,35 @@ answer. Texts are plain lower-case English words, so any reasonable tokenizer wo
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 
 import pytest
-from lightmem_hookspecs import ContextRetriever, IndexRecord, SearchFilter, to_epoch
+from lightmem_hookspecs import ContextRetriever, IndexRecord, SearchFilter
 
-_DAY = 86400.0
-_T0 = to_epoch(dt.datetime(2024, 3, 1, 12, 0, 0))
-
-
-def _payload(
-    user: str | None = "u1",
-    agent: str | None = None,
-    run: str | None = None,
-    speaker: str | None = None,
-    topic: int | None = None,
-    day: int | None = 0,
-) -> dict:
-    return {
-        "user_id": user,
-        "agent_id": agent,
-        "run_id": run,
-        "speaker": speaker,
-        "topic_id": topic,
-        "time_stamp": None if day is None else _T0 + day * _DAY,
-    }
-
+from .filters import FILTER_PAYLOADS, FILTERS, payload
 
 #: Every record mentions "garden", so a "garden" query reaches all of them and only the filter
 #: decides which come back.
-FILTER_RECORDS: tuple[IndexRecord, ...] = (
-    IndexRecord(
-        "f1", "alice planted tomatoes in the garden", _payload("u1", "a1", "r1", "Alice", 1)
-    ),
-    IndexRecord("f2", "bob watered the garden roses", _payload("u1", "a1", "r2", "Bob", 1, 1)),
-    IndexRecord("f3", "alice fenced the garden in", _payload("u1", "a2", "r1", "Alice", 2, 2)),
-    IndexRecord("f4", "the garden shed needs paint", _payload("u2", "a1", "r1", "Carol", 2, 3)),
-    IndexRecord("f5", "bob dug a garden pond", _payload("u2", None, None, "Bob", None, 4)),
-    IndexRecord("f6", "garden party planned for june", _payload("u1", None, None, None, 3, None)),
-    IndexRecord("f7", "compost bins for the garden", _payload(None, None, None, "Alice", None, 5)),
-    IndexRecord("f8", "a garden gnome went missing", {}),
+_GARDEN = {
+    "f1": "alice planted tomatoes in the garden",
+    "f2": "bob watered the garden roses",
+    "f3": "alice fenced the garden in",
+    "f4": "the garden shed needs paint",
+    "f5": "bob dug a garden pond",
+    "f6": "garden party planned for june",
+    "f7": "compost bins for the garden",
+    "f8": "a garden gnome went missing",
+}
+FILTER_RECORDS: tuple[IndexRecord, ...] = tuple(
+    IndexRecord(entry_id, _GARDEN[entry_id], data) for entry_id, data in FILTER_PAYLOADS
 )
 
-#: Filters covering every field, alone and combined, and both sides of each time bound.
-FILTERS: dict[str, SearchFilter] = {
-    "none": SearchFilter(),
-    "user": SearchFilter(user_id="u1"),
-    "other user": SearchFilter(user_id="u2"),
-    "unknown user": SearchFilter(user_id="nobody"),
-    "agent": SearchFilter(agent_id="a1"),
-    "run": SearchFilter(run_id="r1"),
-    "scope": SearchFilter(user_id="u1", agent_id="a1", run_id="r1"),
-    "speaker": SearchFilter(speaker="Alice"),
-    "speaker + user": SearchFilter(user_id="u1", speaker="Bob"),
-    "topic": SearchFilter(topic_id=2),
-    "time_gt": SearchFilter(time_gt=_T0 + 2 * _DAY),
-    "time_gte": SearchFilter(time_gte=_T0 + 2 * _DAY),
-    "time_lt": SearchFilter(time_lt=_T0 + 2 * _DAY),
-    "time_lte": SearchFilter(time_lte=_T0 + 2 * _DAY),
-    "time window": SearchFilter(time_gte=_T0 + 1 * _DAY, time_lt=_T0 + 4 * _DAY),
-    "time as datetime": SearchFilter(time_gte=dt.datetime(2024, 3, 4, 12, 0, 0)),
-    "exclude": SearchFilter(exclude_ids=frozenset({"f1", "f6"})),
-    "exclude + user": SearchFilter(user_id="u1", exclude_ids=frozenset({"f2"})),
-    "everything": SearchFilter(
-        user_id="u1", speaker="Alice", time_lte=_T0 + 10 * _DAY, exclude_ids=frozenset({"f3"})
-    ),
-}
-
 RANKING_RECORDS: tuple[IndexRecord, ...] = (
-    IndexRecord("r1", "my dog rex likes long walks in the park", _payload()),
-    IndexRecord("r2", "the stock market fell sharply on monday", _payload()),
-    IndexRecord("r3", "we cooked pasta with fresh basil for dinner", _payload()),
-    IndexRecord("r4", "rex the dog chased a ball and the dog barked", _payload()),
-    IndexRecord("r5", "the weather in lisbon was warm and sunny", _payload()),
+    IndexRecord("r1", "my dog rex likes long walks in the park", payload()),
+    IndexRecord("r2", "the stock market fell sharply on monday", payload()),
+    IndexRecord("r3", "we cooked pasta with fresh basil for dinner", payload()),
+    IndexRecord("r4", "rex the dog chased a ball and the dog barked", payload()),
+    IndexRecord("r5", "the weather in lisbon was warm and sunny", payload()),
 )
 
 
@@ -201,8 +156,8 @@ class ContextRetrieverConformance:
         assert backend.count() == len(RANKING_RECORDS) - 2
 
     def test_index_replaces_same_id(self, backend):
-        backend.index([IndexRecord("x", "the cat sleeps on the sofa", _payload(speaker="Ann"))])
-        backend.index([IndexRecord("x", "the parrot sings at dawn", _payload(speaker="Ben"))])
+        backend.index([IndexRecord("x", "the cat sleeps on the sofa", payload(speaker="Ann"))])
+        backend.index([IndexRecord("x", "the parrot sings at dawn", payload(speaker="Ben"))])
         assert backend.count() == 1
         assert backend.search("cat sofa", limit=5) == []
         assert self.ids(backend.search("parrot", limit=5)) == ["x"]
@@ -215,8 +170,8 @@ class ContextRetrieverConformance:
     def test_duplicate_ids_in_one_call_keep_the_last(self, backend):
         backend.index(
             [
-                IndexRecord("d", "violin lessons on tuesday", _payload()),
-                IndexRecord("d", "cello lessons on friday", _payload()),
+                IndexRecord("d", "violin lessons on tuesday", payload()),
+                IndexRecord("d", "cello lessons on friday", payload()),
             ]
         )
         assert backend.count() == 1
@@ -257,7 +212,7 @@ class ContextRetrieverConformance:
         for start in range(0, 300, 25):
             backend.index(
                 [
-                    IndexRecord(f"m{i}", f"note number {i} about topic{i % 7}", _payload())
+                    IndexRecord(f"m{i}", f"note number {i} about topic{i % 7}", payload())
                     for i in range(start, start + 25)
                 ]
             )

@@ -44,18 +44,17 @@ deleting anything.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import random
 
 import pytest
-from lightmem_hookspecs import EmbeddingRetriever, IndexRecord, SearchFilter, to_epoch
+from lightmem_hookspecs import EmbeddingRetriever, IndexRecord, SearchFilter
+
+from .filters import FILTER_PAYLOADS, FILTERS, payload
 
 MODEL = "conformance-embedder-a"
 OTHER_MODEL = "conformance-embedder-b"
 DIM = 8
-_DAY = 86400.0
-_T0 = to_epoch(dt.datetime(2024, 3, 1, 12, 0, 0))
 
 
 def axis(i: int, scale: float = 1.0) -> tuple[float, ...]:
@@ -71,24 +70,6 @@ def cosine(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
 
 
-def _payload(
-    user: str | None = "u1",
-    agent: str | None = None,
-    run: str | None = None,
-    speaker: str | None = None,
-    topic: int | None = None,
-    day: int | None = None,
-) -> dict:
-    return {
-        "user_id": user,
-        "agent_id": agent,
-        "run_id": run,
-        "speaker": speaker,
-        "topic_id": topic,
-        "time_stamp": None if day is None else _T0 + day * _DAY,
-    }
-
-
 def _near(i: int) -> tuple[float, ...]:
     """Vectors close to the query ``axis(0)``, each a little different, all with cosine > 0.9."""
     return combine((1.0, axis(0)), (0.05 * (i + 1), axis(1 + i % (DIM - 1))))
@@ -98,57 +79,29 @@ FILTER_QUERY = axis(0)
 
 #: All close to FILTER_QUERY, so a search with a large limit reaches every one of them and
 #: only the filter decides which come back.
-FILTER_RECORDS: tuple[IndexRecord, ...] = tuple(
-    IndexRecord(f"f{i + 1}", text, payload, _near(i))
-    for i, (text, payload) in enumerate(
-        [
-            ("alice planted tomatoes", _payload("u1", "a1", "r1", "Alice", 1, 0)),
-            ("bob watered the roses", _payload("u1", "a1", "r2", "Bob", 1, 1)),
-            ("alice fenced the garden", _payload("u1", "a2", "r1", "Alice", 2, 2)),
-            ("the shed needs paint", _payload("u2", "a1", "r1", "Carol", 2, 3)),
-            ("bob dug a pond", _payload("u2", None, None, "Bob", None, 4)),
-            ("party planned for june", _payload("u1", None, None, None, 3, None)),
-            ("compost bins", _payload(None, None, None, "Alice", None, 5)),
-            ("a gnome went missing", {}),
-        ]
-    )
-)
-
-#: Filters covering every field, alone and combined, and both sides of each time bound.
-FILTERS: dict[str, SearchFilter] = {
-    "none": SearchFilter(),
-    "user": SearchFilter(user_id="u1"),
-    "other user": SearchFilter(user_id="u2"),
-    "unknown user": SearchFilter(user_id="nobody"),
-    "agent": SearchFilter(agent_id="a1"),
-    "run": SearchFilter(run_id="r1"),
-    "scope": SearchFilter(user_id="u1", agent_id="a1", run_id="r1"),
-    "speaker": SearchFilter(speaker="Alice"),
-    "speaker + user": SearchFilter(user_id="u1", speaker="Bob"),
-    "topic": SearchFilter(topic_id=2),
-    "topic + user": SearchFilter(topic_id=1, user_id="u1"),
-    "time_gt": SearchFilter(time_gt=_T0 + 2 * _DAY),
-    "time_gte": SearchFilter(time_gte=_T0 + 2 * _DAY),
-    "time_lt": SearchFilter(time_lt=_T0 + 2 * _DAY),
-    "time_lte": SearchFilter(time_lte=_T0 + 2 * _DAY),
-    "time window": SearchFilter(time_gte=_T0 + 1 * _DAY, time_lt=_T0 + 4 * _DAY),
-    "time as datetime": SearchFilter(time_gte=dt.datetime(2024, 3, 4, 12, 0, 0)),
-    "exclude": SearchFilter(exclude_ids=frozenset({"f1", "f6"})),
-    "exclude + user": SearchFilter(user_id="u1", exclude_ids=frozenset({"f2"})),
-    "exclude unknown id": SearchFilter(exclude_ids=frozenset({"not-stored"})),
-    "everything": SearchFilter(
-        user_id="u1", speaker="Alice", time_lte=_T0 + 10 * _DAY, exclude_ids=frozenset({"f3"})
-    ),
+_TEXTS = {
+    "f1": "alice planted tomatoes",
+    "f2": "bob watered the roses",
+    "f3": "alice fenced the garden",
+    "f4": "the shed needs paint",
+    "f5": "bob dug a pond",
+    "f6": "party planned for june",
+    "f7": "compost bins",
+    "f8": "a gnome went missing",
 }
+FILTER_RECORDS: tuple[IndexRecord, ...] = tuple(
+    IndexRecord(entry_id, _TEXTS[entry_id], data, _near(i))
+    for i, (entry_id, data) in enumerate(FILTER_PAYLOADS)
+)
 
 #: Known cosines to RANK_QUERY: r1 1.0, r2 0.894, r3 0.707, r4 0.0, r5 -0.707.
 RANK_QUERY = axis(0)
 RANKING_RECORDS: tuple[IndexRecord, ...] = (
-    IndexRecord("r3", "three", _payload(), combine((1.0, axis(0)), (1.0, axis(1)))),
-    IndexRecord("r1", "one", _payload(), axis(0)),
-    IndexRecord("r5", "five", _payload(), combine((-1.0, axis(0)), (1.0, axis(2)))),
-    IndexRecord("r2", "two", _payload(), combine((1.0, axis(0)), (0.5, axis(3)))),
-    IndexRecord("r4", "four", _payload(), axis(4)),
+    IndexRecord("r3", "three", payload(), combine((1.0, axis(0)), (1.0, axis(1)))),
+    IndexRecord("r1", "one", payload(), axis(0)),
+    IndexRecord("r5", "five", payload(), combine((-1.0, axis(0)), (1.0, axis(2)))),
+    IndexRecord("r2", "two", payload(), combine((1.0, axis(0)), (0.5, axis(3)))),
+    IndexRecord("r4", "four", payload(), axis(4)),
 )
 RANK_ORDER = ["r1", "r2", "r3", "r4", "r5"]
 
@@ -259,8 +212,8 @@ class EmbeddingRetrieverConformance:
         hits = ranked.search(list(axis(4)), limit=1)
         assert self.ids(hits) == ["r4"]
 
-    def test_upsert_replaces_vector_and_payload(self, ranked):
-        ranked.upsert([IndexRecord("r5", "five, moved", _payload(user="u9"), axis(0, 2.0))])
+    def test_upsert_replaces_vector_andpayload(self, ranked):
+        ranked.upsert([IndexRecord("r5", "five, moved", payload(user="u9"), axis(0, 2.0))])
         assert ranked.count() == len(RANKING_RECORDS)
         hits = ranked.search(list(RANK_QUERY), limit=2)
         assert set(self.ids(hits)) == {"r1", "r5"}
@@ -329,7 +282,7 @@ class EmbeddingRetrieverConformance:
 
     def test_any_string_is_an_id(self, backend):
         records = [
-            IndexRecord(entry_id, f"text {i}", _payload(), axis(i % DIM))
+            IndexRecord(entry_id, f"text {i}", payload(), axis(i % DIM))
             for i, entry_id in enumerate(ODD_IDS)
         ]
         backend.upsert(records)
@@ -349,7 +302,7 @@ class EmbeddingRetrieverConformance:
         rng = random.Random(1234)
         vectors = [tuple(rng.gauss(0.0, 1.0) for _ in range(DIM)) for _ in range(1000)]
         backend.upsert(
-            [IndexRecord(f"bulk-{i}", f"bulk {i}", _payload(), v) for i, v in enumerate(vectors)]
+            [IndexRecord(f"bulk-{i}", f"bulk {i}", payload(), v) for i, v in enumerate(vectors)]
         )
         assert backend.count() == 1000
         for i in (0, 555, 999):
@@ -359,7 +312,7 @@ class EmbeddingRetrieverConformance:
 
     def test_a_vector_of_the_wrong_size_is_refused(self, backend):
         with pytest.raises((ValueError, RuntimeError)):
-            backend.upsert([IndexRecord("bad", "bad", _payload(), (*axis(0), 1.0))])
+            backend.upsert([IndexRecord("bad", "bad", payload(), (*axis(0), 1.0))])
         with pytest.raises((ValueError, RuntimeError)):
             backend.search([1.0] * (DIM - 1), limit=3)
 
@@ -374,7 +327,7 @@ class EmbeddingRetrieverConformance:
         again = self.reopen(ranked, new_backend)
         assert again.count() == len(RANKING_RECORDS)
         assert self.ids(again.search(list(RANK_QUERY), limit=5)) == RANK_ORDER
-        again.upsert([IndexRecord("r6", "six", _payload(), axis(5))])
+        again.upsert([IndexRecord("r6", "six", payload(), axis(5))])
         again.delete(["r5"])
         third = self.reopen(again, new_backend)
         assert third.count() == len(RANKING_RECORDS)
