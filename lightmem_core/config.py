@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -22,12 +23,64 @@ Strategy = Literal["embedding", "context", "hybrid"]
 UpdateMode = Literal["online", "offline"]
 
 
+_SECRET_NAME = re.compile(r"(^|_)(key|secret|token|password|passwd|credential)$", re.I)
+
+
+def mask_secrets(value: Any) -> Any:
+    """A copy of ``value`` with every mapping value under a secret-looking key masked."""
+    if isinstance(value, Mapping):
+        return {
+            k: "***"
+            if isinstance(k, str) and _SECRET_NAME.search(k) and v is not None
+            else mask_secrets(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+def _masked_repr(value: Any) -> str:
+    return repr(mask_secrets(value))
+
+
 @attrs.frozen
 class BackendSpec:
-    """A backend named by ``model_name`` with its options under ``configs`` (as in LightMem)."""
+    """A backend named by ``model_name`` with its options under ``configs`` (as in LightMem).
+
+    ``repr`` masks options whose name looks secret (``api_key``, ``token``, ...).
+    """
 
     model_name: str
-    configs: dict[str, Any] | None = None
+    configs: dict[str, Any] | None = attrs.field(default=None, repr=_masked_repr)
+
+
+def _positive(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name}: must be > 0, got {value}")
+
+
+def _finite(
+    _inst: Any, attribute: attrs.Attribute, value: float, low: float, high: float = math.inf
+) -> None:
+    if not (math.isfinite(value) and low <= value <= high):
+        upper = "" if high == math.inf else f" and <= {high:g}"
+        raise ValueError(f"{attribute.name}: must be a number >= {low:g}{upper}, got {value}")
+
+
+def _unit(inst: Any, attribute: attrs.Attribute, value: float) -> None:
+    _finite(inst, attribute, value, 0.0, 1.0)
+
+
+def _path_text(_inst: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    if value is None:
+        return
+    if not value.strip() or "\x00" in value:
+        raise ValueError(f"{attribute.name}: expected a folder or file path, got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{attribute.name}: cannot be encoded as UTF-8: {value!r}") from None
 
 
 @attrs.frozen
@@ -39,9 +92,9 @@ class HybridWeights:
     every conversation gaining (docs/evaluation.md).
     """
 
-    embedding: float = 1.0
-    context: float = 1.0
-    rrf_k: int = 10
+    embedding: float = attrs.field(default=1.0, validator=lambda i, a, v: _finite(i, a, v, 0.0))
+    context: float = attrs.field(default=1.0, validator=lambda i, a, v: _finite(i, a, v, 0.0))
+    rrf_k: int = attrs.field(default=10, validator=lambda i, a, v: _positive(i, a, v))
 
 
 @attrs.frozen
@@ -53,11 +106,6 @@ class PromptOverrides:
     update: str | None = None
     reconcile: str | None = None
     retry: str | None = None
-
-
-def _positive(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name}: must be > 0, got {value}")
 
 
 @attrs.frozen
@@ -78,11 +126,11 @@ class LightMemConfig:
     metadata_generate: bool = True
     text_summary: bool = True
     memory_manager: BackendSpec | None = None
-    extract_threshold: float = 0.1
+    extract_threshold: float = attrs.field(default=0.1, validator=_unit)
     index_strategy: Strategy | None = None
     text_embedder: BackendSpec | None = None
     multimodal_embedder: BackendSpec | None = None
-    history_db_path: str | None = None
+    history_db_path: str | None = attrs.field(default=None, validator=_path_text)
     retrieve_strategy: Strategy | None = None
     context_retriever: BackendSpec | None = None
     embedding_retriever: BackendSpec | None = None
@@ -95,15 +143,21 @@ class LightMemConfig:
     logging: dict[str, Any] | None = None
     extraction_mode: Literal["flat", "event"] = "flat"
     # --- LightMem additions ---
-    memory_dir: str = DEFAULT_MEMORY_DIR
+    memory_dir: str = attrs.field(default=DEFAULT_MEMORY_DIR, validator=_path_text)
     graph_memory: BackendSpec | None = None
     reranker: BackendSpec | None = None
     online_update_top_k: int = attrs.field(default=5, validator=_positive)
-    online_update_threshold: float = 0.5
+    online_update_threshold: float = attrs.field(default=0.5, validator=_unit)
     sensory_buffer_tokens: int = attrs.field(default=512, validator=_positive)
     short_term_buffer_tokens: int = attrs.field(default=512, validator=_positive)
     hybrid_weights: HybridWeights = attrs.field(factory=HybridWeights)
     prompts: PromptOverrides = attrs.field(factory=PromptOverrides)
+    #: A search, ``get_all`` or ``add`` that names no user, agent or run id is an error
+    #: (:class:`~lightmem_core.errors.ScopeRequiredError`) instead of covering every scope.
+    require_scope: bool = False
+    #: Seconds a new ``LightMemory`` waits for the memory directory's owner to close it
+    #: (0: fail at once with :class:`~lightmem_core.errors.MemoryDirInUseError`).
+    lock_timeout: float = attrs.field(default=0.0, validator=lambda i, a, v: _finite(i, a, v, 0.0))
 
     def pre_compressors(self) -> list[BackendSpec]:
         if not self.pre_compress or self.pre_compressor is None:
@@ -139,9 +193,6 @@ DEFAULT_BACKENDS: dict[str, BackendSpec] = {
 # ---------------------------------------------------------------------------------------------
 # The converter: strict scalars, unknown keys forbidden, errors with paths.
 # ---------------------------------------------------------------------------------------------
-
-
-_SECRET_NAME = re.compile(r"(^|_)(key|secret|token|password|passwd|credential)$", re.I)
 
 
 class _WrongType(TypeError):
@@ -248,11 +299,22 @@ def format_errors(exc: BaseException, path: str = "$") -> list[str]:
 def structure(data: Any, cls: type, *, path: str = "$", source: str | None = None) -> Any:
     """Structure ``data`` into ``cls``; raise :class:`ConfigError` with one line per problem."""
     if attrs.has(cls) and not isinstance(data, Mapping):
-        raise ConfigError([f"{path}: expected a mapping, got {data!r}"], source=source)
+        raise ConfigError([f"{path}: expected a mapping, got {type(data).__name__}"], source=source)
+    if isinstance(data, Mapping):
+        bad = [k for k in data if not isinstance(k, str)]
+        if bad:
+            raise ConfigError(
+                [f"{path}: keys must be strings, got {', '.join(map(repr, bad[:5]))}"],
+                source=source,
+            )
     try:
         return CONVERTER.structure(data, cls)
     except Exception as exc:
-        raise ConfigError(format_errors(exc, path), source=source) from None
+        try:
+            lines = format_errors(exc, path)
+        except Exception:  # a problem the formatter does not know: keep the bare message
+            lines = [f"{path}: {type(exc).__name__}: {exc}"]
+        raise ConfigError(lines, source=source) from exc
 
 
 def parse_config(
@@ -263,6 +325,11 @@ def parse_config(
         config = data
         raw: Mapping[str, Any] = {}
     else:
+        if data is not None and not isinstance(data, Mapping):
+            raise ConfigError(
+                [f"$: expected a mapping (a configuration dictionary), got {type(data).__name__}"],
+                source=source,
+            )
         raw = dict(data or {})
         config = structure(raw, LightMemConfig, source=source)
     problems = []

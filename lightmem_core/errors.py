@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LightMemError(Exception):
     """Base class of every error LightMem raises on purpose."""
@@ -48,3 +50,75 @@ class StoreError(LightMemError):
 
 class ExtractionError(BackendError):
     """The memory manager did not produce a valid extraction after bounded retries."""
+
+
+class ScopeRequiredError(InputError):
+    """A call named no user, agent or run id while the memory requires a scope."""
+
+
+class MemoryDirInUseError(StoreError):
+    """Another ``LightMemory`` (in this or another process) owns the memory directory.
+
+    ``pid`` is the owning process id as recorded in the lock file (``None`` if unknown).
+    """
+
+    def __init__(self, message: str, *, pid: int | None = None, path: str = "") -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.path = path
+
+
+class TruncatedAnswerError(ExtractionError):
+    """The LLM's answer was cut at its token limit (``finish_reason: "length"``)."""
+
+
+class UnexpectedError(LightMemError):
+    """Something failed that LightMem did not anticipate; the original exception is chained
+    (``__cause__``). Nothing already accepted was lost; please report it."""
+
+
+_PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def typed(exc: BaseException, where: str) -> LightMemError:
+    """``exc`` as a LightMem error: itself if it is one, else an :class:`UnexpectedError`
+    (e.g. a Rust backend's ``PanicException``, a ``BaseException``) with ``exc`` chained."""
+    if isinstance(exc, LightMemError):
+        return exc
+    error = UnexpectedError(f"{where}: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def guard_public_api(cls: type) -> type:
+    """Wrap every public method of ``cls`` (and ``__init__``) so that only
+    :class:`LightMemError` subclasses escape; anything else is chained in an
+    :class:`UnexpectedError`. ``KeyboardInterrupt`` and ``SystemExit`` pass unchanged."""
+    import functools
+    import inspect
+
+    for name, member in list(vars(cls).items()):
+        if name.startswith("_") and name != "__init__":
+            continue
+        is_classmethod = isinstance(member, classmethod)
+        func = member.__func__ if is_classmethod else member
+        if not inspect.isfunction(func):
+            continue
+
+        def make(func: Any, where: str) -> Any:
+            @functools.wraps(func)
+            def guarded(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return func(*args, **kwargs)
+                except LightMemError:
+                    raise
+                except _PASS_THROUGH:
+                    raise
+                except BaseException as exc:
+                    raise typed(exc, where) from exc
+
+            return guarded
+
+        wrapped = make(func, f"{cls.__name__}.{name}")
+        setattr(cls, name, classmethod(wrapped) if is_classmethod else wrapped)
+    return cls

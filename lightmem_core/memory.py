@@ -28,10 +28,20 @@ from lightmem_hookspecs import (
 
 from .backends import Backends, UsageBook, current_operation
 from .config import LightMemConfig, load_config_file, validate
-from .errors import BackendError, ExtractionError, InputError, StoreError
+from .errors import (
+    BackendError,
+    InputError,
+    ScopeRequiredError,
+    StoreError,
+    guard_public_api,
+    typed,
+)
 from .indexing import index_text, message_context, vector_text
 from .messages import count_tokens, normalize_messages
+from .owner import claim_memory_dir
 from .plugins import PluginHost
+from .queries import build_filter, check_limit, check_query, in_scope, query_scope
+from .scope import is_unscoped, make_scope, scope_key
 from .store import JournalRow, RecordStore, entry_payload
 
 log = logging.getLogger("lightmem")
@@ -86,10 +96,14 @@ class LightMemory:
                 raw = {**dict(raw or {}), "memory_dir": str(memory_dir)}
         self.host = host or PluginHost()
         self.config, resolved = validate(raw, self.host)
-        Path(self.config.memory_dir).mkdir(parents=True, exist_ok=True)
-        self.store = RecordStore(self.config.db_path)
-        self._book = UsageBook(self.store.add_usage)
-        self.backends = Backends(self.config, resolved, self.host, self._book)
+        self._owner = claim_memory_dir(self.config)
+        try:
+            self.store = RecordStore(self.config.db_path)
+            self._book = UsageBook(self.store.add_usage)
+            self.backends = Backends(self.config, resolved, self.host, self._book)
+        except BaseException:
+            self._owner.release()
+            raise
         self._lock = threading.RLock()
         self._prompts: Any = None
         self._indexes_open = False
@@ -109,8 +123,11 @@ class LightMemory:
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
-        self.backends.close()
-        self.store.close()
+        try:
+            self.backends.close()
+            self.store.close()
+        finally:
+            self._owner.release()
 
     def __enter__(self) -> LightMemory:
         return self
@@ -242,12 +259,17 @@ class LightMemory:
         are flushed as ONE extraction batch. Once this returns, the messages are in the
         journal: a crash or restart loses none of them.
         """
-        scope = Scope(user_id, agent_id, run_id)
+        scope = make_scope(user_id, agent_id, run_id)
         normalized = normalize_messages(messages, scope)
+        if normalized and self.config.require_scope and is_unscoped(scope):
+            raise ScopeRequiredError(
+                "this memory is configured with require_scope: add messages with a user_id, "
+                "agent_id or run_id"
+            )
         with self._lock, self._operation("add_memory"):
             usage_before = self._usage_total()
             self.host.messages_normalized(normalized)
-            known = self.store.messages_by_id(m.id for m in normalized)
+            known = self.store.messages_by_id((m.id for m in normalized), scope=scope)
             fresh = [m for m in normalized if m.id not in known]
             fresh = self._compress(fresh)
             added = self.store.add_messages(fresh)
@@ -352,7 +374,9 @@ class LightMemory:
             Segment(topic_id=t, messages=tuple(g)) for t, g in zip(topic_ids, groups, strict=True)
         ]
         self.host.segments_ready(segments)
-        self.store.mark_short_term({m.id: s.topic_id for s in segments for m in s.messages})
+        self.store.mark_short_term(
+            {m.id: s.topic_id for s in segments for m in s.messages}, scope=scope
+        )
 
     def _segment(self, messages: list[Message]) -> list[int]:
         segmenter = self.backends.get("topic_segmenter") if self.config.topic_segment else None
@@ -380,7 +404,7 @@ class LightMemory:
         tokens = sum(count_tokens(r.message.content) for r in rows if self._uses(r.message))
         if not force and tokens < self.config.short_term_buffer_tokens:
             return None
-        return self.store.create_batch([r.message.id for r in rows])
+        return self.store.create_batch([r.message.id for r in rows], scope=scope)
 
     def _uses(self, message: Message) -> bool:
         return message.role in _ROLES_BY_USE[self.config.messages_use]
@@ -392,7 +416,10 @@ class LightMemory:
         try:
             with self._operation("extract"):
                 entries = self._extract(batch_id, segments)
-        except (ExtractionError, BackendError) as exc:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # any failure (a backend's panic too) leaves it pending
+            exc = typed(exc, "extraction")
             self.store.batch_failed(batch_id, str(exc))
             log.warning(
                 "extraction of batch %s failed; it stays pending and is retried by the next "
@@ -484,13 +511,12 @@ class LightMemory:
         run_id: str | None = None,
     ) -> list[SearchHit]:
         """Structured retrieval: hits with the entry, fused score and per-signal scores."""
-        if not isinstance(query, str) or not query.strip():
-            raise InputError("query: expected a non-empty string")
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise InputError(f"limit: expected a positive integer, got {limit!r}")
-        search_filter = _make_filter(filters, user_id, agent_id, run_id)
+        query, limit = check_query(query), check_limit(limit)
+        search_filter = build_filter(
+            filters, user_id, agent_id, run_id, require_scope=self.config.require_scope
+        )
         strategy = strategy or self.config.retrieve_strategy or "hybrid"
-        if strategy not in ("embedding", "context", "hybrid"):
+        if not isinstance(strategy, str) or strategy not in ("embedding", "context", "hybrid"):
             raise InputError(f"strategy: expected embedding, context or hybrid, got {strategy!r}")
         with self._lock, self._operation("retrieve"):
             self._open_indexes()
@@ -506,6 +532,19 @@ class LightMemory:
 
     def _search(self, ctx: QueryContext) -> list[SearchHit]:
         fetch = max(ctx.limit * 5, 50)
+        while True:
+            hits, more = self._search_fetch(ctx, fetch)
+            # Scope is matched exactly after the backends' (field-wise) filtering: fetch more
+            # while entries of other scopes crowd the kept hits below the limit.
+            if len(hits) >= ctx.limit or not more:
+                break
+            fetch *= 4
+        reranker = self.backends.get("reranker")
+        if reranker is not None:
+            hits = list(reranker.rerank(ctx.query, hits, limit=ctx.limit))
+        return hits[: ctx.limit]
+
+    def _search_fetch(self, ctx: QueryContext, fetch: int) -> tuple[list[SearchHit], bool]:
         signals: dict[str, list[tuple[str, float]]] = {}
         if ctx.strategy in ("embedding", "hybrid"):
             if self.vector_index is None:
@@ -539,10 +578,8 @@ class LightMemory:
                 continue
             hit.entry = entry
             hits.append(hit)
-        reranker = self.backends.get("reranker")
-        if reranker is not None:
-            hits = list(reranker.rerank(ctx.query, hits, limit=ctx.limit))
-        return hits[: ctx.limit]
+        more = any(len(results) >= fetch for results in signals.values())
+        return hits, more
 
     def retrieve(
         self,
@@ -573,9 +610,8 @@ class LightMemory:
         run_id: str | None = None,
         include_inactive: bool = False,
     ) -> list[MemoryEntry]:
-        return self.store.entries(
-            status=None if include_inactive else "active", scope=Scope(user_id, agent_id, run_id)
-        )
+        scope = query_scope(user_id, agent_id, run_id, require_scope=self.config.require_scope)
+        return self.store.entries(status=None if include_inactive else "active", scope=scope)
 
     def history(self, entry_id: str | None = None) -> list[dict[str, Any]]:
         return self.store.history(entry_id)
@@ -659,6 +695,9 @@ class LightMemory:
         return stats
 
 
+guard_public_api(LightMemory)
+
+
 def _segments_of(rows: Sequence[JournalRow]) -> list[Segment]:
     segments: list[Segment] = []
     for row in rows:
@@ -674,7 +713,7 @@ def _entry_from_message(
     message: Message, topic_id: int, previous: Message | None = None
 ) -> MemoryEntry:
     return MemoryEntry(
-        id=uuid.uuid5(_ENTRY_NS, f"message:{message.id}").hex,
+        id=uuid.uuid5(_ENTRY_NS, f"message:{scope_key(message.scope)}:{message.id}").hex,
         memory=message.content,
         source_message_ids=(message.id,),
         time_stamp=message.time_stamp,
@@ -689,37 +728,5 @@ def _entry_from_message(
     )
 
 
-def _make_filter(
-    filters: SearchFilter | Mapping[str, Any] | None,
-    user_id: str | None,
-    agent_id: str | None,
-    run_id: str | None,
-) -> SearchFilter:
-    if filters is None:
-        base = SearchFilter()
-    elif isinstance(filters, SearchFilter):
-        base = filters
-    elif isinstance(filters, Mapping):
-        allowed = {f.name for f in attrs.fields(SearchFilter)}
-        unknown = set(filters) - allowed
-        if unknown:
-            raise InputError(
-                f"filters: unknown key(s) {', '.join(sorted(unknown))}; allowed: "
-                f"{', '.join(sorted(allowed))}"
-            )
-        try:
-            base = SearchFilter(**filters)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"filters: {exc}") from None
-    else:
-        raise InputError(f"filters: expected a mapping or SearchFilter, got {filters!r}")
-    scope: dict[str, Any] = {
-        k: v
-        for k, v in {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}.items()
-        if v is not None
-    }
-    return attrs.evolve(base, **scope) if scope else base
-
-
 def _scope_ok(entry: MemoryEntry, f: SearchFilter) -> bool:
-    return f.matches(entry.id, entry_payload(entry))
+    return f.matches(entry.id, entry_payload(entry)) and in_scope(entry.scope, f)

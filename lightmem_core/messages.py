@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 from lightmem_hookspecs import Message, Scope
 
 from .errors import InputError
+from .scope import check_text, normalize_scope
 
 ROLES = ("user", "assistant", "system", "tool")
 _KNOWN_KEYS = {
@@ -39,6 +42,11 @@ _MONTHS = {
 }
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
+#: How deeply message metadata may nest (objects and lists).
+MAX_METADATA_DEPTH = 32
+#: The longest message id accepted (characters).
+MAX_ID_LENGTH = 1000
+
 
 def count_tokens(text: str) -> int:
     """Token count used by the buffers: words and punctuation marks (no model needed).
@@ -55,14 +63,28 @@ def parse_time(value: Any, *, where: str = "time_stamp") -> dt.datetime | None:
     """
     if value is None or value == "":
         return None
+    try:
+        return _parse_time(value, where)
+    except InputError:
+        raise
+    except (ValueError, OverflowError, OSError, TypeError) as exc:
+        raise InputError(
+            f"{where}: {value!r} is not a usable time stamp ({exc}); give a date between the "
+            f"years 1 and 9999, e.g. '2023-05-20T02:21:00'"
+        ) from exc
+
+
+def _parse_time(value: Any, where: str) -> dt.datetime:
     if isinstance(value, dt.datetime):
         parsed = value
     elif isinstance(value, dt.date):
         parsed = dt.datetime(value.year, value.month, value.day)
     elif isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise InputError(f"{where}: expected a finite epoch time, got {value!r}")
         parsed = dt.datetime.fromtimestamp(value, dt.UTC)
     elif isinstance(value, str):
-        parsed = _parse_time_text(value, where)
+        parsed = _parse_time_text(check_text(value, where), where)
     else:
         raise InputError(
             f"{where}: expected a date-time string or datetime, got {type(value).__name__} "
@@ -99,56 +121,131 @@ def _parse_time_text(text: str, where: str) -> dt.datetime:
 def message_id(
     scope: Scope, role: str, content: str, time_stamp: dt.datetime | None, pos: int
 ) -> str:
-    key = "\x1f".join(
+    """The id of a message the caller gave none: a hash of a JSON encoding of its scope, role,
+    content, time stamp and position, so values holding any character cannot collide."""
+    key = json.dumps(
         [
-            scope.user_id or "",
-            scope.agent_id or "",
-            scope.run_id or "",
+            scope.user_id,
+            scope.agent_id,
+            scope.run_id,
             role,
             content,
-            time_stamp.isoformat() if time_stamp else "",
-            str(pos),
-        ]
+            time_stamp.isoformat() if time_stamp else None,
+            pos,
+        ],
+        ensure_ascii=False,
     )
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
+
+
+def check_metadata(value: Any, where: str) -> dict[str, Any]:
+    """Metadata must be a JSON object: string keys, JSON values, nesting at most
+    :data:`MAX_METADATA_DEPTH` deep, text encodable as UTF-8. Returns a plain copy."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InputError(f"{where}: expected a JSON object (a dict), got {type(value).__name__}")
+    stack: list[tuple[Any, str, int]] = [(value, where, 1)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, Mapping | list | tuple) and depth > MAX_METADATA_DEPTH:
+            raise InputError(f"{path}: metadata nests deeper than {MAX_METADATA_DEPTH} levels")
+        if isinstance(item, Mapping):
+            for key, sub in item.items():
+                if not isinstance(key, str):
+                    raise InputError(f"{path}: keys must be strings, got {key!r}")
+                check_text(key, f"{path} key")
+                stack.append((sub, f"{path}.{key}", depth + 1))
+        elif isinstance(item, list | tuple):
+            stack.extend((sub, f"{path}[{i}]", depth + 1) for i, sub in enumerate(item))
+        elif isinstance(item, str):
+            check_text(item, path)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise InputError(f"{path}: {item!r} is not a JSON number")
+        elif item is not None and not isinstance(item, bool | int | float):
+            raise InputError(
+                f"{path}: {type(item).__name__} is not a JSON value; use strings, numbers, "
+                f"booleans, null, lists and objects"
+            )
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError, OverflowError) as exc:  # pragma: no cover - checked above
+        raise InputError(f"{where}: not a JSON object: {exc}") from exc
+
+
+def _message_id_value(value: Any, where: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InputError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
+    text = str(value)
+    if not text.strip():
+        raise InputError(f"{where}: expected a non-empty string")
+    if len(text) > MAX_ID_LENGTH:
+        raise InputError(f"{where}: at most {MAX_ID_LENGTH} characters, got {len(text)}")
+    return check_text(text, where)
+
+
+def _optional_text(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InputError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
+    return check_text(str(value), where)
 
 
 def normalize_messages(raw: Any, scope: Scope) -> list[Message]:
     """Validate and normalize what ``add_memory`` was given.
 
     Accepts one message mapping or a list of them. Errors name the message index and key.
-    Nothing is stored when any message is invalid.
+    Nothing is stored when any message is invalid. Message ids are unique within their scope:
+    two messages of one call with the same id are refused; an id already journaled in the
+    same scope is skipped later (re-sending is idempotent), in another scope it is a different
+    message.
     """
+    scope = normalize_scope(scope)
     if isinstance(raw, Mapping):
         raw = [raw]
-    if isinstance(raw, str) or not isinstance(raw, Sequence):
+    if isinstance(raw, str | bytes) or not isinstance(raw, Sequence):
         raise InputError(
             f"messages: expected a list of message dicts (role, content, time_stamp), got "
             f"{type(raw).__name__}"
         )
     out: list[Message] = []
+    seen: dict[str, int] = {}
     for i, item in enumerate(raw):
         where = f"messages[{i}]"
         if not isinstance(item, Mapping):
-            raise InputError(f"{where}: expected a dict with role and content, got {item!r}")
+            raise InputError(
+                f"{where}: expected a dict with role and content, got {type(item).__name__}"
+            )
         role = item.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise InputError(f"{where}.role: expected one of {', '.join(ROLES)}, got {role!r}")
         content = item.get("content")
         if not isinstance(content, str) or not content.strip():
-            raise InputError(f"{where}.content: expected a non-empty string, got {content!r}")
+            raise InputError(
+                f"{where}.content: expected a non-empty string, got {type(content).__name__}"
+            )
+        check_text(content, f"{where}.content")
         ts = parse_time(item.get("time_stamp", item.get("timestamp")), where=f"{where}.time_stamp")
-        for key in ("speaker_id", "speaker_name"):
-            if item.get(key) is not None and not isinstance(item.get(key), str | int):
-                raise InputError(f"{where}.{key}: expected a string, got {item.get(key)!r}")
-        metadata = dict(item.get("metadata") or {})
-        metadata.update({k: v for k, v in item.items() if k not in _KNOWN_KEYS})
+        speaker_id = _optional_text(item.get("speaker_id"), f"{where}.speaker_id")
+        speaker_name = _optional_text(item.get("speaker_name"), f"{where}.speaker_name")
+        extra = {k: v for k, v in item.items() if k not in _KNOWN_KEYS}
+        for key in extra:
+            if not isinstance(key, str):
+                raise InputError(f"{where}: keys must be strings, got {key!r}")
+        metadata = check_metadata(item.get("metadata"), f"{where}.metadata")
+        metadata.update(check_metadata(extra, where))
         given_id = item.get("id", item.get("message_id"))
-        if given_id is not None and not isinstance(given_id, str | int):
-            raise InputError(f"{where}.id: expected a string, got {given_id!r}")
-        mid = str(given_id) if given_id is not None else message_id(scope, role, content, ts, i)
-        speaker_id = item.get("speaker_id")
-        speaker_name = item.get("speaker_name")
+        if given_id is not None:
+            mid = _message_id_value(given_id, f"{where}.id")
+        else:
+            mid = message_id(scope, role, content, ts, i)
+        if mid in seen:
+            raise InputError(
+                f"{where}.id: {mid!r} is also the id of messages[{seen[mid]}]; message ids must "
+                f"be unique within a scope"
+            )
+        seen[mid] = i
         out.append(
             Message(
                 id=mid,
@@ -156,8 +253,8 @@ def normalize_messages(raw: Any, scope: Scope) -> list[Message]:
                 content=content.strip(),
                 original_content=content,
                 time_stamp=ts,
-                speaker_id=str(speaker_id) if speaker_id is not None else None,
-                speaker_name=str(speaker_name) if speaker_name is not None else None,
+                speaker_id=speaker_id,
+                speaker_name=speaker_name,
                 scope=scope,
                 metadata=metadata,
             )

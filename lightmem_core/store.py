@@ -16,14 +16,19 @@ import attrs
 from lightmem_hookspecs import MemoryEntry, Message, Scope, Usage, to_epoch
 
 from .errors import StoreError
+from .scope import SCOPE_FIELDS, scope_key
 
-SCHEMA_VERSION = 1
+#: 2: message ids unique per scope (``scope_key``), unset scope values stored as NULL (never
+#: ""), batches with a retry time (``next_attempt_at``).
+SCHEMA_VERSION = 2
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS messages (
+_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+
+_MESSAGES = """
+CREATE TABLE IF NOT EXISTS {name} (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
+    id TEXT NOT NULL,
+    scope_key TEXT NOT NULL,
     role TEXT NOT NULL,
     content TEXT NOT NULL,
     original_content TEXT NOT NULL,
@@ -35,14 +40,24 @@ CREATE TABLE IF NOT EXISTS messages (
     state TEXT NOT NULL DEFAULT 'sensory',
     topic_id INTEGER,
     batch_id TEXT,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    UNIQUE (scope_key, id)
 );
+"""
+
+_SCHEMA = (
+    _META
+    + _MESSAGES.replace("{name}", "messages")
+    + """
 CREATE INDEX IF NOT EXISTS messages_state ON messages(state, seq);
+CREATE INDEX IF NOT EXISTS messages_scope ON messages(scope_key, state, seq);
+CREATE INDEX IF NOT EXISTS messages_batch ON messages(batch_id);
 CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY,
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
+    next_attempt_at TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
@@ -105,6 +120,12 @@ CREATE TABLE IF NOT EXISTS update_queue (
     built_at TEXT NOT NULL
 );
 """
+)
+
+_MESSAGE_COLUMNS = (
+    "seq, id, role, content, original_content, time_stamp, speaker_id, speaker_name, "
+    "user_id, agent_id, run_id, metadata, state, topic_id, batch_id, created_at"
+)
 
 #: Journal states of a message, in pipeline order.
 MESSAGE_STATES = ("sensory", "short_term", "batched", "extracted")
@@ -163,15 +184,53 @@ class RecordStore:
 
     def _migrate(self) -> None:
         with self._lock:
+            self._db.executescript(_META)
+            version = self.get_meta("schema_version")
+            tables = {
+                r["name"]
+                for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            if version is None and "messages" in tables:
+                version = "1"
+            if version is not None and int(version) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the record store {self.path} has schema version {version}, newer than "
+                    f"this LightMem understands ({SCHEMA_VERSION}). Upgrade lightmem-core."
+                )
+            if version is not None and int(version) < 2:
+                self._migrate_1_to_2()
             self._db.executescript(_SCHEMA)
-        version = self.get_meta("schema_version")
-        if version is None:
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
-        elif int(version) > SCHEMA_VERSION:
-            raise StoreError(
-                f"the record store {self.path} has schema version {version}, newer than this "
-                f"LightMem understands ({SCHEMA_VERSION}). Upgrade lightmem-core."
+            if version is None or int(version) < SCHEMA_VERSION:
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def _migrate_1_to_2(self) -> None:
+        """Message ids become unique per scope; "" scope values become NULL; batches get a
+        retry time. One transaction: a crash leaves version 1 intact."""
+        db = self._db
+        db.create_function(
+            "lightmem_scope_key", 3, lambda u, a, r: scope_key(Scope(u, a, r)), deterministic=True
+        )
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("messages", "entries"):
+                for field in SCOPE_FIELDS:
+                    db.execute(f"UPDATE {table} SET {field} = NULL WHERE {field} = ''")
+            db.execute(_MESSAGES.replace("{name}", "messages_v2"))
+            db.execute(
+                f"INSERT INTO messages_v2 ({_MESSAGE_COLUMNS}, scope_key) SELECT "
+                f"{_MESSAGE_COLUMNS}, lightmem_scope_key(user_id, agent_id, run_id) FROM messages"
             )
+            db.execute("DROP TABLE messages")
+            db.execute("ALTER TABLE messages_v2 RENAME TO messages")
+            columns = {r["name"] for r in db.execute("PRAGMA table_info(batches)")}
+            if "next_attempt_at" not in columns:
+                db.execute("ALTER TABLE batches ADD COLUMN next_attempt_at TEXT")
+            self.set_meta("schema_version", "2", db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            db.execute("COMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -215,17 +274,20 @@ class RecordStore:
     # -- message journal -------------------------------------------------------------------
 
     def add_messages(self, messages: Sequence[Message]) -> list[Message]:
-        """Journal messages; ids already journaled are skipped. Returns the new ones."""
+        """Journal messages; an id already journaled in the message's scope is skipped (the
+        same id in another scope is another message). Returns the new ones."""
         added: list[Message] = []
         stamp = now()
         with self.transaction() as db:
             for m in messages:
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO messages(id, role, content, original_content, "
-                    "time_stamp, speaker_id, speaker_name, user_id, agent_id, run_id, metadata, "
-                    "state, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,'sensory',?)",
+                    "INSERT OR IGNORE INTO messages(id, scope_key, role, content, "
+                    "original_content, time_stamp, speaker_id, speaker_name, user_id, agent_id, "
+                    "run_id, metadata, state, created_at) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,'sensory',?)",
                     (
                         m.id,
+                        scope_key(m.scope),
                         m.role,
                         m.content,
                         m.original_content,
@@ -243,50 +305,61 @@ class RecordStore:
                     added.append(m)
         return added
 
-    def update_message_content(self, updates: dict[str, str]) -> None:
+    def update_message_content(self, updates: dict[str, str], *, scope: Scope) -> None:
         with self.transaction() as db:
             db.executemany(
-                "UPDATE messages SET content = ? WHERE id = ?",
-                [(content, mid) for mid, content in updates.items()],
+                "UPDATE messages SET content = ? WHERE id = ? AND scope_key = ?",
+                [(content, mid, scope_key(scope)) for mid, content in updates.items()],
             )
 
     def journal(self, state: str | None = None, scope: Scope | None = None) -> list[JournalRow]:
+        """Journaled messages in order, optionally of one state and of exactly one scope."""
         sql = "SELECT * FROM messages"
         clauses: list[str] = []
         params: list[Any] = []
+        if scope is not None:
+            clauses.append("scope_key = ?")
+            params.append(scope_key(scope))
         if state is not None:
             clauses.append("state = ?")
             params.append(state)
-        if scope is not None:
-            for key, value in scope.as_dict().items():
-                clauses.append(f"{key} IS ?")
-                params.append(value)
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY seq"
         return [_journal_row(r) for r in self._query(sql, params)]
 
-    def messages_by_id(self, ids: Iterable[str]) -> dict[str, Message]:
+    def messages_by_id(
+        self, ids: Iterable[str], *, scope: Scope | None = None
+    ) -> dict[str, Message]:
+        """The journaled messages with these ids, in exactly ``scope`` (``None``: any scope,
+        for tools that know the ids are unique)."""
         ids = list(ids)
+        where = "id IN ({marks})" if scope is None else "scope_key = ? AND id IN ({marks})"
+        head = [] if scope is None else [scope_key(scope)]
         out: dict[str, Message] = {}
         for chunk in _chunks(ids, 500):
             marks = ",".join("?" * len(chunk))
-            for r in self._query(f"SELECT * FROM messages WHERE id IN ({marks})", chunk):
+            sql = "SELECT * FROM messages WHERE " + where.replace("{marks}", marks)
+            for r in self._query(sql, [*head, *chunk]):
                 out[r["id"]] = _journal_row(r).message
         return out
 
-    def mark_short_term(self, assignments: dict[str, int]) -> None:
-        """Move messages from the sensory buffer to the short-term buffer with a topic id."""
+    def mark_short_term(self, assignments: dict[str, int], *, scope: Scope) -> None:
+        """Move messages of ``scope`` from the sensory buffer to the short-term buffer with a
+        topic id."""
+        key = scope_key(scope)
         with self.transaction() as db:
             db.executemany(
-                "UPDATE messages SET state='short_term', topic_id=? WHERE id=? AND state='sensory'",
-                [(topic, mid) for mid, topic in assignments.items()],
+                "UPDATE messages SET state='short_term', topic_id=? "
+                "WHERE id=? AND scope_key=? AND state='sensory'",
+                [(topic, mid, key) for mid, topic in assignments.items()],
             )
 
-    def create_batch(self, message_ids: Sequence[str]) -> str:
-        """Move short-term messages into a new pending extraction batch."""
+    def create_batch(self, message_ids: Sequence[str], *, scope: Scope) -> str:
+        """Move short-term messages of ``scope`` into a new pending extraction batch."""
         batch_id = new_id()
         stamp = now()
+        key = scope_key(scope)
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO batches(id, state, created_at, updated_at) "
@@ -294,34 +367,58 @@ class RecordStore:
                 (batch_id, stamp, stamp),
             )
             db.executemany(
-                "UPDATE messages SET state='batched', batch_id=? WHERE id=? AND state='short_term'",
-                [(batch_id, mid) for mid in message_ids],
+                "UPDATE messages SET state='batched', batch_id=? "
+                "WHERE id=? AND scope_key=? AND state='short_term'",
+                [(batch_id, mid, key) for mid in message_ids],
             )
         return batch_id
 
-    def pending_batches(self) -> list[str]:
-        rows = self._query("SELECT id FROM batches WHERE state != 'done' ORDER BY created_at")
-        return [r["id"] for r in rows]
+    def pending_batches(self, *, due_by: str | None = None) -> list[str]:
+        """Batches not yet extracted, oldest first; with ``due_by`` (a time stamp from
+        :func:`now`) only those whose retry time has come."""
+        sql = "SELECT id FROM batches WHERE state != 'done'"
+        params: list[Any] = []
+        if due_by is not None:
+            sql += " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+            params.append(due_by)
+        return [r["id"] for r in self._query(sql + " ORDER BY created_at", params)]
+
+    def next_retry_at(self) -> str | None:
+        """The earliest retry time among failed batches (``None``: nothing waits)."""
+        rows = self._query("SELECT MIN(next_attempt_at) AS t FROM batches WHERE state = 'failed'")
+        return rows[0]["t"] if rows else None
 
     def batch_messages(self, batch_id: str) -> list[JournalRow]:
         rows = self._query("SELECT * FROM messages WHERE batch_id = ? ORDER BY seq", (batch_id,))
         return [_journal_row(r) for r in rows]
 
-    def batch_failed(self, batch_id: str, error: str) -> None:
+    def batch_failed(self, batch_id: str, error: str, *, retry_at: str | None = None) -> None:
+        """Record a failed extraction; the batch is retried at ``retry_at`` (or any time)."""
         with self.transaction() as db:
             db.execute(
                 "UPDATE batches SET state='failed', attempts=attempts+1, last_error=?, "
-                "updated_at=? WHERE id=?",
-                (error[:2000], now(), batch_id),
+                "next_attempt_at=?, updated_at=? WHERE id=?",
+                (error[:2000], retry_at, now(), batch_id),
             )
 
     def batch_info(self, batch_id: str) -> dict[str, Any] | None:
         rows = self._query("SELECT * FROM batches WHERE id = ?", (batch_id,))
         return dict(rows[0]) if rows else None
 
-    def complete_batch(self, batch_id: str, entries: Sequence[MemoryEntry]) -> list[MemoryEntry]:
+    def complete_batch(
+        self,
+        batch_id: str,
+        entries: Sequence[MemoryEntry],
+        *,
+        unextracted: Sequence[str] = (),
+        error: str = "",
+        retry_at: str | None = None,
+    ) -> list[MemoryEntry]:
         """Store a batch's entries and mark the batch done, atomically.
 
+        ``unextracted`` names messages of the batch whose facts could not be extracted (e.g.
+        an answer cut at the token limit): they move to a new failed batch (``error``, retried
+        at ``retry_at``) and stay visible as pending; only the others are marked extracted.
         Entry ids derive from the batch, so a batch completed twice (after a crash) stores
         nothing the second time. Returns the entries actually inserted.
         """
@@ -335,6 +432,17 @@ class RecordStore:
                 e = attrs.evolve(e, created_at=_ts_in(stamp), updated_at=_ts_in(stamp))
                 if self._insert_entry(db, e, batch_id, stamp, action_reason="extracted"):
                     stored.append(e)
+            if unextracted:
+                rest = new_id()
+                db.execute(
+                    "INSERT INTO batches(id, state, attempts, last_error, next_attempt_at, "
+                    "created_at, updated_at) VALUES (?, 'failed', 1, ?, ?, ?, ?)",
+                    (rest, (error or "not extracted")[:2000], retry_at, stamp, stamp),
+                )
+                db.executemany(
+                    "UPDATE messages SET batch_id=? WHERE batch_id=? AND id=?",
+                    [(rest, batch_id, mid) for mid in unextracted],
+                )
             db.execute(
                 "UPDATE batches SET state='done', attempts=attempts+1, updated_at=? WHERE id=?",
                 (stamp, batch_id),
@@ -415,16 +523,16 @@ class RecordStore:
         unindexed_only: bool = False,
         changed_since: int | None = None,
     ) -> list[MemoryEntry]:
+        """Entries in insertion order. ``scope`` matches exactly (``None``: every scope)."""
         clauses: list[str] = []
         params: list[Any] = []
         if status is not None:
             clauses.append("status = ?")
             params.append(status)
-        if scope is not None:
+        if scope is not None:  # exact: an unset field matches only entries with it unset
             for key, value in scope.as_dict().items():
-                if value is not None:
-                    clauses.append(f"{key} = ?")
-                    params.append(value)
+                clauses.append(f"{key} IS ?")
+                params.append(value or None)
         if unindexed_only:
             clauses.append("indexed = 0")
         if changed_since is not None:

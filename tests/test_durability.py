@@ -99,6 +99,7 @@ def test_crash_before_indexing_is_repaired_on_open(tmp_path, ref_host, monkeypat
         mem.add_memory(TURNS[1:2], force_segment=True, force_extract=True)
     mem.backends.close()
     mem.store.close()
+    mem._owner.release()  # the process died: the OS drops its lock on the memory dir
     with LightMemory(cfg, host=ref_host) as reopened:
         hits = reopened.search("fact number 1 about topic 1", limit=1, strategy="embedding")
         assert hits[0].entry.memory == TURNS[1]["content"]
