@@ -29,7 +29,6 @@ relation validity (a relation valid at some time in the range counts, "where did
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -436,13 +435,6 @@ def llm_relations(entry: MemoryEntry) -> list[Triple] | None:
     return triples
 
 
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=False))
-    na = math.sqrt(sum(x * x for x in a)) or 1.0
-    nb = math.sqrt(sum(y * y for y in b)) or 1.0
-    return dot / (na * nb)
-
-
 class GraphBuilder:
     """Builds and indexes the graph of entries; see the module documentation for the rules."""
 
@@ -531,6 +523,8 @@ class GraphBuilder:
         candidates = {k: m for k, m in new.items() if m.kind in ("person", "thing")}
         if self.embedder is None or threshold is None or not candidates:
             return {}
+        import numpy as np
+
         known = self._vectors.setdefault(scope, {})
         stored = [
             e
@@ -538,22 +532,25 @@ class GraphBuilder:
             if e.scope == scope and e.kind in ("person", "thing") and e.id not in known
         ]
         texts = [e.name for e in stored] + [m.name for m in candidates.values()]
-        vectors = [list(map(float, v)) for v in self.embedder.embed(texts)]
+        vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         for entity, vector in zip(stored, vectors, strict=False):
             known[entity.id] = (entity, vector)
         out: dict[str, Entity] = {}
-        fresh: list[tuple[Entity, Sequence[float]]] = []
+        pool = list(known.values())
+        matrix = np.stack([v for _, v in pool]) if pool else np.zeros((0, vectors.shape[1]))
         for (key, mention), vector in zip(candidates.items(), vectors[len(stored) :], strict=True):
-            pool = [*known.values(), *fresh]
-            best = max(pool, key=lambda item: _cosine(vector, item[1]), default=None)
-            if best is not None and _cosine(vector, best[1]) >= threshold:
-                out[key] = best[0]
-            else:
-                entity = Entity(
-                    g.entity_id(scope, mention.name), mention.name, scope, kind=mention.kind
-                )
-                fresh.append((entity, vector))
-                known[entity.id] = (entity, vector)
+            sims = matrix @ vector
+            best = int(np.argmax(sims)) if len(pool) else -1
+            if best >= 0 and float(sims[best]) >= threshold:
+                out[key] = pool[best][0]
+                continue
+            entity = Entity(
+                g.entity_id(scope, mention.name), mention.name, scope, kind=mention.kind
+            )
+            known[entity.id] = (entity, vector)
+            pool.append((entity, vector))
+            matrix = np.vstack([matrix, vector[None, :]])
         return out
 
     def forget(self) -> None:
@@ -625,3 +622,139 @@ def graph_search(
 def describe_path(path: Iterable[Relation]) -> list[str]:
     """``["Alice -friend_of-> Bob", "Bob -lives_in-> Berlin"]``."""
     return [r.describe() for r in path]
+
+
+# -- inspection: `lightmem graph show` and `lightmem graph export` --------------------------------
+
+
+def relation_dict(rel: Relation) -> dict[str, Any]:
+    """A relation as JSON: names, label, provenance and validity (times as ISO 8601, UTC)."""
+    out = attrs.asdict(rel, recurse=False)
+    out["scope"] = rel.scope.as_dict()
+    out["message_ids"] = list(rel.message_ids)
+    for key in ("valid_from", "valid_until", "superseded_at"):
+        out[key] = _iso(out[key])
+    return out
+
+
+def _iso(value: float | None) -> str | None:
+    if value is None:
+        return None
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(value, tz=dt.timezone.utc).isoformat()  # noqa: UP017
+
+
+def export_json(graph: Any, *, filter: SearchFilter | None = None) -> dict[str, Any]:
+    """Every entity and relation (closed ones included) of the scopes ``filter`` admits."""
+    entities = sorted(graph.entities(filter=filter), key=lambda e: (e.name.lower(), e.id))
+    relations = sorted(
+        graph.relations(filter=filter),
+        key=lambda r: (r.valid_from is None, r.valid_from or 0.0, r.id),
+    )
+    return {
+        "entities": [
+            {
+                "id": e.id,
+                "name": e.name,
+                "aliases": list(e.aliases),
+                "kind": e.kind,
+                "scope": e.scope.as_dict(),
+            }
+            for e in entities
+        ],
+        "relations": [relation_dict(r) for r in relations],
+    }
+
+
+def export_graphml(graph: Any, *, filter: SearchFilter | None = None) -> str:
+    """The graph as GraphML (entities are nodes, relations directed edges with their data)."""
+    import xml.etree.ElementTree as ET
+
+    data = export_json(graph, filter=filter)
+    ns = "http://graphml.graphdrawing.org/xmlns"
+    root = ET.Element("graphml", xmlns=ns)
+    node_keys = ("name", "aliases", "kind", "user_id", "agent_id", "run_id")
+    edge_keys = (
+        "relation", "fact", "entry_id", "message_ids", "speaker", "valid_from", "valid_until",
+        "superseded_at", "superseded_by", "exclusive",
+    )  # fmt: skip
+    for where, keys in (("node", node_keys), ("edge", edge_keys)):
+        for key in keys:
+            ET.SubElement(
+                root, "key", id=f"{where[0]}_{key}", attrib={"for": where, "attr.name": key,
+                                                             "attr.type": "string"}
+            )  # fmt: skip
+    body = ET.SubElement(root, "graph", id="lightmem", edgedefault="directed")
+
+    def put(parent: Any, prefix: str, key: str, value: Any) -> None:
+        if value is None or value == []:
+            return
+        text = "; ".join(value) if isinstance(value, list) else str(value)
+        ET.SubElement(parent, "data", key=f"{prefix}_{key}").text = text
+
+    for entity in data["entities"]:
+        node = ET.SubElement(body, "node", id=entity["id"])
+        for key in ("name", "aliases", "kind"):
+            put(node, "n", key, entity[key])
+        for key, value in entity["scope"].items():
+            put(node, "n", key, value)
+    for rel in data["relations"]:
+        edge = ET.SubElement(
+            body, "edge", id=rel["id"], source=rel["subject"], target=rel["object"]
+        )
+        for key in edge_keys:
+            put(edge, "e", key, rel[key])
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
+
+
+def show(
+    graph: Any,
+    name: str,
+    *,
+    depth: int = 1,
+    filter: SearchFilter | None = None,
+    limit: int = 200,
+) -> list[str]:
+    """Lines describing what the graph knows around the entity called ``name``.
+
+    One block per entity that name or alias resolves to, then each relation reached within
+    ``depth`` hops, with its validity and source entry; closed relations are marked.
+    """
+    lines: list[str] = []
+    for entity in graph.resolve([name], filter=filter):
+        also = f" (also: {', '.join(entity.aliases)})" if entity.aliases else ""
+        lines.append(
+            f"{entity.name}{also} [{entity.kind or 'entity'}] scope {_scope(entity.scope)}"
+        )
+        seen: dict[str, tuple[int, Relation]] = {}
+        frontier, visited = {entity.id}, {entity.id}
+        for hop in range(1, max(1, depth) + 1):
+            hits = graph.search(sorted(frontier), limit=limit, hops=1, fan_out=limit, filter=filter)
+            found = graph.relations(entry_ids=[h.entry_id for h in hits], filter=filter)
+            reached: set[str] = set()
+            for rel in found:
+                if rel.id in seen or not {rel.subject, rel.object} & frontier:
+                    continue
+                seen[rel.id] = (hop, rel)
+                reached |= {rel.subject, rel.object} - visited
+            visited |= reached
+            frontier = reached
+            if not frontier:
+                break
+        for hop, rel in sorted(seen.values(), key=lambda p: (p[0], p[1].valid_from or 0.0)):
+            span = f"{_date(rel.valid_from)} .. {_date(rel.valid_until) if rel.valid_until else ''}"
+            closed = " (superseded)" if rel.valid_until is not None else ""
+            lines.append(f"{'  ' * hop}{rel.describe()}  [{span}]{closed}  entry {rel.entry_id}")
+    return lines
+
+
+def _scope(scope: Scope) -> str:
+    parts = [f"{k}={v}" for k, v in scope.as_dict().items() if v is not None]
+    return ", ".join(parts) or "(none)"
+
+
+def _date(value: float | None) -> str:
+    iso = _iso(value)
+    return iso[:10] if iso else "?"

@@ -254,3 +254,59 @@ def test_relations_come_from_the_same_extraction_call(openai_server):
         "Bob",
         "Rome",
     ]
+
+
+def _moves_graph():
+    graph = MemoryGraph()
+    GraphBuilder(graph).index(
+        [
+            entry(
+                1,
+                "Maya lives in Oslo; her friend is Bob.",
+                when=dt.datetime(2019, 5, 1),
+                relations=[rel("Maya", "lives_in", "Oslo", True), rel("Maya", "friend_of", "Bob")],
+            ),
+            entry(
+                2,
+                "Maya moved to Lima; Bob works at ACME.",
+                when=dt.datetime(2023, 2, 1),
+                relations=[rel("Maya", "lives_in", "Lima", True), rel("Bob", "works_at", "ACME")],
+            ),
+        ]
+    )
+    return graph
+
+
+def test_show_lists_relations_by_depth_with_history():
+    from lightmem_core.graph import show
+
+    graph = _moves_graph()
+    one = show(graph, "maya", depth=1)
+    assert one[0].startswith("Maya [thing] scope user_id=alice")
+    assert "  Maya -lives_in-> Oslo  [2019-05-01 .. 2023-02-01] (superseded)  entry e1" in one
+    assert not any("ACME" in line for line in one)
+    two = show(graph, "Maya", depth=2)
+    assert "    Bob -works_at-> ACME  [2023-02-01 .. ]  entry e2" in two
+    assert show(graph, "Maya", filter=SearchFilter(user_id="bob")) == []
+
+
+def test_exports_carry_every_entity_and_relation():
+    import json
+    import xml.etree.ElementTree as ET
+
+    from lightmem_core.graph import export_graphml, export_json
+
+    graph = _moves_graph()
+    data = json.loads(json.dumps(export_json(graph)))
+    assert {e["name"] for e in data["entities"]} == {"Maya", "Oslo", "Bob", "Lima", "ACME"}
+    oslo = next(r for r in data["relations"] if r["object_name"] == "Oslo")
+    assert oslo["valid_until"] == "2023-02-01T00:00:00+00:00" and oslo["superseded_by"]
+    root = ET.fromstring(export_graphml(graph))
+    ns = {"g": "http://graphml.graphdrawing.org/xmlns"}
+    assert len(root.findall(".//g:node", ns)) == 5
+    edges = root.findall(".//g:edge", ns)
+    assert len(edges) == 4
+    labels = {
+        d.text for e in edges for d in e.findall("g:data", ns) if d.get("key") == "e_relation"
+    }
+    assert labels == {"lives_in", "friend_of", "works_at"}
