@@ -94,7 +94,7 @@ class ExactVectorIndex:
         self._save()
 
     def _save(self) -> None:
-        if self.path is None:
+        if self.path is None or self.meta is None:  # never opened: nothing of ours to write
             return
         self.path.write_text(
             json.dumps(
@@ -102,7 +102,14 @@ class ExactVectorIndex:
             )
         )
 
+    def _check_size(self, vector: Sequence[float], what: str) -> None:
+        dims = self.meta["dims"] if self.meta else None
+        if len(vector) != dims:
+            raise ValueError(f"{what} has {len(vector)} dimensions, the index holds {dims}")
+
     def upsert(self, records: Sequence[IndexRecord]) -> None:
+        for r in records:
+            self._check_size(r.vector or (), f"the vector of {r.id!r}")
         for r in records:
             self.records[r.id] = r
         self._save()
@@ -110,9 +117,10 @@ class ExactVectorIndex:
     def search(
         self, vector: Sequence[float], *, limit: int, filter: SearchFilter | None = None
     ) -> list[tuple[str, float]]:
+        self._check_size(vector, "the query vector")
         f = filter or SearchFilter()
         scored = [
-            (r.id, sum(a * b for a, b in zip(vector, r.vector or (), strict=False)))
+            (r.id, _cosine(vector, r.vector or ()))
             for r in self.records.values()
             if f.matches(r.id, r.payload)
         ]
@@ -129,6 +137,11 @@ class ExactVectorIndex:
 
     def close(self) -> None:
         self._save()
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    norms = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return sum(x * y for x, y in zip(a, b, strict=True)) / norms if norms else 0.0
 
 
 class KeywordIndex:
