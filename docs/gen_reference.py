@@ -204,6 +204,43 @@ def value_type_section(cls: type) -> list[str]:
     return out
 
 
+def _comments() -> dict[str, str]:
+    """The ``#:`` comment above each module-level assignment of the contract, by name."""
+    found = {}
+    for path in sorted(Path(contract.__file__).parent.glob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for i, line in enumerate(lines):
+            match = re.match(r"([A-Z][A-Z0-9_]*)\s*[:=]", line)
+            if not match:
+                continue
+            comment = []
+            j = i - 1
+            while j >= 0 and lines[j].startswith("#:"):
+                comment.insert(0, lines[j][2:].strip())
+                j -= 1
+            found[match.group(1)] = " ".join(comment)
+    return found
+
+
+def constants_section() -> list[str]:
+    """The exported tuples and strings (kind names, statuses...), with their ``#:`` comments."""
+    comments = _comments()
+    out = ["## Constants", ""]
+    for name in contract.__all__:
+        value = getattr(contract, name)
+        if isinstance(value, str):
+            shown = f"`{value!r}`"
+        elif isinstance(value, tuple | frozenset) and all(isinstance(v, str) for v in value):
+            shown = ", ".join(
+                f"`{v}`" for v in (sorted(value) if isinstance(value, frozenset) else value)
+            )
+        else:
+            continue
+        comment = _ROLE.sub(lambda m: f"`{m.group(2)}`", comments.get(name, "").replace("``", "`"))
+        out.append(f"- `{name}` = {shown}" + (f"<br>{comment}" if comment else ""))
+    return [*out, ""]
+
+
 def payload_section() -> list[str]:
     """The payload keys, from the core's own payload function run on an entry with every field."""
     from lightmem_core.store import entry_payload
@@ -255,6 +292,7 @@ def render() -> str:
     for cls in value_types():
         lines += value_type_section(cls)
     lines += payload_section()
+    lines += constants_section()
     text = "\n".join(lines)
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")
