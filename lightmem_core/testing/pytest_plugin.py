@@ -1,11 +1,27 @@
-"""The ``lightmem`` pytest plugin: fixtures for testing LightMem plugins."""
+"""The ``lightmem`` pytest plugin: fixtures for testing LightMem plugins, and the ``isolated``
+marker (:mod:`lightmem_core.testing.isolation`) that runs a test in a child process."""
 
 from __future__ import annotations
 
 import pytest
 
 from .fixtures import fresh_host
+from .isolation import (  # hooks of the isolated marker
+    pytest_addoption,
+    pytest_configure,
+    pytest_runtest_protocol,
+    pytest_sessionstart,
+)
 from .openai_server import OpenAICompatibleServer
+
+__all__ = [
+    "lightmem_host",
+    "openai_server",
+    "pytest_addoption",
+    "pytest_configure",
+    "pytest_runtest_protocol",
+    "pytest_sessionstart",
+]
 
 
 @pytest.fixture
