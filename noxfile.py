@@ -47,7 +47,8 @@ def _local_libs(dist: Path) -> list[str]:
 def plugins(session: nox.Session, plugin: str) -> None:
     """Core + one plugin in a fresh environment: it is discovered and its tests pass."""
     libs = _local_libs(ROOT / "plugins" / plugin)
-    _install(session, *libs, f"./plugins/{plugin}")
+    extra = "[prebuilt]" if plugin == "lightmem-llamacpp" else ""  # its llama.cpp runtime
+    _install(session, *libs, f"./plugins/{plugin}{extra}")
     out = session.run("lightmem", "plugins", "--json", silent=True)
     data = json.loads(out)
     dists = {p["distribution"] for p in data["plugins"] if not p["error"]}
@@ -61,6 +62,26 @@ def all(session: nox.Session) -> None:
     """Everything installed: the core's tests again, then every plugin's."""
     session.install(*CONSTRAINTS, "-r", "requirements-test.txt")
     session.run("pytest", *session.posargs)
+
+
+#: A llama.cpp build that runs on any x86-64 CPU: no host instruction sets compiled in, one CPU
+#: backend per instruction-set level, the best one chosen at run time.
+PORTABLE_LLAMA_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON"
+
+
+@nox.session
+def llamacpp_source(session: nox.Session) -> None:
+    """The llama-cpp plugin on llama-cpp-python compiled here, portably (an hour or more on 2
+    cores; the default test install uses the prebuilt AVX2 wheel instead). The compiler's
+    progress is shown (pip -v)."""
+    _install(session)
+    session.install(
+        *CONSTRAINTS,
+        "-v",
+        "./plugins/lightmem-llamacpp[source]",
+        env={"CMAKE_ARGS": PORTABLE_LLAMA_CMAKE_ARGS, "FORCE_CMAKE": "1"},
+    )
+    session.run("pytest", "plugins/lightmem-llamacpp", *session.posargs)
 
 
 @nox.session

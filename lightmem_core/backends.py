@@ -172,7 +172,8 @@ class Backends:
         return backend
 
     def close(self) -> None:
-        for backend in self._built.values():
+        for built in self._built.values():
+            backend = getattr(built, "backend", built)  # the plugin's object, not the wrapper
             close = getattr(backend, "close", None)
             if callable(close):
                 try:

@@ -46,3 +46,5 @@ class LlamaCppOptions:
     seed: int = 42
     chat_format: str | None = None
     verbose: bool = False
+    timeout: float = attrs.field(default=300.0, validator=_positive)
+    start_timeout: float = attrs.field(default=120.0, validator=_positive)

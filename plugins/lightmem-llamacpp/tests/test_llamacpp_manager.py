@@ -1,7 +1,9 @@
 """The llama-cpp manager on the real SmolLM2-135M GGUF: conformance, constrained JSON, extraction.
 
-The model loads in well under a second; each test generates at most a few hundred tokens.
-A 135M model writes poor facts: these tests check shapes and provenance, never quality.
+The model runs in the plugin's worker process, so a native crash fails a test instead of ending
+the run. The worker loads the model in a second or two; each test generates at most a few
+hundred tokens. A 135M model writes poor facts: these tests check shapes and provenance, never
+quality. The one test that loads ``llama_cpp`` into the test process itself is ``isolated``.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import attrs
 import pytest
 from lightmem_hookspecs import Completion, MemoryManager, Message, Segment
 from lightmem_llamacpp.plugin import LlamaCppOptions, build
@@ -22,8 +25,8 @@ OPTIONS = LlamaCppOptions(n_ctx=2048, max_tokens=24, n_threads=1)
 
 
 @pytest.fixture(scope="module")
-def manager():
-    backend = build(OPTIONS)
+def manager(smollm2):
+    backend = build(attrs.evolve(OPTIONS, model_path=str(smollm2)))
     yield backend
     backend.close()
 
@@ -37,11 +40,16 @@ class TestLlamaCppConformance(MemoryManagerConformance):
 
 
 @pytest.mark.slow
-def test_model_loads_lazily_and_counts_tokens():
-    backend = build(OPTIONS)
+def test_model_loads_lazily_in_a_worker_and_counts_tokens(smollm2):
+    import os
+    import sys
+
+    backend = build(attrs.evolve(OPTIONS, model_path=str(smollm2)))
     assert not backend.loaded
     result = backend.complete([{"role": "user", "content": "Say hello."}], max_tokens=8)
     assert backend.loaded
+    assert backend.worker_pid not in (None, os.getpid())
+    assert "llama_cpp" not in sys.modules
     assert isinstance(result, Completion)
     assert 0 < result.completion_tokens <= 8
     assert result.prompt_tokens > 3
@@ -70,8 +78,8 @@ def test_constrained_completion_is_json_of_the_schema(manager):
         assert result.text.lstrip().startswith("{")
 
 
-def test_a_prompt_larger_than_the_context_is_a_clear_error():
-    backend = build(LlamaCppOptions(n_ctx=64, n_threads=1))
+def test_a_prompt_larger_than_the_context_is_a_clear_error(smollm2):
+    backend = build(LlamaCppOptions(n_ctx=64, n_threads=1, model_path=str(smollm2)))
     with pytest.raises(RuntimeError, match=r"n_ctx=64 tokens: raise memory_manager\.configs"):
         backend.complete([{"role": "user", "content": "word " * 200}])
     backend.close()
@@ -120,7 +128,7 @@ def test_extract_facts_runs_end_to_end(manager):
 
 
 @pytest.mark.slow
-def test_lightmemory_extracts_through_the_local_model(tmp_path):
+def test_lightmemory_extracts_through_the_local_model(tmp_path, smollm2):
     from lightmem_llamacpp import plugin
 
     import lightmem_core.builtin as builtin
@@ -129,7 +137,7 @@ def test_lightmemory_extracts_through_the_local_model(tmp_path):
     from lightmem_core.testing.reference import ReferencePlugin, reference_config
 
     host = fresh_host(builtin, ReferencePlugin(), plugin)
-    configs = {"n_ctx": 2048, "max_tokens": 160, "n_threads": 1}
+    configs = {"n_ctx": 2048, "max_tokens": 160, "n_threads": 1, "model_path": str(smollm2)}
     config = reference_config(
         tmp_path / "mem",
         memory_manager={"model_name": "llama-cpp", "configs": configs},
@@ -160,3 +168,14 @@ def test_lightmemory_extracts_through_the_local_model(tmp_path):
         mem.close()
     assert usage["llm_calls"] >= 1
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
+
+
+@pytest.mark.isolated(timeout=300)
+def test_the_installed_runtime_runs_on_this_cpu_in_process(smollm2):
+    """Loads llama_cpp into the (isolated) test process: a build with instructions this CPU
+    lacks dies here with SIGILL, reported as this test's failure, and the run goes on."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(str(smollm2), n_ctx=256, n_threads=1, seed=42, verbose=False)
+    out = llm.create_completion("Hello", max_tokens=4, temperature=0.0)
+    assert out["usage"]["completion_tokens"] >= 1
