@@ -19,6 +19,14 @@ from .models import (
 )
 
 
+def _is_bundled(path: Path) -> bool:
+    """Whether ``path`` is the bundled model's folder (never: when the bundle is not installed)."""
+    try:
+        return path.resolve() == bundled_model_dir()
+    except FileNotFoundError:
+        return False
+
+
 class HuggingFaceEmbedder:
     """A :class:`~lightmem_hookspecs.TextEmbedder` on sentence-transformers.
 
@@ -122,7 +130,7 @@ class HuggingFaceEmbedder:
                     f"model: {model!r} is a file; give the folder that holds the model "
                     "(the one with modules.json or config.json)"
                 )
-            if path.resolve() == bundled_model_dir():
+            if _is_bundled(path):
                 return str(path), DEFAULT_MODEL_NAME
             return str(path), model
         if looks_like_path(model):

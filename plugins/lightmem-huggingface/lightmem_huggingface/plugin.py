@@ -24,6 +24,40 @@ def _no_remote_endpoint(_inst: Any, attribute: attrs.Attribute, value: str | Non
         )
 
 
+def cuda_unusable(device: object) -> str | None:
+    """Why the torch device ``device`` cannot run here, or ``None``; imports torch only when
+    ``device`` names CUDA (the default, CPU, never pays for the import)."""
+    if not isinstance(device, str) or not device.strip().lower().startswith("cuda"):
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        return f"the installed torch {torch.__version__} is a CPU build (no CUDA support)"
+    return f"the installed torch {torch.__version__} has CUDA {torch.version.cuda} but sees no GPU"
+
+
+def _device_usable(_inst: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    why = cuda_unusable(value)
+    if why:
+        raise ValueError(
+            f"text_embedder.configs.{attribute.name}: {value!r} cannot be used: {why}. Set it "
+            "to 'cpu' (or remove it), or install a CUDA build of torch on a machine with a GPU"
+        )
+
+
+def _kwargs_device_usable(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+    device = value.get("device") if isinstance(value, dict) else None
+    why = cuda_unusable(device)
+    if why:
+        raise ValueError(
+            f"text_embedder.configs.{attribute.name}.device: {device!r} cannot be used: {why}. "
+            "Set it to 'cpu' (or remove it), or install a CUDA build of torch on a machine "
+            "with a GPU"
+        )
+
+
 @attrs.frozen
 class HuggingFaceOptions:
     """Options of the ``huggingface`` text embedder (``text_embedder.configs``).
@@ -34,8 +68,8 @@ class HuggingFaceOptions:
 
     model: str | None = None
     embedding_dims: int | None = attrs.field(default=None, validator=_positive_or_none)
-    model_kwargs: dict[str, Any] | None = None
-    device: str | None = None
+    model_kwargs: dict[str, Any] | None = attrs.field(default=None, validator=_kwargs_device_usable)
+    device: str | None = attrs.field(default=None, validator=_device_usable)
     batch_size: int = attrs.field(default=32, validator=_positive_or_none)
     huggingface_base_url: str | None = attrs.field(default=None, validator=_no_remote_endpoint)
 
