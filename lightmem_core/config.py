@@ -465,7 +465,10 @@ def resolve_backend(host: Any, path: str, kind: str, spec: BackendSpec) -> tuple
         ]
         provider = KNOWN_PROVIDERS.get((kind, normalize_name(spec.model_name)))
         if provider:
-            lines.append(f"  It is provided by the plugin {provider}: pip install {provider}")
+            lines.append(
+                f"  It is provided by the plugin {provider}, not on PyPI yet; from a LightMem "
+                f"checkout: pip install -c constraints.txt ./plugins/{provider}"
+            )
         failed = host.failed_plugins()
         if failed:
             lines.append("  Plugins that failed to load:")
