@@ -34,6 +34,8 @@ def _open_memory(args: argparse.Namespace) -> Any:
     from .memory import LightMemory
 
     config = load_config_file(args.config) if args.config else {}
+    # A short-lived command retries nothing in the background: `lightmem retry` does that.
+    config.setdefault("background_retry", False)
     return LightMemory(config, memory_dir=args.memory_dir)
 
 
@@ -161,6 +163,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     total = sum(len(s) for s in sessions)
     progress = Progress(total, "adding")
     with _open_memory(args) as mem:
+        pending_before = len(mem.store.pending_batches())
         entries = 0
         for session in sessions:
             result = mem.add_memory(
@@ -169,6 +172,14 @@ def cmd_add(args: argparse.Namespace) -> int:
             entries += len(result.entries_added)
             progress.step(len(session))
         print(f"added {total} messages in {len(sessions)} session(s); {entries} new memories")
+        failed = len(mem.store.pending_batches()) - pending_before
+    if failed > 0:
+        print(
+            f"error: {failed} extraction batch(es) failed; their messages are journaled and "
+            f"stay pending: run `lightmem retry` once the memory manager works again",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -155,6 +155,15 @@ class LightMemConfig:
     #: A search, ``get_all`` or ``add`` that names no user, agent or run id is an error
     #: (:class:`~lightmem_core.errors.ScopeRequiredError`) instead of covering every scope.
     require_scope: bool = False
+    #: Retry failed extraction batches in a background thread once their backoff has passed
+    #: (``retry()`` retries at once either way).
+    background_retry: bool = True
+    #: Seconds before the first retry of a failed batch; doubled after each failure, up to
+    #: ``retry_backoff_max``.
+    retry_backoff: float = attrs.field(default=5.0, validator=lambda i, a, v: _finite(i, a, v, 0.0))
+    retry_backoff_max: float = attrs.field(
+        default=300.0, validator=lambda i, a, v: _finite(i, a, v, 0.0)
+    )
     #: Seconds a new ``LightMemory`` waits for the memory directory's owner to close it
     #: (0: fail at once with :class:`~lightmem_core.errors.MemoryDirInUseError`).
     lock_timeout: float = attrs.field(default=0.0, validator=lambda i, a, v: _finite(i, a, v, 0.0))

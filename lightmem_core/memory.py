@@ -41,6 +41,7 @@ from .messages import count_tokens, normalize_messages
 from .owner import claim_memory_dir
 from .plugins import PluginHost
 from .queries import build_filter, check_limit, check_query, in_scope, query_scope
+from .retry import BatchRetrier, retry_time
 from .scope import is_unscoped, make_scope, scope_key
 from .store import JournalRow, RecordStore, entry_payload
 
@@ -101,12 +102,17 @@ class LightMemory:
             self.store = RecordStore(self.config.db_path)
             self._book = UsageBook(self.store.add_usage)
             self.backends = Backends(self.config, resolved, self.host, self._book)
+            self._retrier = BatchRetrier(
+                self.store, self._process_batch, background=self.config.background_retry
+            )
         except BaseException:
             self._owner.release()
             raise
         self._lock = threading.RLock()
         self._prompts: Any = None
         self._indexes_open = False
+        if self.store.pending_batches():
+            self._retrier.wake()  # left over from an earlier run
 
     @classmethod
     def from_config(
@@ -124,6 +130,7 @@ class LightMemory:
 
     def close(self) -> None:
         try:
+            self._retrier.close()
             self.backends.close()
             self.store.close()
         finally:
@@ -266,7 +273,7 @@ class LightMemory:
                 "this memory is configured with require_scope: add messages with a user_id, "
                 "agent_id or run_id"
             )
-        with self._lock, self._operation("add_memory"):
+        with self._retrier.caller(), self._lock, self._operation("add_memory"):
             usage_before = self._usage_total()
             self.host.messages_normalized(normalized)
             known = self.store.messages_by_id((m.id for m in normalized), scope=scope)
@@ -276,18 +283,15 @@ class LightMemory:
             self._open_indexes()
             new_entries: list[str] = []
             extracted = 0
-            for batch_id in self.store.pending_batches():
-                stored = self._process_batch(batch_id)
-                if stored is not None:
-                    extracted += 1
-                    new_entries += stored
             self._advance_sensory(scope, force_segment or force_extract)
             flushed = self._advance_short_term(scope, force_extract)
             if flushed is not None:
-                stored = self._process_batch(flushed)
-                if stored is not None:
-                    extracted += 1
-                    new_entries += stored
+                # Only the caller's own batch: failed ones are retried in the background or
+                # by retry(), never ahead of the caller's work.
+                for stored in self._retrier.run([flushed]):
+                    if stored is not None:
+                        extracted += 1
+                        new_entries += stored
             usage = self._usage_total()
             for field in attrs.fields(Usage):
                 setattr(
@@ -409,37 +413,71 @@ class LightMemory:
     def _uses(self, message: Message) -> bool:
         return message.role in _ROLES_BY_USE[self.config.messages_use]
 
+    def _retry_at(self, attempts: int) -> str:
+        return retry_time(attempts, self.config.retry_backoff, self.config.retry_backoff_max)
+
     def _process_batch(self, batch_id: str) -> list[str] | None:
-        """Extract, store and index one batch. Returns stored entry ids, or None if it failed."""
-        rows = self.store.batch_messages(batch_id)
+        """Extract, store and index one batch. Returns stored entry ids, or None if it failed.
+
+        The extraction (the LLM call) runs without the memory's lock unless the caller holds
+        it; storing and indexing take it. Messages whose facts could not be extracted stay
+        pending in a new batch retried later.
+        """
+        with self._lock:
+            info = self.store.batch_info(batch_id)
+            if info is None or info["state"] == "done":
+                return None
+            rows = self.store.batch_messages(batch_id)
+            self._open_indexes()
+            llm = self.backends.get("memory_manager")
         segments = _segments_of(rows)
         try:
             with self._operation("extract"):
-                entries = self._extract(batch_id, segments)
+                entries, unextracted, error = self._extract(batch_id, segments, llm)
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # any failure (a backend's panic too) leaves it pending
             exc = typed(exc, "extraction")
-            self.store.batch_failed(batch_id, str(exc))
+            retry_at = self._retry_at(int(info["attempts"]) + 1)
+            self.store.batch_failed(batch_id, str(exc), retry_at=retry_at)
             log.warning(
-                "extraction of batch %s failed; it stays pending and is retried by the next "
-                "add_memory call or `lightmem retry`: %s",
+                "extraction of batch %s failed; it stays pending and is retried from %s (or "
+                "by retry() / `lightmem retry`): %s",
                 batch_id,
+                retry_at,
                 exc,
             )
+            self._retrier.wake()
             return None
-        self.host.batch_extracted(segments, entries)
-        stored = self.store.complete_batch(batch_id, entries)
-        self._index(stored)
-        if stored:
-            self.host.entries_stored(stored)
-            if self.config.update == "online" and self.backends.get("memory_manager"):
-                with self._operation("update"):
-                    self._online_update(stored)
+        with self._lock:
+            self.host.batch_extracted(segments, entries)
+            stored = self.store.complete_batch(
+                batch_id,
+                entries,
+                unextracted=unextracted,
+                error=error,
+                retry_at=self._retry_at(1) if unextracted else None,
+            )
+            self._index(stored)
+            if stored:
+                self.host.entries_stored(stored)
+                if self.config.update == "online" and llm is not None:
+                    with self._operation("update"):
+                        self._online_update(stored)
+        if unextracted:
+            log.warning(
+                "%d message(s) of batch %s could not be extracted; they stay pending: %s",
+                len(unextracted),
+                batch_id,
+                error,
+            )
+            self._retrier.wake()
         return [e.id for e in stored]
 
-    def _extract(self, batch_id: str, segments: list[Segment]) -> list[MemoryEntry]:
-        llm = self.backends.get("memory_manager")
+    def _extract(
+        self, batch_id: str, segments: list[Segment], llm: Any
+    ) -> tuple[list[MemoryEntry], tuple[str, ...], str]:
+        """(entries, ids of messages left unextracted, why)."""
         if llm is None:
             entries: list[MemoryEntry] = []
             previous: Message | None = None
@@ -448,7 +486,7 @@ class LightMemory:
                     if self._uses(m):
                         entries.append(_entry_from_message(m, s.topic_id, previous))
                     previous = m
-            return entries
+            return entries, (), ""
         from .llm.extraction import extract_facts
 
         result = extract_facts(
@@ -482,7 +520,7 @@ class LightMemory:
                     importance=fact.importance,
                 )
             )
-        return entries
+        return entries, result.unextracted, result.error
 
     @property
     def prompts(self) -> Any:
@@ -494,8 +532,30 @@ class LightMemory:
         return self._prompts
 
     def retry(self) -> AddResult:
-        """Retry every pending or failed extraction batch."""
-        return self.add_memory([])
+        """Retry every pending or failed extraction batch now, whatever its retry time."""
+        with self._retrier.caller(), self._operation("retry"):
+            usage_before = self._usage_total()
+            new_entries: list[str] = []
+            extracted = 0
+            for stored in self._retrier.run(self.store.pending_batches()):
+                if stored is not None:
+                    extracted += 1
+                    new_entries += stored
+            usage = self._usage_total()
+            for field in attrs.fields(Usage):
+                setattr(
+                    usage,
+                    field.name,
+                    getattr(usage, field.name) - getattr(usage_before, field.name),
+                )
+            return AddResult(
+                messages_received=0,
+                messages_added=0,
+                entries_added=tuple(new_entries),
+                batches_extracted=extracted,
+                batches_pending=len(self.store.pending_batches()),
+                usage=usage,
+            )
 
     # -- retrieval -------------------------------------------------------------------------
 

@@ -102,3 +102,34 @@ def test_demo_answers_the_dog_question_first(tmp_path):
     answer = out.split("Q: What is the name of my dog?")[1].split("Q:")[0]
     first = answer.strip().splitlines()[1]
     assert "Biscuit" in first
+
+
+def test_add_exits_non_zero_when_every_extraction_fails(tmp_path, openai_server):
+    _needs_default_plugins()
+    pytest.importorskip("lightmem_openai")
+    openai_server.fail_rate(1.0)
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "memory_dir": str(tmp_path / "mem"),
+                "memory_manager": {
+                    "model_name": "openai",
+                    "configs": {
+                        "model": "m",
+                        "api_key": "sk-cli-test",
+                        "openai_base_url": openai_server.base_url,
+                        "max_retries": 0,
+                    },
+                },
+            }
+        )
+    )
+    messages = tmp_path / "messages.jsonl"
+    messages.write_text(json.dumps({"role": "user", "content": "My cat is called Miso"}))
+    out = lightmem("add", str(messages), "--config", str(config), check=False)
+    assert out.returncode == 1, out.stderr
+    assert "stay pending" in out.stderr and "sk-cli-test" not in out.stdout + out.stderr
+    openai_server.fail_rate(0.0)
+    stats = json.loads(lightmem("stats", "--config", str(config)).stdout)
+    assert stats["messages"] == {"batched": 1} and stats["batches"] == {"failed": 1}

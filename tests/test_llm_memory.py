@@ -67,12 +67,13 @@ def fake_llm(body: dict) -> str:
     for line in prompt.splitlines():
         m = LINE.match(line)
         if m:
+            text = json.loads(m.group(4))  # message texts are JSON-quoted
             facts.append(
                 {
-                    "text": m.group(4),
+                    "text": text,
                     "sources": [m.group(1)],
                     "importance": 0.9,
-                    "keywords": m.group(4).lower().split()[:3],
+                    "keywords": text.lower().split()[:3],
                     "entities": [],
                     "category": "personal",
                 }
@@ -244,7 +245,7 @@ def test_thirty_percent_of_calls_failing_everything_is_extracted(config, openai_
 def test_crash_between_extraction_and_storage_then_restart(config, openai_server, monkeypatch):
     mem = LightMemory.from_config(config)
 
-    def crash(batch_id, entries):
+    def crash(batch_id, entries, **kwargs):
         raise KeyboardInterrupt("simulated crash after the LLM answered")
 
     monkeypatch.setattr(mem.store, "complete_batch", crash)

@@ -261,15 +261,27 @@ def test_bound_reached_raises_extraction_error_with_excerpt_and_no_key(llm, open
     assert len(openai_server.chat_requests) == 2
 
 
-def test_cut_off_reply_is_repaired_and_accepted(llm, openai_server):
+def test_cut_off_reply_is_never_accepted(llm, openai_server):
     text = (
         '{"facts": [{"text": "A", "sources": ["m1"], "importance": 1}, {"text": "B", "sources": ["m'
     )
-    openai_server.queue(Reply(text, finish_reason="length"))
+    full = '{"facts": [{"text": "A", "sources": ["m1"], "importance": 1}]}'
+    openai_server.queue(Reply(text, finish_reason="length"), full)
     reply = ask_json(llm, [{"role": "user", "content": "x"}], SCHEMA)
-    assert reply.value == {"facts": [{"text": "A", "sources": ["m1"], "importance": 1}]}
-    assert reply.repaired == "truncated"
-    assert reply.completion.finish_reason == "length"
+    assert reply.value == json.loads(full) and reply.attempts == 2
+    retry = openai_server.chat_requests[1].json["messages"][-1]["content"]
+    assert "cut off at the length limit" in retry
+
+
+def test_cut_off_reply_raises_when_asked(llm, openai_server):
+    from lightmem_core.llm.structured import TruncatedReplyError
+
+    text = '{"facts": [{"text": "A", "sources": ["m1"], "importance": 1}, {"text": "B"'
+    openai_server.queue(text)  # no finish_reason: recognised because the repair had to close it
+    with pytest.raises(TruncatedReplyError) as info:
+        ask_json(llm, [{"role": "user", "content": "x"}], SCHEMA, on_truncated="raise")
+    assert info.value.value == {"facts": [{"text": "A", "sources": ["m1"], "importance": 1}]}
+    assert len(openai_server.chat_requests) == 1
 
 
 def test_transport_errors_are_not_retried_here(llm, openai_server):

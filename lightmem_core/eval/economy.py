@@ -150,6 +150,17 @@ def _prompt(body: Mapping[str, Any]) -> str:
     )
 
 
+def _unquote(text: str) -> str:
+    """A JSON-quoted message text or speaker name as plain text (other text unchanged)."""
+    if text.startswith('"'):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return text
+        return " ".join(str(value).split())
+    return text
+
+
 def scripted_responder(body: Mapping[str, Any]) -> str:
     """Answer LightMem's requests the way a competent, conservative model would.
 
@@ -179,10 +190,10 @@ def scripted_responder(body: Mapping[str, Any]) -> str:
             continue
         match = _LINE.match(line.strip()) if line.startswith("[") else None
         if match:
-            speaker = _ROLE.sub("", match.group(2)).strip()
+            speaker = _unquote(_ROLE.sub("", match.group(2)).strip())
             facts.append(
                 {
-                    "text": f"{speaker}: {match.group(3).strip()}",
+                    "text": f"{speaker}: {_unquote(match.group(3).strip())}",
                     "sources": [match.group(1)],
                     "importance": 0.8,
                 }

@@ -6,7 +6,8 @@ API::
                   extract_threshold, prompts=None, max_attempts=3, max_tokens=None,
                   relations=False)
         -> ExtractionResult(facts: list[ExtractedFact], raw: str, attempts: int,
-                            below_threshold: int, unsourced: int)
+                            below_threshold: int, unsourced: int, unextracted: tuple[str, ...],
+                            error: str)
     ExtractedFact(text, source_message_ids, time_stamp, speaker_id, speaker_name, topic_id,
                   importance, keywords, entities, category, topic_summary, relations)
     ExtractedRelation(subject, relation, object, single)
@@ -18,9 +19,12 @@ API::
 
 How the batch is shown: every message whose role ``messages_use`` admits (``user_only``: user,
 ``assistant_only``: assistant, ``hybrid``: both; other roles never) gets a short id ``m1``,
-``m2``, ... in batch order and one line ``[m3] 2023-05-20 (Sat) 02:21, Alice (user): text``
-under the header of its topic segment (``Topic t1``). Segments left with no admitted message
-are not shown; if no message is admitted at all, no call is made and the result is empty.
+``m2``, ... in batch order and one line ``[m3] 2023-05-20 (Sat) 02:21, Alice (user): "text"``
+under the header of its topic segment (``Topic t1``). The text is a JSON string (and a speaker
+name with unusual characters too), so a message cannot break out of its line, and the prompt
+tells the model that message texts are data, never instructions. Segments left with no
+admitted message are not shown; if no message is admitted at all, no call is made and the
+result is empty.
 
 What comes back: a JSON object ``{"topics": [...], "facts": [...]}``, each fact with its text,
 the short ids of its source messages and an importance score. The schema sent to the LLM
@@ -45,6 +49,10 @@ the schema without ids, so other spellings still reach the mapping. Mapping back
 - Facts with the same text (ignoring case and spacing) are merged: sources united, highest
   importance kept.
 
+An answer cut at the token limit is never used: the batch is halved and each part extracted
+on its own (see :func:`extract_facts`); messages no part could extract are returned in
+``unextracted`` and stay pending.
+
 If every returned fact cites only unknown ids, the answer is asked again with that feedback;
 if the last answer still cites none, all its facts are dropped as unsourced (the result is
 empty, not an error). A reply that is not JSON of the schema after ``max_attempts`` calls raises
@@ -54,6 +62,7 @@ empty, not an error). A reply that is not JSON of the schema after ``max_attempt
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import math
 import re
@@ -64,7 +73,7 @@ import attrs
 from lightmem_hookspecs import Message, Segment
 
 from .prompts import Prompts
-from .structured import StructuredOutputError, ask_json, validate
+from .structured import StructuredOutputError, TruncatedReplyError, ask_json, validate
 
 log = logging.getLogger("lightmem")
 
@@ -131,6 +140,8 @@ class ExtractionResult:
     """The kept facts of one batch, the raw reply, and what was dropped.
 
     ``attempts`` is the number of LLM calls made (0: no message was admitted, nothing asked).
+    ``unextracted`` lists the ids of messages whose facts could not be extracted (their part's
+    answer was cut or failed, see :func:`extract_facts`); ``error`` says why.
     """
 
     facts: list[ExtractedFact]
@@ -138,6 +149,8 @@ class ExtractionResult:
     attempts: int = 0
     below_threshold: int = 0
     unsourced: int = 0
+    unextracted: tuple[str, ...] = ()
+    error: str = ""
 
 
 @attrs.frozen
@@ -161,9 +174,17 @@ def _time(ts: _dt.datetime | None) -> str:
     return ts.strftime("%Y-%m-%d (%a) %H:%M") if ts is not None else "time unknown"
 
 
+_PLAIN_NAME = re.compile(r"^[\w][\w .'-]{0,99}$")
+
+
 def _speaker(message: Message) -> str:
+    """``Alice (user)``; a name with other characters is JSON-quoted so it cannot imitate the
+    line's structure."""
     name = message.speaker_name or message.speaker_id
-    return f"{name} ({message.role})" if name else message.role
+    if not name:
+        return message.role
+    shown = name if _PLAIN_NAME.match(name) else json.dumps(name, ensure_ascii=False)
+    return f"{shown} ({message.role})"
 
 
 def render_conversation(segments: Sequence[Segment], roles: Sequence[str]) -> RenderedBatch:
@@ -183,7 +204,8 @@ def render_conversation(segments: Sequence[Segment], roles: Sequence[str]) -> Re
         for message in admitted:
             short = f"m{len(messages) + 1}"
             messages[short] = _Source(message, len(messages), segment.topic_id, index)
-            content = "\n    ".join(message.content.strip().splitlines()) or "(empty)"
+            # The text is data, JSON-quoted: it cannot end its line or pose as an instruction.
+            content = json.dumps(message.content.strip(), ensure_ascii=False)
             lines.append(f"[{short}] {_time(message.time_stamp)}, {_speaker(message)}: {content}")
     return RenderedBatch("\n".join(lines), messages, topics)
 
@@ -372,6 +394,24 @@ def _check_sources(batch: RenderedBatch) -> Any:
     return check
 
 
+#: How many times a batch whose answer was cut may be halved (at most 2**6 parts).
+MAX_SPLIT_DEPTH = 6
+#: The most answer tokens a single message's extraction is re-asked with after a cut.
+MAX_ANSWER_TOKENS = 16384
+
+
+@attrs.frozen
+class _Settings:
+    llm: Any
+    roles: tuple[str, ...]
+    metadata_generate: bool
+    text_summary: bool
+    extract_threshold: float
+    prompts: Prompts
+    max_attempts: int
+    relations: bool
+
+
 def extract_facts(
     llm: Any,
     segments: Sequence[Segment],
@@ -387,7 +427,13 @@ def extract_facts(
 ) -> ExtractionResult:
     """Extract facts from a batch of topic segments with ONE call to ``llm`` (plus retries).
 
-    See the module documentation for how messages are shown and facts mapped back.
+    An answer cut at the token limit is never used. The batch is halved instead (at topic
+    boundaries where it can, between messages where it must) and each half extracted on its
+    own, up to :data:`MAX_SPLIT_DEPTH` times; a single message whose answer is still cut is
+    asked once more with twice the room (at most :data:`MAX_ANSWER_TOKENS`). Messages whose
+    part could not be extracted are listed in ``ExtractionResult.unextracted`` (with the reason
+    in ``error``): the caller keeps them pending. If no part succeeds, the last error is
+    raised. See the module documentation for how messages are shown and facts mapped back.
     """
     if messages_use not in ROLES_BY_USE:
         raise ValueError(
@@ -398,8 +444,139 @@ def extract_facts(
             f"extract_threshold is the minimum importance (0..1) a fact needs to be kept; "
             f"got {extract_threshold}"
         )
-    prompts = prompts or Prompts()
-    batch = render_conversation(segments, ROLES_BY_USE[messages_use])
+    settings = _Settings(
+        llm=llm,
+        roles=ROLES_BY_USE[messages_use],
+        metadata_generate=metadata_generate,
+        text_summary=text_summary,
+        extract_threshold=extract_threshold,
+        prompts=prompts or Prompts(),
+        max_attempts=max_attempts,
+        relations=relations,
+    )
+    whole = render_conversation(segments, settings.roles)
+    if not whole.messages:
+        return ExtractionResult(facts=[])
+    parts, missing, errors = _extract_parts(settings, list(segments), max_tokens, depth=0)
+    if not parts:
+        raise errors[-1]
+    order = {s.message.id: s.position for s in whole.messages.values()}
+    facts: dict[str, ExtractedFact] = {}
+    for part in parts:
+        for fact in part.facts:
+            key = fact.text.lower()
+            facts[key] = _merge(facts[key], fact, order) if key in facts else fact
+    return ExtractionResult(
+        facts=list(facts.values()),
+        raw=parts[-1].raw,
+        attempts=sum(p.attempts for p in parts)
+        + sum(e.attempts for e in errors if isinstance(e, StructuredOutputError)),
+        below_threshold=sum(p.below_threshold for p in parts),
+        unsourced=sum(p.unsourced for p in parts),
+        unextracted=tuple(missing),
+        error="; ".join(dict.fromkeys(str(e) for e in errors))[:2000] if missing else "",
+    )
+
+
+def _admitted(segments: Sequence[Segment], roles: Sequence[str]) -> list[str]:
+    return [m.id for s in segments for m in s.messages if m.role in roles]
+
+
+def _halves(segments: Sequence[Segment], roles: Sequence[str]) -> list[list[Segment]] | None:
+    """Two parts with about half the admitted messages each, cut at a topic boundary when one
+    lies near the middle, else between messages; ``None`` for a single admitted message."""
+    flat = [(i, m) for i, s in enumerate(segments) for m in s.messages]
+    admitted = [k for k, (_, m) in enumerate(flat) if m.role in roles]
+    if len(admitted) < 2:
+        return None
+    cut = admitted[len(admitted) // 2]
+    boundaries = [
+        k
+        for k in range(1, len(flat))
+        if flat[k][0] != flat[k - 1][0] and admitted[0] < k <= admitted[-1]
+    ]
+
+    def imbalance(k: int) -> float:
+        return abs(sum(a < k for a in admitted) - len(admitted) / 2)
+
+    near = [k for k in boundaries if imbalance(k) <= max(1, len(admitted) // 4)]
+    if near:
+        cut = min(near, key=imbalance)
+
+    def regroup(items: list[tuple[int, Message]]) -> list[Segment]:
+        out: list[Segment] = []
+        last = None
+        for index, message in items:
+            if out and index == last:
+                out[-1] = Segment(out[-1].topic_id, (*out[-1].messages, message))
+            else:
+                out.append(Segment(segments[index].topic_id, (message,)))
+            last = index
+        return out
+
+    return [regroup(flat[:cut]), regroup(flat[cut:])]
+
+
+def _configured_limit(llm: Any) -> int:
+    """The answer-token limit the backend is configured with, if it says (0: unknown)."""
+    for obj in (llm, getattr(llm, "backend", None)):
+        options = getattr(obj, "options", None)
+        value = getattr(options, "max_tokens", None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 0
+
+
+def _extract_parts(
+    settings: _Settings, segments: list[Segment], max_tokens: int | None, depth: int
+) -> tuple[list[ExtractionResult], list[str], list[Exception]]:
+    """(results of the parts that succeeded, ids of admitted messages left unextracted,
+    errors met). A failure of the whole (unsplit) batch is raised by the caller."""
+    try:
+        return [_extract_once(settings, segments, max_tokens)], [], []
+    except TruncatedReplyError as cut:
+        halves = _halves(segments, settings.roles) if depth < MAX_SPLIT_DEPTH else None
+        if halves is None:
+            limit = max(cut.completion_tokens, max_tokens or _configured_limit(settings.llm))
+            room = min(MAX_ANSWER_TOKENS, 2 * limit)
+            if room > limit:
+                log.info("extraction: the answer was cut; asking again with %d tokens", room)
+                try:
+                    return [_extract_once(settings, segments, room)], [], []
+                except Exception as again:
+                    return [], _admitted(segments, settings.roles), [again]
+            return [], _admitted(segments, settings.roles), [cut]
+        log.info(
+            "extraction: the answer for %d messages was cut at the token limit; extracting "
+            "them in two parts",
+            len(_admitted(segments, settings.roles)),
+        )
+        parts: list[ExtractionResult] = []
+        missing: list[str] = []
+        errors: list[Exception] = [cut]
+        for half in halves:
+            try:
+                p, m, e = _extract_parts(settings, half, max_tokens, depth + 1)
+            except Exception as exc:  # this part stays pending; the others are kept
+                p, m, e = [], _admitted(half, settings.roles), [exc]
+            parts += p
+            missing += m
+            errors += e
+        return parts, missing, errors
+    except Exception as exc:
+        if depth == 0:
+            raise
+        return [], _admitted(segments, settings.roles), [exc]
+
+
+def _extract_once(
+    settings: _Settings, segments: Sequence[Segment], max_tokens: int | None
+) -> ExtractionResult:
+    """One extraction call (plus retries for unusable replies); a cut answer raises
+    :class:`TruncatedReplyError`."""
+    metadata_generate, text_summary = settings.metadata_generate, settings.text_summary
+    relations, prompts = settings.relations, settings.prompts
+    batch = render_conversation(segments, settings.roles)
     if not batch.messages:
         return ExtractionResult(facts=[])
     schema = extraction_schema(
@@ -418,12 +595,12 @@ def extract_facts(
     ]
     try:
         reply = ask_json(
-            llm,
+            settings.llm,
             request,
             schema,
             prompts=prompts,
             check=_check_sources(batch),
-            max_attempts=max_attempts,
+            max_attempts=settings.max_attempts,
             max_tokens=max_tokens,
             what="extraction",
             request_schema=extraction_schema(
@@ -433,8 +610,11 @@ def extract_facts(
                 topic_ids=list(batch.topics),
                 relations=relations,
             ),
+            on_truncated="raise",
         )
         value, raw, attempts = reply.value, reply.raw, reply.attempts
+    except TruncatedReplyError:
+        raise
     except StructuredOutputError as exc:
         if exc.value is None or validate(exc.value, schema):
             raise
@@ -449,6 +629,7 @@ def extract_facts(
             if short in batch.topics and summary and batch.topics[short] not in summaries:
                 summaries[batch.topics[short]] = summary
 
+    order = {s.message.id: s.position for s in batch.messages.values()}
     facts: dict[str, ExtractedFact] = {}
     below = unsourced = 0
     for item in value.get("facts") or []:
@@ -458,7 +639,7 @@ def extract_facts(
             unsourced += 1
             continue
         importance = _importance(item.get("importance"))
-        if importance < extract_threshold:
+        if importance < settings.extract_threshold:
             below += 1
             continue
         first = sources[0]
@@ -479,7 +660,7 @@ def extract_facts(
             relations=_relations(item.get("relations")) if relations else (),
         )
         key = text.lower()
-        facts[key] = _merge(facts[key], fact, batch) if key in facts else fact
+        facts[key] = _merge(facts[key], fact, order) if key in facts else fact
     return ExtractionResult(
         facts=list(facts.values()),
         raw=raw,
@@ -489,8 +670,7 @@ def extract_facts(
     )
 
 
-def _merge(kept: ExtractedFact, dup: ExtractedFact, batch: RenderedBatch) -> ExtractedFact:
-    order = {s.message.id: s.position for s in batch.messages.values()}
+def _merge(kept: ExtractedFact, dup: ExtractedFact, order: Mapping[str, int]) -> ExtractedFact:
     ids = sorted(set(kept.source_message_ids) | set(dup.source_message_ids), key=order.__getitem__)
     if ids[0] != kept.source_message_ids[0]:
         kept, dup = dup, kept

@@ -29,6 +29,13 @@ need and that cannot change meaning: a numeric string for a number, a number for
 enum value in other letter case, properties the schema forbids are dropped, and a bare list
 for an object whose only required property is that list is wrapped.
 
+**Cut answers are never accepted**: a reply the backend reports as cut at its token limit
+(``finish_reason: "length"``), or one that could only be parsed by closing it early, is an
+incomplete answer. :func:`ask_json` either treats it as unusable and asks again with the
+feedback "answer more briefly" (``on_truncated="retry"``, the default) or raises
+:class:`TruncatedReplyError` at once (``on_truncated="raise"``) so the caller can split the work
+or ask with more room; the parsed items it did hold are never returned as the answer.
+
 **Retries** (:func:`ask_json`): up to ``max_attempts`` calls. After an unusable reply the next
 call repeats the original messages plus one feedback turn (the rejected reply if it is short,
 and the ``retry`` prompt with the problems), so the feedback never accumulates. Transport errors
@@ -49,7 +56,7 @@ from typing import Any
 import attrs
 from lightmem_hookspecs import Completion
 
-from ..errors import ExtractionError
+from ..errors import ExtractionError, TruncatedAnswerError
 from .prompts import Prompts
 
 log = logging.getLogger("lightmem")
@@ -90,6 +97,17 @@ class StructuredOutputError(ExtractionError):
         self.value = value
         self.problems = list(problems)
         self.attempts = attempts
+
+
+class TruncatedReplyError(StructuredOutputError, TruncatedAnswerError):
+    """The reply was cut at the token limit (or could only be parsed by closing it early).
+
+    ``completion_tokens`` is how many tokens the cut reply used (the limit it ran into).
+    """
+
+    def __init__(self, message: str, *, completion_tokens: int = 0, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.completion_tokens = completion_tokens
 
 
 @attrs.frozen
@@ -443,6 +461,7 @@ def ask_json(
     max_tokens: int | None = None,
     what: str = "answer",
     request_schema: Mapping[str, Any] | None = None,
+    on_truncated: str = "retry",
 ) -> StructuredReply:
     """Ask ``llm`` for JSON fitting ``schema``; repair, validate, and ask again when unusable.
 
@@ -451,11 +470,15 @@ def ask_json(
     sent when it should be stricter than what is accepted (e.g. an ``enum`` of the ids shown,
     which lets a grammar-constrained local model emit only those, while a remote model's
     ``[M3]`` is still accepted and normalised by the caller); default: ``schema``. Raises
-    :class:`StructuredOutputError` after ``max_attempts`` unusable replies. Errors the backend
-    raises propagate unchanged.
+    :class:`StructuredOutputError` after ``max_attempts`` unusable replies. A reply cut at the
+    token limit is never accepted: with ``on_truncated="raise"`` it raises
+    :class:`TruncatedReplyError` at once, with ``"retry"`` it counts as unusable. Errors the
+    backend raises propagate unchanged.
     """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+    if on_truncated not in ("retry", "raise"):
+        raise ValueError(f"on_truncated must be 'retry' or 'raise', got {on_truncated!r}")
     prompts = prompts or Prompts()
     base = [dict(m) for m in messages]
     request = base
@@ -465,17 +488,29 @@ def ask_json(
             request, json_schema=request_schema or schema, max_tokens=max_tokens
         )
         raw = completion.text or ""
-        value = None
+        value, repaired = None, None
         try:
             value, repaired = _parse(raw, schema)
         except JSONRepairError as exc:
             problems = [str(exc)]
-            if completion.finish_reason == "length":
-                problems.append("it was cut off at the length limit: answer more briefly")
         else:
             problems = validate(value, schema)
             if not problems and check is not None:
                 problems = list(check(value))
+        if completion.finish_reason == "length" or repaired == "truncated":
+            if on_truncated == "raise":
+                raise TruncatedReplyError(
+                    f"{what}: the answer was cut at the token limit after "
+                    f"{completion.completion_tokens} tokens (finish_reason "
+                    f"{completion.finish_reason!r}); nothing of it is used",
+                    raw=raw,
+                    value=value,
+                    problems=["the answer was cut at the token limit"],
+                    attempts=attempt,
+                    completion_tokens=completion.completion_tokens,
+                )
+            problems = ["it was cut off at the length limit: answer more briefly", *problems]
+        else:
             if not problems:
                 if repaired:
                     log.debug("%s: reply repaired (%s) on attempt %d", what, repaired, attempt)
