@@ -67,7 +67,7 @@ def test_crash_between_extraction_and_commit_neither_loses_nor_duplicates(
     mem = LightMemory(cfg, host=ref_host)
     original = mem.store.complete_batch
 
-    def crash(batch_id, entries):
+    def crash(batch_id, entries, **kwargs):
         raise KeyboardInterrupt("simulated crash")
 
     monkeypatch.setattr(mem.store, "complete_batch", crash)
