@@ -11,8 +11,11 @@ and :class:`~lightmem_hookspecs.Relation` values and hands them to the configure
 - otherwise the **no-LLM fallback** (:func:`fallback_relations`), from the entry's own text: the
   named entities (runs of capitalised words that are not sentence-initial function words),
   dates (``7 May 2023``, ``May 2023``, ``2022``) and numbers with their unit (``3 kids``) it
-  contains. The speaker ``mentions`` each of them and each pair of them ``co_occurs_with`` in
-  that entry (at most :data:`MAX_FALLBACK_ITEMS` items per entry). None of these is exclusive.
+  contains: each pair of them ``co_occurs_with`` in that entry (at most
+  :data:`MAX_FALLBACK_ITEMS` items per entry), none exclusive. The speaker is left out: a
+  speaker is named by most questions and linked to most entries, so walking from them ranks
+  entries by recency rather than by the question (on the LoCoMo development split, linking the
+  speaker lowered single-hop recall; see docs/graph.md).
 
 **Entity dedup.** Names are compared after :func:`~lightmem_hookspecs.normalize_name`; a name
 that matches a stored entity's name or alias in the same scope becomes that entity. A new name
@@ -400,9 +403,6 @@ def fallback_relations(entry: MemoryEntry) -> list[Triple]:
         items.pop(normalize_name(speaker), None)
     chosen = [m for key, m in items.items() if key][:MAX_FALLBACK_ITEMS]
     triples = []
-    if speaker:
-        who = Mention(speaker, "person")
-        triples += [Triple(who, "mentions", m, fact=text) for m in chosen]
     for i, first in enumerate(chosen):
         for second in chosen[i + 1 :]:
             triples.append(Triple(first, "co_occurs_with", second, fact=text))
