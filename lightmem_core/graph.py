@@ -33,7 +33,7 @@ relation validity (a relation valid at some time in the range counts, "where did
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -361,40 +361,61 @@ def number_mentions(text: str) -> list[str]:
     return [f"{m.group(1).lower()} {m.group(2).lower()}" for m in _NUMBER.finditer(text)]
 
 
-def name_mentions(text: str) -> list[str]:
-    """Runs of capitalised words that are names, not sentence starters or function words."""
+def name_mentions(text: str, known: Collection[str] = ()) -> list[str]:
+    """Runs of capitalised words that are names, not sentence starters or function words.
+
+    A single capitalised word that starts a sentence ("Keep", "Sounds", "Gina") counts only if
+    the text also capitalises it mid-sentence or its normalised form is in ``known`` (names
+    already seen mid-sentence); words with a contraction ("You're") never count.
+    """
     found = []
+    mid_sentence: set[str] = set()
+    candidates = []
     for m in _CAPITALISED.finditer(text):
         span = m.group(0).strip(" -&'\u2019")
         words = span.split()
         while words and words[0].lower().strip("'\u2019") in _NOT_NAMES:
             words.pop(0)
-        while words and words[-1].lower() in ("of", "the", "and", "for", "&", "de", "la"):
+        while words and words[-1].lower() in ("of", "the", "for", "de", "la"):
             words.pop()
         if not words:
             continue
         span = re.sub(r"['\u2019]s$", "", " ".join(words))
         if span.lower() in _NOT_NAMES or span.lower() in _MONTHS or len(span) < 2:
             continue
-        starts_sentence = m.start() == 0 or bool(_SENTENCE_END.search(text[: m.start()]))
-        if (
-            starts_sentence
-            and len(words) == 1
-            and span == m.group(0)
-            and span.lower() in _STOP_NGRAM
-        ):
+        if re.search(r"['\u2019]", span):
+            continue
+        starts = m.start() == 0 or bool(_SENTENCE_END.search(text[: m.start()]))
+        single_opener = starts and len(words) == 1 and span == m.group(0).strip(" -&'\u2019")
+        if not starts:
+            mid_sentence.add(span)
+        candidates.append((span, single_opener))
+    for span, single_opener in candidates:
+        if single_opener and span not in mid_sentence and normalize_name(span) not in known:
             continue
         found.append(span)
     return found
 
 
-def fallback_relations(entry: MemoryEntry) -> list[Triple]:
-    """The no-LLM relations of ``entry`` (see the module documentation)."""
+def opener_mentions(text: str) -> list[str]:
+    """The sentence-opening single words :func:`name_mentions` left out for lack of evidence."""
+    kept = set(name_mentions(text))
+    return [w for w in name_mentions(text, known=_Everything()) if w not in kept and " " not in w]
+
+
+class _Everything:
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+def fallback_relations(entry: MemoryEntry, known: Collection[str] = ()) -> list[Triple]:
+    """The no-LLM relations of ``entry`` (see the module documentation); ``known``: normalised
+    names a sentence-opening word may be (see :func:`name_mentions`)."""
     text = entry.memory
     items: dict[str, Mention] = {}
     for name in date_mentions(text):
         items.setdefault(normalize_name(name), Mention(name, "date"))
-    for name in name_mentions(_DATE.sub(" ", text)):
+    for name in name_mentions(_DATE.sub(" ", text), known):
         items.setdefault(normalize_name(name), Mention(name, "thing"))
     for name in number_mentions(text):
         items.setdefault(normalize_name(name), Mention(name, "number"))
@@ -446,17 +467,45 @@ class GraphBuilder:
         self.settings = settings or GraphSettings()
         self._vectors: dict[Scope, dict[str, tuple[Entity, Sequence[float]]]] = {}
 
-    def triples(self, entry: MemoryEntry) -> list[Triple]:
+    def triples(self, entry: MemoryEntry, known: Collection[str] = ()) -> list[Triple]:
         found = llm_relations(entry)
         if found is None:
-            found = fallback_relations(entry) if self.settings.fallback else []
+            found = fallback_relations(entry, known) if self.settings.fallback else []
         return found
+
+    def _known_openers(self, entries: Sequence[MemoryEntry]) -> dict[Scope, set[str]]:
+        """Per scope, the sentence-opening words of ``entries`` that are names: seen
+        mid-sentence in this batch, or already an entity of the graph."""
+        if not self.settings.fallback:
+            return {}
+        openers: dict[Scope, set[str]] = {}
+        named: dict[Scope, set[str]] = {}
+        for entry in entries:
+            if llm_relations(entry) is not None:
+                continue
+            text = _DATE.sub(" ", entry.memory)
+            words = openers.setdefault(entry.scope, set())
+            words.update(normalize_name(w) for w in opener_mentions(text))
+            named.setdefault(entry.scope, set()).update(
+                normalize_name(n) for n in name_mentions(text)
+            )
+        known: dict[Scope, set[str]] = {}
+        for scope, words in openers.items():
+            found = named.get(scope, set()) & words
+            rest = words - found
+            if rest:
+                for entity in self.graph.resolve(sorted(rest), filter=_scope_filter(scope)):
+                    if entity.scope == scope:
+                        found |= set(entity.names()) & rest
+            known[scope] = found
+        return known
 
     def index(self, entries: Sequence[MemoryEntry]) -> int:
         """Index ``entries`` (replacing what the graph had for them); returns relations stored."""
         if not entries:
             return 0
-        per_entry = [(entry, self.triples(entry)) for entry in entries]
+        known = self._known_openers(entries)
+        per_entry = [(entry, self.triples(entry, known.get(entry.scope, ()))) for entry in entries]
         resolved = self._resolve(per_entry)
         entities: dict[str, Entity] = {}
         relations: dict[str, Relation] = {}

@@ -120,8 +120,8 @@ def test_similar_names_become_aliases_with_an_embedder(tmp_path):
 def test_entities_never_cross_scopes():
     graph = MemoryGraph()
     builder = GraphBuilder(graph, embedder=HashEmbedder(64))
-    builder.index([entry(1, "Alice met Bob in Paris.", scope=ALICE)])
-    builder.index([entry(2, "Alice met Bob in Paris.", scope=BOB)])
+    builder.index([entry(1, "I saw Alice meet Bob in Paris.", scope=ALICE)])
+    builder.index([entry(2, "I saw Alice meet Bob in Paris.", scope=BOB)])
     assert {e.scope for e in graph.entities()} == {ALICE, BOB}
     assert len(graph.entities()) == 6
     for r in graph.relations():
@@ -310,3 +310,14 @@ def test_exports_carry_every_entity_and_relation():
         d.text for e in edges for d in e.findall("g:data", ns) if d.get("key") == "e_relation"
     }
     assert labels == {"lives_in", "friend_of", "works_at"}
+
+
+def test_a_sentence_opener_is_a_name_only_with_evidence():
+    graph = MemoryGraph()
+    builder = GraphBuilder(graph)
+    builder.index([entry(1, "Keep going! Gina opened a store in Paris.")])
+    assert {e.name for e in graph.entities()} == set(), "Paris alone links nothing"
+    builder.index([entry(2, "I met Gina in Rome."), entry(3, "Gina loves Paris. Sounds fun!")])
+    assert {e.name for e in graph.entities()} == {"Gina", "Rome", "Paris"}
+    builder.index([entry(4, "Gina went to Lisbon.")])
+    assert "Lisbon" in {e.name for e in graph.entities()}, "Gina is known by now"

@@ -190,6 +190,43 @@ def usable(relation: Relation, filter: SearchFilter | None, validity: Validity |
     return validity is None or validity.admits(relation)
 
 
+def usable_check(
+    filter: SearchFilter | None, validity: Validity | None
+) -> Callable[[Relation], bool]:
+    """:func:`usable` with ``filter`` and ``validity`` fixed, compiled once for a whole walk."""
+    f = filter or SearchFilter()
+    wanted = [(k, getattr(f, k)) for k in ("user_id", "agent_id", "run_id")]
+    scope = [(k, v) for k, v in wanted if v is not None]
+    lower = [(b, strict) for b, strict in ((f.time_gt, True), (f.time_gte, False)) if b is not None]
+    upper = [(b, strict) for b, strict in ((f.time_lt, True), (f.time_lte, False)) if b is not None]
+    excluded, speaker, topic = f.exclude_ids, f.speaker, f.topic_id
+    admits = None if validity is None or validity == Validity() else validity.admits
+
+    def check(rel: Relation) -> bool:
+        if excluded and rel.entry_id in excluded:
+            return False
+        for key, wanted in scope:
+            if getattr(rel.scope, key) != wanted:
+                return False
+        if speaker is not None and rel.speaker != speaker:
+            return False
+        if topic is not None and rel.topic_id != topic:
+            return False
+        if lower or upper:
+            ts = rel.valid_from
+            if ts is None:
+                return False
+            for bound, strict in lower:
+                if not (ts > bound if strict else ts >= bound):
+                    return False
+            for bound, strict in upper:
+                if not (ts < bound if strict else ts <= bound):
+                    return False
+        return admits is None or admits(rel)
+
+    return check
+
+
 def scope_matches(scope: Scope, filter: SearchFilter | None) -> bool:
     """Whether an entity of ``scope`` passes the scope fields of ``filter`` (exact equality)."""
     if filter is None:
@@ -267,12 +304,17 @@ def walk(
     fan_out: int,
     filter: SearchFilter | None = None,
     validity: Validity | None = None,
+    ordered: bool = False,
 ) -> list[GraphHit]:
     """The bounded walk every backend's ``search`` returns the result of.
 
     ``relations_of(entity_ids)`` gives every stored relation touching each entity (either
-    direction). From each seed, breadth first up to ``hops`` relations deep, every entity
-    reached follows at most ``fan_out`` of its :func:`usable` relations not yet taken, in
+    direction); with ``ordered`` it gives them in :func:`fan_out_order` already, and the walk
+    reads only as many as it takes (a backend that keeps adjacency sorted saves the sort of a
+    hub's relations on every visit).
+
+    From each seed, breadth first up to ``hops`` relations deep, every entity reached follows
+    at most ``fan_out`` of its :func:`usable` relations not yet taken, in
     :func:`fan_out_order`. A relation taken at depth ``d`` (1 = touching the seed) gives its
     entry ``1 / d`` for that seed, the best depth per seed counting; an entry's score is the sum
     over seeds. Results: best score first, then the newest relation, then entry id; at most
@@ -282,6 +324,7 @@ def walk(
     if limit < 1 or hops < 1 or fan_out < 1:
         return []
     best: dict[str, dict[str, tuple[float, tuple[Relation, ...]]]] = {}
+    passes = usable_check(filter, validity)
     for seed in dict.fromkeys(seeds):
         visited = {seed}
         taken: set[str] = set()
@@ -290,14 +333,15 @@ def walk(
             touching = relations_of([e for e, _ in frontier])
             following: list[tuple[str, tuple[Relation, ...]]] = []
             for entity, path in frontier:
-                options = sorted(
-                    (
-                        r
-                        for r in touching.get(entity, ())
-                        if r.id not in taken and usable(r, filter, validity)
-                    ),
-                    key=fan_out_order,
-                )[:fan_out]
+                candidates = touching.get(entity, ())
+                if not ordered:
+                    candidates = sorted(candidates, key=fan_out_order)
+                options: list[Relation] = []
+                for r in candidates:
+                    if r.id not in taken and passes(r):
+                        options.append(r)
+                        if len(options) == fan_out:
+                            break
                 for rel in options:
                     taken.add(rel.id)
                     route = (*path, rel)

@@ -102,6 +102,7 @@ class NetworkxGraph:
         self.groups: dict[tuple[Any, ...], set[str]] = {}
         self.names: dict[str, set[str]] = {}
         self.entries: set[str] = set()
+        self._adjacent: dict[str, list[Relation]] = {}
         if self._db is None:
             return
         for eid, name, user, agent, run, aliases, kind in self._db.execute(
@@ -136,6 +137,8 @@ class NetworkxGraph:
     def _put_relation(self, rel: Relation) -> None:
         if rel.id in self.rels:
             self._drop_relation(rel.id)
+        self._adjacent.pop(rel.subject, None)
+        self._adjacent.pop(rel.object, None)
         self.rels[rel.id] = rel
         self.graph.add_edge(rel.subject, rel.object, key=rel.id, relation=rel)
         self.by_entry.setdefault(rel.entry_id, set()).add(rel.id)
@@ -144,6 +147,8 @@ class NetworkxGraph:
 
     def _drop_relation(self, rel_id: str) -> Relation:
         rel = self.rels.pop(rel_id)
+        self._adjacent.pop(rel.subject, None)
+        self._adjacent.pop(rel.object, None)
         self.graph.remove_edge(rel.subject, rel.object, key=rel_id)
         ids = self.by_entry[rel.entry_id]
         ids.discard(rel_id)
@@ -314,16 +319,23 @@ class NetworkxGraph:
             return [r for r in pool if g.usable(r, filter, validity)]
 
     def _touching(self, entity_ids: Sequence[str]) -> dict[str, list[Relation]]:
+        """Each entity's relations, both directions, in ``fan_out_order`` (cached per entity)."""
         out: dict[str, list[Relation]] = {}
         for entity in entity_ids:
-            if entity not in self.graph:
-                out[entity] = []
-                continue
-            found = [d["relation"] for _, _, d in self.graph.out_edges(entity, data=True)]
-            found += [
-                d["relation"] for u, _, d in self.graph.in_edges(entity, data=True) if u != entity
-            ]
-            out[entity] = found
+            cached = self._adjacent.get(entity)
+            if cached is None:
+                if entity in self.graph:
+                    found = [d["relation"] for _, _, d in self.graph.out_edges(entity, data=True)]
+                    found += [
+                        d["relation"]
+                        for u, _, d in self.graph.in_edges(entity, data=True)
+                        if u != entity
+                    ]
+                    cached = sorted(found, key=g.fan_out_order)
+                    self._adjacent[entity] = cached
+                else:
+                    cached = []
+            out[entity] = cached
         return out
 
     def search(
@@ -345,6 +357,7 @@ class NetworkxGraph:
                 fan_out=fan_out,
                 filter=filter,
                 validity=validity,
+                ordered=True,
             )
 
     def count(self) -> int:
