@@ -27,6 +27,7 @@ from lightmem_hookspecs import (
 )
 
 from .backends import Backends, UsageBook, current_operation
+from .buildchecks import check_embedding_dims
 from .config import LightMemConfig, load_config_file, validate
 from .errors import (
     BackendError,
@@ -40,9 +41,9 @@ from .indexing import index_text, message_context, vector_text
 from .messages import count_tokens, normalize_messages
 from .owner import claim_memory_dir
 from .plugins import PluginHost
-from .queries import build_filter, check_limit, check_query, in_scope, query_scope
+from .queries import build_filter, check_entry_id, check_limit, check_query, in_scope, query_scope
 from .retry import BatchRetrier, retry_time
-from .scope import is_unscoped, make_scope, scope_key
+from .scope import check_text, is_unscoped, make_scope, scope_key
 from .store import JournalRow, RecordStore, entry_payload
 
 log = logging.getLogger("lightmem")
@@ -102,10 +103,14 @@ class LightMemory:
             self.store = RecordStore(self.config.db_path)
             self._book = UsageBook(self.store.add_usage)
             self.backends = Backends(self.config, resolved, self.host, self._book)
+            check_embedding_dims(self.config, self.backends)
             self._retrier = BatchRetrier(
                 self.store, self._process_batch, background=self.config.background_retry
             )
         except BaseException:
+            store = getattr(self, "store", None)
+            if store is not None:
+                store.close()
             self._owner.release()
             raise
         self._lock = threading.RLock()
@@ -660,7 +665,7 @@ class LightMemory:
     # -- entries (mem0-style API) ----------------------------------------------------------
 
     def get(self, entry_id: str) -> MemoryEntry | None:
-        return self.store.get_entry(entry_id)
+        return self.store.get_entry(check_entry_id(entry_id))
 
     def get_all(
         self,
@@ -674,13 +679,17 @@ class LightMemory:
         return self.store.entries(status=None if include_inactive else "active", scope=scope)
 
     def history(self, entry_id: str | None = None) -> list[dict[str, Any]]:
-        return self.store.history(entry_id)
+        return self.store.history(None if entry_id is None else check_entry_id(entry_id))
 
     def update(
         self, entry_id: str, memory: str, reason: str = "updated by the application"
     ) -> MemoryEntry:
         if not isinstance(memory, str) or not memory.strip():
             raise InputError("memory: expected a non-empty string")
+        check_text(memory, "memory")
+        if not isinstance(reason, str):
+            raise InputError(f"reason: expected a string, got {type(reason).__name__}")
+        check_text(reason, "reason")
         with self._lock:
             self._open_indexes()
             old = self._require_active(entry_id)
@@ -690,6 +699,9 @@ class LightMemory:
             return entry
 
     def delete(self, entry_id: str, reason: str = "deleted by the application") -> None:
+        if not isinstance(reason, str):
+            raise InputError(f"reason: expected a string, got {type(reason).__name__}")
+        check_text(reason, "reason")
         with self._lock:
             self._open_indexes()
             old = self._require_active(entry_id)
@@ -698,7 +710,7 @@ class LightMemory:
             self.host.entries_changed([EntryChange(entry_id, "delete", old.memory, None, reason)])
 
     def _require_active(self, entry_id: str) -> MemoryEntry:
-        entry = self.store.get_entry(entry_id)
+        entry = self.store.get_entry(check_entry_id(entry_id))
         if entry is None:
             raise InputError(f"entry {entry_id!r} does not exist")
         if entry.status != "active":

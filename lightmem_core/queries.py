@@ -38,6 +38,12 @@ def check_query(query: Any) -> str:
     return check_text(query, "query")
 
 
+def check_entry_id(entry_id: Any, where: str = "entry_id") -> str:
+    if not isinstance(entry_id, str) or not entry_id:
+        raise InputError(f"{where}: expected an entry id string, got {type(entry_id).__name__}")
+    return check_text(entry_id, where)
+
+
 def check_limit(limit: Any) -> int:
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
         raise InputError(f"limit: expected an integer from 1 to {MAX_LIMIT}, got {limit!r}")

@@ -190,3 +190,36 @@ def test_second_process_is_refused_and_names_the_owner(tmp_path, ref_host):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert out.stdout.split() == ["refused", str(os.getpid())], out.stderr
         assert (tmp_path / "m" / "history.db").stat().st_mtime_ns == before
+
+
+def test_embedding_dims_mismatch_is_refused_when_built(tmp_path, ref_host):
+    pytest.importorskip("lightmem_qdrant")
+    import lightmem_qdrant.plugin as qdrant_plugin
+
+    from lightmem_core.testing import fresh_host
+    from lightmem_core.testing.reference import ReferencePlugin
+
+    host = fresh_host(ReferencePlugin(), qdrant_plugin)
+    config = reference_config(
+        tmp_path / "m",
+        embedding_retriever={"model_name": "qdrant", "configs": {"embedding_model_dims": 3}},
+    )
+    with pytest.raises(ConfigError, match=r"embedding_model_dims: 3.*64"):
+        LightMemory(config, host=host)
+    config["embedding_retriever"]["configs"]["embedding_model_dims"] = 64
+    with LightMemory(config, host=host) as mem:
+        mem.add([{"role": "user", "content": "dims agree"}])
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", "/abs"])
+def test_collection_name_cannot_leave_the_memory_dir(tmp_path, name):
+    pytest.importorskip("lightmem_qdrant")
+    from lightmem_core.plugins import PluginHost
+
+    config = {
+        "memory_dir": str(tmp_path / "m"),
+        "embedding_retriever": {"model_name": "qdrant", "configs": {"collection_name": name}},
+    }
+    with pytest.raises(ConfigError, match="collection_name"):
+        LightMemory(config, host=PluginHost())
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
