@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from lightmem_hookspecs import PROTOCOLS, BackendContext, Completion, Operation, Usage
+import attrs
+from lightmem_hookspecs import (
+    KINDS_BY_NAME,
+    PROTOCOLS,
+    RETRIEVER_KINDS,
+    BackendContext,
+    Completion,
+    ContextRetriever,
+    EmbeddingRetriever,
+    GraphMemory,
+    Operation,
+    PreCompressor,
+    Reranker,
+    TopicSegmenter,
+    Usage,
+)
 
-from .config import LightMemConfig, selected_backends
+from .config import LightMemConfig, describe_chains, retrieval_chain, selected_backends
 from .errors import BackendError, ConfigError, LightMemError
-from .plugins import PluginHost
+from .hookchain import HookChain
 
 log = logging.getLogger("lightmem")
 
@@ -34,13 +50,22 @@ class UsageBook:
 class AccountedEmbedder:
     """A text embedder whose calls run as ``embed`` operations and are counted."""
 
-    def __init__(self, backend: Any, name: str, host: PluginHost, book: UsageBook) -> None:
-        self.backend, self.name, self.host, self.book = backend, name, host, book
+    def __init__(self, backend: Any, name: str, hooks: HookChain, book: UsageBook) -> None:
+        self.backend, self.name, self.hooks, self.book = backend, name, hooks, book
         self.model_name = getattr(backend, "model_name", name)
 
     @property
     def dimension(self) -> int:
         return int(self.backend.dimension)
+
+    def warm_up(self) -> None:
+        """Load the model (outside any timing or accounting)."""
+        self.backend.embed(["warm-up"])
+
+    def close(self) -> None:
+        close = getattr(self.backend, "close", None)
+        if callable(close):
+            close()
 
     def embed(self, texts: Sequence[str]) -> Any:
         import numpy as np
@@ -55,7 +80,7 @@ class AccountedEmbedder:
             op.usage.embedded_texts += len(texts)
             return vectors
 
-        vectors, op = self.host.run_operation("embed", call, backend=self.name, texts=len(texts))
+        vectors, op = self.hooks.run_operation("embed", call, backend=self.name, texts=len(texts))
         self.book.book(op.usage)
         if vectors.shape != (len(texts), self.dimension):
             raise BackendError(
@@ -68,9 +93,14 @@ class AccountedEmbedder:
 class AccountedLLM:
     """A memory manager whose calls run as ``llm.complete`` operations and are counted."""
 
-    def __init__(self, backend: Any, name: str, host: PluginHost, book: UsageBook) -> None:
-        self.backend, self.name, self.host, self.book = backend, name, host, book
+    def __init__(self, backend: Any, name: str, hooks: HookChain, book: UsageBook) -> None:
+        self.backend, self.name, self.hooks, self.book = backend, name, hooks, book
         self.model_name = getattr(backend, "model_name", name)
+
+    def close(self) -> None:
+        close = getattr(self.backend, "close", None)
+        if callable(close):
+            close()
 
     def complete(
         self,
@@ -96,7 +126,7 @@ class AccountedLLM:
             return result
 
         try:
-            result, op = self.host.run_operation("llm.complete", call, backend=self.name)
+            result, op = self.hooks.run_operation("llm.complete", call, backend=self.name)
         except Exception:
             self.book.book(Usage(llm_calls=1))
             raise
@@ -104,28 +134,57 @@ class AccountedLLM:
         return result
 
 
+@attrs.frozen
+class Retriever:
+    """A built element of the retrieval chain."""
+
+    label: str
+    kind: str
+    name: str
+    weight: float
+    backend: Any
+    query_by: str  # "vector" or "text"
+
+
 class Backends:
-    """The backends one configuration selects, built on demand through their factories."""
+    """The backends one configuration selects, built on demand through their factories.
+
+    Typed accessors return the built backends by role; ``get(kind)`` stays for factories that
+    ask for another backend through :class:`~lightmem_hookspecs.BackendContext`.
+    """
 
     def __init__(
         self,
         config: LightMemConfig,
         resolved: Mapping[str, tuple[Any, Any]],
-        host: PluginHost,
+        hooks: HookChain,
         book: UsageBook,
     ) -> None:
-        self.config, self.host, self.book = config, host, book
+        self.config, self.hooks, self.book = config, hooks, book
         self._resolved = dict(resolved)
-        self._paths = {kind: [] for kind in PROTOCOLS}  # type: dict[str, list[str]]
+        self._chain = retrieval_chain(config)
+        chain_paths = {e.path for e in self._chain}
+        self._paths: dict[str, list[str]] = {kind: [] for kind in PROTOCOLS}
         for path, kind, _spec in selected_backends(config):
+            if kind in RETRIEVER_KINDS and path not in chain_paths:
+                continue  # validated, not built (e.g. graph_memory with graph_mem off)
             self._paths[kind].append(path)
+        self._labels = {e.path: e.label for e in self._chain}
         self._built: dict[str, Any] = {}
-        self.context = BackendContext(
-            memory_dir=config.memory_dir,
-            precomp_topic_shared=config.precomp_topic_shared,
+        self._shared: dict[str, Any] = {}  # one dict for all factories (precomp_topic_shared)
+        self._lock = threading.Lock()
+
+    def _context(self, path: str) -> BackendContext:
+        return BackendContext(
+            memory_dir=self.config.memory_dir,
+            precomp_topic_shared=self.config.precomp_topic_shared,
+            shared=self._shared,
             get_backend=self.get,
-            settings={"messages_use": config.messages_use},
+            settings={"messages_use": self.config.messages_use},
+            instance=self._labels.get(path, path.removeprefix("$.")),
         )
+
+    # -- names -----------------------------------------------------------------------------
 
     def names(self, kind: str) -> list[str]:
         return [self._resolved[p][0].name for p in self._paths[kind]]
@@ -133,6 +192,12 @@ class Backends:
     def configured(self) -> dict[str, list[str]]:
         """The names of the configured backends, by kind (kinds with none left out)."""
         return {kind: self.names(kind) for kind in PROTOCOLS if self._paths[kind]}
+
+    def chain_description(self) -> dict[str, Any]:
+        """The resolved chains, for ``lightmem config check`` and ``stats``."""
+        return describe_chains(self.config, self._resolved, self.hooks.plugins)
+
+    # -- typed access ----------------------------------------------------------------------
 
     def get(self, kind: str) -> Any:
         """The (first) configured backend of ``kind``, or ``None``."""
@@ -143,12 +208,64 @@ class Backends:
         """Every configured backend of ``kind``, in configuration order."""
         return [self._build(path, kind) for path in self._paths[kind]]
 
+    def text_embedder(self) -> AccountedEmbedder | None:
+        embedder: AccountedEmbedder | None = self.get("text_embedder")
+        return embedder
+
+    def memory_manager(self) -> AccountedLLM | None:
+        llm: AccountedLLM | None = self.get("memory_manager")
+        return llm
+
+    def topic_segmenter(self) -> TopicSegmenter | None:
+        segmenter: TopicSegmenter | None = self.get("topic_segmenter")
+        return segmenter
+
+    def pre_compressors(self) -> list[tuple[str, PreCompressor]]:
+        return list(zip(self.names("pre_compressor"), self.chain("pre_compressor"), strict=True))
+
+    def rerankers(self) -> list[tuple[str, Reranker]]:
+        return list(zip(self.names("reranker"), self.chain("reranker"), strict=True))
+
+    def retrievers(self) -> list[Retriever]:
+        """The retrieval chain's elements, built, in configuration order."""
+        out = []
+        for e in self._chain:
+            backend = self._build(e.path, e.kind)
+            query_by = KINDS_BY_NAME[e.kind].retriever or "text"
+            name = self._resolved[e.path][0].name
+            out.append(Retriever(e.label, e.kind, name, e.weight, backend, query_by))
+        return out
+
+    def vector_indexes(self) -> list[EmbeddingRetriever]:
+        return [self._build(p, "embedding_retriever") for p in self._paths["embedding_retriever"]]
+
+    def vector_index(self) -> EmbeddingRetriever | None:
+        """The first vector store: the one the update passes search for neighbours."""
+        indexes = self.vector_indexes()
+        return indexes[0] if indexes else None
+
+    def text_indexes(self) -> list[ContextRetriever]:
+        return [self._build(p, "context_retriever") for p in self._paths["context_retriever"]]
+
+    def graphs(self) -> list[GraphMemory]:
+        return [self._build(p, "graph_memory") for p in self._paths["graph_memory"]]
+
+    def name_of(self, backend: Any) -> str:
+        """The registered name of a built backend (for operation records)."""
+        for path, built in list(self._built.items()):
+            if built is backend:
+                return str(self._resolved[path][0].name)
+        return type(backend).__name__
+
+    # -- building --------------------------------------------------------------------------
+
     def _build(self, path: str, kind: str) -> Any:
-        if path in self._built:
-            return self._built[path]
+        with self._lock:
+            if path in self._built:
+                return self._built[path]
         registration, options = self._resolved[path]
         try:
-            backend = registration.factory(options, self.context)
+            backend = registration.factory(options, self._context(path))
         except LightMemError:
             raise
         except Exception as exc:
@@ -165,19 +282,21 @@ class Backends:
                 ]
             )
         if kind == "text_embedder":
-            backend = AccountedEmbedder(backend, registration.name, self.host, self.book)
+            backend = AccountedEmbedder(backend, registration.name, self.hooks, self.book)
         elif kind == "memory_manager":
-            backend = AccountedLLM(backend, registration.name, self.host, self.book)
-        self._built[path] = backend
-        return backend
+            backend = AccountedLLM(backend, registration.name, self.hooks, self.book)
+        with self._lock:
+            return self._built.setdefault(path, backend)
 
     def close(self) -> None:
-        for built in self._built.values():
-            backend = getattr(built, "backend", built)  # the plugin's object, not the wrapper
+        """Close every built backend (the LLM client and the embedder too)."""
+        with self._lock:
+            built = list(self._built.values())
+            self._built.clear()
+        for backend in built:
             close = getattr(backend, "close", None)
             if callable(close):
                 try:
                     close()
                 except Exception as exc:
                     log.warning("closing %r failed: %s", backend, exc)
-        self._built.clear()

@@ -63,15 +63,28 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from .config import load_config_file, validate
+    from .config import describe_chains, load_config_file, validate
+    from .hookchain import HookChain
     from .plugins import PluginHost
 
     data = load_config_file(args.file)
-    config, resolved = validate(data, PluginHost(), source=args.file)
+    host = PluginHost()
+    config, resolved = validate(data, host, source=args.file)
+    hooks = HookChain(host, config.hooks, memory_dir=config.memory_dir)
     print(f"{args.file}: OK")
     for path, (registration, _options) in resolved.items():
         print(f"  {path}: {registration.name} (plugin {registration.plugin})")
     print(f"  retrieve_strategy: {config.retrieve_strategy}; memory_dir: {config.memory_dir}")
+    chains = describe_chains(config, resolved, hooks.plugins)
+    retrievers = ", ".join(
+        f"{r['name']}={r['kind']}:{r['backend']} (weight {r['weight']:g})"
+        for r in chains["retrievers"]
+    )
+    print(f"  retrievers: {retrievers or 'none'}")
+    print(f"  fusion: {chains['fusion']['method']} (k {chains['fusion']['k']})")
+    print(f"  rerankers: {' -> '.join(chains['rerankers']) or 'none'}")
+    print(f"  pre_compressors: {' -> '.join(chains['pre_compressors']) or 'none'}")
+    print(f"  hooks: {' -> '.join(chains['hooks']) or 'none'}")
     return 0
 
 
@@ -136,7 +149,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             mem.add_memory([], force_segment=True, force_extract=True, user_id=demo["user"])
         ingest_s = time.perf_counter() - t0
         print(
-            f"ingested {total} messages in {ingest_s:.2f} s ({mem.store.count_entries()} memories)"
+            f"ingested {total} messages in {ingest_s:.2f} s "
+            f"({mem.stats()['entries'].get('active', 0)} memories)"
         )
         for question in demo["questions"]:
             t1 = time.perf_counter()

@@ -6,15 +6,16 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from lightmem_hookspecs import BACKEND_KINDS, RETRIEVER_KINDS
 
-from .errors import BackendNotFoundError, ConfigError, NotImplementedYetError
+from .errors import BackendNotFoundError, ConfigError, DuplicateBackendError, NotImplementedYetError
 
 DEFAULT_MEMORY_DIR = "./lightmem_data"
 
@@ -55,11 +56,6 @@ class BackendSpec:
     configs: dict[str, Any] | None = attrs.field(default=None, repr=_masked_repr)
 
 
-def _positive(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name}: must be > 0, got {value}")
-
-
 def _finite(
     _inst: Any, attribute: attrs.Attribute, value: float, low: float, high: float = math.inf
 ) -> None:
@@ -83,18 +79,92 @@ def _path_text(_inst: Any, attribute: attrs.Attribute, value: str | None) -> Non
         raise ValueError(f"{attribute.name}: cannot be encoded as UTF-8: {value!r}") from None
 
 
+def _positive(_inst: Any, attribute: attrs.Attribute, value: int | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{attribute.name}: must be > 0, got {value}")
+
+
+def _non_negative(inst: Any, attribute: attrs.Attribute, value: float) -> None:
+    _finite(inst, attribute, value, 0.0)
+
+
 @attrs.frozen
 class HybridWeights:
-    """Weights of each signal in reciprocal-rank fusion (``hybrid`` retrieval).
+    """Weights of each signal in reciprocal-rank fusion: the shorthand retrieval chain's weights.
 
     ``rrf_k`` 10 rather than the customary 60: with two signals, agreement near the top should
     count; on the LoCoMo development split it raised evidence recall@10 from 0.667 to 0.722,
     every conversation gaining (docs/evaluation.md).
     """
 
-    embedding: float = attrs.field(default=1.0, validator=lambda i, a, v: _finite(i, a, v, 0.0))
-    context: float = attrs.field(default=1.0, validator=lambda i, a, v: _finite(i, a, v, 0.0))
-    rrf_k: int = attrs.field(default=10, validator=lambda i, a, v: _positive(i, a, v))
+    embedding: float = attrs.field(default=1.0, validator=_non_negative)
+    context: float = attrs.field(default=1.0, validator=_non_negative)
+    graph: float = attrs.field(default=1.0, validator=_non_negative)
+    rrf_k: int = attrs.field(default=10, validator=_positive)
+
+
+@attrs.frozen
+class RetrieverSpec:
+    """One element of the retrieval chain: a backend that can search, with its fusion weight.
+
+    ``kind`` is ``embedding_retriever`` (queried by the query's embedding), ``context_retriever``
+    (queried by text: lexical indexes and third-party retrievers) or ``graph_memory``.
+    ``name`` labels the element's score and rank in each hit (``hit.scores[name]``); by default
+    ``embedding``, ``context`` and ``graph`` for the first of each kind, else the backend name.
+    """
+
+    kind: str
+    model_name: str
+    configs: dict[str, Any] | None = None
+    weight: float = attrs.field(default=1.0, validator=_non_negative)
+    name: str | None = None
+
+    @property
+    def backend(self) -> BackendSpec:
+        return BackendSpec(self.model_name, self.configs)
+
+
+FusionMethod = Literal["rrf", "weighted"]
+
+
+@attrs.frozen
+class FusionSpec:
+    """How the retrievers' ranked lists become one.
+
+    ``rrf``: reciprocal-rank fusion, a hit scores ``sum(weight / (k + rank))``. ``weighted``:
+    each retriever's scores are min-max normalised to [0, 1] over its list, and a hit scores
+    ``sum(weight * normalised score)``. With one retriever the hits keep its own scores.
+    """
+
+    method: FusionMethod = "rrf"
+    k: int = attrs.field(default=10, validator=_positive)
+
+
+@attrs.frozen
+class RetrievalConfig:
+    """The retrieval chain: retrievers with weights, a fusion step, rerankers in order.
+
+    Left out, ``retrievers`` is built from the original keys (``retrieve_strategy``,
+    ``embedding_retriever``, ``context_retriever``, ``graph_mem`` + ``graph_memory``) and
+    ``fusion`` from ``hybrid_weights``. ``pool_size`` is how many hits each retriever returns
+    and the rerankers receive (default ``max(5 * limit, 50)``).
+    """
+
+    retrievers: list[RetrieverSpec] | None = None
+    fusion: FusionSpec | None = None
+    rerankers: list[BackendSpec] | None = None
+    pool_size: int | None = attrs.field(default=None, validator=_positive)
+
+
+@attrs.frozen
+class HookPluginSpec:
+    """A hook plugin the memory runs (by its plugin name) with its own options.
+
+    In the configuration a plain string is the plugin name with no options.
+    """
+
+    plugin: str
+    options: dict[str, Any] | None = None
 
 
 @attrs.frozen
@@ -145,7 +215,9 @@ class LightMemConfig:
     # --- LightMem additions ---
     memory_dir: str = attrs.field(default=DEFAULT_MEMORY_DIR, validator=_path_text)
     graph_memory: BackendSpec | None = None
-    reranker: BackendSpec | None = None
+    reranker: BackendSpec | list[BackendSpec] | None = None
+    retrieval: RetrievalConfig = attrs.field(factory=RetrievalConfig)
+    hooks: list[HookPluginSpec] | Literal["all"] | None = None
     online_update_top_k: int = attrs.field(default=5, validator=_positive)
     online_update_threshold: float = attrs.field(default=0.5, validator=_unit)
     sensory_buffer_tokens: int = attrs.field(default=512, validator=_positive)
@@ -174,6 +246,25 @@ class LightMemConfig:
         if isinstance(self.pre_compressor, list):
             return list(self.pre_compressor)
         return [self.pre_compressor]
+
+    def rerankers(self) -> list[tuple[str, BackendSpec]]:
+        """``(config path, spec)`` of each reranker, in the order they run."""
+        if self.retrieval.rerankers is not None:
+            return [
+                (f"$.retrieval.rerankers[{i}]", s) for i, s in enumerate(self.retrieval.rerankers)
+            ]
+        if isinstance(self.reranker, list):
+            return [(f"$.reranker[{i}]", s) for i, s in enumerate(self.reranker)]
+        return [("$.reranker", self.reranker)] if self.reranker is not None else []
+
+    def fusion(self) -> FusionSpec:
+        if self.retrieval.fusion is not None:
+            return self.retrieval.fusion
+        return FusionSpec("rrf", self.hybrid_weights.rrf_k)
+
+    def retrievers(self) -> list[ChainElement]:
+        """The retrieval chain's elements, in order, each with its label, path and weight."""
+        return retrieval_chain(self)
 
     @property
     def db_path(self) -> Path:
@@ -249,6 +340,24 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(
         BackendSpec | list[BackendSpec] | None, structure_pre_compressor
     )
+
+    def structure_hook_plugin(value: Any, _type: Any) -> HookPluginSpec:
+        if isinstance(value, str):
+            return HookPluginSpec(value)
+        if not isinstance(value, Mapping):
+            raise _WrongType("a plugin name or {plugin: name, options: {...}}", value)
+        return converter.structure_attrs_fromdict(value, HookPluginSpec)
+
+    converter.register_structure_hook(HookPluginSpec, structure_hook_plugin)
+
+    def structure_hooks(value: Any, _type: Any) -> list[HookPluginSpec] | str | None:
+        if value is None or value == "all":
+            return value
+        if isinstance(value, str) or not isinstance(value, list):
+            raise _WrongType('"all" or a list of hook plugin names', value)
+        return converter.structure(value, list[HookPluginSpec])
+
+    converter.register_structure_hook(list[HookPluginSpec] | Literal["all"] | None, structure_hooks)
     return converter
 
 
@@ -356,26 +465,35 @@ def parse_config(
 def apply_defaults(config: LightMemConfig, raw: Mapping[str, Any]) -> LightMemConfig:
     """Fill backends the user left out with the embedded default, as the strategy needs them.
 
-    A key given explicitly (even as ``None``) is kept as the user wrote it.
+    A key given explicitly (even as ``None``) is kept as the user wrote it. With an explicit
+    ``retrieval.retrievers`` chain no retriever is added, only a text embedder if a vector store
+    in the chain needs one.
     """
     changes: dict[str, Any] = {}
-    strategy = config.retrieve_strategy or "hybrid"
-    if config.retrieve_strategy is None:
-        changes["retrieve_strategy"] = strategy
-    needs_vectors = strategy in ("embedding", "hybrid") or config.index_strategy in (
-        "embedding",
-        "hybrid",
-    )
-    needs_text = strategy in ("context", "hybrid") or config.index_strategy in (
-        "context",
-        "hybrid",
-    )
-    if needs_vectors:
-        for key in ("text_embedder", "embedding_retriever"):
-            if key not in raw and getattr(config, key) is None:
-                changes[key] = DEFAULT_BACKENDS[key]
-    if needs_text and "context_retriever" not in raw and config.context_retriever is None:
-        changes["context_retriever"] = DEFAULT_BACKENDS["context_retriever"]
+    if config.retrieval.retrievers is not None:
+        if config.retrieve_strategy is None:
+            changes["retrieve_strategy"] = "hybrid"
+        wants_vectors = any(r.kind == "embedding_retriever" for r in config.retrieval.retrievers)
+        if wants_vectors and "text_embedder" not in raw and config.text_embedder is None:
+            changes["text_embedder"] = DEFAULT_BACKENDS["text_embedder"]
+    else:
+        strategy = config.retrieve_strategy or "hybrid"
+        if config.retrieve_strategy is None:
+            changes["retrieve_strategy"] = strategy
+        needs_vectors = strategy in ("embedding", "hybrid") or config.index_strategy in (
+            "embedding",
+            "hybrid",
+        )
+        needs_text = strategy in ("context", "hybrid") or config.index_strategy in (
+            "context",
+            "hybrid",
+        )
+        if needs_vectors:
+            for key in ("text_embedder", "embedding_retriever"):
+                if key not in raw and getattr(config, key) is None:
+                    changes[key] = DEFAULT_BACKENDS[key]
+        if needs_text and "context_retriever" not in raw and config.context_retriever is None:
+            changes["context_retriever"] = DEFAULT_BACKENDS["context_retriever"]
     if config.topic_segment and config.topic_segmenter is None and "topic_segmenter" not in raw:
         changes["topic_segmenter"] = BackendSpec("embedding")
     return attrs.evolve(config, **changes) if changes else config
@@ -385,28 +503,76 @@ def check_consistency(config: LightMemConfig) -> None:
     """Refuse combinations that cannot run, naming the keys involved."""
     problems = []
     strategy = config.retrieve_strategy
-    if strategy in ("embedding", "hybrid"):
-        for key in ("text_embedder", "embedding_retriever"):
-            if getattr(config, key) is None:
+    explicit = config.retrieval.retrievers
+    if explicit is None:
+        if strategy in ("embedding", "hybrid"):
+            for key in ("text_embedder", "embedding_retriever"):
+                if getattr(config, key) is None:
+                    problems.append(
+                        f"$.{key}: retrieve_strategy {strategy!r} needs a {key}; configure one "
+                        f"or set retrieve_strategy to 'context'"
+                    )
+        if strategy in ("context", "hybrid") and config.context_retriever is None:
+            problems.append(
+                f"$.context_retriever: retrieve_strategy {strategy!r} needs a "
+                f"context_retriever; configure one (e.g. {{'model_name': 'BM25'}}) or set "
+                f"retrieve_strategy to 'embedding'"
+            )
+    else:
+        for key in ("embedding_retriever", "context_retriever"):
+            if getattr(config, key) is not None:
                 problems.append(
-                    f"$.{key}: retrieve_strategy {strategy!r} needs a {key}; configure one or "
-                    f"set retrieve_strategy to 'context'"
+                    f"$.{key}: the retrieval chain is given in $.retrieval.retrievers; name "
+                    f"this backend there (with kind {key!r}) instead of in both places"
                 )
-    if strategy in ("context", "hybrid") and config.context_retriever is None:
+        if not explicit:
+            problems.append("$.retrieval.retrievers: the chain needs at least one retriever")
+        labels: dict[str, int] = {}
+        for i, spec in enumerate(explicit):
+            path = f"$.retrieval.retrievers[{i}]"
+            if spec.kind not in RETRIEVER_KINDS:
+                problems.append(
+                    f"{path}.kind: {spec.kind!r} cannot search; choose one of "
+                    f"{', '.join(RETRIEVER_KINDS)}"
+                )
+            if spec.name is not None:
+                if spec.name in labels:
+                    problems.append(
+                        f"{path}.name: {spec.name!r} is already the name of "
+                        f"$.retrieval.retrievers[{labels[spec.name]}]; names label each hit's "
+                        f"scores and must differ"
+                    )
+                labels[spec.name] = i
+        needs_embedder = any(r.kind == "embedding_retriever" for r in explicit)
+        if needs_embedder and config.text_embedder is None:
+            problems.append(
+                "$.text_embedder: an embedding_retriever in $.retrieval.retrievers needs a "
+                "text_embedder"
+            )
+        if strategy in ("embedding", "context"):
+            wanted = "embedding_retriever" if strategy == "embedding" else "context_retriever"
+            if not any(r.kind == wanted for r in explicit):
+                problems.append(
+                    f"$.retrieve_strategy: {strategy!r} searches the chain's {wanted} elements "
+                    f"and $.retrieval.retrievers has none"
+                )
+    if config.reranker is not None and config.retrieval.rerankers is not None:
         problems.append(
-            f"$.context_retriever: retrieve_strategy {strategy!r} needs a context_retriever; "
-            f"configure one (e.g. {{'model_name': 'BM25'}}) or set retrieve_strategy to "
-            f"'embedding'"
+            "$.reranker: the rerankers are given in $.retrieval.rerankers; name them in one place"
         )
     if config.pre_compress and config.pre_compressor is None:
         problems.append("$.pre_compressor: pre_compress is true but no pre_compressor is set")
     if config.topic_segment and config.topic_segmenter is None:
         problems.append("$.topic_segmenter: topic_segment is true but no topic_segmenter is set")
-    if config.graph_mem and config.graph_memory is None:
+    if (
+        config.graph_mem
+        and config.graph_memory is None
+        and not any(r.kind == "graph_memory" for r in explicit or ())
+    ):
         problems.append(
-            "$.graph_mem: graph memory is not implemented yet in LightMem's own plugins; "
-            "set graph_mem to false, or install a graph_memory plugin and name it under "
-            "$.graph_memory"
+            "$.graph_mem: graph memory needs a graph_memory backend; install a graph plugin "
+            "and name it under $.graph_memory (e.g. {'model_name': 'networkx'}), or set "
+            "graph_mem to false"
         )
     if config.prompts != PromptOverrides():
         from .llm.prompts import template_problems
@@ -424,38 +590,108 @@ def check_consistency(config: LightMemConfig) -> None:
 # Backend options: resolved through the registry, then structured into the backend's class.
 # ---------------------------------------------------------------------------------------------
 
-#: Configuration keys that select a backend, with their kind.
-BACKEND_KEYS: dict[str, str] = {
-    "pre_compressor": "pre_compressor",
-    "topic_segmenter": "topic_segmenter",
-    "memory_manager": "memory_manager",
-    "text_embedder": "text_embedder",
-    "multimodal_embedder": "multimodal_embedder",
-    "embedding_retriever": "embedding_retriever",
-    "context_retriever": "context_retriever",
-    "graph_memory": "graph_memory",
-    "reranker": "reranker",
+
+@attrs.frozen
+class ChainElement:
+    """One resolved retriever of the retrieval chain."""
+
+    label: str
+    kind: str
+    path: str
+    spec: BackendSpec
+    weight: float
+
+
+#: The labels the shorthand (original keys) gives each retriever kind.
+_DEFAULT_LABELS = {
+    "embedding_retriever": "embedding",
+    "context_retriever": "context",
+    "graph_memory": "graph",
+}
+
+
+def retrieval_chain(config: LightMemConfig) -> list[ChainElement]:
+    """The retrievers a configuration selects, in order (see :class:`RetrievalConfig`)."""
+    if config.retrieval.retrievers is None:
+        weights = config.hybrid_weights
+        out = []
+        if config.embedding_retriever is not None:
+            out.append(
+                ChainElement(
+                    "embedding",
+                    "embedding_retriever",
+                    "$.embedding_retriever",
+                    config.embedding_retriever,
+                    weights.embedding,
+                )
+            )
+        if config.context_retriever is not None:
+            out.append(
+                ChainElement(
+                    "context",
+                    "context_retriever",
+                    "$.context_retriever",
+                    config.context_retriever,
+                    weights.context,
+                )
+            )
+        if config.graph_mem and config.graph_memory is not None:
+            out.append(
+                ChainElement(
+                    "graph", "graph_memory", "$.graph_memory", config.graph_memory, weights.graph
+                )
+            )
+        return out
+    out = []
+    used: set[str] = set()
+    for i, spec in enumerate(config.retrieval.retrievers):
+        label = spec.name
+        if label is None:
+            label = _DEFAULT_LABELS.get(spec.kind, spec.model_name)
+            if label in used:
+                label = spec.model_name
+            base, n = label, 2
+            while label in used:
+                label, n = f"{base}-{n}", n + 1
+        used.add(label)
+        out.append(
+            ChainElement(
+                label, spec.kind, f"$.retrieval.retrievers[{i}]", spec.backend, spec.weight
+            )
+        )
+    return out
+
+
+#: Configuration keys that select one backend, with their kind (the retrievers, rerankers and
+#: pre-compressors are chains, resolved by :func:`selected_backends`).
+SINGLE_BACKEND_KEYS: dict[str, str] = {
+    k: k for k in BACKEND_KINDS if k not in ("pre_compressor", "reranker", *RETRIEVER_KINDS)
 }
 
 
 def selected_backends(config: LightMemConfig) -> list[tuple[str, str, BackendSpec]]:
-    """``(config path, kind, spec)`` for every backend the configuration selects, in order."""
+    """``(config path, kind, spec)`` for every backend the configuration selects, in order.
+
+    A ``graph_memory`` block is listed (and so validated) even when ``graph_mem`` is off; the
+    pipeline builds only what :func:`retrieval_chain` puts in the chain.
+    """
     out: list[tuple[str, str, BackendSpec]] = []
     specs = config.pre_compressors()
     if isinstance(config.pre_compressor, list):
         out += [(f"$.pre_compressor[{i}]", "pre_compressor", s) for i, s in enumerate(specs)]
     elif specs:
         out.append(("$.pre_compressor", "pre_compressor", specs[0]))
-    for key, kind in BACKEND_KEYS.items():
-        if key == "pre_compressor":
-            continue
+    for key, kind in SINGLE_BACKEND_KEYS.items():
         if key == "topic_segmenter" and not config.topic_segment:
-            continue
-        if key == "graph_memory" and not config.graph_mem:
             continue
         spec = getattr(config, key)
         if spec is not None:
             out.append((f"$.{key}", kind, spec))
+    chain = retrieval_chain(config)
+    out += [(e.path, e.kind, e.spec) for e in chain]
+    if config.graph_memory is not None and not any(e.path == "$.graph_memory" for e in chain):
+        out.append(("$.graph_memory", "graph_memory", config.graph_memory))
+    out += [(path, "reranker", spec) for path, spec in config.rerankers()]
     return out
 
 
@@ -464,8 +700,10 @@ def resolve_backend(host: Any, path: str, kind: str, spec: BackendSpec) -> tuple
     from .plugins import KNOWN_PROVIDERS, normalize_name
 
     registry = host.registry
-    registry.check()
-    registration = registry.get(kind, spec.model_name)
+    try:
+        registration = registry.get(kind, spec.model_name)
+    except DuplicateBackendError as exc:
+        raise ConfigError([f"{path}.model_name: {exc}"]) from None
     if registration is None:
         installed = registry.names(kind)
         lines = [
@@ -492,6 +730,31 @@ def resolve_backend(host: Any, path: str, kind: str, spec: BackendSpec) -> tuple
             )
         return registration, None
     return registration, structure(configs, options_cls, path=f"{path}.configs")
+
+
+def describe_chains(
+    config: LightMemConfig, resolved: Mapping[str, tuple[Any, Any]], hooks: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The resolved chains of a validated configuration (printed by ``lightmem config check``)."""
+    fusion = config.fusion()
+    return {
+        "pre_compressors": [
+            resolved[p][0].name for p, k, _ in selected_backends(config) if k == "pre_compressor"
+        ],
+        "retrievers": [
+            {
+                "name": e.label,
+                "kind": e.kind,
+                "backend": resolved[e.path][0].name,
+                "weight": e.weight,
+                "path": e.path,
+            }
+            for e in retrieval_chain(config)
+        ],
+        "fusion": {"method": fusion.method, "k": fusion.k},
+        "rerankers": [resolved[p][0].name for p, _ in config.rerankers()],
+        "hooks": list(hooks),
+    }
 
 
 def validate(

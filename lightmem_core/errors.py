@@ -36,6 +36,10 @@ class DuplicateBackendError(LightMemError):
     """Two plugins register the same backend name for one kind."""
 
 
+class HookError(LightMemError):
+    """A hook implementation broke its contract (e.g. added a message in a segment hook)."""
+
+
 class BackendError(LightMemError):
     """A backend failed while doing its work (model missing, store unreachable, ...)."""
 

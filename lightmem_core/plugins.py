@@ -15,16 +15,10 @@ import pluggy
 from lightmem_hookspecs import (
     BACKEND_KINDS,
     ENTRY_POINT_GROUP,
+    KINDS,
     PROJECT_NAME,
     BackendRegistration,
-    EntryChange,
-    MemoryEntry,
-    Message,
-    Operation,
-    QueryContext,
-    SearchHit,
-    Segment,
-    hookimpl,
+    Register,
     specs,
 )
 
@@ -33,19 +27,18 @@ from .errors import DuplicateBackendError
 ENV_DISABLE_AUTOLOAD = "LIGHTMEM_DISABLE_PLUGIN_AUTOLOAD"
 ENV_ONLY_PLUGINS = "LIGHTMEM_PLUGINS"
 
-#: Hook name suffix per backend kind (``lightmem_register_<suffix>``).
-REGISTRATION_HOOKS: dict[str, str] = {
-    "pre_compressor": "lightmem_register_pre_compressors",
-    "topic_segmenter": "lightmem_register_topic_segmenters",
-    "memory_manager": "lightmem_register_memory_managers",
-    "text_embedder": "lightmem_register_text_embedders",
-    "multimodal_embedder": "lightmem_register_multimodal_embedders",
-    "embedding_retriever": "lightmem_register_embedding_retrievers",
-    "context_retriever": "lightmem_register_context_retrievers",
-    "graph_memory": "lightmem_register_graph_memories",
-    "reranker": "lightmem_register_rerankers",
-}
-assert set(REGISTRATION_HOOKS) == set(BACKEND_KINDS)
+#: Registration hook name per backend kind, from the contract's table of kinds.
+REGISTRATION_HOOKS: dict[str, str] = {k.name: k.hook for k in KINDS}
+
+#: Hooks that are not registration hooks: observers, mutators and the wrapper hook. Only the
+#: plugins a memory's configuration selects run them for that memory.
+RUNTIME_HOOKS: tuple[str, ...] = tuple(
+    sorted(
+        n
+        for n in dir(specs)
+        if n.startswith(f"{PROJECT_NAME}_") and n not in set(REGISTRATION_HOOKS.values())
+    )
+)
 
 #: The plugin that provides each backend shipped by the LightMem project, for install hints.
 KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
@@ -83,27 +76,39 @@ class PluginInfo:
 
 
 class BackendRegistry:
-    """Named backends by kind, as registered by plugins."""
+    """Named backends by kind, as registered by plugins.
+
+    Two plugins registering one name for one kind is a conflict; it is an error only for a
+    configuration that selects that name (:meth:`get` raises, naming both providers).
+    """
 
     def __init__(self) -> None:
         self._by_kind: dict[str, dict[str, BackendRegistration]] = {k: {} for k in BACKEND_KINDS}
-        self.conflicts: list[str] = []
+        self._providers: dict[tuple[str, str], list[str]] = {}
+        self._conflicts: dict[tuple[str, str], str] = {}
 
     def add(self, registration: BackendRegistration, *, distribution: str | None) -> None:
         key = normalize_name(registration.name)
-        existing = self._by_kind[registration.kind].get(key)
-        if existing is not None:
-            self.conflicts.append(
-                f"{registration.kind} backend {registration.name!r} is registered by two plugins: "
-                f"{existing.plugin!r} and {registration.plugin!r} "
-                f"(distribution {distribution or 'unknown'}). Uninstall one of them, or choose "
-                f"which plugins load with {ENV_ONLY_PLUGINS}=name,name."
+        provider = f"{registration.plugin!r} (distribution {distribution or 'unknown'})"
+        providers = self._providers.setdefault((registration.kind, key), [])
+        providers.append(provider)
+        if key in self._by_kind[registration.kind]:
+            self._conflicts[(registration.kind, key)] = (
+                f"{registration.kind} backend {registration.name!r} is registered by "
+                f"{len(providers)} plugins: {' and '.join(providers)}. Uninstall all but one "
+                f"of them, or choose which plugins load with {ENV_ONLY_PLUGINS}=name,name."
             )
             return
         self._by_kind[registration.kind][key] = registration
 
     def get(self, kind: str, name: str) -> BackendRegistration | None:
-        return self._by_kind[kind].get(normalize_name(name))
+        """The registration of ``name``; raises :class:`DuplicateBackendError` if two plugins
+        provide it."""
+        key = normalize_name(name)
+        conflict = self._conflicts.get((kind, key))
+        if conflict is not None:
+            raise DuplicateBackendError(conflict)
+        return self._by_kind[kind].get(key)
 
     def names(self, kind: str) -> list[str]:
         return sorted(r.name for r in self._by_kind[kind].values())
@@ -111,24 +116,10 @@ class BackendRegistry:
     def all(self) -> list[BackendRegistration]:
         return [r for kind in BACKEND_KINDS for r in self._by_kind[kind].values()]
 
-    def check(self) -> None:
-        if self.conflicts:
-            raise DuplicateBackendError("\n".join(self.conflicts))
-
-
-class _CoreOperations:
-    """The core's own implementation of ``lightmem_run_operation``: it runs the call."""
-
-    @hookimpl(trylast=True)
-    def lightmem_run_operation(self, operation: Operation) -> Any:
-        result = operation.call()
-        # firstresult hooks treat None as "no answer"; wrap so wrappers always see a result.
-        return _Result(result)
-
-
-@attrs.frozen
-class _Result:
-    value: Any
+    @property
+    def conflicts(self) -> list[str]:
+        """Every name two plugins register, described (listed by ``lightmem plugins``)."""
+        return list(self._conflicts.values())
 
 
 class PluginHost:
@@ -140,7 +131,6 @@ class PluginHost:
     def __init__(self, *, autoload: bool | None = None, only: Sequence[str] | None = None) -> None:
         self.pm = pluggy.PluginManager(PROJECT_NAME)
         self.pm.add_hookspecs(specs)
-        self.pm.register(_CoreOperations(), name="lightmem-core-operations")
         self.plugins: dict[str, PluginInfo] = {}
         self._registry: BackendRegistry | None = None
         if autoload is None:
@@ -258,51 +248,28 @@ class PluginHost:
     def failed_plugins(self) -> list[PluginInfo]:
         return [p for p in self.plugins.values() if p.error]
 
-    # -- broadcast hooks -------------------------------------------------------------------
+    # -- runtime hooks ---------------------------------------------------------------------
 
-    def messages_normalized(self, messages: list[Message]) -> None:
-        self.pm.hook.lightmem_messages_normalized(messages=messages)
+    def hook_plugins(self) -> list[str]:
+        """Names of the loaded plugins that implement a runtime (non-registration) hook, in
+        load order."""
+        names: set[str] = set()
+        for hook_name in RUNTIME_HOOKS:
+            names.update(i.plugin_name for i in getattr(self.pm.hook, hook_name).get_hookimpls())
+        return [n for n in self.plugins if n in names]
 
-    def segments_ready(self, segments: list[Segment]) -> None:
-        self.pm.hook.lightmem_segments_ready(segments=segments)
-
-    def batch_extracted(self, segments: Sequence[Segment], entries: list[MemoryEntry]) -> None:
-        self.pm.hook.lightmem_batch_extracted(segments=segments, entries=entries)
-
-    def entries_stored(self, entries: Sequence[MemoryEntry]) -> None:
-        self.pm.hook.lightmem_entries_stored(entries=entries)
-
-    def entries_changed(self, changes: Sequence[EntryChange]) -> None:
-        self.pm.hook.lightmem_entries_changed(changes=changes)
-
-    def query_prepared(self, query: QueryContext) -> None:
-        self.pm.hook.lightmem_query_prepared(query=query)
-
-    def results_ready(self, query: QueryContext, hits: list[SearchHit]) -> None:
-        self.pm.hook.lightmem_results_ready(query=query, hits=hits)
-
-    # -- wrapper hook ----------------------------------------------------------------------
-
-    def run_operation(
-        self,
-        name: str,
-        call: Callable[[Operation], Any],
-        *,
-        backend: str | None = None,
-        **details: Any,
-    ) -> tuple[Any, Operation]:
-        """Run ``call(operation)`` as an operation seen by ``lightmem_run_operation`` wrappers."""
-        operation = Operation(name=name, call=lambda: None, backend=backend, details=details)
-        operation.call = lambda: call(operation)
-        result = self.pm.hook.lightmem_run_operation(operation=operation)
-        if isinstance(result, _Result):
-            return result.value, operation
-        return result, operation
+    def hook_impls(self, plugin: str, hook_name: str) -> list[Any]:
+        """The pluggy implementations of ``hook_name`` that ``plugin`` provides."""
+        return [
+            impl
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls()
+            if impl.plugin_name == plugin
+        ]
 
 
 def _make_register(
     kind: str, plugin_name: str, info: PluginInfo, registry: BackendRegistry
-) -> Callable[..., None]:
+) -> Register:
     def register(
         name: str,
         factory: Callable[..., Any],

@@ -127,8 +127,8 @@ _MESSAGE_COLUMNS = (
     "user_id, agent_id, run_id, metadata, state, topic_id, batch_id, created_at"
 )
 
-#: Journal states of a message, in pipeline order.
-MESSAGE_STATES = ("sensory", "short_term", "batched", "extracted")
+#: Journal states of a message, in pipeline order (``dropped``: a segment hook removed it).
+MESSAGE_STATES = ("sensory", "short_term", "batched", "extracted", "dropped")
 
 
 def now() -> str:
@@ -158,8 +158,9 @@ class JournalRow:
     batch_id: str | None
 
 
-class RecordStore:
-    """SQLite record store. One instance per LightMemory; safe to use from several threads."""
+class SQLiteRecordStore:
+    """SQLite record store (implements :class:`lightmem_core.records.RecordStore`). One instance
+    per LightMemory; safe to use from several threads."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -343,6 +344,39 @@ class RecordStore:
             for r in self._query(sql, [*head, *chunk]):
                 out[r["id"]] = _journal_row(r).message
         return out
+
+    def allocate_topic_ids(self, count: int) -> list[int]:
+        """Reserve ``count`` consecutive topic ids."""
+        with self.transaction() as db:
+            return self.next_topic_ids(db, count)
+
+    def assign_segments(
+        self,
+        assignments: dict[str, int],
+        *,
+        scope: Scope,
+        contents: dict[str, str] | None = None,
+        dropped: Sequence[str] = (),
+    ) -> None:
+        """In one transaction: move sensory messages of ``scope`` to the short-term buffer
+        with their topic id, store edited contents, and mark removed messages ``dropped``."""
+        key = scope_key(scope)
+        with self.transaction() as db:
+            if contents:
+                db.executemany(
+                    "UPDATE messages SET content = ? WHERE id = ? AND scope_key = ?",
+                    [(content, mid, key) for mid, content in contents.items()],
+                )
+            db.executemany(
+                "UPDATE messages SET state='short_term', topic_id=? "
+                "WHERE id=? AND scope_key=? AND state='sensory'",
+                [(topic, mid, key) for mid, topic in assignments.items()],
+            )
+            db.executemany(
+                "UPDATE messages SET state='dropped' "
+                "WHERE id=? AND scope_key=? AND state='sensory'",
+                [(mid, key) for mid in dropped],
+            )
 
     def mark_short_term(self, assignments: dict[str, int], *, scope: Scope) -> None:
         """Move messages of ``scope`` from the sensory buffer to the short-term buffer with a
@@ -706,6 +740,10 @@ class RecordStore:
             for r in self._query("SELECT state, COUNT(*) AS n FROM batches GROUP BY state")
         }
         return {"entries": counts, "messages": states, "batches": batches}
+
+
+#: The name this class had before the record store interface existed.
+RecordStore = SQLiteRecordStore
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -13,7 +13,7 @@ from .errors import BackendError, ConfigError, ExtractionError
 from .indexing import vector_text
 
 if TYPE_CHECKING:
-    from .memory import LightMemory
+    from .pipeline.runtime import Runtime
 
 log = logging.getLogger("lightmem")
 
@@ -30,8 +30,8 @@ def _scope_filter(entry: MemoryEntry, **extra: object) -> SearchFilter:
     )
 
 
-def _require_llm(mem: LightMemory) -> object:
-    llm = mem.backends.get("memory_manager")
+def _require_llm(mem: Runtime) -> object:
+    llm = mem.llm
     if llm is None:
         raise ConfigError(
             [
@@ -42,7 +42,7 @@ def _require_llm(mem: LightMemory) -> object:
     return llm
 
 
-def construct_update_queue(mem: LightMemory, *, top_k: int, keep_top_n: int) -> int:
+def construct_update_queue(mem: Runtime, *, top_k: int, keep_top_n: int) -> int:
     """Queue, for each entry added or changed since the last completed pass, its most similar
     entries that are not newer than it. Only those visited entries get (re)queued."""
     if mem.vector_index is None:
@@ -67,7 +67,7 @@ def construct_update_queue(mem: LightMemory, *, top_k: int, keep_top_n: int) -> 
     return len(queue)
 
 
-def offline_update(mem: LightMemory, *, score_threshold: float) -> list[EntryChange]:
+def offline_update(mem: Runtime, *, score_threshold: float) -> list[EntryChange]:
     """Decide the fate of every entry a newer queued entry resembles above the threshold.
 
     Each decided target is removed from the queue right away, so an interrupted pass resumes
@@ -110,11 +110,11 @@ def offline_update(mem: LightMemory, *, score_threshold: float) -> list[EntryCha
         if pending is not None:
             mem.store.set_meta(WATERMARK, pending)
     if changes:
-        mem.host.entries_changed(changes)
+        mem.hooks.entries_changed(changes)
     return changes
 
 
-def _drop_target(mem: LightMemory, older_id: str) -> None:
+def _drop_target(mem: Runtime, older_id: str) -> None:
     queue = mem.store.update_queue()
     changed = {
         newer: [(o, s) for o, s in cands if o != older_id]
@@ -126,7 +126,7 @@ def _drop_target(mem: LightMemory, older_id: str) -> None:
 
 
 def apply_decision(
-    mem: LightMemory, target: MemoryEntry, decision: object, newer: Sequence[MemoryEntry]
+    mem: Runtime, target: MemoryEntry, decision: object, newer: Sequence[MemoryEntry]
 ) -> EntryChange | None:
     """Apply an LLM decision about ``target``: update its text, supersede it, or nothing."""
     action = getattr(decision, "action", "ignore")
@@ -136,7 +136,7 @@ def apply_decision(
         if not new_memory or new_memory.strip() == target.memory.strip():
             return None
         entry = mem.store.update_entry_text(target.id, new_memory, reason or "merged with newer")
-        mem._index([entry])
+        mem.indexer.index([entry])
         return EntryChange(target.id, "update", target.memory, new_memory, reason)
     if action == "delete":
         replaced_by = getattr(decision, "replaced_by", None)
@@ -148,12 +148,12 @@ def apply_decision(
             reason=reason or "superseded by a newer entry",
             replaced_by=replaced_by,
         )
-        mem._unindex([target.id])
+        mem.indexer.unindex([target.id])
         return EntryChange(target.id, "supersede", target.memory, None, reason, replaced_by)
     return None
 
 
-def online_update(mem: LightMemory, stored: Sequence[MemoryEntry]) -> list[EntryChange]:
+def online_update(mem: Runtime, stored: Sequence[MemoryEntry]) -> list[EntryChange]:
     """Reconcile each new entry with its nearest older neighbours right after extraction."""
     from .llm.update import reconcile_fact
 
@@ -204,5 +204,5 @@ def online_update(mem: LightMemory, stored: Sequence[MemoryEntry]) -> list[Entry
             if change is not None:
                 changes.append(change)
     if changes:
-        mem.host.entries_changed(changes)
+        mem.hooks.entries_changed(changes)
     return changes

@@ -5,11 +5,6 @@ They must pass on a correct backend and fail on a broken one (the `Broken*` chec
 
 from __future__ import annotations
 
-import hashlib
-import math
-import struct
-from pathlib import Path
-
 import attrs
 import pytest
 from lightmem_hookspecs import SearchFilter, SearchHit
@@ -19,9 +14,6 @@ from lightmem_core.testing.conformance.graph_memory import (
     GARDEN_ENTITIES,
     GARDEN_ENTRIES,
     GraphMemoryConformance,
-)
-from lightmem_core.testing.conformance.multimodal_embedder import (
-    MultimodalEmbedderConformance,
 )
 from lightmem_core.testing.conformance.reranker import QUERY, RerankerConformance, make_hits
 from lightmem_core.testing.reference import MemoryGraph, words
@@ -45,22 +37,6 @@ class ScoringReranker:
 
 def overlap(query, hit):
     return len(set(words(query)) & set(words(hit.entry.memory)))
-
-
-class FileHashImageEmbedder:
-    """Embeds an image file by hashing its bytes (deterministic, unit length)."""
-
-    dimension = 8
-    model_name = "file-hash"
-
-    def embed_images(self, images):
-        out = []
-        for path in images:
-            digest = hashlib.sha256(Path(path).read_bytes()).digest()
-            v = [float(x) for x in struct.unpack("8i", digest)]
-            norm = math.sqrt(sum(x * x for x in v))
-            out.append([x / norm for x in v])
-        return out
 
 
 class TestOverlapReranker(RerankerConformance):
@@ -87,21 +63,6 @@ class TestMemoryGraphInMemory(GraphMemoryConformance):
     @pytest.fixture
     def make_backend(self):
         return MemoryGraph
-
-
-class TestFileHashImageEmbedder(MultimodalEmbedderConformance):
-    @pytest.fixture
-    def backend(self):
-        return FileHashImageEmbedder()
-
-    @pytest.fixture
-    def images(self, tmp_path):
-        paths = []
-        for i in range(2):
-            p = tmp_path / f"img{i}.png"
-            p.write_bytes(bytes([137, 80, 78, 71, i]) * 10)
-            paths.append(str(p))
-        return paths
 
 
 class WorstFirst:

@@ -94,7 +94,7 @@ def test_crash_before_indexing_is_repaired_on_open(tmp_path, ref_host, monkeypat
     def crash(entries, *, text_too=True):
         raise KeyboardInterrupt("simulated crash")
 
-    monkeypatch.setattr(mem, "_index", crash)
+    monkeypatch.setattr(mem._rt.indexer, "index", crash)  # the index stage dies
     with pytest.raises(KeyboardInterrupt):
         mem.add_memory(TURNS[1:2], force_segment=True, force_extract=True)
     mem.backends.close()

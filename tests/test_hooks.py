@@ -50,10 +50,6 @@ def test_lightmem_register_text_embedders(ref_host):
     _kind_register_test(ref_host, "lightmem_register_text_embedders", "text_embedder")
 
 
-def test_lightmem_register_multimodal_embedders(ref_host):
-    _kind_register_test(ref_host, "lightmem_register_multimodal_embedders", "multimodal_embedder")
-
-
 def test_lightmem_register_embedding_retrievers(ref_host):
     _kind_register_test(ref_host, "lightmem_register_embedding_retrievers", "embedding_retriever")
 
@@ -68,17 +64,6 @@ def test_lightmem_register_graph_memories(ref_host):
 
 def test_lightmem_register_rerankers(ref_host, make_memory):
     _kind_register_test(ref_host, "lightmem_register_rerankers", "reranker")
-
-    class Reverse:
-        def rerank(self, query, hits, *, limit):
-            return list(reversed(hits))[:limit]
-
-    class P:
-        @hookimpl
-        def lightmem_register_rerankers(self, register):
-            register("reverse", lambda o, c: Reverse())
-
-    ref_host.register(P(), "reverse")
     mem = make_memory(reranker={"model_name": "reverse"})
     mem.add_memory(
         [*DOG, {"role": "user", "content": "I like green tea"}],
@@ -125,11 +110,26 @@ class Recorder:
         self.calls.append(("results_ready", len(hits)))
 
 
+class Reverse:
+    def rerank(self, query, hits, *, limit):
+        return list(reversed(hits))[:limit]
+
+
+@pytest.fixture(autouse=True)
+def _reverse_reranker(ref_host):
+    class P:
+        @hookimpl
+        def lightmem_register_rerankers(self, register):
+            register("reverse", lambda o, c: Reverse())
+
+    ref_host.register(P(), "reverse")
+
+
 @pytest.fixture
 def recorded(ref_host, make_memory):
     recorder = Recorder()
     ref_host.register(recorder, "recorder")
-    mem = make_memory()
+    mem = make_memory(hooks=["recorder"])
     mem.add_memory(
         [*DOG, {"role": "user", "content": "my secret pin is 1234"}],
         force_segment=True,
@@ -148,6 +148,55 @@ def test_lightmem_messages_normalized(recorded):
 
 def test_lightmem_segments_ready(recorded):
     assert ("segments_ready", 1) in recorded[0].calls
+
+
+class Redactor:
+    """Redacts digits in segments and drops messages that say "forget"."""
+
+    @hookimpl
+    def lightmem_segments_ready(self, segments):
+        kept = []
+        for segment in segments:
+            messages = tuple(
+                attrs.evolve(m, content=re.sub(r"\d", "#", m.content))
+                for m in segment.messages
+                if "forget" not in m.content
+            )
+            if messages:
+                kept.append(attrs.evolve(segment, messages=messages))
+        segments[:] = kept
+
+
+def test_lightmem_segments_ready_edits_reach_the_store(ref_host, make_memory):
+    ref_host.register(Redactor(), "redactor")
+    mem = make_memory(hooks=["redactor"])
+    mem.add(
+        [
+            {"role": "user", "content": "my pin is 1234"},
+            {"role": "user", "content": "forget this: I hate Mondays"},
+        ]
+    )
+    assert [e.memory for e in mem.get_all()] == ["my pin is ####"]
+    states = mem.stats()["messages"]
+    assert states == {"extracted": 1, "dropped": 1}  # nothing left in the sensory buffer
+    assert [h.entry.memory for h in mem.search("pin", limit=3)] == ["my pin is ####"]
+    assert mem.search("Mondays", limit=3, strategy="context") == []
+
+
+def test_lightmem_segments_ready_cannot_add_messages(ref_host, make_memory):
+    from lightmem_core import HookError
+
+    class Adder:
+        @hookimpl
+        def lightmem_segments_ready(self, segments):
+            extra = attrs.evolve(segments[0].messages[0], id="invented", content="invented")
+            segments[0] = attrs.evolve(segments[0], messages=(*segments[0].messages, extra))
+
+    ref_host.register(Adder(), "adder")
+    mem = make_memory(hooks=["adder"])
+    with pytest.raises(HookError, match="invented"):
+        mem.add(DOG)
+    assert mem.stats()["messages"] == {"sensory": 1}  # the message is kept, not lost
 
 
 def test_lightmem_batch_extracted(recorded):
@@ -193,20 +242,73 @@ def test_lightmem_run_operation(ref_host, make_memory):
         @hookimpl(wrapper=True)
         def lightmem_run_operation(self, operation):
             result = yield
-            seen.append(
-                (operation.name, operation.usage.embedder_calls, operation.usage.embedded_texts)
-            )
+            seen.append((operation.name, attrs.asdict(operation.usage)))
             return result
 
     ref_host.register(Tracer(), "tracer")
-    mem = make_memory()
+    mem = make_memory(hooks=["tracer"], reranker={"model_name": "reverse"})
     mem.add_memory(DOG, force_segment=True, force_extract=True)
     mem.search("dog", limit=1)
-    assert ("embed", 1, 1) in seen
-    assert any(name == "retrieve" for name, *_ in seen)
+    names = [name for name, _ in seen]
+    for name in ("add_memory", "extract", "embed", "index", "retrieve", "search", "rerank"):
+        assert name in names, f"operation {name!r} was never run through the hook: {names}"
+    usage = dict(seen)
+    # an outer operation totals the work nested inside it
+    assert usage["add_memory"]["embedder_calls"] >= 1
+    assert usage["retrieve"]["embedded_texts"] == 1
     stats = mem.get_token_statistics()
     assert stats["by_operation"]["add_memory"]["embedder_calls"] >= 1
     assert stats["by_operation"]["retrieve"]["embedded_texts"] == 1
+
+
+def test_every_operation_name_is_emitted(ref_host, make_memory, openai_server):
+    """Every name the contract lists reaches the wrapper hook in a run that does everything."""
+    from lightmem_hookspecs import OPERATION_NAMES
+
+    seen = set()
+
+    class Tracer:
+        @hookimpl(wrapper=True)
+        def lightmem_run_operation(self, operation):
+            seen.add(operation.name)
+            return (yield)
+
+    class Upper:
+        def compress(self, texts):
+            return [t.upper() for t in texts]
+
+    class Plugin:
+        @hookimpl
+        def lightmem_register_pre_compressors(self, register):
+            register("upper", lambda o, c: Upper())
+
+    openai_plugin = pytest.importorskip("lightmem_openai.plugin")
+    from lightmem_core.eval.economy import scripted_responder
+
+    openai_server.responder = scripted_responder
+    ref_host.register(Tracer(), "tracer")
+    ref_host.register(Plugin(), "upper-plugin")
+    ref_host.register(openai_plugin, "openai")
+    mem = make_memory(
+        hooks=["tracer"],
+        reranker={"model_name": "reverse"},
+        pre_compress=True,
+        pre_compressor={"model_name": "upper"},
+        topic_segment=True,
+        memory_manager={
+            "model_name": "openai",
+            "configs": {"api_key": "sk-test", "openai_base_url": openai_server.base_url},
+        },
+    )
+    mem.add_memory(
+        [*DOG, {"role": "user", "content": "I moved to Berlin"}],
+        force_segment=True,
+        force_extract=True,
+    )
+    mem.construct_update_queue_all_entries()
+    mem.offline_update_all_entries(0.1)
+    mem.search("dog", limit=2)
+    assert set(OPERATION_NAMES) <= seen, sorted(set(OPERATION_NAMES) - seen)
 
 
 def test_every_hook_has_a_test_named_after_it():

@@ -2,26 +2,26 @@
 
 from . import graph, specs
 from .graph import Entity, GraphHit, Relation, Validity, normalize_name
+from .kinds import BACKEND_KINDS, KINDS, KINDS_BY_NAME, PROTOCOLS, RETRIEVER_KINDS, BackendKind
 from .markers import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
 from .protocols import (
-    PROTOCOLS,
     ContextRetriever,
     EmbeddingRetriever,
     GraphMemory,
     MemoryManager,
-    MultimodalEmbedder,
     PreCompressor,
     Reranker,
     TextEmbedder,
     TopicSegmenter,
 )
 from .types import (
-    BACKEND_KINDS,
     ENTRY_STATUSES,
+    OPERATION_NAMES,
     BackendContext,
     BackendRegistration,
     Completion,
     EntryChange,
+    HookContext,
     IndexRecord,
     MemoryEntry,
     Message,
@@ -40,9 +40,14 @@ __all__ = [
     "BACKEND_KINDS",
     "ENTRY_POINT_GROUP",
     "ENTRY_STATUSES",
+    "KINDS",
+    "KINDS_BY_NAME",
+    "OPERATION_NAMES",
     "PROJECT_NAME",
     "PROTOCOLS",
+    "RETRIEVER_KINDS",
     "BackendContext",
+    "BackendKind",
     "BackendRegistration",
     "Completion",
     "ContextRetriever",
@@ -51,11 +56,11 @@ __all__ = [
     "EntryChange",
     "GraphHit",
     "GraphMemory",
+    "HookContext",
     "IndexRecord",
     "MemoryEntry",
     "MemoryManager",
     "Message",
-    "MultimodalEmbedder",
     "Operation",
     "PreCompressor",
     "QueryContext",

@@ -69,16 +69,6 @@ class TextEmbedder(Protocol):
 
 
 @runtime_checkable
-class MultimodalEmbedder(Protocol):
-    """Turns images (paths or URLs) into vectors in the text embedder's space."""
-
-    model_name: str
-    dimension: int
-
-    def embed_images(self, images: Sequence[str]) -> Any: ...
-
-
-@runtime_checkable
 class EmbeddingRetriever(Protocol):
     """A vector index over memory entries.
 
@@ -109,11 +99,13 @@ class EmbeddingRetriever(Protocol):
 
 @runtime_checkable
 class ContextRetriever(Protocol):
-    """A lexical index (e.g. BM25) over memory entries.
+    """A lexical index (e.g. BM25) over memory entries, or any retriever that searches by text.
 
     The core rebuilds it from the record store when ``count()`` differs from the number of
     active entries, so an in-memory index survives restarts. ``search`` returns ``(id, score)``
     pairs, best first, only ids whose payload passes ``filter``; higher score = better.
+    A third-party retriever registers as this kind and joins the retrieval chain
+    (``retrieval.retrievers`` in the configuration) with a fusion weight.
     """
 
     def index(self, records: Sequence[IndexRecord]) -> None: ...
@@ -204,19 +196,20 @@ class GraphMemory(Protocol):
 
 @runtime_checkable
 class Reranker(Protocol):
-    """Reorders retrieval hits for a query; returns at most ``limit`` hits, best first."""
+    """Reorders retrieval hits for a query; returns at most ``limit`` hits, best first.
+
+    What it receives: ``hits`` best first. The first reranker of the chain gets the fused pool:
+    up to ``pool_size`` hits (``retrieval.pool_size``; by default ``max(5 * limit, 50)``), each
+    with its ``entry`` loaded, ``score`` = the fused score (reciprocal-rank fusion: a sum of
+    ``weight / (k + rank)``, small positive numbers; ``weighted`` fusion: a weighted sum of
+    min-max normalised scores in ``[0, sum of weights]``), and ``scores`` / ``ranks`` holding
+    every retriever's own score and 1-based rank by its label (a hit a retriever did not
+    return has no key for it). Each later reranker gets what the previous one returned.
+
+    What it returns: hits taken from ``hits`` (same objects or evolved copies; never ids it
+    was not given), at most ``limit``, best first. It may set ``score`` to its own relevance
+    score; the core records each reranker's 1-based output rank in ``ranks[<its name>]`` and,
+    when it changed ``score``, that score in ``scores[<its name>]``.
+    """
 
     def rerank(self, query: str, hits: Sequence[SearchHit], *, limit: int) -> list[SearchHit]: ...
-
-
-PROTOCOLS: dict[str, type] = {
-    "pre_compressor": PreCompressor,
-    "topic_segmenter": TopicSegmenter,
-    "memory_manager": MemoryManager,
-    "text_embedder": TextEmbedder,
-    "multimodal_embedder": MultimodalEmbedder,
-    "embedding_retriever": EmbeddingRetriever,
-    "context_retriever": ContextRetriever,
-    "graph_memory": GraphMemory,
-    "reranker": Reranker,
-}

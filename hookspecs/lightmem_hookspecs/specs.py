@@ -14,6 +14,7 @@ from .markers import hookspec
 if TYPE_CHECKING:
     from .types import (
         EntryChange,
+        HookContext,
         MemoryEntry,
         Message,
         Operation,
@@ -71,16 +72,6 @@ def lightmem_register_text_embedders(register: Register) -> None:
 
 
 @hookspec
-def lightmem_register_multimodal_embedders(register: Register) -> None:
-    """Register image embedding backends (``multimodal_embedder`` in the configuration).
-
-    ``factory(options, context)`` must return a :class:`~lightmem_hookspecs.MultimodalEmbedder`.
-
-    :param register: the registration callback bound to this kind and this plugin.
-    """
-
-
-@hookspec
 def lightmem_register_embedding_retrievers(register: Register) -> None:
     """Register vector store backends (``embedding_retriever`` in the configuration).
 
@@ -121,73 +112,96 @@ def lightmem_register_rerankers(register: Register) -> None:
 
 
 # -------------------------------------------------------------------------
-# Broadcast hooks: called at stage boundaries for every registered plugin. Return values are
-# ignored; a hook that may adjust the flow says which argument it may change in place.
+# Observer and mutator hooks: called at stage boundaries for the hook plugins the memory's
+# configuration selects (``hooks``), in the configured order. Return values are ignored; a
+# hook that may adjust the flow says which argument it may change in place. Every hook also
+# receives ``context`` (a :class:`~lightmem_hookspecs.HookContext`: the memory directory, the
+# call's scope, the plugin's own options); an implementation may leave it out of its signature.
 # -------------------------------------------------------------------------
 
 
 @hookspec
-def lightmem_messages_normalized(messages: list[Message]) -> None:
+def lightmem_messages_normalized(messages: list[Message], context: HookContext) -> None:
     """Called after a call's messages were validated, time-stamped and given ids.
 
     Implementations may replace, drop or reorder items of ``messages`` in place; the journal
     stores what is left.
 
     :param messages: the normalized messages of one ``add_memory`` call.
+    :param context: where the hook runs and the plugin's options.
     """
 
 
 @hookspec
-def lightmem_segments_ready(segments: list[Segment]) -> None:
+def lightmem_segments_ready(segments: list[Segment], context: HookContext) -> None:
     """Called when the sensory buffer was cut into topic segments, before they are batched.
 
-    Implementations may adjust ``segments`` in place.
+    Implementations may change ``segments`` in place: replace a segment with one whose
+    messages have edited ``content`` (e.g. a redaction: the edited text is what the journal
+    keeps and what extraction and the stored entries see), drop messages from a segment, or
+    drop whole segments (their messages leave the buffer and are marked ``dropped`` in the
+    journal; they never become memories). Adding messages that were not in the buffer or
+    moving them between scopes is not allowed and raises an error.
 
     :param segments: the topic segments cut from the sensory buffer.
+    :param context: where the hook runs and the plugin's options.
     """
 
 
 @hookspec
-def lightmem_batch_extracted(segments: Sequence[Segment], entries: list[MemoryEntry]) -> None:
+def lightmem_batch_extracted(
+    segments: Sequence[Segment], entries: list[MemoryEntry], context: HookContext
+) -> None:
     """Called when a short-term batch became memory entries, before they are stored.
 
-    Implementations may edit ``entries`` in place (add metadata, drop entries).
+    Implementations may edit ``entries`` in place (add metadata, change text, drop entries);
+    what is left is stored and indexed.
 
     :param segments: the topic segments of the flushed batch.
     :param entries: the entries about to be stored.
+    :param context: where the hook runs and the plugin's options.
     """
 
 
 @hookspec
-def lightmem_entries_stored(entries: Sequence[MemoryEntry]) -> None:
+def lightmem_entries_stored(entries: Sequence[MemoryEntry], context: HookContext) -> None:
     """Called after entries were committed to the record store and indexed. Observe only.
 
     :param entries: the entries just stored.
+    :param context: where the hook runs and the plugin's options.
     """
 
 
 @hookspec
-def lightmem_entries_changed(changes: Sequence[EntryChange]) -> None:
-    """Called after an update pass changed, superseded or deleted entries. Observe only.
+def lightmem_entries_changed(changes: Sequence[EntryChange], context: HookContext) -> None:
+    """Called after an update (an update pass or the application's ``update``/``delete``)
+    changed, superseded or deleted entries. Observe only.
 
     :param changes: one record per changed entry.
+    :param context: where the hook runs and the plugin's options.
     """
 
 
 @hookspec
-def lightmem_query_prepared(query: QueryContext) -> None:
-    """Called before a retrieval runs. Implementations may change ``query`` in place.
+def lightmem_query_prepared(query: QueryContext, context: HookContext) -> None:
+    """Called before a retrieval runs. Implementations may change ``query`` in place (its
+    text, limit, strategy and filter); the retrieval runs with what they leave.
 
     :param query: the query text, limit, strategy and filter.
+    :param context: where the hook runs and the plugin's options.
     """
 
 
 @hookspec
-def lightmem_results_ready(query: QueryContext, hits: list[SearchHit]) -> None:
-    """Called with the final hits of a retrieval. Implementations may reorder or drop hits.
+def lightmem_results_ready(
+    query: QueryContext, hits: list[SearchHit], context: HookContext
+) -> None:
+    """Called with the final hits of a retrieval. Implementations may reorder or drop hits
+    in place; the caller receives what is left (at most ``query.limit``).
 
     :param query: the query as it ran.
     :param hits: the hits about to be returned, best first.
+    :param context: where the hook runs and the plugin's options.
     """
 
 
@@ -197,15 +211,21 @@ def lightmem_results_ready(query: QueryContext, hits: list[SearchHit]) -> None:
 
 
 @hookspec(firstresult=True)
-def lightmem_run_operation(operation: Operation) -> Any:
+def lightmem_run_operation(operation: Operation, context: HookContext) -> Any:
     """Run one unit of work (``operation.call()``) and return its result.
 
-    The core provides the implementation that runs it. Plugins add ``wrapper=True``
-    implementations around it to time, trace or account for it; after ``yield`` the
-    ``operation.usage`` counters are filled in. Operation names: ``add_memory``, ``retrieve``,
-    ``compress``, ``segment``, ``extract``, ``embed``, ``llm.complete``, ``update``.
+    The core runs every unit of work through this hook: the public calls (``add_memory``,
+    ``retrieve``, ``update``) and every backend call inside them (``compress``, ``segment``,
+    ``extract``, ``llm.complete``, ``embed``, ``index``, ``search``, ``rerank``); the names are
+    listed in :data:`~lightmem_hookspecs.OPERATION_NAMES`. Plugins add ``wrapper=True``
+    implementations around it to time, trace or account for it: code before ``yield`` runs
+    before the work, ``yield`` returns its result (or raises its error), and after it
+    ``operation.usage`` holds the counters of the work, nested operations included. Wrappers
+    of the plugins the configuration selects nest in the configured order (the first named is
+    outermost). A non-wrapper implementation may run the call itself and return its result.
 
     Stops at the first non-None result (``firstresult``).
 
     :param operation: what is being run, by which backend, with which details.
+    :param context: where the hook runs and the plugin's options.
     """

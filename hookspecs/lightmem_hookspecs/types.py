@@ -4,22 +4,9 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
-
-#: Backend kinds a plugin can register. The configuration key of the same name selects one.
-BACKEND_KINDS: tuple[str, ...] = (
-    "pre_compressor",
-    "topic_segmenter",
-    "memory_manager",
-    "text_embedder",
-    "multimodal_embedder",
-    "embedding_retriever",
-    "context_retriever",
-    "graph_memory",
-    "reranker",
-)
 
 #: Entry statuses. Only ``active`` entries are returned by retrieval.
 ENTRY_STATUSES: tuple[str, ...] = ("active", "superseded", "deleted")
@@ -138,7 +125,7 @@ def _opt_ts(value: _dt.datetime | float | None) -> float | None:
 def to_epoch(value: _dt.datetime) -> float:
     """Seconds since the epoch; naive datetimes are taken as UTC (how the core stores them)."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=_dt.UTC)
+        value = value.replace(tzinfo=_dt.timezone.utc)  # noqa: UP017 (3.10)
     return value.timestamp()
 
 
@@ -242,12 +229,30 @@ class QueryContext:
     filter: SearchFilter = attrs.field(factory=SearchFilter)
 
 
+#: Every operation name the core runs through ``lightmem_run_operation``.
+OPERATION_NAMES: tuple[str, ...] = (
+    "add_memory",
+    "compress",
+    "segment",
+    "extract",
+    "llm.complete",
+    "embed",
+    "index",
+    "retrieve",
+    "search",
+    "rerank",
+    "update",
+)
+
+
 @attrs.define
 class Operation:
     """A unit of work the core runs through ``lightmem_run_operation`` so wrappers can see it.
 
-    ``name`` is dotted, e.g. ``"llm.complete"``, ``"embed"``, ``"add_memory"``, ``"retrieve"``.
-    ``usage`` is filled in by the core as the operation runs; wrappers read it after ``yield``.
+    ``name`` is one of :data:`OPERATION_NAMES`. ``usage`` is filled in as the operation runs
+    and includes the usage of every operation nested inside it (an ``add_memory`` operation
+    totals the ``llm.complete`` and ``embed`` calls it made); wrappers read it after ``yield``.
+    ``parent`` is the operation this one runs inside, or ``None`` at the top.
     """
 
     name: str
@@ -255,6 +260,23 @@ class Operation:
     backend: str | None = None
     details: dict[str, Any] = attrs.field(factory=dict)
     usage: Usage = attrs.field(factory=Usage)
+    parent: Operation | None = None
+
+
+@attrs.frozen
+class HookContext:
+    """What an observer or wrapper hook implementation learns about where it runs.
+
+    ``memory_dir`` is the memory's directory, ``scope`` the scope of the call that triggered the
+    hook (``None`` for work over every scope, such as an offline update pass), ``plugin`` the
+    name the configuration selected this plugin by and ``options`` its options from the
+    configuration (``hooks: [{"plugin": name, "options": {...}}]``).
+    """
+
+    memory_dir: str
+    scope: Scope | None = None
+    plugin: str = ""
+    options: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -282,6 +304,9 @@ class BackendContext:
     shared by all factories of one ``LightMemory`` so that, e.g., a compressor and a segmenter
     can share one loaded model when ``precomp_topic_shared`` is on. ``get_backend(kind)`` returns
     another configured backend (built on demand), or ``None`` if that stage is not configured.
+    ``instance`` names this backend's place in the configuration (``"embedding"``, or a
+    retriever's label when several backends of one kind are configured): a backend that keeps
+    files in ``memory_dir`` uses it to keep two instances apart.
     """
 
     memory_dir: str
@@ -289,7 +314,22 @@ class BackendContext:
     shared: dict[str, Any] = attrs.field(factory=dict)
     get_backend: Callable[[str], Any] = attrs.field(default=lambda kind: None)
     settings: Mapping[str, Any] = attrs.field(factory=dict)
+    instance: str = ""
 
 
-Register = Callable[..., None]
-"""``register(name, factory, options=None, description="")``, passed to registration hooks."""
+class Register(Protocol):
+    """The registrar passed to a registration hook, bound to one kind and one plugin.
+
+    ``register(name, factory, options=OptionsClass, description="...")`` records a backend:
+    ``factory(options, context)`` builds it when a configuration selects ``name`` (heavy
+    imports belong inside it); ``options`` is an attrs class the configuration's ``configs``
+    are structured into (``None``: the backend takes no options).
+    """
+
+    def __call__(
+        self,
+        name: str,
+        factory: Callable[[Any, BackendContext], Any],
+        options: type | None = None,
+        description: str = "",
+    ) -> None: ...

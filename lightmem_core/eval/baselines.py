@@ -29,13 +29,14 @@ def turn_text(message: Mapping[str, Any]) -> str:
 
 
 def fuse(signals: Mapping[str, Sequence[str]], weights: HybridWeights, limit: int) -> list[str]:
-    """Reciprocal-rank fusion of ranked id lists, as the core fuses ``hybrid`` retrieval."""
-    scores: dict[str, float] = {}
-    for signal, ids in signals.items():
-        weight = getattr(weights, signal)
-        for rank, item in enumerate(ids, start=1):
-            scores[item] = scores.get(item, 0.0) + weight / (weights.rrf_k + rank)
-    return sorted(scores, key=lambda i: -scores[i])[:limit]
+    """Reciprocal-rank fusion of ranked id lists, with the core's own fusion step."""
+    from ..pipeline.fusion import Ranked, rrf
+
+    lists = [
+        Ranked(signal, getattr(weights, signal), [(i, 0.0) for i in ids])
+        for signal, ids in signals.items()
+    ]
+    return [h.id for h in rrf(lists, k=weights.rrf_k)][:limit]
 
 
 @attrs.define

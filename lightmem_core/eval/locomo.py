@@ -231,7 +231,7 @@ def evaluate_locomo(
             config.pop("history_db_path", None)
             memory = LightMemory(config, host=host)
             try:
-                llm = memory.backends.get("memory_manager")
+                llm = memory.llm
                 if options.qa and llm is None:
                     raise InputError("--qa needs a memory_manager in the configuration")
                 scores = {name: SystemScores() for name in totals}
@@ -239,8 +239,7 @@ def evaluate_locomo(
                     config_hash = hash_config(memory.config)
                     meta_models = _models(memory)
                 embedder = memory.embedder
-                if embedder is not None:
-                    embedder.backend.embed(["warm-up"])  # load the model outside the timings
+                memory.warm_up()  # load the model outside the timings
                 turns = conv.messages
                 done = 0
                 pipe = scores[PIPELINE]
@@ -267,7 +266,7 @@ def evaluate_locomo(
                     bm25 = build_bm25(
                         host, memory.config.context_retriever, str(root / f"{conv.sample_id}-bm25")
                     )
-                    raw_embedder = embedder.backend if embedder is not None else None
+                    raw_embedder: Any = embedder
                     if raw_embedder is None:
                         raw_embedder = _default_embedder(host, str(root))
                     baselines = TurnBaselines(raw_embedder, bm25, memory.config.hybrid_weights)
@@ -400,24 +399,16 @@ def _add_usage(total: dict[str, Any] | None, usage: Mapping[str, Any]) -> dict[s
 
 
 def _models(memory: Any) -> dict[str, Any]:
-    models: dict[str, Any] = {"backends": {}, "config": config_dict(memory.config)}
-    for kind in (
-        "pre_compressor",
-        "topic_segmenter",
-        "memory_manager",
-        "text_embedder",
-        "embedding_retriever",
-        "context_retriever",
-        "reranker",
-    ):
-        names = memory.backends.names(kind)
-        if names:
-            models["backends"][kind] = names
+    stats = memory.stats()
+    models: dict[str, Any] = {
+        "backends": stats["backends"],
+        "chains": stats["chains"],
+        "config": config_dict(memory.config),
+    }
     if memory.embedder is not None:
         models["text_embedder_model"] = memory.embedder.model_name
-    if memory.config.memory_manager is not None:
-        llm = memory.backends.get("memory_manager")
-        models["memory_manager_model"] = getattr(llm, "model_name", None)
+    if memory.llm is not None:
+        models["memory_manager_model"] = memory.llm.model_name
     return models
 
 

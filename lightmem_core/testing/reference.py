@@ -342,7 +342,10 @@ class ReferencePlugin:
     @hookimpl
     def lightmem_register_embedding_retrievers(self, register: Any) -> None:
         def build(options: ExactOptions, context: Any) -> ExactVectorIndex:
-            path = Path(context.memory_dir) / "exact-index.json" if options.persist else None
+            name = "exact-index.json"
+            if context.instance not in ("", "embedding"):
+                name = f"exact-index-{context.instance}.json"  # several in one chain
+            path = Path(context.memory_dir) / name if options.persist else None
             return ExactVectorIndex(path)
 
         register("exact", build, options=ExactOptions)

@@ -15,6 +15,7 @@ from lightmem_openai.plugin import OpenAIOptions
 from lightmem_core.backends import Backends, UsageBook
 from lightmem_core.config import BackendSpec, parse_config, resolve_backend
 from lightmem_core.errors import ConfigError
+from lightmem_core.hookchain import HookChain
 
 SECRET = "sk-test-SECRET-5f3a9c1e77"
 
@@ -70,7 +71,8 @@ def test_end_to_end_through_the_core(lightmem_host, openai_server, tmp_path):
     )
     resolved = {"$.memory_manager": _resolve(lightmem_host, configs)}
     booked: list[Usage] = []
-    backends = Backends(config, resolved, lightmem_host, UsageBook(lambda op, u: booked.append(u)))
+    hooks = HookChain(lightmem_host, None, memory_dir=str(tmp_path))
+    backends = Backends(config, resolved, hooks, UsageBook(lambda op, u: booked.append(u)))
     try:
         llm = backends.get("memory_manager")
         openai_server.queue("a fact")

@@ -1,0 +1,103 @@
+"""The table of backend kinds: the one place the contract lists them.
+
+Everything else — the registration hooks the host calls, the configuration keys that select a
+backend, the Protocol a built backend must satisfy, which kinds can join the retrieval chain —
+is derived from :data:`KINDS`.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from .protocols import (
+    ContextRetriever,
+    EmbeddingRetriever,
+    GraphMemory,
+    MemoryManager,
+    PreCompressor,
+    Reranker,
+    TextEmbedder,
+    TopicSegmenter,
+)
+
+
+@attrs.frozen
+class BackendKind:
+    """One kind of backend a plugin can register.
+
+    ``name`` is also the configuration key that selects a backend of this kind;
+    ``hook`` is the registration hook plugins implement to provide one; ``protocol`` is what the
+    factory must return; ``retriever`` says whether the kind can be an element of the retrieval
+    chain (and how it is queried: ``"vector"`` by the query's embedding, ``"text"`` by its text,
+    ``"graph"`` by the entities its text names).
+    """
+
+    name: str
+    hook: str
+    protocol: type
+    description: str
+    retriever: str | None = None
+
+
+KINDS: tuple[BackendKind, ...] = (
+    BackendKind(
+        "pre_compressor",
+        "lightmem_register_pre_compressors",
+        PreCompressor,
+        "drops low-information tokens before messages are stored (a chain, in order)",
+    ),
+    BackendKind(
+        "topic_segmenter",
+        "lightmem_register_topic_segmenters",
+        TopicSegmenter,
+        "cuts the sensory buffer into topic segments",
+    ),
+    BackendKind(
+        "memory_manager",
+        "lightmem_register_memory_managers",
+        MemoryManager,
+        "the LLM that extracts facts and decides updates",
+    ),
+    BackendKind(
+        "text_embedder",
+        "lightmem_register_text_embedders",
+        TextEmbedder,
+        "turns texts into vectors for the vector stores and the update queue",
+    ),
+    BackendKind(
+        "embedding_retriever",
+        "lightmem_register_embedding_retrievers",
+        EmbeddingRetriever,
+        "a vector store (retrieval chain element, queried by the query's embedding)",
+        retriever="vector",
+    ),
+    BackendKind(
+        "context_retriever",
+        "lightmem_register_context_retrievers",
+        ContextRetriever,
+        "a lexical index or any text retriever (retrieval chain element, queried by text)",
+        retriever="text",
+    ),
+    BackendKind(
+        "graph_memory",
+        "lightmem_register_graph_memories",
+        GraphMemory,
+        "an entity/relation graph (retrieval chain element: entities the query names seed a walk)",
+        retriever="graph",
+    ),
+    BackendKind(
+        "reranker",
+        "lightmem_register_rerankers",
+        Reranker,
+        "reorders the fused hits (a chain, in order)",
+    ),
+)
+
+#: Kind names, in pipeline order.
+BACKEND_KINDS: tuple[str, ...] = tuple(k.name for k in KINDS)
+#: Kind name -> the Protocol its backends implement.
+PROTOCOLS: dict[str, type] = {k.name: k.protocol for k in KINDS}
+#: Kind name -> its table row.
+KINDS_BY_NAME: dict[str, BackendKind] = {k.name: k for k in KINDS}
+#: Kinds that can be elements of the retrieval chain.
+RETRIEVER_KINDS: tuple[str, ...] = tuple(k.name for k in KINDS if k.retriever)

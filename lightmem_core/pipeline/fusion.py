@@ -1,0 +1,79 @@
+"""Fusion: many retrievers' ranked lists become one list of hits, each carrying every
+retriever's score and rank. Chosen by name in the configuration (``retrieval.fusion.method``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import attrs
+from lightmem_hookspecs import SearchHit
+
+
+@attrs.frozen
+class Ranked:
+    """One retriever's answer: its label, fusion weight and ``(id, score)`` pairs, best first."""
+
+    label: str
+    weight: float
+    results: Sequence[tuple[str, float]]
+
+
+def _collect(lists: Sequence[Ranked]) -> dict[str, SearchHit]:
+    hits: dict[str, SearchHit] = {}
+    for ranked in lists:
+        for rank, (entry_id, score) in enumerate(ranked.results, start=1):
+            hit = hits.setdefault(entry_id, SearchHit(id=entry_id, score=0.0))
+            if ranked.label not in hit.scores:
+                hit.scores[ranked.label] = float(score)
+                hit.ranks[ranked.label] = rank
+    return hits
+
+
+def _ordered(hits: dict[str, SearchHit]) -> list[SearchHit]:
+    # Ties keep first-seen order (the chain's order, then each list's rank): sorted is stable.
+    return sorted(hits.values(), key=lambda h: -h.score)
+
+
+def rrf(lists: Sequence[Ranked], *, k: int) -> list[SearchHit]:
+    """Reciprocal-rank fusion: ``score = sum(weight / (k + rank))`` over the lists a hit is in.
+
+    With a single list the hits keep that retriever's own scores.
+    """
+    hits = _collect(lists)
+    if len(lists) == 1:
+        for hit in hits.values():
+            hit.score = hit.scores[lists[0].label]
+        return _ordered(hits)
+    for ranked in lists:
+        for hit_id in dict(ranked.results):
+            hits[hit_id].score += ranked.weight / (k + hits[hit_id].ranks[ranked.label])
+    return _ordered(hits)
+
+
+def weighted(lists: Sequence[Ranked], *, k: int = 0) -> list[SearchHit]:
+    """Weighted sum of min-max normalised scores (each list's best = 1, worst = 0; a list whose
+    scores are all equal gives 1 to each). ``k`` is ignored."""
+    hits = _collect(lists)
+    if len(lists) == 1:
+        for hit in hits.values():
+            hit.score = hit.scores[lists[0].label]
+        return _ordered(hits)
+    for ranked in lists:
+        if not ranked.results:
+            continue
+        values = [float(s) for _, s in ranked.results]
+        low, high = min(values), max(values)
+        span = high - low
+        for hit_id in dict(ranked.results):
+            raw = hits[hit_id].scores[ranked.label]
+            norm = (raw - low) / span if span > 0 else 1.0
+            hits[hit_id].score += ranked.weight * norm
+    return _ordered(hits)
+
+
+#: Fusion methods by the name the configuration uses.
+FUSIONS: dict[str, Callable[..., list[SearchHit]]] = {"rrf": rrf, "weighted": weighted}
+
+
+def fuse(method: str, lists: Sequence[Ranked], *, k: int) -> list[SearchHit]:
+    return FUSIONS[method](lists, k=k)

@@ -1,0 +1,42 @@
+"""The graph stage's seam: how the indexer and the retriever chain use a graph memory.
+
+Building and querying the graph are :mod:`lightmem_core.graph`'s (entities and relations from
+entries, the no-LLM fallback, entity dedup, the walk from the entities a query names); this
+module keeps one :class:`~lightmem_core.graph.GraphBuilder` per configured graph backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from lightmem_hookspecs import MemoryEntry, SearchFilter
+
+from ..graph import GraphBuilder, GraphSettings, graph_search
+
+
+class GraphStage:
+    """Indexes entries into, and searches, the configured graph memories."""
+
+    def __init__(self, embedder: Any = None, settings: GraphSettings | None = None) -> None:
+        self.embedder = embedder
+        self.settings = settings or GraphSettings()
+        self._builders: dict[int, GraphBuilder] = {}
+
+    def _builder(self, graph: Any) -> GraphBuilder:
+        builder = self._builders.get(id(graph))
+        if builder is None:
+            builder = GraphBuilder(graph, embedder=self.embedder, settings=self.settings)
+            self._builders[id(graph)] = builder
+        return builder
+
+    def index(self, graph: Any, entries: Sequence[MemoryEntry]) -> int:
+        """Replace what ``graph`` holds for ``entries`` by their relations."""
+        return self._builder(graph).index(entries)
+
+    def search(
+        self, graph: Any, query: str, *, limit: int, filter: SearchFilter | None = None
+    ) -> list[tuple[str, float]]:
+        """Entries reached from the entities the query names, best first."""
+        hits = graph_search(graph, query, limit=limit, filter=filter, settings=self.settings)
+        return [(h.entry_id, float(h.score)) for h in hits]

@@ -1,0 +1,167 @@
+"""The index stage: keeps every derived index (vector stores, text indexes, graphs) in line with
+the record store — opened and caught up once, then updated incrementally."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from lightmem_hookspecs import IndexRecord, MemoryEntry
+
+from ..errors import StoreError
+from ..indexing import index_text, vector_text
+from ..store import entry_payload
+from .runtime import Runtime
+
+#: Entries embedded and written per call when (re)building an index.
+CHUNK = 256
+
+
+def index_record(entry: MemoryEntry, vector: Any = None) -> IndexRecord:
+    """What an index stores for ``entry``: its index text, filterable payload and vector."""
+    return IndexRecord(
+        id=entry.id,
+        text=index_text(entry),
+        payload=entry_payload(entry),
+        vector=tuple(float(x) for x in vector) if vector is not None else None,
+    )
+
+
+class Indexer:
+    """Writes entries into every configured index, each write an ``index`` operation."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._open = False
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the derived indexes and bring them in line with the record store (once)."""
+        if self._open:
+            return
+        vectors = self.rt.backends.vector_indexes()
+        if vectors:
+            embedder = self.rt.embedder
+            if embedder is None:
+                raise StoreError("an embedding_retriever needs a text_embedder to index entries")
+            for index in vectors:
+                index.open(model_name=embedder.model_name, dimension=embedder.dimension)
+        self._open = True
+        self._sync()
+
+    def _sync(self) -> None:
+        store = self.rt.store
+        active = store.count_entries("active")
+        inactive: list[str] | None = None
+
+        def stale() -> list[str]:
+            nonlocal inactive
+            if inactive is None:
+                inactive = [e.id for e in store.entries(status=None) if e.status != "active"]
+            return inactive
+
+        for text in self.rt.backends.text_indexes():
+            if text.count() != active:
+                if stale():
+                    self._call(text, "delete", stale())
+                self._call(text, "index", [index_record(e) for e in store.entries(status="active")])
+        pending = store.entries(status="active", unindexed_only=True)
+        if pending:
+            self.index(pending, text_too=False)
+        graphs = self.rt.backends.graphs()
+        if graphs:
+            active_entries = {e.id: e for e in store.entries(status="active")}
+            for graph in graphs:
+                have = graph.entry_ids()
+                gone = sorted(have - set(active_entries))
+                missing = [e for i, e in active_entries.items() if i not in have]
+                if gone:
+                    self._call(graph, "delete", gone)
+                if missing:
+                    self.rt.graph.index(graph, missing)
+        for vector in self.rt.backends.vector_indexes():
+            if vector.count() != active:
+                if stale():
+                    self._call(vector, "delete", stale())
+                if vector.count() != active:
+                    self._write_vectors([vector], store.entries(status="active"))
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _call(self, backend: Any, method: str, items: list[Any]) -> None:
+        if not items:
+            return
+        self.rt.run(
+            "index",
+            lambda: getattr(backend, method)(items),
+            backend=self.rt.backends.name_of(backend),
+            action=method,
+            items=len(items),
+        )
+
+    def _write_vectors(self, indexes: Sequence[Any], entries: Sequence[MemoryEntry]) -> None:
+        embedder = self.rt.embedder
+        if not indexes or not entries or embedder is None:
+            return
+        for start in range(0, len(entries), CHUNK):
+            chunk = entries[start : start + CHUNK]
+            vectors = embedder.embed([vector_text(e) for e in chunk])
+            records = [index_record(e, v) for e, v in zip(chunk, vectors, strict=True)]
+            for index in indexes:
+                self._call(index, "upsert", records)
+
+    def index(self, entries: Sequence[MemoryEntry], *, text_too: bool = True) -> None:
+        """Write ``entries`` (new or changed) into every index and mark them indexed."""
+        if not entries:
+            return
+        self._write_vectors(self.rt.backends.vector_indexes(), entries)
+        if text_too:
+            records = [index_record(e) for e in entries]
+            for text in self.rt.backends.text_indexes():
+                self._call(text, "index", records)
+        for graph in self.rt.backends.graphs():
+
+            def build(graph: Any = graph) -> int:
+                return self.rt.graph.index(graph, entries)
+
+            self.rt.run(
+                "index",
+                build,
+                backend=self.rt.backends.name_of(graph),
+                action="index",
+                items=len(entries),
+            )
+        self.rt.store.mark_indexed([e.id for e in entries])
+
+    def unindex(self, ids: Sequence[str]) -> None:
+        """Remove entries from every index (superseded or deleted)."""
+        if not ids:
+            return
+        backends = self.rt.backends
+        for index in (*backends.vector_indexes(), *backends.text_indexes(), *backends.graphs()):
+            self._call(index, "delete", list(ids))
+
+    def reindex(self) -> int:
+        """Rebuild every index from the record store; returns the number of active entries.
+
+        A vector store with ``recreate`` is dropped and created for the current embedder, so
+        this is how a store built with another embedding model is moved to this one.
+        """
+        store, backends = self.rt.store, self.rt.backends
+        embedder = self.rt.embedder
+        for vector in backends.vector_indexes():
+            if embedder is None:
+                raise StoreError("an embedding_retriever needs a text_embedder to index entries")
+            recreate = getattr(vector, "recreate", None)
+            if callable(recreate):
+                recreate(model_name=embedder.model_name, dimension=embedder.dimension)
+            else:
+                vector.open(model_name=embedder.model_name, dimension=embedder.dimension)
+        self._open = True
+        all_entries = store.entries(status=None)
+        self.unindex([e.id for e in all_entries])
+        active = [e for e in all_entries if e.status == "active"]
+        for start in range(0, len(active), CHUNK):
+            self.index(active[start : start + CHUNK])
+        return len(active)

@@ -1,0 +1,398 @@
+"""The ingestion stage: normalize → compress chain → journal → segment → short-term batch →
+extract → store → index → (online) update."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from lightmem_hookspecs import MemoryEntry, Message, Scope, Segment, Usage
+
+from ..errors import BackendError, HookError, ScopeRequiredError, typed
+from ..indexing import message_context
+from ..messages import count_tokens, normalize_messages
+from ..retry import BatchRetrier, retry_time
+from ..scope import is_unscoped, scope_key
+from ..store import JournalRow
+from .runtime import Runtime
+
+log = logging.getLogger("lightmem")
+
+ROLES_BY_USE = {
+    "user_only": ("user",),
+    "assistant_only": ("assistant",),
+    "hybrid": ("user", "assistant"),
+}
+_ENTRY_NS = uuid.UUID("6d1f4c3e-2b7a-4f0e-9a51-3c7e0b9d8a21")
+
+
+@attrs.frozen
+class AddResult:
+    """What one ``add_memory`` call did."""
+
+    messages_received: int
+    messages_added: int
+    entries_added: tuple[str, ...]
+    batches_extracted: int
+    batches_pending: int
+    usage: Usage
+
+
+class Ingestion:
+    """Turns messages into stored, indexed memory entries.
+
+    Failed batches are not retried here ahead of a caller's own work: ``retrier`` retries
+    them in the background (with backoff) or when ``retry()`` asks.
+    """
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.retrier = BatchRetrier(
+            rt.store, self.process_batch, background=rt.config.background_retry
+        )
+
+    def retry_at(self, attempts: int) -> str:
+        """When a batch that failed ``attempts`` times is retried next."""
+        config = self.rt.config
+        return retry_time(attempts, config.retry_backoff, config.retry_backoff_max)
+
+    # -- the whole stage -------------------------------------------------------------------
+
+    def add(
+        self, messages: Any, scope: Scope, *, force_segment: bool, force_extract: bool
+    ) -> AddResult:
+        """Normalize, journal and move messages through the buffers (see ``add_memory``)."""
+        rt = self.rt
+        normalized = normalize_messages(messages, scope)
+        if normalized and rt.config.require_scope and is_unscoped(scope):
+            raise ScopeRequiredError(
+                "this memory is configured with require_scope: add messages with a user_id, "
+                "agent_id or run_id"
+            )
+        with self.retrier.caller(), rt.lock, rt.hooks.scope(scope), rt.booking("add_memory"):
+            result, op = rt.hooks.run_operation(
+                "add_memory",
+                lambda op: self._add(
+                    normalized, scope, force_segment or force_extract, force_extract
+                ),
+                messages=len(normalized),
+            )
+        return attrs.evolve(result, usage=op.usage)
+
+    def _add(
+        self, normalized: list[Message], scope: Scope, force_segment: bool, force_extract: bool
+    ) -> AddResult:
+        rt = self.rt
+        received = len(normalized)
+        rt.hooks.messages_normalized(normalized)
+        known = rt.store.messages_by_id((m.id for m in normalized), scope=scope)
+        fresh = self.compress([m for m in normalized if m.id not in known])
+        added = rt.store.add_messages(fresh)
+        rt.indexer.open()
+        new_entries: list[str] = []
+        extracted = 0
+        self.advance_sensory(scope, force_segment)
+        flushed = self.advance_short_term(scope, force_extract)
+        if flushed is not None:
+            # Only the caller's own batch: failed ones are retried in the background or by
+            # retry(), never ahead of the caller's work.
+            for stored in self.retrier.run([flushed]):
+                if stored is not None:
+                    extracted += 1
+                    new_entries += stored
+        return AddResult(
+            messages_received=received,
+            messages_added=len(added),
+            entries_added=tuple(new_entries),
+            batches_extracted=extracted,
+            batches_pending=len(rt.store.pending_batches()),
+            usage=Usage(),
+        )
+
+    # -- compress --------------------------------------------------------------------------
+
+    def compress(self, messages: list[Message]) -> list[Message]:
+        compressors = self.rt.backends.pre_compressors()
+        if not compressors or not messages:
+            return messages
+        texts = [m.content for m in messages]
+        for name, backend in compressors:
+
+            def call(backend: Any = backend, texts: list[str] = texts) -> list[str]:
+                return list(backend.compress(texts))
+
+            out = self.rt.run("compress", call, backend=name, texts=len(texts))
+            if len(out) != len(texts):
+                raise BackendError(
+                    f"pre_compressor {name!r} returned {len(out)} texts for {len(texts)} inputs"
+                )
+            texts = [
+                new if new and new.strip() else old for new, old in zip(out, texts, strict=True)
+            ]
+        return [attrs.evolve(m, content=t) for m, t in zip(messages, texts, strict=True)]
+
+    # -- sensory buffer and segmentation ---------------------------------------------------
+
+    def advance_sensory(self, scope: Scope, force: bool) -> None:
+        rt = self.rt
+        rows = rt.store.journal("sensory", scope)
+        if not rows:
+            return
+        tokens = sum(count_tokens(r.message.content) for r in rows)
+        if not force and tokens < rt.config.sensory_buffer_tokens:
+            return
+        messages = [r.message for r in rows]
+        boundaries = self.segment(messages)
+        cuts = [0, *boundaries, len(messages)]
+        groups = [messages[a:b] for a, b in itertools.pairwise(cuts) if b > a]
+        if not force and len(groups) > 1:
+            groups = groups[:-1]  # the last topic may go on: it stays in the sensory buffer
+        topic_ids = rt.store.allocate_topic_ids(len(groups))
+        segments = [
+            Segment(topic_id=t, messages=tuple(g)) for t, g in zip(topic_ids, groups, strict=True)
+        ]
+        offered = {m.id: m for s in segments for m in s.messages}
+        rt.hooks.segments_ready(segments)
+        assignments, contents = _segment_edits(segments, offered)
+        dropped = [mid for mid in offered if mid not in assignments]
+        rt.store.assign_segments(assignments, scope=scope, contents=contents, dropped=dropped)
+
+    def segment(self, messages: list[Message]) -> list[int]:
+        rt = self.rt
+        segmenter = rt.backends.topic_segmenter() if rt.config.topic_segment else None
+        if segmenter is None or len(messages) < 2:
+            return []
+        name = rt.backends.names("topic_segmenter")[0]
+        raw = rt.run(
+            "segment", lambda: segmenter.segment(messages), backend=name, messages=len(messages)
+        )
+        boundaries = sorted({int(b) for b in raw})
+        bad = [b for b in boundaries if not 0 < b < len(messages)]
+        if bad:
+            raise BackendError(
+                f"topic_segmenter {name!r} returned boundaries {bad} outside 1..{len(messages) - 1}"
+            )
+        return boundaries
+
+    # -- short-term buffer -----------------------------------------------------------------
+
+    def advance_short_term(self, scope: Scope, force: bool) -> str | None:
+        rt = self.rt
+        rows = rt.store.journal("short_term", scope)
+        if not rows:
+            return None
+        tokens = sum(count_tokens(r.message.content) for r in rows if self.uses(r.message))
+        if not force and tokens < rt.config.short_term_buffer_tokens:
+            return None
+        return rt.store.create_batch([r.message.id for r in rows], scope=scope)
+
+    def uses(self, message: Message) -> bool:
+        return message.role in ROLES_BY_USE[self.rt.config.messages_use]
+
+    # -- extraction ------------------------------------------------------------------------
+
+    def retry(self) -> AddResult:
+        """Retry every pending or failed extraction batch now, whatever its retry time."""
+        rt = self.rt
+        with self.retrier.caller(), rt.booking("extract"):
+            result, op = rt.hooks.run_operation("extract", lambda op: self._retry(), retry=True)
+        return attrs.evolve(result, usage=op.usage)
+
+    def _retry(self) -> AddResult:
+        new_entries: list[str] = []
+        extracted = 0
+        for stored in self.retrier.run(self.rt.store.pending_batches()):
+            if stored is not None:
+                extracted += 1
+                new_entries += stored
+        return AddResult(
+            messages_received=0,
+            messages_added=0,
+            entries_added=tuple(new_entries),
+            batches_extracted=extracted,
+            batches_pending=len(self.rt.store.pending_batches()),
+            usage=Usage(),
+        )
+
+    def process_batch(self, batch_id: str) -> list[str] | None:
+        """Extract, store and index one batch. Returns stored entry ids, or None if it failed.
+
+        The extraction (the LLM call) runs without the memory's lock unless the caller holds
+        it; storing and indexing take it. Messages whose facts could not be extracted stay
+        pending in a new batch retried later.
+        """
+        rt = self.rt
+        with rt.lock:
+            info = rt.store.batch_info(batch_id)
+            if info is None or info["state"] == "done":
+                return None
+            rows = rt.store.batch_messages(batch_id)
+            rt.indexer.open()
+        segments = segments_of(rows)
+        try:
+            with rt.booking("extract"):
+                entries, unextracted, error = rt.run(
+                    "extract",
+                    lambda: self.extract(batch_id, segments),
+                    batch=batch_id,
+                    messages=len(rows),
+                )
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # any failure (a backend's panic too) leaves it pending
+            exc = typed(exc, "extraction")
+            retry_at = self.retry_at(int(info["attempts"]) + 1)
+            rt.store.batch_failed(batch_id, str(exc), retry_at=retry_at)
+            log.warning(
+                "extraction of batch %s failed; it stays pending and is retried from %s (or "
+                "by retry() / `lightmem retry`): %s",
+                batch_id,
+                retry_at,
+                exc,
+            )
+            self.retrier.wake()
+            return None
+        with rt.lock:
+            rt.hooks.batch_extracted(segments, entries)
+            stored = rt.store.complete_batch(
+                batch_id,
+                entries,
+                unextracted=unextracted,
+                error=error,
+                retry_at=self.retry_at(1) if unextracted else None,
+            )
+            rt.indexer.index(stored)
+            if stored:
+                rt.hooks.entries_stored(stored)
+                if rt.config.update == "online" and rt.llm is not None:
+                    from ..update import online_update
+
+                    with rt.booking("update"):
+                        rt.run(
+                            "update",
+                            lambda: online_update(rt, stored),
+                            mode="online",
+                            entries=len(stored),
+                        )
+        if unextracted:
+            log.warning(
+                "%d message(s) of batch %s could not be extracted; they stay pending: %s",
+                len(unextracted),
+                batch_id,
+                error,
+            )
+            self.retrier.wake()
+        return [e.id for e in stored]
+
+    def extract(
+        self, batch_id: str, segments: list[Segment]
+    ) -> tuple[list[MemoryEntry], tuple[str, ...], str]:
+        """(entries, ids of messages left unextracted, why)."""
+        rt = self.rt
+        llm = rt.llm
+        if llm is None:
+            entries: list[MemoryEntry] = []
+            previous: Message | None = None
+            for s in segments:
+                for m in s.messages:
+                    if self.uses(m):
+                        entries.append(entry_from_message(m, s.topic_id, previous))
+                    previous = m
+            return entries, (), ""
+        from ..llm.extraction import extract_facts
+
+        result = extract_facts(
+            llm,
+            segments,
+            messages_use=rt.config.messages_use,
+            metadata_generate=rt.config.metadata_generate,
+            text_summary=rt.config.text_summary,
+            extract_threshold=rt.config.extract_threshold,
+            prompts=rt.prompts,
+        )
+        by_id = {m.id: (m, s.topic_id) for s in segments for m in s.messages}
+        entries = []
+        for i, fact in enumerate(result.facts):
+            first = by_id.get(fact.source_message_ids[0]) if fact.source_message_ids else None
+            scope = first[0].scope if first else Scope()
+            entries.append(
+                MemoryEntry(
+                    id=uuid.uuid5(_ENTRY_NS, f"{batch_id}:{i}").hex,
+                    memory=fact.text,
+                    source_message_ids=tuple(fact.source_message_ids),
+                    time_stamp=fact.time_stamp,
+                    speaker_id=fact.speaker_id,
+                    speaker_name=fact.speaker_name,
+                    topic_id=fact.topic_id,
+                    scope=scope,
+                    category=fact.category,
+                    keywords=tuple(fact.keywords or ()),
+                    entities=tuple(fact.entities or ()),
+                    topic_summary=fact.topic_summary,
+                    importance=fact.importance,
+                )
+            )
+        return entries, result.unextracted, result.error
+
+
+def _segment_edits(
+    segments: Sequence[Segment], offered: dict[str, Message]
+) -> tuple[dict[str, int], dict[str, str]]:
+    """What a ``segments_ready`` hook left: topic per message id, and edited contents."""
+    assignments: dict[str, int] = {}
+    contents: dict[str, str] = {}
+    for segment in segments:
+        for m in segment.messages:
+            original = offered.get(m.id)
+            if original is None:
+                raise HookError(
+                    f"a lightmem_segments_ready hook added message {m.id!r}, which was not in "
+                    f"the sensory buffer; hooks may edit or drop messages, not add them"
+                )
+            if m.scope != original.scope:
+                raise HookError(
+                    f"a lightmem_segments_ready hook moved message {m.id!r} to another scope"
+                )
+            assignments[m.id] = segment.topic_id
+            if m.content != original.content:
+                if not isinstance(m.content, str) or not m.content.strip():
+                    raise HookError(
+                        f"a lightmem_segments_ready hook left message {m.id!r} with empty "
+                        f"content; drop the message instead"
+                    )
+                contents[m.id] = m.content
+    return assignments, contents
+
+
+def segments_of(rows: Sequence[JournalRow]) -> list[Segment]:
+    segments: list[Segment] = []
+    for row in rows:
+        topic = row.topic_id if row.topic_id is not None else -1
+        if segments and segments[-1].topic_id == topic:
+            segments[-1] = Segment(topic, (*segments[-1].messages, row.message))
+        else:
+            segments.append(Segment(topic, (row.message,)))
+    return segments
+
+
+def entry_from_message(
+    message: Message, topic_id: int, previous: Message | None = None
+) -> MemoryEntry:
+    return MemoryEntry(
+        id=uuid.uuid5(_ENTRY_NS, f"message:{scope_key(message.scope)}:{message.id}").hex,
+        memory=message.content,
+        source_message_ids=(message.id,),
+        time_stamp=message.time_stamp,
+        speaker_id=message.speaker_id,
+        speaker_name=message.speaker_name,
+        topic_id=topic_id,
+        scope=message.scope,
+        original_memory=message.original_content
+        if message.original_content != message.content
+        else None,
+        metadata={"role": message.role, **message_context(previous, message)},
+    )

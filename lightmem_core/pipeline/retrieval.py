@@ -1,0 +1,144 @@
+"""The retrieval stage: prepare the query → the retriever chain → fusion → the reranker chain.
+
+Each retriever's search, the query embedding and each reranker run as operations
+(``search``, ``embed``, ``rerank``) inside the ``retrieve`` operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from lightmem_hookspecs import QueryContext, SearchFilter, SearchHit
+
+from ..backends import Retriever
+from ..errors import BackendError, InputError
+from ..queries import in_scope
+from ..store import entry_payload
+from .fusion import Ranked, fuse
+from .runtime import Runtime
+
+#: Which chain elements each search strategy queries.
+STRATEGY_KINDS: dict[str, tuple[str, ...] | None] = {
+    "embedding": ("embedding_retriever",),
+    "context": ("context_retriever",),
+    "hybrid": None,  # every element
+}
+
+
+def pool_size(limit: int, configured: int | None) -> int:
+    """Hits each retriever returns and the rerankers receive."""
+    return max(configured or max(limit * 5, 50), limit)
+
+
+class Retrieval:
+    """Answers queries from the configured retrieval chain."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def search(self, ctx: QueryContext) -> list[SearchHit]:
+        """Run ``ctx`` (after ``query_prepared`` hooks) and return at most ``ctx.limit`` hits."""
+        rt = self.rt
+        rt.indexer.open()
+        rt.hooks.query_prepared(ctx)
+        if ctx.strategy not in STRATEGY_KINDS:
+            raise InputError(
+                f"strategy: expected embedding, context or hybrid, got {ctx.strategy!r}"
+            )
+        with rt.booking("retrieve"):
+            hits = rt.run("retrieve", lambda: self._search(ctx), strategy=ctx.strategy)
+        rt.hooks.results_ready(ctx, hits)
+        return hits[: ctx.limit]
+
+    def _retrievers(self, strategy: str) -> list[Retriever]:
+        kinds = STRATEGY_KINDS[strategy]
+        chain = self.rt.backends.retrievers()
+        chosen = [r for r in chain if kinds is None or r.kind in kinds]
+        if not chosen:
+            wanted = " or ".join(kinds or ("any",))
+            raise InputError(
+                f"strategy {strategy!r} needs a {wanted} in the retrieval chain; configured: "
+                f"{', '.join(r.label for r in chain) or 'none'}"
+            )
+        return chosen
+
+    def _search(self, ctx: QueryContext) -> list[SearchHit]:
+        rt = self.rt
+        pool = pool_size(ctx.limit, rt.config.retrieval.pool_size)
+        retrievers = self._retrievers(ctx.strategy)
+        vector: list[float] | None = None
+        if any(r.query_by == "vector" for r in retrievers):
+            embedder = rt.embedder
+            if embedder is None:
+                raise InputError("an embedding_retriever needs a text_embedder")
+            vector = [float(x) for x in embedder.embed([ctx.query])[0]]
+        while True:
+            hits, full = self._fetch(ctx, retrievers, vector, pool)
+            # Scope is matched exactly after the backends' (field-wise) filtering: fetch more
+            # while entries of other scopes crowd the kept hits below the limit.
+            if len(hits) >= ctx.limit or not full:
+                break
+            pool *= 4
+        return self._rerank(ctx, hits)
+
+    def _fetch(
+        self,
+        ctx: QueryContext,
+        retrievers: Sequence[Retriever],
+        vector: list[float] | None,
+        pool: int,
+    ) -> tuple[list[SearchHit], bool]:
+        """One round of the chain with ``pool`` hits per retriever: the fused, loaded hits and
+        whether any retriever filled its pool (a bigger pool may find more)."""
+        rt = self.rt
+        lists = []
+        for r in retrievers:
+            query: Any = vector if r.query_by == "vector" else ctx.query
+
+            def call(r: Retriever = r, query: Any = query) -> list[tuple[str, float]]:
+                if r.query_by == "graph":
+                    return rt.graph.search(r.backend, query, limit=pool, filter=ctx.filter)
+                return list(r.backend.search(query, limit=pool, filter=ctx.filter))
+
+            results = rt.run("search", call, backend=r.name, retriever=r.label, limit=pool)
+            lists.append(Ranked(r.label, r.weight, results))
+        fusion = rt.config.fusion()
+        fused = fuse(fusion.method, lists, k=fusion.k)
+        return self._load(fused, ctx.filter), any(len(r.results) >= pool for r in lists)
+
+    def _load(self, fused: list[SearchHit], search_filter: SearchFilter) -> list[SearchHit]:
+        """Attach active entries; drop hits whose entry is gone or outside the filter."""
+        found = {e.id: e for e in self.rt.store.entries([h.id for h in fused], status="active")}
+        hits = []
+        for hit in fused:
+            entry = found.get(hit.id)
+            if entry is None or not search_filter.matches(entry.id, entry_payload(entry)):
+                continue
+            if not in_scope(entry.scope, search_filter):
+                continue
+            hit.entry = entry
+            hits.append(hit)
+        return hits
+
+    def _rerank(self, ctx: QueryContext, hits: list[SearchHit]) -> list[SearchHit]:
+        for name, reranker in self.rt.backends.rerankers():
+            given = {id(h): h for h in hits}
+            before = {id(h): h.score for h in hits}
+
+            def call(reranker: Any = reranker, hits: Sequence[SearchHit] = hits) -> Any:
+                return reranker.rerank(ctx.query, list(hits), limit=ctx.limit)
+
+            out = list(self.rt.run("rerank", call, backend=name, hits=len(hits)))
+            ids = {h.id for h in hits}
+            if len(out) > ctx.limit or any(h.id not in ids for h in out):
+                raise BackendError(
+                    f"reranker {name!r} returned {len(out)} hits for limit {ctx.limit}, or hits "
+                    f"it was not given; a reranker returns at most `limit` of the hits it receives"
+                )
+            for rank, hit in enumerate(out, start=1):
+                hit.ranks[name] = rank
+                if id(hit) not in given or hit.score != before.get(id(hit)):
+                    hit.scores[name] = float(hit.score)
+            hits = out
+        return hits[: ctx.limit]

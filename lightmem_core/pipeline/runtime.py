@@ -1,0 +1,86 @@
+"""The collaborators every stage is handed: configuration, record store, backends, hook chain."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+
+from ..backends import AccountedEmbedder, AccountedLLM, Backends, current_operation
+from ..config import LightMemConfig
+from ..hookchain import HookChain
+from ..records import RecordStore
+
+if TYPE_CHECKING:
+    from lightmem_hookspecs import EmbeddingRetriever
+
+    from ..llm.prompts import Prompts
+    from .graph import GraphStage
+    from .index import Indexer
+
+T = TypeVar("T")
+
+
+@attrs.define
+class Runtime:
+    """What one memory's stages share. Built by the facade; stages never import the facade."""
+
+    config: LightMemConfig
+    store: RecordStore
+    backends: Backends
+    hooks: HookChain
+    #: Held while writing the store and the indexes; never across an LLM call.
+    lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
+    indexer: Indexer = attrs.field(init=False)
+    _prompts: Prompts | None = attrs.field(default=None, init=False)
+    _graph: GraphStage | None = attrs.field(default=None, init=False)
+
+    @property
+    def graph(self) -> GraphStage:
+        """How entries reach the graph memories and how they answer queries."""
+        if self._graph is None:
+            from .graph import GraphStage
+
+            self._graph = GraphStage(embedder=self.embedder)
+        return self._graph
+
+    @property
+    def embedder(self) -> AccountedEmbedder | None:
+        return self.backends.text_embedder()
+
+    @property
+    def llm(self) -> AccountedLLM | None:
+        return self.backends.memory_manager()
+
+    @property
+    def vector_index(self) -> EmbeddingRetriever | None:
+        return self.backends.vector_index()
+
+    @property
+    def prompts(self) -> Prompts:
+        if self._prompts is None:
+            from ..llm.prompts import Prompts
+
+            overrides = {k: v for k, v in attrs.asdict(self.config.prompts).items() if v}
+            self._prompts = Prompts(**overrides)
+        return self._prompts
+
+    def run(
+        self, name: str, body: Callable[[], T], *, backend: str | None = None, **details: Any
+    ) -> T:
+        """Run ``body()`` as the operation ``name`` (seen by the selected wrapper hooks)."""
+        result, _ = self.hooks.run_operation(name, lambda op: body(), backend=backend, **details)
+        return result
+
+    @staticmethod
+    @contextmanager
+    def booking(name: str) -> Iterator[None]:
+        """LLM and embedder usage inside this block is booked under ``name`` in the store."""
+        token = current_operation.set(name)
+        try:
+            yield
+        finally:
+            current_operation.reset(token)
