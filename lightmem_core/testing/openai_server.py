@@ -18,8 +18,9 @@ What it does:
 - ``max_tokens`` / ``max_completion_tokens`` is honoured: a longer answer is cut and reported
   with ``finish_reason: "length"``.
 - Faults: HTTP errors (500, 503 ...), 429 with ``retry-after``, a delay past the client's
-  time-out, a malformed JSON body, a dropped connection, a truncated answer; and a "fail this
-  fraction of calls" mode driven by a seeded RNG.
+  time-out, a malformed JSON body, a dropped connection, a truncated answer (a given text, or
+  the real answer cut short: :meth:`Fault.cut`); and a "fail this fraction of calls" mode
+  driven by a seeded RNG, with one fault or a mix of them.
 
 Token counts in ``usage`` are an approximation documented here once: a text counts
 ``ceil(len(text) / 4)`` tokens (the usual four-characters-per-token rule of thumb, at least 1
@@ -93,12 +94,13 @@ class Reply:
 class Fault:
     """A scripted failure. Build one with the class methods, e.g. ``Fault.http_error(500)``."""
 
-    kind: str  # "status" | "timeout" | "malformed" | "disconnect" | "truncated"
+    kind: str  # "status" | "timeout" | "malformed" | "disconnect" | "truncated" | "cut"
     status: int = 500
     message: str = "scripted failure"
     retry_after: float | None = None
     delay: float = 0.0
     text: str = ""
+    fraction: float = 0.5
 
     @classmethod
     def http_error(cls, status: int = 500, message: str = "internal server error") -> Fault:
@@ -134,6 +136,14 @@ class Fault:
     def truncated(cls, text: str = '{"facts": ["the user li') -> Fault:
         """Answer 200 with ``text`` and ``finish_reason: "length"`` (output cut at the limit)."""
         return cls("truncated", text=text)
+
+    @classmethod
+    def cut(cls, fraction: float = 0.5) -> Fault:
+        """Answer 200 with the first ``fraction`` of the answer the server would have given
+        (queue, responder or echo) and ``finish_reason: "length"``: a real answer cut short."""
+        if not 0.0 <= fraction < 1.0:
+            raise ValueError(f"cut: fraction must be within [0, 1), got {fraction}")
+        return cls("cut", fraction=fraction)
 
 
 @attrs.define
@@ -194,7 +204,7 @@ class OpenAICompatibleServer:
         self.errors: list[str] = []
         self._script: deque[str | Reply | Fault] = deque(responses)
         self._failure_rate = 0.0
-        self._failure_fault: Fault = Fault.http_error(500)
+        self._failure_faults: list[Fault] = [Fault.http_error(500)]
         self._rng = random.Random(0)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -210,17 +220,25 @@ class OpenAICompatibleServer:
         with self._lock:
             self._script.extend(items)
 
-    def fail_rate(self, rate: float, *, seed: int = 0, fault: Fault | None = None) -> None:
+    def fail_rate(
+        self,
+        rate: float,
+        *,
+        seed: int = 0,
+        fault: Fault | None = None,
+        faults: Iterable[Fault] = (),
+    ) -> None:
         """Make each chat request fail with probability ``rate`` (seeded, reproducible).
 
-        A failed request does not consume a queued item. ``fault`` defaults to HTTP 500.
+        A failed request does not consume a queued item. ``fault`` defaults to HTTP 500; with
+        ``faults`` each failure is one of them, drawn by the same seeded generator.
         """
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"fail_rate: rate must be within [0, 1], got {rate}")
         with self._lock:
             self._failure_rate = rate
             self._rng = random.Random(seed)
-            self._failure_fault = fault or Fault.http_error(500)
+            self._failure_faults = list(faults) or [fault or Fault.http_error(500)]
 
     def reset(self) -> None:
         """Forget recorded requests, the queue, the failure mode and rejected formats."""
@@ -309,10 +327,10 @@ class OpenAICompatibleServer:
         with self._lock:
             self.requests.append(request)
 
-    def _next_item(self, body: dict[str, Any]) -> str | Reply | Fault:
+    def _next_item(self, body: dict[str, Any], *, faults: bool = True) -> str | Reply | Fault:
         with self._lock:
-            if self._failure_rate and self._rng.random() < self._failure_rate:
-                return self._failure_fault
+            if faults and self._failure_rate and self._rng.random() < self._failure_rate:
+                return self._rng.choice(self._failure_faults)
             if self._script:
                 return self._script.popleft()
             responder = self.responder
@@ -517,6 +535,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault.kind == "truncated":
             request.outcome = "200"
             self._answer(body, Reply(fault.text, finish_reason="length"))
+        elif fault.kind == "cut":
+            request.outcome = "200"
+            item = self.app._next_item(body, faults=False)
+            full = item.text if isinstance(item, Reply) else str(item)
+            kept = full[: int(len(full) * fault.fraction)]
+            self._answer(body, Reply(kept, finish_reason="length"))
         else:  # pragma: no cover - Fault is built through its class methods
             raise ValueError(f"unknown fault kind {fault.kind!r}")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,11 +97,14 @@ class ExactVectorIndex:
     def _save(self) -> None:
         if self.path is None or self.meta is None:  # never opened: nothing of ours to write
             return
-        self.path.write_text(
+        # Written aside and renamed over the old file: a crash mid-write leaves the old index.
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(
             json.dumps(
                 {"meta": self.meta, "records": [attrs.asdict(r) for r in self.records.values()]}
             )
         )
+        os.replace(tmp, self.path)
 
     def _check_size(self, vector: Sequence[float], what: str) -> None:
         dims = self.meta["dims"] if self.meta else None

@@ -161,3 +161,22 @@ def test_reset_clears_script_and_modes(openai_server):
     openai_server.reset()
     assert openai_server.pending == 0 and openai_server.requests == []
     assert _post(openai_server, {**CHAT, "response_format": {"type": "json_object"}})[0] == 200
+
+
+def test_cut_fault_cuts_the_real_answer_and_mixed_faults_are_seeded(openai_server):
+    import httpx
+
+    from lightmem_core.testing.openai_server import Fault
+
+    openai_server.responder = lambda body: "0123456789"
+    openai_server.fail_rate(1.0, seed=3, faults=[Fault.cut(0.5)])
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    answer = httpx.post(f"{openai_server.base_url}/chat/completions", json=body).json()
+    assert answer["choices"][0]["message"]["content"] == "01234"
+    assert answer["choices"][0]["finish_reason"] == "length"
+    openai_server.fail_rate(0.5, seed=3, faults=[Fault.http_error(503), Fault.cut(0.2)])
+    codes = [
+        httpx.post(f"{openai_server.base_url}/chat/completions", json=body).status_code
+        for _ in range(40)
+    ]
+    assert {200, 503} <= set(codes)
