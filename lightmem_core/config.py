@@ -221,7 +221,7 @@ class LightMemConfig:
     online_update_top_k: int = attrs.field(default=5, validator=_positive)
     online_update_threshold: float = attrs.field(default=0.5, validator=_unit)
     sensory_buffer_tokens: int = attrs.field(default=512, validator=_positive)
-    short_term_buffer_tokens: int = attrs.field(default=512, validator=_positive)
+    short_term_buffer_tokens: int = attrs.field(default=2048, validator=_positive)
     hybrid_weights: HybridWeights = attrs.field(factory=HybridWeights)
     prompts: PromptOverrides = attrs.field(factory=PromptOverrides)
     #: A search, ``get_all`` or ``add`` that names no user, agent or run id is an error

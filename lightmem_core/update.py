@@ -1,33 +1,57 @@
-"""Memory update: the offline "sleep-time" pass (queue, then decide) and online reconciliation."""
+"""Memory update: the offline "sleep-time" pass (queue, then decide) and online reconciliation.
+
+Which pairs are worth an LLM's attention: an older entry and a newer one that can contradict or
+repeat it. A pair qualifies when
+
+- both are active and have exactly the same scope (``user_id``, ``agent_id``, ``run_id``; an
+  unset field matches only an unset field, so an unscoped or agent-only memory is never compared
+  with a user's);
+- they are about the same subject: the same speaker, or a shared entity (entries with neither
+  are compared);
+- their bare memory texts are similar: the cosine of their embeddings is at or above the
+  threshold. Bare means the memory alone: not the speaker- and date-decorated text the index
+  embeds, and without a leading ``"Speaker:"`` label (:func:`bare_text`), which would make
+  everything one person said look alike;
+- one is older: earlier time stamp, or the same time stamp and stored earlier.
+
+The offline pass visits only entries added or changed since the last completed pass (the
+watermark), so entries whose neighbourhood did not change are not asked about again; entries
+the pass itself rewrote are not revisited for that change. Its checks (an older entry and its
+newer look-alikes) are packed into as few calls as the per-call token budget allows; each call's
+targets leave the queue as soon as its decisions are applied, so an interrupted pass resumes
+where it stopped. Online, one call reconciles a whole extraction batch.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
-from lightmem_hookspecs import EntryChange, MemoryEntry, SearchFilter, to_epoch
+from lightmem_hookspecs import EntryChange, MemoryEntry, SearchFilter
 
 from .errors import BackendError, ConfigError, ExtractionError
-from .indexing import vector_text
 
 if TYPE_CHECKING:
+    from .llm.update import UpdateCheck, UpdateDecision
     from .pipeline.runtime import Runtime
 
 log = logging.getLogger("lightmem")
 
 WATERMARK = "update_watermark"
 PENDING_WATERMARK = "update_pending_watermark"
-
-
-def _scope_filter(entry: MemoryEntry, **extra: object) -> SearchFilter:
-    return SearchFilter(
-        user_id=entry.scope.user_id,
-        agent_id=entry.scope.agent_id,
-        run_id=entry.scope.run_id,
-        **extra,
-    )
+#: Entries the offline pass rewrote: ``{entry_id: digest of the text it wrote}``.
+REVIEWED = "update_reviewed"
+#: Prompt tokens (estimated) of memories and checks per offline update call.
+UPDATE_BATCH_TOKENS = 3000
+#: How many index neighbours are looked at per visited entry before the exact filters.
+POOL = 20
+#: Bare-text vectors kept in this process, by (embedding model, text): the update passes and
+#: online batches compare the same entries again and again.
+VECTOR_CACHE = 50_000
+_VECTORS: dict[tuple[str, str], Any] = {}
 
 
 def _require_llm(mem: Runtime) -> object:
@@ -42,84 +66,256 @@ def _require_llm(mem: Runtime) -> object:
     return llm
 
 
-def construct_update_queue(mem: Runtime, *, top_k: int, keep_top_n: int) -> int:
-    """Queue, for each entry added or changed since the last completed pass, its most similar
-    entries that are not newer than it. Only those visited entries get (re)queued."""
-    if mem.vector_index is None:
-        raise ConfigError(["$.embedding_retriever: the update queue needs an embedding_retriever"])
+def _digest(text: str) -> str:
+    return hashlib.sha1(" ".join(text.split()).encode()).hexdigest()[:16]
+
+
+def bare_text(entry: MemoryEntry) -> str:
+    """The memory as compared for updates: its text without a leading ``"Speaker:"`` label
+    (the speaker is compared on its own, as the subject)."""
+    text = " ".join(entry.memory.split())
+    for name in (entry.speaker_name, entry.speaker_id):
+        if name and text[: len(name) + 1].casefold() == f"{name.casefold()}:":
+            return text[len(name) + 1 :].strip() or text
+    return text
+
+
+def _subject(entry: MemoryEntry) -> tuple[str | None, set[str]]:
+    speaker = entry.speaker_name or entry.speaker_id
+    return (speaker.casefold() if speaker else None), {e.casefold() for e in entry.entities}
+
+
+def same_subject(a: MemoryEntry, b: MemoryEntry) -> bool:
+    """Same speaker, or a shared entity; entries that have neither are compared."""
+    speaker_a, entities_a = _subject(a)
+    speaker_b, entities_b = _subject(b)
+    if entities_a & entities_b:
+        return True
+    if speaker_a is not None and speaker_b is not None:
+        return speaker_a == speaker_b
+    return not (speaker_a or speaker_b or entities_a or entities_b)
+
+
+class _Pairs:
+    """Finds the older look-alikes of entries (see the module docs), with a cache of bare-text
+    vectors and store positions for one pass."""
+
+    def __init__(self, mem: Runtime) -> None:
+        if mem.vector_index is None or mem.embedder is None:
+            raise ConfigError(
+                ["$.embedding_retriever: the memory update needs an embedding_retriever"]
+            )
+        self.mem = mem
+        self.vectors: dict[str, Any] = {}
+        self.positions: dict[str, int] = {}
+
+    def _embed(self, entries: Iterable[MemoryEntry]) -> None:
+        import numpy as np
+
+        model = str(getattr(self.mem.embedder, "model_name", ""))
+        pending = [(e.id, bare_text(e)) for e in entries if e.id not in self.vectors]
+        found = {t: _VECTORS[(model, t)] for _, t in pending if (model, t) in _VECTORS}
+        missing = list(dict.fromkeys(t for _, t in pending if t not in found))
+        for start in range(0, len(missing), 128):
+            chunk = missing[start : start + 128]
+            vectors = np.asarray(self.mem.embedder.embed(chunk), "float32")
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = vectors / np.where(norms > 0, norms, 1.0)
+            for text, vector in zip(chunk, vectors, strict=True):
+                found[text] = vector
+                while len(_VECTORS) >= VECTOR_CACHE:
+                    _VECTORS.pop(next(iter(_VECTORS)))
+                _VECTORS[(model, text)] = vector
+        for entry_id, text in pending:
+            self.vectors[entry_id] = found[text]
+
+    def _position(self, entry_id: str) -> int:
+        """Where the entry stands in storage order (read once per pass, only for ties)."""
+        if not self.positions:
+            listing = self.mem.store.entries(status=None)
+            self.positions = {e.id: k for k, e in enumerate(listing, start=1)}
+        return self.positions.get(entry_id, 0)
+
+    def older(self, a: MemoryEntry, b: MemoryEntry) -> bool:
+        """Whether ``a`` is older than ``b``."""
+        ta, tb = a.time_stamp, b.time_stamp
+        if ta is not None and tb is not None and ta != tb:
+            return ta < tb
+        return self._position(a.id) < self._position(b.id)
+
+    def find(
+        self,
+        entries: Sequence[MemoryEntry],
+        *,
+        threshold: float,
+        limit: int,
+        exclude: frozenset[str] = frozenset(),
+    ) -> dict[str, list[tuple[MemoryEntry, float]]]:
+        """For each of ``entries``, its older look-alikes at or above ``threshold`` (at most
+        ``limit``, most similar first), leaving out ``exclude``."""
+        self._embed(entries)
+        pools: dict[str, list[str]] = {}
+        for entry in entries:
+            scope = entry.scope
+            hits = self.mem.vector_index.search(
+                [float(x) for x in self.vectors[entry.id]],
+                limit=max(POOL, limit),
+                filter=SearchFilter(
+                    user_id=scope.user_id,
+                    agent_id=scope.agent_id,
+                    run_id=scope.run_id,
+                    exclude_ids=frozenset({entry.id}) | exclude,
+                ),
+            )
+            pools[entry.id] = [i for i, _ in hits]
+        wanted = {i for ids in pools.values() for i in ids}
+        found = {e.id: e for e in self.mem.store.entries(wanted, status="active")}
+        self._embed(found.values())
+        out: dict[str, list[tuple[MemoryEntry, float]]] = {}
+        for entry in entries:
+            pairs = []
+            for other_id in pools[entry.id]:
+                other = found.get(other_id)
+                if (
+                    other is None
+                    or other.scope != entry.scope
+                    or not self.older(other, entry)
+                    or not same_subject(other, entry)
+                ):
+                    continue
+                score = float(self.vectors[entry.id] @ self.vectors[other.id])
+                if score >= threshold:
+                    pairs.append((other, score))
+            pairs.sort(key=lambda p: -p[1])
+            if pairs:
+                out[entry.id] = pairs[:limit]
+        return out
+
+
+def construct_update_queue(
+    mem: Runtime, *, top_k: int, keep_top_n: int, threshold: float = 0.0
+) -> int:
+    """Queue, for each entry added or changed since the last completed pass, its older
+    look-alikes (see the module docs); returns how many entries have some."""
     watermark = int(mem.store.get_meta(WATERMARK) or 0)
     top_revision = mem.store.max_revision()
-    visited = mem.store.entries(status="active", changed_since=watermark)
-    queue: dict[str, list[tuple[str, float]]] = {}
-    for start in range(0, len(visited), 128):
-        chunk = visited[start : start + 128]
-        vectors = mem.embedder.embed([vector_text(e) for e in chunk])
-        for entry, vector in zip(chunk, vectors, strict=True):
-            extra: dict[str, Any] = {"exclude_ids": frozenset({entry.id})}
-            if entry.time_stamp is not None:
-                extra["time_lte"] = to_epoch(entry.time_stamp)
-            hits = mem.vector_index.search(
-                [float(x) for x in vector], limit=top_k, filter=_scope_filter(entry, **extra)
-            )
-            queue[entry.id] = [(i, float(s)) for i, s in hits[:keep_top_n]]
+    reviewed: dict[str, str] = json.loads(mem.store.get_meta(REVIEWED) or "{}")
+    visited = [
+        e
+        for e in mem.store.entries(status="active", changed_since=watermark)
+        if reviewed.get(e.id) != _digest(e.memory)
+    ]
+    found = _Pairs(mem).find(visited, threshold=threshold, limit=min(top_k, keep_top_n))
+    queue = {newer: [(o.id, s) for o, s in pairs] for newer, pairs in found.items()}
     mem.store.save_update_queue(queue)
     mem.store.set_meta(PENDING_WATERMARK, str(top_revision))
     return len(queue)
 
 
-def offline_update(mem: Runtime, *, score_threshold: float) -> list[EntryChange]:
-    """Decide the fate of every entry a newer queued entry resembles above the threshold.
+def _batches(checks: Sequence[UpdateCheck], budget: int) -> Iterable[list[UpdateCheck]]:
+    from .llm.update import estimate_tokens
 
-    Each decided target is removed from the queue right away, so an interrupted pass resumes
-    where it stopped. The watermark advances only when the queue is empty.
+    batch: list[UpdateCheck] = []
+    size = 0
+    for check in checks:
+        cost = estimate_tokens(check)
+        if batch and size + cost > budget:
+            yield batch
+            batch, size = [], 0
+        batch.append(check)
+        size += cost
+    if batch:
+        yield batch
+
+
+def offline_update(
+    mem: Runtime, *, score_threshold: float, batch_tokens: int | None = None
+) -> list[EntryChange]:
+    """Decide the fate of every queued older entry a newer one resembles above the threshold,
+    many entries per call (at most ``batch_tokens`` estimated prompt tokens of memories each,
+    default :data:`UPDATE_BATCH_TOKENS`).
+
+    Each call's targets leave the queue once its decisions are applied, so an interrupted pass
+    resumes where it stopped; a failed call leaves its targets queued for the next pass. The
+    watermark advances only when the queue is empty.
     """
-    from .llm.update import decide_update
+    from .llm.update import UpdateCheck, decide_updates
 
     llm = _require_llm(mem)
-    targets: dict[str, list[tuple[str, float]]] = {}
+    pairs: dict[str, list[tuple[str, float]]] = {}
     for newer_id, candidates in mem.store.update_queue().items():
         for older_id, score in candidates:
             if score >= score_threshold and older_id != newer_id:
-                targets.setdefault(older_id, []).append((newer_id, score))
-    changes: list[EntryChange] = []
-    for older_id in sorted(targets):
-        older = mem.store.get_entry(older_id)
-        newer_entries = {
-            e.id: e for e in mem.store.entries([n for n, _ in targets[older_id]], status="active")
-        }
+                pairs.setdefault(older_id, []).append((newer_id, score))
+    wanted = set(pairs) | {n for cands in pairs.values() for n, _ in cands}
+    active = {e.id: e for e in mem.store.entries(wanted, status="active")}
+    checks = []
+    for older_id in sorted(pairs):
         newer = [
-            (newer_entries[n], s)
-            for n, s in sorted(targets[older_id], key=lambda p: -p[1])
-            if n in newer_entries
+            (active[n], s) for n, s in sorted(pairs[older_id], key=lambda p: -p[1]) if n in active
         ]
-        if older is not None and older.status == "active" and newer:
-            try:
-                decision = decide_update(llm, older, newer, prompts=mem.prompts)
-            except (ExtractionError, BackendError) as exc:
-                log.warning(
-                    "update decision for %s failed, left for the next pass: %s", older_id, exc
-                )
-                continue
-            change = apply_decision(mem, older, decision, [c for c, _ in newer])
+        if older_id in active and newer:
+            checks.append(UpdateCheck(active[older_id], newer))
+        else:
+            _drop_targets(mem, [older_id])
+    changes: list[EntryChange] = []
+    reviewed: dict[str, str] = json.loads(mem.store.get_meta(REVIEWED) or "{}")
+    for batch in _batches(checks, batch_tokens or UPDATE_BATCH_TOKENS):
+        batch = _refresh(mem, batch)
+        try:
+            decisions = decide_updates(llm, batch, prompts=mem.prompts)
+        except (ExtractionError, BackendError) as exc:
+            log.warning(
+                "update decisions for %d entries failed, left for the next pass: %s",
+                len(batch),
+                exc,
+            )
+            continue
+        by_id = {c.target.id: c for c in batch}
+        for decision in decisions:
+            check = by_id[decision.target_id]
+            change = apply_decision(mem, check.target, decision, [c for c, _ in check.candidates])
             if change is not None:
                 changes.append(change)
-        _drop_target(mem, older_id)
+                if change.new_memory:
+                    reviewed[change.entry_id] = _digest(change.new_memory)
+        mem.store.set_meta(REVIEWED, json.dumps(reviewed))
+        _drop_targets(mem, [c.target.id for c in batch])
     if not any(s >= score_threshold for c in mem.store.update_queue().values() for _, s in c):
         mem.store.clear_update_queue()
         pending = mem.store.get_meta(PENDING_WATERMARK)
         if pending is not None:
             mem.store.set_meta(WATERMARK, pending)
+            live = {e.id for e in mem.store.entries(list(reviewed), status="active")}
+            mem.store.set_meta(
+                REVIEWED, json.dumps({k: v for k, v in reviewed.items() if k in live})
+            )
     if changes:
         mem.hooks.entries_changed(changes)
     return changes
 
 
-def _drop_target(mem: Runtime, older_id: str) -> None:
+def _refresh(mem: Runtime, batch: list[UpdateCheck]) -> list[UpdateCheck]:
+    """The checks of ``batch`` with the entries' current text; retired entries left out."""
+    from .llm.update import UpdateCheck
+
+    ids = {c.target.id for c in batch} | {e.id for c in batch for e, _ in c.candidates}
+    active = {e.id: e for e in mem.store.entries(ids, status="active")}
+    fresh = []
+    for check in batch:
+        newer = [(active[e.id], s) for e, s in check.candidates if e.id in active]
+        if check.target.id in active and newer:
+            fresh.append(UpdateCheck(active[check.target.id], newer))
+    return fresh
+
+
+def _drop_targets(mem: Runtime, older_ids: Sequence[str]) -> None:
+    drop = set(older_ids)
     queue = mem.store.update_queue()
     changed = {
-        newer: [(o, s) for o, s in cands if o != older_id]
+        newer: [(o, s) for o, s in cands if o not in drop]
         for newer, cands in queue.items()
-        if any(o == older_id for o, _ in cands)
+        if any(o in drop for o, _ in cands)
     }
     if changed:
         mem.store.save_update_queue(changed)
@@ -154,55 +350,42 @@ def apply_decision(
 
 
 def online_update(mem: Runtime, stored: Sequence[MemoryEntry]) -> list[EntryChange]:
-    """Reconcile each new entry with its nearest older neighbours right after extraction."""
-    from .llm.update import reconcile_fact
+    """Reconcile a whole extraction batch with the older entries it resembles: ONE call."""
+    from .llm.update import UpdateCheck, decide_updates
 
     llm = _require_llm(mem)
     if mem.vector_index is None or not stored:
         return []
-    new_ids = frozenset(e.id for e in stored)
-    vectors = mem.embedder.embed([vector_text(e) for e in stored])
-    changes: list[EntryChange] = []
-    for entry, vector in zip(stored, vectors, strict=True):
-        extra: dict[str, Any] = {"exclude_ids": new_ids}
-        if entry.time_stamp is not None:
-            extra["time_lte"] = to_epoch(entry.time_stamp)
-        hits = mem.vector_index.search(
-            [float(x) for x in vector],
-            limit=mem.config.online_update_top_k,
-            filter=_scope_filter(entry, **extra),
+    found = _Pairs(mem).find(
+        stored,
+        threshold=mem.config.online_update_threshold,
+        limit=mem.config.online_update_top_k,
+        exclude=frozenset(e.id for e in stored),
+    )
+    olds: dict[str, MemoryEntry] = {}
+    news: dict[str, list[tuple[MemoryEntry, float]]] = {}
+    new = {e.id: e for e in stored}
+    for new_id, pairs in found.items():
+        for old, score in pairs:
+            olds[old.id] = old
+            news.setdefault(old.id, []).append((new[new_id], score))
+    checks = [UpdateCheck(olds[i], sorted(pairs, key=lambda p: -p[1])) for i, pairs in news.items()]
+    if not checks:
+        return []
+    try:
+        decisions: list[UpdateDecision] = decide_updates(
+            llm, checks, prompts=mem.prompts, prompt="reconcile"
         )
-        hits = [(i, s) for i, s in hits if s >= mem.config.online_update_threshold]
-        if not hits:
-            continue
-        found = {e.id: e for e in mem.store.entries([i for i, _ in hits], status="active")}
-        neighbours = [(found[i], s) for i, s in hits if i in found]
-        if not neighbours:
-            continue
-        try:
-            decisions = reconcile_fact(
-                llm,
-                entry.memory,
-                neighbours,
-                prompts=mem.prompts,
-                fact_time_stamp=entry.time_stamp,
-            )
-        except (ExtractionError, BackendError) as exc:
-            log.warning("online update of %s skipped: %s", entry.id, exc)
-            continue
-        for decision in decisions:
-            target_id = getattr(decision, "target_id", None)
-            target = found.get(target_id) if target_id else None
-            if target is None:
-                continue
-            decision = (
-                attrs.evolve(decision, replaced_by=entry.id)
-                if attrs.has(type(decision)) and hasattr(decision, "replaced_by")
-                else decision
-            )
-            change = apply_decision(mem, target, decision, [entry])
-            if change is not None:
-                changes.append(change)
+    except (ExtractionError, BackendError) as exc:
+        log.warning("online update of %d entries skipped: %s", len(stored), exc)
+        return []
+    by_id = {c.target.id: c for c in checks}
+    changes: list[EntryChange] = []
+    for decision in decisions:
+        check = by_id[decision.target_id]
+        change = apply_decision(mem, check.target, decision, [c for c, _ in check.candidates])
+        if change is not None:
+            changes.append(change)
     if changes:
         mem.hooks.entries_changed(changes)
     return changes

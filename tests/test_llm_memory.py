@@ -18,7 +18,9 @@ for _module in ("lightmem_huggingface", "lightmem_qdrant", "lightmem_bm25"):
 
 from lightmem_core import LightMemory  # noqa: E402
 
-LINE = re.compile(r"^\s*\[(m\d+)\] ([^,]*), (.*?): (.*)$")
+LINE = re.compile(r"^(\d+) (.*?): (.*)$")
+MEMORY = re.compile(r'^(\d+) \S+ "(.*)"$')
+CHECK = re.compile(r"^(\d+) <- ([\d, ]+)$")
 SESSIONS = [
     [
         {
@@ -44,34 +46,35 @@ SESSIONS = [
 ]
 
 
+def moved_decisions(prompt: str) -> list[dict]:
+    """Supersede a memory about Lisbon by a newer one about Porto, in any check shown."""
+    texts = {int(m.group(1)): m.group(2) for m in map(MEMORY.match, prompt.splitlines()) if m}
+    decisions = []
+    for m in filter(None, map(CHECK.match, prompt.splitlines())):
+        old = int(m.group(1))
+        for new in (int(x) for x in m.group(2).split(",")):
+            if "Lisbon" in texts[old] and "Porto" not in texts[old] and "Porto" in texts[new]:
+                decisions.append({"id": old, "action": "delete", "new_memory": "", "by": new})
+                break
+    return decisions
+
+
 def fake_llm(body: dict) -> str:
     """Answer extraction and update requests the way a competent model would."""
     schema = body.get("response_format", {}).get("json_schema", {}).get("schema", {})
     prompt = "\n".join(m["content"] for m in body["messages"] if isinstance(m["content"], str))
     title = schema.get("title", "")
-    if title == "lightmem_update_decision":
-        if "Porto" in prompt and "Lisbon" in prompt:
-            newer = re.search(r"\[(n\d+)\]", prompt).group(1)
-            return json.dumps(
-                {
-                    "action": "delete",
-                    "new_memory": "",
-                    "replaced_by": newer,
-                    "reason": "the user moved to Porto",
-                }
-            )
-        return json.dumps(
-            {"action": "ignore", "new_memory": "", "replaced_by": "", "reason": "compatible"}
-        )
+    if title == "lightmem_update_decisions":
+        return json.dumps({"decisions": moved_decisions(prompt)})
     facts, topics = [], []
     for line in prompt.splitlines():
         m = LINE.match(line)
         if m:
-            text = json.loads(m.group(4))  # message texts are JSON-quoted
+            text = json.loads(m.group(3))  # message texts are JSON-quoted
             facts.append(
                 {
                     "text": text,
-                    "sources": [m.group(1)],
+                    "sources": [int(m.group(1))],
                     "importance": 0.9,
                     "keywords": text.lower().split()[:3],
                     "entities": [],
@@ -144,7 +147,7 @@ def test_original_flow_with_offline_update(config, openai_server, caplog):
     assert mem.store.messages_by_id([source])[source].content == SESSIONS[0][0]["content"]
 
     queued = mem.construct_update_queue_all_entries()
-    assert queued == 3
+    assert queued == 2  # the two newer entries; the oldest has nothing older to compare with
     changes = mem.offline_update_all_entries(score_threshold=0.3)
     assert [(c.entry_id, c.action, c.replaced_by) for c in changes] == [
         (lisbon.id, "supersede", porto.id)
@@ -190,28 +193,16 @@ def test_failed_extraction_stays_pending_and_is_retried_once(config, openai_serv
 
 @pytest.mark.slow
 def test_online_update_supersedes_right_after_extraction(config, openai_server):
-    def online(body):
-        schema = body.get("response_format", {}).get("json_schema", {}).get("schema", {})
-        if schema.get("title") == "lightmem_reconcile":
-            prompt = "\n".join(m["content"] for m in body["messages"])
-            ids = re.findall(r"\[(s\d+)\][^\n]*Lisbon", prompt)
-            return json.dumps(
-                {
-                    "decisions": [
-                        {"id": i, "action": "delete", "new_memory": "", "reason": "moved"}
-                        for i in ids
-                    ]
-                }
-            )
-        return fake_llm(body)
-
-    openai_server.responder = online
     config["update"] = "online"
     config["online_update_threshold"] = 0.3
     mem = LightMemory.from_config(config)
     for session in SESSIONS:
         mem.add_memory(session, force_segment=True, force_extract=True)
     active = {e.memory for e in mem.get_all()}
+    titles = [
+        r.response_format["json_schema"]["schema"]["title"] for r in openai_server.chat_requests
+    ]
+    assert titles == ["lightmem_extraction", "lightmem_extraction", "lightmem_update_decisions"]
     assert "I live in Lisbon and work as a data engineer." not in active
     assert "I moved: I live in Porto now, no longer in Lisbon." in active
     mem.close()

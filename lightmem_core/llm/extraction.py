@@ -184,11 +184,16 @@ def _speaker(message: Message) -> str:
     if not name:
         return message.role
     shown = name if _PLAIN_NAME.match(name) else json.dumps(name, ensure_ascii=False)
-    return f"{shown} ({message.role})"
+    return shown if message.role == "user" else f"{shown} ({message.role})"
 
 
 def render_conversation(segments: Sequence[Segment], roles: Sequence[str]) -> RenderedBatch:
-    """Render the admitted messages of ``segments`` with short ids, grouped by topic."""
+    """Render the admitted messages of ``segments`` with short ids, grouped by topic.
+
+    Each topic starts with a ``Topic t1`` line; a time line (``2023-05-20 (Sat) 02:21``) dates
+    the messages below it and is repeated only when the time changes; each message is one line
+    ``3 Alice: "text"`` (the text JSON-quoted; the role named only when it is not ``user``).
+    """
     lines: list[str] = []
     messages: dict[str, _Source] = {}
     topics: dict[str, int] = {}
@@ -198,20 +203,31 @@ def render_conversation(segments: Sequence[Segment], roles: Sequence[str]) -> Re
             continue
         short_topic = f"t{len(topics) + 1}"
         topics[short_topic] = index
-        if lines:
-            lines.append("")
         lines.append(f"Topic {short_topic}")
+        shown_time: str | None = None
         for message in admitted:
+            when = _time(message.time_stamp)
+            if when != shown_time:
+                lines.append(when)
+                shown_time = when
             short = f"m{len(messages) + 1}"
             messages[short] = _Source(message, len(messages), segment.topic_id, index)
             # The text is data, JSON-quoted: it cannot end its line or pose as an instruction.
             content = json.dumps(message.content.strip(), ensure_ascii=False)
-            lines.append(f"[{short}] {_time(message.time_stamp)}, {_speaker(message)}: {content}")
+            lines.append(f"{len(messages)} {_speaker(message)}: {content}")
     return RenderedBatch("\n".join(lines), messages, topics)
 
 
 def _ids(ids: Sequence[str] | None) -> dict[str, Any]:
     return {"type": "string", "enum": list(ids)} if ids else {"type": "string"}
+
+
+def _message_ref(count: int | None) -> dict[str, Any]:
+    """A message reference: in the schema sent, the number shown (1..count); accepted: a number
+    or a string such as ``"m3"`` or ``"[3]"``, matched leniently."""
+    if count:
+        return {"type": "integer", "minimum": 1, "maximum": count}
+    return {"type": ["integer", "string"]}
 
 
 def extraction_schema(
@@ -224,15 +240,16 @@ def extraction_schema(
 ) -> dict[str, Any]:
     """The JSON schema of the extraction answer for these settings.
 
-    With ``message_ids`` / ``topic_ids`` the ``sources`` and ``topic`` fields are restricted to
-    those short ids (an ``enum``): that is the schema sent to the LLM, so a grammar-constrained
-    model can only cite messages it was shown. Replies are validated against the schema
-    without ids, and unknown ids are dropped rather than rejected.
+    With ``message_ids`` / ``topic_ids`` the ``sources`` are restricted to the message numbers
+    shown (``minimum`` 1, ``maximum`` their count) and ``topic`` to the topic ids shown (an
+    ``enum``): that is the schema sent to the LLM, so a grammar-constrained model can only cite
+    messages it was shown. Replies are validated against the schema without ids, and unknown
+    ids are dropped rather than rejected.
     """
     strings = {"type": "array", "items": {"type": "string"}}
     fact: dict[str, Any] = {
         "text": {"type": "string"},
-        "sources": {"type": "array", "items": _ids(message_ids)},
+        "sources": {"type": "array", "items": _message_ref(len(message_ids or ()))},
         "importance": {"type": "number"},
     }
     if metadata_generate:
@@ -285,7 +302,7 @@ def extraction_schema(
 
 
 def _output_format(metadata_generate: bool, text_summary: bool, relations: bool = False) -> str:
-    fact = '{"text": "...", "sources": ["m1"], "importance": 0.7'
+    fact = '{"text": "...", "sources": [1], "importance": 0.7'
     if metadata_generate:
         fact += ', "keywords": ["..."], "entities": ["..."], "category": "..."'
     if relations:
@@ -295,17 +312,13 @@ def _output_format(metadata_generate: bool, text_summary: bool, relations: bool 
         )
     fact += "}"
     shape = f'"facts": [{fact}]'
-    empty = '"facts": []'
     if text_summary:
-        shape = f'"topics": [{{"topic": "t1", "summary": "..."}}], {shape}'
-        empty = f'"topics": [...], {empty}'
-    lines = ["Answer with one JSON object and nothing else:", f"{{{shape}}}"]
+        shape = f'"topics": [{{"topic": "t1", "summary": "one sentence"}}], {shape}'
+    lines = [f"Answer with JSON only: {{{shape}}}"]
     if metadata_generate:
         lines.append(
-            '- "keywords": a few words or short phrases to find the fact by; "entities": the '
-            'people, places, organisations and things it names; "category": one of '
-            + ", ".join(CATEGORIES)
-            + "."
+            "keywords: words to find the fact by; entities: the people, places and things it "
+            "names; category: " + "|".join(CATEGORIES) + "."
         )
     if relations:
         lines.append(
@@ -316,8 +329,8 @@ def _output_format(metadata_generate: bool, text_summary: bool, relations: bool 
             "married_to), false otherwise. [] when the fact links nothing."
         )
     if text_summary:
-        lines.append('- "topics": one entry per topic, with a one-sentence summary of it.')
-    lines.append(f"If nothing is worth remembering, answer {{{empty}}}.")
+        lines.append("topics: one per topic.")
+    lines.append('Nothing worth keeping: an empty "facts" list.')
     return "\n".join(lines)
 
 
@@ -384,10 +397,10 @@ def _check_sources(batch: RenderedBatch) -> Any:
     def check(value: Any) -> list[str]:
         facts = value.get("facts") or []
         if facts and not any(_sources_of(f, batch) for f in facts):
-            known = ", ".join(list(batch.messages)[:3])
+            known = ", ".join(str(n) for n in range(1, min(3, len(batch.messages)) + 1))
             return [
-                "$.facts: no fact cites a message id of the conversation; put the ids shown "
-                f'in square brackets (e.g. {known}) in each fact\'s "sources"'
+                "$.facts: no fact cites a message of the conversation; put the numbers that "
+                f'start the message lines (e.g. {known}) in each fact\'s "sources"'
             ]
         return []
 

@@ -1,52 +1,63 @@
-"""Update decisions: what a newer fact does to an older memory (update, delete or ignore).
+"""Update decisions: what newer facts do to older memories (update, delete or ignore), many at once.
 
 API::
 
-    decide_update(llm, target, candidates, *, prompts=None, max_attempts=3, max_tokens=None)
-        -> UpdateDecision                                  # offline ("sleep-time") pass
-    reconcile_fact(llm, fact_text, neighbours, *, prompts=None, fact_time_stamp=None,
-                   max_attempts=3, max_tokens=None)
-        -> list[UpdateDecision]                            # online, right after extraction
+    UpdateCheck(target, candidates)          # an older entry and the newer (entry, score) pairs
+    decide_updates(llm, checks, *, prompts=None, prompt="update", max_attempts=3,
+                   max_tokens=None) -> list[UpdateDecision]      # ONE call (plus retries)
+    decide_update(llm, target, candidates, ...) -> UpdateDecision   # one check
+    reconcile_fact(llm, fact_text, neighbours, *, fact_time_stamp=None, ...)
+        -> list[UpdateDecision]                                  # one new fact, online
     UpdateDecision(action, target_id, new_memory=None, replaced_by=None, reason="")
     ACTIONS = ("update", "delete", "ignore")
-    update_schema(candidate_ids=None), reconcile_schema(neighbour_ids=None) -> dict
+    decisions_schema(count=None) -> dict
+    render_checks(checks) -> RenderedChecks                      # what the LLM sees
+    estimate_tokens(check) -> int                                # its share of a prompt
 
-``target`` is a stored :class:`~lightmem_hookspecs.MemoryEntry`; ``candidates`` and
-``neighbours`` are ``(MemoryEntry, similarity)`` pairs. The entries are shown to the model with
-short ids (``[n1]`` for the newer candidates, ``[s1]`` for stored neighbours), their time stamps
-and similarity; the newer fact wins any conflict. The schema sent limits the ids the model may
-name to those shown (an ``enum``, which a grammar-constrained model must follow); answers are
-validated leniently and unknown ids dropped.
+One call decides a whole batch of checks. Every entry shown (targets and candidates alike) is
+listed once, numbered oldest first, with its date and its text as a JSON string (so a memory
+that reads like an instruction stays data), then one line per check names the older entry and
+the newer ones that resemble it::
 
-- ``update``: the older entry's text becomes ``new_memory`` (the merged text); an ``update``
-  without a new text is an invalid answer.
-- ``delete``: the older entry is obsolete, contradicted or repeated; ``replaced_by`` is the id
-  of the newer entry that replaces it (``decide_update``: the named candidate, or ``None`` when
-  the model named none it was shown; ``reconcile_fact``: always ``None``, the caller knows the new
-  entry's id).
-- ``ignore``: nothing changes.
+    Memories (id, date, text):
+    1 2023-05-08 "Caroline went to an LGBTQ support group."
+    2 2023-06-09 "Caroline went to the support group again."
 
-An invalid answer (unknown action, ``update`` without text) is asked again up to
-``max_attempts`` calls; if the last answer still parsed as JSON the decision falls back to
-``ignore`` (for ``reconcile_fact``: its valid decisions are kept, the others dropped). A reply
-that never parses raises :class:`~lightmem_core.llm.structured.StructuredOutputError` (an
-``ExtractionError``), so the caller can leave the entry for the next pass.
-``reconcile_fact`` returns only ``update`` and ``delete`` decisions, one per stored neighbour at
-most, in the neighbours' order; ids it was not shown are dropped.
+    Check (old <- newer):
+    1 <- 2
+
+The answer lists only the older memories that change: ``{"decisions": [{"id": 1, "action":
+"delete", "new_memory": "", "by": 2}]}``. The schema sent limits ``id`` and ``by`` to the
+numbers shown (``minimum`` / ``maximum``, which a grammar-constrained model must follow);
+answers are validated leniently and mapped back:
+
+- ``update``: the older entry's text becomes ``new_memory``; an ``update`` without text is an
+  invalid item.
+- ``delete``: the older entry is obsolete, contradicted or repeated; ``replaced_by`` is the
+  newer entry named in ``by`` if it is one of that check's candidates, else the check's most
+  similar candidate.
+- ``ignore`` (or leaving the entry out): nothing changes.
+
+An id that is not the target of a check is dropped, as is a second decision on the same
+target. An answer with invalid items is asked again (up to ``max_attempts`` calls); after the
+last attempt its valid items are kept. A reply that never parses raises
+:class:`~lightmem_core.llm.structured.StructuredOutputError` (an ``ExtractionError``), so the
+caller leaves the checks for the next pass.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 from lightmem_hookspecs import MemoryEntry
 
 from .prompts import Prompts
-from .structured import StructuredOutputError, ask_json, excerpt
+from .structured import StructuredOutputError, ask_json
 
 log = logging.getLogger("lightmem")
 
@@ -64,54 +75,96 @@ class UpdateDecision:
     reason: str = ""
 
 
-def _time(ts: _dt.datetime | None) -> str:
-    return ts.strftime("%Y-%m-%d (%a) %H:%M") if ts is not None else "time unknown"
+def _pairs(value: Iterable[tuple[MemoryEntry, float]]) -> tuple[tuple[MemoryEntry, float], ...]:
+    return tuple(value)
 
 
-def _line(short: str, entry: MemoryEntry, score: float | None = None) -> str:
-    similarity = f" (similarity {score:.2f})" if score is not None else ""
-    return f"[{short}] {_time(entry.time_stamp)}{similarity}: {' '.join(entry.memory.split())}"
+@attrs.frozen
+class UpdateCheck:
+    """An older entry and the newer entries that may update or supersede it, most similar
+    first, each with its similarity."""
+
+    target: MemoryEntry
+    candidates: tuple[tuple[MemoryEntry, float], ...] = attrs.field(converter=_pairs)
+
+
+@attrs.frozen
+class RenderedChecks:
+    """The text the LLM sees and the numbers it may name."""
+
+    memories: str
+    checks: str
+    entries: Mapping[int, MemoryEntry]  # number shown -> entry
+    targets: Mapping[int, UpdateCheck]  # number of a check's target -> the check
+
+
+def _date(ts: _dt.datetime | None) -> str:
+    return ts.strftime("%Y-%m-%d") if ts is not None else "undated"
+
+
+def _quoted(text: str) -> str:
+    return json.dumps(" ".join(text.split()), ensure_ascii=False)
+
+
+def _order_key(entry: MemoryEntry, position: int) -> tuple[float, int]:
+    ts = entry.time_stamp
+    return (ts.timestamp() if ts is not None else float("-inf"), position)
+
+
+def render_checks(checks: Sequence[UpdateCheck]) -> RenderedChecks:
+    """Number every entry of ``checks`` once, oldest first, and list the checks."""
+    seen: dict[str, tuple[MemoryEntry, int]] = {}
+    for check in checks:
+        for entry in (check.target, *(c for c, _ in check.candidates)):
+            seen.setdefault(entry.id, (entry, len(seen)))
+    ordered = sorted(seen.values(), key=lambda pair: _order_key(*pair))
+    number = {entry.id: k for k, (entry, _) in enumerate(ordered, start=1)}
+    entries = {k: entry for k, (entry, _) in enumerate(ordered, start=1)}
+    memory_lines = [f"{k} {_date(e.time_stamp)} {_quoted(e.memory)}" for k, e in entries.items()]
+    check_lines = []
+    targets: dict[int, UpdateCheck] = {}
+    for check in sorted(checks, key=lambda c: number[c.target.id]):
+        k = number[check.target.id]
+        if k in targets or not check.candidates:
+            continue
+        targets[k] = check
+        newer = ", ".join(str(number[c.id]) for c, _ in check.candidates)
+        check_lines.append(f"{k} <- {newer}")
+    return RenderedChecks("\n".join(memory_lines), "\n".join(check_lines), entries, targets)
+
+
+def estimate_tokens(check: UpdateCheck) -> int:
+    """About how many prompt tokens ``check`` adds (its entries' lines and its check line;
+    an entry shared by several checks is counted in each)."""
+    chars = sum(len(e.memory) + 20 for e in (check.target, *(c for c, _ in check.candidates)))
+    return chars // 4 + 2 + 2 * len(check.candidates)
 
 
 _ACTION = {"type": "string", "enum": list(ACTIONS)}
 
 
-def update_schema(candidate_ids: Sequence[str] | None = None) -> dict[str, Any]:
-    """The offline decision's JSON schema; with ids, ``replaced_by`` is limited to them or ``""``
-    (the stricter schema sent to the LLM; answers are validated against the one without ids)."""
-    replaced_by = (
-        {"type": "string", "enum": ["", *candidate_ids]} if candidate_ids else {"type": "string"}
-    )
-    return {
-        "title": "lightmem_update_decision",
-        "type": "object",
-        "properties": {
-            "action": _ACTION,
-            "new_memory": {"type": "string"},
-            "replaced_by": replaced_by,
-            "reason": {"type": "string"},
-        },
-        "required": ["action", "new_memory", "replaced_by", "reason"],
-        "additionalProperties": False,
-    }
-
-
-def reconcile_schema(neighbour_ids: Sequence[str] | None = None) -> dict[str, Any]:
-    """The online decisions' JSON schema; with ids, ``id`` is limited to them (sent schema)."""
-    ident = {"type": "string", "enum": list(neighbour_ids)} if neighbour_ids else {"type": "string"}
+def decisions_schema(count: int | None = None) -> dict[str, Any]:
+    """The decisions' JSON schema; with ``count`` (the entries shown), ``id`` and ``by`` are
+    limited to 1..count (``by`` 0: none), the stricter schema sent to the LLM."""
+    if count:
+        ident: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": count}
+        by: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": count}
+    else:
+        ident = {"type": ["integer", "string"]}
+        by = {"type": ["integer", "string", "null"]}
     item = {
         "type": "object",
         "properties": {
             "id": ident,
             "action": _ACTION,
             "new_memory": {"type": "string"},
-            "reason": {"type": "string"},
+            "by": by,
         },
-        "required": ["id", "action", "new_memory", "reason"],
+        "required": ["id", "action", "new_memory", "by"],
         "additionalProperties": False,
     }
     return {
-        "title": "lightmem_reconcile",
+        "title": "lightmem_update_decisions",
         "type": "object",
         "properties": {"decisions": {"type": "array", "items": item}},
         "required": ["decisions"],
@@ -119,41 +172,101 @@ def reconcile_schema(neighbour_ids: Sequence[str] | None = None) -> dict[str, An
     }
 
 
-UPDATE_SCHEMA: dict[str, Any] = update_schema()
-RECONCILE_SCHEMA: dict[str, Any] = reconcile_schema()
+DECISIONS_SCHEMA: dict[str, Any] = decisions_schema()
 
-UPDATE_FORMAT = """\
-Answer with one JSON object and nothing else:
-{"action": "update" or "delete" or "ignore", "new_memory": "the merged memory if the action is \
-update, else empty", "replaced_by": "the id of the newer memory that replaces it if the action is \
-delete, else empty", "reason": "a few words on why"}"""
-
-RECONCILE_FORMAT = """\
-Answer with one JSON object and nothing else:
-{"decisions": [{"id": "s1", "action": "update" or "delete", "new_memory": "the merged memory if \
-the action is update, else empty", "reason": "a few words on why"}]}
-List only the stored memories that are updated or deleted; if none is, answer {"decisions": []}."""
+OUTPUT_FORMAT = """\
+Answer with JSON only: {"decisions": [{"id": 1, "action": "delete", "new_memory": "", "by": 2}]}
+List only old memories that change; by: the newer id for delete, else 0. Nothing changes:
+{"decisions": []}"""
 
 
 def _text(value: Any) -> str:
     return " ".join(str(value or "").split())
 
 
-def _short(value: Any) -> str:
-    return str(value or "").strip().strip("[]()").strip().lower()
+def _number(value: Any) -> int | None:
+    text = str(value if value is not None else "").strip().strip("[]()#").strip().lower()
+    text = text.lstrip("mns")
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
-def _update_problems(value: Mapping[str, Any], path: str = "$") -> list[str]:
-    if value.get("action") == "update" and not _text(value.get("new_memory")):
-        return [f"{path}.new_memory: an update needs the merged memory text"]
-    return []
+def _item_problems(value: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for k, item in enumerate(value.get("decisions") or []):
+        if (
+            isinstance(item, Mapping)
+            and item.get("action") == "update"
+            and not _text(item.get("new_memory"))
+        ):
+            problems.append(f"$.decisions[{k}].new_memory: an update needs the merged text")
+    return problems
 
 
-def _messages(prompts: Prompts, name: str, **values: str) -> list[dict[str, str]]:
-    return [
+def decide_updates(
+    llm: Any,
+    checks: Sequence[UpdateCheck],
+    *,
+    prompts: Prompts | None = None,
+    prompt: str = "update",
+    max_attempts: int = 3,
+    max_tokens: int | None = None,
+) -> list[UpdateDecision]:
+    """Ask ``llm`` in ONE call (plus retries) what the newer entries of each check do to its
+    older entry. Returns the ``update`` and ``delete`` decisions, one per target at most, in the
+    targets' order (oldest first). ``prompt`` is ``"update"`` (offline) or ``"reconcile"``
+    (online). With no check that has candidates, nothing is asked."""
+    shown = render_checks(checks)
+    if not shown.targets:
+        return []
+    prompts = prompts or Prompts()
+    request = [
         {"role": "system", "content": prompts.system},
-        {"role": "user", "content": prompts.render(name, **values)},
+        {
+            "role": "user",
+            "content": prompts.render(
+                prompt, memories=shown.memories, checks=shown.checks, output_format=OUTPUT_FORMAT
+            ),
+        },
     ]
+    try:
+        items = ask_json(
+            llm,
+            request,
+            DECISIONS_SCHEMA,
+            prompts=prompts,
+            check=_item_problems,
+            max_attempts=max_attempts,
+            max_tokens=max_tokens,
+            what=f"update decisions for {len(shown.targets)} entries",
+            request_schema=decisions_schema(len(shown.entries)),
+        ).value["decisions"]
+    except StructuredOutputError as exc:
+        if not isinstance(exc.value, Mapping):
+            raise
+        log.warning("update decisions: %s; keeping only the valid ones", exc)
+        items = exc.value.get("decisions")
+        items = [i for i in items if isinstance(i, Mapping)] if isinstance(items, list) else []
+    chosen: dict[int, UpdateDecision] = {}
+    for item in items:
+        k = _number(item.get("id"))
+        check = shown.targets.get(k) if k is not None else None
+        action = item.get("action")
+        if k is None or check is None or k in chosen or action not in ("update", "delete"):
+            continue
+        target = check.target
+        if action == "update":
+            new_memory = _text(item.get("new_memory"))
+            if new_memory and new_memory != _text(target.memory):
+                chosen[k] = UpdateDecision("update", target.id, new_memory, reason="merged")
+            continue
+        by = shown.entries.get(_number(item.get("by")) or 0)
+        ids = [c.id for c, _ in check.candidates]
+        replaced_by = by.id if by is not None and by.id in ids else ids[0]
+        chosen[k] = UpdateDecision("delete", target.id, replaced_by=replaced_by, reason="newer")
+    return [chosen[k] for k in sorted(chosen)]
 
 
 def decide_update(
@@ -165,50 +278,18 @@ def decide_update(
     max_attempts: int = 3,
     max_tokens: int | None = None,
 ) -> UpdateDecision:
-    """Ask ``llm`` what the newer ``candidates`` do to the older ``target`` (one call + retries).
-
-    With no candidates, nothing is asked and the decision is ``ignore``.
-    """
-    if not candidates:
-        return UpdateDecision("ignore", target.id, reason="no newer candidates")
-    prompts = prompts or Prompts()
-    shown = {f"n{k}": entry for k, (entry, _s) in enumerate(candidates, start=1)}
-    lines = [_line(f"n{k}", e, s) for k, (e, s) in enumerate(candidates, start=1)]
-    request = _messages(
-        prompts,
-        "update",
-        target=_line("old", target),
-        candidates="\n".join(lines),
-        output_format=UPDATE_FORMAT,
+    """One check: what the newer ``candidates`` do to ``target`` (``ignore`` if nothing)."""
+    decisions = decide_updates(
+        llm,
+        [UpdateCheck(target, candidates)],
+        prompts=prompts,
+        max_attempts=max_attempts,
+        max_tokens=max_tokens,
     )
-    try:
-        value = ask_json(
-            llm,
-            request,
-            UPDATE_SCHEMA,
-            prompts=prompts,
-            check=_update_problems,
-            max_attempts=max_attempts,
-            max_tokens=max_tokens,
-            what=f"update decision for entry {target.id}",
-            request_schema=update_schema(list(shown)),
-        ).value
-    except StructuredOutputError as exc:
-        if exc.value is None:
-            raise
-        log.warning("update decision for %s: %s; keeping the entry as is", target.id, exc)
-        return UpdateDecision(
-            "ignore", target.id, reason=f"no valid decision: {excerpt(exc.problems[0], 120)}"
-        )
-    action = value["action"]
-    reason = _text(value.get("reason"))
-    if action == "update":
-        return UpdateDecision("update", target.id, _text(value["new_memory"]), reason=reason)
-    if action == "delete":
-        named = shown.get(_short(value.get("replaced_by")))
-        replaced_by = named.id if named is not None else None
-        return UpdateDecision("delete", target.id, replaced_by=replaced_by, reason=reason)
-    return UpdateDecision("ignore", target.id, reason=reason)
+    return decisions[0] if decisions else UpdateDecision("ignore", target.id)
+
+
+NEW_FACT_ID = "new-fact"
 
 
 def reconcile_fact(
@@ -221,59 +302,16 @@ def reconcile_fact(
     max_attempts: int = 3,
     max_tokens: int | None = None,
 ) -> list[UpdateDecision]:
-    """Ask ``llm`` which stored ``neighbours`` a new fact updates or supersedes (one call +
-    retries). With no neighbours, nothing is asked."""
-    if not neighbours:
-        return []
-    prompts = prompts or Prompts()
-    shown = {f"s{k}": entry for k, (entry, _s) in enumerate(neighbours, start=1)}
-    lines = [_line(f"s{k}", e, s) for k, (e, s) in enumerate(neighbours, start=1)]
-    fact = f"[new] {_time(fact_time_stamp)}: {' '.join(fact_text.split())}"
-    request = _messages(
-        prompts,
-        "reconcile",
-        fact=fact,
-        neighbours="\n".join(lines),
-        output_format=RECONCILE_FORMAT,
+    """Which stored ``neighbours`` one new fact updates or supersedes (one call + retries);
+    ``replaced_by`` is left ``None`` (the caller knows the new entry's id)."""
+    fact = MemoryEntry(id=NEW_FACT_ID, memory=fact_text, time_stamp=fact_time_stamp)
+    checks = [UpdateCheck(entry, [(fact, score)]) for entry, score in neighbours]
+    decisions = decide_updates(
+        llm,
+        checks,
+        prompts=prompts,
+        prompt="reconcile",
+        max_attempts=max_attempts,
+        max_tokens=max_tokens,
     )
-
-    def check(value: Mapping[str, Any]) -> list[str]:
-        problems = []
-        for k, item in enumerate(value.get("decisions") or []):
-            problems += _update_problems(item, f"$.decisions[{k}]")
-        return problems
-
-    try:
-        items = ask_json(
-            llm,
-            request,
-            RECONCILE_SCHEMA,
-            prompts=prompts,
-            check=check,
-            max_attempts=max_attempts,
-            max_tokens=max_tokens,
-            what="online update",
-            request_schema=reconcile_schema(list(shown)),
-        ).value["decisions"]
-    except StructuredOutputError as exc:
-        if not isinstance(exc.value, Mapping):
-            raise
-        log.warning("online update: %s; keeping only its valid decisions", exc)
-        items = exc.value.get("decisions")
-        items = [i for i in items if isinstance(i, Mapping)] if isinstance(items, list) else []
-    chosen: dict[str, UpdateDecision] = {}
-    for item in items:
-        entry = shown.get(_short(item.get("id")))
-        action = item.get("action")
-        if entry is None or entry.id in chosen or action not in ("update", "delete"):
-            continue
-        reason = _text(item.get("reason"))
-        if action == "update":
-            new_memory = _text(item.get("new_memory"))
-            if not new_memory:
-                continue
-            chosen[entry.id] = UpdateDecision("update", entry.id, new_memory, reason=reason)
-        else:
-            chosen[entry.id] = UpdateDecision("delete", entry.id, reason=reason)
-    order = {entry.id: k for k, entry in enumerate(shown.values())}
-    return sorted(chosen.values(), key=lambda d: order[d.target_id])
+    return [attrs.evolve(d, replaced_by=None) for d in decisions]
