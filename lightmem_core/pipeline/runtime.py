@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
 
@@ -15,13 +15,24 @@ from ..hookchain import HookChain
 from ..records import RecordStore
 
 if TYPE_CHECKING:
-    from lightmem_hookspecs import EmbeddingRetriever
+    from lightmem_hookspecs import EmbeddingRetriever, MemoryEntry
 
     from ..llm.prompts import Prompts
     from .graph import GraphStage
-    from .index import Indexer
 
 T = TypeVar("T")
+
+
+class EntryIndexes(Protocol):
+    """What stages call on the index stage (:class:`~.index.Indexer` provides it)."""
+
+    def open(self) -> None: ...
+
+    def index(self, entries: Sequence[MemoryEntry], *, text_too: bool = True) -> None: ...
+
+    def unindex(self, ids: Sequence[str]) -> None: ...
+
+    def reindex(self) -> int: ...
 
 
 @attrs.define
@@ -34,7 +45,7 @@ class Runtime:
     hooks: HookChain
     #: Held while writing the store and the indexes; never across an LLM call.
     lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
-    indexer: Indexer = attrs.field(init=False)
+    indexer: EntryIndexes = attrs.field(init=False)
     _prompts: Prompts | None = attrs.field(default=None, init=False)
     _graph: GraphStage | None = attrs.field(default=None, init=False)
 

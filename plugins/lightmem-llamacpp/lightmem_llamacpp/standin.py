@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .errors import PromptTooLong
+
 _DIRECTIVE = re.compile(r"\[standin:(sleep|signal|exit)=([A-Za-z0-9_.]+)\]")
 
 
@@ -39,8 +41,6 @@ class StandInEngine:
     def complete(
         self, messages: list[dict[str, str]], json_schema: dict | None, max_tokens: int
     ) -> dict[str, Any]:
-        from .worker import PromptTooLong
-
         for message in messages:
             for verb, arg in _DIRECTIVE.findall(message["content"]):
                 if verb == "sleep":

@@ -29,6 +29,8 @@ import threading
 import time
 from typing import Any, Protocol
 
+from .errors import PromptTooLong
+
 
 class Engine(Protocol):
     runtime: str
@@ -36,10 +38,6 @@ class Engine(Protocol):
     def complete(
         self, messages: list[dict[str, str]], json_schema: dict | None, max_tokens: int
     ) -> dict[str, Any]: ...
-
-
-class PromptTooLong(Exception):
-    """The prompt (plus the answer) does not fit the context window."""
 
 
 class LlamaCppEngine:
