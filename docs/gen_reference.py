@@ -2,7 +2,7 @@
 
 Run ``python docs/gen_reference.py`` after changing ``lightmem_hookspecs``;
 ``tests/test_reference_doc.py`` fails while the committed page differs from what this writes.
-Everything on the page comes from the code: the kinds and their Protocols (``PROTOCOLS``), each
+Everything on the page comes from the code: the table of kinds (``KINDS``), each
 Protocol's docstring, attributes and method signatures (read from the source, as written), the
 attrs value types exported by ``lightmem_hookspecs`` with their fields, and the payload keys the
 core writes for an entry (its own payload function run on an example entry).
@@ -37,14 +37,6 @@ for a kind (see the [hooks reference](hooks.md)); the factory returns an object 
 Protocol's attributes and methods (structural typing: no base class to inherit). The
 [conformance suites](testing.md) check the promises stated here.
 """
-
-
-def _register_hook(kind: str) -> str:
-    plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
-    name = f"lightmem_register_{plural}"
-    if not hasattr(contract.specs, name):
-        raise SystemExit(f"no registration hook {name} in lightmem_hookspecs.specs for {kind}")
-    return name
 
 
 def _suite(kind: str) -> str:
@@ -279,15 +271,20 @@ def payload_section() -> list[str]:
 
 def render() -> str:
     lines = [HEADER, "## Backend kinds", ""]
-    lines += ["| kind | Protocol | registered through | conformance suite |", "|---|---|---|---|"]
-    for kind, protocol in contract.PROTOCOLS.items():
+    lines += [
+        "| kind | what | Protocol | registered through | retrieval chain | conformance suite |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind in contract.KINDS:
+        name = kind.protocol.__name__
+        chain = f"queried by {kind.retriever}" if kind.retriever else "—"
         lines.append(
-            f"| `{kind}` | [`{protocol.__name__}`](#{protocol.__name__.lower()}--"
-            f"{kind}) | `{_register_hook(kind)}` | {_suite(kind)} |"
+            f"| `{kind.name}` | {kind.description} | [`{name}`](#{name.lower()}--{kind.name}) "
+            f"| `{kind.hook}` | {chain} | {_suite(kind.name)} |"
         )
     lines += ["", "## Protocols", ""]
-    for kind, protocol in contract.PROTOCOLS.items():
-        lines += protocol_section(kind, protocol)
+    for kind in contract.KINDS:
+        lines += protocol_section(kind.name, kind.protocol)
     lines += ["## Value types", ""]
     for cls in value_types():
         lines += value_type_section(cls)

@@ -196,7 +196,7 @@ class GraphMemory(Protocol):
 
 @runtime_checkable
 class Reranker(Protocol):
-    """Reorders retrieval hits for a query; returns at most ``limit`` hits, best first.
+    """Reorders retrieval hits for a query; returns ``min(limit, len(hits))`` hits, best first.
 
     What it receives: ``hits`` best first. The first reranker of the chain gets the fused pool:
     up to ``pool_size`` hits (``retrieval.pool_size``; by default ``max(5 * limit, 50)``), each
@@ -207,9 +207,11 @@ class Reranker(Protocol):
     return has no key for it). Each later reranker gets what the previous one returned.
 
     What it returns: hits taken from ``hits`` (same objects or evolved copies; never ids it
-    was not given), at most ``limit``, best first. It may set ``score`` to its own relevance
-    score; the core records each reranker's 1-based output rank in ``ranks[<its name>]`` and,
-    when it changed ``score``, that score in ``scores[<its name>]``.
+    was not given), ``min(limit, len(hits))`` of them (it reorders, it does not filter), best
+    first, each keeping its ``entry`` and the ``scores`` / ``ranks`` it came with. It may set
+    ``score`` to its own relevance score, and then returns hits in decreasing ``score``; the
+    core records each reranker's 1-based output rank in ``ranks[<its name>]`` and, when it
+    changed ``score``, that score in ``scores[<its name>]``.
     """
 
     def rerank(self, query: str, hits: Sequence[SearchHit], *, limit: int) -> list[SearchHit]: ...

@@ -8,9 +8,10 @@ Subclass :class:`RerankerConformance` and provide a ``backend`` fixture returnin
         def backend(self):
             return MyReranker(...)
 
-The suite builds the hits itself, shaped as the core hands them over (see
-:class:`~lightmem_hookspecs.Reranker`): best first by fused score, each with its entry and every
-retriever's score and rank. What is checked, without assuming any ranking function:
+The suite builds the hits itself, shaped as the core hands the fused pool to the first reranker
+of the chain (see :class:`~lightmem_hookspecs.Reranker`): best first by fused score
+(reciprocal-rank fusion), each with its entry and every retriever's score and 1-based rank. What
+is checked is what the Protocol promises, without assuming any ranking function:
 
 * it returns ``min(limit, len(hits))`` hits: no more than ``limit``, and none dropped that
   ``limit`` did not ask to drop;
