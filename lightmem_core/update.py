@@ -213,16 +213,21 @@ def construct_update_queue(
 
 
 def _batches(checks: Sequence[UpdateCheck], budget: int) -> Iterable[list[UpdateCheck]]:
+    """Checks grouped into calls of at most ``budget`` tokens; one call never mixes scopes, so
+    no tenant's memories are shown to the LLM beside another's."""
     from .llm.update import estimate_tokens
+    from .scope import scope_key
 
     batch: list[UpdateCheck] = []
     size = 0
-    for check in checks:
+    key = None
+    for check in sorted(checks, key=lambda c: scope_key(c.target.scope)):
         cost = estimate_tokens(check)
-        if batch and size + cost > budget:
+        if batch and (size + cost > budget or scope_key(check.target.scope) != key):
             yield batch
             batch, size = [], 0
         batch.append(check)
+        key = scope_key(check.target.scope)
         size += cost
     if batch:
         yield batch

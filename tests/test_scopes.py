@@ -178,3 +178,40 @@ def test_migrated_memory_dir_keeps_working(tmp_path, ref_host):
         memories = {e.memory for e in mem.get_all(include_inactive=True)}
         assert memories == {"I like tea", "bob's tea", "old fact"}
         assert json.loads(json.dumps(mem.stats()["messages"])) == {"extracted": 2}
+
+
+def test_update_calls_never_mix_scopes(tmp_path, openai_server):
+    openai_plugin = pytest.importorskip("lightmem_openai.plugin")
+    import re
+
+    import lightmem_core.builtin as builtin
+    from lightmem_core.eval.economy import scripted_responder
+    from lightmem_core.testing import fresh_host
+    from lightmem_core.testing.reference import ReferencePlugin
+
+    shown: list[set[str]] = []
+
+    def responder(body):
+        schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema", {})
+        if schema.get("title") != "lightmem_extraction":
+            text = "\n".join(m["content"] for m in body["messages"])
+            shown.append(set(re.findall(r"tenant-(\w+)", text)))
+        return scripted_responder(body)
+
+    openai_server.responder = responder
+    config = reference_config(
+        tmp_path / "m",
+        background_retry=False,
+        memory_manager={
+            "model_name": "openai",
+            "configs": {"api_key": "sk-x", "openai_base_url": openai_server.base_url},
+        },
+    )
+    host = fresh_host(builtin, ReferencePlugin(), openai_plugin)
+    with LightMemory(config, host=host) as mem:
+        for tenant, scope in (("a", {"user_id": "a"}), ("b", {"agent_id": "a"}), ("c", {})):
+            mem.add([_msg(f"tenant-{tenant} my car is red")], **scope)
+            mem.add([_msg(f"tenant-{tenant} my car is blue now")], **scope)
+        mem.construct_update_queue_all_entries()
+        mem.offline_update_all_entries(score_threshold=0.0)
+    assert shown and all(len(tenants) == 1 for tenants in shown), shown
