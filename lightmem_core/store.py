@@ -560,17 +560,20 @@ class SQLiteRecordStore:
         """Entries in insertion order. ``scope`` matches exactly (``None``: every scope)."""
         clauses: list[str] = []
         params: list[Any] = []
+        # With ids, only the unique index on id may be used: "+" keeps SQLite from scanning
+        # every active entry through the status index instead (100 ms at 100 k entries).
+        plus = "+" if ids is not None else ""
         if status is not None:
-            clauses.append("status = ?")
+            clauses.append(f"{plus}status = ?")
             params.append(status)
         if scope is not None:  # exact: an unset field matches only entries with it unset
             for key, value in scope.as_dict().items():
                 clauses.append(f"{key} IS ?")
                 params.append(value or None)
         if unindexed_only:
-            clauses.append("indexed = 0")
+            clauses.append(f"{plus}indexed = 0")
         if changed_since is not None:
-            clauses.append("revision > ?")
+            clauses.append(f"{plus}revision > ?")
             params.append(changed_since)
         base = "SELECT * FROM entries"
         if ids is not None:
