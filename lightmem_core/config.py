@@ -286,7 +286,7 @@ NOT_IMPLEMENTED: dict[str, tuple[Any, str]] = {
 DEFAULT_BACKENDS: dict[str, BackendSpec] = {
     "text_embedder": BackendSpec("huggingface"),
     "embedding_retriever": BackendSpec("qdrant"),
-    "context_retriever": BackendSpec("BM25"),
+    "context_retriever": BackendSpec("sqlite-bm25"),
 }
 
 

@@ -26,7 +26,7 @@ def lightmem(
 
 
 def _needs_default_plugins():
-    for module in ("lightmem_huggingface", "lightmem_qdrant", "lightmem_bm25"):
+    for module in ("lightmem_huggingface", "lightmem_qdrant", "lightmem_sqlite_index"):
         pytest.importorskip(module, reason="the embedded default plugins are not installed")
 
 

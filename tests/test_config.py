@@ -173,7 +173,7 @@ def test_defaults_fill_the_embedded_stack():
     assert config.retrieve_strategy == "hybrid"
     assert config.text_embedder.model_name == "huggingface"
     assert config.embedding_retriever.model_name == "qdrant"
-    assert config.context_retriever.model_name == "BM25"
+    assert config.context_retriever.model_name == "sqlite-bm25"
     only_dense = parse_config({"retrieve_strategy": "embedding"})
     assert only_dense.context_retriever is None
 

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-for _module in ("lightmem_huggingface", "lightmem_qdrant", "lightmem_bm25"):
+for _module in ("lightmem_huggingface", "lightmem_qdrant", "lightmem_sqlite_index"):
     pytest.importorskip(_module, reason="the embedded default plugins are not installed")
 
 from lightmem_core import LightMemory  # noqa: E402

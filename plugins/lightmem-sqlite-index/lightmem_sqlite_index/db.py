@@ -1,0 +1,149 @@
+"""What both indexes share: one SQLite file in WAL mode, a writer, a reader per thread, filters."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lightmem_hookspecs import SearchFilter
+
+#: Payload keys kept in columns of ``docs`` so that filters run inside SQLite.
+FILTER_KEYS = ("user_id", "agent_id", "run_id", "speaker", "topic_id", "time_stamp")
+FILTER_COLUMNS = "user_id, agent_id, run_id, speaker, topic_id, time_stamp REAL"
+
+
+def scalar(value: Any) -> Any:
+    """A payload value as SQLite stores it (anything that is not a plain scalar as JSON)."""
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def filter_fields(payload: Mapping[str, Any]) -> list[Any]:
+    """The values of :data:`FILTER_KEYS` for one record, time stamps as floats."""
+    fields = [scalar(payload.get(key)) for key in FILTER_KEYS]
+    if fields[-1] is not None:
+        fields[-1] = float(fields[-1])
+    return fields
+
+
+def filter_sql(flt: SearchFilter | None, table: str = "d") -> tuple[list[str], list[Any]]:
+    """``WHERE`` clauses (on ``table``'s columns) and parameters equivalent to ``flt.matches``."""
+    where: list[str] = []
+    params: list[Any] = []
+    if flt is None or flt.is_empty:
+        return where, params
+    for key in ("user_id", "agent_id", "run_id", "speaker", "topic_id"):
+        wanted = getattr(flt, key)
+        if wanted is not None:
+            where.append(f"{table}.{key} = ?")
+            params.append(wanted)
+    for bound, op in (("time_gt", ">"), ("time_gte", ">="), ("time_lt", "<"), ("time_lte", "<=")):
+        value = getattr(flt, bound)
+        if value is not None:
+            where.append(f"{table}.time_stamp {op} ?")
+            params.append(float(value))
+    if flt.exclude_ids:
+        where.append(f"{table}.id NOT IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(sorted(flt.exclude_ids)))
+    return where, params
+
+
+class SQLiteFile:
+    """One SQLite file: a writer connection behind a lock, a reader connection per thread.
+
+    In WAL mode readers see the last committed state and never wait for the writer, so a
+    search runs while another thread indexes. ``schema`` is created on first open and
+    ``version`` recorded; a file written by another version is refused.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], schema: str, version: str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._closed = False
+        self._writer = self._connect()
+        self._writer.execute("PRAGMA journal_mode=WAL")
+        self._writer.executescript(  # (executescript commits: it runs outside write())
+            "BEGIN IMMEDIATE;"
+            + schema
+            + "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT); COMMIT;"
+        )
+        with self.write() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (version,))
+            elif row[0] != version:
+                raise RuntimeError(
+                    f"{self.path}: lexical index written by {row[0]!r}, this plugin reads "
+                    f"{version!r}; delete the file and run `lightmem reindex`"
+                )
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA synchronous=NORMAL")
+        with self._connections_lock:
+            self._connections.append(conn)
+        return conn
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's reading connection."""
+        if self._closed:
+            raise RuntimeError(f"{self.path}: the lexical index is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every query inside sees one committed state."""
+        conn = self.reader()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (all of it or nothing), writers one at a time."""
+        if self._closed:
+            raise RuntimeError(f"{self.path}: the lexical index is closed")
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection (readers of all threads too); closing twice is harmless."""
+        self._closed = True
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+
+def unique_last(records: Sequence[Any]) -> list[Any]:
+    """Records with duplicate ids reduced to the last one of each id, in that one's position."""
+    latest: dict[str, Any] = {}
+    for record in records:
+        latest.pop(record.id, None)
+        latest[record.id] = record
+    return list(latest.values())

@@ -1,0 +1,109 @@
+"""Registers ``sqlite-bm25`` and ``sqlite-fts``. Imports only the contract, attrs and the stdlib."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+from lightmem_hookspecs import BackendContext, Register, hookimpl
+
+if TYPE_CHECKING:
+    from .bm25 import SQLiteBM25Retriever
+    from .fts import SQLiteFTSRetriever
+
+
+def _path_not_empty(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not value.strip():
+        raise ValueError(f"{attribute.name}: must name a file, got an empty string")
+
+
+def _k1_positive(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name}: must be > 0, got {value}")
+
+
+def _b_in_unit_interval(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not 0 <= value <= 1:
+        raise ValueError(f"{attribute.name}: must be between 0 and 1, got {value}")
+
+
+def _at_least_one(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name}: must be >= 1, got {value}")
+
+
+@attrs.frozen
+class SQLiteBM25Options:
+    """Options of the ``sqlite-bm25`` context retriever (``context_retriever.configs``).
+
+    ``k1``, ``b``, ``tokenizer``, ``stopwords`` and ``use_stemming`` mean what they mean for
+    ``BM25`` (the two share one analyser and one scoring function); see the plugin's README.
+    """
+
+    k1: float = attrs.field(default=1.5, validator=_k1_positive)
+    b: float = attrs.field(default=0.75, validator=_b_in_unit_interval)
+    tokenizer: Literal["word", "whitespace"] | None = None
+    stopwords: bool = True
+    use_stemming: bool = True
+    index_path: str = attrs.field(default="lexical_bm25.sqlite3", validator=_path_not_empty)
+    merge_after: int = attrs.field(default=16, validator=_at_least_one)
+
+
+@attrs.frozen
+class SQLiteFTSOptions:
+    """Options of the ``sqlite-fts`` context retriever (``context_retriever.configs``)."""
+
+    tokenizer: Literal["word", "whitespace"] | None = None
+    stopwords: bool = True
+    use_stemming: bool = True
+    index_path: str = attrs.field(default="lexical_fts.sqlite3", validator=_path_not_empty)
+
+
+def _analyzer(tokenizer: str | None, stopwords: bool, stem: bool) -> Any:
+    from lightmem_bm25.tokenize import Analyzer
+
+    return Analyzer(tokenizer=tokenizer or "word", lowercase=True, stopwords=stopwords, stem=stem)
+
+
+def _path(context: BackendContext, index_path: str) -> str:
+    return os.path.join(context.memory_dir, os.path.expanduser(index_path))
+
+
+def build_sqlite_bm25(options: SQLiteBM25Options, context: BackendContext) -> SQLiteBM25Retriever:
+    """The factory: opens (or creates) the index file inside the memory directory."""
+    from .bm25 import SQLiteBM25Retriever
+
+    return SQLiteBM25Retriever(
+        _path(context, options.index_path),
+        _analyzer(options.tokenizer, options.stopwords, options.use_stemming),
+        k1=options.k1,
+        b=options.b,
+        merge_after=options.merge_after,
+    )
+
+
+def build_sqlite_fts(options: SQLiteFTSOptions, context: BackendContext) -> SQLiteFTSRetriever:
+    """The factory: opens (or creates) the FTS5 file inside the memory directory."""
+    from .fts import SQLiteFTSRetriever
+
+    return SQLiteFTSRetriever(
+        _path(context, options.index_path),
+        _analyzer(options.tokenizer, options.stopwords, options.use_stemming),
+    )
+
+
+@hookimpl
+def lightmem_register_context_retrievers(register: Register) -> None:
+    register(
+        "sqlite-bm25",
+        build_sqlite_bm25,
+        options=SQLiteBM25Options,
+        description="Persistent, incremental BM25 inverted index in SQLite (the default).",
+    )
+    register(
+        "sqlite-fts",
+        build_sqlite_fts,
+        options=SQLiteFTSOptions,
+        description="Persistent, incremental keyword index on SQLite FTS5 (FTS5's BM25).",
+    )
