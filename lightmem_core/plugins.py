@@ -52,6 +52,8 @@ KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
     ("text_embedder", "huggingface"): "lightmem-huggingface",
     ("embedding_retriever", "qdrant"): "lightmem-qdrant",
     ("context_retriever", "bm25"): "lightmem-bm25",
+    ("context_retriever", "sqlite-bm25"): "lightmem-sqlite-index",
+    ("context_retriever", "sqlite-fts"): "lightmem-sqlite-index",
 }
 
 

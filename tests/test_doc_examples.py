@@ -146,7 +146,7 @@ def test_the_plugins_command_prints_what_the_tutorial_shows():
 
 @pytest.mark.slow
 def test_the_tutorial_usage_example_prints_what_it_says(tmp_path):
-    for module in ("lightmem_huggingface", "lightmem_qdrant", "lightmem_bm25"):
+    for module in ("lightmem_huggingface", "lightmem_qdrant", "lightmem_sqlite_index"):
         pytest.importorskip(module, reason="the example uses the embedded default")
     (usage,) = [c for c in blocks(TUTORIAL, "python") if "LightMemory" in c]
     expected = next(b for b in plain_blocks(TUTORIAL) if b.startswith("["))

@@ -217,7 +217,7 @@ def test_eval_parser_arguments():
         parser.parse_args(["eval", "locomo", "--data", "x.json", "--k", "0"])
 
 
-DEFAULT_PLUGINS = ("lightmem_huggingface", "lightmem_qdrant", "lightmem_bm25")
+DEFAULT_PLUGINS = ("lightmem_huggingface", "lightmem_qdrant", "lightmem_sqlite_index")
 missing = [name for name in DEFAULT_PLUGINS if importlib.util.find_spec(name) is None]
 
 
@@ -225,7 +225,8 @@ missing = [name for name in DEFAULT_PLUGINS if importlib.util.find_spec(name) is
 @pytest.mark.skipif(
     bool(missing),
     reason=f"the embedded default needs the plugins {', '.join(missing)} "
-    "(pip install -e plugins/lightmem-huggingface plugins/lightmem-qdrant plugins/lightmem-bm25)",
+    "(pip install -e plugins/lightmem-huggingface plugins/lightmem-qdrant plugins/lightmem-bm25 "
+    "plugins/lightmem-sqlite-index)",
 )
 def test_eval_locomo_command_with_the_embedded_default(locomo_file, tmp_path, capsys, monkeypatch):
     from lightmem_core.cli import main

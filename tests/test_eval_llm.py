@@ -12,7 +12,7 @@ import re
 import pytest
 
 pytest.importorskip("lightmem_openai", reason="lightmem-openai is not installed")
-for _module in ("lightmem_huggingface", "lightmem_qdrant", "lightmem_bm25"):
+for _module in ("lightmem_huggingface", "lightmem_qdrant", "lightmem_sqlite_index"):
     pytest.importorskip(_module, reason="the embedded default plugins are not installed")
 
 from lightmem_core import LightMemory  # noqa: E402
