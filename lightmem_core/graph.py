@@ -33,7 +33,7 @@ relation validity (a relation valid at some time in the range counts, "where did
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -361,7 +361,7 @@ def number_mentions(text: str) -> list[str]:
     return [f"{m.group(1).lower()} {m.group(2).lower()}" for m in _NUMBER.finditer(text)]
 
 
-def name_mentions(text: str, known: Collection[str] = ()) -> list[str]:
+def name_mentions(text: str, known: Container[str] = ()) -> list[str]:
     """Runs of capitalised words that are names, not sentence starters or function words.
 
     A single capitalised word that starts a sentence ("Keep", "Sounds", "Gina") counts only if

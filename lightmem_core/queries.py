@@ -27,8 +27,6 @@ MAX_LIMIT = 10_000
 #: The longest query accepted (characters).
 MAX_QUERY_LENGTH = 100_000
 
-_TIME_FIELDS = ("time_gt", "time_gte", "time_lt", "time_lte")
-
 
 def check_query(query: Any) -> str:
     if not isinstance(query, str) or not query.strip():
@@ -130,13 +128,17 @@ def build_filter(
         if not isinstance(item, str):
             raise InputError(f"filters.exclude_ids: expected strings, got {item!r}")
         check_text(item, "filters.exclude_ids")
-    bounds = {name: _time_bound(fields.get(name), name) for name in _TIME_FIELDS}
     return SearchFilter(
-        **merged,
+        user_id=scope.user_id,
+        agent_id=scope.agent_id,
+        run_id=scope.run_id,
         speaker=speaker,
         topic_id=topic_id,
+        time_gt=_time_bound(fields.get("time_gt"), "time_gt"),
+        time_gte=_time_bound(fields.get("time_gte"), "time_gte"),
+        time_lt=_time_bound(fields.get("time_lt"), "time_lt"),
+        time_lte=_time_bound(fields.get("time_lte"), "time_lte"),
         exclude_ids=frozenset(exclude),
-        **bounds,
     )
 
 

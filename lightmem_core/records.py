@@ -29,7 +29,9 @@ class RecordStore(Protocol):
         """Journal messages (state ``sensory``); known ids are skipped. Returns the new ones."""
         ...
 
-    def messages_by_id(self, ids: Iterable[str]) -> dict[str, Message]: ...
+    def messages_by_id(
+        self, ids: Iterable[str], *, scope: Scope | None = None
+    ) -> dict[str, Message]: ...
 
     def journal(self, state: str | None = None, scope: Scope | None = None) -> list[JournalRow]:
         """Journal rows in arrival order, by state and exact scope."""
@@ -41,6 +43,7 @@ class RecordStore(Protocol):
         self,
         assignments: dict[str, int],
         *,
+        scope: Scope,
         contents: dict[str, str] | None = None,
         dropped: Sequence[str] = (),
     ) -> None:
@@ -49,16 +52,31 @@ class RecordStore(Protocol):
         ...
 
     # -- extraction batches ----------------------------------------------------------------
-    def create_batch(self, message_ids: Sequence[str]) -> str: ...
+    def create_batch(self, message_ids: Sequence[str], *, scope: Scope) -> str: ...
 
-    def pending_batches(self) -> list[str]: ...
+    def pending_batches(self, *, due_by: str | None = None) -> list[str]:
+        """Batches not yet extracted, oldest first; with ``due_by`` only those due for a retry."""
+        ...
+
+    def next_retry_at(self) -> str | None: ...
 
     def batch_messages(self, batch_id: str) -> list[JournalRow]: ...
 
-    def batch_failed(self, batch_id: str, error: str) -> None: ...
+    def batch_failed(self, batch_id: str, error: str, *, retry_at: str | None = None) -> None: ...
 
-    def complete_batch(self, batch_id: str, entries: Sequence[MemoryEntry]) -> list[MemoryEntry]:
-        """Store a batch's entries and mark it done atomically; returns the entries inserted."""
+    def batch_info(self, batch_id: str) -> dict[str, Any] | None: ...
+
+    def complete_batch(
+        self,
+        batch_id: str,
+        entries: Sequence[MemoryEntry],
+        *,
+        unextracted: Sequence[str] = (),
+        error: str = "",
+        retry_at: str | None = None,
+    ) -> list[MemoryEntry]:
+        """Store a batch's entries and mark it done atomically; returns the entries inserted.
+        ``unextracted`` messages move to a new failed batch retried at ``retry_at``."""
         ...
 
     # -- entries ---------------------------------------------------------------------------

@@ -101,24 +101,27 @@ class _Pairs:
     vectors and store positions for one pass."""
 
     def __init__(self, mem: Runtime) -> None:
-        if mem.vector_index is None or mem.embedder is None:
+        embedder, index = mem.embedder, mem.vector_index
+        if index is None or embedder is None:
             raise ConfigError(
                 ["$.embedding_retriever: the memory update needs an embedding_retriever"]
             )
         self.mem = mem
+        self.embedder = embedder
+        self.index = index
         self.vectors: dict[str, Any] = {}
         self.positions: dict[str, int] = {}
 
     def _embed(self, entries: Iterable[MemoryEntry]) -> None:
         import numpy as np
 
-        model = str(getattr(self.mem.embedder, "model_name", ""))
+        model = str(getattr(self.embedder, "model_name", ""))
         pending = [(e.id, bare_text(e)) for e in entries if e.id not in self.vectors]
         found = {t: _VECTORS[(model, t)] for _, t in pending if (model, t) in _VECTORS}
         missing = list(dict.fromkeys(t for _, t in pending if t not in found))
         for start in range(0, len(missing), 128):
             chunk = missing[start : start + 128]
-            vectors = np.asarray(self.mem.embedder.embed(chunk), "float32")
+            vectors = np.asarray(self.embedder.embed(chunk), "float32")
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             vectors = vectors / np.where(norms > 0, norms, 1.0)
             for text, vector in zip(chunk, vectors, strict=True):
@@ -157,7 +160,7 @@ class _Pairs:
         pools: dict[str, list[str]] = {}
         for entry in entries:
             scope = entry.scope
-            hits = self.mem.vector_index.search(
+            hits = self.index.search(
                 [float(x) for x in self.vectors[entry.id]],
                 limit=max(POOL, limit),
                 filter=SearchFilter(

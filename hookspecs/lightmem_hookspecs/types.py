@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -114,6 +114,10 @@ class IndexRecord:
     vector: tuple[float, ...] | None = None
 
 
+def _id_set(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
 def _opt_ts(value: _dt.datetime | float | None) -> float | None:
     if value is None:
         return None
@@ -147,7 +151,7 @@ class SearchFilter:
     time_gte: float | None = attrs.field(default=None, converter=_opt_ts)
     time_lt: float | None = attrs.field(default=None, converter=_opt_ts)
     time_lte: float | None = attrs.field(default=None, converter=_opt_ts)
-    exclude_ids: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    exclude_ids: frozenset[str] = attrs.field(default=frozenset(), converter=_id_set)
 
     @property
     def is_empty(self) -> bool:

@@ -131,8 +131,9 @@ class CountingLLM:
         return self.usage.get(phase, PhaseUsage())
 
 
-def _chat_requests(server: Any) -> int | None:
-    return len(server.chat_requests) if server is not None else None
+def _chat_requests(server: Any) -> int:
+    """Chat requests the loopback server has received so far (0 without a server)."""
+    return len(server.chat_requests) if server is not None else 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,13 +390,14 @@ def lightmem_economy(
         requests2 = _chat_requests(server)
         stats = memory.get_token_statistics()
         ops = stats["by_operation"]
-        extract, update = PhaseUsage.of(ops.get("extract")), PhaseUsage.of(ops.get("update"))
+        extract = PhaseUsage.of(ops.get("extract"))
+        updating = PhaseUsage.of(ops.get("update"))
         report: dict[str, Any] = {
             "pattern": pattern,
             "add_memory_calls": calls,
             "ingest": extract.as_dict(),
-            "update": update.as_dict(),
-            "total": (extract + update).as_dict(),
+            "update": updating.as_dict(),
+            "total": (extract + updating).as_dict(),
             "batches_extracted": batches,
             "batches_pending": len(memory.store.pending_batches()),
             "entries": len(memory.get_all()),

@@ -310,13 +310,11 @@ def evaluate_locomo(
                 if options.qa:
                     from .qa import evaluate_qa, run_metadata
 
+                    def qa_progress(text: str, tag: str = tag) -> None:
+                        progress.update(f"{tag} QA {text}")
+
                     qa = evaluate_qa(
-                        memory,
-                        llm,
-                        questions,
-                        k=options.k,
-                        metadata=False,
-                        progress=lambda text, tag=tag: progress.update(f"{tag} QA {text}"),
+                        memory, llm, questions, k=options.k, metadata=False, progress=qa_progress
                     )
                     qa_reports.append(qa)
                     qa_meta = qa_meta or run_metadata(memory, llm, k=options.k)
