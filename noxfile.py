@@ -86,7 +86,7 @@ def llamacpp_source(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install(*CONSTRAINTS, "ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
@@ -95,7 +95,7 @@ def lint(session: nox.Session) -> None:
 def typing(session: nox.Session) -> None:
     """mypy on the contract and the core."""
     _install(session)
-    session.install("mypy", "types-PyYAML")
+    session.install(*CONSTRAINTS, "mypy", "types-PyYAML")
     session.run("mypy", "hookspecs/lightmem_hookspecs", "lightmem_core")
 
 
