@@ -246,6 +246,26 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_graph_show(args: argparse.Namespace) -> int:
+    with _open_memory(args) as mem:
+        lines = mem.graph_show(args.entity, args.depth, user_id=args.user_id)
+    if not lines:
+        print(f"no entity called {args.entity!r} in the graph", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_graph_export(args: argparse.Namespace) -> int:
+    with _open_memory(args) as mem:
+        text = mem.graph_export(args.format, user_id=args.user_id)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lightmem", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -285,11 +305,28 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (
         ("stats", cmd_stats, "counts, usage (LLM calls, tokens, embedder calls), backends"),
         ("retry", cmd_retry, "retry pending or failed extraction batches"),
-        ("reindex", cmd_reindex, "rebuild the vector and BM25 indexes from the record store"),
+        (
+            "reindex",
+            cmd_reindex,
+            "rebuild the vector, BM25 and graph indexes from the record store",
+        ),
     ):
         p = sub.add_parser(name, help=text)
         _memory_args(p)
         p.set_defaults(func=func)
+
+    p = sub.add_parser("graph", help="inspect the graph memory (graph_mem: true)")
+    graph_sub = p.add_subparsers(dest="graph_command", required=True)
+    g = graph_sub.add_parser("show", help="an entity and its relations, with their validity")
+    g.add_argument("entity", help="entity name or alias")
+    g.add_argument("--depth", type=int, default=1, help="relations deep (default 1)")
+    _memory_args(g)
+    g.set_defaults(func=cmd_graph_show)
+    g = graph_sub.add_parser("export", help="every entity and relation, as JSON or GraphML")
+    g.add_argument("--format", choices=("json", "graphml"), default="json")
+    g.add_argument("--output", default=None, help="file to write (default: standard output)")
+    _memory_args(g)
+    g.set_defaults(func=cmd_graph_export)
 
     try:
         from .eval.cli import add_eval_parser

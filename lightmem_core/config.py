@@ -103,6 +103,27 @@ class HybridWeights:
     rrf_k: int = attrs.field(default=10, validator=_positive)
 
 
+def _optional_unit(inst: Any, attribute: attrs.Attribute, value: float | None) -> None:
+    if value is not None:
+        _unit(inst, attribute, value)
+
+
+@attrs.frozen
+class GraphOptions:
+    """How the graph memory is built and walked (``graph``; used when ``graph_mem`` is on).
+
+    ``hops``: relations deep a walk goes from the entities a query names; ``fan_out``: relations
+    followed per entity (newest first); ``similarity``: cosine above which a new entity name
+    becomes an alias of a stored entity (``null``: names only); ``fallback``: without an LLM,
+    build relations from the entry text (names, dates, numbers that co-occur). See docs/graph.md.
+    """
+
+    hops: int = attrs.field(default=2, validator=_positive)
+    fan_out: int = attrs.field(default=20, validator=_positive)
+    similarity: float | None = attrs.field(default=0.9, validator=_optional_unit)
+    fallback: bool = True
+
+
 @attrs.frozen
 class RetrieverSpec:
     """One element of the retrieval chain: a backend that can search, with its fusion weight.
@@ -215,6 +236,7 @@ class LightMemConfig:
     # --- LightMem additions ---
     memory_dir: str = attrs.field(default=DEFAULT_MEMORY_DIR, validator=_path_text)
     graph_memory: BackendSpec | None = None
+    graph: GraphOptions = attrs.field(factory=GraphOptions)
     reranker: BackendSpec | list[BackendSpec] | None = None
     retrieval: RetrievalConfig = attrs.field(factory=RetrievalConfig)
     hooks: list[HookPluginSpec] | Literal["all"] | None = None

@@ -177,6 +177,60 @@ class LightMemory:
         with self._lock:
             return self._rt.indexer.reindex()
 
+    # -- graph memory ----------------------------------------------------------------------
+
+    def _graph(self) -> Any:
+        graphs = self._rt.backends.graphs()
+        if not graphs:
+            raise InputError(
+                "graph memory is off: set graph_mem: true and name a graph_memory backend "
+                "(e.g. {'model_name': 'networkx'}) in the configuration"
+            )
+        self._rt.indexer.open()
+        return graphs[0]
+
+    def graph_show(
+        self,
+        entity: str,
+        depth: int = 1,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+    ) -> list[str]:
+        """Lines describing the entity named ``entity`` (name or alias) and the relations
+        within ``depth`` hops, with their validity and source entries (docs/graph.md)."""
+        from .graph import show
+
+        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
+            raise InputError(f"depth: expected a positive integer, got {depth!r}")
+        scope = SearchFilter(user_id=user_id, agent_id=agent_id, run_id=run_id)
+        with self._lock:
+            return show(self._graph(), entity, depth=depth, filter=scope)
+
+    def graph_export(
+        self,
+        format: str = "json",
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        """The graph (every entity and relation, closed ones included) as ``json`` or
+        ``graphml`` text."""
+        import json
+
+        from .graph import export_graphml, export_json
+
+        if format not in ("json", "graphml"):
+            raise InputError(f"format: expected json or graphml, got {format!r}")
+        scope = SearchFilter(user_id=user_id, agent_id=agent_id, run_id=run_id)
+        with self._lock:
+            graph = self._graph()
+            if format == "graphml":
+                return export_graphml(graph, filter=scope)
+            return json.dumps(export_json(graph, filter=scope), indent=2, ensure_ascii=False)
+
     # -- ingestion -------------------------------------------------------------------------
 
     def add_memory(
@@ -287,7 +341,17 @@ class LightMemory:
     # -- entries (mem0-style API) ----------------------------------------------------------
 
     def get(self, entry_id: str) -> MemoryEntry | None:
-        return self._rt.store.get_entry(check_entry_id(entry_id))
+        """The entry; with graph memory on, its relations (validity included) are listed under
+        ``metadata["graph"]``."""
+        entry = self._rt.store.get_entry(check_entry_id(entry_id))
+        graphs = self._rt.backends.graphs() if entry is not None else []
+        if entry is None or not graphs:
+            return entry
+        from .graph import relation_dict
+
+        self._rt.indexer.open()
+        relations = [relation_dict(r) for g in graphs for r in g.relations(entry_ids=[entry_id])]
+        return attrs.evolve(entry, metadata={**entry.metadata, "graph": relations})
 
     def get_all(
         self,

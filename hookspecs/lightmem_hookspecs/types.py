@@ -191,6 +191,9 @@ class SearchHit:
     entry: MemoryEntry | None = None
     scores: dict[str, float] = attrs.field(factory=dict)
     ranks: dict[str, int] = attrs.field(factory=dict)
+    #: Per graph retriever label, the relations that led to the entry, from a query entity
+    #: (``["Alice -friend_of-> Bob", "Bob -lives_in-> Berlin"]``).
+    paths: dict[str, list[str]] = attrs.field(factory=dict)
 
 
 @attrs.define

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from lightmem_hookspecs import MemoryEntry, SearchFilter
+from lightmem_hookspecs import GraphHit, MemoryEntry, SearchFilter
 
 from ..graph import GraphBuilder, GraphSettings, graph_search
 
@@ -36,7 +36,6 @@ class GraphStage:
 
     def search(
         self, graph: Any, query: str, *, limit: int, filter: SearchFilter | None = None
-    ) -> list[tuple[str, float]]:
-        """Entries reached from the entities the query names, best first."""
-        hits = graph_search(graph, query, limit=limit, filter=filter, settings=self.settings)
-        return [(h.entry_id, float(h.score)) for h in hits]
+    ) -> list[GraphHit]:
+        """Entries reached from the entities the query names, best first, with their paths."""
+        return graph_search(graph, query, limit=limit, filter=filter, settings=self.settings)

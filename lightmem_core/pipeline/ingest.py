@@ -313,6 +313,7 @@ class Ingestion:
             text_summary=rt.config.text_summary,
             extract_threshold=rt.config.extract_threshold,
             prompts=rt.prompts,
+            relations=bool(rt.backends.graphs()),
         )
         by_id = {m.id: (m, s.topic_id) for s in segments for m in s.messages}
         entries = []
@@ -334,9 +335,17 @@ class Ingestion:
                     entities=tuple(fact.entities or ()),
                     topic_summary=fact.topic_summary,
                     importance=fact.importance,
+                    metadata=graph_metadata(fact) if rt.backends.graphs() else {},
                 )
             )
         return entries, result.unextracted, result.error
+
+
+def graph_metadata(fact: Any) -> dict[str, Any]:
+    """The relations the extraction call gave a fact, kept with its entry for the graph."""
+    from ..graph import RELATIONS_KEY
+
+    return {RELATIONS_KEY: [r.as_dict() for r in fact.relations]}
 
 
 def _segment_edits(

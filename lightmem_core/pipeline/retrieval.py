@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 from lightmem_hookspecs import QueryContext, SearchFilter, SearchHit
 
 from ..backends import Retriever
 from ..errors import BackendError, InputError
+from ..graph import describe_path
 from ..queries import in_scope
 from ..store import entry_payload
 from .fusion import Ranked, fuse
@@ -93,27 +95,44 @@ class Retrieval:
         whether any retriever filled its pool (a bigger pool may find more)."""
         rt = self.rt
         lists = []
+        paths: dict[str, dict[str, list[str]]] = {}
         for r in retrievers:
             query: Any = vector if r.query_by == "vector" else ctx.query
 
             def call(r: Retriever = r, query: Any = query) -> list[tuple[str, float]]:
                 if r.query_by == "graph":
-                    return rt.graph.search(r.backend, query, limit=pool, filter=ctx.filter)
+                    found = rt.graph.search(r.backend, query, limit=pool, filter=ctx.filter)
+                    paths[r.label] = {h.entry_id: describe_path(h.path) for h in found}
+                    return [(h.entry_id, float(h.score)) for h in found]
                 return list(r.backend.search(query, limit=pool, filter=ctx.filter))
 
             results = rt.run("search", call, backend=r.name, retriever=r.label, limit=pool)
             lists.append(Ranked(r.label, r.weight, results))
         fusion = rt.config.fusion()
         fused = fuse(fusion.method, lists, k=fusion.k)
+        for hit in fused:
+            for label, reached in paths.items():
+                if hit.id in reached:
+                    hit.paths[label] = reached[hit.id]
         return self._load(fused, ctx.filter), any(len(r.results) >= pool for r in lists)
 
     def _load(self, fused: list[SearchHit], search_filter: SearchFilter) -> list[SearchHit]:
-        """Attach active entries; drop hits whose entry is gone or outside the filter."""
+        """Attach active entries; drop hits whose entry is gone or outside the filter.
+
+        A hit the graph reached keeps its entry when only the filter's time bounds reject it:
+        for the graph, time bounds select the relations valid then, not when they were said.
+        """
         found = {e.id: e for e in self.rt.store.entries([h.id for h in fused], status="active")}
+        timeless = attrs.evolve(
+            search_filter, time_gt=None, time_gte=None, time_lt=None, time_lte=None
+        )
         hits = []
         for hit in fused:
             entry = found.get(hit.id)
-            if entry is None or not search_filter.matches(entry.id, entry_payload(entry)):
+            if entry is None:
+                continue
+            filter_of_hit = timeless if hit.paths else search_filter
+            if not filter_of_hit.matches(entry.id, entry_payload(entry)):
                 continue
             if not in_scope(entry.scope, search_filter):
                 continue

@@ -53,9 +53,17 @@ class Runtime:
     def graph(self) -> GraphStage:
         """How entries reach the graph memories and how they answer queries."""
         if self._graph is None:
+            from ..graph import GraphSettings
             from .graph import GraphStage
 
-            self._graph = GraphStage(embedder=self.embedder)
+            options = self.config.graph
+            settings = GraphSettings(
+                hops=options.hops,
+                fan_out=options.fan_out,
+                similarity=options.similarity,
+                fallback=options.fallback,
+            )
+            self._graph = GraphStage(embedder=self.embedder, settings=settings)
         return self._graph
 
     @property
