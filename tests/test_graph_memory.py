@@ -23,7 +23,7 @@ from lightmem_core import LightMemory
 from lightmem_core.testing import fresh_host
 from lightmem_core.testing.reference import ReferencePlugin, reference_config
 
-LINE = re.compile(r"^\s*\[(m\d+)\] ([^,]*), (.*?): (.*)$")
+LINE = re.compile(r"^(\d+) (.*?): (.*)$")
 
 #: What the scripted model answers per message text: the fact and its relations.
 SCRIPT = {
@@ -80,9 +80,9 @@ def scripted_llm(body: dict) -> str:
         m = LINE.match(line)
         if not m:
             continue
-        text = json.loads(m.group(4))
+        text = json.loads(m.group(3))  # message texts are JSON-quoted
         fact, relations = SCRIPT[text]
-        item = {"text": fact, "sources": [m.group(1)], "importance": 0.9}
+        item = {"text": fact, "sources": [int(m.group(1))], "importance": 0.9}
         if "relations" in fact_schema:
             item["relations"] = [
                 {"subject": s, "relation": r, "object": o, "single": single}
