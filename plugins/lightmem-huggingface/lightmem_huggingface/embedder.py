@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +18,50 @@ from .models import (
     looks_like_path,
     read_dimension,
 )
+
+#: Batches of at most this many texts (a query, a few turns) are encoded on one thread.
+SMALL_BATCH = 8
+
+# Loaded models, shared by every embedder of this process with the same folder and options
+# (several LightMemory objects, one per user or agent, load the weights once). Each value is
+# ``[model, number of embedders using it]``; the last one to close drops the model.
+_SHARED: dict[str, list[Any]] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared_key(source: str, model_kwargs: Mapping[str, Any]) -> str:
+    return json.dumps([source, dict(model_kwargs)], sort_keys=True, default=repr)
+
+
+def shared_model_count() -> int:
+    """How many distinct models this process holds (for tests and diagnostics)."""
+    with _SHARED_LOCK:
+        return len(_SHARED)
+
+
+class _Threads:
+    """Runs a block with torch using ``n`` intra-op threads, then restores the previous count.
+
+    torch keeps the count per thread once a thread has used it, so this changes the calling
+    thread only (plus the default a thread that starts using torch meanwhile would pick up).
+    """
+
+    def __init__(self, n: int | None) -> None:
+        self.n, self.previous = n, None
+
+    def __enter__(self) -> None:
+        if self.n is not None:
+            import torch
+
+            self.previous = torch.get_num_threads()
+            if self.previous != self.n:
+                torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None and self.previous != self.n:
+            import torch
+
+            torch.set_num_threads(self.previous)
 
 
 def _is_bundled(path: Path) -> bool:
@@ -43,6 +88,8 @@ class HuggingFaceEmbedder:
         model_kwargs: Mapping[str, Any] | None = None,
         device: str | None = None,
         batch_size: int = 32,
+        num_threads: int | None = None,
+        small_batch_threads: int | None = 1,
     ) -> None:
         ensure_offline_default()
         kwargs = dict(model_kwargs or {})
@@ -60,6 +107,15 @@ class HuggingFaceEmbedder:
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
         self.batch_size = batch_size
+        for name, value in (
+            ("num_threads", num_threads),
+            ("small_batch_threads", small_batch_threads),
+        ):
+            if value is not None and value < 1:
+                raise ValueError(f"{name}: must be >= 1, got {value}")
+        self.num_threads = num_threads
+        self.small_batch_threads = small_batch_threads
+        self._shared_key: str | None = None
         self.model_kwargs = kwargs
         self.embedding_dims = embedding_dims
         self.source, self.model_name = self._locate(model)
@@ -98,19 +154,45 @@ class HuggingFaceEmbedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         model = self._load()
-        vectors = model.encode(
-            texts,
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
+        with _Threads(self._threads_for(len(texts), model)):
+            vectors = model.encode(
+                texts,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def close(self) -> None:
-        """Drop the loaded model (it is loaded again if :meth:`embed` is called later)."""
+        """Let go of the model; the process drops it when no other embedder shares it.
+
+        It is loaded again if :meth:`embed` is called later.
+        """
         with self._lock:
+            if self._model is not None and self._shared_key is not None:
+                with _SHARED_LOCK:
+                    slot = _SHARED.get(self._shared_key)
+                    if slot is not None and slot[0] is self._model:
+                        slot[1] -= 1
+                        if slot[1] <= 0:
+                            del _SHARED[self._shared_key]
             self._model = None
+
+    def _threads_for(self, count: int, model: Any) -> int | None:
+        """The torch thread count for a call of ``count`` texts on CPU (None: leave it be).
+
+        A query or a handful of texts is too little work to split: with several threads each
+        layer waits for the slowest one, and when another process holds a core that wait is a
+        scheduler time slice per layer (a 13 ms query took 0.5 s on 2 threads next to a busy
+        process). Large batches keep ``num_threads`` (torch's default when unset).
+        """
+        device = getattr(model, "device", None)
+        if device is not None and getattr(device, "type", "cpu") != "cpu":
+            return None
+        if count <= SMALL_BATCH and self.small_batch_threads is not None:
+            return self.small_batch_threads
+        return self.num_threads
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -167,6 +249,16 @@ class HuggingFaceEmbedder:
             return self._model
         with self._lock:
             if self._model is None:
+                key = _shared_key(self.source, self.model_kwargs)
+                with _SHARED_LOCK:
+                    slot = _SHARED.get(key)
+                    if slot is not None:
+                        self._check_dims(slot[2])
+                        slot[1] += 1
+                        self._model, self._shared_key = slot[0], key
+                        if self._dimension is None:
+                            self._dimension = slot[2]
+                        return self._model
                 ensure_offline_default()
                 from sentence_transformers import SentenceTransformer
 
@@ -197,5 +289,10 @@ class HuggingFaceEmbedder:
                         "inconsistent; re-export the model with sentence-transformers"
                     )
                 self._dimension = actual
-                self._model = model
+                with _SHARED_LOCK:
+                    slot = _SHARED.get(key)
+                    if slot is None:  # (another embedder may have loaded it meanwhile)
+                        slot = _SHARED[key] = [model, 0, actual]
+                    slot[1] += 1
+                    self._model, self._shared_key = slot[0], key
         return self._model

@@ -63,7 +63,8 @@ class HuggingFaceOptions:
     """Options of the ``huggingface`` text embedder (``text_embedder.configs``).
 
     ``model``, ``embedding_dims``, ``model_kwargs`` and ``huggingface_base_url`` are the original
-    LightMem names; ``device`` and ``batch_size`` are additions. See the plugin's README.
+    LightMem names; ``device``, ``batch_size``, ``num_threads`` and ``small_batch_threads`` are
+    additions. See the plugin's README.
     """
 
     model: str | None = None
@@ -71,6 +72,8 @@ class HuggingFaceOptions:
     model_kwargs: dict[str, Any] | None = attrs.field(default=None, validator=_kwargs_device_usable)
     device: str | None = attrs.field(default=None, validator=_device_usable)
     batch_size: int = attrs.field(default=32, validator=_positive_or_none)
+    num_threads: int | None = attrs.field(default=None, validator=_positive_or_none)
+    small_batch_threads: int | None = attrs.field(default=1, validator=_positive_or_none)
     huggingface_base_url: str | None = attrs.field(default=None, validator=_no_remote_endpoint)
 
 
@@ -84,6 +87,8 @@ def build_embedder(options: HuggingFaceOptions, context: BackendContext) -> Hugg
         model_kwargs=options.model_kwargs,
         device=options.device,
         batch_size=options.batch_size,
+        num_threads=options.num_threads,
+        small_batch_threads=options.small_batch_threads,
     )
 
 
