@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -307,9 +307,14 @@ class LightMemory:
         user_id: str | None = None,
         agent_id: str | None = None,
         run_id: str | None = None,
+        retrievers: Sequence[str] | None = None,
     ) -> list[SearchHit]:
         """Structured retrieval: hits with the entry, fused score and each retriever's and
-        reranker's score and rank (``hit.scores`` / ``hit.ranks``, by name)."""
+        reranker's score and rank (``hit.scores`` / ``hit.ranks``, by name).
+
+        ``retrievers`` limits the search to those elements of the retrieval chain, by label
+        (``["embedding", "context"]``: everything but the graph), e.g. to compare signals.
+        """
         query, limit = check_query(query), check_limit(limit)
         search_filter = build_filter(
             filters, user_id, agent_id, run_id, require_scope=self.config.require_scope
@@ -320,7 +325,7 @@ class LightMemory:
         ctx = QueryContext(query=query, limit=limit, strategy=strategy, filter=search_filter)
         scope = Scope(search_filter.user_id, search_filter.agent_id, search_filter.run_id)
         with self._lock, self._rt.hooks.scope(scope):
-            return self._retrieval.search(ctx)
+            return self._retrieval.search(ctx, retrievers)
 
     def retrieve(
         self,

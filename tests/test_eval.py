@@ -248,3 +248,24 @@ def test_eval_locomo_command_with_the_embedded_default(locomo_file, tmp_path, ca
     # the dog's name is found by the real pipeline in its top 3
     assert by_question["syn-1:q0"]["lightmem"]["recall"] == 1.0
     assert report["usage"]["total"]["llm_calls"] == 0
+
+
+def test_eval_reports_the_pipeline_without_its_graph(locomo_file, tmp_path, ref_host):
+    from lightmem_core.testing.reference import reference_config
+
+    config = reference_config(
+        tmp_path / "ignored", graph_mem=True, graph_memory={"model_name": "memory"}
+    )
+    options = LocomoOptions(data=str(locomo_file), k=2, config=config, baselines=False)
+    report = evaluate_locomo(options, host=ref_host)
+    assert set(report["systems"]) == {"lightmem", "lightmem-without-graph"}
+    for record in report["questions"]:
+        assert "lightmem-without-graph" in record
+    plain = evaluate_locomo(
+        attrs_evolve(options, config=reference_config(tmp_path / "x")), host=ref_host
+    )
+    assert set(plain["systems"]) == {"lightmem"}
+    assert (
+        plain["systems"]["lightmem"]["recall@2"]
+        == report["systems"]["lightmem-without-graph"]["recall@2"]
+    )

@@ -349,3 +349,17 @@ def test_the_cli_shows_and_exports(embedded_graph, tmp_path, capsys):
     assert main([*args, "--config", str(config_file)]) == 0
     assert "Half Dome" in out.read_text()
     assert main(["graph", "show", "Nobody", "--config", str(config_file)]) == 1
+
+
+def test_search_can_leave_the_graph_out(tmp_path, server):
+    from lightmem_core.errors import InputError
+
+    with LightMemory(llm_config(tmp_path, server, graph=True), host=host()) as mem:
+        ingest(mem)
+        question = "Where does Alice's friend live?"
+        hits = mem.search(question, limit=5, user_id="alice", retrievers=["embedding", "context"])
+        assert all("graph" not in h.scores and not h.paths for h in hits)
+        only = mem.search(question, limit=5, user_id="alice", retrievers=["graph"])
+        assert only and all(set(h.scores) == {"graph"} for h in only)
+        with pytest.raises(InputError, match="not in the retrieval chain"):
+            mem.search(question, retrievers=["vectors"])

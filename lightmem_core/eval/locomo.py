@@ -33,6 +33,8 @@ from .metrics import evidence_recall, mean, percentile, word_count
 from .provenance import config_dict, git_commit, hash_config
 
 PIPELINE = "lightmem"
+#: The same memory searched without its graph retriever (reported when the chain has one).
+WITHOUT_GRAPH = "lightmem-without-graph"
 DEFAULT_CATEGORIES: tuple[int, ...] = (1, 2, 3, 4)
 CATEGORY_NAMES = {
     1: "multi-hop",
@@ -281,6 +283,11 @@ def evaluate_locomo(
                     )
 
                 words_of = {m["id"]: word_count(str(m["content"])) for m in turns}
+                chain = memory.backends.retrievers()
+                no_graph = [r.label for r in chain if r.kind != "graph_memory"]
+                if no_graph and len(no_graph) < len(chain):
+                    scores[WITHOUT_GRAPH] = SystemScores(turns=pipe.turns, ingest_s=pipe.ingest_s)
+                    totals.setdefault(WITHOUT_GRAPH, SystemScores())
                 for i, q in enumerate(questions, start=1):
                     t0 = time.perf_counter()
                     hits = memory.search(q.question, limit=options.k)
@@ -295,6 +302,15 @@ def evaluate_locomo(
                     recalls = _recalls_at(ks, q.evidence, ranked)
                     pipe.add(q.category, recalls, words, ms)
                     record[PIPELINE] = _question_record(recalls[options.k], ranked)
+                    if WITHOUT_GRAPH in scores:
+                        t0 = time.perf_counter()
+                        plain = memory.search(q.question, limit=options.k, retrievers=no_graph)
+                        ms = (time.perf_counter() - t0) * 1000
+                        ranked = [tuple(h.entry.source_message_ids) for h in plain if h.entry]
+                        words = sum(word_count(h.entry.memory) for h in plain if h.entry)
+                        recalls = _recalls_at(ks, q.evidence, ranked)
+                        scores[WITHOUT_GRAPH].add(q.category, recalls, words, ms)
+                        record[WITHOUT_GRAPH] = _question_record(recalls[options.k], ranked)
                     if baselines is not None:
                         for name, (ids, seconds) in baselines.search(q.question, options.k).items():
                             ranked_ids = [(x,) for x in ids]

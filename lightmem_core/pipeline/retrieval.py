@@ -39,9 +39,11 @@ class Retrieval:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
-    def search(self, ctx: QueryContext) -> list[SearchHit]:
-        """Run ``ctx`` (after ``query_prepared`` hooks) and return at most ``ctx.limit`` hits."""
+    def search(self, ctx: QueryContext, labels: Sequence[str] | None = None) -> list[SearchHit]:
+        """Run ``ctx`` (after ``query_prepared`` hooks) and return at most ``ctx.limit`` hits;
+        ``labels``: only these elements of the retrieval chain (default: the strategy's)."""
         rt = self.rt
+        self._labels = None if labels is None else tuple(labels)
         rt.indexer.open()
         rt.hooks.query_prepared(ctx)
         if ctx.strategy not in STRATEGY_KINDS:
@@ -57,6 +59,15 @@ class Retrieval:
         kinds = STRATEGY_KINDS[strategy]
         chain = self.rt.backends.retrievers()
         chosen = [r for r in chain if kinds is None or r.kind in kinds]
+        labels = getattr(self, "_labels", None)
+        if labels is not None:
+            unknown = sorted(set(labels) - {r.label for r in chain})
+            if unknown:
+                raise InputError(
+                    f"retrievers: {', '.join(unknown)} not in the retrieval chain; configured: "
+                    f"{', '.join(r.label for r in chain) or 'none'}"
+                )
+            chosen = [r for r in chosen if r.label in labels]
         if not chosen:
             wanted = " or ".join(kinds or ("any",))
             raise InputError(
