@@ -125,30 +125,41 @@ class Retrieval:
             for label, reached in paths.items():
                 if hit.id in reached:
                     hit.paths[label] = reached[hit.id]
-        return self._load(fused, ctx.filter), any(len(r.results) >= pool for r in lists)
+        # Without rerankers only the first ``limit`` kept hits are returned: load the entries
+        # of those (in slices, best first), not of the whole pool.
+        want = len(fused) if rt.backends.rerankers() else ctx.limit
+        return self._load(fused, ctx.filter, want), any(len(r.results) >= pool for r in lists)
 
-    def _load(self, fused: list[SearchHit], search_filter: SearchFilter) -> list[SearchHit]:
-        """Attach active entries; drop hits whose entry is gone or outside the filter.
+    def _load(
+        self, fused: list[SearchHit], search_filter: SearchFilter, want: int
+    ) -> list[SearchHit]:
+        """Attach active entries to the best hits until ``want`` are kept; drop hits whose
+        entry is gone or outside the filter.
 
         A hit the graph reached keeps its entry when only the filter's time bounds reject it:
         for the graph, time bounds select the relations valid then, not when they were said.
         """
-        found = {e.id: e for e in self.rt.store.entries([h.id for h in fused], status="active")}
         timeless = attrs.evolve(
             search_filter, time_gt=None, time_gte=None, time_lt=None, time_lte=None
         )
-        hits = []
-        for hit in fused:
-            entry = found.get(hit.id)
-            if entry is None:
-                continue
-            filter_of_hit = timeless if hit.paths else search_filter
-            if not filter_of_hit.matches(entry.id, entry_payload(entry)):
-                continue
-            if not in_scope(entry.scope, search_filter):
-                continue
-            hit.entry = entry
-            hits.append(hit)
+        hits: list[SearchHit] = []
+        start, size = 0, max(want * 2, 8)
+        while start < len(fused) and len(hits) < want:
+            chunk = fused[start : start + size]
+            start, size = start + len(chunk), size * 2
+            ids = [h.id for h in chunk]
+            found = {e.id: e for e in self.rt.store.entries(ids, status="active")}
+            for hit in chunk:
+                entry = found.get(hit.id)
+                if entry is None:
+                    continue
+                filter_of_hit = timeless if hit.paths else search_filter
+                if not filter_of_hit.matches(entry.id, entry_payload(entry)):
+                    continue
+                if not in_scope(entry.scope, search_filter):
+                    continue
+                hit.entry = entry
+                hits.append(hit)
         return hits
 
     def _rerank(self, ctx: QueryContext, hits: list[SearchHit]) -> list[SearchHit]:
