@@ -99,7 +99,7 @@ class HybridWeights:
 
     embedding: float = attrs.field(default=1.0, validator=_non_negative)
     context: float = attrs.field(default=1.0, validator=_non_negative)
-    graph: float = attrs.field(default=1.0, validator=_non_negative)
+    graph: float = attrs.field(default=0.3, validator=_non_negative)
     rrf_k: int = attrs.field(default=10, validator=_positive)
 
 
@@ -119,7 +119,7 @@ class GraphOptions:
     """
 
     hops: int = attrs.field(default=2, validator=_positive)
-    fan_out: int = attrs.field(default=20, validator=_positive)
+    fan_out: int = attrs.field(default=5, validator=_positive)
     similarity: float | None = attrs.field(default=0.9, validator=_optional_unit)
     fallback: bool = True
 

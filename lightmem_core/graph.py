@@ -304,7 +304,7 @@ class GraphSettings:
     """How the graph is built and walked (``graph`` in the configuration)."""
 
     hops: int = 2
-    fan_out: int = 20
+    fan_out: int = 5
     similarity: float | None = 0.9
     fallback: bool = True
 
