@@ -136,7 +136,7 @@ class RetrieverSpec:
 
     kind: str
     model_name: str
-    configs: dict[str, Any] | None = None
+    configs: dict[str, Any] | None = attrs.field(default=None, repr=_masked_repr)
     weight: float = attrs.field(default=1.0, validator=_non_negative)
     name: str | None = None
 
@@ -185,7 +185,7 @@ class HookPluginSpec:
     """
 
     plugin: str
-    options: dict[str, Any] | None = None
+    options: dict[str, Any] | None = attrs.field(default=None, repr=_masked_repr)
 
 
 @attrs.frozen
@@ -748,7 +748,10 @@ def resolve_backend(host: Any, path: str, kind: str, spec: BackendSpec) -> tuple
     if options_cls is None:
         if configs:
             raise ConfigError(
-                [f"{path}.configs: backend {spec.model_name!r} takes no options, got {configs}"]
+                [
+                    f"{path}.configs: backend {spec.model_name!r} takes no options, got "
+                    f"{mask_secrets(configs)}"
+                ]
             )
         return registration, None
     return registration, structure(configs, options_cls, path=f"{path}.configs")

@@ -62,6 +62,13 @@ def test_repr_of_config_hides_secrets(make_memory):
     for text in (repr(config), str(config), repr(spec)):
         assert SECRET not in text
         assert "'model': 'm'" in text
+    from lightmem_core.config import HookPluginSpec, RetrieverSpec
+
+    for obj in (
+        RetrieverSpec("context_retriever", "x", {"api_key": SECRET}),
+        HookPluginSpec("audit", {"password": SECRET, "nested": [{"secret": SECRET}]}),
+    ):
+        assert SECRET not in repr(obj) and "***" in repr(obj)
 
 
 @pytest.mark.parametrize(
