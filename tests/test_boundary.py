@@ -230,3 +230,20 @@ def test_collection_name_cannot_leave_the_memory_dir(tmp_path, name):
     with pytest.raises(ConfigError, match="collection_name"):
         LightMemory(config, host=PluginHost())
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_lock_timeout_waits_for_the_owner_to_close(tmp_path, ref_host):
+    import threading
+    import time
+
+    cfg = reference_config(tmp_path / "m")
+    first = LightMemory(cfg, host=ref_host)
+    closer = threading.Timer(0.3, first.close)
+    closer.start()
+    started = time.monotonic()
+    with LightMemory({**cfg, "lock_timeout": 10.0}, host=ref_host) as second:
+        assert 0.2 < time.monotonic() - started < 10.0
+        assert second.get_all() == []
+    closer.join()
+    with pytest.raises(MemoryDirInUseError), LightMemory(cfg, host=ref_host):
+        LightMemory({**cfg, "lock_timeout": 0.2}, host=ref_host)
