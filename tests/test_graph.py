@@ -246,6 +246,8 @@ def test_relations_come_from_the_same_extraction_call(openai_server):
     schema = json.dumps(request.json.get("response_format", {}))
     assert '"relations"' in schema and '"single"' in schema
     assert '"relations"' in request.json["messages"][1]["content"]
+    sent = request.json.get("max_completion_tokens") or request.json.get("max_tokens")
+    assert sent == 2 * llm.options.max_tokens, "room for the relations in the same answer"
     by_text = {f.text: f for f in result.facts}
     assert by_text["Alice lives in Berlin."].relations == (
         ExtractedRelation("Alice", "lives_in", "Berlin", True),

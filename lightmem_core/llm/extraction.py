@@ -46,6 +46,8 @@ the schema without ids, so other spellings still reach the mapping. Mapping back
   between the people, places and things it names: ``{"subject", "relation", "object",
   "single"}`` (``relation`` in snake_case, ``single`` true when the subject has one such object
   at a time, like ``lives_in``). Relations missing a subject, relation or object are dropped.
+  The answer may then use :data:`RELATIONS_ROOM` times the backend's ``max_tokens``, so the
+  longer answer does not split the batch into more calls.
 - Facts with the same text (ignoring case and spacing) are merged: sources united, highest
   importance kept.
 
@@ -411,6 +413,8 @@ def _check_sources(batch: RenderedBatch) -> Any:
 MAX_SPLIT_DEPTH = 6
 #: The most answer tokens a single message's extraction is re-asked with after a cut.
 MAX_ANSWER_TOKENS = 16384
+#: With ``relations`` the answer may use this many times the backend's ``max_tokens``.
+RELATIONS_ROOM = 2
 
 
 @attrs.frozen
@@ -470,6 +474,10 @@ def extract_facts(
     whole = render_conversation(segments, settings.roles)
     if not whole.messages:
         return ExtractionResult(facts=[])
+    if relations and max_tokens is None and _configured_limit(llm):
+        # Every fact carries its relations: room for them, so that the longer answer is not cut
+        # and the batch not split into more calls than it takes without graph memory.
+        max_tokens = min(MAX_ANSWER_TOKENS, RELATIONS_ROOM * _configured_limit(llm))
     parts, missing, errors = _extract_parts(settings, list(segments), max_tokens, depth=0)
     if not parts:
         raise errors[-1]
