@@ -18,6 +18,7 @@ from ..graph import describe_path
 from ..queries import in_scope
 from ..store import entry_payload
 from .fusion import Ranked, fuse
+from .recency import newer_first
 from .runtime import Runtime
 
 #: Which chain elements each search strategy queries.
@@ -93,7 +94,12 @@ class Retrieval:
             if len(hits) >= ctx.limit or not full:
                 break
             pool *= 4
-        return self._rerank(ctx, hits)
+        hits = self._rerank(ctx, hits)
+        if rt.llm is None:
+            # No LLM supersedes outdated facts: of memories competing for the same answer the
+            # newer comes first (the hits stay the same; see recency.py).
+            hits = newer_first(ctx.query, hits)
+        return hits
 
     def _fetch(
         self,
