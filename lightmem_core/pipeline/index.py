@@ -68,7 +68,9 @@ class Indexer:
                 self._call(text, "index", [index_record(e) for e in store.entries(status="active")])
         pending = store.entries(status="active", unindexed_only=True)
         if pending:
-            self.index(pending, text_too=False)
+            # Text indexes too: a persistent one that kept its count may still hold the old
+            # text of an entry whose update was committed just before a crash.
+            self.index(pending)
         graphs = self.rt.backends.graphs()
         if graphs:
             active_entries = {e.id: e for e in store.entries(status="active")}

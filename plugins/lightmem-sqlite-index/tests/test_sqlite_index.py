@@ -331,3 +331,20 @@ def test_posting_rows_stay_few(tmp_path):
         assert rows.fetchone()[0] <= 5
     assert len(index.search("common", limit=100)) == 60
     index.close()
+
+
+def test_an_update_interrupted_before_indexing_is_caught_up_on_open(tmp_path):
+    memory = _memory(tmp_path)
+    memory.add_memory(
+        [{"role": "user", "content": "I live in Paris", "speaker_name": "Ann"}],
+        force_segment=True,
+        force_extract=True,
+    )
+    entry = memory.get_all()[0]
+    # The record store commits the new text; the process dies before the indexes hear of it.
+    memory.store.update_entry_text(entry.id, "I live in Berlin now", "moved")
+    memory.close()
+    again = _memory(tmp_path)
+    assert [h.id for h in again.search("Berlin", limit=3, strategy="context")] == [entry.id]
+    assert again.search("Paris", limit=3, strategy="context") == []
+    again.close()
