@@ -480,13 +480,14 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"{questions} questions (categories {', '.join(cats)})"
     )
     cols = [f"cat{c}" for c in cats] + [f"R@{k}", "words", "turns/s", "p50 ms", "p95 ms"]
-    lines = [header, f"{'system':<14}" + "".join(f"{c:>9}" for c in cols)]
+    width = max([14, *(len(name) + 1 for name in systems)])
+    lines = [header, f"{'system':<{width}}" + "".join(f"{c:>9}" for c in cols)]
     for name, s in systems.items():
         cells = [_cell(s["by_category"].get(c, {}).get("recall"), ".3f") for c in cats]
         cells += [_cell(s[f"recall@{k}"], ".3f"), _cell(s["context_words"], ".0f")]
         cells += [_cell(s["ingest_turns_per_s"], ".0f")]
         cells += [_cell(s["search_ms_p50"], ".1f"), _cell(s["search_ms_p95"], ".1f")]
-        lines.append(f"{name:<14}" + "".join(cells))
+        lines.append(f"{name:<{width}}" + "".join(cells))
     usage = report.get("usage") or {}
     if (usage.get("total") or {}).get("llm_calls"):
         for op, label in (("extract", "ingestion"), ("update", "update")):
