@@ -17,7 +17,8 @@ repeat it. A pair qualifies when
 The offline pass visits only entries added or changed since the last completed pass (the
 watermark), so entries whose neighbourhood did not change are not asked about again; entries
 the pass itself rewrote are not revisited for that change. Its checks (an older entry and its
-newer look-alikes) are packed into as few calls as the per-call token budget allows; each call's
+newer look-alikes) are packed into as few calls as the per-call token budget allows, never
+mixing scopes in one call (one user's memories are not shown beside another's); each call's
 targets leave the queue as soon as its decisions are applied, so an interrupted pass resumes
 where it stopped. Online, one call reconciles a whole extraction batch.
 """
@@ -378,15 +379,12 @@ def online_update(mem: Runtime, stored: Sequence[MemoryEntry]) -> list[EntryChan
             olds[old.id] = old
             news.setdefault(old.id, []).append((new[new_id], score))
     checks = [UpdateCheck(olds[i], sorted(pairs, key=lambda p: -p[1])) for i, pairs in news.items()]
-    if not checks:
-        return []
-    try:
-        decisions: list[UpdateDecision] = decide_updates(
-            llm, checks, prompts=mem.prompts, prompt="reconcile"
-        )
-    except (ExtractionError, BackendError) as exc:
-        log.warning("online update of %d entries skipped: %s", len(stored), exc)
-        return []
+    decisions: list[UpdateDecision] = []
+    for batch in _batches(checks, 10**9):  # one call per scope: a batch has one scope
+        try:
+            decisions += decide_updates(llm, batch, prompts=mem.prompts, prompt="reconcile")
+        except (ExtractionError, BackendError) as exc:
+            log.warning("online update of %d entries skipped: %s", len(batch), exc)
     by_id = {c.target.id: c for c in checks}
     changes: list[EntryChange] = []
     for decision in decisions:

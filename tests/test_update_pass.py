@@ -196,3 +196,18 @@ def test_online_update_reconciles_a_batch_in_one_call(config, openai_server):
         active = active_texts(mem, user_id="alice")
         assert "user: I live in Lisbon and work as a data engineer." not in active
         assert "user: My dog Biscuit is a border collie." in active
+
+
+def test_one_scope_per_call(config, openai_server):
+    with LightMemory(config) as mem:
+        for user in ("alice", "bob"):
+            add(mem, MOVES[:1], user_id=user)
+            add(mem, MOVES[2:3], user_id=user)
+        mem.construct_update_queue_all_entries()
+        changes = mem.offline_update_all_entries(score_threshold=0.3)
+        requests = update_requests(openai_server)
+        assert len(requests) == 2  # the two users' checks never share a prompt
+        for request in requests:
+            texts, checks = shown_checks(request.json["messages"][1]["content"])
+            assert len(texts) == 2 and len(checks) == 1
+        assert sorted(mem.get(c.entry_id).scope.user_id for c in changes) == ["alice", "bob"]

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import tempfile
 import time
@@ -284,10 +285,11 @@ class ScriptedResponder:
 
     Extraction (``lightmem_extraction``): one fact per message line shown, ``"<speaker>:
     <text>"`` citing that line's number, importance 0.8, with the metadata and topic summaries
-    the schema asks for. Update decisions (``lightmem_update_decisions``): ``update`` for a
-    deterministic ``update_fraction`` of the (old, newer) pairs shown (the old text joined with
-    the newer one), nothing else; every such decision is recorded in ``updates`` as ``(old
-    text, new text)`` and the pairs shown are counted in ``pairs_shown``. Anything else: ``{}``.
+    the schema asks for. Update decisions (``lightmem_update_decisions``): ``update`` for
+    ``update_fraction`` of the (old, newer) pairs shown in each call, rounded up, chosen by a
+    hash of their texts (the old text joined with the newer one), nothing else; every such
+    decision is recorded in ``updates`` as ``(old text, new text)`` and the pairs shown are
+    counted in ``pairs_shown``. Anything else: ``{}``.
     """
 
     def __init__(self, update_fraction: float = 0.0) -> None:
@@ -296,9 +298,8 @@ class ScriptedResponder:
         self.update_calls = 0
         self.updates: list[tuple[str, str]] = []
 
-    def _picked(self, old: str, new: str) -> bool:
-        digest = hashlib.sha1(f"{old}\x00{new}".encode()).digest()
-        return int.from_bytes(digest[:4], "big") / 2**32 < self.update_fraction
+    def _rank(self, old: str, new: str) -> int:
+        return int.from_bytes(hashlib.sha1(f"{old}\x00{new}".encode()).digest()[:4], "big")
 
     def __call__(self, body: Mapping[str, Any]) -> str:
         schema = _schema(body)
@@ -309,12 +310,15 @@ class ScriptedResponder:
             return "{}"
         self.update_calls += 1
         memories, checks = shown_checks(_prompt(body))
+        pairs = [(old, new) for old, newer in checks for new in newer]
+        self.pairs_shown += len(pairs)
+        share = math.ceil(self.update_fraction * len(pairs)) if self.update_fraction else 0
+        picked = sorted(pairs, key=lambda p: self._rank(memories[p[0]], memories[p[1]]))[:share]
         decisions = []
         for old, newer in checks:
-            self.pairs_shown += len(newer)
-            picked = [n for n in newer if self._picked(memories[old], memories[n])]
-            if picked:
-                merged = f"{memories[old]} (later: {memories[picked[0]]})"
+            chosen = [n for n in newer if (old, n) in picked]
+            if chosen:
+                merged = f"{memories[old]} (later: {memories[chosen[0]]})"
                 decisions.append({"id": old, "action": "update", "new_memory": merged, "by": 0})
                 self.updates.append((memories[old], merged))
         return json.dumps({"decisions": decisions})
