@@ -175,6 +175,31 @@ def cmd_add(args: argparse.Namespace) -> int:
 
     sessions = load_messages_file(args.file, sample=args.sample)
     total = sum(len(s) for s in sessions)
+    if args.dry_run:
+        from .scope import make_scope
+
+        with _open_memory(args) as mem:
+            plan = mem.plan()
+            estimate = None
+            for session in sessions:
+                estimate = plan.add_memory(
+                    session, make_scope(args.user_id), force_segment=True, force_extract=True
+                )
+        if estimate is None:
+            print("nothing to add")
+            return 0
+        print(
+            f"dry run: {estimate.messages_new} of {estimate.messages_received} messages are new; "
+            f"{estimate.batches} extraction batch(es): {estimate.llm_calls} LLM call(s)"
+            + (
+                f" (up to {estimate.llm_calls_max} with the online update)"
+                if estimate.llm_calls_max > estimate.llm_calls
+                else ""
+            )
+            + f", {estimate.prompt_tokens} prompt tokens ({estimate.token_counting}); "
+            "nothing was written or spent"
+        )
+        return 0
     progress = Progress(total, "adding")
     with _open_memory(args) as mem:
         pending_before = len(mem.store.pending_batches())
@@ -292,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file")
     p.add_argument("--sample", default=None, help="which sample of a multi-sample file")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="report the LLM calls and prompt tokens this would spend; write and spend nothing",
+    )
     _memory_args(p)
     p.set_defaults(func=cmd_add)
 

@@ -242,7 +242,8 @@ class LightMemory:
         user_id: str | None = None,
         agent_id: str | None = None,
         run_id: str | None = None,
-    ) -> AddResult:
+        dry_run: bool = False,
+    ) -> Any:
         """Add messages (a dict or a list of dicts with role, content, time_stamp).
 
         Messages enter the sensory buffer; when it holds ``sensory_buffer_tokens`` tokens (or
@@ -250,11 +251,27 @@ class LightMemory:
         when that holds ``short_term_buffer_tokens`` tokens (or ``force_extract``) its segments
         are flushed as ONE extraction batch. Once this returns, the messages are in the
         journal: a crash or restart loses none of them.
+
+        ``dry_run=True`` writes and spends nothing: it returns an
+        :class:`~lightmem_core.pipeline.estimate.IngestEstimate` of the LLM calls and prompt
+        tokens this call would spend (:meth:`plan` does the same over several calls).
         """
         scope = make_scope(user_id, agent_id, run_id)
+        if dry_run:
+            return self.plan().add_memory(
+                messages, scope, force_segment=force_segment, force_extract=force_extract
+            )
         return self._ingestion.add(
             messages, scope, force_segment=force_segment, force_extract=force_extract
         )
+
+    def plan(self) -> Any:
+        """An :class:`~lightmem_core.pipeline.estimate.IngestionPlan`: its ``add_memory(messages,
+        scope, force_segment=..., force_extract=...)`` calls play ingestion forward without
+        writing or spending anything, and return the running estimate of LLM calls and tokens."""
+        from .pipeline.estimate import IngestionPlan
+
+        return IngestionPlan(self._rt)
 
     def add(
         self,
