@@ -244,6 +244,10 @@ class LightMemConfig:
     online_update_threshold: float = attrs.field(default=0.5, validator=_unit)
     sensory_buffer_tokens: int = attrs.field(default=512, validator=_positive)
     short_term_buffer_tokens: int = attrs.field(default=2048, validator=_positive)
+    #: LLM tokens (prompt + answer) this memory may spend per hour / per day; past it,
+    #: extraction waits with the messages kept in the journal (``None``: no limit).
+    llm_tokens_per_hour: int | None = attrs.field(default=None, validator=_positive)
+    llm_tokens_per_day: int | None = attrs.field(default=None, validator=_positive)
     hybrid_weights: HybridWeights = attrs.field(factory=HybridWeights)
     prompts: PromptOverrides = attrs.field(factory=PromptOverrides)
     #: A search, ``get_all`` or ``add`` that names no user, agent or run id is an error

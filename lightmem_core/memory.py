@@ -481,6 +481,9 @@ class LightMemory:
         stats["memory_dir"] = str(Path(self.config.memory_dir).resolve())
         stats["backends"] = self._rt.backends.configured()
         stats["chains"] = self._rt.backends.chain_description()
+        from .pipeline import budget
+
+        stats["budget"] = budget.status(self.config, self._rt.store)
         return stats
 
 

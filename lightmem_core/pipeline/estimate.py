@@ -71,12 +71,48 @@ def prompt_tokens(messages: Sequence[dict[str, str]], schema: Any, encoder: Any)
     return total + (size(json.dumps(schema)) if schema else 0)
 
 
+_ENCODER: list[tuple[Any, str]] = []
+
+
+def batch_prompt_tokens(rt: Runtime, segments: Sequence[Segment]) -> int:
+    """The prompt tokens of the extraction request for ``segments`` (see the module docs)."""
+    from ..llm.extraction import _output_format, extraction_schema, render_conversation
+
+    if not _ENCODER:
+        _ENCODER.append(_encoder())
+    encoder = _ENCODER[0][0]
+    config = rt.config
+    batch = render_conversation(segments, ROLES_BY_USE[config.messages_use])
+    if not batch.messages:
+        return 0
+    request = [
+        {"role": "system", "content": rt.prompts.system},
+        {
+            "role": "user",
+            "content": rt.prompts.render(
+                "extraction",
+                conversation=batch.text,
+                output_format=_output_format(config.metadata_generate, config.text_summary),
+            ),
+        },
+    ]
+    schema = extraction_schema(
+        metadata_generate=config.metadata_generate,
+        text_summary=config.text_summary,
+        message_ids=list(batch.messages),
+        topic_ids=list(batch.topics),
+    )
+    return prompt_tokens(request, schema, encoder)
+
+
 class IngestionPlan:
     """Plays ``add_memory`` calls forward on a copy of the buffers (see the module docs)."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.encoder, self.counting = _encoder()
+        if not _ENCODER:
+            _ENCODER.append(_encoder())
+        self.counting = _ENCODER[0][1]
         self.seen: set[tuple[Any, str]] = set()
         self.sensory: dict[Any, list[Message]] = {}
         self.short_term: dict[Any, list[Message]] = {}
@@ -124,33 +160,10 @@ class IngestionPlan:
         return self.estimate()
 
     def _flush(self, rows: list[Message]) -> None:
-        from ..llm.extraction import _output_format, extraction_schema, render_conversation
-
-        config = self.rt.config
-        roles = ROLES_BY_USE[config.messages_use]
-        batch = render_conversation([Segment(topic_id=0, messages=tuple(rows))], roles)
-        if not batch.messages:
+        if not any(self._uses(m) for m in rows):
             return
-        prompts = self.rt.prompts
-        request = [
-            {"role": "system", "content": prompts.system},
-            {
-                "role": "user",
-                "content": prompts.render(
-                    "extraction",
-                    conversation=batch.text,
-                    output_format=_output_format(config.metadata_generate, config.text_summary),
-                ),
-            },
-        ]
-        schema = extraction_schema(
-            metadata_generate=config.metadata_generate,
-            text_summary=config.text_summary,
-            message_ids=list(batch.messages),
-            topic_ids=list(batch.topics),
-        )
         self.batches += 1
-        self.tokens += prompt_tokens(request, schema, self.encoder)
+        self.tokens += batch_prompt_tokens(self.rt, [Segment(topic_id=0, messages=tuple(rows))])
 
     def estimate(self) -> IngestEstimate:
         online = self.rt.config.update == "online" and self.rt.llm is not None

@@ -18,6 +18,7 @@ from ..messages import count_tokens, normalize_messages
 from ..retry import BatchRetrier, retry_time
 from ..scope import is_unscoped, scope_key
 from ..store import JournalRow
+from . import budget
 from .runtime import Runtime
 
 log = logging.getLogger("lightmem")
@@ -233,6 +234,21 @@ class Ingestion:
             rows = rt.store.batch_messages(batch_id)
             rt.indexer.open()
         segments = segments_of(rows)
+        if budget.limits(rt.config) and rt.llm is not None:
+            from .estimate import batch_prompt_tokens
+
+            resume = budget.wait_until(rt.config, rt.store, batch_prompt_tokens(rt, segments))
+            if resume is not None:
+                with rt.lock:
+                    rt.store.batch_failed(
+                        batch_id,
+                        f"{budget.WAITING}: extraction resumes at {budget.iso(resume)}",
+                        retry_at=budget.iso(resume),
+                    )
+                log.info("batch %s waits for the LLM token budget", batch_id)
+                self.retrier.wake()
+                return None
+        spent_before = _tokens(rt)
         try:
             with rt.booking("extract"):
                 entries, unextracted, error = rt.run(
@@ -247,6 +263,7 @@ class Ingestion:
             exc = typed(exc, "extraction")
             retry_at = self.retry_at(int(info["attempts"]) + 1)
             rt.store.batch_failed(batch_id, str(exc), retry_at=retry_at)
+            budget.record(rt.store, _tokens(rt) - spent_before)
             log.warning(
                 "extraction of batch %s failed; it stays pending and is retried from %s (or "
                 "by retry() / `lightmem retry`): %s",
@@ -278,6 +295,7 @@ class Ingestion:
                             mode="online",
                             entries=len(stored),
                         )
+            budget.record(rt.store, _tokens(rt) - spent_before)
         if unextracted:
             log.warning(
                 "%d message(s) of batch %s could not be extracted; they stay pending: %s",
@@ -375,6 +393,10 @@ def _segment_edits(
                     )
                 contents[m.id] = m.content
     return assignments, contents
+
+
+def _tokens(rt: Runtime) -> int:
+    return sum(u.prompt_tokens + u.completion_tokens for u in rt.store.usage().values())
 
 
 def segments_of(rows: Sequence[JournalRow]) -> list[Segment]:
