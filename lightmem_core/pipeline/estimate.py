@@ -85,6 +85,7 @@ def batch_prompt_tokens(rt: Runtime, segments: Sequence[Segment]) -> int:
     batch = render_conversation(segments, ROLES_BY_USE[config.messages_use])
     if not batch.messages:
         return 0
+    relations = bool(rt.backends.graphs())
     request = [
         {"role": "system", "content": rt.prompts.system},
         {
@@ -92,7 +93,9 @@ def batch_prompt_tokens(rt: Runtime, segments: Sequence[Segment]) -> int:
             "content": rt.prompts.render(
                 "extraction",
                 conversation=batch.text,
-                output_format=_output_format(config.metadata_generate, config.text_summary),
+                output_format=_output_format(
+                    config.metadata_generate, config.text_summary, relations
+                ),
             ),
         },
     ]
@@ -101,6 +104,7 @@ def batch_prompt_tokens(rt: Runtime, segments: Sequence[Segment]) -> int:
         text_summary=config.text_summary,
         message_ids=list(batch.messages),
         topic_ids=list(batch.topics),
+        relations=relations,
     )
     return prompt_tokens(request, schema, encoder)
 
