@@ -3,9 +3,10 @@
 With an LLM, the update stage supersedes an outdated fact ("I live in Paris" after "I moved to
 Berlin"). Without one both stay, and retrieval may rank the old one first at the same score.
 This step runs on the final hits (it never adds or drops one, so recall@k is unchanged): a hit
-moves ahead of an older hit it competes with — the two share a content word (the subject, e.g.
-"Lisbon", "Portuguese", "vegetarian") and the newer scores at least :data:`SCORE_RATIO` of the
-older — unless the query asks about the past ("Where did I live before?").
+moves ahead of an older hit it competes with — the two share two content words, or one the
+query names (the subject, e.g. "data engineer", "Portuguese") and the newer scores at least
+:data:`SCORE_RATIO` of the older — unless the query asks about the past or about an event in
+the past tense ("Where did I live before?", "When did ... go?").
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ _STOPWORD_TEXT = """
 """
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
-#: Query words that ask about an earlier state of things.
+#: Query words that ask about an earlier state of things, or about an event (past tense:
+#: "When did ... go", "What was ..."), not about how things are now.
 _PAST = re.compile(
     r"\b(before|previous(ly)?|former(ly)?|originally|initially|at first|used to|earlier|"
-    r"old|past|first|no longer|anymore|any more|until|back then)\b",
+    r"old|past|first|no longer|anymore|any more|until|back then|ago|did|didn't|was|wasn't|"
+    r"were|weren't|had|hadn't)\b",
     re.IGNORECASE,
 )
 
@@ -48,7 +51,7 @@ def asks_about_the_past(query: str) -> bool:
 
 def _stem(word: str) -> str:
     for suffix in ("ing", "ed", "es", "s"):
-        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
             return word[: -len(suffix)]
     return word
 
@@ -77,6 +80,12 @@ def newer_first(query: str, hits: Sequence[SearchHit]) -> list[SearchHit]:
         return list(hits)
     placed: list[SearchHit] = []
     subjects: dict[int, frozenset[str]] = {id(h): _subjects(h) for h in hits}
+    asked = frozenset(_stem(w.casefold()) for w in _WORD.findall(query))
+
+    def compete(a: SearchHit, b: SearchHit) -> bool:
+        shared = subjects[id(a)] & subjects[id(b)]
+        return len(shared) >= 2 or bool(shared & asked)
+
     for hit in hits:
         when = _when(hit)
         position = len(placed)
@@ -87,7 +96,7 @@ def newer_first(query: str, hits: Sequence[SearchHit]) -> list[SearchHit]:
                     then is not None
                     and when > then
                     and hit.score >= SCORE_RATIO * earlier.score
-                    and subjects[id(hit)] & subjects[id(earlier)]
+                    and compete(hit, earlier)
                 ):
                     position = i
                     break
