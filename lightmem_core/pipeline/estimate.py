@@ -54,7 +54,7 @@ class IngestEstimate:
 
 def _encoder() -> tuple[Any, str]:
     try:
-        from ..eval.economy import cl100k
+        from ..llm.tokens import cl100k
 
         return cl100k(), "cl100k"
     except Exception:  # tiktoken or its offline encoding missing: estimate
