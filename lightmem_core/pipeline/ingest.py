@@ -74,7 +74,12 @@ class Ingestion:
                 "this memory is configured with require_scope: add messages with a user_id, "
                 "agent_id or run_id"
             )
-        with self.retrier.caller(), rt.lock, rt.hooks.scope(scope), rt.booking("add_memory"):
+        with (
+            self.retrier.caller(),
+            rt.write_lock,
+            rt.hooks.scope(scope),
+            rt.booking("add_memory"),
+        ):
             result, op = rt.hooks.run_operation(
                 "add_memory",
                 lambda op: self._add(
@@ -89,15 +94,16 @@ class Ingestion:
     ) -> AddResult:
         rt = self.rt
         received = len(normalized)
-        rt.hooks.messages_normalized(normalized)
-        known = rt.store.messages_by_id((m.id for m in normalized), scope=scope)
-        fresh = self.compress([m for m in normalized if m.id not in known])
-        added = rt.store.add_messages(fresh)
-        rt.indexer.open()
+        with rt.lock:  # journal and buffers; the extraction below runs without it
+            rt.hooks.messages_normalized(normalized)
+            known = rt.store.messages_by_id((m.id for m in normalized), scope=scope)
+            fresh = self.compress([m for m in normalized if m.id not in known])
+            added = rt.store.add_messages(fresh)
+            rt.indexer.open()
+            self.advance_sensory(scope, force_segment)
+            flushed = self.advance_short_term(scope, force_extract)
         new_entries: list[str] = []
         extracted = 0
-        self.advance_sensory(scope, force_segment)
-        flushed = self.advance_short_term(scope, force_extract)
         if flushed is not None:
             # Only the caller's own batch: failed ones are retried in the background or by
             # retry(), never ahead of the caller's work.

@@ -43,8 +43,11 @@ class Runtime:
     store: RecordStore
     backends: Backends
     hooks: HookChain
-    #: Held while writing the store and the indexes; never across an LLM call.
+    #: Held while writing the store and the indexes, and by searches; never across an
+    #: extraction call, so a search waits for a write, not for the LLM.
     lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
+    #: Serialises ingestion calls (one add at a time), LLM call included.
+    write_lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
     indexer: EntryIndexes = attrs.field(init=False)
     _prompts: Prompts | None = attrs.field(default=None, init=False)
     _graph: GraphStage | None = attrs.field(default=None, init=False)
