@@ -112,7 +112,7 @@ def benchmarks(session: nox.Session) -> None:
     session.install(*CONSTRAINTS, "-r", "requirements-test.txt")
     session.run("python", "benchmarks/startup.py")
     for script in sorted((ROOT / "benchmarks").glob("*.py")):
-        if script.name != "startup.py":
+        if script.name != "startup.py" and not script.name.startswith("_"):
             session.run("python", str(script), *session.posargs)
 
 

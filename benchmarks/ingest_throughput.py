@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime as dt
-import functools
 import json
 import os
 import platform
@@ -32,6 +31,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from _timing import time_calls
 
 RESULTS = Path("benchmarks/results")
 
@@ -72,22 +73,9 @@ def ingest(config: dict, sessions: list[list[dict]], timers: dict | None = None)
 def instrument(memory: Any, timers: dict) -> None:
     """Accumulate wall time of the stages worth knowing about into ``timers``."""
 
-    def wrap(owner: Any, name: str, label: str) -> None:
-        original = getattr(owner, name)
-
-        @functools.wraps(original)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                timers[label] += time.perf_counter() - started
-
-        setattr(owner, name, timed)
-
-    wrap(memory.embedder.backend, "embed", "embedder (model)")
-    wrap(memory.vector_index, "upsert", "vector upsert")
-    wrap(memory.text_index, "index", "bm25 index")
+    time_calls(memory.embedder.backend, "embed", "embedder (model)", timers)
+    time_calls(memory.vector_index, "upsert", "vector upsert", timers)
+    time_calls(memory.text_index, "index", "bm25 index", timers)
     for method in (
         "add_messages",
         "messages_by_id",
@@ -103,7 +91,7 @@ def instrument(memory: Any, timers: dict) -> None:
         "entries",
         "next_topic_ids",
     ):
-        wrap(memory.store, method, "record store (sqlite)")
+        time_calls(memory.store, method, "record store (sqlite)", timers)
 
 
 def main() -> int:

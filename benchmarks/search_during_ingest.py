@@ -21,12 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _timing import percentile
+
 TOPICS = ("dog", "Porto", "lessons", "running", "coffee", "garden", "concert", "brother")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def summary(values: list[float]) -> dict[str, float]:

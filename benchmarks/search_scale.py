@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import functools
 import json
 import multiprocessing
 import os
@@ -37,6 +36,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from _timing import percentile, time_calls
 
 RESULTS = Path("benchmarks/results")
 STAGES = ("embed", "vector", "lexical", "fetch")
@@ -108,28 +109,10 @@ def open_memory(embedder: str, memory_dir: str) -> Any:
 def instrument(memory: Any, timers: dict[str, float]) -> None:
     """Add each stage's wall time of the current search to ``timers``."""
 
-    def wrap(owner: Any, name: str, label: str) -> None:
-        original = getattr(owner, name)
-
-        @functools.wraps(original)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                timers[label] += time.perf_counter() - started
-
-        setattr(owner, name, timed)
-
-    wrap(memory.embedder.backend, "embed", "embed")
-    wrap(memory.vector_index, "search", "vector")
-    wrap(memory.text_index, "search", "lexical")
-    wrap(memory.store, "entries", "fetch")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    time_calls(memory.embedder.backend, "embed", "embed", timers)
+    time_calls(memory.vector_index, "search", "vector", timers)
+    time_calls(memory.text_index, "search", "lexical", timers)
+    time_calls(memory.store, "entries", "fetch", timers)
 
 
 def measure_searches(memory: Any, questions: list[str], limit: int) -> dict[str, Any]:
@@ -149,7 +132,10 @@ def measure_searches(memory: Any, questions: list[str], limit: int) -> dict[str,
     out: dict[str, Any] = {}
     for key in ("total", "total_without_embed", *STAGES, "fusion_and_rest"):
         values = [r[key] for r in rows]
-        out[key] = {"p50": round(pct(values, 0.5), 2), "p95": round(pct(values, 0.95), 2)}
+        out[key] = {
+            "p50": round(percentile(values, 0.5), 2),
+            "p95": round(percentile(values, 0.95), 2),
+        }
     return out
 
 
@@ -206,8 +192,8 @@ def run_size(args: Any, size: int, turns: list, questions: list[str]) -> dict[st
             "search_idle_ms": idle,
             "search_with_competing_process_ms": loaded,
             "add_then_search_ms": {
-                "p50": round(pct(cycles, 0.5), 1),
-                "p95": round(pct(cycles, 0.95), 1),
+                "p50": round(percentile(cycles, 0.5), 1),
+                "p95": round(percentile(cycles, 0.95), 1),
             },
             "reopen_and_first_search_ms": round(reopen_ms, 1),
             "rss_mb": {
