@@ -206,12 +206,22 @@ def cmd_add(args: argparse.Namespace) -> int:
         entries = 0
         for session in sessions:
             result = mem.add_memory(
-                session, force_segment=True, force_extract=True, user_id=args.user_id
+                session,
+                force_segment=True,
+                force_extract=True,
+                user_id=args.user_id,
+                token_budget=args.token_budget,
             )
             entries += len(result.entries_added)
             progress.step(len(session))
         print(f"added {total} messages in {len(sessions)} session(s); {entries} new memories")
-        failed = len(mem.store.pending_batches()) - pending_before
+        held = mem.stats()["budget"]["held_batches"]
+        failed = len(mem.store.pending_batches()) - pending_before - held
+    if held:
+        print(
+            f"{held} extraction batch(es) held by the token budget; their messages are "
+            "journaled: a later add extracts them within its budget, `lightmem retry` at once"
+        )
     if failed > 0:
         print(
             f"error: {failed} extraction batch(es) failed; their messages are journaled and "
@@ -321,6 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run",
         action="store_true",
         help="report the LLM calls and prompt tokens this would spend; write and spend nothing",
+    )
+    p.add_argument(
+        "--token-budget",
+        type=int,
+        default=None,
+        metavar="N",
+        help="LLM tokens each session's add may spend (default: llm_tokens_per_add); "
+        "batches past it stay held in the journal for a later add or `lightmem retry`",
     )
     _memory_args(p)
     p.set_defaults(func=cmd_add)

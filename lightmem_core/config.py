@@ -248,6 +248,9 @@ class LightMemConfig:
     #: extraction waits with the messages kept in the journal (``None``: no limit).
     llm_tokens_per_hour: int | None = attrs.field(default=None, validator=_positive)
     llm_tokens_per_day: int | None = attrs.field(default=None, validator=_positive)
+    #: LLM tokens one ``add_memory`` call may spend (``add_memory(token_budget=...)`` overrides
+    #: it per call); batches past it are held in the journal for the next call or ``retry()``.
+    llm_tokens_per_add: int | None = attrs.field(default=None, validator=_positive)
     hybrid_weights: HybridWeights = attrs.field(factory=HybridWeights)
     prompts: PromptOverrides = attrs.field(factory=PromptOverrides)
     #: A search, ``get_all`` or ``add`` that names no user, agent or run id is an error

@@ -243,6 +243,7 @@ class LightMemory:
         agent_id: str | None = None,
         run_id: str | None = None,
         dry_run: bool = False,
+        token_budget: int | None = None,
     ) -> Any:
         """Add messages (a dict or a list of dicts with role, content, time_stamp).
 
@@ -255,14 +256,25 @@ class LightMemory:
         ``dry_run=True`` writes and spends nothing: it returns an
         :class:`~lightmem_core.pipeline.estimate.IngestEstimate` of the LLM calls and prompt
         tokens this call would spend (:meth:`plan` does the same over several calls).
+
+        ``token_budget`` caps the LLM tokens this call spends (default: the configuration's
+        ``llm_tokens_per_add``, unset: no cap): batches past it stay held in the journal for
+        the next call of the scope or :meth:`retry` (see ``pipeline/budget.py``).
         """
         scope = make_scope(user_id, agent_id, run_id)
         if dry_run:
+            from .pipeline.budget import check_token_budget
+
+            check_token_budget(token_budget)
             return self.plan().add_memory(
                 messages, scope, force_segment=force_segment, force_extract=force_extract
             )
         return self._ingestion.add(
-            messages, scope, force_segment=force_segment, force_extract=force_extract
+            messages,
+            scope,
+            force_segment=force_segment,
+            force_extract=force_extract,
+            token_budget=token_budget,
         )
 
     def plan(self) -> Any:

@@ -54,6 +54,11 @@ class RecordStore(Protocol):
     # -- extraction batches ----------------------------------------------------------------
     def create_batch(self, message_ids: Sequence[str], *, scope: Scope) -> str: ...
 
+    def merge_batches(self, batch_ids: Sequence[str]) -> str:
+        """Move the messages of these unfinished batches into the last one, atomically; the
+        others are removed. Returns the last id."""
+        ...
+
     def pending_batches(self, *, due_by: str | None = None) -> list[str]:
         """Batches not yet extracted, oldest first; with ``due_by`` only those due for a retry."""
         ...

@@ -99,13 +99,14 @@ class BatchRetrier:
 
     # -- running -----------------------------------------------------------------------------
 
-    def run(self, batch_ids: list[str]) -> list[Any]:
-        """Process these batches now, in this thread; a batch another thread is processing is
-        waited for, then processed here only if it is still unfinished."""
+    def run(self, batch_ids: list[str], **options: Any) -> list[Any]:
+        """Process these batches now, in this thread (``process(batch_id, **options)``); a batch
+        another thread is processing is waited for, then processed here only if it is still
+        unfinished."""
         results = []
         for batch_id in batch_ids:
             with self.claim(batch_id, wait=True):
-                results.append(self.process(batch_id))
+                results.append(self.process(batch_id, **options))
         return results
 
     def run_due(self) -> int:

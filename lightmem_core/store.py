@@ -407,6 +407,26 @@ class SQLiteRecordStore:
             )
         return batch_id
 
+    def merge_batches(self, batch_ids: Sequence[str]) -> str:
+        """Move the messages of these unfinished batches into the last one, atomically; the
+        others are removed. Returns the last id."""
+        *others, into = batch_ids
+        if not others:
+            return into
+        with self.transaction() as db:
+            marks = ",".join("?" * len(others))
+            states = db.execute(
+                f"SELECT state FROM batches WHERE id IN ({marks}, ?)", (*others, into)
+            ).fetchall()
+            if len(states) != len(batch_ids) or any(r["state"] == "done" for r in states):
+                raise ValueError(f"merge_batches: not all of {list(batch_ids)} are unfinished")
+            db.execute(
+                f"UPDATE messages SET batch_id=? WHERE batch_id IN ({marks})", (into, *others)
+            )
+            db.execute(f"DELETE FROM batches WHERE id IN ({marks})", others)
+            db.execute("UPDATE batches SET updated_at=? WHERE id=?", (now(), into))
+        return into
+
     def pending_batches(self, *, due_by: str | None = None) -> list[str]:
         """Batches not yet extracted, oldest first; with ``due_by`` (a time stamp from
         :func:`now`) only those whose retry time has come."""

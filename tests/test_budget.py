@@ -94,3 +94,117 @@ def test_budget_values_are_checked(config):
     config["llm_tokens_per_day"] = 0
     with pytest.raises(ConfigError, match="llm_tokens_per_day"):
         LightMemory(config)
+
+
+# -- a budget per add_memory call ---------------------------------------------------------------
+
+
+def session(first: int, count: int) -> list[dict]:
+    return [
+        {
+            "id": f"m{n:03d}",
+            "role": "user",
+            "content": f"note {n}: the ferry to Cacilhas leaves at {n % 12 + 1} from pier {n}",
+            "time_stamp": "2024-03-02T09:00:00",
+        }
+        for n in range(first, first + count)
+    ]
+
+
+def cited(mem) -> list[str]:
+    """Source message ids of every memory, one entry per citation."""
+    return sorted(s for e in mem.get_all() for s in e.source_message_ids)
+
+
+def prompt_of(mem, messages) -> int:
+    return mem.add_memory(messages, force_extract=True, dry_run=True).prompt_tokens
+
+
+def test_one_add_memory_spends_at_most_its_budget_and_holds_the_rest(config, openai_server):
+    del config["llm_tokens_per_hour"]
+    with LightMemory(config) as mem:
+        cap = prompt_of(mem, session(0, 6))
+        assert prompt_of(mem, session(0, 20)) > cap  # the whole session does not fit
+
+        first = mem.add_memory(session(0, 20), force_extract=True, token_budget=cap)
+        assert first.batches_extracted == 1 and first.batches_pending == 1
+        assert len(openai_server.chat_requests) == 1
+        assert 0 < first.usage.prompt_tokens <= cap
+        done = cited(mem)
+        assert 1 <= len(done) < 20 and done == [f"m{n:03d}" for n in range(len(done))]
+        assert len(mem.store.journal()) == 20  # held messages are kept
+        status = mem.stats()["budget"]
+        assert status["held_batches"] == 1 and status["state"] == "waiting for the budget"
+        assert status["resumes_at"] is None  # no clock releases it
+
+        # the next call takes up the held messages first, within its own budget
+        second = mem.add_memory(session(20, 1), force_extract=True, token_budget=cap)
+        assert second.usage.prompt_tokens <= cap
+        assert len(cited(mem)) > len(done)
+
+        rest = mem.retry()  # retry() extracts everything pending, whatever the per-call budget
+        assert rest.batches_pending == 0
+        assert cited(mem) == [f"m{n:03d}" for n in range(21)]  # each message once
+
+
+def test_the_configured_budget_applies_to_every_call_and_held_batches_stay_put(
+    config, openai_server
+):
+    del config["llm_tokens_per_hour"]
+    config["background_retry"] = True
+    config["retry_backoff"] = 0.01
+    with LightMemory(config) as probe:
+        cap = prompt_of(probe, session(0, 4))
+    config["llm_tokens_per_add"] = cap
+    with LightMemory(config) as mem:
+        assert mem.stats()["budget"]["limits"] == {"tokens_per_add": cap}
+        mem.add_memory(session(0, 12), force_extract=True)
+        calls = len(openai_server.chat_requests)
+        assert calls == 1 and mem.stats()["budget"]["held_batches"] == 1
+        time.sleep(0.5)  # the background retrier does not take a held batch
+        assert len(openai_server.chat_requests) == calls
+        assert mem.stats()["budget"]["held_batches"] == 1
+
+        for n in range(12, 40):  # one turn per call: the backlog drains within each call's cap
+            result = mem.add_memory(session(n, 1), force_extract=True)
+            assert result.usage.prompt_tokens <= cap
+        assert mem.stats()["budget"]["held_batches"] == 0
+        assert cited(mem) == [f"m{n:03d}" for n in range(40)]
+
+
+def test_a_message_larger_than_the_budget_still_goes_so_nothing_blocks(config):
+    del config["llm_tokens_per_hour"]
+    with LightMemory(config) as mem:
+        result = mem.add_memory(session(0, 3), force_extract=True, token_budget=1)
+        assert result.batches_extracted == 1 and cited(mem) == ["m000"]
+        assert mem.stats()["budget"]["held_batches"] == 1
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, "100", True])
+def test_a_bad_token_budget_is_refused_before_anything_is_written(config, bad):
+    with LightMemory(config) as mem:
+        with pytest.raises(ConfigError, match="token_budget"):
+            mem.add_memory(session(0, 2), force_extract=True, token_budget=bad)
+        with pytest.raises(ConfigError, match="token_budget"):
+            mem.add_memory(session(0, 2), dry_run=True, token_budget=bad)
+        assert mem.store.journal() == [] and mem.get_all() == []
+    config["llm_tokens_per_add"] = 0
+    with pytest.raises(ConfigError, match="llm_tokens_per_add"):
+        LightMemory(config)
+
+
+def test_lightmem_add_token_budget(config, tmp_path, capsys):
+    from lightmem_core.cli import main
+
+    del config["llm_tokens_per_hour"]
+    conf = tmp_path / "config.json"
+    conf.write_text(json.dumps(config))
+    data = tmp_path / "session.json"
+    data.write_text(json.dumps(session(0, 20)))
+    with LightMemory(config) as probe:
+        cap = prompt_of(probe, session(0, 5))
+    assert main(["add", str(data), "--config", str(conf), "--token-budget", str(cap)]) == 0
+    assert "1 extraction batch(es) held by the token budget" in capsys.readouterr().out
+    assert main(["retry", "--config", str(conf)]) == 0
+    with LightMemory(config) as mem:
+        assert cited(mem) == [f"m{n:03d}" for n in range(20)]

@@ -11,6 +11,17 @@ forever.
 Spending is recorded per extracted batch (prompt + answer tokens, online update included) in a
 small ledger in the record store's metadata (the last day, by minute); ``stats()["budget"]``
 reports the limits, what was spent, the batches waiting and when extraction resumes.
+
+A budget per call: with ``llm_tokens_per_add`` (or ``add_memory(..., token_budget=N)``) one
+``add_memory`` call joins the messages of its scope held back earlier to its own batch (one
+call for both, oldest messages first) and extracts them while what the call spent plus the
+batch's prompt estimate stays within N. A batch that does not fit is split at a message: the
+part that fits is extracted, the rest is *held*: it stays in the journal with the retry time
+:data:`HELD`, which no background retry reaches. The next ``add_memory`` of its scope with
+budget left (``flush()`` too) takes it up, or ``retry()``, which extracts everything pending
+(within the hour/day limits). A call always
+extracts at least one message, so a message larger than the budget cannot block its memory. A
+background retry of a failed batch is held to the configured ``llm_tokens_per_add`` as well.
 """
 
 from __future__ import annotations
@@ -20,10 +31,52 @@ import json
 import time
 from typing import Any
 
+import attrs
+
 WINDOWS = {"hour": 3600, "day": 86400}
 LEDGER = "llm_spend"
 #: The error text a batch waiting for the budget carries (``stats`` counts these).
 WAITING = "waiting for the LLM token budget"
+
+
+#: The retry time of a batch held back by a per-call budget: later than any real time stamp.
+HELD = "9999-12-31T00:00:00.000000+00:00"
+#: The error text a held batch carries (it starts with :data:`WAITING`).
+HELD_ERROR = (
+    WAITING + " of one add_memory call: the next add_memory of its scope with budget left, "
+    "or retry(), extracts it"
+)
+
+
+@attrs.define
+class CallBudget:
+    """What one call may still spend: ``cap`` tokens, ``spent`` so far."""
+
+    cap: int
+    spent: int = 0
+
+    @property
+    def left(self) -> int:
+        return self.cap - self.spent
+
+
+def call_budget(config: Any, token_budget: int | None) -> CallBudget | None:
+    """The budget of one call: ``token_budget`` if given, else ``llm_tokens_per_add``."""
+    cap = token_budget if token_budget is not None else config.llm_tokens_per_add
+    return CallBudget(int(cap)) if cap else None
+
+
+def check_token_budget(value: Any) -> int | None:
+    """``add_memory``'s ``token_budget``: ``None`` or a positive int, else a typed error."""
+    from ..errors import ConfigError
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(
+            f"token_budget must be a positive number of LLM tokens (or None), got {value!r}"
+        )
+    return value
 
 
 def limits(config: Any) -> dict[str, int]:
@@ -95,16 +148,18 @@ def status(config: Any, store: Any, now: float | None = None) -> dict[str, Any]:
     """Limits, spending per window, batches waiting for the budget and when they resume."""
     now = time.time() if now is None else now
     caps = limits(config)
-    waiting = [
-        b
-        for b in store.pending_batches()
-        if str((store.batch_info(b) or {}).get("last_error") or "").startswith(WAITING)
-    ]
-    resumes = [(store.batch_info(b) or {}).get("next_attempt_at") for b in waiting]
+    infos = [store.batch_info(b) or {} for b in store.pending_batches()]
+    waiting = [i for i in infos if str(i.get("last_error") or "").startswith(WAITING)]
+    held = [i for i in waiting if i.get("next_attempt_at") == HELD]
+    resumes = [i.get("next_attempt_at") for i in waiting if i.get("next_attempt_at") != HELD]
+    limited = {f"tokens_per_{k}": v for k, v in caps.items()}
+    if config.llm_tokens_per_add:
+        limited["tokens_per_add"] = int(config.llm_tokens_per_add)
     return {
-        "limits": {f"tokens_per_{k}": v for k, v in caps.items()},
+        "limits": limited,
         "spent": {f"last_{k}": v for k, v in spent(store, now).items()},
         "waiting_batches": len(waiting),
+        "held_batches": len(held),
         "resumes_at": min((r for r in resumes if r), default=None),
-        "state": "waiting for the budget" if waiting else ("limited" if caps else "unlimited"),
+        "state": "waiting for the budget" if waiting else ("limited" if limited else "unlimited"),
     }

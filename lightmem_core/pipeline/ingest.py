@@ -64,10 +64,17 @@ class Ingestion:
     # -- the whole stage -------------------------------------------------------------------
 
     def add(
-        self, messages: Any, scope: Scope, *, force_segment: bool, force_extract: bool
+        self,
+        messages: Any,
+        scope: Scope,
+        *,
+        force_segment: bool,
+        force_extract: bool,
+        token_budget: int | None = None,
     ) -> AddResult:
         """Normalize, journal and move messages through the buffers (see ``add_memory``)."""
         rt = self.rt
+        token_budget = budget.check_token_budget(token_budget)
         normalized = normalize_messages(messages, scope)
         if normalized and rt.config.require_scope and is_unscoped(scope):
             raise ScopeRequiredError(
@@ -83,14 +90,19 @@ class Ingestion:
             result, op = rt.hooks.run_operation(
                 "add_memory",
                 lambda op: self._add(
-                    normalized, scope, force_segment or force_extract, force_extract
+                    normalized, scope, force_segment or force_extract, force_extract, token_budget
                 ),
                 messages=len(normalized),
             )
         return attrs.evolve(result, usage=op.usage)
 
     def _add(
-        self, normalized: list[Message], scope: Scope, force_segment: bool, force_extract: bool
+        self,
+        normalized: list[Message],
+        scope: Scope,
+        force_segment: bool,
+        force_extract: bool,
+        token_budget: int | None = None,
     ) -> AddResult:
         rt = self.rt
         received = len(normalized)
@@ -104,13 +116,20 @@ class Ingestion:
             flushed = self.advance_short_term(scope, force_extract)
         new_entries: list[str] = []
         extracted = 0
-        if flushed is not None:
-            # Only the caller's own batch: failed ones are retried in the background or by
-            # retry(), never ahead of the caller's work.
-            for stored in self.retrier.run([flushed]):
-                if stored is not None:
-                    extracted += 1
-                    new_entries += stored
+        allowance = budget.call_budget(rt.config, token_budget) if rt.llm is not None else None
+        # The caller's own batch, and with a per-call budget the batches of its scope that an
+        # earlier call held back (oldest first). Failed batches are retried in the background
+        # or by retry(), never ahead of the caller's work.
+        todo = [flushed] if flushed is not None else []
+        if allowance is not None:
+            todo = self.held_batches(scope) + todo
+            if len(todo) > 1:  # one call for the held messages and the new ones
+                with rt.lock:
+                    todo = [rt.store.merge_batches(todo)]
+        for stored in self.retrier.run(todo, allowance=allowance):
+            if stored is not None:
+                extracted += 1
+                new_entries += stored
         return AddResult(
             messages_received=received,
             messages_added=len(added),
@@ -212,7 +231,7 @@ class Ingestion:
     def _retry(self) -> AddResult:
         new_entries: list[str] = []
         extracted = 0
-        for stored in self.retrier.run(self.rt.store.pending_batches()):
+        for stored in self.retrier.run(self.rt.store.pending_batches(), allowance=None):
             if stored is not None:
                 extracted += 1
                 new_entries += stored
@@ -225,20 +244,68 @@ class Ingestion:
             usage=Usage(),
         )
 
-    def process_batch(self, batch_id: str) -> list[str] | None:
+    def held_batches(self, scope: Scope) -> list[str]:
+        """Batches of ``scope`` held back by a per-call budget, oldest first."""
+        store = self.rt.store
+        key = scope_key(scope)
+        held = []
+        for batch_id in store.pending_batches():
+            if (store.batch_info(batch_id) or {}).get("next_attempt_at") != budget.HELD:
+                continue
+            rows = store.batch_messages(batch_id)
+            if rows and scope_key(rows[0].message.scope) == key:
+                held.append(batch_id)
+        return held
+
+    def fit(self, rows: list[JournalRow], allowance: budget.CallBudget) -> int:
+        """How many of ``rows`` (a prefix) one call can still extract: the most whose prompt
+        estimate fits what is left, at least one message while the call has spent nothing."""
+        from .estimate import batch_prompt_tokens
+
+        def cost(n: int) -> int:
+            return batch_prompt_tokens(self.rt, segments_of(rows[:n]))
+
+        if cost(len(rows)) <= allowance.left:
+            return len(rows)
+        low, high = 0, len(rows)  # cost(low) fits (or low == 0), cost(high) does not
+        while high - low > 1:
+            mid = (low + high) // 2
+            if cost(mid) <= allowance.left:
+                low = mid
+            else:
+                high = mid
+        return low if low or allowance.spent else 1
+
+    def process_batch(
+        self, batch_id: str, allowance: budget.CallBudget | str | None = "config"
+    ) -> list[str] | None:
         """Extract, store and index one batch. Returns stored entry ids, or None if it failed.
 
         The extraction (the LLM call) runs without the memory's lock unless the caller holds
         it; storing and indexing take it. Messages whose facts could not be extracted stay
-        pending in a new batch retried later.
+        pending in a new batch retried later. ``allowance`` is what the calling ``add_memory``
+        may still spend (``"config"``: a fresh ``llm_tokens_per_add``, as for a background
+        retry; ``None``: no per-call limit): the messages past it are held (see ``budget``).
         """
         rt = self.rt
+        if isinstance(allowance, str):
+            allowance = budget.call_budget(rt.config, None)
         with rt.lock:
             info = rt.store.batch_info(batch_id)
             if info is None or info["state"] == "done":
                 return None
             rows = rt.store.batch_messages(batch_id)
             rt.indexer.open()
+        held: list[str] = []
+        if allowance is not None and rt.llm is not None:
+            keep = self.fit(rows, allowance)
+            if keep == 0:
+                with rt.lock:
+                    rt.store.batch_failed(batch_id, budget.HELD_ERROR, retry_at=budget.HELD)
+                log.info("batch %s is held: this call's LLM token budget is spent", batch_id)
+                return None
+            held = [r.message.id for r in rows[keep:]]
+            rows = rows[:keep]
         segments = segments_of(rows)
         if budget.limits(rt.config) and rt.llm is not None:
             from .estimate import batch_prompt_tokens
@@ -270,6 +337,8 @@ class Ingestion:
             retry_at = self.retry_at(int(info["attempts"]) + 1)
             rt.store.batch_failed(batch_id, str(exc), retry_at=retry_at)
             budget.record(rt.store, _tokens(rt) - spent_before)
+            if allowance is not None:
+                allowance.spent += _tokens(rt) - spent_before
             log.warning(
                 "extraction of batch %s failed; it stays pending and is retried from %s (or "
                 "by retry() / `lightmem retry`): %s",
@@ -281,12 +350,15 @@ class Ingestion:
             return None
         with rt.lock:
             rt.hooks.batch_extracted(segments, entries)
+            if held:  # held with whatever the answer missed: the next call takes them up
+                unextracted = (*unextracted, *held)
+                error = budget.HELD_ERROR
             stored = rt.store.complete_batch(
                 batch_id,
                 entries,
                 unextracted=unextracted,
                 error=error,
-                retry_at=self.retry_at(1) if unextracted else None,
+                retry_at=budget.HELD if held else self.retry_at(1) if unextracted else None,
             )
             rt.indexer.index(stored)
             if stored:
@@ -302,7 +374,9 @@ class Ingestion:
                             entries=len(stored),
                         )
             budget.record(rt.store, _tokens(rt) - spent_before)
-        if unextracted:
+            if allowance is not None:
+                allowance.spent += _tokens(rt) - spent_before
+        if unextracted and not held:
             log.warning(
                 "%d message(s) of batch %s could not be extracted; they stay pending: %s",
                 len(unextracted),
