@@ -83,6 +83,10 @@ def test_newer_competing_fact_moves_ahead_and_nothing_else_changes():
     hits = [paris, dog, berlin]
     ordered = newer_first("Where do I live?", hits)
     assert [h.id for h in ordered] == ["b", "p", "d"]
+    # Scores stay in rank order: the moved hit takes the score of the one it passed.
+    assert [h.score for h in ordered] == [0.2, 0.2, 0.19]
+    assert ordered[0].scores["newer_first"] == 0.15
+    assert "newer_first" not in ordered[1].scores and "newer_first" not in ordered[2].scores
     # Asking about the past, or a newer hit that scores far lower, keeps the order.
     assert [h.id for h in newer_first("Where did I live before?", hits)] == ["p", "d", "b"]
     weak = _hit("w", "I live on a boat now", 9, 0.05)

@@ -7,6 +7,9 @@ moves ahead of an older hit it competes with — the two share two content words
 query names (the subject, e.g. "data engineer", "Portuguese") and the newer scores at least
 :data:`SCORE_RATIO` of the older — unless the query asks about the past or about an event in
 the past tense ("Where did I live before?", "When did ... go?").
+
+Scores stay in rank order: a hit moved ahead takes the score of the hit it passed, and keeps
+its own in ``scores["newer_first"]``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import attrs
 from lightmem_hookspecs import SearchHit
 
 #: A newer hit passes an older one only if its score is at least this share of the older's.
@@ -101,4 +105,16 @@ def newer_first(query: str, hits: Sequence[SearchHit]) -> list[SearchHit]:
                     position = i
                     break
         placed.insert(position, hit)
-    return placed
+    return _monotonic(placed)
+
+
+def _monotonic(hits: list[SearchHit]) -> list[SearchHit]:
+    """Raise each moved hit's score to the best score below it (the one it passed)."""
+    out = list(hits)
+    best = float("-inf")
+    for i in range(len(out) - 1, -1, -1):
+        hit = out[i]
+        if hit.score < best:
+            out[i] = attrs.evolve(hit, score=best, scores={**hit.scores, "newer_first": hit.score})
+        best = max(best, out[i].score)
+    return out
