@@ -4,6 +4,10 @@ The stored memory stays exactly what it is; the indexed text adds what a query m
 the memory leaves implicit: who said it, when (the date in words, as people ask "in May 2023"),
 and the turn it answered ("What's the puppy called?" -> "Biscuit!"). On the LoCoMo development
 split each of these raises evidence recall (see docs/evaluation.md).
+
+A fact an LLM extracted gets the same context: the turn before its earliest source message
+(when it is in the same batch and close in time), so "Biscuit, after his colour!" is found by
+the words of "What did you call the puppy?".
 """
 
 from __future__ import annotations

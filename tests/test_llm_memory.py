@@ -253,3 +253,35 @@ def test_crash_between_extraction_and_storage_then_restart(config, openai_server
             "I live in Lisbon and work as a data engineer.",
             "My dog is a border collie named Biscuit.",
         ]
+
+
+@pytest.mark.slow
+def test_an_extracted_fact_is_found_by_the_words_of_the_turn_it_answered(config, openai_server):
+    """The lexical index sees the turn before a fact's earliest source, as for raw turns."""
+    config["retrieve_strategy"] = "context"
+    config["context_retriever"] = {"model_name": "sqlite-bm25"}
+    config["index_strategy"] = "hybrid"
+    mem = LightMemory.from_config(config)
+    turns = [
+        {
+            "role": "assistant",
+            "content": "What did you call the puppy from the Alfama shelter?",
+            "time_stamp": "2024-03-02T09:15:00",
+        },
+        {
+            "role": "user",
+            "content": "Biscuit, after his colour!",
+            "time_stamp": "2024-03-02T09:16:00",
+        },
+        {"role": "user", "content": "I also bought a kayak.", "time_stamp": "2024-03-04T09:16:00"},
+    ]
+    mem.add_memory(turns, force_segment=True, force_extract=True)
+    entries = {e.memory: e for e in mem.get_all()}
+    biscuit = entries["Biscuit, after his colour!"]
+    assert biscuit.metadata["context"].endswith(
+        "What did you call the puppy from the Alfama shelter?"
+    )
+    assert "context" not in entries["I also bought a kayak."].metadata  # two days later
+    hits = mem.search("puppy from the shelter", limit=1)
+    assert [h.entry.memory for h in hits] == ["Biscuit, after his colour!"]
+    mem.close()

@@ -414,10 +414,22 @@ class Ingestion:
             relations=bool(rt.backends.graphs()),
         )
         by_id = {m.id: (m, s.topic_id) for s in segments for m in s.messages}
+        order = [m for s in segments for m in s.messages]
+        before = {m.id: prev for prev, m in zip([None, *order], order, strict=False)}
+        position = {m.id: n for n, m in enumerate(order)}
         entries = []
         for i, fact in enumerate(result.facts):
             first = by_id.get(fact.source_message_ids[0]) if fact.source_message_ids else None
             scope = first[0].scope if first else Scope()
+            # As for an entry made from a message: the turn before its earliest source, for
+            # the lexical index (a fact answering a question keeps the question's words).
+            sources = [s for s in fact.source_message_ids if s in position]
+            earliest = min(sources, key=position.__getitem__) if sources else None
+            metadata: dict[str, Any] = (
+                message_context(before[earliest], by_id[earliest][0]) if earliest else {}
+            )
+            if rt.backends.graphs():
+                metadata.update(graph_metadata(fact))
             entries.append(
                 MemoryEntry(
                     id=uuid.uuid5(_ENTRY_NS, f"{batch_id}:{i}").hex,
@@ -433,7 +445,7 @@ class Ingestion:
                     entities=tuple(fact.entities or ()),
                     topic_summary=fact.topic_summary,
                     importance=fact.importance,
-                    metadata=graph_metadata(fact) if rt.backends.graphs() else {},
+                    metadata=metadata,
                 )
             )
         return entries, result.unextracted, result.error
