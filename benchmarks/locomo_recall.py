@@ -7,6 +7,12 @@ one comparison table per run plus a summary, writing everything to
 the default with one dotted key changed, e.g. ``--set hybrid_weights.rrf_k=60``.
 
     python benchmarks/locomo_recall.py --data /path/to/locomo10.json [--samples conv-26]
+    python benchmarks/locomo_recall.py --data locomo10.json --scripted-llm --no-baselines
+
+``--scripted-llm`` adds an ``openai`` memory manager to every configuration, answered on a
+loopback server by the project's scripted model (one fact per message, update decisions
+"ignore"; ``lightmem_core.eval.economy.scripted_responder``), with the offline update after each
+conversation: the recall of the LLM pipeline's retrieval, without a model's quality in it.
 
 Target on the development split (categories 1-4, k = 10): recall@10 >= 0.70 at <= ~320 words
 of retrieved context for the default pipeline. The LoCoMo data (CC BY-NC 4.0) is not part of
@@ -48,11 +54,14 @@ def main() -> int:
         "--set", action="append", default=[], metavar="KEY=JSON", help="default + one change"
     )
     parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument(
+        "--scripted-llm",
+        action="store_true",
+        help="extract with the scripted model on a loopback server (see above)",
+    )
     parser.add_argument("--out", default=str(RESULTS / "locomo_recall.json"))
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-    from lightmem_core.eval.locomo import LocomoOptions, evaluate_locomo, format_report
 
     runs: list[tuple[str, Any]] = []
     for config in args.config or ([] if args.set else ["default"]):
@@ -62,19 +71,30 @@ def main() -> int:
         runs.append((f"default + {key}={value}", dotted(key, json.loads(value))))
 
     samples = tuple(args.samples.split(",")) if args.samples else None
-    reports = {}
-    for n, (name, config) in enumerate(runs):
-        print(f"== {name}", file=sys.stderr)
-        options = LocomoOptions(
-            data=args.data,
-            samples=samples,
-            k=args.k,
-            config=config,
-            baselines=not args.no_baselines and n == 0,
-        )
-        report = evaluate_locomo(options)
-        reports[name] = report
-        print(f"\n== {name}\n{format_report(report)}\n")
+    server = None
+    if args.scripted_llm:
+        from lightmem_core.eval.economy import scripted_responder
+        from lightmem_core.eval.locomo import _load_config
+        from lightmem_core.testing.openai_server import OpenAICompatibleServer
+
+        server = OpenAICompatibleServer(responder=scripted_responder).start()
+        llm = {
+            "memory_manager": {
+                "model_name": "openai",
+                "configs": {
+                    "model": "scripted",
+                    "openai_base_url": server.base_url,
+                    "max_tokens": 16000,
+                },
+            },
+            "update": "offline",
+        }
+        runs = [(f"{name} + scripted LLM", {**_load_config(c), **llm}) for name, c in runs]
+    try:
+        reports = _run(args, runs, samples)
+    finally:
+        if server is not None:
+            server.stop()
 
     key = f"recall@{args.k}"
     print(f"{'configuration':<44}{key:>10}{'words':>8}{'turns/s':>9}{'p50 ms':>8}")
@@ -90,6 +110,25 @@ def main() -> int:
     out.write_text(json.dumps(slim, indent=1, default=str), encoding="utf-8")
     print(f"written to {out}", file=sys.stderr)
     return 0
+
+
+def _run(args: Any, runs: list[tuple[str, Any]], samples: tuple[str, ...] | None) -> dict:
+    from lightmem_core.eval.locomo import LocomoOptions, evaluate_locomo, format_report
+
+    reports = {}
+    for n, (name, config) in enumerate(runs):
+        print(f"== {name}", file=sys.stderr)
+        options = LocomoOptions(
+            data=args.data,
+            samples=samples,
+            k=args.k,
+            config=config,
+            baselines=not args.no_baselines and n == 0,
+        )
+        report = evaluate_locomo(options)
+        reports[name] = report
+        print(f"\n== {name}\n{format_report(report)}\n")
+    return reports
 
 
 if __name__ == "__main__":
