@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,6 +15,7 @@ import pytest
 from lightmem_hookspecs import hookimpl
 
 from lightmem_core import BackendNotFoundError, ConfigError
+from lightmem_core.testing.distributions import Distribution, install_distributions
 from lightmem_core.testing.reference import words
 
 # -- third-party distributions, each depending on lightmem-hookspecs only ----------------------
@@ -111,68 +111,22 @@ one, two, unnamed = One(), Two(), Unnamed()
 """
 
 
-def _write(root: Path, dist: str, package: str, code: str, entry_points: dict[str, str]) -> Path:
-    folder = root / dist
-    (folder / package).mkdir(parents=True)
-    (folder / package / "__init__.py").write_text(textwrap.dedent(code))
-    eps = "\n".join(f'{name} = "{target}"' for name, target in entry_points.items())
-    (folder / "pyproject.toml").write_text(
-        textwrap.dedent(
-            f"""
-            [build-system]
-            requires = ["setuptools"]
-            build-backend = "setuptools.build_meta"
-
-            [project]
-            name = "{dist}"
-            version = "0.1.0"
-            dependencies = ["lightmem-hookspecs"]
-
-            [project.entry-points."lightmem.plugins"]
-            """
-        )
-        + eps
-        + "\n"
-    )
-    return folder
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The third-party plugins pip-installed into a folder of their own."""
-    root = tmp_path_factory.mktemp("third-party")
-    target = root / "site"
-    folders = [
-        _write(root, "lm-term", "lm_term", RETRIEVER, {"lm-term": "lm_term"}),
-        _write(root, "lm-promote", "lm_promote", RERANKER, {"lm-promote": "lm_promote"}),
-        _write(
-            root,
-            "lm-hooks",
-            "lm_hooks",
-            HOOKS,
-            {
-                "hook-one": "lm_hooks:one",
-                "hook-two": "lm_hooks:two",
-                "hook-unnamed": "lm_hooks:unnamed",
-            },
-        ),
-    ]
-    subprocess.run(
+    hooks = {
+        "hook-one": "lm_hooks:one",
+        "hook-two": "lm_hooks:two",
+        "hook-unnamed": "lm_hooks:unnamed",
+    }
+    return install_distributions(
+        tmp_path_factory.mktemp("third-party"),
         [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            *map(str, folders),
+            Distribution("lm-term", "lm_term", RETRIEVER),
+            Distribution("lm-promote", "lm_promote", RERANKER),
+            Distribution("lm-hooks", "lm_hooks", HOOKS, entry_points=hooks),
         ],
-        check=True,
     )
-    return target
 
 
 SCRIPT = """

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from lightmem_core.testing.distributions import Distribution, install_distributions
+
 PLUGINS = {
     "lm-good": (
         "lm_good",
@@ -57,52 +59,13 @@ PLUGINS = {
 }
 
 
-def _write_plugin(root: Path, dist: str, package: str, code: str) -> Path:
-    folder = root / dist
-    (folder / package).mkdir(parents=True)
-    (folder / package / "__init__.py").write_text(textwrap.dedent(code))
-    (folder / "pyproject.toml").write_text(
-        textwrap.dedent(
-            f"""
-            [build-system]
-            requires = ["setuptools"]
-            build-backend = "setuptools.build_meta"
-
-            [project]
-            name = "{dist}"
-            version = "1.2.3"
-            dependencies = ["lightmem-hookspecs"]
-
-            [project.entry-points."lightmem.plugins"]
-            {dist} = "{package}"
-            """
-        )
-    )
-    return folder
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """Third-party plugins pip-installed into a folder of their own."""
-    root = tmp_path_factory.mktemp("plugins")
-    target = root / "site"
-    folders = [_write_plugin(root, d, p, c) for d, (p, c) in PLUGINS.items()]
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            *map(str, folders),
-        ],
-        check=True,
+    return install_distributions(
+        tmp_path_factory.mktemp("plugins"),
+        [Distribution(d, p, c, version="1.2.3") for d, (p, c) in PLUGINS.items()],
     )
-    return target
 
 
 def _run(site: Path, code: str, **env: str) -> dict:
