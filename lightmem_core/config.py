@@ -726,7 +726,7 @@ def selected_backends(config: LightMemConfig) -> list[tuple[str, str, BackendSpe
 
 def resolve_backend(host: Any, path: str, kind: str, spec: BackendSpec) -> tuple[Any, Any]:
     """Find ``spec``'s registration and structure its options. Returns (registration, options)."""
-    from .plugins import KNOWN_PROVIDERS, normalize_name
+    from .plugins import KNOWN_PROVIDERS, install_command, normalize_name
 
     registry = host.registry
     try:
@@ -743,7 +743,7 @@ def resolve_backend(host: Any, path: str, kind: str, spec: BackendSpec) -> tuple
         if provider:
             lines.append(
                 f"  It is provided by the plugin {provider}, not on PyPI yet; from a LightMem "
-                f"checkout: pip install -c constraints.txt ./plugins/{provider}"
+                f"checkout: {install_command(provider)}"
             )
         failed = host.failed_plugins()
         if failed:

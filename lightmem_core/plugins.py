@@ -56,6 +56,19 @@ KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
     ("context_retriever", "sqlite-fts"): "lightmem-sqlite-index",
 }
 
+#: Libraries of this repository (``libs/``) a plugin needs installed first: they are not on PyPI.
+PROVIDER_LIBS: dict[str, tuple[str, ...]] = {
+    "lightmem-huggingface": ("lightmem-textkit",),
+    "lightmem-entropy": ("lightmem-textkit",),
+    "lightmem-llmlingua": ("lightmem-textkit",),
+}
+
+
+def install_command(provider: str) -> str:
+    """The pip command that installs ``provider`` from a LightMem checkout."""
+    paths = [f"./libs/{lib}" for lib in PROVIDER_LIBS.get(provider, ())]
+    return f"pip install -c constraints.txt {' '.join([*paths, f'./plugins/{provider}'])}"
+
 
 def normalize_name(name: str) -> str:
     """Backend names compare case-insensitively, with ``_`` and ``-`` equivalent."""

@@ -110,11 +110,33 @@ def read_model_info(folder: Path, where: str, *, default_positions: int = 512) -
     )
 
 
+def cuda_unusable(device: object) -> str | None:
+    """Why the torch device ``device`` cannot run here, or ``None``. Imports torch only when
+    ``device`` names CUDA, so validating the default (CPU) never pays for the import."""
+    if not isinstance(device, str) or not device.strip().lower().startswith("cuda"):
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        return f"the installed torch {torch.__version__} is a CPU build (no CUDA support)"
+    return f"the installed torch {torch.__version__} has CUDA {torch.version.cuda} but sees no GPU"
+
+
 def check_device(_inst: Any, attribute: Any, value: str) -> None:
-    """An attrs validator for a ``device`` option: cpu, cuda, cuda:N, mps or auto."""
+    """An attrs validator for a ``device`` option: cpu, cuda, cuda:N, mps or auto, and a CUDA
+    device only where this torch can use one (refused when the configuration is read, not at
+    the first call)."""
     if not DEVICE.match(value):
         raise ValueError(
             f"{attribute.name}: expected 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto', got {value!r}"
+        )
+    why = cuda_unusable(value)
+    if why:
+        raise ValueError(
+            f"{attribute.name}: {value!r} cannot be used: {why}. Set it to 'cpu' (or 'auto'), "
+            "or install a CUDA build of torch on a machine with a GPU"
         )
 
 

@@ -131,13 +131,27 @@ def test_token_classifier_is_the_wrong_kind(make_compressor, tiny_token_classifi
         make_compressor(tiny_token_classifier)
 
 
-def test_unavailable_cuda_is_reported_on_first_use(make_compressor, tiny_gpt2):
+def test_unavailable_cuda_is_refused_when_the_configuration_is_read(tmp_path):
     import torch
+
+    from lightmem_core import LightMemory
 
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    with pytest.raises(RuntimeError, match="CUDA is not available"):
-        make_compressor(tiny_gpt2, device="cuda").compress(TEXTS[:1])
+    config = {
+        "pre_compress": True,
+        "pre_compressor": {
+            "model_name": "entropy_compress",
+            "configs": {"entropy_config": {"device": "cuda"}},
+        },
+        "memory_dir": str(tmp_path / "mem"),
+    }
+    with pytest.raises(ConfigError) as info:
+        LightMemory(config)
+    message = str(info.value)
+    assert "$.pre_compressor.configs.entropy_config" in message
+    assert "device: 'cuda' cannot be used" in message and "'cpu'" in message
+    assert not (tmp_path / "mem").exists()  # refused before anything was written
 
 
 # -- registration and options ----------------------------------------------------------------

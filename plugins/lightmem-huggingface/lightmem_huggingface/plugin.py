@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from lightmem_hookspecs import BackendContext, Register, hookimpl
+from lightmem_textkit.models import cuda_unusable
 
 if TYPE_CHECKING:
     from .embedder import HuggingFaceEmbedder
@@ -22,20 +23,6 @@ def _no_remote_endpoint(_inst: Any, attribute: attrs.Attribute, value: str | Non
             f"{attribute.name}: embedding through a remote text-embeddings-inference server is "
             "not supported by lightmem-huggingface; remove it to run the model locally"
         )
-
-
-def cuda_unusable(device: object) -> str | None:
-    """Why the torch device ``device`` cannot run here, or ``None``; imports torch only when
-    ``device`` names CUDA (the default, CPU, never pays for the import)."""
-    if not isinstance(device, str) or not device.strip().lower().startswith("cuda"):
-        return None
-    import torch
-
-    if torch.cuda.is_available():
-        return None
-    if torch.version.cuda is None:
-        return f"the installed torch {torch.__version__} is a CPU build (no CUDA support)"
-    return f"the installed torch {torch.__version__} has CUDA {torch.version.cuda} but sees no GPU"
 
 
 def _device_usable(_inst: Any, attribute: attrs.Attribute, value: str | None) -> None:

@@ -76,6 +76,25 @@ def test_segmenter_options(host, tiny_classifier):
 
 
 @pytest.mark.parametrize(
+    ("kind", "configs", "path"),
+    [
+        ("pre_compressor", {"llmlingua_config": {"device_map": "cuda:0"}}, "llmlingua_config"),
+        ("topic_segmenter", {"device_map": "cuda:0"}, "$.topic_segmenter.configs"),
+    ],
+)
+def test_cuda_on_a_cpu_torch_is_refused_when_the_configuration_is_read(host, kind, configs, path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this torch can use CUDA here")
+    with pytest.raises(ConfigError) as info:
+        resolve(host, kind, configs)
+    message = str(info.value)
+    assert path in message and "device_map: 'cuda:0' cannot be used" in message
+    assert "'cpu'" in message
+
+
+@pytest.mark.parametrize(
     ("kind", "configs", "message"),
     [
         ("pre_compressor", {"compress_config": {"rate": 0}}, "compress_config.rate: the share"),
