@@ -244,6 +244,9 @@ class LightMemConfig:
     online_update_threshold: float = attrs.field(default=0.5, validator=_unit)
     sensory_buffer_tokens: int = attrs.field(default=512, validator=_positive)
     short_term_buffer_tokens: int = attrs.field(default=2048, validator=_positive)
+    #: New entries' vectors are computed together once this many wait (and always before a
+    #: search, an update pass or close); 1: each extraction batch embeds its own at once.
+    vector_batch_texts: int = attrs.field(default=256, validator=_positive)
     #: LLM tokens (prompt + answer) this memory may spend per hour / per day; past it,
     #: extraction waits with the messages kept in the journal (``None``: no limit).
     llm_tokens_per_hour: int | None = attrs.field(default=None, validator=_positive)

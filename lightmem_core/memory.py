@@ -115,10 +115,13 @@ class LightMemory:
         self._ingestion.retrier.close()
         with self._lock:
             try:
-                self._rt.backends.close()
-                self._rt.store.close()
+                self._rt.indexer.flush()  # queued vectors (else: embedded on the next open)
             finally:
-                self._owner.release()
+                try:
+                    self._rt.backends.close()
+                    self._rt.store.close()
+                finally:
+                    self._owner.release()
 
     def __enter__(self) -> LightMemory:
         return self
@@ -155,7 +158,11 @@ class LightMemory:
 
     @property
     def vector_index(self) -> Any:
-        return self._rt.vector_index
+        """The first vector store, holding every committed entry (queued vectors are written
+        first)."""
+        with self._lock:
+            self._rt.indexer.flush()
+            return self._rt.vector_index
 
     @property
     def text_index(self) -> Any:
@@ -455,6 +462,7 @@ class LightMemory:
         rt = self._rt
         with self._lock, rt.booking("update"):
             rt.indexer.open()
+            rt.indexer.flush()
             return rt.run(
                 "update",
                 lambda: construct_update_queue(rt, top_k=top_k, keep_top_n=keep_top_n),
@@ -469,6 +477,7 @@ class LightMemory:
         rt = self._rt
         with self._lock, rt.booking("update"):
             rt.indexer.open()
+            rt.indexer.flush()
             return rt.run(
                 "update",
                 lambda: offline_update(rt, score_threshold=score_threshold),

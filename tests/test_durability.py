@@ -91,7 +91,7 @@ def test_crash_before_indexing_is_repaired_on_open(tmp_path, ref_host, monkeypat
     mem = LightMemory(cfg, host=ref_host)
     mem.add_memory(TURNS[:1], force_segment=True, force_extract=True)
 
-    def crash(entries, *, text_too=True):
+    def crash(entries, *, text_too=True, defer=False):
         raise KeyboardInterrupt("simulated crash")
 
     monkeypatch.setattr(mem._rt.indexer, "index", crash)  # the index stage dies

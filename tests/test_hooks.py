@@ -246,7 +246,8 @@ def test_lightmem_run_operation(ref_host, make_memory):
             return result
 
     ref_host.register(Tracer(), "tracer")
-    mem = make_memory(hooks=["tracer"], reranker={"model_name": "reverse"})
+    # vector_batch_texts=1: the add embeds its entries itself (not the next search)
+    mem = make_memory(hooks=["tracer"], reranker={"model_name": "reverse"}, vector_batch_texts=1)
     mem.add_memory(DOG, force_segment=True, force_extract=True)
     mem.search("dog", limit=1)
     names = [name for name, _ in seen]

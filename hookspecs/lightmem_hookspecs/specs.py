@@ -165,7 +165,10 @@ def lightmem_batch_extracted(
 
 @hookspec
 def lightmem_entries_stored(entries: Sequence[MemoryEntry], context: HookContext) -> None:
-    """Called after entries were committed to the record store and indexed. Observe only.
+    """Called after entries were committed to the record store and indexed, so every search
+    finds them: the text indexes and graphs hold them, and their vectors are written (in one
+    batch with other new entries, see ``vector_batch_texts``) before the next search, update
+    pass or close. Observe only.
 
     :param entries: the entries just stored.
     :param context: where the hook runs and the plugin's options.

@@ -1,5 +1,14 @@
 """The index stage: keeps every derived index (vector stores, text indexes, graphs) in line with
-the record store — opened and caught up once, then updated incrementally."""
+the record store — opened and caught up once, then updated incrementally.
+
+Vectors of newly ingested entries are computed lazily: ingestion commits its entries to the
+record store and writes them into the text indexes and graphs at once, and queues them for
+the vector stores. The queue is embedded in ONE embedder call (which sorts its texts by length,
+so batches pad least) once it holds ``vector_batch_texts`` texts, and always before a search,
+an update pass, a reindex or close — so every search sees every committed entry. An entry is
+marked indexed in the record store only when its vectors are written: after a crash, opening
+the memory embeds whatever was still queued.
+"""
 
 from __future__ import annotations
 
@@ -27,12 +36,22 @@ def index_record(entry: MemoryEntry, vector: Any = None) -> IndexRecord:
     )
 
 
+def _same_version(stored: MemoryEntry, queued: MemoryEntry) -> bool:
+    return (
+        stored.status == "active"
+        and stored.memory == queued.memory
+        and (stored.updated_at == queued.updated_at or queued.updated_at is None)
+    )
+
+
 class Indexer:
     """Writes entries into every configured index, each write an ``index`` operation."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._open = False
+        #: Entries committed to the record store whose vectors are not written yet, by id.
+        self._queued: dict[str, MemoryEntry] = {}
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -102,22 +121,29 @@ class Indexer:
             items=len(items),
         )
 
-    def _write_vectors(self, indexes: Sequence[Any], entries: Sequence[MemoryEntry]) -> None:
+    def _write_vectors(
+        self, indexes: Sequence[Any], entries: Sequence[MemoryEntry], *, chunk: int = CHUNK
+    ) -> None:
         embedder = self.rt.embedder
         if not indexes or not entries or embedder is None:
             return
-        for start in range(0, len(entries), CHUNK):
-            chunk = entries[start : start + CHUNK]
-            vectors = embedder.embed([vector_text(e) for e in chunk])
-            records = [index_record(e, v) for e, v in zip(chunk, vectors, strict=True)]
+        for start in range(0, len(entries), chunk):
+            part = entries[start : start + chunk]
+            vectors = embedder.embed([vector_text(e) for e in part])
+            records = [index_record(e, v) for e, v in zip(part, vectors, strict=True)]
             for index in indexes:
                 self._call(index, "upsert", records)
 
-    def index(self, entries: Sequence[MemoryEntry], *, text_too: bool = True) -> None:
-        """Write ``entries`` (new or changed) into every index and mark them indexed."""
+    def index(
+        self, entries: Sequence[MemoryEntry], *, text_too: bool = True, defer: bool = False
+    ) -> None:
+        """Write ``entries`` (new or changed) into every index and mark them indexed.
+
+        ``defer``: queue their vectors instead (see the module docs); they are written, and
+        the entries marked indexed, by :meth:`flush`, at the latest before the next search.
+        """
         if not entries:
             return
-        self._write_vectors(self.rt.backends.vector_indexes(), entries)
         if text_too:
             records = [index_record(e) for e in entries]
             for text in self.rt.backends.text_indexes():
@@ -134,12 +160,59 @@ class Indexer:
                 action="index",
                 items=len(entries),
             )
-        self.rt.store.mark_indexed([e.id for e in entries])
+        if not self.rt.backends.vector_indexes() or self.rt.embedder is None:
+            self.rt.store.mark_indexed([e.id for e in entries])
+            return
+        for entry in entries:
+            self._queued.pop(entry.id, None)  # a changed entry moves to the end
+            self._queued[entry.id] = entry
+        if not defer or len(self._queued) >= self.rt.config.vector_batch_texts:
+            self.flush()
+
+    def flush(self) -> int:
+        """Write the queued entries' vectors (one embedder call) and mark them indexed.
+
+        Returns how many were written. On failure they stay queued (and unmarked in the
+        record store, so a crash loses nothing either).
+        """
+        if not self._queued:
+            return 0
+        entries = list(self._queued.values())
+        chunk = max(CHUNK, 2 * self.rt.config.vector_batch_texts)
+        # Booked as ingestion's work, wherever the flush happens (a search, close).
+        with self.rt.booking("add_memory"):
+            self.rt.run(
+                "index",
+                lambda: self._write_vectors(
+                    self.rt.backends.vector_indexes(), entries, chunk=chunk
+                ),
+                action="flush",
+                items=len(entries),
+            )
+        # Marked only as queued: an entry the record store changed meanwhile (not through this
+        # stage, e.g. a crash between its commit and its indexing) stays for the sync on open.
+        ids = [e.id for e in entries]
+        now = {stored.id: stored for stored in self.rt.store.entries(ids, status=None)}
+        self.rt.store.mark_indexed(
+            [e.id for e in entries if e.id in now and _same_version(now[e.id], e)]
+        )
+        for queued in entries:
+            key = queued.id
+            if self._queued.get(key) is queued:  # not queued again meanwhile
+                del self._queued[key]
+        return len(entries)
+
+    @property
+    def queued(self) -> int:
+        """Entries whose vectors wait for the next :meth:`flush`."""
+        return len(self._queued)
 
     def unindex(self, ids: Sequence[str]) -> None:
         """Remove entries from every index (superseded or deleted)."""
         if not ids:
             return
+        for i in ids:
+            self._queued.pop(i, None)
         backends = self.rt.backends
         for index in (*backends.vector_indexes(), *backends.text_indexes(), *backends.graphs()):
             self._call(index, "delete", list(ids))
@@ -161,6 +234,7 @@ class Indexer:
             else:
                 vector.open(model_name=embedder.model_name, dimension=embedder.dimension)
         self._open = True
+        self._queued.clear()  # every active entry is written below
         all_entries = store.entries(status=None)
         self.unindex([e.id for e in all_entries])
         active = [e for e in all_entries if e.status == "active"]

@@ -360,11 +360,13 @@ class Ingestion:
                 error=error,
                 retry_at=budget.HELD if held else self.retry_at(1) if unextracted else None,
             )
-            rt.indexer.index(stored)
+            rt.indexer.index(stored, defer=True)  # vectors: in a batch, before any search
             if stored:
                 rt.hooks.entries_stored(stored)
                 if rt.config.update == "online" and rt.llm is not None:
                     from ..update import online_update
+
+                    rt.indexer.flush()
 
                     with rt.booking("update"):
                         rt.run(

@@ -46,6 +46,7 @@ class Retrieval:
         rt = self.rt
         self._labels = None if labels is None else tuple(labels)
         rt.indexer.open()
+        rt.indexer.flush()  # a search sees every committed entry
         rt.hooks.query_prepared(ctx)
         if ctx.strategy not in STRATEGY_KINDS:
             raise InputError(
