@@ -233,6 +233,9 @@ class EdgeEngine:
     def optimize(self) -> None:
         log.info("qdrant edge: optimizing %s", self.shard_dir)
         self.shard.optimize()
+        # Edge deletes the segments an optimization replaced only at the next flush; until then
+        # they stay on disk and memory-mapped (at 100 k entries: 2.6 GB of RSS instead of ~1).
+        self.shard.flush()
 
     def delete(self, ids: list[uuid.UUID]) -> None:
         self.shard.update(self._qe.UpdateOperation.delete_points(ids))

@@ -407,6 +407,27 @@ def test_server_client_arguments_follow_the_options():
     assert (args["host"], args["port"]) == ("qdrant.internal", 6333)
 
 
+def test_segments_an_optimization_replaced_are_dropped(store_dir):
+    """Each optimization folds the new points into a new segment; the ones it replaced must
+    leave the disk (and the process's memory maps) at once, not when the store closes."""
+    dim = 32
+    retriever = opened(QdrantOptions(optimize_threshold=200), store_dir, dim=dim)
+    records = random_records(1000, dim, seed=11)
+    for start in range(0, 1000, 100):
+        retriever.upsert(records[start : start + 100])
+    assert retriever.info["optimized_points"] >= 800  # the optimizer ran several times
+    matrices = list((store_dir / "qdrant").rglob("matrix.dat"))
+    live = 1000 * dim * 4
+    assert sum(m.stat().st_size for m in matrices) < 1.5 * live, matrices
+    maps = Path("/proc/self/maps")
+    if maps.exists():
+        lines = maps.read_text().splitlines()
+        mapped = {line.split()[-1] for line in lines if "matrix.dat" in line}
+        assert mapped <= {str(m) for m in matrices}
+    assert retriever.count() == 1000
+    retriever.close()
+
+
 @pytest.mark.parametrize("optimize_threshold", [100_000, 300])
 def test_filters_most_points_pass_give_the_exact_filtered_top_k(store_dir, optimize_threshold):
     """A filter nearly every point passes (one user's store) takes Edge's short-list path, and
