@@ -8,8 +8,9 @@ keeps relation validity intervals, resolves names and walks the graph.
 
 This module holds what backends must agree on, as plain Python a backend can call or mirror:
 name normalisation, relation payloads for :class:`~lightmem_hookspecs.SearchFilter`, the
-validity interval test, how contradicted relations are closed (:func:`close_contradicted`) and
-how a bounded walk ranks entries (:func:`walk`).
+validity interval test, how contradicted relations are closed (:func:`close_contradicted`),
+how a bounded walk ranks entries (:func:`walk`) and how many entries an entity is linked to
+(:func:`entry_counts`).
 """
 
 from __future__ import annotations
@@ -225,6 +226,24 @@ def usable_check(
         return admits is None or admits(rel)
 
     return check
+
+
+def entry_counts(
+    entity_ids: Sequence[str],
+    relations_of: Callable[[Sequence[str]], Mapping[str, Sequence[Relation]]],
+    *,
+    filter: SearchFilter | None = None,
+) -> dict[str, int]:
+    """For each entity id, the number of distinct entries whose :func:`usable` relations touch
+    it (either direction); an unknown entity counts 0. How specific an entity is: a speaker of
+    every entry or a word said everywhere touches most entries, a rare name a few.
+
+    ``relations_of`` is as for :func:`walk`.
+    """
+    passes = usable_check(filter, None)
+    ids = list(dict.fromkeys(entity_ids))
+    touching = relations_of(ids) if ids else {}
+    return {e: len({r.entry_id for r in touching.get(e, ()) if passes(r)}) for e in ids}
 
 
 def scope_matches(scope: Scope, filter: SearchFilter | None) -> bool:

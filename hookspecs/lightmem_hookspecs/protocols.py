@@ -149,6 +149,9 @@ class GraphMemory(Protocol):
     ``search(seeds, ...)`` walks from the seed entity ids and returns the entries reached,
     exactly as :func:`~lightmem_hookspecs.graph.walk` ranks them (scores, order, paths), only
     through relations that pass every field of ``filter`` and ``validity``.
+    ``entry_counts(entity_ids)`` gives, per entity id, how many distinct entries its relations
+    passing ``filter`` come from (:func:`~lightmem_hookspecs.graph.entry_counts`; unknown ids
+    count 0): how specific an entity is, for weighting it in retrieval.
     ``count()`` is the number of stored relations. Data persists across ``close()`` and a new
     instance on the same storage, where the backend is persistent.
     """
@@ -188,6 +191,10 @@ class GraphMemory(Protocol):
         filter: SearchFilter | None = None,
         validity: Validity | None = None,
     ) -> list[GraphHit]: ...
+
+    def entry_counts(
+        self, entity_ids: Sequence[str], *, filter: SearchFilter | None = None
+    ) -> dict[str, int]: ...
 
     def count(self) -> int: ...
 

@@ -288,6 +288,11 @@ class MemoryGraph:
             if (only is None or r.entry_id in only) and g.usable(r, filter, validity)
         ]
 
+    def entry_counts(
+        self, entity_ids: Sequence[str], *, filter: SearchFilter | None = None
+    ) -> dict[str, int]:
+        return g.entry_counts(entity_ids, self._touching, filter=filter)
+
     def _touching(self, entity_ids: Sequence[str]) -> dict[str, list[Relation]]:
         wanted = set(entity_ids)
         out: dict[str, list[Relation]] = {e: [] for e in wanted}

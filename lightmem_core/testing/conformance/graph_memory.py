@@ -32,6 +32,7 @@ What is checked, against the reference semantics in ``lightmem_hookspecs.graph``
   (``valid_until``, ``superseded_at``, ``superseded_by``) in any arrival order and only within
   one scope, subject and label; a restatement or a non-exclusive relation closes nothing;
   deleting the closer reopens; ``Validity`` ``at`` / ``start``-``end`` / ``current`` select;
+- ``entry_counts``: distinct entries per entity, under every filter, following changes;
 - persistence: a new instance sees entities, aliases, relations with their validity, entries.
 """
 
@@ -461,6 +462,30 @@ class GraphMemoryConformance:
         scores = {h.entry_id: h.score for h in hits}
         assert scores["f1"] == pytest.approx(2.0)
         assert scores["f2"] == pytest.approx(1.5)
+
+    # -- entry counts --------------------------------------------------------------------------
+
+    def test_entry_counts_count_distinct_entries(self, garden):
+        bob, paris = g.entity_id(U1, "Bob"), g.entity_id(U1, "Paris")
+        counts = garden.entry_counts([ALICE, bob, paris, "no-such-entity"])
+        assert counts == {ALICE: 3, bob: 3, paris: 2, "no-such-entity": 0}, "f2 counts once"
+        garden.delete(["f5"])
+        assert garden.entry_counts([bob]) == {bob: 2}, "counts follow what is stored"
+        both = [e for e in GARDEN_ENTITIES if e.name in ("Bob", "Rex")]
+        garden.index(["f5"], both, [r for r in GARDEN if r.entry_id == "f5"])
+        assert garden.entry_counts([bob]) == {bob: 3}
+
+    @pytest.mark.parametrize("name", sorted(FILTERS))
+    def test_filter_on_entry_counts(self, garden, name):
+        f = FILTERS[name]
+        ids = [e.id for e in GARDEN_ENTITIES]
+        want = {
+            e: len({r.entry_id for r in GARDEN if e in (r.subject, r.object) and f.matches(
+                r.entry_id, r.payload())})
+            for e in ids
+        }  # fmt: skip
+        assert garden.entry_counts(ids, filter=f) == want
+        assert garden.entry_counts(ids, filter=f) == want, "the same when asked again"
 
     def test_unknown_seeds_find_nothing(self, garden):
         assert garden.search(["no-such-entity"], limit=5) == []

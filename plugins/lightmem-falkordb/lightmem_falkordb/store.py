@@ -316,6 +316,33 @@ class FalkorGraph:
             validity=validity,
         )
 
+    def entry_counts(
+        self, entity_ids: Sequence[str], *, filter: SearchFilter | None = None
+    ) -> dict[str, int]:
+        import attrs
+
+        f = filter or SearchFilter()
+        ids = sorted(set(entity_ids))
+        if not ids:
+            return {}
+        if attrs.evolve(f, user_id=None, agent_id=None, run_id=None) != SearchFilter():
+            return g.entry_counts(ids, self._touching, filter=f)
+        where = ["e.id IN $ids"]
+        params: dict[str, Any] = {"ids": ids}
+        for key in ("user_id", "agent_id", "run_id"):
+            value = getattr(f, key)
+            if value is not None:
+                where.append(f"r.{key} = ${key}")
+                params[key] = value
+        rows = self._rows(
+            f"MATCH (e:Entity)-[r:REL]-() WHERE {' AND '.join(where)} "
+            "RETURN e.id, count(DISTINCT r.entry_id)",
+            params,
+        )
+        out = dict.fromkeys(ids, 0)
+        out.update({str(e): int(n) for e, n in rows})
+        return out
+
     def count(self) -> int:
         rows = self._rows("MATCH ()-[r:REL]->() RETURN count(r)")
         return int(rows[0][0]) if rows else 0

@@ -8,6 +8,7 @@ re-indexes entries the record store has and the graph does not.
 
 from __future__ import annotations
 
+import bisect
 import json
 import sqlite3
 import threading
@@ -15,6 +16,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import attrs
 import networkx as nx
 from lightmem_hookspecs import Entity, GraphHit, Relation, Scope, SearchFilter, Validity
 from lightmem_hookspecs import graph as g
@@ -102,7 +104,12 @@ class NetworkxGraph:
         self.groups: dict[tuple[Any, ...], set[str]] = {}
         self.names: dict[str, set[str]] = {}
         self.entries: set[str] = set()
+        # Per entity: its relations in fan_out_order (built on first use, then kept in order as
+        # relations come and go); the scopes of each entry's relations touching it; and its
+        # entry count per scope filter asked so far (kept up to date likewise).
         self._adjacent: dict[str, list[Relation]] = {}
+        self._refs: dict[str, dict[str, dict[Scope, int]]] = {}
+        self._counts: dict[str, dict[tuple[str | None, ...], int]] = {}
         if self._db is None:
             return
         for eid, name, user, agent, run, aliases, kind in self._db.execute(
@@ -137,18 +144,41 @@ class NetworkxGraph:
     def _put_relation(self, rel: Relation) -> None:
         if rel.id in self.rels:
             self._drop_relation(rel.id)
-        self._adjacent.pop(rel.subject, None)
-        self._adjacent.pop(rel.object, None)
+        self._track(rel, +1)
         self.rels[rel.id] = rel
         self.graph.add_edge(rel.subject, rel.object, key=rel.id, relation=rel)
         self.by_entry.setdefault(rel.entry_id, set()).add(rel.id)
         if rel.exclusive:
             self.groups.setdefault(g.closing_key(rel), set()).add(rel.id)
 
+    def _track(self, rel: Relation, change: int) -> None:
+        """Keep each end's ordered adjacency, entry scopes and entry counts in line with one
+        relation added (+1) or removed (-1)."""
+        for end in dict.fromkeys((rel.subject, rel.object)):
+            adjacent = self._adjacent.get(end)
+            if adjacent is not None:
+                key = g.fan_out_order(rel)
+                at = bisect.bisect_left(adjacent, key, key=g.fan_out_order)
+                if change > 0:
+                    adjacent.insert(at, rel)
+                elif at < len(adjacent) and adjacent[at].id == rel.id:
+                    del adjacent[at]
+            scopes = self._refs.setdefault(end, {}).setdefault(rel.entry_id, {})
+            counts = self._counts.get(end, {})
+            before = {k: _counted(scopes, k) for k in counts}
+            scopes[rel.scope] = scopes.get(rel.scope, 0) + change
+            if scopes[rel.scope] <= 0:
+                del scopes[rel.scope]
+            for k in counts:
+                counts[k] += int(_counted(scopes, k)) - int(before[k])
+            if not scopes:
+                del self._refs[end][rel.entry_id]
+                if not self._refs[end]:
+                    del self._refs[end]
+
     def _drop_relation(self, rel_id: str) -> Relation:
         rel = self.rels.pop(rel_id)
-        self._adjacent.pop(rel.subject, None)
-        self._adjacent.pop(rel.object, None)
+        self._track(rel, -1)
         self.graph.remove_edge(rel.subject, rel.object, key=rel_id)
         ids = self.by_entry[rel.entry_id]
         ids.discard(rel_id)
@@ -316,7 +346,8 @@ class NetworkxGraph:
                 pool: Iterable[Relation] = self.rels.values()
             else:
                 pool = [self.rels[i] for e in entry_ids for i in self.by_entry.get(e, ())]
-            return [r for r in pool if g.usable(r, filter, validity)]
+            passes = g.usable_check(filter, validity)
+            return [r for r in pool if passes(r)]
 
     def _touching(self, entity_ids: Sequence[str]) -> dict[str, list[Relation]]:
         """Each entity's relations, both directions, in ``fan_out_order`` (cached per entity)."""
@@ -360,6 +391,24 @@ class NetworkxGraph:
                 ordered=True,
             )
 
+    def entry_counts(
+        self, entity_ids: Sequence[str], *, filter: SearchFilter | None = None
+    ) -> dict[str, int]:
+        f = filter or SearchFilter()
+        scope_key = (f.user_id, f.agent_id, f.run_id)
+        with self._lock:
+            if attrs.evolve(f, user_id=None, agent_id=None, run_id=None) != SearchFilter():
+                return g.entry_counts(entity_ids, self._touching, filter=f)
+            # Only scope fields: counted once per entity and scope filter, then kept up to date.
+            out: dict[str, int] = {}
+            for entity in dict.fromkeys(entity_ids):
+                cached = self._counts.setdefault(entity, {})
+                if scope_key not in cached:
+                    refs = self._refs.get(entity, {}).values()
+                    cached[scope_key] = sum(1 for scopes in refs if _counted(scopes, scope_key))
+                out[entity] = cached[scope_key]
+            return out
+
     def count(self) -> int:
         with self._lock:
             return len(self.rels)
@@ -369,6 +418,17 @@ class NetworkxGraph:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def _counted(scopes: dict[Scope, int], key: tuple[str | None, ...]) -> bool:
+    """Whether an entry whose relations have ``scopes`` counts for a scope filter ``key``."""
+    user, agent, run = key
+    return any(
+        (user is None or user == s.user_id)
+        and (agent is None or agent == s.agent_id)
+        and (run is None or run == s.run_id)
+        for s in scopes
+    )
 
 
 def _fields(rel: Relation) -> dict[str, Any]:
