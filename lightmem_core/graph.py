@@ -11,11 +11,12 @@ and :class:`~lightmem_hookspecs.Relation` values and hands them to the configure
 - otherwise the **no-LLM fallback** (:func:`fallback_relations`), from the entry's own text: the
   named entities (runs of capitalised words that are not sentence-initial function words),
   dates (``7 May 2023``, ``May 2023``, ``2022``) and numbers with their unit (``3 kids``) it
-  contains: each pair of them ``co_occurs_with`` in that entry (at most
-  :data:`MAX_FALLBACK_ITEMS` items per entry), none exclusive. The speaker is left out: a
-  speaker is named by most questions and linked to most entries, so walking from them ranks
-  entries by recency rather than by the question (on the LoCoMo development split, linking the
-  speaker lowered single-hop recall; see docs/graph.md).
+  contains, each pair of which ``co_occurs_with`` in that entry (at most
+  :data:`MAX_FALLBACK_ITEMS`), and its **topics** (:func:`topic_mentions`: content words,
+  roughly stemmed, at most :data:`MAX_TOPICS`; entities named ``"camp (topic)"``). The speaker
+  (a ``person`` entity) ``mentions`` each of them (without a speaker, the first of them
+  ``co_occurs_with`` the topics). None is exclusive. The names of the
+  conversation's speakers are not mentions: in a dialogue "Thanks, Mel!" speaks to Mel.
 
 **Entity dedup.** Names are compared after :func:`~lightmem_hookspecs.normalize_name`; a name
 that matches a stored entity's name or alias in the same scope becomes that entity. A new name
@@ -23,16 +24,24 @@ of a person or thing whose embedding (the configured text embedder) has a cosine
 ``similarity`` with a stored entity of the same scope and kind becomes an alias of it. Dates
 and numbers are merged only by normalised name.
 
-**Retrieval.** :func:`graph_search` finds the entities a query names (its capitalised spans and
-every 1-3 word n-gram, resolved by name or alias), walks from them (``hops``, ``fan_out``) and
-returns the entries reached with a graph score and the path. Time bounds of the filter become
-relation validity (a relation valid at some time in the range counts, "where did she live in
-2022?"); without time bounds only relations that are still valid are walked.
+**Retrieval.** :func:`graph_search` weighs entities by how specific they are: an entity linked
+to ``c`` of ``n`` entries weighs ``log(1 + n / c)`` (a speaker of half the entries little, a rare
+name much). It scores entries by the entities they are linked to: those the query names (its
+capitalised spans and every 1-3 word n-gram, resolved by name or alias; topics are not, the
+lexical retriever matches the query's words), each walked from (``hops``, ``fan_out``; a depth
+``d`` counts ``1/d``) unless it is a hub (:data:`HUB_SHARE`), and those of the other retrievers'
+``expand`` best hits (:data:`FEEDBACK_WEIGHT` times their share of those hits), which pull up the
+entries that share a rare entity with the best hits: the other evidence of a multi-hop question.
+Rare ones of them (:data:`RARE_SHARE`) also reach entries no other retriever found. Time bounds
+of the filter become relation validity (a relation valid at some time in the range counts,
+"where did she live in 2022?"); without time bounds only relations that are still valid count.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from collections.abc import Collection, Container, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -49,10 +58,26 @@ from lightmem_hookspecs import (
 )
 from lightmem_hookspecs import graph as g
 
+from .pipeline.recency import _STOPWORDS as _CHAT_STOPWORDS
+
 #: Entry metadata key of the relations the extraction call returned for a fact.
 RELATIONS_KEY = "relations"
 #: At most this many named entities, dates and numbers per entry feed the fallback.
 MAX_FALLBACK_ITEMS = 6
+#: At most this many topics (content words) per entry feed the fallback.
+MAX_TOPICS = 16
+#: Entity kinds the fallback gives: the speaker of an entry, and the words it is about.
+PERSON, TOPIC = "person", "topic"
+#: How much an entity of the best hits counts, against an entity the query names.
+FEEDBACK_WEIGHT = 0.3
+#: A named entity linked to more than this share of entries (and more than
+#: :data:`HUB_MIN_ENTRIES`) is a hub: it weighs the entries it touches but is not walked from.
+HUB_SHARE = 0.2
+HUB_MIN_ENTRIES = 10
+#: An entity of the best hits linked to at most this share of entries (or at most
+#: :data:`RARE_MIN_ENTRIES`) also reaches entries beyond the other retrievers' candidates.
+RARE_SHARE = 0.02
+RARE_MIN_ENTRIES = 3
 
 _MONTHS = [
     "january",
@@ -307,6 +332,7 @@ class GraphSettings:
     fan_out: int = 5
     similarity: float | None = 0.9
     fallback: bool = True
+    expand: int = 5
 
 
 @attrs.frozen
@@ -408,25 +434,81 @@ class _Everything:
         return True
 
 
-def fallback_relations(entry: MemoryEntry, known: Collection[str] = ()) -> list[Triple]:
+def topic_mentions(text: str, exclude: Iterable[str] = ()) -> list[str]:
+    """The words ``text`` is about, in order, each once: words of four letters or more that are
+    not function words or chat filler, outside the names, dates and counts of the text, reduced
+    to a rough stem (``camping``, ``camped`` -> ``camp``); ``exclude``: names to leave out."""
+    rest = _DATE.sub(" ", _NUMBER.sub(" ", text))
+    for name in sorted(name_mentions(rest), key=len, reverse=True):
+        rest = rest.replace(name, " ")
+    skip = {_stem(w) for name in exclude for w in normalize_name(name).split()}
+    found: dict[str, None] = {}
+    for word in _WORD.findall(rest.casefold()):
+        word = word.strip("'\u2019")
+        if len(word) < 4 or not word.isalpha() or word in _CHAT_STOPWORDS or word in _STOP_NGRAM:
+            continue
+        stem = _stem(word)
+        if stem not in skip:
+            found.setdefault(stem, None)
+    return list(found)
+
+
+def _stem(word: str) -> str:
+    """A rough stem, enough to make forms of a word meet: ``stories`` -> ``story``, ``boxes`` ->
+    ``box``, ``kids`` -> ``kid``, ``camping`` / ``camped`` -> ``camp``."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if word.endswith(("ches", "shes")) or (len(word) > 4 and word[-3:] in ("ses", "xes", "zes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    for suffix in ("ing", "ed"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def topic_name(word: str) -> str:
+    """The name of a topic entity: ``"camp (topic)"``, never the same entity as a name."""
+    return f"{word} (topic)"
+
+
+def fallback_relations(
+    entry: MemoryEntry, known: Collection[str] = (), speakers: Collection[str] = ()
+) -> list[Triple]:
     """The no-LLM relations of ``entry`` (see the module documentation); ``known``: normalised
-    names a sentence-opening word may be (see :func:`name_mentions`)."""
+    names a sentence-opening word may be (see :func:`name_mentions`); ``speakers``: names of
+    the conversation's speakers, which are not mentions (in a dialogue, "Thanks, Mel!" speaks
+    to Mel, it is not about her)."""
     text = entry.memory
     items: dict[str, Mention] = {}
     for name in date_mentions(text):
         items.setdefault(normalize_name(name), Mention(name, "date"))
-    for name in name_mentions(_DATE.sub(" ", text), known):
+    names = name_mentions(_DATE.sub(" ", text), known)
+    for name in names:
         items.setdefault(normalize_name(name), Mention(name, "thing"))
     for name in number_mentions(text):
         items.setdefault(normalize_name(name), Mention(name, "number"))
     speaker = _speaker(entry)
-    if speaker:
-        items.pop(normalize_name(speaker), None)
+    people = [p for p in (speaker, *speakers) if p]
+    for person in people:
+        items.pop(normalize_name(person), None)
     chosen = [m for key, m in items.items() if key][:MAX_FALLBACK_ITEMS]
+    found = topic_mentions(text, [*names, *people])[:MAX_TOPICS]
+    topics = [Mention(topic_name(t), TOPIC) for t in found]
     triples = []
     for i, first in enumerate(chosen):
         for second in chosen[i + 1 :]:
             triples.append(Triple(first, "co_occurs_with", second, fact=text))
+    if speaker and normalize_name(speaker):
+        hub, label, linked = Mention(speaker, PERSON), "mentions", [*chosen, *topics]
+    elif chosen or topics:
+        hub, label, linked = [*chosen, *topics][0], "co_occurs_with", topics
+    else:
+        return triples
+    for item in linked:
+        if item is not hub:
+            triples.append(Triple(hub, label, item, fact=text))
     return triples
 
 
@@ -467,11 +549,37 @@ class GraphBuilder:
         self.settings = settings or GraphSettings()
         self._vectors: dict[Scope, dict[str, tuple[Entity, Sequence[float]]]] = {}
 
-    def triples(self, entry: MemoryEntry, known: Collection[str] = ()) -> list[Triple]:
+    def triples(
+        self, entry: MemoryEntry, known: Collection[str] = (), speakers: Collection[str] = ()
+    ) -> list[Triple]:
         found = llm_relations(entry)
         if found is None:
-            found = fallback_relations(entry, known) if self.settings.fallback else []
+            found = fallback_relations(entry, known, speakers) if self.settings.fallback else []
         return found
+
+    def _speakers(self, entries: Sequence[MemoryEntry]) -> dict[Scope, set[str]]:
+        """Per scope, the speakers a batch's fallback entries must not count as mentions: the
+        batch's own speakers and the names it uses that are speakers in the graph already."""
+        if not self.settings.fallback:
+            return {}
+        speakers: dict[Scope, set[str]] = {}
+        names: dict[Scope, set[str]] = {}
+        for entry in entries:
+            if llm_relations(entry) is not None:
+                continue
+            speaker = _speaker(entry)
+            if speaker:
+                speakers.setdefault(entry.scope, set()).add(speaker)
+            said = name_mentions(entry.memory, known=_Everything())
+            names.setdefault(entry.scope, set()).update(said)
+        for scope, used in names.items():
+            wanted = used - speakers.get(scope, set())
+            if not wanted:
+                continue
+            for entity in self.graph.resolve(sorted(wanted), filter=_scope_filter(scope)):
+                if entity.scope == scope and entity.kind == PERSON:
+                    speakers.setdefault(scope, set()).add(entity.name)
+        return speakers
 
     def _known_openers(self, entries: Sequence[MemoryEntry]) -> dict[Scope, set[str]]:
         """Per scope, the sentence-opening words of ``entries`` that are names: seen
@@ -505,7 +613,11 @@ class GraphBuilder:
         if not entries:
             return 0
         known = self._known_openers(entries)
-        per_entry = [(entry, self.triples(entry, known.get(entry.scope, ()))) for entry in entries]
+        speakers = self._speakers(entries)
+        per_entry = [
+            (entry, self.triples(entry, known.get(entry.scope, ()), speakers.get(entry.scope, ())))
+            for entry in entries
+        ]
         resolved = self._resolve(per_entry)
         entities: dict[str, Entity] = {}
         relations: dict[str, Relation] = {}
@@ -645,27 +757,90 @@ def graph_search(
     limit: int,
     filter: SearchFilter | None = None,
     settings: GraphSettings | None = None,
+    candidates: Sequence[str] = (),
+    total: int | None = None,
 ) -> list[GraphHit]:
-    """The graph retriever: entries reached from the entities ``query`` names."""
+    """The graph retriever: entries linked to the entities ``query`` names and to the entities
+    of the best ``candidates`` (the other retrievers' fused hits, best first), weighted by how
+    specific each entity is; ``total``: entries in the graph (for that weight). See the module
+    documentation and docs/graph.md."""
     settings = settings or GraphSettings()
     search_filter = filter or SearchFilter()
     scope_only = SearchFilter(
         user_id=search_filter.user_id, agent_id=search_filter.agent_id, run_id=search_filter.run_id
     )
-    seeds = [e.id for e in graph.resolve(query_names(query), filter=scope_only)]
-    if not seeds:
-        return []
     rest, validity = validity_of(search_filter)
-    return list(
-        graph.search(
-            seeds,
-            limit=limit,
+    named = {e.id for e in graph.resolve(query_names(query), filter=scope_only) if e.kind != TOPIC}
+    order = list(dict.fromkeys(candidates))
+    top = order[: settings.expand]
+    feedback: Counter[str] = Counter()
+    if top:
+        ends: dict[str, set[str]] = {}
+        for rel in graph.relations(entry_ids=top, filter=rest, validity=validity):
+            ends.setdefault(rel.entry_id, set()).update((rel.subject, rel.object))
+        for found in ends.values():
+            feedback.update(found)
+    if not named and not feedback:
+        return []
+    counts = graph.entry_counts(sorted(named | set(feedback)), filter=rest)
+    n = max(total or 0, *counts.values(), 1)
+    weight = {e: math.log(1.0 + n / max(1, c)) for e, c in counts.items()}
+
+    # Entities the query names: walked from, unless they are hubs, by the configured walk.
+    reach: dict[tuple[str, str], float] = {}
+    paths: dict[str, tuple[Relation, ...]] = {}
+    for seed in sorted(named):
+        if counts.get(seed, 0) > max(HUB_SHARE * n, HUB_MIN_ENTRIES):
+            continue
+        for hit in graph.search(
+            [seed],
+            limit=max(limit, len(order)),
             hops=settings.hops,
             fan_out=settings.fan_out,
             filter=rest,
             validity=validity,
-        )
-    )
+        ):
+            reach[(seed, hit.entry_id)] = hit.score
+            paths.setdefault(hit.entry_id, hit.path)
+            order.append(hit.entry_id)
+    # Rare entities of the best hits reach entries the other retrievers did not find.
+    rare = sorted(e for e in feedback if counts[e] <= max(RARE_SHARE * n, RARE_MIN_ENTRIES))
+    if rare:
+        for hit in graph.search(
+            rare, limit=limit, hops=1, fan_out=settings.fan_out, filter=rest, validity=validity
+        ):
+            order.append(hit.entry_id)
+    order = list(dict.fromkeys(order))
+    touching: dict[str, dict[str, Relation]] = {}
+    for rel in graph.relations(entry_ids=order, filter=rest, validity=validity):
+        for end in (rel.subject, rel.object):
+            touching.setdefault(rel.entry_id, {}).setdefault(end, rel)
+    # What an entity adds to each entry linked to it.
+    value_of = {e: FEEDBACK_WEIGHT * c / len(top) * weight[e] for e, c in feedback.items()}
+    for seed in named:
+        value_of[seed] = value_of.get(seed, 0.0) + weight[seed]
+    walked_to: dict[str, list[tuple[str, float]]] = {}
+    for (seed, entry_id), depth_score in reach.items():
+        walked_to.setdefault(entry_id, []).append((seed, depth_score))
+    hits = []
+    for position, entry_id in enumerate(order):
+        linked = touching.get(entry_id, {})
+        score, best, why = 0.0, 0.0, None
+        for entity, rel in linked.items():
+            value = value_of.get(entity)
+            if value:
+                score += value
+                if value > best:
+                    best, why = value, rel
+        for seed, depth_score in walked_to.get(entry_id, ()):
+            if seed not in linked:  # reached by the walk, not linked to the seed itself
+                score += weight[seed] * depth_score
+        if score <= 0:
+            continue
+        path = paths.get(entry_id) or ((why,) if why is not None else ())
+        hits.append((-score, position, GraphHit(entry_id=entry_id, score=score, path=path)))
+    hits.sort(key=lambda h: (h[0], h[1]))
+    return [h for _, _, h in hits[:limit]]
 
 
 def describe_path(path: Iterable[Relation]) -> list[str]:

@@ -16,6 +16,7 @@ from lightmem_core.graph import (
     name_mentions,
     number_mentions,
     query_names,
+    topic_mentions,
 )
 from lightmem_core.testing.reference import HashEmbedder, MemoryGraph
 
@@ -56,11 +57,47 @@ def test_the_fallback_links_what_co_occurs():
     e = entry(1, "I took Luna to Lake Tahoe in July 2022 with my 2 dogs, Caroline.")
     triples = {(t.subject.name, t.relation, t.object.name) for t in fallback_relations(e)}
     items = {"Luna", "Lake Tahoe", "July 2022", "2 dogs"}
-    assert {r for _, r, _ in triples} == {"co_occurs_with"}, "the speaker is left out"
     pairs = {frozenset((s, o)) for s, r, o in triples if r == "co_occurs_with"}
     assert pairs == {frozenset((a, b)) for a in items for b in items if a != b}
+    said = {o for s, r, o in triples if r == "mentions"}
+    assert all(s == "Caroline" for s, r, _ in triples if r == "mentions")
+    assert said == items | {"took (topic)"}, "the speaker mentions the items and topic words"
+    assert "Caroline" not in {o for _, _, o in triples}, "the speaker is not a mention"
     assert all(not t.exclusive for t in fallback_relations(e))
     assert fallback_relations(entry(2, "haha yes, totally!", speaker=None)) == []
+    alone = fallback_relations(entry(3, "Painting sunsets at the lake", speaker=None))
+    assert {(t.subject.name, t.relation, t.object.name) for t in alone} == {
+        ("paint (topic)", "co_occurs_with", "sunset (topic)"),
+        ("paint (topic)", "co_occurs_with", "lake (topic)"),
+    }, "without a speaker the topics hang on the first item"
+
+
+def test_topics_are_content_words_outside_names_dates_and_counts():
+    text = "Yesterday I went camping with my 3 kids near Lake Tahoe on 7 May 2023, Mel!"
+    assert topic_mentions(text) == ["camp", "near"]
+    assert topic_mentions("We camped; she camps.", exclude=["Mel"]) == ["camp"]
+    assert topic_mentions("Melanie loves pottery", exclude=["Melanie"]) == ["love", "pottery"]
+    assert topic_mentions("stories of boxes and classes") == ["story", "box", "class"]
+
+
+def test_a_speaker_named_in_a_turn_is_spoken_to_not_mentioned():
+    graph = MemoryGraph()
+    builder = GraphBuilder(graph)
+    builder.index(
+        [
+            entry(1, "Thanks, Melanie! I love the pottery.", speaker="Caroline"),
+            entry(2, "Glad you like it, Caroline. Pottery calms me.", speaker="Melanie"),
+        ]
+    )
+    rels = graph.relations()
+    assert {(r.entry_id, r.subject_name) for r in rels} == {("e1", "Caroline"), ("e2", "Melanie")}
+    assert not [r for r in rels if r.object_name in ("Melanie", "Caroline")]
+    builder.index([entry(3, "Melanie, look at my new vase!", speaker="Caroline")])
+    assert not [r for r in graph.relations() if r.object_name == "Melanie"], (
+        "a speaker the graph knows is not a mention in a later batch either"
+    )
+    people = [e for e in graph.entities() if e.kind == "person"]
+    assert sorted(e.name for e in people) == ["Caroline", "Melanie"]
 
 
 def test_llm_relations_are_used_instead_of_the_fallback_and_close_old_ones(tmp_path):
@@ -123,7 +160,8 @@ def test_entities_never_cross_scopes():
     builder.index([entry(1, "I saw Alice meet Bob in Paris.", scope=ALICE)])
     builder.index([entry(2, "I saw Alice meet Bob in Paris.", scope=BOB)])
     assert {e.scope for e in graph.entities()} == {ALICE, BOB}
-    assert len(graph.entities()) == 6
+    # Caroline, Alice, Bob, Paris and the topic "meet", once per scope
+    assert len(graph.entities()) == 10
     for r in graph.relations():
         ends = {e.id: e.scope for e in graph.entities()}
         assert ends[r.subject] == ends[r.object] == r.scope
@@ -151,6 +189,54 @@ def test_graph_search_answers_a_two_hop_question():
         graph, "where does alice's friend live?", limit=5, filter=SearchFilter(user_id="bob")
     )
     assert other == []
+
+
+def _camping_graph():
+    graph = MemoryGraph()
+    filler = [
+        entry(10 + i, text, speaker=who)
+        for i, (who, text) in enumerate(
+            [("Caroline", f"My painting number {i} is finished.") for i in range(8)]
+            + [("Melanie", f"The pottery class number {i} was fun.") for i in range(8)]
+        )
+    ]
+    camping = [
+        entry(1, "We went camping at the beach last summer."),
+        entry(2, "The camping trip in the mountains was freezing."),
+        entry(3, "My kids loved the beach."),
+    ]
+    GraphBuilder(graph).index([*camping, *filler])
+    return graph
+
+
+def test_the_best_hits_lend_their_rare_entities_to_the_graph_search():
+    graph = _camping_graph()
+    query = "Where has Caroline been?"
+    hits = graph_search(graph, query, limit=10, candidates=["e1", "e10", "e11"], total=19)
+    ranked = [h.entry_id for h in hits]
+    assert ranked[0] == "e1", "the best hit shares the most with itself"
+    assert {"e2", "e3"} <= set(ranked), "they share camp and beach with the best hit"
+    assert not {"e18", "e19"} & set(ranked), "Melanie's pottery shares nothing with them"
+    why = {h.entry_id: [r.describe() for r in h.path] for h in hits}
+    assert why["e2"] == ["Caroline -mentions-> camp (topic)"]
+    alone = graph_search(
+        graph, query, limit=10, candidates=["e1"], settings=GraphSettings(expand=0), total=19
+    )
+    assert [h.entry_id for h in alone] == ["e1"], "without expansion: only what the query names"
+
+
+def test_a_hub_weighs_entries_but_is_not_walked_from():
+    graph = _camping_graph()
+    none = GraphSettings(expand=0)
+    assert graph_search(graph, "What did Caroline paint?", limit=10, settings=none) == [], (
+        "Caroline is linked to 11 of 19 entries: walking from her would rank by recency"
+    )
+    hits = graph_search(
+        graph, "What did Caroline paint?", limit=10, settings=none, candidates=["e18", "e10"]
+    )
+    assert [h.entry_id for h in hits] == ["e10"], "her entries among the candidates count"
+    counts = graph.entry_counts([h.path[0].subject for h in hits])
+    assert list(counts.values()) == [11]
 
 
 def test_time_bounds_select_what_was_valid_then():
@@ -317,9 +403,15 @@ def test_exports_carry_every_entity_and_relation():
 def test_a_sentence_opener_is_a_name_only_with_evidence():
     graph = MemoryGraph()
     builder = GraphBuilder(graph)
+
+    def names():
+        return {e.name for e in graph.entities() if e.kind not in ("topic", "person")}
+
     builder.index([entry(1, "Keep going! Gina opened a store in Paris.")])
-    assert {e.name for e in graph.entities()} == set(), "Paris alone links nothing"
+    assert names() == {"Paris"}, "Gina opens a sentence: no name yet"
     builder.index([entry(2, "I met Gina in Rome."), entry(3, "Gina loves Paris. Sounds fun!")])
-    assert {e.name for e in graph.entities()} == {"Gina", "Rome", "Paris"}
+    assert names() == {"Gina", "Rome", "Paris"}
     builder.index([entry(4, "Gina went to Lisbon.")])
-    assert "Lisbon" in {e.name for e in graph.entities()}, "Gina is known by now"
+    assert {"Gina", "Lisbon"} <= names(), "Gina is known by now"
+    rels = graph.relations(entry_ids=["e4"])
+    assert "Gina -co_occurs_with-> Lisbon" in {r.describe() for r in rels}

@@ -22,6 +22,7 @@ class GraphStage:
         self.embedder = embedder
         self.settings = settings or GraphSettings()
         self._builders: dict[int, GraphBuilder] = {}
+        self._totals: dict[int, int] = {}
 
     def _builder(self, graph: Any) -> GraphBuilder:
         builder = self._builders.get(id(graph))
@@ -32,10 +33,31 @@ class GraphStage:
 
     def index(self, graph: Any, entries: Sequence[MemoryEntry]) -> int:
         """Replace what ``graph`` holds for ``entries`` by their relations."""
+        self._totals.pop(id(graph), None)
         return self._builder(graph).index(entries)
 
     def search(
-        self, graph: Any, query: str, *, limit: int, filter: SearchFilter | None = None
+        self,
+        graph: Any,
+        query: str,
+        *,
+        limit: int,
+        filter: SearchFilter | None = None,
+        candidates: Sequence[str] = (),
     ) -> list[GraphHit]:
-        """Entries reached from the entities the query names, best first, with their paths."""
-        return graph_search(graph, query, limit=limit, filter=filter, settings=self.settings)
+        """Entries linked to the entities the query names and to those of the best
+        ``candidates`` (the other retrievers' hits, best first), best first, with their paths."""
+        total = self._totals.get(id(graph))
+        if total is None:
+            # Entries in the graph, for weighing entities by how many entries they touch;
+            # counted again after the next indexing (a deletion alone leaves it a little high).
+            total = self._totals[id(graph)] = len(graph.entry_ids())
+        return graph_search(
+            graph,
+            query,
+            limit=limit,
+            filter=filter,
+            settings=self.settings,
+            candidates=candidates,
+            total=total,
+        )

@@ -112,21 +112,30 @@ class Retrieval:
         """One round of the chain with ``pool`` hits per retriever: the fused, loaded hits and
         whether any retriever filled its pool (a bigger pool may find more)."""
         rt = self.rt
-        lists = []
+        fusion = rt.config.fusion()
+        ranked: dict[int, Ranked] = {}
         paths: dict[str, dict[str, list[str]]] = {}
-        for r in retrievers:
+        candidates: list[str] = []
+        # Graph retrievers run last: they expand from the other retrievers' best hits.
+        for i, r in sorted(enumerate(retrievers), key=lambda p: p[1].query_by == "graph"):
             query: Any = vector if r.query_by == "vector" else ctx.query
+            if r.query_by == "graph" and not candidates and ranked:
+                candidates = [h.id for h in fuse(fusion.method, list(ranked.values()), k=fusion.k)]
 
-            def call(r: Retriever = r, query: Any = query) -> list[tuple[str, float]]:
+            def call(
+                r: Retriever = r, query: Any = query, candidates: list[str] = candidates
+            ) -> list[tuple[str, float]]:
                 if r.query_by == "graph":
-                    found = rt.graph.search(r.backend, query, limit=pool, filter=ctx.filter)
+                    found = rt.graph.search(
+                        r.backend, query, limit=pool, filter=ctx.filter, candidates=candidates
+                    )
                     paths[r.label] = {h.entry_id: describe_path(h.path) for h in found}
                     return [(h.entry_id, float(h.score)) for h in found]
                 return list(r.backend.search(query, limit=pool, filter=ctx.filter))
 
             results = rt.run("search", call, backend=r.name, retriever=r.label, limit=pool)
-            lists.append(Ranked(r.label, r.weight, results))
-        fusion = rt.config.fusion()
+            ranked[i] = Ranked(r.label, r.weight, results)
+        lists = [ranked[i] for i in range(len(retrievers))]
         fused = fuse(fusion.method, lists, k=fusion.k)
         for hit in fused:
             for label, reached in paths.items():

@@ -69,6 +69,7 @@ class Runtime:
                 fan_out=options.fan_out,
                 similarity=options.similarity,
                 fallback=options.fallback,
+                expand=options.expand,
             )
             self._graph = GraphStage(embedder=self.embedder, settings=settings)
         return self._graph
