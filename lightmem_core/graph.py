@@ -30,11 +30,12 @@ name much). It scores entries by the entities they are linked to: those the quer
 capitalised spans and every 1-3 word n-gram, resolved by name or alias; topics are not, the
 lexical retriever matches the query's words), each walked from (``hops``, ``fan_out``; a depth
 ``d`` counts ``1/d``) unless it is a hub (:data:`HUB_SHARE`), and those of the other retrievers'
-``expand`` best hits (:data:`FEEDBACK_WEIGHT` times their share of those hits), which pull up the
-entries that share a rare entity with the best hits: the other evidence of a multi-hop question.
-Rare ones of them (:data:`RARE_SHARE`) also reach entries no other retriever found. Time bounds
-of the filter become relation validity (a relation valid at some time in the range counts,
-"where did she live in 2022?"); without time bounds only relations that are still valid count.
+``expand`` best hits (:data:`FEEDBACK_WEIGHT` times the share of the other best hits linked to
+them), which pull up the entries that share a rare entity with the best hits: the other
+evidence of a multi-hop question. Rare ones of them (:data:`RARE_SHARE`) also reach entries no
+other retriever found. Time bounds of the filter become relation validity (a relation valid at
+some time in the range counts, "where did she live in 2022?"); without time bounds only
+relations that are still valid count.
 """
 
 from __future__ import annotations
@@ -774,8 +775,8 @@ def graph_search(
     order = list(dict.fromkeys(candidates))
     top = order[: settings.expand]
     feedback: Counter[str] = Counter()
+    ends: dict[str, set[str]] = {}
     if top:
-        ends: dict[str, set[str]] = {}
         for rel in graph.relations(entry_ids=top, filter=rest, validity=validity):
             ends.setdefault(rel.entry_id, set()).update((rel.subject, rel.object))
         for found in ends.values():
@@ -815,10 +816,9 @@ def graph_search(
     for rel in graph.relations(entry_ids=order, filter=rest, validity=validity):
         for end in (rel.subject, rel.object):
             touching.setdefault(rel.entry_id, {}).setdefault(end, rel)
-    # What an entity adds to each entry linked to it.
-    value_of = {e: FEEDBACK_WEIGHT * c / len(top) * weight[e] for e, c in feedback.items()}
-    for seed in named:
-        value_of[seed] = value_of.get(seed, 0.0) + weight[seed]
+    # What an entity adds to each entry linked to it: its weight if the query names it, and a
+    # share of it per best hit linked to it (a best hit's own link counts for the others only).
+    share = {e: FEEDBACK_WEIGHT * weight[e] / len(top) for e in feedback}
     walked_to: dict[str, list[tuple[str, float]]] = {}
     for (seed, entry_id), depth_score in reach.items():
         walked_to.setdefault(entry_id, []).append((seed, depth_score))
@@ -826,8 +826,11 @@ def graph_search(
     for position, entry_id in enumerate(order):
         linked = touching.get(entry_id, {})
         score, best, why = 0.0, 0.0, None
+        own = ends.get(entry_id, ())
         for entity, rel in linked.items():
-            value = value_of.get(entity)
+            value = weight[entity] if entity in named else 0.0
+            if entity in share:
+                value += share[entity] * (feedback[entity] - (entity in own))
             if value:
                 score += value
                 if value > best:
