@@ -94,9 +94,21 @@ class _Options:
     device: str = attrs.field(default="cpu", validator=check_device)
 
 
-@pytest.mark.parametrize("device", ["cpu", "auto", "mps", "cuda", "cuda:1"])
+@pytest.mark.parametrize("device", ["cpu", "auto", "mps"])
 def test_device_names_are_accepted(device):
     assert _Options(device).device == device
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_a_cuda_device_is_accepted_only_where_torch_can_use_it(device):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        assert _Options(device).device == device
+        return
+    with pytest.raises(
+        ValueError, match=rf"device: '{device}' cannot be used: the installed torch"
+    ):
+        _Options(device)
 
 
 @pytest.mark.parametrize("device", ["gpu", "cuda:", "CPU", ""])
