@@ -101,11 +101,16 @@ class EdgeEngine:
             full_scan_threshold=10_000 if o.hnsw_m else 2**31 - 1,
         )
         threshold_kb = max(1, o.optimize_threshold * dimension * _FLOAT32_BYTES // 1024)
+        # Without a cap the optimizer merges every new segment into one holding all points, so
+        # each optimization rewrote the whole collection and a fill slowed down as it grew.
+        segment_kb = max(threshold_kb, o.max_segment_points * dimension * _FLOAT32_BYTES // 1024)
         return qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine),
             hnsw_config=hnsw,
             quantization_config=quantization,
-            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=threshold_kb),
+            optimizers=qe.EdgeOptimizersConfig(
+                indexing_threshold=threshold_kb, max_segment_size=segment_kb
+            ),
         )
 
     def _open_shard(self, dimension: int, model_name: str) -> Any:

@@ -87,6 +87,7 @@ class QdrantOptions:
     quantization: str = attrs.field(default="int8", validator=_one_of(QUANTIZATIONS))
     oversampling: float = attrs.field(default=2.0, validator=_at_least_one)
     optimize_threshold: int = attrs.field(default=10_000, validator=_positive)
+    max_segment_points: int = attrs.field(default=100_000, validator=_positive)
     hnsw_m: int = attrs.field(default=0, validator=_non_negative)
     hnsw_ef_construct: int = attrs.field(default=100, validator=_positive)
     hnsw_ef: int | None = attrs.field(default=None, validator=_positive)

@@ -469,3 +469,22 @@ def test_edge_tuning_options_can_change_on_an_existing_store(store_dir):
         retriever.upsert(random_records(150, 16, seed=9 + step, prefix=f"more{step}-"))
         expected += 150
         retriever.close()
+
+
+def test_the_optimizer_never_builds_a_segment_over_max_segment_points(store_dir):
+    """A fill makes several capped segments instead of rewriting one that holds everything at
+    each optimization; searches still see every point."""
+    dim = 256
+    options = QdrantOptions(optimize_threshold=100, max_segment_points=400)
+    retriever = opened(options, store_dir, dim=dim)
+    records = random_records(2400, dim, seed=13)
+    for start in range(0, 2400, 100):
+        retriever.upsert(records[start : start + 100])
+    info = retriever.info
+    assert info["optimized_points"] >= 2000 and info["segments"] >= 4
+    for matrix in (store_dir / "qdrant").rglob("matrix.dat"):  # float32 vectors per segment
+        assert matrix.stat().st_size <= 2 * 400 * dim * 4, matrix
+    assert retriever.count() == 2400
+    for i in (0, 1234, 2399):
+        assert retriever.search(list(records[i].vector), limit=1)[0][0] == f"e{i}"
+    retriever.close()
