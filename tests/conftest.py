@@ -34,3 +34,23 @@ def make_memory(tmp_path, ref_host):
     for mem in opened:
         with contextlib.suppress(Exception):
             mem.close()
+
+
+@pytest.fixture
+def billed_llm_config(tmp_path, openai_server):
+    """A configuration whose memory manager is the loopback server answering as the scripted
+    model and billing tokens as OpenAI does; tests add their own keys."""
+    from lightmem_core.eval.economy import Billed, ScriptedResponder
+
+    openai_server.responder = Billed(ScriptedResponder())
+    return {
+        "memory_manager": {
+            "model_name": "openai",
+            "configs": {
+                "model": "gpt-4o-mini",
+                "api_key": "sk-test-billed",
+                "openai_base_url": openai_server.base_url,
+            },
+        },
+        "memory_dir": str(tmp_path / "mem"),
+    }

@@ -15,7 +15,6 @@ pytest.importorskip("tiktoken", reason="the billing count needs tiktoken")
 
 from lightmem_core import LightMemory
 from lightmem_core.errors import ConfigError
-from lightmem_core.eval.economy import Billed, ScriptedResponder
 from lightmem_core.pipeline import budget
 
 pytestmark = pytest.mark.slow
@@ -33,20 +32,11 @@ def turns(first: int, count: int) -> list[dict]:
 
 
 @pytest.fixture
-def config(tmp_path, openai_server):
-    openai_server.responder = Billed(ScriptedResponder())
+def config(billed_llm_config):
     return {
-        "memory_manager": {
-            "model_name": "openai",
-            "configs": {
-                "model": "gpt-4o-mini",
-                "api_key": "sk-test-budget",
-                "openai_base_url": openai_server.base_url,
-            },
-        },
+        **billed_llm_config,
         "background_retry": False,
         "llm_tokens_per_hour": 1200,
-        "memory_dir": str(tmp_path / "mem"),
     }
 
 

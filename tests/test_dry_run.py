@@ -14,7 +14,6 @@ pytest.importorskip("lightmem_openai", reason="lightmem-openai is not installed"
 pytest.importorskip("tiktoken", reason="the billing count needs tiktoken")
 
 from lightmem_core import LightMemory
-from lightmem_core.eval.economy import Billed, ScriptedResponder
 
 pytestmark = pytest.mark.slow
 
@@ -39,19 +38,10 @@ def sessions(count: int = 6, turns: int = 12) -> list[list[dict]]:
 
 
 @pytest.fixture
-def config(tmp_path, openai_server):
-    openai_server.responder = Billed(ScriptedResponder())
+def config(billed_llm_config):
     return {
-        "memory_manager": {
-            "model_name": "openai",
-            "configs": {
-                "model": "gpt-4o-mini",
-                "api_key": "sk-test-dry-run",
-                "openai_base_url": openai_server.base_url,
-            },
-        },
+        **billed_llm_config,
         "short_term_buffer_tokens": 300,
-        "memory_dir": str(tmp_path / "mem"),
     }
 
 
