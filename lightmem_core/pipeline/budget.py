@@ -19,9 +19,9 @@ batch's prompt estimate stays within N. A batch that does not fit is split at a 
 part that fits is extracted, the rest is *held*: it stays in the journal with the retry time
 :data:`HELD`, which no background retry reaches. The next ``add_memory`` of its scope with
 budget left (``flush()`` too) takes it up, or ``retry()``, which extracts everything pending
-(within the hour/day limits). A call always
-extracts at least one message, so a message larger than the budget cannot block its memory. A
-background retry of a failed batch is held to the configured ``llm_tokens_per_add`` as well.
+(within the hour/day limits). A call always extracts at least one message, so a message larger
+than the budget cannot block its memory. A background retry of a failed batch is held to the
+configured ``llm_tokens_per_add`` as well.
 """
 
 from __future__ import annotations
