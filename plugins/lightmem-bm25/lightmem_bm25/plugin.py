@@ -12,17 +12,20 @@ if TYPE_CHECKING:
     from .index import BM25Retriever
 
 
-def _k1_positive(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
+# The option validators are public: lightmem-sqlite-index validates the same options with them.
+
+
+def k1_positive(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
     if not value > 0:
         raise ValueError(f"{attribute.name}: must be > 0, got {value}")
 
 
-def _b_in_unit_interval(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
+def b_in_unit_interval(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
     if not 0 <= value <= 1:
         raise ValueError(f"{attribute.name}: must be between 0 and 1, got {value}")
 
 
-def _path_not_empty(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
+def path_not_empty(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
     if not value.strip():
         raise ValueError(f"{attribute.name}: must name a file, got an empty string")
 
@@ -35,15 +38,15 @@ class BM25Options:
     additions. See the plugin's README for what each option does.
     """
 
-    k1: float = attrs.field(default=1.5, validator=_k1_positive)
-    b: float = attrs.field(default=0.75, validator=_b_in_unit_interval)
+    k1: float = attrs.field(default=1.5, validator=k1_positive)
+    b: float = attrs.field(default=0.75, validator=b_in_unit_interval)
     variant: Literal["okapi", "plus", "l"] = "okapi"
     tokenizer: Literal["word", "whitespace"] | None = None
     lowercase: bool = True
     stopwords: bool = True
     use_stemming: bool = True
     on_disk: bool = False
-    index_path: str = attrs.field(default="bm25_index.json", validator=_path_not_empty)
+    index_path: str = attrs.field(default="bm25_index.json", validator=path_not_empty)
 
 
 def build_bm25(options: BM25Options, context: BackendContext) -> BM25Retriever:

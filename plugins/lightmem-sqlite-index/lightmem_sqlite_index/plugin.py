@@ -1,4 +1,5 @@
-"""Registers ``sqlite-bm25`` and ``sqlite-fts``. Imports only the contract, attrs and the stdlib."""
+"""Registers ``sqlite-bm25`` and ``sqlite-fts``. Imports only the contract, attrs, the stdlib and
+the BM25 plugin's option validators."""
 
 from __future__ import annotations
 
@@ -6,26 +7,12 @@ import os
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
+from lightmem_bm25.plugin import b_in_unit_interval, k1_positive, path_not_empty
 from lightmem_hookspecs import BackendContext, Register, hookimpl
 
 if TYPE_CHECKING:
     from .bm25 import SQLiteBM25Retriever
     from .fts import SQLiteFTSRetriever
-
-
-def _path_not_empty(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
-    if not value.strip():
-        raise ValueError(f"{attribute.name}: must name a file, got an empty string")
-
-
-def _k1_positive(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name}: must be > 0, got {value}")
-
-
-def _b_in_unit_interval(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0 <= value <= 1:
-        raise ValueError(f"{attribute.name}: must be between 0 and 1, got {value}")
 
 
 def _at_least_one(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
@@ -41,12 +28,12 @@ class SQLiteBM25Options:
     ``BM25`` (the two share one analyser and one scoring function); see the plugin's README.
     """
 
-    k1: float = attrs.field(default=1.5, validator=_k1_positive)
-    b: float = attrs.field(default=0.75, validator=_b_in_unit_interval)
+    k1: float = attrs.field(default=1.5, validator=k1_positive)
+    b: float = attrs.field(default=0.75, validator=b_in_unit_interval)
     tokenizer: Literal["word", "whitespace"] | None = None
     stopwords: bool = True
     use_stemming: bool = True
-    index_path: str = attrs.field(default="lexical_bm25.sqlite3", validator=_path_not_empty)
+    index_path: str = attrs.field(default="lexical_bm25.sqlite3", validator=path_not_empty)
     merge_after: int = attrs.field(default=16, validator=_at_least_one)
 
 
@@ -57,7 +44,7 @@ class SQLiteFTSOptions:
     tokenizer: Literal["word", "whitespace"] | None = None
     stopwords: bool = True
     use_stemming: bool = True
-    index_path: str = attrs.field(default="lexical_fts.sqlite3", validator=_path_not_empty)
+    index_path: str = attrs.field(default="lexical_fts.sqlite3", validator=path_not_empty)
 
 
 def _analyzer(tokenizer: str | None, stopwords: bool, stem: bool) -> Any:
