@@ -3,7 +3,7 @@
 For each round, in the same process and on the same loaded model: (1) encode the turns' texts
 with the text embedder backend alone, in one call per session; (2) the same, all turns in ONE
 call (the model's best case: longest batches, least padding); (3) the texts the pipeline
-really embeds (the turn with its speaker and date, ``indexing.vector_text``) in one call;
+really embeds (each turn, ``indexing.embedded_text``, and each speaker's name once) in one call;
 (4) ingest the same turns into a fresh LightMemory (default config, temporary directory)
 session by session with ``add_memory(session, force_segment=True, force_extract=True)`` and
 ``close()`` (which writes the vectors still queued, see ``vector_batch_texts``). Rounds
@@ -54,17 +54,21 @@ def encode_alone(embedder: Any, sessions: list[list[dict]], *, one_call: bool = 
 
 
 def indexed_texts(sessions: list[list[dict]]) -> list[list[str]]:
-    """The texts the pipeline embeds for these turns (speaker and date added, see indexing.py)."""
+    """The texts the pipeline embeds for these turns: each turn, and each speaker's name once
+    (its vector is added to the turn's, see ``indexing.with_speakers``)."""
     from lightmem_hookspecs import Scope
 
-    from lightmem_core.indexing import vector_text
+    from lightmem_core.indexing import embedded_text, speaker_of
     from lightmem_core.messages import normalize_messages
     from lightmem_core.pipeline.ingest import entry_from_message
 
-    return [
-        [vector_text(entry_from_message(m, 0)) for m in normalize_messages(session, Scope())]
+    entries = [
+        [entry_from_message(m, 0) for m in normalize_messages(session, Scope())]
         for session in sessions
     ]
+    names = dict.fromkeys(speaker_of(e) for session in entries for e in session)
+    texts = [[embedded_text(e) for e in session] for session in entries]
+    return [*texts, [n for n in names if n]]
 
 
 def encode_texts(embedder: Any, texts: list[list[str]], *, one_call: bool = False) -> float:
@@ -226,7 +230,7 @@ def main() -> int:
     if tokens:
         print(
             f"model tokens: turns {tokens[0]}, indexed texts {tokens[1]} "
-            f"({tokens[1] / tokens[0]:.2f}x: speaker and date added)"
+            f"({tokens[1] / tokens[0]:.2f}x: the speakers' names added)"
         )
     print(
         f"ratio: {ratio:.2f} (a session per call); against one call: "

@@ -251,6 +251,9 @@ class LightMemConfig:
     #: New entries' vectors are computed together once this many wait (and always before a
     #: search, an update pass or close); 1: each extraction batch embeds its own at once.
     vector_batch_texts: int = attrs.field(default=256, validator=_positive)
+    #: Each entry's vector is its memory's embedding plus this much of its speaker's name's
+    #: (both unit length; 0: the memory alone). Questions name people.
+    speaker_vector_weight: float = attrs.field(default=1.0, validator=_non_negative)
     #: LLM tokens (prompt + answer) this memory may spend per hour / per day; past it,
     #: extraction waits with the messages kept in the journal (``None``: no limit).
     llm_tokens_per_hour: int | None = attrs.field(default=None, validator=_positive)

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 from lightmem_hookspecs import MemoryEntry, Message
 
-from lightmem_core.indexing import CONTEXT_KEY, index_text, message_context, vector_text
+from lightmem_core.indexing import (
+    CONTEXT_KEY,
+    embedded_text,
+    index_text,
+    labelled_text,
+    message_context,
+    with_speakers,
+)
 
 
 def message(content: str, hour: int | None = 10, speaker: str | None = "Ana", role="user"):
@@ -32,7 +40,8 @@ def test_index_text_adds_speaker_date_and_context_but_not_to_the_memory():
     assert index_text(entry) == (
         "Ana: His name is Biscuit. (Ana, 8 May 2023) | Ben: What is the puppy called?"
     )
-    assert vector_text(entry) == "Ana: His name is Biscuit. (Ana, 8 May 2023)"  # no context
+    assert labelled_text(entry) == "Ana: His name is Biscuit. (Ana, 8 May 2023)"  # no context
+    assert embedded_text(entry) == "His name is Biscuit."  # the speaker is added as a vector
     assert entry.memory == "His name is Biscuit."
     assert index_text(MemoryEntry(id="e2", memory="plain")) == "plain"
     dated = MemoryEntry(id="e3", memory="x", time_stamp=dt.datetime(2024, 1, 2))
@@ -82,3 +91,50 @@ def test_pipeline_entries_keep_the_turn_before_them(make_memory):
     # the lexical index sees the question the answer followed
     hits = mem.search("what is the puppy called", limit=2, strategy="context")
     assert [h.entry.memory for h in hits] == ["Biscuit!", "I adopted a puppy."]
+
+
+def test_with_speakers_adds_the_unit_name_vector_to_the_unit_text_vector():
+    texts = np.array([[3.0, 0.0, 0.0], [0.0, 2.0, 0.0], [1.0, 1.0, 0.0]])
+    name = np.array([0.0, 0.0, 5.0])
+    out = with_speakers(texts, [name, None, name], 1.0)
+    assert np.allclose(out[0], np.array([1.0, 0.0, 1.0]) / np.sqrt(2))
+    assert np.allclose(out[1], [0.0, 1.0, 0.0])  # no speaker: normalised only
+    assert np.allclose(np.linalg.norm(out, axis=1), 1.0)
+    half = with_speakers(texts, [name, None, None], 0.5)[0]
+    assert np.allclose(half, np.array([1.0, 0.0, 0.5]) / np.linalg.norm([1.0, 0.0, 0.5]))
+    assert np.allclose(with_speakers(texts, [name, name, name], 0.0)[0], [1.0, 0.0, 0.0])
+    assert np.allclose(texts[0], [3.0, 0.0, 0.0])  # the input is left as it was
+
+
+SAID = "the garden needs water before the trip"
+
+
+def said_by(*speakers: str) -> list[dict]:
+    return [
+        {"role": "user", "content": SAID, "speaker_name": who, "time_stamp": "2024-01-02T10:00"}
+        for who in speakers
+    ]
+
+
+def test_the_speakers_name_in_the_vector_finds_what_that_person_said(make_memory):
+    mem = make_memory()
+    mem.add(said_by("Ana", "Ben"))
+    for who in ("Ana", "Ben"):
+        hits = mem.search(f"what did {who} say about the garden", strategy="embedding")
+        assert [h.entry.speaker_name for h in hits] == [who, "Ana" if who == "Ben" else "Ben"]
+        assert hits[0].score > hits[1].score
+
+
+def test_without_the_speaker_weight_the_same_words_tie(tmp_path, make_memory):
+    mem = make_memory(speaker_vector_weight=0)
+    mem.add(said_by("Ana", "Ben"))
+    first, second = mem.search("what did Ana say about the garden", strategy="embedding")
+    assert abs(first.score - second.score) < 1e-6
+
+
+def test_a_speakers_name_is_encoded_once_per_memory(make_memory):
+    mem = make_memory(vector_batch_texts=1)
+    for i, turn in enumerate(said_by("Ana", "Ana", "Ben", "Ana")):
+        mem.add({**turn, "content": f"{turn['content']}, day {i}"})
+    usage = mem.get_token_statistics()["by_operation"]["add_memory"]
+    assert usage["embedded_texts"] == 4 + 2  # four memories, two names

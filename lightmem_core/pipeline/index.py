@@ -18,12 +18,14 @@ from typing import Any
 from lightmem_hookspecs import IndexRecord, MemoryEntry
 
 from ..errors import StoreError
-from ..indexing import index_text, vector_text
+from ..indexing import embedded_text, index_text, speaker_of, with_speakers
 from ..store import entry_payload
 from .runtime import Runtime
 
 #: Entries embedded and written per call when (re)building an index.
 CHUNK = 256
+#: Speakers' name vectors kept per memory (a conversation has a handful).
+SPEAKER_CACHE = 4096
 
 
 def index_record(entry: MemoryEntry, vector: Any = None) -> IndexRecord:
@@ -52,6 +54,8 @@ class Indexer:
         self._open = False
         #: Entries committed to the record store whose vectors are not written yet, by id.
         self._queued: dict[str, MemoryEntry] = {}
+        #: Embeddings of speakers' names, by (model, name): each is encoded once.
+        self._speakers: dict[tuple[str, str], Any] = {}
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -129,10 +133,40 @@ class Indexer:
             return
         for start in range(0, len(entries), chunk):
             part = entries[start : start + chunk]
-            vectors = embedder.embed([vector_text(e) for e in part])
+            vectors = self.vectors(part)
             records = [index_record(e, v) for e, v in zip(part, vectors, strict=True)]
             for index in indexes:
                 self._call(index, "upsert", records)
+
+    def vectors(self, entries: Sequence[MemoryEntry]) -> Any:
+        """The vectors of ``entries`` as the vector stores hold them, in ONE embedder call.
+
+        Each is its memory's embedding plus its speaker's name's (``speaker_vector_weight``,
+        see :func:`~lightmem_core.indexing.with_speakers`); a name not met before is encoded in
+        the same call as the memories, and only once per memory.
+        """
+        embedder = self.rt.embedder
+        if embedder is None:
+            raise StoreError("an embedding_retriever needs a text_embedder to index entries")
+        weight = self.rt.config.speaker_vector_weight
+        model = str(embedder.model_name)
+        speakers = [speaker_of(e) if weight > 0 else None for e in entries]
+        known = {
+            n: self._speakers[(model, n)]
+            for n in speakers
+            if n is not None and (model, n) in self._speakers
+        }
+        names = list(dict.fromkeys(n for n in speakers if n is not None and n not in known))
+        texts = [embedded_text(e) for e in entries]
+        found = embedder.embed(texts + names)
+        for name, vector in zip(names, found[len(texts) :], strict=True):
+            known[name] = vector
+            if len(self._speakers) >= SPEAKER_CACHE:
+                self._speakers.pop(next(iter(self._speakers)))
+            self._speakers[(model, name)] = vector
+        return with_speakers(
+            found[: len(texts)], [known[n] if n is not None else None for n in speakers], weight
+        )
 
     def index(
         self, entries: Sequence[MemoryEntry], *, text_too: bool = True, defer: bool = False
