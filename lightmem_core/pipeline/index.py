@@ -34,8 +34,14 @@ def index_record(entry: MemoryEntry, vector: Any = None) -> IndexRecord:
         id=entry.id,
         text=index_text(entry),
         payload=entry_payload(entry),
-        vector=tuple(float(x) for x in vector) if vector is not None else None,
+        vector=tuple(_floats(vector)) if vector is not None else None,
     )
+
+
+def _floats(vector: Any) -> list[float]:
+    if getattr(vector, "ndim", None) == 1:
+        return list(vector.astype(float).tolist())  # a numpy row: one C call, Python floats
+    return [float(x) for x in vector]
 
 
 def _same_version(stored: MemoryEntry, queued: MemoryEntry) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable
@@ -55,6 +56,7 @@ def _strip_verb_ending(word: str, ending: str) -> str | None:
     return stem
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def light_stem(word: str) -> str:
     """A light English suffix stemmer (plurals, -ing, -ed, final -e), for lower-case ASCII words.
 
@@ -98,7 +100,7 @@ def word_tokens(text: str) -> list[str]:
         cjk, word = match.group("cjk"), match.group("word")
         if cjk is not None:
             out.append(cjk)
-        elif any(ch in word for ch in _APOSTROPHES):
+        elif "'" in word or "\u2019" in word or "\u02bc" in word:  # _APOSTROPHES
             out.extend(_split_clitic(word))
         else:
             out.append(word)
