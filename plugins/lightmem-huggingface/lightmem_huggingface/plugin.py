@@ -58,7 +58,7 @@ class HuggingFaceOptions:
     embedding_dims: int | None = attrs.field(default=None, validator=_positive_or_none)
     model_kwargs: dict[str, Any] | None = attrs.field(default=None, validator=_kwargs_device_usable)
     device: str | None = attrs.field(default=None, validator=_device_usable)
-    batch_size: int = attrs.field(default=32, validator=_positive_or_none)
+    batch_size: int | None = attrs.field(default=None, validator=_positive_or_none)
     num_threads: int | None = attrs.field(default=None, validator=_positive_or_none)
     small_batch_threads: int | None = attrs.field(default=1, validator=_positive_or_none)
     huggingface_base_url: str | None = attrs.field(default=None, validator=_no_remote_endpoint)

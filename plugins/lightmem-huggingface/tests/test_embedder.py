@@ -72,10 +72,33 @@ def test_small_batches_equal_one_big_batch(minilm):
     try:
         small = minilm.embed(texts)
     finally:
-        minilm.batch_size = 32
+        minilm.batch_size = None
     singles = np.vstack([minilm.embed([t]) for t in texts])
     assert np.allclose(big, small, atol=1e-5)
     assert np.allclose(big, singles, atol=1e-5)
+
+
+def test_a_large_call_is_encoded_in_batches_of_nearly_equal_token_length(minilm):
+    texts = [("word " * ((i * 7) % 40)) + f"memory {i}" for i in range(40)]
+    model = minilm._load()
+    calls: list[list[str]] = []
+    encode = model.encode
+
+    def recording(batch, **kwargs):
+        calls.append(list(batch))
+        return encode(batch, **kwargs)
+
+    model.encode = recording
+    try:
+        vectors = minilm.embed(texts)
+    finally:
+        del model.encode
+    assert minilm.batch_size is None and [len(c) for c in calls] == [16, 16, 8]  # CPU default
+    lengths = [[len(model.tokenizer(t)["input_ids"]) for t in call] for call in calls]
+    flat = [n for call in lengths for n in call]
+    assert flat == sorted(flat, reverse=True)  # longest first, neighbours together
+    singles = np.vstack([minilm.embed([t]) for t in texts])
+    assert np.allclose(vectors, singles, atol=1e-5)  # every row where its text was
 
 
 def test_non_string_text_is_refused(minilm):
