@@ -94,13 +94,13 @@ class HybridWeights:
 
     ``rrf_k`` 10 rather than the customary 60: with two signals, agreement near the top should
     count; on the LoCoMo development split it raised evidence recall@10 from 0.667 to 0.722,
-    every conversation gaining (docs/evaluation.md). ``graph`` 0.7: with the no-LLM fallback
-    graph, 0.5-1.0 all raised recall there and 0.7 did best at under 300 words (docs/graph.md).
+    every conversation gaining (docs/evaluation.md). ``graph`` 0.4: with the no-LLM fallback
+    graph, 0.2-0.7 all raised recall there and 0.4 did best, at ~325 words (docs/graph.md).
     """
 
     embedding: float = attrs.field(default=1.0, validator=_non_negative)
     context: float = attrs.field(default=1.0, validator=_non_negative)
-    graph: float = attrs.field(default=0.7, validator=_non_negative)
+    graph: float = attrs.field(default=0.4, validator=_non_negative)
     rrf_k: int = attrs.field(default=10, validator=_positive)
 
 

@@ -183,7 +183,7 @@ def test_a_multi_hop_question_is_answered_from_the_graph(tmp_path, server):
         without = [h.entry.memory for h in plain.search(question, limit=3, user_id="alice")]
     assert "Bob moved to Munich." not in without
     # LLM relations are precise: give the graph the weight of the other signals (the default
-    # 0.7 is tuned for the noisier no-LLM fallback graph).
+    # 0.4 is tuned for the noisier no-LLM fallback graph).
     weights = {"embedding": 1.0, "context": 1.0, "graph": 1.0, "rrf_k": 10}
     config = llm_config(tmp_path, server, graph=True, hybrid_weights=weights)
     with LightMemory(config, host=host()) as mem:
