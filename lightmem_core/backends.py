@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -47,12 +48,24 @@ class UsageBook:
         self._sink(current_operation.get(), usage)
 
 
+#: Bytes of recent vectors an embedder keeps, so that a text is encoded once: turns the topic
+#: segmenter embedded are not encoded again when their entries are indexed, nor a memory again
+#: by the update pass, nor a repeated query (16 MB: ~10 k MiniLM vectors).
+RECENT_VECTOR_BYTES = 16 << 20
+
+
 class AccountedEmbedder:
-    """A text embedder whose calls run as ``embed`` operations and are counted."""
+    """A text embedder whose calls run as ``embed`` operations and are counted.
+
+    It remembers the vectors of the texts it encoded last (:data:`RECENT_VECTOR_BYTES`): a text
+    met again is not encoded again, and is not counted as embedded.
+    """
 
     def __init__(self, backend: Any, name: str, hooks: HookChain, book: UsageBook) -> None:
         self.backend, self.name, self.hooks, self.book = backend, name, hooks, book
         self.model_name = getattr(backend, "model_name", name)
+        self._recent: OrderedDict[str, Any] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     @property
     def dimension(self) -> int:
@@ -63,6 +76,8 @@ class AccountedEmbedder:
         self.backend.embed(["warm-up"])
 
     def close(self) -> None:
+        with self._recent_lock:
+            self._recent.clear()
         close = getattr(self.backend, "close", None)
         if callable(close):
             close()
@@ -73,6 +88,19 @@ class AccountedEmbedder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._recent_lock:
+            known = {t: self._recent[t] for t in texts if t in self._recent}
+            for text in known:
+                self._recent.move_to_end(text)
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            found = self._encode(missing)
+            self._remember(missing, found)
+            known.update(zip(missing, found, strict=True))
+        return np.stack([known[t] for t in texts])
+
+    def _encode(self, texts: list[str]) -> Any:
+        import numpy as np
 
         def call(op: Operation) -> Any:
             vectors = np.asarray(self.backend.embed(texts), dtype=np.float32)
@@ -88,6 +116,15 @@ class AccountedEmbedder:
                 f"{len(texts)} texts; expected ({len(texts)}, {self.dimension})"
             )
         return vectors
+
+    def _remember(self, texts: list[str], vectors: Any) -> None:
+        keep = max(1, RECENT_VECTOR_BYTES // max(1, int(vectors.shape[1]) * 4))
+        with self._recent_lock:
+            for text, vector in zip(texts[-keep:], vectors[-keep:], strict=True):
+                self._recent[text] = vector.copy()  # not a view pinning the whole array
+                self._recent.move_to_end(text)
+            while len(self._recent) > keep:
+                self._recent.popitem(last=False)
 
 
 class AccountedLLM:

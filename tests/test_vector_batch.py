@@ -131,3 +131,31 @@ def test_sigkill_with_queued_vectors_loses_none_of_them(tmp_path):
         assert sorted(h.entry.memory for h in hits) == sorted(t["content"] for t in TURNS)
         assert vectors(mem) == len(TURNS)
         assert unindexed(mem) == []
+
+
+def test_a_text_is_encoded_once_across_segmentation_indexing_and_search(make_memory):
+    mem = make_memory(topic_segment=True)
+    mem.add_memory(TURNS, force_segment=True, force_extract=True)
+    mem.search(TURNS[0]["content"], limit=1, strategy="embedding")  # flushes: vectors written
+    usage = mem.get_token_statistics()["by_operation"]
+    # the segmenter encoded the five turns; indexing and the query (a turn's text) reuse them
+    assert usage["add_memory"]["embedded_texts"] == len(TURNS)
+    assert "retrieve" not in usage or usage["retrieve"]["embedded_texts"] == 0
+    mem.search("where does the owl sleep", limit=1, strategy="embedding")
+    mem.search("where does the owl sleep", limit=1, strategy="embedding")
+    assert mem.get_token_statistics()["by_operation"]["retrieve"]["embedded_texts"] == 1
+
+
+def test_the_embedders_memory_of_recent_vectors_is_bounded(make_memory, monkeypatch):
+    import lightmem_core.backends as backends
+
+    mem = make_memory()
+    dimension = mem.embedder.dimension
+    monkeypatch.setattr(backends, "RECENT_VECTOR_BYTES", 3 * dimension * 4)  # three vectors
+    first = mem.embedder.embed(["a", "b", "c", "d"])
+    assert list(mem.embedder._recent) == ["b", "c", "d"]
+    calls = mem.embedder.backend.calls
+    again = mem.embedder.embed(["d", "a"])  # "d" remembered, "a" encoded again
+    assert mem.embedder.backend.calls == calls + 1
+    assert list(mem.embedder._recent) == ["c", "d", "a"]
+    assert (again[0] == first[3]).all() and (again[1] == first[0]).all()

@@ -24,8 +24,6 @@ from .runtime import Runtime
 
 #: Entries embedded and written per call when (re)building an index.
 CHUNK = 256
-#: Speakers' name vectors kept per memory (a conversation has a handful).
-SPEAKER_CACHE = 4096
 
 
 def index_record(entry: MemoryEntry, vector: Any = None) -> IndexRecord:
@@ -60,8 +58,6 @@ class Indexer:
         self._open = False
         #: Entries committed to the record store whose vectors are not written yet, by id.
         self._queued: dict[str, MemoryEntry] = {}
-        #: Embeddings of speakers' names, by (model, name): each is encoded once.
-        self._speakers: dict[tuple[str, str], Any] = {}
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -148,30 +144,20 @@ class Indexer:
         """The vectors of ``entries`` as the vector stores hold them, in ONE embedder call.
 
         Each is its memory's embedding plus its speaker's name's (``speaker_vector_weight``,
-        see :func:`~lightmem_core.indexing.with_speakers`); a name not met before is encoded in
-        the same call as the memories, and only once per memory.
+        see :func:`~lightmem_core.indexing.with_speakers`). The names go into the same call as
+        the memories; the embedder remembers recent vectors, so a name is encoded once.
         """
         embedder = self.rt.embedder
         if embedder is None:
             raise StoreError("an embedding_retriever needs a text_embedder to index entries")
         weight = self.rt.config.speaker_vector_weight
-        model = str(embedder.model_name)
         speakers = [speaker_of(e) if weight > 0 else None for e in entries]
-        known = {
-            n: self._speakers[(model, n)]
-            for n in speakers
-            if n is not None and (model, n) in self._speakers
-        }
-        names = list(dict.fromkeys(n for n in speakers if n is not None and n not in known))
+        names = list(dict.fromkeys(n for n in speakers if n is not None))
         texts = [embedded_text(e) for e in entries]
         found = embedder.embed(texts + names)
-        for name, vector in zip(names, found[len(texts) :], strict=True):
-            known[name] = vector
-            if len(self._speakers) >= SPEAKER_CACHE:
-                self._speakers.pop(next(iter(self._speakers)))
-            self._speakers[(model, name)] = vector
+        by_name = dict(zip(names, found[len(texts) :], strict=True))
         return with_speakers(
-            found[: len(texts)], [known[n] if n is not None else None for n in speakers], weight
+            found[: len(texts)], [by_name[n] if n is not None else None for n in speakers], weight
         )
 
     def index(
