@@ -71,7 +71,7 @@ def load_turns(path: Path) -> tuple[list[tuple[str, str]], list[str]]:
         if turn.get("text")
     ]
     questions = [str(q["question"]) for sample in samples for q in sample["qa"]]
-    return turns, questions
+    return turns, list(dict.fromkeys(questions))  # each once (see run_size)
 
 
 def message(turns: list[tuple[str, str]], i: int) -> dict[str, Any]:
@@ -160,14 +160,18 @@ def run_size(args: Any, size: int, turns: list, questions: list[str]) -> dict[st
         fill_s = fill(memory, turns, size, args.chunk)
         entries = memory.stats().get("entries", size) if hasattr(memory, "stats") else size
         memory.search("warm up the indexes", limit=10)
-        queries = questions[: args.queries]
-        idle = measure_searches(memory, queries, args.limit)
+        # Distinct questions for each part: the embedder remembers the vectors of texts it
+        # encoded lately, so a repeated question would not be embedded again.
+        n = args.queries
+        if len(questions) < 2 * n + args.cycles:
+            raise SystemExit(f"--data has {len(questions)} questions; {2 * n + args.cycles} needed")
+        idle = measure_searches(memory, questions[:n], args.limit)
         stop = multiprocessing.Event()
         competitor = multiprocessing.Process(target=busy, args=(stop,), daemon=True)
         competitor.start()
         try:
             time.sleep(0.5)
-            loaded = measure_searches(memory, queries, args.limit)
+            loaded = measure_searches(memory, questions[n : 2 * n], args.limit)
         finally:
             stop.set()
             competitor.join(5)
@@ -176,7 +180,7 @@ def run_size(args: Any, size: int, turns: list, questions: list[str]) -> dict[st
             msg = message(turns, size + k)
             started = time.perf_counter()
             memory.add_memory([msg], force_segment=True, force_extract=True)
-            memory.search(questions[k % len(questions)], limit=args.limit)
+            memory.search(questions[2 * n + k], limit=args.limit)
             cycles.append((time.perf_counter() - started) * 1000)
         rss_full = rss_mb()
         memory.close()
