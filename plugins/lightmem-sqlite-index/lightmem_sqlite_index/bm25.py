@@ -4,9 +4,11 @@ Layout (one SQLite file, WAL):
 
 - ``docs``: one row per record: its id, the payload fields a filter tests, the payload.
 - ``postings``: per term, a few rows ``(term, seg, data)``; ``data`` is a packed array of
-  ``(doc rowid, term frequency, document length)``. An ``index`` call appends one small row per
-  term it touches; when a term has more than ``merge_after`` rows they are merged into one,
-  in the same transaction (the cost of a merge is amortised over that many adds).
+  ``(doc rowid, term frequency, document length)``. The blobs live in a rowid table (new rows
+  go at its end) and a small index on ``(term, seg)`` finds them. An ``index`` call appends
+  one small row per term it touches; when a term has more than ``merge_after`` rows they are
+  merged into one, in the same transaction (the cost of a merge is amortised over that many
+  adds).
 - ``stats``: the number of records and the sum of their lengths.
 
 Every ``index`` / ``delete`` call is one transaction, so the file is always the state after
@@ -32,7 +34,7 @@ from lightmem_hookspecs import IndexRecord, SearchFilter
 
 from .db import FILTER_COLUMNS, SQLiteFile, filter_fields, filter_sql, unique_last
 
-SCHEMA_VERSION = "lightmem-sqlite-bm25/1"
+SCHEMA_VERSION = "lightmem-sqlite-bm25/2"
 
 #: One posting: the record's rowid, the term's frequency in it, the record's length in terms.
 POSTING = np.dtype([("doc", "<i8"), ("tf", "<f4"), ("len", "<f4")])
@@ -42,12 +44,31 @@ CREATE TABLE IF NOT EXISTS docs (
     rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, {FILTER_COLUMNS},
     payload TEXT NOT NULL, terms TEXT NOT NULL, length INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS postings (
-    term TEXT NOT NULL, seg INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (term, seg)
-) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS postings (term TEXT NOT NULL, seg INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS postings_term_seg ON postings (term, seg);
 CREATE TABLE IF NOT EXISTS stats (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO stats (key, value) VALUES ('docs', 0), ('length', 0), ('seg', 0);
 """
+
+
+def _postings_in_a_rowid_table(conn: Any) -> None:
+    """Format 1 -> 2: the posting blobs move out of the ``(term, seg)`` B-tree.
+
+    Format 1 kept them in a WITHOUT ROWID table, i.e. inside the B-tree of their key: every
+    insert landed among large rows in key order (overflow pages, splits), so adding got slower
+    as the index grew (2,000 records took 0.56 s at 300 k records instead of 0.2 s).
+    """
+    conn.execute(
+        "CREATE TABLE postings_v2 (term TEXT NOT NULL, seg INTEGER NOT NULL, data BLOB NOT NULL)"
+    )
+    conn.execute("INSERT INTO postings_v2 (term, seg, data) SELECT term, seg, data FROM postings")
+    conn.execute("DROP TABLE postings")
+    conn.execute("ALTER TABLE postings_v2 RENAME TO postings")
+    conn.execute("CREATE UNIQUE INDEX postings_term_seg ON postings (term, seg)")
+
+
+#: Older formats this version brings up to date when it opens their file.
+MIGRATIONS = {"lightmem-sqlite-bm25/1": _postings_in_a_rowid_table}
 
 
 def _pack(rows: list[tuple[int, int, int]]) -> bytes:
@@ -77,7 +98,7 @@ class SQLiteBM25Retriever:
             raise ValueError(f"b: must be between 0 and 1, got {b}")
         if merge_after < 1:
             raise ValueError(f"merge_after: must be >= 1, got {merge_after}")
-        self.db = SQLiteFile(path, _SCHEMA, SCHEMA_VERSION)
+        self.db = SQLiteFile(path, _SCHEMA, SCHEMA_VERSION, MIGRATIONS)
         self.path = self.db.path
         self.analyzer = analyzer
         self.k1, self.b, self.merge_after = k1, b, merge_after

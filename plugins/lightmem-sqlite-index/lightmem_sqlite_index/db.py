@@ -6,7 +6,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -60,10 +60,17 @@ class SQLiteFile:
 
     In WAL mode readers see the last committed state and never wait for the writer, so a
     search runs while another thread indexes. ``schema`` is created on first open and
-    ``version`` recorded; a file written by another version is refused.
+    ``version`` recorded; a file written by an older version named in ``migrations`` is brought
+    up to date in place (one transaction), one written by any other version is refused.
     """
 
-    def __init__(self, path: str | os.PathLike[str], schema: str, version: str) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        schema: str,
+        version: str,
+        migrations: Mapping[str, Callable[[sqlite3.Connection], None]] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
@@ -82,6 +89,9 @@ class SQLiteFile:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if row is None:
                 conn.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (version,))
+            elif row[0] != version and row[0] in (migrations or {}):
+                (migrations or {})[row[0]](conn)  # in this transaction: all of it or nothing
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (version,))
             elif row[0] != version:
                 raise RuntimeError(
                     f"{self.path}: lexical index written by {row[0]!r}, this plugin reads "

@@ -348,3 +348,39 @@ def test_an_update_interrupted_before_indexing_is_caught_up_on_open(tmp_path):
     assert [h.id for h in again.search("Berlin", limit=3, strategy="context")] == [entry.id]
     assert again.search("Paris", limit=3, strategy="context") == []
     again.close()
+
+
+def words(text: str) -> list[str]:
+    return text.lower().split()
+
+
+def test_a_format_1_file_is_migrated_in_place_with_the_same_results(tmp_path):
+    path = tmp_path / "lexical_bm25.sqlite3"
+    index = SQLiteBM25Retriever(path, words)
+    index.index(TURNS)
+    before = index.search("Rex loves the beach", limit=6)
+    index.close()
+    # Rewrite the file in format 1: postings in a WITHOUT ROWID table keyed by (term, seg).
+    raw = sqlite3.connect(path)
+    with raw:
+        raw.execute(
+            "CREATE TABLE old (term TEXT NOT NULL, seg INTEGER NOT NULL, data BLOB NOT NULL, "
+            "PRIMARY KEY (term, seg)) WITHOUT ROWID"
+        )
+        raw.execute("INSERT INTO old SELECT term, seg, data FROM postings")
+        raw.execute("DROP TABLE postings")
+        raw.execute("ALTER TABLE old RENAME TO postings")
+        raw.execute("UPDATE meta SET value = 'lightmem-sqlite-bm25/1' WHERE key = 'schema'")
+    raw.close()
+    index = SQLiteBM25Retriever(path, words)
+    assert index.search("Rex loves the beach", limit=6) == before
+    index.index([IndexRecord("t7", "Rex found a crab on the beach", {"speaker": "Ann"})])
+    assert index.search("crab", limit=1)[0][0] == "t7"
+    index.close()
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == (
+        bm25_module.SCHEMA_VERSION
+    )
+    (sql,) = raw.execute("SELECT sql FROM sqlite_master WHERE name = 'postings'").fetchone()
+    assert "WITHOUT ROWID" not in sql
+    raw.close()
