@@ -13,6 +13,7 @@ no ingestion running (the baseline), and writes ``benchmarks/results/search_duri
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import tempfile
@@ -73,13 +74,16 @@ def main() -> None:
             for start in range(0, len(facts), 50):
                 mem.add(facts[start : start + 50], user_id="bench")
             queries = [f"what about my {t}?" for t in TOPICS]
+            numbers = itertools.count()
 
             def search_loop(stop: threading.Event | None, count: int = 0) -> list[float]:
                 out: list[float] = []
                 i = 0
                 while (stop is not None and not stop.is_set()) or (stop is None and i < count):
                     t0 = time.perf_counter()
-                    mem.search(queries[i % len(queries)], limit=10, user_id="bench")
+                    # numbered: every query is new (the embedder remembers recent texts)
+                    query = f"{queries[i % len(queries)]} ({next(numbers)})"
+                    mem.search(query, limit=10, user_id="bench")
                     out.append((time.perf_counter() - t0) * 1000)
                     i += 1
                 return out
