@@ -3,6 +3,7 @@ extract → store → index → (online) update."""
 
 from __future__ import annotations
 
+import enum
 import itertools
 import logging
 import uuid
@@ -28,6 +29,15 @@ ROLES_BY_USE = {
     "assistant_only": ("assistant",),
     "hybrid": ("user", "assistant"),
 }
+
+
+class Allowance(enum.Enum):
+    """``process_batch``'s default: what a batch taken up by the background retrier may spend."""
+
+    #: A fresh ``llm_tokens_per_add`` (no limit when it is not set).
+    CONFIGURED = "configured"
+
+
 _ENTRY_NS = uuid.UUID("6d1f4c3e-2b7a-4f0e-9a51-3c7e0b9d8a21")
 
 
@@ -277,18 +287,21 @@ class Ingestion:
         return low if low or allowance.spent else 1
 
     def process_batch(
-        self, batch_id: str, allowance: budget.CallBudget | str | None = "config"
+        self,
+        batch_id: str,
+        allowance: budget.CallBudget | Allowance | None = Allowance.CONFIGURED,
     ) -> list[str] | None:
         """Extract, store and index one batch. Returns stored entry ids, or None if it failed.
 
         The extraction (the LLM call) runs without the memory's lock unless the caller holds
         it; storing and indexing take it. Messages whose facts could not be extracted stay
         pending in a new batch retried later. ``allowance`` is what the calling ``add_memory``
-        may still spend (``"config"``: a fresh ``llm_tokens_per_add``, as for a background
-        retry; ``None``: no per-call limit): the messages past it are held (see ``budget``).
+        may still spend (``Allowance.CONFIGURED``: a fresh ``llm_tokens_per_add``, as for a
+        background retry; ``None``: no per-call limit): the messages past it are held (see
+        ``budget``).
         """
         rt = self.rt
-        if isinstance(allowance, str):
+        if allowance is Allowance.CONFIGURED:
             allowance = budget.call_budget(rt.config, None)
         with rt.lock:
             info = rt.store.batch_info(batch_id)
