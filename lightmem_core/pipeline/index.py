@@ -38,7 +38,7 @@ def index_record(entry: MemoryEntry, vector: Any = None) -> IndexRecord:
 
 def _floats(vector: Any) -> list[float]:
     if getattr(vector, "ndim", None) == 1:
-        return list(vector.astype(float).tolist())  # a numpy row: one C call, Python floats
+        return list(vector.tolist())  # a numpy row: one C call, Python floats
     return [float(x) for x in vector]
 
 
@@ -135,21 +135,18 @@ class Indexer:
             return
         for start in range(0, len(entries), chunk):
             part = entries[start : start + chunk]
-            vectors = self.vectors(part)
+            vectors = self._vectors(embedder, part)
             records = [index_record(e, v) for e, v in zip(part, vectors, strict=True)]
             for index in indexes:
                 self._call(index, "upsert", records)
 
-    def vectors(self, entries: Sequence[MemoryEntry]) -> Any:
+    def _vectors(self, embedder: Any, entries: Sequence[MemoryEntry]) -> Any:
         """The vectors of ``entries`` as the vector stores hold them, in ONE embedder call.
 
         Each is its memory's embedding plus its speaker's name's (``speaker_vector_weight``,
         see :func:`~lightmem_core.indexing.with_speakers`). The names go into the same call as
         the memories; the embedder remembers recent vectors, so a name is encoded once.
         """
-        embedder = self.rt.embedder
-        if embedder is None:
-            raise StoreError("an embedding_retriever needs a text_embedder to index entries")
         weight = self.rt.config.speaker_vector_weight
         speakers = [speaker_of(e) if weight > 0 else None for e in entries]
         names = list(dict.fromkeys(n for n in speakers if n is not None))
