@@ -71,6 +71,7 @@ class SQLiteFile:
         version: str,
         migrations: Mapping[str, Callable[[sqlite3.Connection], None]] | None = None,
     ) -> None:
+        migrations = migrations or {}
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
@@ -89,8 +90,8 @@ class SQLiteFile:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if row is None:
                 conn.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (version,))
-            elif row[0] != version and row[0] in (migrations or {}):
-                (migrations or {})[row[0]](conn)  # in this transaction: all of it or nothing
+            elif row[0] != version and row[0] in migrations:
+                migrations[row[0]](conn)  # in this transaction: all of it or nothing
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (version,))
             elif row[0] != version:
                 raise RuntimeError(
