@@ -125,7 +125,7 @@ def test_the_speakers_name_in_the_vector_finds_what_that_person_said(make_memory
         assert hits[0].score > hits[1].score
 
 
-def test_without_the_speaker_weight_the_same_words_tie(tmp_path, make_memory):
+def test_without_the_speaker_weight_the_same_words_tie(make_memory):
     mem = make_memory(speaker_vector_weight=0)
     mem.add(said_by("Ana", "Ben"))
     first, second = mem.search("what did Ana say about the garden", strategy="embedding")
