@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AddResult",
+    "AsyncLightMemory",
     "BackendError",
     "BackendNotFoundError",
     "ConfigError",
@@ -49,6 +50,10 @@ def __getattr__(name: str):
         from . import memory
 
         return getattr(memory, name)
+    if name == "AsyncLightMemory":
+        from .aio import AsyncLightMemory
+
+        return AsyncLightMemory
     if name == "LightMemConfig":
         from .config import LightMemConfig
 

@@ -60,6 +60,11 @@ class ScopeRequiredError(InputError):
     """A call named no user, agent or run id while the memory requires a scope."""
 
 
+class EmptyScopeError(InputError):
+    """A scope id (``user_id``, ``agent_id``, ``run_id``) was the empty string. Pass ``None``
+    (or leave it out) for unset; ``""`` would otherwise read as "every scope"."""
+
+
 class MemoryDirInUseError(StoreError):
     """Another ``LightMemory`` (in this or another process) owns the memory directory.
 

@@ -1,10 +1,12 @@
 """Scopes: who a message or memory belongs to, validated once and matched exactly everywhere.
 
-A scope is the triple ``(user_id, agent_id, run_id)``. Each value is a string or unset
-(``None``); the empty string means unset too, so ``user_id=""`` and ``user_id=None`` name the
-same scope. Anything else (an int, bytes, a string that cannot be encoded as UTF-8) is refused
-with an :class:`~lightmem_core.errors.InputError` before anything is written: ``123`` and
-``"123"`` would otherwise be one tenant in the record store and two in an index.
+A scope is the triple ``(user_id, agent_id, run_id)``. Each value is a non-empty string or
+unset (``None``). The empty string is refused with an
+:class:`~lightmem_core.errors.EmptyScopeError`: a query with ``user_id=""`` would otherwise
+name no scope and so see every tenant. Anything else (an int, bytes, a string that cannot be
+encoded as UTF-8) is refused with an :class:`~lightmem_core.errors.InputError` before anything
+is written: ``123`` and ``"123"`` would otherwise be one tenant in the record store and two in
+an index.
 
 Matching is exact: an entry belongs to the scope ``(alice, None, None)`` only when its user is
 ``alice`` and its agent and run are unset. :func:`scope_key` is the canonical, collision-free
@@ -18,7 +20,7 @@ from typing import Any
 
 from lightmem_hookspecs import Scope
 
-from .errors import InputError
+from .errors import EmptyScopeError, InputError
 
 SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
 
@@ -39,7 +41,7 @@ def check_text(value: str, where: str) -> str:
 
 
 def scope_value(value: Any, name: str) -> str | None:
-    """One validated scope value: a string, or ``None`` for unset (``""`` counts as unset)."""
+    """One validated scope value: a non-empty string, or ``None`` for unset."""
     if value is None:
         return None
     if not isinstance(value, str):
@@ -48,7 +50,10 @@ def scope_value(value: Any, name: str) -> str | None:
             f"{name}=str(...) if the id is a number"
         )
     if value == "":
-        return None
+        raise EmptyScopeError(
+            f"{name}: the empty string is not a scope id; pass None (or leave {name} out) for "
+            f"unset, or a non-empty id"
+        )
     if len(value) > MAX_SCOPE_LENGTH:
         raise InputError(f"{name}: at most {MAX_SCOPE_LENGTH} characters, got {len(value)}")
     return check_text(value, name)
@@ -64,7 +69,7 @@ def make_scope(user_id: Any = None, agent_id: Any = None, run_id: Any = None) ->
 
 
 def normalize_scope(scope: Scope) -> Scope:
-    """``scope`` with each value validated (``""`` becomes ``None``)."""
+    """``scope`` with each value validated."""
     return make_scope(scope.user_id, scope.agent_id, scope.run_id)
 
 

@@ -10,7 +10,7 @@ import pytest
 from lightmem_hookspecs import Scope
 
 from lightmem_core import LightMemory
-from lightmem_core.errors import InputError, ScopeRequiredError
+from lightmem_core.errors import EmptyScopeError, InputError, ScopeRequiredError
 from lightmem_core.messages import message_id
 from lightmem_core.store import SCHEMA_VERSION, RecordStore
 from lightmem_core.testing.reference import reference_config
@@ -57,11 +57,22 @@ def test_generated_ids_cannot_be_imitated_by_separators():
     assert message_id(c, "user", "x", None, 0) != message_id(b, "user", "x", None, 0)
 
 
-def test_empty_string_and_none_are_one_scope(make_memory):
+@pytest.mark.parametrize("key", ["user_id", "agent_id", "run_id"])
+def test_an_empty_scope_id_is_refused_everywhere(make_memory, key):
     mem = make_memory()
-    mem.add([_msg("blue is my colour", id="m")], user_id="")
-    assert mem.add([_msg("blue is my colour", id="m")], user_id=None).messages_added == 0
-    assert [e.scope.user_id for e in mem.get_all()] == [None]
+    mem.add([_msg("blue is my colour", id="m")], user_id="alice")
+    with pytest.raises(EmptyScopeError, match=key):
+        mem.add([_msg("red is my colour", id="n")], **{key: ""})
+    for call in (
+        lambda: mem.search("colour", **{key: ""}),
+        lambda: mem.search("colour", filters={key: ""}),
+        lambda: mem.retrieve("colour", **{key: ""}),
+        lambda: mem.get_all(**{key: ""}),
+        lambda: mem.flush(**{key: ""}),
+    ):
+        with pytest.raises(EmptyScopeError, match=key):
+            call()
+    assert [m.message.content for m in mem.store.journal()] == ["blue is my colour"]
 
 
 @pytest.mark.parametrize("bad", [123, 1.5, b"alice", ["alice"], "al\udcffice", True])
