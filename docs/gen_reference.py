@@ -269,8 +269,25 @@ def payload_section() -> list[str]:
     return out
 
 
+def versions_section() -> list[str]:
+    """The contract version and the compatibility rule, from ``lightmem_hookspecs.contract``."""
+    from lightmem_hookspecs import contract as module
+
+    doc = inspect.cleandoc(module.__doc__ or "").split("\n", 1)[1].strip()
+    doc = _ROLE.sub(lambda m: f"`{m.group(2)}`", doc.replace("``", "`"))
+    return [
+        "## Contract versions",
+        "",
+        f"This page describes contract **{contract.CONTRACT_VERSION}**. {doc}",
+        "",
+        "What changed in each version, with migration notes: "
+        "[`hookspecs/CHANGELOG.md`](../../hookspecs/CHANGELOG.md).",
+        "",
+    ]
+
+
 def render() -> str:
-    lines = [HEADER, "## Backend kinds", ""]
+    lines = [HEADER, *versions_section(), "## Backend kinds", ""]
     lines += [
         "| kind | what | Protocol | registered through | retrieval chain | conformance suite |",
         "|---|---|---|---|---|---|",

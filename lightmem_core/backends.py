@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 from lightmem_hookspecs import (
+    CONTRACT_VERSION,
     KINDS_BY_NAME,
     PROTOCOLS,
     RETRIEVER_KINDS,
@@ -27,7 +28,7 @@ from lightmem_hookspecs import (
 )
 
 from .config import LightMemConfig, describe_chains, retrieval_chain, selected_backends
-from .errors import BackendError, ConfigError, LightMemError
+from .errors import BackendError, LightMemError, PluginContractError
 from .hookchain import HookChain
 
 log = logging.getLogger("lightmem")
@@ -171,6 +172,34 @@ class AccountedLLM:
         return result
 
 
+def check_protocol(backend: Any, kind: str, path: str, registration: Any, host: Any) -> None:
+    """Raise :class:`PluginContractError` naming the members of its kind's Protocol that a
+    freshly built ``backend`` lacks, with the plugin and the contract versions."""
+    from .plugins import missing_members
+
+    protocol = PROTOCOLS[kind]
+    if isinstance(backend, protocol):
+        return
+    missing = missing_members(backend, protocol)
+    info = host.plugins.get(registration.plugin)
+    plugin = f"plugin {registration.plugin!r}"
+    if info is not None and info.distribution:
+        plugin += f" ({info.distribution} {info.version or ''})".replace(" )", ")")
+    built_for = info.contract if info is not None else None
+    versions = (
+        f"it was built for contract {built_for}, this LightMem runs {CONTRACT_VERSION}"
+        if built_for
+        else f"it does not say which contract it was built for; this LightMem runs "
+        f"{CONTRACT_VERSION}"
+    )
+    raise PluginContractError(
+        f"{path}: {kind} backend {registration.name!r} from {plugin} does not implement "
+        f"{protocol.__name__}: {type(backend).__name__} lacks "
+        f"{', '.join(missing) if missing else 'nothing by name (a member is not callable)'}. "
+        f"{versions}. Update the plugin, or select another {kind} backend."
+    )
+
+
 @attrs.frozen
 class Retriever:
     """A built element of the retrieval chain."""
@@ -310,14 +339,7 @@ class Backends:
                 f"{path}: building {kind} backend {registration.name!r} (plugin "
                 f"{registration.plugin}) failed: {type(exc).__name__}: {exc}"
             ) from exc
-        protocol = PROTOCOLS[kind]
-        if not isinstance(backend, protocol):
-            raise ConfigError(
-                [
-                    f"{path}: backend {registration.name!r} from plugin {registration.plugin} "
-                    f"does not implement {protocol.__name__} (got {type(backend).__name__})"
-                ]
-            )
+        check_protocol(backend, kind, path, registration, self.hooks.host)
         if kind == "text_embedder":
             backend = AccountedEmbedder(backend, registration.name, self.hooks, self.book)
         elif kind == "memory_manager":

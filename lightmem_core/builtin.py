@@ -8,6 +8,9 @@ from typing import Any
 import attrs
 from lightmem_hookspecs import BackendContext, Message, hookimpl
 
+#: The plugin contract (lightmem-hookspecs) version this plugin is built for.
+LIGHTMEM_CONTRACT = "1.0"
+
 
 def _unit_interval(_inst: Any, attribute: attrs.Attribute, value: float | None) -> None:
     if value is not None and not -1.0 <= value <= 1.0:

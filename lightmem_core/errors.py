@@ -36,6 +36,10 @@ class DuplicateBackendError(LightMemError):
     """Two plugins register the same backend name for one kind."""
 
 
+class PluginContractError(LightMemError):
+    """A plugin's backend does not implement what the plugin contract requires of its kind."""
+
+
 class HookError(LightMemError):
     """A hook implementation broke its contract (e.g. added a message in a segment hook)."""
 

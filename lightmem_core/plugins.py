@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -14,11 +15,17 @@ import attrs
 import pluggy
 from lightmem_hookspecs import (
     BACKEND_KINDS,
+    CONTRACT_ATTRIBUTE,
+    CONTRACT_DISTRIBUTION,
+    CONTRACT_VERSION,
     ENTRY_POINT_GROUP,
     KINDS,
     PROJECT_NAME,
     BackendRegistration,
     Register,
+    changes_between,
+    compatible,
+    parse_version,
     specs,
 )
 
@@ -85,6 +92,8 @@ class PluginInfo:
     module: str | None = None
     error: str | None = None
     backends: dict[str, list[str]] = attrs.field(factory=dict)
+    #: The contract version the plugin was built for (``None``: it does not say).
+    contract: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -188,6 +197,10 @@ class PluginHost:
             except Exception as exc:
                 info.error = _describe(exc)
                 continue
+            refused = check_contract(plugin, dist, info)
+            if refused:
+                info.error = refused
+                continue
             self._register_checked(plugin, info)
 
     def register(
@@ -207,6 +220,10 @@ class PluginHost:
             module=getattr(plugin, "__name__", type(plugin).__qualname__),
         )
         self.plugins[name] = info
+        refused = check_contract(plugin, None, info)
+        if refused:
+            info.error = refused
+            return info
         self._register_checked(plugin, info)
         return info
 
@@ -280,6 +297,109 @@ class PluginHost:
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls()
             if impl.plugin_name == plugin
         ]
+
+
+def declared_contract(plugin: object, dist: Any) -> tuple[str | None, str | None]:
+    """(the contract version ``plugin`` was built for, its requirement on the contract).
+
+    The version is the plugin's ``LIGHTMEM_CONTRACT`` attribute if it has one, else the lowest
+    version its distribution's requirement on ``lightmem-hookspecs`` admits, else ``None``.
+    """
+    requirement = _contract_requirement(dist)
+    declared = getattr(plugin, CONTRACT_ATTRIBUTE, None)
+    if declared is not None:
+        return str(declared), requirement
+    if requirement is None:
+        return None, None
+    from packaging.requirements import Requirement
+
+    lowest = [
+        spec.version
+        for spec in Requirement(requirement).specifier
+        if spec.operator in (">=", "==", "~=", "===", ">")
+    ]
+    return (min(lowest, key=parse_version) if lowest else None), requirement
+
+
+def _contract_requirement(dist: Any) -> str | None:
+    """The distribution's requirement on ``lightmem-hookspecs`` with a version specifier."""
+    if dist is None:
+        return None
+    for line in dist.requires or ():
+        name = line.split(";", 1)[0].strip()
+        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^]]*\])?\s*(.*)$", name)
+        if match and normalize_name(match.group(1)).replace(".", "-") == CONTRACT_DISTRIBUTION:
+            return name if match.group(2).strip() else None
+    return None
+
+
+def check_contract(plugin: object, dist: Any, info: PluginInfo) -> str | None:
+    """Why ``plugin`` cannot run with this contract, or ``None`` when it can (or does not say
+    which contract it was built for). Records the version it was built for in ``info``."""
+    who = f"plugin {info.name!r}"
+    if info.distribution:
+        who += f" ({info.distribution} {info.version or ''})".replace(" )", ")")
+    try:
+        built_for, requirement = declared_contract(plugin, dist)
+    except Exception as exc:
+        return f"{who} declares its contract version unreadably: {exc}"
+    info.contract = built_for
+    upgrade = f"Install a version of {info.distribution or 'the plugin'} built for contract "
+    upgrade += f"{parse_version(CONTRACT_VERSION)[0]}.x, or ask its author for one"
+    if requirement is not None:
+        from packaging.requirements import Requirement
+
+        if not Requirement(requirement).specifier.contains(CONTRACT_VERSION, prereleases=True):
+            return (
+                f"{who} requires {requirement}, but this LightMem runs contract "
+                f"{CONTRACT_VERSION} (lightmem-hookspecs {CONTRACT_VERSION}). {upgrade}."
+                + _what_changed(built_for)
+            )
+    if built_for is None:
+        return None
+    try:
+        ok = compatible(built_for)
+    except ValueError as exc:
+        return f"{who}: {CONTRACT_ATTRIBUTE} = {built_for!r}: {exc}"
+    if ok:
+        return None
+    if parse_version(built_for) > parse_version(CONTRACT_VERSION):
+        return (
+            f"{who} was built for contract {built_for}, newer than this LightMem's "
+            f"{CONTRACT_VERSION}: upgrade lightmem-core and lightmem-hookspecs."
+        )
+    return (
+        f"{who} was built for contract {built_for}; this LightMem runs contract "
+        f"{CONTRACT_VERSION}, which is incompatible. {upgrade}." + _what_changed(built_for)
+    )
+
+
+def _what_changed(built_for: str | None) -> str:
+    if built_for is None:
+        return ""
+    try:
+        changes = changes_between(built_for)
+    except ValueError:
+        return ""
+    if not changes:
+        return ""
+    return " What changed since: " + "; ".join(changes) + " (see lightmem-hookspecs' CHANGELOG)."
+
+
+def protocol_members(protocol: type) -> list[str]:
+    """The attributes and methods a backend of ``protocol`` must have."""
+    names: set[str] = set()
+    for base in protocol.__mro__:
+        if base.__name__ in ("Protocol", "Generic", "object"):
+            continue
+        names.update(getattr(base, "__annotations__", {}))
+        names.update(n for n, v in vars(base).items() if callable(v) and not n.startswith("_"))
+    return sorted(names)
+
+
+def missing_members(backend: object, protocol: type) -> list[str]:
+    """The members of ``protocol`` that ``backend`` lacks (empty: it implements it)."""
+    return [name for name in protocol_members(protocol) if not hasattr(backend, name)]
 
 
 def _make_register(

@@ -1,6 +1,15 @@
 """The LightMem plugin contract: markers, hook specifications, backend protocols, value types."""
 
 from . import graph, specs
+from .contract import (
+    BREAKING_CHANGES,
+    CONTRACT_ATTRIBUTE,
+    CONTRACT_DISTRIBUTION,
+    CONTRACT_VERSION,
+    changes_between,
+    compatible,
+    parse_version,
+)
 from .graph import Entity, GraphHit, Relation, Validity, normalize_name
 from .kinds import BACKEND_KINDS, KINDS, KINDS_BY_NAME, PROTOCOLS, RETRIEVER_KINDS, BackendKind
 from .markers import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
@@ -36,8 +45,14 @@ from .types import (
     to_epoch,
 )
 
+__version__ = CONTRACT_VERSION
+
 __all__ = [
     "BACKEND_KINDS",
+    "BREAKING_CHANGES",
+    "CONTRACT_ATTRIBUTE",
+    "CONTRACT_DISTRIBUTION",
+    "CONTRACT_VERSION",
     "ENTRY_POINT_GROUP",
     "ENTRY_STATUSES",
     "KINDS",
@@ -75,10 +90,13 @@ __all__ = [
     "TopicSegmenter",
     "Usage",
     "Validity",
+    "changes_between",
+    "compatible",
     "graph",
     "hookimpl",
     "hookspec",
     "normalize_name",
+    "parse_version",
     "specs",
     "to_epoch",
 ]

@@ -33,6 +33,8 @@ class Distribution:
     code: str
     entry_points: Mapping[str, str] | None = None
     version: str = "0.1.0"
+    #: Its requirements (``lightmem-hookspecs>=1.0,<2`` declares the contract it was built for).
+    dependencies: tuple[str, ...] = ("lightmem-hookspecs",)
 
     def write(self, root: Path) -> Path:
         """Write the distribution's source tree under ``root``; return its folder."""
@@ -48,7 +50,7 @@ class Distribution:
             "[project]",
             f'name = "{self.name}"',
             f'version = "{self.version}"',
-            'dependencies = ["lightmem-hookspecs"]',
+            f"dependencies = {list(self.dependencies)!r}".replace("'", '"'),
             "",
             '[project.entry-points."lightmem.plugins"]',
             *(f'{name} = "{target}"' for name, target in points.items()),

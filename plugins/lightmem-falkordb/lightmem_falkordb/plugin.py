@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING
 import attrs
 from lightmem_hookspecs import BackendContext, Register, hookimpl
 
+#: The plugin contract (lightmem-hookspecs) version this plugin is built for.
+LIGHTMEM_CONTRACT = "1.0"
+
 if TYPE_CHECKING:
     from .store import FalkorGraph
 

@@ -8,6 +8,9 @@ import attrs
 from lightmem_hookspecs import BackendContext, Register, hookimpl
 from lightmem_textkit.models import cuda_unusable
 
+#: The plugin contract (lightmem-hookspecs) version this plugin is built for.
+LIGHTMEM_CONTRACT = "1.0"
+
 if TYPE_CHECKING:
     from .embedder import HuggingFaceEmbedder
 

@@ -15,6 +15,9 @@ from lightmem_hookspecs import BackendContext, hookimpl
 from .models import DEFAULT_MODEL_FILE, DEFAULT_MODEL_PACKAGE, cached_model, fetch_command
 from .options import LlamaCppOptions
 
+#: The plugin contract (lightmem-hookspecs) version this plugin is built for.
+LIGHTMEM_CONTRACT = "1.0"
+
 if TYPE_CHECKING:
     from .manager import LlamaCppManager
 

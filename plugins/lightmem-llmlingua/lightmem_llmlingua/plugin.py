@@ -12,6 +12,9 @@ from lightmem_hookspecs import BackendContext, Register, hookimpl
 
 from .options import LLMLingua2Options, SegmenterOptions
 
+#: The plugin contract (lightmem-hookspecs) version this plugin is built for.
+LIGHTMEM_CONTRACT = "1.0"
+
 if TYPE_CHECKING:
     from .compressor import LLMLingua2Compressor
     from .segmenter import LLMLingua2Segmenter

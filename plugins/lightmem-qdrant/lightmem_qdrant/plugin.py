@@ -8,6 +8,9 @@ from lightmem_hookspecs import BackendContext, Register, hookimpl
 
 from .options import QdrantOptions
 
+#: The plugin contract (lightmem-hookspecs) version this plugin is built for.
+LIGHTMEM_CONTRACT = "1.0"
+
 if TYPE_CHECKING:
     from .store import QdrantRetriever
 

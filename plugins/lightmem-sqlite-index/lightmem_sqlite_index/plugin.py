@@ -10,6 +10,9 @@ import attrs
 from lightmem_bm25.plugin import b_in_unit_interval, k1_positive, path_not_empty
 from lightmem_hookspecs import BackendContext, Register, hookimpl
 
+#: The plugin contract (lightmem-hookspecs) version this plugin is built for.
+LIGHTMEM_CONTRACT = "1.0"
+
 if TYPE_CHECKING:
     from .bm25 import SQLiteBM25Retriever
     from .fts import SQLiteFTSRetriever

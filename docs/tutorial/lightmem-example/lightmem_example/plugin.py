@@ -5,6 +5,9 @@ from __future__ import annotations
 import attrs
 from lightmem_hookspecs import hookimpl
 
+#: The plugin contract (lightmem-hookspecs) version this plugin is built for.
+LIGHTMEM_CONTRACT = "1.0"
+
 DEFAULT_FILLERS = ("um", "uh", "erm", "you know", "i mean", "kind of", "sort of")
 
 
