@@ -30,8 +30,9 @@ def _install(session: nox.Session, *paths: str) -> None:
 
 @nox.session
 def core(session: nox.Session) -> None:
-    """The core and the contract alone: tests that need a plugin skip."""
-    _install(session)
+    """The core and the contract alone, with the core's test extra (hypothesis, tiktoken):
+    tests that need a plugin skip; the LLM layer runs on the testing kit's scripted manager."""
+    session.install(*CONSTRAINTS, "./hookspecs", ".[test]")
     session.run("pytest", "tests", *session.posargs)
 
 

@@ -11,11 +11,22 @@ from lightmem_core.testing.reference import ReferencePlugin, reference_config
 
 
 @pytest.fixture
-def ref_host():
-    """A host with only the built-in and reference backends (no installed plugins)."""
+def llm():
+    """The testing kit's scripted memory manager: queue answers with ``llm.queue(...)`` or set
+    ``llm.responder``; read ``llm.requests``. ``ref_host`` serves it as ``scripted``. Its
+    answers are limited to 2000 tokens, as a hosted backend's are by default."""
+    from lightmem_core.testing.scripted import ScriptedMemoryManager
+
+    return ScriptedMemoryManager(max_tokens=2000)
+
+
+@pytest.fixture
+def ref_host(llm):
+    """A host with only the built-in and reference backends (no installed plugins); its
+    memory manager ``scripted`` is the ``llm`` fixture."""
     import lightmem_core.builtin as builtin
 
-    return fresh_host(builtin, ReferencePlugin())
+    return fresh_host(builtin, ReferencePlugin(memory_manager=llm))
 
 
 @pytest.fixture
@@ -34,6 +45,16 @@ def make_memory(tmp_path, ref_host):
     for mem in opened:
         with contextlib.suppress(Exception):
             mem.close()
+
+
+@pytest.fixture
+def scripted_config(tmp_path, llm):
+    """A configuration on the reference backends whose memory manager is the ``llm`` fixture,
+    answering as the scripted model (build memories on ``ref_host``); tests add their keys."""
+    from lightmem_core.eval.economy import ScriptedResponder
+
+    llm.responder = ScriptedResponder()
+    return reference_config(tmp_path / "mem", memory_manager={"model_name": "scripted"})
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The per-memory LLM token budget: extraction waits, messages stay journaled, nothing is lost.
 
-The loopback server answers as the scripted model and reports tokens as OpenAI bills them.
+The testing kit's scripted memory manager answers as the scripted model and reports tokens as
+the LLM layer counts them (cl100k when tiktoken is installed), on the reference backends.
 """
 
 from __future__ import annotations
@@ -9,9 +10,6 @@ import json
 import time
 
 import pytest
-
-pytest.importorskip("lightmem_openai", reason="lightmem-openai is not installed")
-pytest.importorskip("tiktoken", reason="the billing count needs tiktoken")
 
 from lightmem_core import LightMemory
 from lightmem_core.errors import ConfigError
@@ -32,9 +30,9 @@ def turns(first: int, count: int) -> list[dict]:
 
 
 @pytest.fixture
-def config(billed_llm_config):
+def config(scripted_config):
     return {
-        **billed_llm_config,
+        **scripted_config,
         "background_retry": False,
         "llm_tokens_per_hour": 1200,
     }
@@ -46,17 +44,17 @@ def age_ledger(mem, seconds: float) -> None:
     mem.store.set_meta(budget.LEDGER, json.dumps([[t - seconds, n] for t, n in rows]))
 
 
-def test_extraction_waits_for_the_budget_and_resumes_without_losing_anything(config, openai_server):
-    with LightMemory(config) as mem:
+def test_extraction_waits_for_the_budget_and_resumes_without_losing_anything(config, llm, ref_host):
+    with LightMemory(config, host=ref_host) as mem:
         first = mem.add(turns(0, 5))
         assert first.batches_extracted == 1
         spent = mem.stats()["budget"]["spent"]["last_hour"]
         assert spent == mem.get_token_statistics()["total"]["total_tokens"] > 700
-        calls = len(openai_server.chat_requests)
+        calls = len(llm.chat_requests)
 
         waiting = mem.add(turns(5, 5))  # would pass 1200 tokens this hour: it waits
         assert waiting.batches_extracted == 0 and waiting.batches_pending == 1
-        assert len(openai_server.chat_requests) == calls
+        assert len(llm.chat_requests) == calls
         assert len(mem.store.journal()) == 10  # the messages are kept
         status = mem.stats()["budget"]
         assert status["state"] == "waiting for the budget"
@@ -64,7 +62,7 @@ def test_extraction_waits_for_the_budget_and_resumes_without_losing_anything(con
         assert status["resumes_at"] > budget.iso(time.time() + 3000)  # about an hour from now
 
         assert mem.retry().batches_extracted == 0  # still within the hour: still waiting
-        assert len(openai_server.chat_requests) == calls
+        assert len(llm.chat_requests) == calls
 
         age_ledger(mem, 3601)
         resumed = mem.retry()
@@ -73,17 +71,17 @@ def test_extraction_waits_for_the_budget_and_resumes_without_losing_anything(con
         assert mem.stats()["budget"]["state"] == "limited"
 
 
-def test_a_batch_larger_than_the_budget_is_sent_once_the_window_is_empty(config):
+def test_a_batch_larger_than_the_budget_is_sent_once_the_window_is_empty(config, ref_host):
     config["llm_tokens_per_hour"] = 100
-    with LightMemory(config) as mem:
+    with LightMemory(config, host=ref_host) as mem:
         assert mem.add(turns(0, 5)).batches_extracted == 1  # nothing spent yet: it goes
         assert mem.add(turns(5, 1)).batches_pending == 1
 
 
-def test_budget_values_are_checked(config):
+def test_budget_values_are_checked(config, ref_host):
     config["llm_tokens_per_day"] = 0
     with pytest.raises(ConfigError, match="llm_tokens_per_day"):
-        LightMemory(config)
+        LightMemory(config, host=ref_host)
 
 
 # -- a budget per add_memory call ---------------------------------------------------------------
@@ -110,15 +108,15 @@ def prompt_of(mem, messages) -> int:
     return mem.add_memory(messages, force_extract=True, dry_run=True).prompt_tokens
 
 
-def test_one_add_memory_spends_at_most_its_budget_and_holds_the_rest(config, openai_server):
+def test_one_add_memory_spends_at_most_its_budget_and_holds_the_rest(config, llm, ref_host):
     del config["llm_tokens_per_hour"]
-    with LightMemory(config) as mem:
+    with LightMemory(config, host=ref_host) as mem:
         cap = prompt_of(mem, session(0, 6))
         assert prompt_of(mem, session(0, 20)) > cap  # the whole session does not fit
 
         first = mem.add_memory(session(0, 20), force_extract=True, token_budget=cap)
         assert first.batches_extracted == 1 and first.batches_pending == 1
-        assert len(openai_server.chat_requests) == 1
+        assert len(llm.chat_requests) == 1
         assert 0 < first.usage.prompt_tokens <= cap
         done = cited(mem)
         assert 1 <= len(done) < 20 and done == [f"m{n:03d}" for n in range(len(done))]
@@ -138,21 +136,21 @@ def test_one_add_memory_spends_at_most_its_budget_and_holds_the_rest(config, ope
 
 
 def test_the_configured_budget_applies_to_every_call_and_held_batches_stay_put(
-    config, openai_server
+    config, llm, ref_host
 ):
     del config["llm_tokens_per_hour"]
     config["background_retry"] = True
     config["retry_backoff"] = 0.01
-    with LightMemory(config) as probe:
+    with LightMemory(config, host=ref_host) as probe:
         cap = prompt_of(probe, session(0, 4))
     config["llm_tokens_per_add"] = cap
-    with LightMemory(config) as mem:
+    with LightMemory(config, host=ref_host) as mem:
         assert mem.stats()["budget"]["limits"] == {"tokens_per_add": cap}
         mem.add_memory(session(0, 12), force_extract=True)
-        calls = len(openai_server.chat_requests)
+        calls = len(llm.chat_requests)
         assert calls == 1 and mem.stats()["budget"]["held_batches"] == 1
         time.sleep(0.5)  # the background retrier does not take a held batch
-        assert len(openai_server.chat_requests) == calls
+        assert len(llm.chat_requests) == calls
         assert mem.stats()["budget"]["held_batches"] == 1
 
         for n in range(12, 40):  # one turn per call: the backlog drains within each call's cap
@@ -162,17 +160,17 @@ def test_the_configured_budget_applies_to_every_call_and_held_batches_stay_put(
         assert cited(mem) == [f"m{n:03d}" for n in range(40)]
 
 
-def test_a_message_larger_than_the_budget_still_goes_so_nothing_blocks(config):
+def test_a_message_larger_than_the_budget_still_goes_so_nothing_blocks(config, ref_host):
     del config["llm_tokens_per_hour"]
-    with LightMemory(config) as mem:
+    with LightMemory(config, host=ref_host) as mem:
         result = mem.add_memory(session(0, 3), force_extract=True, token_budget=1)
         assert result.batches_extracted == 1 and cited(mem) == ["m000"]
         assert mem.stats()["budget"]["held_batches"] == 1
 
 
 @pytest.mark.parametrize("bad", [0, -5, 2.5, "100", True])
-def test_a_bad_token_budget_is_refused_before_anything_is_written(config, bad):
-    with LightMemory(config) as mem:
+def test_a_bad_token_budget_is_refused_before_anything_is_written(config, ref_host, bad):
+    with LightMemory(config, host=ref_host) as mem:
         with pytest.raises(ConfigError, match="token_budget"):
             mem.add_memory(session(0, 2), force_extract=True, token_budget=bad)
         with pytest.raises(ConfigError, match="token_budget"):
@@ -180,13 +178,16 @@ def test_a_bad_token_budget_is_refused_before_anything_is_written(config, bad):
         assert mem.store.journal() == [] and mem.get_all() == []
     config["llm_tokens_per_add"] = 0
     with pytest.raises(ConfigError, match="llm_tokens_per_add"):
-        LightMemory(config)
+        LightMemory(config, host=ref_host)
 
 
-def test_lightmem_add_token_budget(config, tmp_path, capsys):
+def test_lightmem_add_token_budget(billed_llm_config, tmp_path, capsys):
+    """The CLI discovers installed plugins: the openai manager on the loopback server."""
+    pytest.importorskip("lightmem_openai", reason="lightmem-openai is not installed")
+    pytest.importorskip("tiktoken", reason="the billing count needs tiktoken")
     from lightmem_core.cli import main
 
-    del config["llm_tokens_per_hour"]
+    config = {**billed_llm_config, "background_retry": False}
     conf = tmp_path / "config.json"
     conf.write_text(json.dumps(config))
     data = tmp_path / "session.json"

@@ -5,26 +5,15 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 from lightmem_core import LightMemory
 from lightmem_core.testing.reference import reference_config
 
-openai_plugin = pytest.importorskip("lightmem_openai.plugin")
 
-
-def test_search_does_not_wait_for_an_extraction_call(tmp_path, ref_host, openai_server):
+def test_search_does_not_wait_for_an_extraction_call(tmp_path, ref_host, llm):
     from lightmem_core.eval.economy import scripted_responder
 
-    ref_host.register(openai_plugin, "openai")
-    openai_server.responder = scripted_responder
-    config = reference_config(
-        tmp_path / "mem",
-        memory_manager={
-            "model_name": "openai",
-            "configs": {"api_key": "sk-test", "openai_base_url": openai_server.base_url},
-        },
-    )
+    llm.responder = scripted_responder
+    config = reference_config(tmp_path / "mem", memory_manager={"model_name": "scripted"})
     with LightMemory(config, host=ref_host) as mem:
         mem.add([{"role": "user", "content": "My dog is called Biscuit"}], user_id="ann")
         assert mem.get_all(user_id="ann"), "the first fact is stored"
@@ -36,7 +25,7 @@ def test_search_does_not_wait_for_an_extraction_call(tmp_path, ref_host, openai_
             release.wait(20)
             return scripted_responder(body)
 
-        openai_server.responder = slow
+        llm.responder = slow
         writer = threading.Thread(
             target=mem.add,
             args=([{"role": "user", "content": "I moved to Porto last spring"}],),

@@ -1,7 +1,7 @@
 """add_memory(dry_run=True) and `lightmem add --dry-run`: the cost of an ingestion, unspent.
 
-The loopback server answers as the scripted model and reports tokens as OpenAI bills them
-(cl100k, schema included), so the estimate is checked against what ingestion then spends.
+The testing kit's scripted memory manager answers as the scripted model and books prompt tokens
+as the LLM layer counts them, so the estimate is checked against what ingestion then spends.
 """
 
 from __future__ import annotations
@@ -9,9 +9,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
-pytest.importorskip("lightmem_openai", reason="lightmem-openai is not installed")
-pytest.importorskip("tiktoken", reason="the billing count needs tiktoken")
 
 from lightmem_core import LightMemory
 
@@ -38,19 +35,19 @@ def sessions(count: int = 6, turns: int = 12) -> list[list[dict]]:
 
 
 @pytest.fixture
-def config(billed_llm_config):
+def config(scripted_config):
     return {
-        **billed_llm_config,
+        **scripted_config,
         "short_term_buffer_tokens": 300,
     }
 
 
-def test_the_estimate_spends_nothing_and_matches_what_ingestion_spends(config, openai_server):
-    with LightMemory(config) as mem:
+def test_the_estimate_spends_nothing_and_matches_what_ingestion_spends(config, llm, ref_host):
+    with LightMemory(config, host=ref_host) as mem:
         plan = mem.plan()
         for session in sessions():
             estimate = plan.add_memory(session, _scope(), force_segment=True, force_extract=False)
-        assert openai_server.chat_requests == []
+        assert llm.chat_requests == []
         assert mem.store.journal() == [] and mem.get_all() == []
         assert mem.get_token_statistics()["total"]["llm_calls"] == 0
         assert estimate.messages_new == 72 and estimate.batches >= 2
@@ -73,27 +70,30 @@ def _scope():
     return Scope()
 
 
-def test_add_memory_dry_run_counts_the_buffer_already_held(config, openai_server):
-    with LightMemory(config) as mem:
+def test_add_memory_dry_run_counts_the_buffer_already_held(config, llm, ref_host):
+    with LightMemory(config, host=ref_host) as mem:
         first, second = sessions(2, turns=4)
         mem.add_memory(first, force_segment=True)  # below the threshold: buffered, no call
-        assert openai_server.chat_requests == []
+        assert llm.chat_requests == []
         journal = mem.store.journal()
         estimate = mem.add_memory(second, force_extract=True, dry_run=True)
         assert estimate.messages_new == len(second) and estimate.batches == 1
         assert estimate.llm_calls == 1 and estimate.prompt_tokens > 0
-        assert openai_server.chat_requests == [] and mem.store.journal() == journal
+        assert llm.chat_requests == [] and mem.store.journal() == journal
         again = mem.add_memory(first, force_extract=True, dry_run=True)
         assert again.messages_new == 0  # already journaled: nothing new to pay for
         result = mem.add_memory(second, force_extract=True)
         assert result.batches_extracted == 1
-        [request] = openai_server.chat_requests
+        [request] = llm.chat_requests
         assert "session 0 turn 0" in request.json["messages"][1]["content"]
 
 
-def test_cli_dry_run_prints_the_cost_and_writes_nothing(config, tmp_path, capsys):
+def test_cli_dry_run_prints_the_cost_and_writes_nothing(billed_llm_config, tmp_path, capsys):
+    """The CLI discovers installed plugins: the openai manager on the loopback server."""
+    pytest.importorskip("lightmem_openai", reason="lightmem-openai is not installed")
     from lightmem_core.cli import main
 
+    config = {**billed_llm_config, "short_term_buffer_tokens": 300}
     data = tmp_path / "chat.json"
     data.write_text(json.dumps(sessions(3)), encoding="utf-8")
     cfg = tmp_path / "config.json"

@@ -272,20 +272,15 @@ def test_query_names_cover_capitalised_spans_and_ngrams():
     assert "When" not in names and "did" not in names
 
 
-def test_relations_come_from_the_same_extraction_call(openai_server):
+def test_relations_come_from_the_same_extraction_call():
     import json
 
-    import pytest
     from lightmem_hookspecs import Message, Segment
 
     from lightmem_core.llm.extraction import ExtractedRelation, extract_facts
+    from lightmem_core.testing.scripted import ScriptedMemoryManager
 
-    openai_plugin = pytest.importorskip("lightmem_openai.plugin")
-    llm = openai_plugin.build(
-        openai_plugin.OpenAIOptions(
-            api_key="sk-graph", openai_base_url=openai_server.base_url, max_retries=0
-        )
-    )
+    llm = ScriptedMemoryManager(max_tokens=2000)
     t0 = dt.datetime(2023, 5, 20, 9, 0)
     messages = tuple(
         Message(f"id{i}", "user", text, text, t0, "alice", "Alice")
@@ -318,7 +313,7 @@ def test_relations_come_from_the_same_extraction_call(openai_server):
             },
         ]
     }
-    openai_server.queue(json.dumps(reply))
+    llm.queue(json.dumps(reply))
     result = extract_facts(
         llm,
         [Segment(1, messages)],
@@ -329,12 +324,13 @@ def test_relations_come_from_the_same_extraction_call(openai_server):
         relations=True,
     )
     llm.close()
-    [request] = openai_server.chat_requests
+    [request] = llm.requests
     schema = json.dumps(request.json.get("response_format", {}))
     assert '"relations"' in schema and '"single"' in schema
     assert '"relations"' in request.json["messages"][1]["content"]
-    sent = request.json.get("max_completion_tokens") or request.json.get("max_tokens")
-    assert sent == 2 * llm.options.max_tokens, "room for the relations in the same answer"
+    assert request.max_tokens == 2 * llm.options.max_tokens, (
+        "room for the relations in the same answer"
+    )
     by_text = {f.text: f for f in result.facts}
     assert by_text["Alice lives in Berlin."].relations == (
         ExtractedRelation("Alice", "lives_in", "Berlin", True),

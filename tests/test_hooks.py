@@ -262,7 +262,7 @@ def test_lightmem_run_operation(ref_host, make_memory):
     assert stats["by_operation"]["retrieve"]["embedded_texts"] == 1
 
 
-def test_every_operation_name_is_emitted(ref_host, make_memory, openai_server):
+def test_every_operation_name_is_emitted(ref_host, make_memory, llm):
     """Every name the contract lists reaches the wrapper hook in a run that does everything."""
     from lightmem_hookspecs import OPERATION_NAMES
 
@@ -283,23 +283,18 @@ def test_every_operation_name_is_emitted(ref_host, make_memory, openai_server):
         def lightmem_register_pre_compressors(self, register):
             register("upper", lambda o, c: Upper())
 
-    openai_plugin = pytest.importorskip("lightmem_openai.plugin")
     from lightmem_core.eval.economy import scripted_responder
 
-    openai_server.responder = scripted_responder
+    llm.responder = scripted_responder
     ref_host.register(Tracer(), "tracer")
     ref_host.register(Plugin(), "upper-plugin")
-    ref_host.register(openai_plugin, "openai")
     mem = make_memory(
         hooks=["tracer"],
         reranker={"model_name": "reverse"},
         pre_compress=True,
         pre_compressor={"model_name": "upper"},
         topic_segment=True,
-        memory_manager={
-            "model_name": "openai",
-            "configs": {"api_key": "sk-test", "openai_base_url": openai_server.base_url},
-        },
+        memory_manager={"model_name": "scripted"},
     )
     mem.add_memory(
         [*DOG, {"role": "user", "content": "I moved to Berlin"}],

@@ -57,7 +57,17 @@ def test_after(shared):
 def test_a_dying_isolated_test_is_a_failure_and_the_run_reaches_its_summary(tmp_path):
     (tmp_path / "test_native.py").write_text(textwrap.dedent(TESTS))
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "test_native.py"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "lightmem_core.testing.isolation",
+            "-rA",
+            "test_native.py",
+        ],
         cwd=tmp_path,
         env=dict(os.environ, COLUMNS="200"),
         capture_output=True,
@@ -80,3 +90,32 @@ def test_a_dying_isolated_test_is_a_failure_and_the_run_reaches_its_summary(tmp_
     assert "PASSED test_native.py::test_after" in out
     assert "PASSED test_native.py::test_passes_in_the_child" in out
     assert "skipped in the child" in out
+
+
+def test_other_projects_pytest_runs_load_neither_the_server_nor_the_isolation_runner(tmp_path):
+    """lightmem-core's pytest11 entry point is loaded by every pytest run where it is installed:
+    it brings the light ``lightmem_host`` fixture only; the loopback server and the ``isolated``
+    marker come when a project asks for them."""
+    (tmp_path / "test_other.py").write_text(
+        textwrap.dedent(
+            """
+            import sys
+
+            def test_nothing_heavy_loaded(lightmem_host, pytestconfig):
+                loaded = set(sys.modules)
+                assert "lightmem_core.testing.openai_server" not in loaded
+                assert "lightmem_core.testing.isolation" not in loaded
+                assert not pytestconfig.pluginmanager.has_plugin("lightmem_core.testing.loopback")
+                assert lightmem_host.registry.names("memory_manager") == []
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_other.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout

@@ -1,4 +1,4 @@
-"""Fact extraction over a real loopback OpenAI-compatible server with scripted answers."""
+"""Fact extraction with the scripted memory manager (queued answers, recorded requests)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,8 @@ from lightmem_core.llm.extraction import (
     render_conversation,
 )
 from lightmem_core.llm.prompts import Prompts
-from lightmem_core.testing.openai_server import Reply
+from lightmem_core.testing.scripted import Reply
 
-openai_plugin = pytest.importorskip("lightmem_openai.plugin")
-
-KEY = "sk-test-extraction-4c2b9e11"
 T0 = dt.datetime(2023, 5, 20, 2, 21)  # a Saturday
 
 
@@ -66,16 +63,6 @@ def answer(*facts, topics=None):
     return json.dumps(body)
 
 
-@pytest.fixture
-def llm(openai_server):
-    options = openai_plugin.OpenAIOptions(
-        api_key=KEY, openai_base_url=openai_server.base_url, max_retries=0, timeout=5.0
-    )
-    backend = openai_plugin.build(options)
-    yield backend
-    backend.close()
-
-
 def run(llm, segments=SEGMENTS, **overrides):
     settings = {
         "messages_use": "user_only",
@@ -94,10 +81,10 @@ def prompt_of(request) -> str:
 # -- the request ------------------------------------------------------------------------------
 
 
-def test_one_call_for_the_whole_batch_with_ids_times_and_speakers(llm, openai_server):
-    openai_server.queue(answer())
+def test_one_call_for_the_whole_batch_with_ids_times_and_speakers(llm):
+    llm.queue(answer())
     run(llm)
-    [request] = openai_server.chat_requests
+    [request] = llm.chat_requests
     assert request.json["messages"][0]["role"] == "system"
     prompt = prompt_of(request)
     assert (
@@ -107,44 +94,44 @@ def test_one_call_for_the_whole_batch_with_ids_times_and_speakers(llm, openai_se
     assert 'Topic t2\n2023-05-20 (Sat) 03:21\n3 Alice: "My sister Emma' in prompt
 
 
-def test_user_only_leaves_assistant_messages_out(llm, openai_server):
-    openai_server.queue(answer())
+def test_user_only_leaves_assistant_messages_out(llm):
+    llm.queue(answer())
     run(llm, messages_use="user_only")
-    prompt = prompt_of(openai_server.chat_requests[0])
+    prompt = prompt_of(llm.chat_requests[0])
     assert "How do you like Berlin" not in prompt
     assert "Congratulations" not in prompt
 
 
-def test_assistant_only_sends_only_assistant_messages(llm, openai_server):
-    openai_server.queue(answer())
+def test_assistant_only_sends_only_assistant_messages(llm):
+    llm.queue(answer())
     run(llm, messages_use="assistant_only")
-    prompt = prompt_of(openai_server.chat_requests[0])
+    prompt = prompt_of(llm.chat_requests[0])
     assert '2023-05-20 (Sat) 02:22\n1 Bot (assistant): "How do you like Berlin' in prompt
     assert "I moved to Berlin" not in prompt
     assert "\n3 " not in prompt
 
 
-def test_hybrid_sends_both_roles_in_order(llm, openai_server):
-    openai_server.queue(answer())
+def test_hybrid_sends_both_roles_in_order(llm):
+    llm.queue(answer())
     run(llm, messages_use="hybrid")
-    prompt = prompt_of(openai_server.chat_requests[0])
+    prompt = prompt_of(llm.chat_requests[0])
     assert prompt.index("\n1 Alice") < prompt.index("\n2 Bot") < prompt.index("\n5 Bot")
     assert '2023-05-20 (Sat) 02:22\n2 Bot (assistant): "How do you like Berlin' in prompt
 
 
-def test_nothing_admitted_means_no_call(llm, openai_server):
+def test_nothing_admitted_means_no_call(llm):
     only_users = [Segment(0, (msg(1, "user", "hi", "Alice", 0),))]
     result = run(llm, segments=only_users, messages_use="assistant_only")
     assert result.facts == [] and result.attempts == 0
-    assert openai_server.chat_requests == []
+    assert llm.chat_requests == []
 
 
 @pytest.mark.parametrize("metadata", [True, False])
 @pytest.mark.parametrize("summary", [True, False])
-def test_the_schema_sent_follows_the_settings(llm, openai_server, metadata, summary):
-    openai_server.queue(answer(topics=[] if summary else None))
+def test_the_schema_sent_follows_the_settings(llm, metadata, summary):
+    llm.queue(answer(topics=[] if summary else None))
     run(llm, metadata_generate=metadata, text_summary=summary)
-    sent = openai_server.chat_requests[0].response_format["json_schema"]["schema"]
+    sent = llm.chat_requests[0].response_format["json_schema"]["schema"]
     assert sent == extraction_schema(
         metadata_generate=metadata,
         text_summary=summary,
@@ -158,21 +145,21 @@ def test_the_schema_sent_follows_the_settings(llm, openai_server, metadata, summ
     item = sent["properties"]["facts"]["items"]["properties"]
     assert ("keywords" in item) is metadata and ("category" in item) is metadata
     assert ("topics" in sent["properties"]) is summary
-    assert ('"keywords"' in prompt_of(openai_server.chat_requests[0])) is metadata
+    assert ('"keywords"' in prompt_of(llm.chat_requests[0])) is metadata
 
 
-def test_a_prompt_override_is_used(llm, openai_server):
-    openai_server.queue(answer())
+def test_a_prompt_override_is_used(llm):
+    llm.queue(answer())
     prompts = Prompts(extraction="CUSTOM EXTRACTION\n$output_format\n$conversation")
     run(llm, prompts=prompts)
-    assert prompt_of(openai_server.chat_requests[0]).startswith("CUSTOM EXTRACTION\nAnswer with")
+    assert prompt_of(llm.chat_requests[0]).startswith("CUSTOM EXTRACTION\nAnswer with")
 
 
 # -- the result -------------------------------------------------------------------------------
 
 
-def test_provenance_time_speaker_and_topic_come_from_the_first_source(llm, openai_server):
-    openai_server.queue(
+def test_provenance_time_speaker_and_topic_come_from_the_first_source(llm):
+    llm.queue(
         answer(
             fact("Alice cycles to work in Berlin every day.", ["m2", "[M1]"], 0.6),
             fact("Alice's sister Emma starts as a nurse in Hamburg.", ["3", "m99"], 0.9),
@@ -203,15 +190,15 @@ def test_provenance_time_speaker_and_topic_come_from_the_first_source(llm, opena
     assert result.raw.startswith('{"facts"')
 
 
-def test_ids_map_to_the_admitted_messages_in_hybrid_mode(llm, openai_server):
-    openai_server.queue(answer(fact("The assistant congratulated Emma.", ["m5"])))
+def test_ids_map_to_the_admitted_messages_in_hybrid_mode(llm):
+    llm.queue(answer(fact("The assistant congratulated Emma.", ["m5"])))
     result = run(llm, messages_use="hybrid")
     assert result.facts[0].source_message_ids == ("msg-005",)
     assert result.facts[0].speaker_name == "Bot"
 
 
-def test_a_fact_without_a_valid_source_is_dropped(llm, openai_server):
-    openai_server.queue(
+def test_a_fact_without_a_valid_source_is_dropped(llm):
+    llm.queue(
         answer(
             fact("Alice lives in Berlin.", ["m1"]),
             fact("Made up.", ["m42"]),
@@ -223,14 +210,14 @@ def test_a_fact_without_a_valid_source_is_dropped(llm, openai_server):
     assert result.unsourced == 2
 
 
-def test_extract_threshold_is_the_minimum_importance_kept(llm, openai_server):
+def test_extract_threshold_is_the_minimum_importance_kept(llm):
     facts = [
         fact("trivial", ["m1"], 0.05),
         fact("at the threshold", ["m1"], 0.3),
         fact("important", ["m2"], 0.9),
         fact("over-rated", ["m3"], 7),
     ]
-    openai_server.queue(answer(*facts), answer(*facts))
+    llm.queue(answer(*facts), answer(*facts))
     result = run(llm, extract_threshold=0.3)
     assert [(f.text, f.importance) for f in result.facts] == [
         ("at the threshold", 0.3),
@@ -246,8 +233,8 @@ def test_threshold_outside_zero_one_is_refused(llm):
         run(llm, extract_threshold=1.5)
 
 
-def test_metadata_and_topic_summaries_are_attached(llm, openai_server):
-    openai_server.queue(
+def test_metadata_and_topic_summaries_are_attached(llm):
+    llm.queue(
         answer(
             fact(
                 "Alice moved to Berlin in 2022.",
@@ -274,14 +261,14 @@ def test_metadata_and_topic_summaries_are_attached(llm, openai_server):
     assert emma.category == "work"
 
 
-def test_without_metadata_extra_fields_are_ignored(llm, openai_server):
-    openai_server.queue(answer(fact("Alice lives in Berlin.", ["m1"], keywords=["x"])))
+def test_without_metadata_extra_fields_are_ignored(llm):
+    llm.queue(answer(fact("Alice lives in Berlin.", ["m1"], keywords=["x"])))
     [only] = run(llm, metadata_generate=False).facts
     assert only.keywords == () and only.category is None and only.topic_summary is None
 
 
-def test_duplicate_facts_are_merged(llm, openai_server):
-    openai_server.queue(
+def test_duplicate_facts_are_merged(llm):
+    llm.queue(
         answer(
             fact("Alice cycles to work.", ["m2"], 0.4),
             fact("alice  cycles to work.", ["m1"], 0.7),
@@ -296,21 +283,21 @@ def test_duplicate_facts_are_merged(llm, openai_server):
 # -- failures and retries ---------------------------------------------------------------------
 
 
-def test_invalid_output_then_valid_retry(llm, openai_server):
-    openai_server.queue(
+def test_invalid_output_then_valid_retry(llm):
+    llm.queue(
         "Here are the facts: Alice lives in Berlin.",
         answer(fact("Alice lives in Berlin.", ["m1"])),
     )
     result = run(llm)
     assert [f.text for f in result.facts] == ["Alice lives in Berlin."]
     assert result.attempts == 2
-    retry = openai_server.chat_requests[1].json["messages"]
-    assert retry[:2] == openai_server.chat_requests[0].json["messages"]
+    retry = llm.chat_requests[1].json["messages"]
+    assert retry[:2] == llm.chat_requests[0].json["messages"]
     assert "no JSON value" in retry[-1]["content"]
 
 
-def test_answers_citing_no_known_message_are_asked_again(llm, openai_server):
-    openai_server.queue(
+def test_answers_citing_no_known_message_are_asked_again(llm):
+    llm.queue(
         answer(fact("Alice lives in Berlin.", ["the first message"])),
         answer(fact("Alice lives in Berlin.", ["m1"])),
     )
@@ -318,19 +305,19 @@ def test_answers_citing_no_known_message_are_asked_again(llm, openai_server):
     assert result.facts[0].source_message_ids == ("msg-001",)
     assert (
         "put the numbers that start the message lines"
-        in (openai_server.chat_requests[1].json["messages"][-1]["content"])
+        in (llm.chat_requests[1].json["messages"][-1]["content"])
     )
 
 
-def test_if_no_answer_ever_cites_a_known_message_the_result_is_empty(llm, openai_server):
-    openai_server.queue(*[answer(fact("Alice lives in Berlin.", ["x"]))] * 3)
+def test_if_no_answer_ever_cites_a_known_message_the_result_is_empty(llm):
+    llm.queue(*[answer(fact("Alice lives in Berlin.", ["x"]))] * 3)
     result = run(llm)
     assert result.facts == [] and result.unsourced == 1 and result.attempts == 3
 
 
-def test_cut_off_answer_is_never_used_the_batch_is_split(llm, openai_server):
+def test_cut_off_answer_is_never_used_the_batch_is_split(llm):
     full = answer(fact("Alice lives in Berlin.", ["m1"]), fact("Emma is a nurse.", ["m3"]))
-    openai_server.queue(
+    llm.queue(
         Reply(full[: full.index("Emma") + 6], finish_reason="length"),
         answer(fact("Alice lives in Berlin.", ["m1"]), fact("Alice cycles to work.", ["m2"])),
         answer(fact("Emma is a nurse.", ["m1"])),
@@ -342,14 +329,14 @@ def test_cut_off_answer_is_never_used_the_batch_is_split(llm, openai_server):
         ("Emma is a nurse.", ("msg-004",)),
     ]
     assert result.unextracted == () and result.attempts == 3
-    parts = [r.json["messages"][-1]["content"] for r in openai_server.chat_requests[1:]]
+    parts = [r.json["messages"][-1]["content"] for r in llm.chat_requests[1:]]
     assert "Berlin last year" in parts[0] and "Emma" not in parts[0]  # cut at the topic
     assert "Emma" in parts[1] and "Berlin" not in parts[1]
 
 
-def test_cut_without_finish_reason_is_recognised_by_the_repair(llm, openai_server):
+def test_cut_without_finish_reason_is_recognised_by_the_repair(llm):
     full = answer(fact("Alice lives in Berlin.", ["m1"]), fact("Emma is a nurse.", ["m3"]))
-    openai_server.queue(
+    llm.queue(
         full[: full.index("Emma") + 6],
         answer(fact("Alice lives in Berlin.", ["m1"])),
         answer(fact("Emma is a nurse.", ["m1"])),
@@ -358,34 +345,33 @@ def test_cut_without_finish_reason_is_recognised_by_the_repair(llm, openai_serve
     assert [f.text for f in result.facts] == ["Alice lives in Berlin.", "Emma is a nurse."]
 
 
-def test_a_part_that_stays_cut_is_left_unextracted_with_its_reason(llm, openai_server):
+def test_a_part_that_stays_cut_is_left_unextracted_with_its_reason(llm):
     cut = Reply('{"facts": [{"text": "Emma', finish_reason="length")
-    openai_server.queue(cut, answer(fact("Alice lives in Berlin.", ["m1"])), cut, cut)
+    llm.queue(cut, answer(fact("Alice lives in Berlin.", ["m1"])), cut, cut)
     result = run(llm)
     assert [f.text for f in result.facts] == ["Alice lives in Berlin."]
     assert result.unextracted == ("msg-004",)
     assert "token limit" in result.error
     # the single message is asked once more with twice the room, then given up on
-    limits = [r.json.get("max_tokens") for r in openai_server.chat_requests]
+    limits = [r.json.get("max_tokens") for r in llm.chat_requests]
     assert limits == [2000, 2000, 2000, 4000]
 
 
-def test_when_every_part_is_cut_the_extraction_fails(llm, openai_server):
+def test_when_every_part_is_cut_the_extraction_fails(llm):
     from lightmem_core.errors import TruncatedAnswerError
 
-    openai_server.queue(*[Reply('{"facts": [', finish_reason="length")] * 40)
+    llm.queue(*[Reply('{"facts": [', finish_reason="length")] * 40)
     with pytest.raises(TruncatedAnswerError):
         run(llm)
-    assert len(openai_server.chat_requests) <= 2 * 3 + 3  # bounded: 3 messages, one re-ask each
+    assert len(llm.chat_requests) <= 2 * 3 + 3  # bounded: 3 messages, one re-ask each
 
 
-def test_persistent_garbage_raises_extraction_error_without_the_key(llm, openai_server):
-    openai_server.queue(*["I refuse."] * 3)
+def test_persistent_garbage_raises_extraction_error_without_the_key(llm):
+    llm.queue(*["I refuse."] * 3)
     with pytest.raises(ExtractionError) as info:
         run(llm, max_attempts=3)
     assert "I refuse." in str(info.value)
-    assert KEY not in str(info.value)
-    assert len(openai_server.chat_requests) == 3
+    assert len(llm.chat_requests) == 3
 
 
 def test_render_conversation_skips_segments_with_no_admitted_message():

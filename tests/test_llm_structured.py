@@ -1,4 +1,4 @@
-"""Structured output: JSON repair, the schema subset, and ask-validate-retry over a real server."""
+"""Structured output: JSON repair, the schema subset, ask-validate-retry (scripted manager)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,7 @@ from lightmem_core.llm.structured import (
     parse_json,
     validate,
 )
-from lightmem_core.testing.openai_server import Fault, Reply
-
-openai_plugin = pytest.importorskip("lightmem_openai.plugin")
-
-KEY = "sk-test-structured-7d1e0a9b"
+from lightmem_core.testing.scripted import Fault, Reply
 
 ITEM = {
     "type": "object",
@@ -38,17 +34,8 @@ SCHEMA = {
     "required": ["facts"],
     "additionalProperties": False,
 }
+KEY = "sk-test-structured-77d0a1"  # a key-shaped string the excerpt must mask
 GOOD = {"facts": [{"text": "Alice lives in Berlin.", "sources": ["m1"], "importance": 0.8}]}
-
-
-@pytest.fixture
-def llm(openai_server):
-    options = openai_plugin.OpenAIOptions(
-        api_key=KEY, openai_base_url=openai_server.base_url, max_retries=0, timeout=5.0
-    )
-    backend = openai_plugin.build(options)
-    yield backend
-    backend.close()
 
 
 # -- repair -----------------------------------------------------------------------------------
@@ -205,22 +192,22 @@ def test_excerpt_masks_keys_and_shortens():
 # -- ask, validate, retry ---------------------------------------------------------------------
 
 
-def test_valid_first_answer_makes_one_call_and_sends_the_schema(llm, openai_server):
-    openai_server.queue(json.dumps(GOOD))
+def test_valid_first_answer_makes_one_call_and_sends_the_schema(llm):
+    llm.queue(json.dumps(GOOD))
     reply = ask_json(llm, [{"role": "user", "content": "extract"}], SCHEMA)
     assert reply.value == GOOD
     assert reply.attempts == 1
-    [request] = openai_server.chat_requests
+    [request] = llm.chat_requests
     assert request.response_format["json_schema"]["schema"] == SCHEMA
 
 
-def test_invalid_answer_is_retried_with_the_problem_fed_back(llm, openai_server):
-    openai_server.queue('{"facts": [{"text": "A"}]}', "```json\n" + json.dumps(GOOD) + "\n```")
+def test_invalid_answer_is_retried_with_the_problem_fed_back(llm):
+    llm.queue('{"facts": [{"text": "A"}]}', "```json\n" + json.dumps(GOOD) + "\n```")
     reply = ask_json(llm, [{"role": "user", "content": "extract"}], SCHEMA)
     assert reply.value == GOOD
     assert reply.attempts == 2
     assert reply.repaired == "fenced"
-    first, second = openai_server.chat_requests
+    first, second = llm.chat_requests
     assert first.json["messages"] == [{"role": "user", "content": "extract"}]
     messages = second.json["messages"]
     assert messages[0] == {"role": "user", "content": "extract"}
@@ -228,16 +215,16 @@ def test_invalid_answer_is_retried_with_the_problem_fed_back(llm, openai_server)
     assert "missing required property 'sources'" in messages[2]["content"]
 
 
-def test_feedback_does_not_accumulate_over_retries(llm, openai_server):
-    openai_server.queue("no", "still no", json.dumps(GOOD))
+def test_feedback_does_not_accumulate_over_retries(llm):
+    llm.queue("no", "still no", json.dumps(GOOD))
     ask_json(llm, [{"role": "user", "content": "extract"}], SCHEMA, max_attempts=3)
-    third = openai_server.chat_requests[2].json["messages"]
+    third = llm.chat_requests[2].json["messages"]
     assert len(third) == 3
     assert third[1]["content"] == "still no"
 
 
-def test_check_adds_problems_the_schema_cannot_express(llm, openai_server):
-    openai_server.queue('{"facts": []}', json.dumps(GOOD))
+def test_check_adds_problems_the_schema_cannot_express(llm):
+    llm.queue('{"facts": []}', json.dumps(GOOD))
     reply = ask_json(
         llm,
         [{"role": "user", "content": "extract"}],
@@ -245,11 +232,11 @@ def test_check_adds_problems_the_schema_cannot_express(llm, openai_server):
         check=lambda v: [] if v["facts"] else ["$.facts: must not be empty"],
     )
     assert reply.attempts == 2
-    assert "must not be empty" in openai_server.chat_requests[1].json["messages"][-1]["content"]
+    assert "must not be empty" in llm.chat_requests[1].json["messages"][-1]["content"]
 
 
-def test_bound_reached_raises_extraction_error_with_excerpt_and_no_key(llm, openai_server):
-    openai_server.queue(*["I am sorry, I cannot produce JSON today."] * 2)
+def test_bound_reached_raises_extraction_error_with_excerpt_and_no_key(llm):
+    llm.queue(*["I am sorry, I cannot produce JSON today."] * 2)
     with pytest.raises(StructuredOutputError) as info:
         ask_json(llm, [{"role": "user", "content": "x"}], SCHEMA, max_attempts=2, what="test")
     exc = info.value
@@ -257,35 +244,34 @@ def test_bound_reached_raises_extraction_error_with_excerpt_and_no_key(llm, open
     assert exc.attempts == 2 and exc.value is None
     assert "I am sorry, I cannot produce JSON today." in str(exc)
     assert "no JSON value" in str(exc)
-    assert KEY not in str(exc)
-    assert len(openai_server.chat_requests) == 2
+    assert len(llm.chat_requests) == 2
 
 
-def test_cut_off_reply_is_never_accepted(llm, openai_server):
+def test_cut_off_reply_is_never_accepted(llm):
     text = (
         '{"facts": [{"text": "A", "sources": ["m1"], "importance": 1}, {"text": "B", "sources": ["m'
     )
     full = '{"facts": [{"text": "A", "sources": ["m1"], "importance": 1}]}'
-    openai_server.queue(Reply(text, finish_reason="length"), full)
+    llm.queue(Reply(text, finish_reason="length"), full)
     reply = ask_json(llm, [{"role": "user", "content": "x"}], SCHEMA)
     assert reply.value == json.loads(full) and reply.attempts == 2
-    retry = openai_server.chat_requests[1].json["messages"][-1]["content"]
+    retry = llm.chat_requests[1].json["messages"][-1]["content"]
     assert "cut off at the length limit" in retry
 
 
-def test_cut_off_reply_raises_when_asked(llm, openai_server):
+def test_cut_off_reply_raises_when_asked(llm):
     from lightmem_core.llm.structured import TruncatedReplyError
 
     text = '{"facts": [{"text": "A", "sources": ["m1"], "importance": 1}, {"text": "B"'
-    openai_server.queue(text)  # no finish_reason: recognised because the repair had to close it
+    llm.queue(text)  # no finish_reason: recognised because the repair had to close it
     with pytest.raises(TruncatedReplyError) as info:
         ask_json(llm, [{"role": "user", "content": "x"}], SCHEMA, on_truncated="raise")
     assert info.value.value == {"facts": [{"text": "A", "sources": ["m1"], "importance": 1}]}
-    assert len(openai_server.chat_requests) == 1
+    assert len(llm.chat_requests) == 1
 
 
-def test_transport_errors_are_not_retried_here(llm, openai_server):
-    openai_server.queue(Fault.http_error(500, "boom"))
+def test_transport_errors_are_not_retried_here(llm):
+    llm.queue(Fault.http_error(500, "boom"))
     with pytest.raises(Exception, match="500"):
         ask_json(llm, [{"role": "user", "content": "x"}], SCHEMA)
-    assert len(openai_server.chat_requests) == 1
+    assert len(llm.chat_requests) == 1

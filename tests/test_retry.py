@@ -6,34 +6,19 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 from lightmem_core import LightMemory
 from lightmem_core.eval.economy import scripted_responder
 from lightmem_core.retry import backoff
 from lightmem_core.testing.reference import reference_config
 
-openai_plugin = pytest.importorskip("lightmem_openai.plugin")
 
-
-def _memory(tmp_path, server, **extra):
+def _memory(tmp_path, llm, **extra):
     import lightmem_core.builtin as builtin
     from lightmem_core.testing import fresh_host
     from lightmem_core.testing.reference import ReferencePlugin
 
-    config = reference_config(
-        tmp_path / "m",
-        memory_manager={
-            "model_name": "openai",
-            "configs": {
-                "api_key": "sk-retry-test",
-                "openai_base_url": server.base_url,
-                "max_retries": 0,
-            },
-        },
-        **extra,
-    )
-    return LightMemory(config, host=fresh_host(builtin, ReferencePlugin(), openai_plugin))
+    config = reference_config(tmp_path / "m", memory_manager={"model_name": "scripted"}, **extra)
+    return LightMemory(config, host=fresh_host(builtin, ReferencePlugin(memory_manager=llm)))
 
 
 def _msg(i):
@@ -44,25 +29,25 @@ def test_backoff_doubles_up_to_the_cap():
     assert [backoff(n, 5.0, 30.0) for n in (1, 2, 3, 4, 5)] == [5.0, 10.0, 20.0, 30.0, 30.0]
 
 
-def test_an_add_never_retries_other_batches_first(tmp_path, openai_server):
-    openai_server.responder = scripted_responder
-    openai_server.fail_rate(1.0)
-    with _memory(tmp_path, openai_server, background_retry=False) as mem:
+def test_an_add_never_retries_other_batches_first(tmp_path, llm):
+    llm.responder = scripted_responder
+    llm.fail_rate(1.0)
+    with _memory(tmp_path, llm, background_retry=False) as mem:
         for i in range(5):
             result = mem.add([_msg(i)], user_id="u")
             assert result.batches_pending == i + 1
-        assert len(openai_server.chat_requests) == 5  # one per add, not 1 + 2 + ... + 5
-        openai_server.fail_rate(0.0)
+        assert len(llm.chat_requests) == 5  # one per add, not 1 + 2 + ... + 5
+        llm.fail_rate(0.0)
         retried = mem.retry()
         assert retried.batches_extracted == 5 and retried.batches_pending == 0
         assert len(mem.get_all(user_id="u")) == 5
 
 
-def test_background_retry_after_backoff_does_not_block_searches(tmp_path, openai_server):
-    openai_server.responder = scripted_responder
-    with _memory(tmp_path, openai_server, retry_backoff=0.2, retry_backoff_max=0.2) as mem:
+def test_background_retry_after_backoff_does_not_block_searches(tmp_path, llm):
+    llm.responder = scripted_responder
+    with _memory(tmp_path, llm, retry_backoff=0.2, retry_backoff_max=0.2) as mem:
         mem.add([{"role": "user", "content": "my rose is red", "id": "seed"}], user_id="u")
-        openai_server.fail_rate(1.0)
+        llm.fail_rate(1.0)
         mem.add([_msg(1)], user_id="u")
         assert mem.store.stats()["batches"] == {"done": 1, "failed": 1}
         in_call = threading.Event()
@@ -72,8 +57,8 @@ def test_background_retry_after_backoff_does_not_block_searches(tmp_path, openai
             time.sleep(1.5)
             return scripted_responder(body)
 
-        openai_server.responder = slow
-        openai_server.fail_rate(0.0)
+        llm.responder = slow
+        llm.fail_rate(0.0)
         assert in_call.wait(10), "the background retry never called the LLM"
         started = time.perf_counter()
         hits = mem.search("rose", user_id="u")

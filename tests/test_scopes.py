@@ -191,8 +191,7 @@ def test_migrated_memory_dir_keeps_working(tmp_path, ref_host):
         assert json.loads(json.dumps(mem.stats()["messages"])) == {"extracted": 2}
 
 
-def test_update_calls_never_mix_scopes(tmp_path, openai_server):
-    openai_plugin = pytest.importorskip("lightmem_openai.plugin")
+def test_update_calls_never_mix_scopes(tmp_path, llm):
     import re
 
     import lightmem_core.builtin as builtin
@@ -209,16 +208,11 @@ def test_update_calls_never_mix_scopes(tmp_path, openai_server):
             shown.append(set(re.findall(r"tenant-(\w+)", text)))
         return scripted_responder(body)
 
-    openai_server.responder = responder
+    llm.responder = responder
     config = reference_config(
-        tmp_path / "m",
-        background_retry=False,
-        memory_manager={
-            "model_name": "openai",
-            "configs": {"api_key": "sk-x", "openai_base_url": openai_server.base_url},
-        },
+        tmp_path / "m", background_retry=False, memory_manager={"model_name": "scripted"}
     )
-    host = fresh_host(builtin, ReferencePlugin(), openai_plugin)
+    host = fresh_host(builtin, ReferencePlugin(memory_manager=llm))
     with LightMemory(config, host=host) as mem:
         for tenant, scope in (("a", {"user_id": "a"}), ("b", {"agent_id": "a"}), ("c", {})):
             mem.add([_msg(f"tenant-{tenant} my car is red")], **scope)

@@ -9,8 +9,10 @@ tail of its output, and the run goes on. ``@pytest.mark.isolated(timeout=S)`` al
 whose child runs longer than S seconds (default 900) and kills it.
 
 The child sets up the test's fixtures itself (fixtures of any scope are set up again for each
-isolated test), so keep isolated tests few and self-contained. Part of the ``lightmem`` pytest
-plugin, registered by ``lightmem-core``'s ``pytest11`` entry point.
+isolated test), so keep isolated tests few and self-contained. An opt-in pytest plugin: a
+test suite enables it in its top-level ``conftest.py`` with
+``pytest_plugins = ["lightmem_core.testing.isolation"]`` (or with
+``-p lightmem_core.testing.isolation``).
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ def _run_in_child(item: pytest.Item, timeout: float) -> list[TestReport]:
             str(rootdir),
             "-p",
             "no:cacheprovider",
+            "-p",
+            __name__,
             "-q",
             "--no-header",
             "-o",

@@ -1,27 +1,18 @@
-"""The ``lightmem`` pytest plugin: fixtures for testing LightMem plugins, and the ``isolated``
-marker (:mod:`lightmem_core.testing.isolation`) that runs a test in a child process."""
+"""The ``lightmem`` pytest plugin (``lightmem-core``'s ``pytest11`` entry point): the
+``lightmem_host`` fixture, and nothing heavy, since every pytest run of a project that installs
+``lightmem-core`` loads it.
+
+The loopback OpenAI-compatible server and the ``isolated`` marker are opt-in; a test suite that
+wants them names them in its top-level ``conftest.py``::
+
+    pytest_plugins = ["lightmem_core.testing.loopback", "lightmem_core.testing.isolation"]
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from .fixtures import fresh_host
-from .isolation import (  # hooks of the isolated marker
-    pytest_addoption,
-    pytest_configure,
-    pytest_runtest_protocol,
-    pytest_sessionstart,
-)
-from .openai_server import OpenAICompatibleServer
-
-__all__ = [
-    "lightmem_host",
-    "openai_server",
-    "pytest_addoption",
-    "pytest_configure",
-    "pytest_runtest_protocol",
-    "pytest_sessionstart",
-]
+__all__ = ["lightmem_host"]
 
 
 @pytest.fixture
@@ -30,15 +21,6 @@ def lightmem_host():
 
     Register the plugin under test with ``lightmem_host.register(module_or_object)``.
     """
+    from .fixtures import fresh_host
+
     return fresh_host()
-
-
-@pytest.fixture
-def openai_server():
-    """A running :class:`~lightmem_core.testing.openai_server.OpenAICompatibleServer`.
-
-    Script it with ``openai_server.queue(...)`` / ``openai_server.responder``, point a client at
-    ``openai_server.base_url`` and read ``openai_server.requests``. Stopped after the test.
-    """
-    with OpenAICompatibleServer() as server:
-        yield server

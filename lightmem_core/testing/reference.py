@@ -30,6 +30,8 @@ from lightmem_hookspecs import (
 )
 from lightmem_hookspecs import graph as g
 
+from .scripted import ScriptedOptions
+
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -342,7 +344,28 @@ class MemoryGraphOptions:
 
 
 class ReferencePlugin:
-    """Registers ``hash`` (text_embedder), ``exact`` (embedding_retriever), ``keyword``."""
+    """Registers ``hash`` (text_embedder), ``exact`` (embedding_retriever), ``keyword``
+    (context_retriever), ``memory`` (graph_memory) and ``scripted`` (memory_manager: the
+    :class:`~lightmem_core.testing.scripted.ScriptedMemoryManager` given as
+    ``memory_manager``, else a new one per memory, answering as
+    :class:`~lightmem_core.eval.economy.ScriptedResponder`)."""
+
+    def __init__(self, memory_manager: Any = None) -> None:
+        self.memory_manager = memory_manager
+
+    @hookimpl
+    def lightmem_register_memory_managers(self, register: Any) -> None:
+        def build(options: ScriptedOptions, context: Any) -> Any:
+            if self.memory_manager is not None:
+                return self.memory_manager
+            from ..eval.economy import ScriptedResponder
+            from .scripted import ScriptedMemoryManager
+
+            return ScriptedMemoryManager(
+                responder=ScriptedResponder(), max_tokens=options.max_tokens
+            )
+
+        register("scripted", build, options=ScriptedOptions)
 
     @hookimpl
     def lightmem_register_text_embedders(self, register: Any) -> None:
