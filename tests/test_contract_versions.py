@@ -217,3 +217,24 @@ def test_every_shipped_plugin_declares_the_current_contract():
     for info in shipped:
         assert info.error is None, info.error
         assert info.contract is not None, f"{info.name} declares no contract version"
+
+
+@pytest.mark.parametrize(
+    ("requirement", "satisfied", "built_for"),
+    [
+        ("lightmem-hookspecs>=1.0,<2", True, "1.0"),
+        ("lightmem-hookspecs >= 0.1.0", True, "0.1.0"),
+        ("lightmem-hookspecs<1,>=0.1", False, "0.1"),
+        ("lightmem-hookspecs~=1.0", True, "1.0"),
+        ("lightmem-hookspecs~=0.1.0", False, "0.1.0"),
+        ("lightmem-hookspecs==1.*", True, "1.*"),
+        ("lightmem-hookspecs[extra]>1.2", False, "1.2"),
+    ],
+)
+def test_requirement_specifiers_are_read_like_pip_reads_them(requirement, satisfied, built_for):
+    from lightmem_core.plugins import _satisfies, _specifiers
+
+    specs = _specifiers(requirement)
+    assert _satisfies("1.0.0", specs) is satisfied
+    lowest = [v for op, v in specs if op in (">=", "==", "~=", ">")]
+    assert (min(lowest) if lowest else None) == built_for
