@@ -19,7 +19,14 @@ update settings: offline with "ignore" for everything, offline with "update" for
 
 Targets (issue 11), per conversation and pattern: ingestion + offline update <= 10 calls and
 <= 25 k prompt tokens; the offline update alone <= 2 calls and <= 3 k tokens with "ignore", <= 5
-calls with 10 % "update"; online update calls <= one per extraction batch. The original
+calls with 10 % "update"; online update calls <= one per extraction batch.
+
+Prefix caching: the loopback server reports the prompt tokens a prefix-caching server (vLLM,
+SGLang, OpenAI) would serve from its cache (``usage.prompt_tokens_details.cached_tokens``: the
+longest prefix, in cl100k tokens, shared with an earlier request; the JSON schema counts as
+part of the prefix but not in the count), and a real endpoint reports its own. Each pattern's
+ingest and offline update run once more with ``kv_cache: true`` (``--no-kv-cache`` skips it):
+the "cached" columns are those tokens, with and without. The original
 LightMem on conv-26 with the same counting: 21 + 2 calls, 49.9 k + 1.2 k tokens. Prints a table;
 writes benchmarks/results/llm_economy.json.
 """
@@ -71,12 +78,13 @@ def ingest(conv: Any, config: dict, server: Any, responder: Any, pattern: str, w
 
 def offline_pass(config: dict, server: Any, responder: Any, where: Path) -> dict:
     """Run the offline update on the memory at ``where``: its calls, tokens and changes."""
-    from lightmem_core.eval.economy import PhaseUsage
+    from lightmem_core.eval.economy import PhaseUsage, cached_prompt_tokens
     from lightmem_core.memory import LightMemory
 
     if server is not None:
         server.responder = responder
     with LightMemory({**config, "memory_dir": str(where)}) as memory:
+        cached0 = cached_prompt_tokens(memory)
         before = PhaseUsage.of(memory.get_token_statistics()["by_operation"].get("update"))
         t0 = time.perf_counter()
         queued = memory.construct_update_queue_all_entries()
@@ -95,6 +103,7 @@ def offline_pass(config: dict, server: Any, responder: Any, where: Path) -> dict
             "updated_texts": sorted(c.new_memory for c in changes if c.action == "update"),
             "active_entries": len(memory.get_all()),
             "update_s": round(seconds, 3),
+            "cached_prompt_tokens": cached_prompt_tokens(memory) - cached0,
         }
 
 
@@ -128,11 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         help="share of shown pairs the scripted model updates (default: %(default)s)",
     )
     parser.add_argument("--no-online", action="store_true", help="skip the online-update runs")
+    parser.add_argument(
+        "--no-kv-cache", action="store_true", help="skip the runs with kv_cache: true"
+    )
     parser.add_argument("--out", default=str(RESULTS / "llm_economy.json"))
     args = parser.parse_args(argv)
 
     from lightmem_core.datasets import load_conversations
-    from lightmem_core.eval.economy import Billed, ScriptedResponder
+    from lightmem_core.eval.economy import Billed, ScriptedResponder, cl100k
     from lightmem_core.eval.locomo import git_commit
     from lightmem_core.testing.openai_server import OpenAICompatibleServer
 
@@ -141,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     patterns = [p.strip() for p in args.patterns.split(",") if p.strip()]
     server = None
     if args.base_url is None:
-        server = OpenAICompatibleServer(responder=Billed(ScriptedResponder())).start()
+        server = OpenAICompatibleServer(
+            responder=Billed(ScriptedResponder()), tokenize=cl100k().encode
+        ).start()
     base_url = args.base_url if server is None else server.base_url
     configs = {
         "model": args.model,
@@ -206,6 +220,17 @@ def main(argv: list[str] | None = None) -> int:
                             pattern,
                             Path(tmp) / "online",
                         )
+                    if not args.no_kv_cache:
+                        say(f"[{tag}] ingest and offline update with kv_cache: true")
+                        cached = {**offline, "kv_cache": True}
+                        where = Path(tmp) / "kv_cache"
+                        row["kv_cache"] = ingest(
+                            conv, cached, server, Billed(ScriptedResponder()), pattern, where
+                        )
+                        row["kv_cache_update"] = offline_pass(
+                            cached, server, Billed(ScriptedResponder()), where
+                        )
+                        row["kv_cache_update"].pop("updated_texts", None)
                 for key in ("update_ignore", "update_share"):
                     row.get(key, {}).pop("updated_texts", None)
                 row["total"] = {
@@ -249,7 +274,7 @@ def format_report(report: dict) -> str:
     cell = lambda calls, tokens: f"{calls} / {_k(tokens)}"  # noqa: E731
     head = (
         f"{'run':<22}{'ingest':>14}{'update':>14}{'total':>14}"
-        f"{'upd share':>14}{'applied':>9}{'online upd':>16}"
+        f"{'upd share':>14}{'applied':>9}{'online upd':>16}{'cached':>16}{'cached kv':>16}"
     )
     lines = [head]
     o = report["original_lightmem"]
@@ -280,12 +305,24 @@ def format_report(report: dict) -> str:
         if online:
             calls = f"{online['update']['llm_calls']} / {online['batches_extracted']} batches"
             row += calls.rjust(16)
+        else:
+            row += f"{'-':>16}"
+        row += _cached(run["ingest"]["cached_prompt_tokens"]["ingest"], ingest["prompt_tokens"])
+        kv = run.get("kv_cache")
+        if kv:
+            row += _cached(kv["cached_prompt_tokens"]["ingest"], kv["ingest"]["prompt_tokens"])
         lines.append(row)
     lines.append(
         "cells: LLM calls / prompt tokens (cl100k, schema included); online upd: update calls "
-        "/ extraction batches"
+        "/ extraction batches; cached: ingest prompt tokens the server's prefix cache served "
+        "(share), kv: with kv_cache: true"
     )
     return "\n".join(lines)
+
+
+def _cached(cached: int, prompt: int) -> str:
+    share = f" ({cached / prompt:.0%})" if prompt else ""
+    return f"{_k(cached)}{share}".rjust(16)
 
 
 if __name__ == "__main__":

@@ -134,11 +134,32 @@ class AccountedLLM:
     def __init__(self, backend: Any, name: str, hooks: HookChain, book: UsageBook) -> None:
         self.backend, self.name, self.hooks, self.book = backend, name, hooks, book
         self.model_name = getattr(backend, "model_name", name)
+        self._cache_lock = threading.Lock()
+        self._cache = {"llm_calls": 0, "hits": 0, "prompt_tokens": 0, "cached_prompt_tokens": 0}
 
     def close(self) -> None:
         close = getattr(self.backend, "close", None)
         if callable(close):
             close()
+
+    def cache_stats(self) -> dict[str, Any]:
+        """KV cache counters since this memory was opened: calls, calls that reused cached
+        prompt tokens (hits), prompt tokens, and prompt tokens a cache held (not evaluated
+        again); plus the backend's own ``cache_stats()`` under ``backend``."""
+        with self._cache_lock:
+            stats: dict[str, Any] = dict(self._cache)
+        own = getattr(self.backend, "cache_stats", None)
+        if callable(own):
+            stats["backend"] = own()
+        return stats
+
+    def _count_cache(self, result: Completion) -> None:
+        cached = int(getattr(result, "cached_tokens", 0) or 0)
+        with self._cache_lock:
+            self._cache["llm_calls"] += 1
+            self._cache["prompt_tokens"] += result.prompt_tokens
+            self._cache["cached_prompt_tokens"] += cached
+            self._cache["hits"] += cached > 0
 
     def complete(
         self,
@@ -161,6 +182,7 @@ class AccountedLLM:
                 ) from exc
             op.usage.prompt_tokens += result.prompt_tokens
             op.usage.completion_tokens += result.completion_tokens
+            self._count_cache(result)
             return result
 
         try:
@@ -246,7 +268,11 @@ class Backends:
             precomp_topic_shared=self.config.precomp_topic_shared,
             shared=self._shared,
             get_backend=self.get,
-            settings={"messages_use": self.config.messages_use},
+            settings={
+                "messages_use": self.config.messages_use,
+                "kv_cache": bool(self.config.kv_cache),
+                "kv_cache_path": str(self.config.kv_cache_dir),
+            },
             instance=self._labels.get(path, path.removeprefix("$.")),
         )
 

@@ -22,6 +22,9 @@ DEFAULT_MEMORY_DIR = "./lightmem_data"
 MessagesUse = Literal["user_only", "assistant_only", "hybrid"]
 Strategy = Literal["embedding", "context", "hybrid"]
 UpdateMode = Literal["online", "offline"]
+#: ``true`` / ``"offline"``: the memory manager reuses the KV state of its prompts' static
+#: prefix (lossless); ``"online"`` (pre-computing retrieved memories before Q&A) is refused.
+KVCacheMode = bool | Literal["offline", "online"]
 
 
 _SECRET_NAME = re.compile(r"(^|_)(key|secret|token|password|passwd|credential)$", re.I)
@@ -231,8 +234,8 @@ class LightMemConfig:
     embedding_retriever: BackendSpec | None = None
     summary_retriever: BackendSpec | None = None
     update: UpdateMode | None = "offline"
-    kv_cache: bool = False
-    kv_cache_path: str | None = None
+    kv_cache: KVCacheMode = False
+    kv_cache_path: str | None = attrs.field(default=None, validator=_path_text)
     graph_mem: bool = False
     version: str = "v1.1"
     logging: dict[str, Any] | None = None
@@ -306,6 +309,14 @@ class LightMemConfig:
         return retrieval_chain(self)
 
     @property
+    def kv_cache_dir(self) -> Path:
+        """Where the memory manager keeps KV cache files (``kv_cache_path`` or the memory dir's
+        ``kv_cache`` folder)."""
+        if self.kv_cache_path:
+            return Path(self.kv_cache_path)
+        return Path(self.memory_dir) / "kv_cache"
+
+    @property
     def db_path(self) -> Path:
         if self.history_db_path:
             return Path(self.history_db_path)
@@ -314,7 +325,6 @@ class LightMemConfig:
 
 #: Keys whose feature is not built yet: refused when set to anything but their "off" value.
 NOT_IMPLEMENTED: dict[str, tuple[Any, str]] = {
-    "kv_cache": (False, "precomputed KV caches"),
     "summary_retriever": (None, "a separate summary retriever"),
     "multimodal_embedder": (None, "multimodal (image) memory"),
     "logging": (None, "the `logging` section (use Python's logging configuration instead)"),
@@ -397,6 +407,13 @@ def make_converter() -> cattrs.Converter:
         return converter.structure(value, list[HookPluginSpec])
 
     converter.register_structure_hook(list[HookPluginSpec] | Literal["all"] | None, structure_hooks)
+
+    def structure_kv_cache(value: Any, _type: Any) -> bool | str:
+        if isinstance(value, bool) or value in ("offline", "online"):
+            return value
+        raise _WrongType('true, false, "offline" or "online"', value)
+
+    converter.register_structure_hook(KVCacheMode, structure_kv_cache)
     return converter
 
 
@@ -496,6 +513,13 @@ def parse_config(
                 f"$.{key}: {feature} is not implemented yet in LightMem; "
                 f"remove the key or set it to {json.dumps(off_value)}"
             )
+    if config.kv_cache == "online":
+        problems.append(
+            '$.kv_cache: "online" (pre-computing the KV cache of retrieved memories before a '
+            "question is answered; lossy) belongs to the application that answers, not to the "
+            'memory, and is not implemented yet in LightMem; set kv_cache to true (or "offline") '
+            "for the lossless cache of the memory manager's own prompts"
+        )
     if problems:
         raise NotImplementedYetError(problems, source=source)
     return apply_defaults(config, raw)
@@ -541,6 +565,11 @@ def apply_defaults(config: LightMemConfig, raw: Mapping[str, Any]) -> LightMemCo
 def check_consistency(config: LightMemConfig) -> None:
     """Refuse combinations that cannot run, naming the keys involved."""
     problems = []
+    if config.kv_cache and config.memory_manager is None:
+        problems.append(
+            "$.kv_cache: the KV cache is the memory manager's; configure a memory_manager "
+            "(e.g. llama-cpp or openai) or set kv_cache to false"
+        )
     strategy = config.retrieve_strategy
     explicit = config.retrieval.retrievers
     if explicit is None:
@@ -614,11 +643,14 @@ def check_consistency(config: LightMemConfig) -> None:
             "graph_mem to false"
         )
     if config.prompts != PromptOverrides():
-        from .llm.prompts import template_problems
+        from .llm.prompts import prefix_problems, template_problems
 
         for name, text in attrs.asdict(config.prompts).items():
             if text is not None:
-                problems += template_problems(name, text)
+                found = template_problems(name, text)
+                if not found and config.kv_cache:
+                    found = prefix_problems(name, text)
+                problems += found
     if config.update == "online" and config.memory_manager is None:
         problems.append("$.update: 'online' update needs a memory_manager (an LLM)")
     if problems:

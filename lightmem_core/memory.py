@@ -505,6 +505,9 @@ class LightMemory:
         from .pipeline import budget
 
         stats["budget"] = budget.status(self.config, self._rt.store)
+        llm = self._rt.backends.memory_manager() if self.config.memory_manager else None
+        if llm is not None:
+            stats["kv_cache"] = {"enabled": bool(self.config.kv_cache), **llm.cache_stats()}
         return stats
 
 

@@ -152,7 +152,7 @@ def test_unknown_backend_lists_installed_failed_and_pip_hint(tmp_path, ref_host)
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("kv_cache", True),
+        ("kv_cache", "online"),
         ("summary_retriever", {"model_name": "qdrant"}),
         ("extraction_mode", "event"),
         ("logging", {"level": "INFO"}),

@@ -40,6 +40,12 @@ class MemoryManager(Protocol):
     supports that (JSON mode, a schema, a grammar) and may ignore it otherwise: the core
     validates and repairs what comes back. Transport errors (HTTP 429/5xx, time-outs) are
     retried by the backend a bounded number of times and then raised.
+
+    Optional, for KV caching (configuration key ``kv_cache``): ``Completion.cached_tokens``
+    counts the prompt tokens a cache held; an attribute ``schema_in_prompt = True`` says the
+    endpoint puts ``json_schema`` into the prompt it caches (the core then sends one schema per
+    prompt kind, the same in every call); a method ``cache_stats() -> dict`` adds the backend's
+    own counters to ``stats()["kv_cache"]``.
     """
 
     model_name: str

@@ -217,13 +217,19 @@ class Usage:
 
 @attrs.frozen
 class Completion:
-    """What a memory manager (an LLM) returned for one call."""
+    """What a memory manager (an LLM) returned for one call.
+
+    ``cached_tokens``: how many of the ``prompt_tokens`` were not evaluated again because a KV
+    cache held them (a server's prefix cache, as ``usage.prompt_tokens_details.cached_tokens``
+    reports; a local runtime's restored state). 0 when unknown.
+    """
 
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model: str = ""
     finish_reason: str | None = None
+    cached_tokens: int = 0
 
 
 @attrs.define
@@ -313,7 +319,10 @@ class BackendContext:
     another configured backend (built on demand), or ``None`` if that stage is not configured.
     ``instance`` names this backend's place in the configuration (``"embedding"``, or a
     retriever's label when several backends of one kind are configured): a backend that keeps
-    files in ``memory_dir`` uses it to keep two instances apart.
+    files in ``memory_dir`` uses it to keep two instances apart. ``settings`` carries
+    memory-wide settings: ``messages_use``; ``kv_cache`` (``True``: the memory manager should
+    reuse the KV state of the prompts' static prefix) and ``kv_cache_path`` (a directory it may
+    keep that state in).
     """
 
     memory_dir: str

@@ -133,6 +133,12 @@ class CountingLLM:
         return self.usage.get(phase, PhaseUsage())
 
 
+def cached_prompt_tokens(memory: Any) -> int:
+    """Prompt tokens the endpoint served from its prefix cache so far, as it reported them."""
+    llm = memory.backends.memory_manager()
+    return int(llm.cache_stats()["cached_prompt_tokens"]) if llm is not None else 0
+
+
 def _chat_requests(server: Any) -> int:
     """Chat requests the loopback server has received so far (0 without a server)."""
     return len(server.chat_requests) if server is not None else 0
@@ -347,6 +353,7 @@ def lightmem_economy(
         if embedder is not None:
             embedder.backend.embed(["warm-up"])  # load the model outside the timings
         requests0 = _chat_requests(server)
+        cached0 = cached_prompt_tokens(memory)
         t0 = time.perf_counter()
         batches = 0
         last = len(conv.sessions) - 1
@@ -365,6 +372,7 @@ def lightmem_economy(
                 calls += 1
         ingest_s = time.perf_counter() - t0
         requests1 = _chat_requests(server)
+        cached1 = cached_prompt_tokens(memory)
         queued = 0
         changes: list[Any] = []
         t1 = time.perf_counter()
@@ -373,6 +381,7 @@ def lightmem_economy(
             changes = memory.offline_update_all_entries()
         update_s = time.perf_counter() - t1
         requests2 = _chat_requests(server)
+        cached2 = cached_prompt_tokens(memory)
         stats = memory.get_token_statistics()
         ops = stats["by_operation"]
         extract = PhaseUsage.of(ops.get("extract"))
@@ -391,6 +400,8 @@ def lightmem_economy(
             "updated_texts": sorted(c.new_memory for c in changes if c.action == "update"),
             "ingest_s": round(ingest_s, 3),
             "update_s": round(update_s, 3),
+            "kv_cache": bool(memory.config.kv_cache),
+            "cached_prompt_tokens": {"ingest": cached1 - cached0, "update": cached2 - cached1},
         }
         if server is not None:
             report["server_requests"] = {

@@ -23,6 +23,14 @@ What the placeholders receive:
   older entry and the newer ones that resemble it: ``1 <- 2, 5``) and ``$output_format``.
 - ``retry``: ``$error`` (why the previous answer was rejected).
 - ``system``: no placeholders; sent as the system message of every call.
+
+Layout: every request is the system message, then one user message in which the instructions
+and ``$output_format`` come before the call's data (``$conversation``, ``$memories``,
+``$checks``), so the start of every request of one kind is byte-identical and a KV cache (a
+server's prefix cache, or ``kv_cache`` with the llama-cpp manager) reuses it. The update
+prompts list memories oldest first, ties by entry id: the same entries always read the same.
+With ``kv_cache`` on, an override that puts ``$output_format`` after the call's data is
+refused (:meth:`Prompts.static_prefix` is the reusable part).
 """
 
 from __future__ import annotations
@@ -129,6 +137,40 @@ def template_problems(name: str, text: object) -> list[str]:
     return problems
 
 
+#: Placeholders whose value is the same in every call (the rest change with each call).
+STATIC_PLACEHOLDERS = frozenset({"output_format"})
+
+
+def _first_variable(name: str, text: str) -> int | None:
+    """Offset of the first call-specific placeholder of the ``name`` template, if any."""
+    variable = PLACEHOLDERS[name] - STATIC_PLACEHOLDERS
+    for match in string.Template.pattern.finditer(text):
+        found = match.group("named") or match.group("braced")
+        if found in variable:
+            return match.start()
+    return None
+
+
+def prefix_problems(name: str, text: str) -> list[str]:
+    """With ``kv_cache``: what keeps the static part of the ``name`` template from being its
+    prefix (a static placeholder after a call-specific one)."""
+    cut = _first_variable(name, text)
+    if cut is None:
+        return []
+    late = [
+        m.group("named") or m.group("braced")
+        for m in string.Template.pattern.finditer(text[cut:])
+        if (m.group("named") or m.group("braced")) in STATIC_PLACEHOLDERS & PLACEHOLDERS[name]
+    ]
+    if not late:
+        return []
+    return [
+        f"$.prompts.{name}: with kv_cache on, put {', '.join('$' + p for p in late)} before the "
+        "call-specific placeholders, so that the part of the prompt that is the same in every "
+        "call is its prefix (a KV cache reuses prefixes only)"
+    ]
+
+
 def _check_template(instance: Any, attribute: attrs.Attribute, value: object) -> None:
     problems = template_problems(attribute.name, value)
     if problems:
@@ -148,6 +190,28 @@ class Prompts:
     update: str = attrs.field(default=UPDATE, validator=_check_template)
     reconcile: str = attrs.field(default=RECONCILE, validator=_check_template)
     retry: str = attrs.field(default=RETRY, validator=_check_template)
+    #: Send each request kind's one general JSON schema instead of a stricter one per call
+    #: (set with ``kv_cache`` on an endpoint that caches the schema as part of the prompt).
+    stable_schema: bool = False
+    #: Refuse templates whose call-specific placeholders come before the static ones (set
+    #: with ``kv_cache``: the cacheable part of a prompt must be its prefix).
+    cacheable: bool = attrs.field(default=False, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        if self.cacheable:
+            problems = [
+                p for name in PLACEHOLDERS for p in prefix_problems(name, getattr(self, name))
+            ]
+            if problems:
+                raise ConfigError(problems)
+
+    def static_prefix(self, name: str, **static: str) -> str:
+        """The part of the ``name`` prompt that is the same in every call: the template up to
+        its first call-specific placeholder, with ``static`` (``output_format``) filled in."""
+        text = getattr(self, name)
+        cut = _first_variable(name, text)
+        head = text if cut is None else text[:cut]
+        return string.Template(head).safe_substitute(static)
 
     def render(self, name: str, **values: str) -> str:
         """Fill the ``name`` template with ``values`` (exactly its placeholders)."""

@@ -469,7 +469,9 @@ def ask_json(
     strings); a value with problems counts as unusable. ``request_schema`` is what the backend is
     sent when it should be stricter than what is accepted (e.g. an ``enum`` of the ids shown,
     which lets a grammar-constrained local model emit only those, while a remote model's
-    ``[M3]`` is still accepted and normalised by the caller); default: ``schema``. Raises
+    ``[M3]`` is still accepted and normalised by the caller); default: ``schema``. With
+    ``prompts.stable_schema`` (a KV cache on an endpoint that caches the schema with the
+    prompt) ``schema`` itself is sent, the same in every call of one kind. Raises
     :class:`StructuredOutputError` after ``max_attempts`` unusable replies. A reply cut at the
     token limit is never accepted: with ``on_truncated="raise"`` it raises
     :class:`TruncatedReplyError` at once, with ``"retry"`` it counts as unusable. Errors the
@@ -484,9 +486,8 @@ def ask_json(
     request = base
     raw, value, problems = "", None, ["no reply"]
     for attempt in range(1, max_attempts + 1):
-        completion = llm.complete(
-            request, json_schema=request_schema or schema, max_tokens=max_tokens
-        )
+        sent = schema if prompts.stable_schema else (request_schema or schema)
+        completion = llm.complete(request, json_schema=sent, max_tokens=max_tokens)
         raw = completion.text or ""
         value, repaired = None, None
         try:

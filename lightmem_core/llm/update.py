@@ -15,9 +15,10 @@ API::
     estimate_tokens(check) -> int                                # its share of a prompt
 
 One call decides a whole batch of checks. Every entry shown (targets and candidates alike) is
-listed once, numbered oldest first, with its date and its text as a JSON string (so a memory
-that reads like an instruction stays data), then one line per check names the older entry and
-the newer ones that resemble it::
+listed once, numbered oldest first (ties by entry id, so the same entries always read the
+same and consecutive calls share a longer prompt prefix), with its date and its text as a JSON
+string (so a memory that reads like an instruction stays data), then one line per check names
+the older entry and the newer ones that resemble it::
 
     Memories (id, date, text):
     1 2023-05-08 "Caroline went to an LGBTQ support group."
@@ -106,20 +107,21 @@ def _quoted(text: str) -> str:
     return json.dumps(" ".join(text.split()), ensure_ascii=False)
 
 
-def _order_key(entry: MemoryEntry, position: int) -> tuple[float, int]:
+def _order_key(entry: MemoryEntry) -> tuple[float, str]:
+    """Oldest first, ties by id: the same entries are listed the same way in every call."""
     ts = entry.time_stamp
-    return (ts.timestamp() if ts is not None else float("-inf"), position)
+    return (ts.timestamp() if ts is not None else float("-inf"), entry.id)
 
 
 def render_checks(checks: Sequence[UpdateCheck]) -> RenderedChecks:
     """Number every entry of ``checks`` once, oldest first, and list the checks."""
-    seen: dict[str, tuple[MemoryEntry, int]] = {}
+    seen: dict[str, MemoryEntry] = {}
     for check in checks:
         for entry in (check.target, *(c for c, _ in check.candidates)):
-            seen.setdefault(entry.id, (entry, len(seen)))
-    ordered = sorted(seen.values(), key=lambda pair: _order_key(*pair))
-    number = {entry.id: k for k, (entry, _) in enumerate(ordered, start=1)}
-    entries = {k: entry for k, (entry, _) in enumerate(ordered, start=1)}
+            seen.setdefault(entry.id, entry)
+    ordered = sorted(seen.values(), key=_order_key)
+    number = {entry.id: k for k, entry in enumerate(ordered, start=1)}
+    entries = dict(enumerate(ordered, start=1))
     memory_lines = [f"{k} {_date(e.time_stamp)} {_quoted(e.memory)}" for k, e in entries.items()]
     check_lines = []
     targets: dict[int, UpdateCheck] = {}

@@ -92,7 +92,10 @@ class Runtime:
             from ..llm.prompts import Prompts
 
             overrides = {k: v for k, v in attrs.asdict(self.config.prompts).items() if v}
-            self._prompts = Prompts(**overrides)
+            kv_cache = bool(self.config.kv_cache) and self.config.memory_manager is not None
+            llm = self.llm if kv_cache else None
+            stable = llm is not None and getattr(llm.backend, "schema_in_prompt", False) is True
+            self._prompts = Prompts(**overrides, stable_schema=stable, cacheable=kv_cache)
         return self._prompts
 
     def run(

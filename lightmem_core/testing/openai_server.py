@@ -27,6 +27,15 @@ Token counts in ``usage`` are an approximation documented here once: a text coun
 for a non-empty text); the prompt count is the sum over the messages' contents plus 4 per
 message for the role framing, as OpenAI's counting does.
 
+Prefix caching is played the way vLLM, SGLang or OpenAI report it: every answered request's
+prompt is remembered as a token sequence (the ``response_format`` first, then per message 3
+framing tokens, its content's tokens and 1 closing token: the same count as above), and
+``usage.prompt_tokens_details.cached_tokens`` is the longest common prefix, in tokens, with an
+earlier request to the same model, rounded down to ``prefix_cache_block`` and leaving at least
+one token to evaluate. A request whose ``response_format`` differs shares nothing. Content is
+cut into 4-character tokens unless a ``tokenize`` callable is given (e.g. a real tokenizer's
+``encode``).
+
 The server is bounded: it binds to loopback only, sleeps of the time-out fault end as soon as
 the server stops, and :meth:`OpenAICompatibleServer.stop` (or leaving the ``with`` block) shuts
 it down and joins its thread.
@@ -62,6 +71,8 @@ DEFAULT_MODEL = "lightmem-test-model"
 
 #: Tokens added per chat message for the role framing (OpenAI's counting adds about as many).
 TOKENS_PER_MESSAGE = 4
+#: Earlier prompts the prefix cache remembers.
+PREFIX_CACHE_PROMPTS = 1024
 
 
 def count_tokens(text: str) -> int:
@@ -88,6 +99,7 @@ class Reply:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     omit_usage: bool = False
+    cached_tokens: int | None = None
 
 
 @attrs.frozen
@@ -183,6 +195,12 @@ class OpenAICompatibleServer:
     :param reject_response_formats: ``response_format`` types refused with HTTP 400, e.g.
         ``{"json_schema"}`` to play an endpoint without structured output.
     :param ssl_context: serve HTTPS with this server-side context.
+    :param prefix_cache: report ``usage.prompt_tokens_details.cached_tokens`` (see the module
+        docstring); :attr:`cached_tokens` lists what each answered request got.
+    :param prefix_cache_block: cached counts are multiples of this many tokens (vLLM caches
+        whole blocks of 16; 1: exact).
+    :param tokenize: cuts a message's content into tokens for the prefix cache (default:
+        4-character pieces).
     """
 
     def __init__(
@@ -194,7 +212,18 @@ class OpenAICompatibleServer:
         models: Iterable[str] = (DEFAULT_MODEL,),
         reject_response_formats: Iterable[str] = (),
         ssl_context: ssl.SSLContext | None = None,
+        prefix_cache: bool = True,
+        prefix_cache_block: int = 1,
+        tokenize: Callable[[str], Iterable[Any]] | None = None,
     ) -> None:
+        if prefix_cache_block < 1:
+            raise ValueError(f"prefix_cache_block must be >= 1, got {prefix_cache_block}")
+        self.prefix_cache = prefix_cache
+        self.prefix_cache_block = prefix_cache_block
+        self.tokenize = tokenize
+        #: ``cached_tokens`` reported for each answered chat request, in answer order.
+        self.cached_tokens: list[int] = []
+        self._prefixes: deque[tuple[Any, ...]] = deque(maxlen=PREFIX_CACHE_PROMPTS)
         self.responder = responder
         self.api_key = api_key
         self.models = list(models)
@@ -249,6 +278,43 @@ class OpenAICompatibleServer:
             self._failure_rate = 0.0
             self.reject_response_formats.clear()
             self.responder = None
+            self.cached_tokens.clear()
+            self._prefixes.clear()
+
+    def prompt_token_sequence(self, body: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The request's prompt as the prefix cache sees it (see the module docstring)."""
+        rf = body.get("response_format")
+        head = ("<|format|>", body.get("model"), json.dumps(rf, sort_keys=True))
+        tokens: list[Any] = [head]
+        for m in body.get("messages") or []:
+            if not isinstance(m, Mapping):
+                continue
+            text = _message_text(m.get("content"))
+            tokens += ["<|start|>", str(m.get("role")), "<|content|>"]
+            if self.tokenize is not None:
+                tokens += list(self.tokenize(text))
+            else:
+                tokens += [text[i : i + 4] for i in range(0, len(text), 4)]
+            tokens.append("<|end|>")
+        return tuple(tokens)
+
+    def _cache_prompt(self, body: Mapping[str, Any], prompt_tokens: int) -> int:
+        """Cached tokens for this request (then remembered for the next ones)."""
+        tokens = self.prompt_token_sequence(body)
+        with self._lock:
+            best = 0
+            for earlier in self._prefixes:
+                n = 0
+                for a, b in zip(earlier, tokens, strict=False):
+                    if a != b:
+                        break
+                    n += 1
+                best = max(best, n)
+            self._prefixes.append(tokens)
+        cached = max(0, best - 1)  # the format pseudo-token is not a prompt token
+        cached = min(cached, len(tokens) - 2, prompt_tokens - 1)
+        cached -= cached % self.prefix_cache_block
+        return max(0, cached)
 
     @property
     def chat_requests(self) -> list[RecordedRequest]:
@@ -574,10 +640,18 @@ class _Handler(BaseHTTPRequestHandler):
                 }
             ],
         }
+        if self.app.prefix_cache:
+            cached = self.app._cache_prompt(body, prompt_tokens)
+            if reply.cached_tokens is not None:
+                cached = reply.cached_tokens
+            with self.app._lock:
+                self.app.cached_tokens.append(cached)
         if not reply.omit_usage:
             payload["usage"] = {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
             }
+            if self.app.prefix_cache:
+                payload["usage"]["prompt_tokens_details"] = {"cached_tokens": cached}
         self._send_json(200, payload)

@@ -170,7 +170,18 @@ class OpenAIChatManager:
     ``retry-after``; then a ``RuntimeError`` says what failed. A ``json_schema`` request is sent
     as ``response_format`` json_schema, then json_object, then without one, stepping down when
     the endpoint refuses with HTTP 400; the step that worked is remembered by this instance.
+
+    KV cache: the core lays out every request with its static part first (see
+    :mod:`lightmem_core.llm.prompts`) so a server's prefix cache (vLLM, SGLang, OpenAI's prompt
+    caching) applies; the cached prompt tokens the server reports
+    (``usage.prompt_tokens_details.cached_tokens``) come back as ``Completion.cached_tokens``.
+    The schema travels with the prompt (``schema_in_prompt``), so with ``kv_cache`` on the core
+    sends one schema per request kind.
     """
+
+    #: OpenAI caches ``response_format`` with the prompt: with ``kv_cache`` the core keeps it
+    #: the same in every call of one kind.
+    schema_in_prompt = True
 
     def __init__(self, options: OpenAIOptions, *, provider: ProviderDefaults = OPENAI) -> None:
         import openai
@@ -396,6 +407,8 @@ class OpenAIChatManager:
             # Some local servers omit usage: estimate (4 characters per token) so counters move.
             prompt_tokens = sum(_estimate_tokens(m.get("content") or "") for m in messages)
             completion_tokens = _estimate_tokens(text)
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = getattr(details, "cached_tokens", None) if details is not None else None
         finish_reason = getattr(choice, "finish_reason", None)
         if finish_reason == "length":
             log.warning(
@@ -409,6 +422,7 @@ class OpenAIChatManager:
             completion_tokens=int(completion_tokens or 0),
             model=str(getattr(response, "model", None) or self.model_name),
             finish_reason=finish_reason,
+            cached_tokens=min(int(cached or 0), int(prompt_tokens or 0)),
         )
 
     def _hint(self, status: int) -> str:

@@ -53,6 +53,7 @@ def test_chat_answer_usage_and_recording(openai_server):
         "prompt_tokens": 4 + count_tokens("hello world"),
         "completion_tokens": count_tokens("scripted"),
         "total_tokens": 4 + count_tokens("hello world") + count_tokens("scripted"),
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
     (request,) = openai_server.requests
     assert request.method == "POST" and request.path == "/v1/chat/completions"
@@ -180,3 +181,47 @@ def test_cut_fault_cuts_the_real_answer_and_mixed_faults_are_seeded(openai_serve
         for _ in range(40)
     ]
     assert {200, 503} <= set(codes)
+
+
+SYSTEM = {"role": "system", "content": "You keep memories. " * 10}  # 190 characters
+
+
+def _cached(server, body):
+    status, _headers, raw = _post(server, body)
+    assert status == 200
+    return json.loads(raw)["usage"]["prompt_tokens_details"]["cached_tokens"]
+
+
+def test_prefix_cache_reports_the_longest_common_prefix_in_tokens(openai_server):
+    first = {"model": "m", "messages": [SYSTEM, {"role": "user", "content": "abcdefgh-one"}]}
+    again = {"model": "m", "messages": [SYSTEM, {"role": "user", "content": "abcdefgh-two"}]}
+    other = {"model": "m", "messages": [{"role": "system", "content": "Other."}, SYSTEM]}
+    assert _cached(openai_server, first) == 0
+    # the system message (3 framing + 48 four-character tokens + 1 closing), the user
+    # message's framing (3) and its first two tokens ("abcd", "efgh")
+    assert _cached(openai_server, again) == 52 + 3 + 2
+    assert _cached(openai_server, other) == 3  # the system role's framing only
+    assert openai_server.cached_tokens == [0, 57, 3]
+    # the same prompt again: all but the last token, which a server always evaluates
+    assert _cached(openai_server, first) == 4 + count_tokens(SYSTEM["content"]) + 4 + 3 - 1
+
+
+def test_prefix_cache_is_per_format_and_model_and_rounds_to_blocks():
+    body = {"model": "m", "messages": [SYSTEM, {"role": "user", "content": "x"}]}
+    with OpenAICompatibleServer(prefix_cache_block=16) as server:
+        assert _cached(server, body) == 0
+        changed = {**body, "messages": [SYSTEM, {"role": "user", "content": "y"}]}
+        assert _cached(server, changed) == 48  # 55 shared, in blocks of 16
+        assert _cached(server, {**body, "model": "other"}) == 0
+        assert _cached(server, {**body, "response_format": {"type": "json_object"}}) == 0
+    with OpenAICompatibleServer(prefix_cache=False) as server:
+        _post(server, body)
+        _status, _headers, raw = _post(server, body)
+        assert "prompt_tokens_details" not in json.loads(raw)["usage"]
+
+
+def test_the_openai_manager_returns_the_servers_cached_tokens(openai_server, make_backend):
+    backend = make_backend()
+    backend.complete([SYSTEM, {"role": "user", "content": "first"}])
+    result = backend.complete([SYSTEM, {"role": "user", "content": "second"}])
+    assert result.cached_tokens == openai_server.cached_tokens[-1] == 52 + 3
