@@ -13,7 +13,7 @@ from lightmem_hookspecs import BackendContext, hookimpl
 from .options import DEEPSEEK, OPENAI, OpenAIOptions
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.0"
+LIGHTMEM_CONTRACT = "1.1"
 
 if TYPE_CHECKING:
     from .manager import OpenAIChatManager
