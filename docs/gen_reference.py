@@ -235,7 +235,7 @@ def constants_section() -> list[str]:
 
 def payload_section() -> list[str]:
     """The payload keys, from the core's own payload function run on an entry with every field."""
-    from lightmem_core.store import entry_payload
+    from lightmem_hookspecs import entry_payload
 
     entry = contract.MemoryEntry(
         id="e1",

@@ -13,6 +13,7 @@ from lightmem_hookspecs import (
     EntryChange,
     MemoryEntry,
     QueryContext,
+    RecordStore,
     Scope,
     SearchFilter,
     SearchHit,
@@ -31,7 +32,6 @@ from .pipeline.retrieval import Retrieval
 from .pipeline.runtime import Runtime
 from .plugins import PluginHost
 from .queries import build_filter, check_entry_id, check_limit, check_query, query_scope
-from .records import RecordStore
 from .scope import check_text, make_scope
 from .store import SQLiteRecordStore
 

@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from lightmem_hookspecs import SCHEDULED_STATES
+
 log = logging.getLogger("lightmem")
 
 
@@ -32,10 +34,9 @@ def backoff(attempts: int, base: float, cap: float) -> float:
     return min(cap, base * 2 ** max(0, min(attempts, 60) - 1))
 
 
-def retry_time(attempts: int, base: float, cap: float) -> str:
-    """The record store's time stamp for the next attempt (see :func:`backoff`)."""
-    at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=backoff(attempts, base, cap))
-    return at.isoformat(timespec="microseconds")
+def retry_time(attempts: int, base: float, cap: float) -> dt.datetime:
+    """When the next attempt is due (see :func:`backoff`)."""
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=backoff(attempts, base, cap))
 
 
 class BatchRetrier:
@@ -111,10 +112,9 @@ class BatchRetrier:
 
     def run_due(self) -> int:
         """Retry the batches whose time has come (in this thread); returns how many ran."""
-        from .store import now
-
         done = 0
-        for batch_id in self.store.pending_batches(due_by=now()):
+        due = self.store.batches(SCHEDULED_STATES, due_by=dt.datetime.now(dt.UTC))
+        for batch_id in [b.id for b in due]:
             if not self._wait_idle():
                 break
             with self.claim(batch_id) as mine:
@@ -133,17 +133,13 @@ class BatchRetrier:
         self._wake.set()
 
     def _seconds_to_next(self) -> float | None:
-        pending = self.store.pending_batches()
-        if not pending:
-            return None
-        next_at = self.store.next_retry_at()
-        unscheduled = any(
-            (self.store.batch_info(b) or {}).get("next_attempt_at") is None for b in pending
-        )
-        if unscheduled or next_at is None:
+        now = dt.datetime.now(dt.UTC)
+        if self.store.batches(SCHEDULED_STATES, due_by=now):
             return 0.0
-        wait = dt.datetime.fromisoformat(next_at) - dt.datetime.now(dt.UTC)
-        return max(0.0, wait.total_seconds())
+        next_at = self.store.next_retry_at()
+        if next_at is None:
+            return None
+        return max(0.0, (next_at - now).total_seconds())
 
     def _loop(self) -> None:
         while not self._closed.is_set():

@@ -1,4 +1,5 @@
-"""The record store: SQLite (WAL) system of record for messages, entries, history and usage."""
+"""The embedded record store: SQLite (WAL) system of record for messages, batches, entries,
+history and usage (implements :class:`lightmem_hookspecs.RecordStore`)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,33 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from lightmem_hookspecs import MemoryEntry, Message, Scope, Usage, to_epoch
+from lightmem_hookspecs import (
+    CLAIMABLE_STATES,
+    SCHEDULED_STATES,
+    UNFINISHED_STATES,
+    Batch,
+    BatchState,
+    JournalRow,
+    MemoryEntry,
+    Message,
+    Scope,
+    Usage,
+)
 
 from .errors import StoreError
 from .scope import SCOPE_FIELDS, scope_key
 
 #: 2: message ids unique per scope (``scope_key``), unset scope values stored as NULL (never
 #: ""), batches with a retry time (``next_attempt_at``).
-SCHEMA_VERSION = 2
+#: 3: a batch's state is one of :class:`~lightmem_hookspecs.BatchState` (``held`` and
+#: ``waiting_for_budget`` are states, no longer a year-9999 retry time or an error prefix), and
+#: it carries its scope; one index on (state, scope, age) finds the batches in a state.
+SCHEMA_VERSION = 3
+
+#: Schema 2's conventions, read only to migrate: a held batch's retry time and the error text
+#: a batch waiting for the token budget began with.
+_V2_HELD_AT = "9999-12-31T00:00:00.000000+00:00"
+_V2_WAITING = "waiting for the LLM token budget"
 
 _META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
 
@@ -59,8 +79,11 @@ CREATE TABLE IF NOT EXISTS batches (
     last_error TEXT,
     next_attempt_at TEXT,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    scope_key TEXT,
+    user_id TEXT, agent_id TEXT, run_id TEXT
 );
+CREATE INDEX IF NOT EXISTS batches_state ON batches(state, scope_key, created_at);
 CREATE TABLE IF NOT EXISTS entries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -127,12 +150,18 @@ _MESSAGE_COLUMNS = (
     "user_id, agent_id, run_id, metadata, state, topic_id, batch_id, created_at"
 )
 
-#: Journal states of a message, in pipeline order (``dropped``: a segment hook removed it).
-MESSAGE_STATES = ("sensory", "short_term", "batched", "extracted", "dropped")
-
 
 def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _at(value: dt.datetime | None) -> str | None:
+    """A retry time as stored: UTC, microseconds, so that stored times sort as text."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 def _ts_out(value: dt.datetime | None) -> str | None:
@@ -147,20 +176,9 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-@attrs.frozen
-class JournalRow:
-    """A message as the journal holds it."""
-
-    seq: int
-    message: Message
-    state: str
-    topic_id: int | None
-    batch_id: str | None
-
-
 class SQLiteRecordStore:
-    """SQLite record store (implements :class:`lightmem_core.records.RecordStore`). One instance
-    per LightMemory; safe to use from several threads."""
+    """SQLite record store (implements :class:`lightmem_hookspecs.RecordStore`). One instance
+    per LightMemory, whose directory one process owns; safe to use from several threads."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -200,9 +218,18 @@ class SQLiteRecordStore:
                 )
             if version is not None and int(version) < 2:
                 self._migrate_1_to_2()
+            if version is not None and int(version) < 3:
+                self._migrate_2_to_3()
             self._db.executescript(_SCHEMA)
             if version is None or int(version) < SCHEMA_VERSION:
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
+            # One process owns the directory: a batch left running was claimed by a process
+            # that died mid-extraction. It is pending again.
+            with self.transaction() as db:
+                db.execute(
+                    "UPDATE batches SET state=? WHERE state=?",
+                    (BatchState.PENDING.value, BatchState.RUNNING.value),
+                )
 
     def _migrate_1_to_2(self) -> None:
         """Message ids become unique per scope; "" scope values become NULL; batches get a
@@ -227,6 +254,40 @@ class SQLiteRecordStore:
             if "next_attempt_at" not in columns:
                 db.execute("ALTER TABLE batches ADD COLUMN next_attempt_at TEXT")
             self.set_meta("schema_version", "2", db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            db.execute("COMMIT")
+
+    def _migrate_2_to_3(self) -> None:
+        """Batches get their scope (that of their messages) and their state as data: a batch
+        held back by a per-call budget (retry time in the year 9999) becomes ``held``, one
+        waiting for the token budget (its error began with the waiting text) becomes
+        ``waiting_for_budget``. One transaction: a crash leaves version 2 intact."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {r["name"] for r in db.execute("PRAGMA table_info(batches)")}
+            for column in ("scope_key", "user_id", "agent_id", "run_id"):
+                if column not in columns:
+                    db.execute(f"ALTER TABLE batches ADD COLUMN {column} TEXT")
+            db.execute(
+                "UPDATE batches SET (scope_key, user_id, agent_id, run_id) = ("
+                "SELECT m.scope_key, m.user_id, m.agent_id, m.run_id FROM messages m "
+                "WHERE m.batch_id = batches.id ORDER BY m.seq LIMIT 1)"
+            )
+            db.execute(
+                "UPDATE batches SET state=?, next_attempt_at=NULL "
+                "WHERE state != 'done' AND next_attempt_at = ?",
+                (BatchState.HELD.value, _V2_HELD_AT),
+            )
+            db.execute(
+                "UPDATE batches SET state=? "
+                "WHERE state = 'failed' AND substr(last_error, 1, ?) = ?",
+                (BatchState.WAITING_FOR_BUDGET.value, len(_V2_WAITING), _V2_WAITING),
+            )
+            self.set_meta("schema_version", "3", db)
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -306,13 +367,6 @@ class SQLiteRecordStore:
                     added.append(m)
         return added
 
-    def update_message_content(self, updates: dict[str, str], *, scope: Scope) -> None:
-        with self.transaction() as db:
-            db.executemany(
-                "UPDATE messages SET content = ? WHERE id = ? AND scope_key = ?",
-                [(content, mid, scope_key(scope)) for mid, content in updates.items()],
-            )
-
     def journal(self, state: str | None = None, scope: Scope | None = None) -> list[JournalRow]:
         """Journaled messages in order, optionally of one state and of exactly one scope."""
         sql = "SELECT * FROM messages"
@@ -378,17 +432,6 @@ class SQLiteRecordStore:
                 [(mid, key) for mid in dropped],
             )
 
-    def mark_short_term(self, assignments: dict[str, int], *, scope: Scope) -> None:
-        """Move messages of ``scope`` from the sensory buffer to the short-term buffer with a
-        topic id."""
-        key = scope_key(scope)
-        with self.transaction() as db:
-            db.executemany(
-                "UPDATE messages SET state='short_term', topic_id=? "
-                "WHERE id=? AND scope_key=? AND state='sensory'",
-                [(topic, mid, key) for mid, topic in assignments.items()],
-            )
-
     def create_batch(self, message_ids: Sequence[str], *, scope: Scope) -> str:
         """Move short-term messages of ``scope`` into a new pending extraction batch."""
         batch_id = new_id()
@@ -396,9 +439,9 @@ class SQLiteRecordStore:
         key = scope_key(scope)
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO batches(id, state, created_at, updated_at) "
-                "VALUES (?, 'pending', ?, ?)",
-                (batch_id, stamp, stamp),
+                "INSERT INTO batches(id, state, created_at, updated_at, scope_key, user_id, "
+                "agent_id, run_id) VALUES (?, 'pending', ?, ?, ?, ?, ?, ?)",
+                (batch_id, stamp, stamp, key, scope.user_id, scope.agent_id, scope.run_id),
             )
             db.executemany(
                 "UPDATE messages SET state='batched', batch_id=? "
@@ -418,8 +461,11 @@ class SQLiteRecordStore:
             states = db.execute(
                 f"SELECT state FROM batches WHERE id IN ({marks}, ?)", (*others, into)
             ).fetchall()
-            if len(states) != len(batch_ids) or any(r["state"] == "done" for r in states):
-                raise ValueError(f"merge_batches: not all of {list(batch_ids)} are unfinished")
+            claimable = {s.value for s in CLAIMABLE_STATES}
+            if len(states) != len(batch_ids) or any(r["state"] not in claimable for r in states):
+                raise ValueError(
+                    f"merge_batches: not all of {list(batch_ids)} are unfinished and unclaimed"
+                )
             db.execute(
                 f"UPDATE messages SET batch_id=? WHERE batch_id IN ({marks})", (into, *others)
             )
@@ -427,37 +473,93 @@ class SQLiteRecordStore:
             db.execute("UPDATE batches SET updated_at=? WHERE id=?", (now(), into))
         return into
 
-    def pending_batches(self, *, due_by: str | None = None) -> list[str]:
-        """Batches not yet extracted, oldest first; with ``due_by`` (a time stamp from
-        :func:`now`) only those whose retry time has come."""
-        sql = "SELECT id FROM batches WHERE state != 'done'"
-        params: list[Any] = []
+    def batch(self, batch_id: str) -> Batch | None:
+        rows = self._query("SELECT * FROM batches WHERE id = ?", (batch_id,))
+        return _batch(rows[0]) if rows else None
+
+    def batches(
+        self,
+        states: Iterable[BatchState] = UNFINISHED_STATES,
+        *,
+        scope: Scope | None = None,
+        due_by: dt.datetime | None = None,
+    ) -> list[Batch]:
+        """The batches in one of ``states``, oldest first, in exactly ``scope`` (``None``:
+        every scope); with ``due_by`` only those whose retry time is unset or not later.
+        One query on the (state, scope, age) index."""
+        wanted = sorted(BatchState(s).value for s in states)
+        if not wanted:
+            return []
+        sql = f"SELECT * FROM batches WHERE state IN ({','.join('?' * len(wanted))})"
+        params: list[Any] = list(wanted)
+        if scope is not None:
+            sql += " AND scope_key = ?"
+            params.append(scope_key(scope))
         if due_by is not None:
             sql += " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
-            params.append(due_by)
-        return [r["id"] for r in self._query(sql + " ORDER BY created_at", params)]
+            params.append(_at(due_by))
+        return [_batch(r) for r in self._query(sql + " ORDER BY created_at, rowid", params)]
 
-    def next_retry_at(self) -> str | None:
-        """The earliest retry time among failed batches (``None``: nothing waits)."""
-        rows = self._query("SELECT MIN(next_attempt_at) AS t FROM batches WHERE state = 'failed'")
-        return rows[0]["t"] if rows else None
+    def pending_batches(self) -> list[str]:
+        """The ids of every unfinished batch, oldest first."""
+        return [b.id for b in self.batches()]
+
+    def next_retry_at(self) -> dt.datetime | None:
+        """The earliest retry time among batches waiting for one (``None``: nothing waits)."""
+        states = sorted(s.value for s in SCHEDULED_STATES)
+        rows = self._query(
+            "SELECT MIN(next_attempt_at) AS t FROM batches "
+            f"WHERE state IN ({','.join('?' * len(states))})",
+            states,
+        )
+        return _ts_in(rows[0]["t"]) if rows else None
 
     def batch_messages(self, batch_id: str) -> list[JournalRow]:
         rows = self._query("SELECT * FROM messages WHERE batch_id = ? ORDER BY seq", (batch_id,))
         return [_journal_row(r) for r in rows]
 
-    def batch_failed(self, batch_id: str, error: str, *, retry_at: str | None = None) -> None:
-        """Record a failed extraction; the batch is retried at ``retry_at`` (or any time)."""
+    def claim_batch(self, batch_id: str) -> Batch | None:
+        """The batch, now ``running``; ``None`` when it is done, gone or claimed already (the
+        owner lock of the memory directory makes this process the only claimant)."""
+        claimable = sorted(s.value for s in CLAIMABLE_STATES)
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE batches SET state='running', updated_at=? "
+                f"WHERE id=? AND state IN ({','.join('?' * len(claimable))})",
+                (now(), batch_id, *claimable),
+            )
+            if not cur.rowcount:
+                return None
+            row = db.execute("SELECT * FROM batches WHERE id=?", (batch_id,)).fetchone()
+        return _batch(row)
+
+    def release_batch(self, batch_id: str) -> None:
         with self.transaction() as db:
             db.execute(
-                "UPDATE batches SET state='failed', attempts=attempts+1, last_error=?, "
-                "next_attempt_at=?, updated_at=? WHERE id=?",
-                (error[:2000], retry_at, now(), batch_id),
+                "UPDATE batches SET state='pending', updated_at=? WHERE id=? AND state='running'",
+                (now(), batch_id),
             )
 
-    def batch_info(self, batch_id: str) -> dict[str, Any] | None:
-        rows = self._query("SELECT * FROM batches WHERE id = ?", (batch_id,))
-        return dict(rows[0]) if rows else None
+    def set_batch_state(
+        self,
+        batch_id: str,
+        state: BatchState,
+        *,
+        error: str = "",
+        retry_at: dt.datetime | None = None,
+        attempted: bool = False,
+    ) -> None:
+        """Record that the batch failed, is held or waits for the budget, why, and when it
+        is retried (``done`` is :meth:`complete_batch`'s)."""
+        state = BatchState(state)
+        if state is BatchState.DONE:
+            raise ValueError("set_batch_state: a batch is done only through complete_batch")
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE batches SET state=?, attempts=attempts+?, last_error=?, "
+                "next_attempt_at=?, updated_at=? WHERE id=? AND state != 'done'",
+                (state.value, int(attempted), error[:2000], _at(retry_at), now(), batch_id),
+            )
 
     def complete_batch(
         self,
@@ -465,22 +567,24 @@ class SQLiteRecordStore:
         entries: Sequence[MemoryEntry],
         *,
         unextracted: Sequence[str] = (),
+        rest_state: BatchState = BatchState.FAILED,
         error: str = "",
-        retry_at: str | None = None,
+        retry_at: dt.datetime | None = None,
     ) -> list[MemoryEntry]:
         """Store a batch's entries and mark the batch done, atomically.
 
         ``unextracted`` names messages of the batch whose facts could not be extracted (e.g.
-        an answer cut at the token limit): they move to a new failed batch (``error``, retried
-        at ``retry_at``) and stay visible as pending; only the others are marked extracted.
+        an answer cut at the token limit, or past a call's token budget): they move to a new
+        batch in ``rest_state`` (``error``, retried at ``retry_at``) and stay visible as
+        pending; only the others are marked extracted.
         Entry ids derive from the batch, so a batch completed twice (after a crash) stores
         nothing the second time. Returns the entries actually inserted.
         """
         stamp = now()
         stored: list[MemoryEntry] = []
         with self.transaction() as db:
-            state = db.execute("SELECT state FROM batches WHERE id=?", (batch_id,)).fetchone()
-            if state is None or state["state"] == "done":
+            batch = db.execute("SELECT * FROM batches WHERE id=?", (batch_id,)).fetchone()
+            if batch is None or batch["state"] == "done":
                 return []
             for e in entries:
                 e = attrs.evolve(e, created_at=_ts_in(stamp), updated_at=_ts_in(stamp))
@@ -490,8 +594,20 @@ class SQLiteRecordStore:
                 rest = new_id()
                 db.execute(
                     "INSERT INTO batches(id, state, attempts, last_error, next_attempt_at, "
-                    "created_at, updated_at) VALUES (?, 'failed', 1, ?, ?, ?, ?)",
-                    (rest, (error or "not extracted")[:2000], retry_at, stamp, stamp),
+                    "created_at, updated_at, scope_key, user_id, agent_id, run_id) "
+                    "VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        rest,
+                        BatchState(rest_state).value,
+                        (error or "not extracted")[:2000],
+                        _at(retry_at),
+                        stamp,
+                        stamp,
+                        batch["scope_key"],
+                        batch["user_id"],
+                        batch["agent_id"],
+                        batch["run_id"],
+                    ),
                 )
                 db.executemany(
                     "UPDATE messages SET batch_id=? WHERE batch_id=? AND id=?",
@@ -553,18 +669,6 @@ class SQLiteRecordStore:
             (e.id, e.memory, action_reason, stamp),
         )
         return True
-
-    def add_entries(
-        self, entries: Sequence[MemoryEntry], reason: str = "added"
-    ) -> list[MemoryEntry]:
-        """Store entries that come from no batch (e.g. imported)."""
-        stamp = now()
-        stored = []
-        with self.transaction() as db:
-            for e in entries:
-                if self._insert_entry(db, e, None, stamp, action_reason=reason):
-                    stored.append(e)
-        return stored
 
     # -- entries ---------------------------------------------------------------------------
 
@@ -765,10 +869,6 @@ class SQLiteRecordStore:
         return {"entries": counts, "messages": states, "batches": batches}
 
 
-#: The name this class had before the record store interface existed.
-RecordStore = SQLiteRecordStore
-
-
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -815,11 +915,14 @@ def _entry(r: sqlite3.Row, sources: tuple[str, ...]) -> MemoryEntry:
     )
 
 
-def entry_payload(entry: MemoryEntry) -> dict[str, Any]:
-    """The filterable payload indexes store for an entry (see ``SearchFilter``)."""
-    return {
-        **entry.scope.as_dict(),
-        "speaker": entry.speaker_name or entry.speaker_id,
-        "topic_id": entry.topic_id,
-        "time_stamp": to_epoch(entry.time_stamp) if entry.time_stamp else None,
-    }
+def _batch(r: sqlite3.Row) -> Batch:
+    return Batch(
+        id=r["id"],
+        state=BatchState(r["state"]),
+        scope=Scope(r["user_id"], r["agent_id"], r["run_id"]),
+        attempts=r["attempts"],
+        error=r["last_error"] or "",
+        retry_at=_ts_in(r["next_attempt_at"]),
+        created_at=_ts_in(r["created_at"]),
+        updated_at=_ts_in(r["updated_at"]),
+    )

@@ -84,7 +84,7 @@ def test_a_new_protocol_member_is_major_and_a_new_hook_minor():
     assert required_bump(lines, grown) == "major"
     new_hook = sorted([*lines, "hook lightmem_new_thing(context: 'HookContext') -> 'None'"])
     assert required_bump(lines, new_hook) == "minor"
-    new_protocol = sorted([*lines, "protocol RecordStore", "protocol RecordStore.get(self)"])
+    new_protocol = sorted([*lines, "protocol ExampleStore", "protocol ExampleStore.get(self)"])
     assert required_bump(lines, new_protocol) == "minor"
     optional = sorted([*lines, "type SearchHit.note: str = ''"])
     assert required_bump(lines, optional) == "minor"

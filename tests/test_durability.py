@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from lightmem_core import LightMemory
-from lightmem_core.store import SCHEMA_VERSION, RecordStore
+from lightmem_core.store import SCHEMA_VERSION, SQLiteRecordStore
 from lightmem_core.testing.reference import reference_config
 
 TURNS = [
@@ -106,7 +106,7 @@ def test_crash_before_indexing_is_repaired_on_open(tmp_path, ref_host, monkeypat
 
 
 def test_store_is_wal_and_versioned(tmp_path):
-    store = RecordStore(tmp_path / "h.db")
+    store = SQLiteRecordStore(tmp_path / "h.db")
     assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
     mode = sqlite3.connect(tmp_path / "h.db").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
@@ -115,7 +115,7 @@ def test_store_is_wal_and_versioned(tmp_path):
     from lightmem_core import StoreError
 
     with pytest.raises(StoreError, match="newer than this"):
-        RecordStore(tmp_path / "h.db")
+        SQLiteRecordStore(tmp_path / "h.db")
 
 
 def test_history_keeps_every_change(make_memory):

@@ -12,7 +12,7 @@ from lightmem_hookspecs import Scope
 from lightmem_core import LightMemory
 from lightmem_core.errors import EmptyScopeError, InputError, ScopeRequiredError
 from lightmem_core.messages import message_id
-from lightmem_core.store import SCHEMA_VERSION, RecordStore
+from lightmem_core.store import SCHEMA_VERSION, SQLiteRecordStore
 from lightmem_core.testing.reference import reference_config
 
 
@@ -172,7 +172,7 @@ def _v1_store(path):
 
 def test_schema_1_store_is_migrated_in_place(tmp_path):
     _v1_store(tmp_path / "history.db")
-    store = RecordStore(tmp_path / "history.db")
+    store = SQLiteRecordStore(tmp_path / "history.db")
     assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
     rows = store.journal()
     assert [(r.message.id, r.message.scope) for r in rows] == [("msg-1", Scope("alice"))]

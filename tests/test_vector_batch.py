@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 from lightmem_core import LightMemory
-from lightmem_core.store import RecordStore
+from lightmem_core.store import SQLiteRecordStore
 from lightmem_core.testing.reference import reference_config
 
 TURNS = [
@@ -91,7 +91,7 @@ def test_close_writes_the_queued_vectors(tmp_path, ref_host):
     with LightMemory(cfg, host=ref_host) as mem:
         mem.add(TURNS[:2])
         assert vectors(mem) == 0
-    store = RecordStore(tmp_path / "m" / "history.db")
+    store = SQLiteRecordStore(tmp_path / "m" / "history.db")
     try:
         assert store.entries(status="active", unindexed_only=True) == []
         assert len(store.entries(status="active")) == 2

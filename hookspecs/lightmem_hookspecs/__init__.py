@@ -1,6 +1,7 @@
-"""The LightMem plugin contract: markers, hook specifications, backend protocols, value types."""
+"""The LightMem plugin contract: markers, hook specifications, backend protocols, value types
+and the record store's interface."""
 
-from . import graph, specs
+from . import graph, records, specs
 from .contract import (
     BREAKING_CHANGES,
     CONTRACT_ATTRIBUTE,
@@ -22,6 +23,16 @@ from .protocols import (
     Reranker,
     TextEmbedder,
     TopicSegmenter,
+)
+from .records import (
+    CLAIMABLE_STATES,
+    SCHEDULED_STATES,
+    UNFINISHED_STATES,
+    Batch,
+    BatchState,
+    JournalRow,
+    RecordStore,
+    entry_payload,
 )
 from .types import (
     ENTRY_STATUSES,
@@ -50,6 +61,7 @@ __version__ = CONTRACT_VERSION
 __all__ = [
     "BACKEND_KINDS",
     "BREAKING_CHANGES",
+    "CLAIMABLE_STATES",
     "CONTRACT_ATTRIBUTE",
     "CONTRACT_DISTRIBUTION",
     "CONTRACT_VERSION",
@@ -61,9 +73,13 @@ __all__ = [
     "PROJECT_NAME",
     "PROTOCOLS",
     "RETRIEVER_KINDS",
+    "SCHEDULED_STATES",
+    "UNFINISHED_STATES",
     "BackendContext",
     "BackendKind",
     "BackendRegistration",
+    "Batch",
+    "BatchState",
     "Completion",
     "ContextRetriever",
     "EmbeddingRetriever",
@@ -73,12 +89,14 @@ __all__ = [
     "GraphMemory",
     "HookContext",
     "IndexRecord",
+    "JournalRow",
     "MemoryEntry",
     "MemoryManager",
     "Message",
     "Operation",
     "PreCompressor",
     "QueryContext",
+    "RecordStore",
     "Register",
     "Relation",
     "Reranker",
@@ -92,11 +110,13 @@ __all__ = [
     "Validity",
     "changes_between",
     "compatible",
+    "entry_payload",
     "graph",
     "hookimpl",
     "hookspec",
     "normalize_name",
     "parse_version",
+    "records",
     "specs",
     "to_epoch",
 ]

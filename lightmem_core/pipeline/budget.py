@@ -17,7 +17,7 @@ A budget per call: with ``llm_tokens_per_add`` (or ``add_memory(..., token_budge
 call for both, oldest messages first) and extracts them while what the call spent plus the
 batch's prompt estimate stays within N. A batch that does not fit is split at a message: the
 part that fits is extracted, the rest is *held*: it stays in the journal with the retry time
-:data:`HELD`, which no background retry reaches. The next ``add_memory`` of its scope with
+state ``held``, which no background retry takes up. The next ``add_memory`` of its scope with
 budget left (``flush()`` too) takes it up, or ``retry()``, which extracts everything pending
 (within the hour/day limits). A call always extracts at least one message, so a message larger
 than the budget cannot block its memory. A background retry of a failed batch is held to the
@@ -32,16 +32,15 @@ import time
 from typing import Any
 
 import attrs
+from lightmem_hookspecs import BatchState
 
 WINDOWS = {"hour": 3600, "day": 86400}
 LEDGER = "llm_spend"
-#: The error text a batch waiting for the budget carries (``stats`` counts these).
+#: The error text a batch waiting for the budget carries.
 WAITING = "waiting for the LLM token budget"
 
 
-#: The retry time of a batch held back by a per-call budget: later than any real time stamp.
-HELD = "9999-12-31T00:00:00.000000+00:00"
-#: The error text a held batch carries (it starts with :data:`WAITING`).
+#: The error text a held batch carries.
 HELD_ERROR = (
     WAITING + " of one add_memory call: the next add_memory of its scope with budget left, "
     "or retry(), extracts it"
@@ -139,19 +138,23 @@ def wait_until(config: Any, store: Any, estimate: int, now: float | None = None)
     return None if resume <= now else resume
 
 
+def instant(epoch: float) -> _dt.datetime:
+    """``epoch`` as an aware UTC datetime (a batch's retry time)."""
+    return _dt.datetime.fromtimestamp(epoch, _dt.UTC)
+
+
 def iso(epoch: float) -> str:
-    """The record store's time stamp for ``epoch``."""
-    return _dt.datetime.fromtimestamp(epoch, _dt.UTC).isoformat(timespec="microseconds")
+    """``epoch`` as an ISO 8601 UTC time stamp."""
+    return instant(epoch).isoformat(timespec="microseconds")
 
 
 def status(config: Any, store: Any, now: float | None = None) -> dict[str, Any]:
     """Limits, spending per window, batches waiting for the budget and when they resume."""
     now = time.time() if now is None else now
     caps = limits(config)
-    infos = [store.batch_info(b) or {} for b in store.pending_batches()]
-    waiting = [i for i in infos if str(i.get("last_error") or "").startswith(WAITING)]
-    held = [i for i in waiting if i.get("next_attempt_at") == HELD]
-    resumes = [i.get("next_attempt_at") for i in waiting if i.get("next_attempt_at") != HELD]
+    waiting = store.batches([BatchState.HELD, BatchState.WAITING_FOR_BUDGET])
+    held = [b for b in waiting if b.state is BatchState.HELD]
+    resumes = [b.retry_at for b in waiting if b.state is not BatchState.HELD and b.retry_at]
     limited = {f"tokens_per_{k}": v for k, v in caps.items()}
     if config.llm_tokens_per_add:
         limited["tokens_per_add"] = int(config.llm_tokens_per_add)
@@ -160,6 +163,6 @@ def status(config: Any, store: Any, now: float | None = None) -> dict[str, Any]:
         "spent": {f"last_{k}": v for k, v in spent(store, now).items()},
         "waiting_batches": len(waiting),
         "held_batches": len(held),
-        "resumes_at": min((r for r in resumes if r), default=None),
+        "resumes_at": min(resumes).isoformat(timespec="microseconds") if resumes else None,
         "state": "waiting for the budget" if waiting else ("limited" if limited else "unlimited"),
     }

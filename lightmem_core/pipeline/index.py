@@ -15,11 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from lightmem_hookspecs import IndexRecord, MemoryEntry
+from lightmem_hookspecs import IndexRecord, MemoryEntry, entry_payload
 
 from ..errors import StoreError
 from ..indexing import embedded_text, index_text, speaker_of, with_speakers
-from ..store import entry_payload
 from .runtime import Runtime
 
 #: Entries embedded and written per call when (re)building an index.

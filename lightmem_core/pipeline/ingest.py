@@ -3,6 +3,7 @@ extract → store → index → (online) update."""
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import itertools
 import logging
@@ -11,14 +12,22 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-from lightmem_hookspecs import MemoryEntry, Message, Scope, Segment, Usage
+from lightmem_hookspecs import (
+    Batch,
+    BatchState,
+    JournalRow,
+    MemoryEntry,
+    Message,
+    Scope,
+    Segment,
+    Usage,
+)
 
 from ..errors import BackendError, HookError, ScopeRequiredError, typed
 from ..indexing import message_context
 from ..messages import count_tokens, normalize_messages
 from ..retry import BatchRetrier, retry_time
 from ..scope import is_unscoped, scope_key
-from ..store import JournalRow
 from . import budget
 from .runtime import Runtime
 
@@ -66,7 +75,7 @@ class Ingestion:
             rt.store, self.process_batch, background=rt.config.background_retry
         )
 
-    def retry_at(self, attempts: int) -> str:
+    def retry_at(self, attempts: int) -> dt.datetime:
         """When a batch that failed ``attempts`` times is retried next."""
         config = self.rt.config
         return retry_time(attempts, config.retry_backoff, config.retry_backoff_max)
@@ -256,16 +265,7 @@ class Ingestion:
 
     def held_batches(self, scope: Scope) -> list[str]:
         """Batches of ``scope`` held back by a per-call budget, oldest first."""
-        store = self.rt.store
-        key = scope_key(scope)
-        held = []
-        for batch_id in store.pending_batches():
-            if (store.batch_info(batch_id) or {}).get("next_attempt_at") != budget.HELD:
-                continue
-            rows = store.batch_messages(batch_id)
-            if rows and scope_key(rows[0].message.scope) == key:
-                held.append(batch_id)
-        return held
+        return [b.id for b in self.rt.store.batches([BatchState.HELD], scope=scope)]
 
     def fit(self, rows: list[JournalRow], allowance: budget.CallBudget) -> int:
         """How many of ``rows`` (a prefix) one call can still extract: the most whose prompt
@@ -303,10 +303,19 @@ class Ingestion:
         rt = self.rt
         if allowance is Allowance.CONFIGURED:
             allowance = budget.call_budget(rt.config, None)
+        batch = rt.store.claim_batch(batch_id)  # running: no other worker takes it up
+        if batch is None:  # done, gone, or another worker's
+            return None
+        try:
+            return self._process(batch, allowance)
+        except BaseException:
+            rt.store.release_batch(batch_id)  # no verdict recorded: pending again
+            raise
+
+    def _process(self, batch: Batch, allowance: budget.CallBudget | None) -> list[str] | None:
+        rt = self.rt
+        batch_id = batch.id
         with rt.lock:
-            info = rt.store.batch_info(batch_id)
-            if info is None or info["state"] == "done":
-                return None
             rows = rt.store.batch_messages(batch_id)
             rt.indexer.open()
         held: list[str] = []
@@ -314,7 +323,9 @@ class Ingestion:
             keep = self.fit(rows, allowance)
             if keep == 0:
                 with rt.lock:
-                    rt.store.batch_failed(batch_id, budget.HELD_ERROR, retry_at=budget.HELD)
+                    rt.store.set_batch_state(
+                        batch_id, BatchState.HELD, error=budget.HELD_ERROR, attempted=True
+                    )
                 log.info("batch %s is held: this call's LLM token budget is spent", batch_id)
                 return None
             held = [r.message.id for r in rows[keep:]]
@@ -326,10 +337,12 @@ class Ingestion:
             resume = budget.wait_until(rt.config, rt.store, batch_prompt_tokens(rt, segments))
             if resume is not None:
                 with rt.lock:
-                    rt.store.batch_failed(
+                    rt.store.set_batch_state(
                         batch_id,
-                        f"{budget.WAITING}: extraction resumes at {budget.iso(resume)}",
-                        retry_at=budget.iso(resume),
+                        BatchState.WAITING_FOR_BUDGET,
+                        error=f"{budget.WAITING}: extraction resumes at {budget.iso(resume)}",
+                        retry_at=budget.instant(resume),
+                        attempted=True,
                     )
                 log.info("batch %s waits for the LLM token budget", batch_id)
                 self.retrier.wake()
@@ -347,8 +360,10 @@ class Ingestion:
             raise
         except BaseException as exc:  # any failure (a backend's panic too) leaves it pending
             exc = typed(exc, "extraction")
-            retry_at = self.retry_at(int(info["attempts"]) + 1)
-            rt.store.batch_failed(batch_id, str(exc), retry_at=retry_at)
+            retry_at = self.retry_at(batch.attempts + 1)
+            rt.store.set_batch_state(
+                batch_id, BatchState.FAILED, error=str(exc), retry_at=retry_at, attempted=True
+            )
             budget.record(rt.store, _tokens(rt) - spent_before)
             if allowance is not None:
                 allowance.spent += _tokens(rt) - spent_before
@@ -370,8 +385,9 @@ class Ingestion:
                 batch_id,
                 entries,
                 unextracted=unextracted,
+                rest_state=BatchState.HELD if held else BatchState.FAILED,
                 error=error,
-                retry_at=budget.HELD if held else self.retry_at(1) if unextracted else None,
+                retry_at=None if held else self.retry_at(1) if unextracted else None,
             )
             rt.indexer.index(stored, defer=True)  # vectors: in a batch, before any search
             if stored:

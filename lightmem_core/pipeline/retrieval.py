@@ -10,13 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-from lightmem_hookspecs import QueryContext, SearchFilter, SearchHit
+from lightmem_hookspecs import QueryContext, SearchFilter, SearchHit, entry_payload
 
 from ..backends import Retriever
 from ..errors import BackendError, InputError
 from ..graph import describe_path
 from ..queries import in_scope
-from ..store import entry_payload
 from .fusion import Ranked, fuse
 from .recency import newer_first
 from .runtime import Runtime

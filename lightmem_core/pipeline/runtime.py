@@ -12,10 +12,9 @@ import attrs
 from ..backends import AccountedEmbedder, AccountedLLM, Backends, current_operation
 from ..config import LightMemConfig
 from ..hookchain import HookChain
-from ..records import RecordStore
 
 if TYPE_CHECKING:
-    from lightmem_hookspecs import EmbeddingRetriever, MemoryEntry
+    from lightmem_hookspecs import EmbeddingRetriever, MemoryEntry, RecordStore
 
     from ..llm.prompts import Prompts
     from .graph import GraphStage

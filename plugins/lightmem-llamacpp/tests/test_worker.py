@@ -287,7 +287,7 @@ def test_a_worker_killed_during_extraction_leaves_the_batch_pending(tmp_path, mo
         assert first, "the worker never started"
         pending = mem.store.pending_batches()
         assert len(pending) == 1
-        info = mem.store.batch_info(pending[0])
+        info = {"last_error": mem.store.batch(pending[0]).error}
         assert info["state"] == "failed"
         assert "SIGKILL" in info["last_error"] and str(model_file) in info["last_error"]
         assert "WorkerError" in info["last_error"]
