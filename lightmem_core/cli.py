@@ -29,7 +29,20 @@ def _memory_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user-id", default=None, help="scope: user id")
 
 
+def _remote_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url", default=None, help="act on a memory served by `lightmem serve` at this URL"
+    )
+    parser.add_argument(
+        "--api-key", default=None, help="API key for --url (default: $LIGHTMEM_API_KEY)"
+    )
+
+
 def _open_memory(args: argparse.Namespace) -> Any:
+    if getattr(args, "url", None):
+        from .client import RemoteMemory
+
+        return RemoteMemory(args.url, args.api_key)
     from .config import load_config_file
     from .memory import LightMemory
 
@@ -348,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=10)
     p.add_argument("--json", action="store_true")
     _memory_args(p)
+    _remote_args(p)
     p.set_defaults(func=cmd_search)
 
     for name, func, text in (
@@ -361,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=text)
         _memory_args(p)
+        if name == "stats":
+            _remote_args(p)
         p.set_defaults(func=func)
 
     p = sub.add_parser("graph", help="inspect the graph memory (graph_mem: true)")
@@ -375,6 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--output", default=None, help="file to write (default: standard output)")
     _memory_args(g)
     g.set_defaults(func=cmd_graph_export)
+
+    from .service.cli import add_service_parsers
+
+    add_service_parsers(sub)
 
     try:
         from .eval.cli import add_eval_parser
