@@ -48,7 +48,13 @@ def _local_libs(dist: Path) -> list[str]:
 def plugins(session: nox.Session, plugin: str) -> None:
     """Core + one plugin in a fresh environment: it is discovered and its tests pass."""
     libs = _local_libs(ROOT / "plugins" / plugin)
-    extra = "[prebuilt]" if plugin == "lightmem-llamacpp" else ""  # its llama.cpp runtime
+    optional = tomllib.loads((ROOT / "plugins" / plugin / "pyproject.toml").read_text())[
+        "project"
+    ].get("optional-dependencies", {})
+    extras = ["test"] if "test" in optional else []  # e.g. the servers its tests start
+    if plugin == "lightmem-llamacpp":
+        extras.append("prebuilt")  # its llama.cpp runtime
+    extra = f"[{','.join(extras)}]" if extras else ""
     _install(session, *libs, f"./plugins/{plugin}{extra}")
     out = session.run("lightmem", "plugins", "--json", silent=True)
     data = json.loads(out)

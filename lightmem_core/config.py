@@ -30,8 +30,17 @@ KVCacheMode = bool | Literal["offline", "online"]
 _SECRET_NAME = re.compile(r"(^|_)(key|secret|token|password|passwd|credential)$", re.I)
 
 
+#: A password inside a connection string: ``scheme://user:PASSWORD@``, ``password=PASSWORD``.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*):[^@/?#\s]*@")
+_KEYWORD_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.I)
+
+
 def mask_secrets(value: Any) -> Any:
-    """A copy of ``value`` with every mapping value under a secret-looking key masked."""
+    """A copy of ``value`` with every mapping value under a secret-looking key masked, and the
+    password of any connection string in it (``postgresql://user:***@host``)."""
+    if isinstance(value, str):
+        value = _URL_PASSWORD.sub(r"\g<head>:***@", value)
+        return _KEYWORD_PASSWORD.sub(r"\g<head>***", value)
     if isinstance(value, Mapping):
         return {
             k: "***"

@@ -71,6 +71,20 @@ def test_repr_of_config_hides_secrets(make_memory):
         assert SECRET not in repr(obj) and "***" in repr(obj)
 
 
+def test_repr_of_config_hides_passwords_in_connection_strings():
+    from lightmem_core.config import BackendSpec
+
+    for dsn in (
+        f"postgresql://alice:{SECRET}@db.example.com:5432/mem",
+        f"postgresql://db.example.com/mem?user=alice&password={SECRET}&sslmode=require",
+        f"host=db.example.com user=alice password={SECRET} dbname=mem",
+        f"host=db.example.com password='{SECRET}' dbname=mem",
+    ):
+        spec = BackendSpec("pgvector", {"dsn": dsn, "schema": "mem"})
+        assert SECRET not in repr(spec)
+        assert "db.example.com" in repr(spec) and "***" in repr(spec)
+
+
 @pytest.mark.parametrize(
     "time_stamp",
     [

@@ -19,16 +19,10 @@ class TestBM25Defaults(ContextRetrieverConformance):
 class TestBM25PlainOnDisk(ContextRetrieverConformance):
     """No stopwords, no stemming, BM25+, with a snapshot file: the contract still holds."""
 
-    persistent = True
-
     @pytest.fixture
-    def make_backend(self, tmp_path):
+    def backend(self, tmp_path):
         options = BM25Options(stopwords=False, use_stemming=False, variant="plus", on_disk=True)
-        return lambda: build_bm25(options, BackendContext(memory_dir=str(tmp_path)))
-
-    @pytest.fixture
-    def backend(self, make_backend):
-        return make_backend()
+        return build_bm25(options, BackendContext(memory_dir=str(tmp_path)))
 
 
 class TestBM25L(ContextRetrieverConformance):

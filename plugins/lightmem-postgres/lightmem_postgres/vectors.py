@@ -1,0 +1,225 @@
+"""``pgvector``: memory-entry vectors in a Postgres table, an HNSW index (cosine), the scope,
+speaker, topic, time and excluded-id filters applied in SQL."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from lightmem_hookspecs import IndexRecord, SearchFilter
+from psycopg import sql
+
+from . import connection as pg
+from .errors import SchemaTooNewError
+from .plugin import PgVectorOptions
+from .tables import PAYLOAD_NAMES, last_per_id, payload_ddl, payload_values, where
+
+#: Version of the table layout this code writes (kept per table in ``lightmem_meta``).
+TABLE_VERSION = 1
+
+
+def vector_text(vector: Sequence[float] | Any, dimension: int) -> str:
+    values = [float(x) for x in vector]
+    if len(values) != dimension:
+        raise ValueError(f"pgvector: a vector of {len(values)} values, the index holds {dimension}")
+    if not all(math.isfinite(x) for x in values):
+        raise ValueError("pgvector: a vector with a NaN or infinite value")
+    return "[" + ",".join(format(x, ".9g") for x in values) + "]"
+
+
+class PgVectorRetriever:
+    """One table per instance: ``id`` (any string), the payload columns, ``embedding``."""
+
+    def __init__(self, options: PgVectorOptions, *, table: str) -> None:
+        self.options = options
+        self.schema = options.schema
+        self.table = table
+        self._db: pg.Database | None = pg.acquire(
+            options.conninfo(),
+            min_size=options.pool_min_size,
+            max_size=options.pool_max_size,
+            timeout=options.connect_timeout,
+        )
+        self.model_name: str | None = None
+        self.dimension: int | None = None
+        self._t = sql.Identifier(self.schema, self.table)
+        self._meta_key = f"pgvector:{self.table}"
+
+    def __repr__(self) -> str:
+        where = self._db.where if self._db else "closed"
+        return f"PgVectorRetriever({where}, {self.schema}.{self.table})"
+
+    @property
+    def db(self) -> pg.Database:
+        if self._db is None:
+            raise RuntimeError("pgvector: the retriever is closed")
+        return self._db
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def open(self, *, model_name: str, dimension: int) -> None:
+        with self.db.connection("opening the vector table") as conn:
+            pg.ensure_vector_extension(conn, self.db.where)
+            with conn.transaction():
+                pg.ensure_schema_locked(conn, self.schema)
+                found = pg.get_meta(conn, self.schema, self._meta_key)
+                if found is None:
+                    self._create(conn, dimension)
+                    meta = {"version": TABLE_VERSION, "model": model_name, "dimension": dimension}
+                    pg.set_meta(conn, self.schema, self._meta_key, json.dumps(meta))
+                else:
+                    self._check(json.loads(found), model_name, dimension)
+        self.model_name, self.dimension = model_name, dimension
+
+    def _create(self, conn: Any, dimension: int) -> None:
+        o = self.options
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {t} (id text PRIMARY KEY, {payload}, "
+                "embedding vector({dim}) NOT NULL)"
+            ).format(t=self._t, payload=payload_ddl(), dim=sql.Literal(int(dimension)))
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS {name} ON {t} USING hnsw (embedding vector_cosine_ops) "
+                "WITH (m = {m}, ef_construction = {ef})"
+            ).format(
+                name=sql.Identifier(f"{self.table}_hnsw"[:63]),
+                t=self._t,
+                m=sql.Literal(o.hnsw_m),
+                ef=sql.Literal(o.hnsw_ef_construction),
+            )
+        )
+        for column in ("user_id", "run_id"):
+            conn.execute(
+                sql.SQL("CREATE INDEX IF NOT EXISTS {name} ON {t} ({c})").format(
+                    name=sql.Identifier(f"{self.table}_{column}"[:63]),
+                    t=self._t,
+                    c=sql.Identifier(column),
+                )
+            )
+
+    def _check(self, meta: dict[str, Any], model_name: str, dimension: int) -> None:
+        where = f"{self.schema}.{self.table} on {self.db.where}"
+        if int(meta.get("version", 1)) > TABLE_VERSION:
+            raise SchemaTooNewError(
+                f"the vector table {where} has layout version {meta['version']}, newer than "
+                f"this lightmem-postgres understands ({TABLE_VERSION}). Upgrade lightmem-postgres."
+            )
+        if meta["model"] != model_name or int(meta["dimension"]) != dimension:
+            raise ValueError(
+                f"the vector table {where} holds vectors of {meta['model']!r} "
+                f"({meta['dimension']} dimensions); the embedder is {model_name!r} ({dimension} "
+                f"dimensions). Run 'lightmem reindex' to re-embed every entry with the new "
+                f"embedder, or configure the embedder the table was built with."
+            )
+
+    def recreate(self, *, model_name: str, dimension: int) -> None:
+        """Drop this table and open it empty for another model (``lightmem reindex``)."""
+        with self.db.connection("recreating the vector table") as conn, conn.transaction():
+            pg.ensure_schema_locked(conn, self.schema)
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._t))
+            conn.execute(
+                sql.SQL("DELETE FROM {}.lightmem_meta WHERE key = %s").format(
+                    sql.Identifier(self.schema)
+                ),
+                (self._meta_key,),
+            )
+        self.open(model_name=model_name, dimension=dimension)
+
+    def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            pg.release(db)
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def _dimension(self) -> int:
+        if self.dimension is None:
+            raise RuntimeError("pgvector: open() must be called before use")
+        return self.dimension
+
+    def upsert(self, records: Sequence[IndexRecord]) -> None:
+        dim = self._dimension()
+        rows = []
+        for r in last_per_id(records):
+            if r.vector is None:
+                raise ValueError(f"pgvector: record {r.id!r} has no vector")
+            rows.append([r.id, *payload_values(r.payload), vector_text(r.vector, dim)])
+        if not rows:
+            return
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in ("id", *PAYLOAD_NAMES))
+        updates = sql.SQL(", ").join(
+            sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c))
+            for c in (*PAYLOAD_NAMES, "embedding")
+        )
+        marks = sql.SQL(", ").join(sql.Placeholder() * (len(PAYLOAD_NAMES) + 1))
+        statement = sql.SQL(
+            "INSERT INTO {t} ({columns}, embedding) VALUES ({marks}, %s::vector) "
+            "ON CONFLICT (id) DO UPDATE SET {updates}"
+        ).format(t=self._t, columns=columns, marks=marks, updates=updates)
+        with (
+            self.db.connection("writing vectors") as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
+            cur.executemany(statement, rows)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        with self.db.connection("deleting vectors") as conn:
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(self._t), (list(set(ids)),)
+            )
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        with self.db.connection("counting vectors") as conn:
+            row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._t)).fetchone()
+        return int(row[0]) if row else 0
+
+    def search(
+        self, vector: Sequence[float], *, limit: int, filter: SearchFilter | None = None
+    ) -> list[tuple[str, float]]:
+        query = vector_text(vector, self._dimension())
+        if limit <= 0:
+            return []
+        clauses, params = where(filter)
+        condition = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
+        ef = max(self.options.ef_search, limit)
+        with self.db.connection("searching vectors") as conn:
+            hits = self._run(conn, query, condition, params, limit, ef, exact=False)
+            if len(hits) < limit:
+                # The HNSW walk keeps ef candidates before the filter: a narrow filter (or a
+                # small, sparse graph) can leave fewer than limit. Then the rows the filter
+                # admits are scanned exactly (by the scope's index where it has one).
+                hits = self._run(conn, query, condition, params, limit, ef, exact=True)
+        return hits
+
+    def _run(
+        self,
+        conn: Any,
+        query: str,
+        condition: sql.Composable,
+        params: list[Any],
+        limit: int,
+        ef: int,
+        *,
+        exact: bool,
+    ) -> list[tuple[str, float]]:
+        # "+ 0" hides the distance from the planner's index matching: an exact, filtered scan.
+        order = sql.SQL("(embedding <=> %s::vector) + 0" if exact else "embedding <=> %s::vector")
+        statement = sql.SQL(
+            "SELECT id, 1 - (embedding <=> %s::vector) FROM {t}{condition} ORDER BY {order} "
+            "LIMIT %s"
+        ).format(t=self._t, condition=condition, order=order)
+        with conn.transaction():
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(ef, 1000)),))
+            rows = conn.execute(statement, [query, *params, query, limit]).fetchall()
+        hits = [(str(r[0]), float(r[1])) for r in rows]
+        hits.sort(key=lambda h: -h[1])
+        return hits

@@ -1,0 +1,41 @@
+"""pgvector and postgres-fts against the core's conformance suites, on a real Postgres."""
+
+from __future__ import annotations
+
+import pytest
+from lightmem_hookspecs import BackendContext
+from lightmem_postgres.plugin import (
+    PgVectorOptions,
+    PostgresFTSOptions,
+    build_pgvector,
+    build_postgres_fts,
+)
+
+from lightmem_core.testing.conformance.context_retriever import ContextRetrieverConformance
+from lightmem_core.testing.conformance.embedding_retriever import EmbeddingRetrieverConformance
+
+
+class TestPgVector(EmbeddingRetrieverConformance):
+    persistent = True
+
+    @pytest.fixture
+    def make_backend(self, postgres_dsn, schema, tmp_path):
+        options = PgVectorOptions(dsn=postgres_dsn, schema=schema)
+        context = BackendContext(memory_dir=str(tmp_path), instance="embedding")
+        return lambda: build_pgvector(options, context)
+
+
+class TestPostgresFTS(ContextRetrieverConformance):
+    @pytest.fixture
+    def backend(self, postgres_dsn, schema, tmp_path):
+        options = PostgresFTSOptions(dsn=postgres_dsn, schema=schema)
+        return build_postgres_fts(options, BackendContext(memory_dir=str(tmp_path)))
+
+
+class TestPostgresFTSSimple(ContextRetrieverConformance):
+    """The ``simple`` configuration: no stemming, no stop words."""
+
+    @pytest.fixture
+    def backend(self, postgres_dsn, schema, tmp_path):
+        options = PostgresFTSOptions(dsn=postgres_dsn, schema=schema, language="simple")
+        return build_postgres_fts(options, BackendContext(memory_dir=str(tmp_path)))

@@ -1,0 +1,39 @@
+"""pgvector beyond the conformance suite: a narrow filter still gets its full answer."""
+
+from __future__ import annotations
+
+import random
+
+from lightmem_hookspecs import BackendContext, IndexRecord, SearchFilter
+from lightmem_postgres.plugin import PgVectorOptions, build_pgvector
+
+
+def test_a_narrow_filter_gets_limit_hits_the_walk_alone_would_miss(postgres_dsn, schema, tmp_path):
+    rng = random.Random(7)
+    dim = 16
+    query = [1.0] + [0.0] * (dim - 1)
+    crowd = [
+        IndexRecord(
+            f"c{i}", "", {"user_id": "crowd"}, [1.0] + [rng.gauss(0, 0.1) for _ in range(dim - 1)]
+        )
+        for i in range(2000)
+    ]
+    # Five entries of one user, all far from the query: no HNSW walk of ef 10 reaches them.
+    few = [
+        IndexRecord(
+            f"s{i}", "", {"user_id": "small"}, [-1.0] + [rng.gauss(0, 0.1) for _ in range(dim - 1)]
+        )
+        for i in range(5)
+    ]
+    options = PgVectorOptions(dsn=postgres_dsn, schema=schema, ef_search=10)
+    retriever = build_pgvector(options, BackendContext(memory_dir=str(tmp_path)))
+    try:
+        retriever.open(model_name="m", dimension=dim)
+        retriever.upsert(crowd + few)
+        hits = retriever.search(query, limit=5, filter=SearchFilter(user_id="small"))
+        assert sorted(h for h, _ in hits) == [f"s{i}" for i in range(5)]
+        assert all(score < 0 for _, score in hits)  # they are far, and still all found
+        unfiltered = retriever.search(query, limit=10)
+        assert len(unfiltered) == 10 and all(h.startswith("c") for h, _ in unfiltered)
+    finally:
+        retriever.close()
