@@ -12,9 +12,10 @@ from typing import ClassVar
 
 import attrs
 import pytest
-from lightmem_hookspecs import hookimpl
+from lightmem_hookspecs import SearchHit, hookimpl
 
 from lightmem_core import BackendNotFoundError, ConfigError
+from lightmem_core.errors import BackendError
 from lightmem_core.testing.distributions import Distribution, install_distributions
 from lightmem_core.testing.reference import words
 
@@ -434,3 +435,43 @@ def test_close_closes_the_llm_client_and_the_embedder(ref_host, make_memory):
 def test_unknown_hook_plugin_is_a_config_error(make_memory):
     with pytest.raises(ConfigError, match=r"\$\.hooks\[0\]\.plugin: no loaded plugin named"):
         make_memory(hooks=["no-such-plugin"])
+
+
+class _NaNReranker:
+    def rerank(self, query, hits, *, limit):
+        return [attrs.evolve(h, score=float("nan")) for h in hits][:limit]
+
+
+class _PathDropper:
+    def rerank(self, query, hits, *, limit):
+        return [
+            SearchHit(id=h.id, score=h.score, entry=h.entry, scores=h.scores, ranks=h.ranks)
+            for h in hits
+        ][:limit]
+
+
+@pytest.mark.parametrize(
+    ("name", "factory", "message"),
+    [
+        ("nan-scores", _NaNReranker, r"'nan-scores' gave hit .* the score nan"),
+        ("drops-paths", _PathDropper, r"'drops-paths' returned hit .* without paths\['graph'\]"),
+    ],
+)
+def test_the_core_refuses_a_reranker_that_breaks_its_contract(
+    term_plugin, ref_host, make_memory, name, factory, message
+):
+    class Plugin:
+        @hookimpl
+        def lightmem_register_rerankers(self, register):
+            register(name, lambda o, c: factory())
+
+    ref_host.register(Plugin(), name)
+    mem = make_memory(
+        graph_mem=True,
+        graph_memory={"model_name": "memory"},
+        hooks=["relator"],
+        reranker={"model_name": name},
+    )
+    mem.add([{"role": "user", "content": c} for c in Relator.RELATIONS], user_id="u")
+    with pytest.raises(BackendError, match=message):
+        mem.search("friend of Anna", user_id="u")

@@ -5,18 +5,41 @@ They must pass on a correct backend and fail on a broken one (the `Broken*` chec
 
 from __future__ import annotations
 
+import json
+
 import attrs
 import pytest
-from lightmem_hookspecs import SearchFilter, SearchHit
+from lightmem_hookspecs import IndexRecord, SearchFilter, SearchHit
 
+from lightmem_core.testing.conformance.context_retriever import (
+    RANKING_RECORDS as LEXICAL_RANKING_RECORDS,
+)
+from lightmem_core.testing.conformance.context_retriever import ContextRetrieverConformance
+from lightmem_core.testing.conformance.embedding_retriever import (
+    DIM as VECTOR_DIM,
+)
+from lightmem_core.testing.conformance.embedding_retriever import (
+    FILTER_RECORDS as VECTOR_FILTER_RECORDS,
+)
+from lightmem_core.testing.conformance.embedding_retriever import (
+    MODEL as VECTOR_MODEL,
+)
+from lightmem_core.testing.conformance.embedding_retriever import (
+    EmbeddingRetrieverConformance,
+)
 from lightmem_core.testing.conformance.graph_memory import (
     GARDEN,
     GARDEN_ENTITIES,
     GARDEN_ENTRIES,
     GraphMemoryConformance,
 )
-from lightmem_core.testing.conformance.reranker import QUERY, RerankerConformance, make_hits
-from lightmem_core.testing.reference import MemoryGraph, words
+from lightmem_core.testing.conformance.reranker import (
+    E0_PATH,
+    QUERY,
+    RerankerConformance,
+    make_hits,
+)
+from lightmem_core.testing.reference import ExactVectorIndex, KeywordIndex, MemoryGraph, words
 
 
 class OverlapReranker:
@@ -107,9 +130,46 @@ class CutsBeforeRanking:
         return OverlapReranker().rerank(query, hits[:limit], limit=limit)
 
 
+class KeepsTheFusedOrder:
+    """Ignores the query: returns the fused order."""
+
+    def rerank(self, query, hits, *, limit):
+        return list(hits)[:limit]
+
+
+class ByLength:
+    """Ignores the query it is asked: ranks by overlap with the query it was tuned on, then
+    the shortest memory first."""
+
+    def rerank(self, query, hits, *, limit):
+        ranked = sorted(hits, key=lambda h: (-overlap(QUERY, h), len(h.entry.memory)))
+        return ranked[:limit]
+
+
+class NaNScores:
+    def rerank(self, query, hits, *, limit):
+        ranked = OverlapReranker().rerank(query, hits, limit=limit)
+        return [attrs.evolve(h, score=float("nan")) for h in ranked]
+
+
+class DropsPaths:
+    """Rebuilds each hit without its graph paths."""
+
+    def rerank(self, query, hits, *, limit):
+        ranked = OverlapReranker().rerank(query, hits, limit=limit)
+        return [
+            SearchHit(id=h.id, score=h.score, entry=h.entry, scores=h.scores, ranks=h.ranks)
+            for h in ranked
+        ]
+
+
 @pytest.mark.parametrize(
     ("broken", "check"),
     [
+        (KeepsTheFusedOrder, "test_the_query_decides_the_order"),
+        (ByLength, "test_the_query_decides_the_order"),
+        (NaNScores, "test_scores_are_finite"),
+        (DropsPaths, "test_keeps_entries_and_the_retrievers_scores"),
         (WorstFirst, "test_best_first"),
         (DropsUnrelated, "test_drops_only_what_limit_asks"),
         (OneTooMany, "test_returns_at_most_limit_hits_it_was_given"),
@@ -128,6 +188,8 @@ def test_reranker_suite_rejects_a_broken_reranker(broken, check):
         if check == "test_drops_only_what_limit_asks":
             for limit in (1, 3, 6, 10):
                 test(broken(), limit)
+        elif check == "test_scores_are_finite":
+            test(broken(), QUERY)
         else:
             test(broken())
 
@@ -136,7 +198,8 @@ def test_the_reranker_suite_hands_over_fused_hits_best_first():
     hits = make_hits()
     assert [h.id for h in hits] == ["e0", "e1", "e2", "e3", "e5", "e4"]
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-    assert hits[0].ranks == {"embedding": 1, "bm25": 1}
+    assert hits[0].ranks == {"embedding": 1, "bm25": 1, "graph": 1}
+    assert hits[0].paths == {"graph": E0_PATH} and all(not h.paths for h in hits[1:])
     assert "bm25" not in hits[2].ranks and hits[2].scores["embedding"] > 0
     assert not set(words(QUERY)) & set(words(hits[2].entry.memory))
 
@@ -218,3 +281,166 @@ def test_graph_suite_rejects_partial_backends(backend_class, check, tmp_path):
         check(suite, backend_class(path), lambda: backend_class(path))
     clean = tmp_path / "clean.json"
     check(suite, MemoryGraph(clean), lambda: MemoryGraph(clean))
+
+
+# -- the vector store suite: reopen keeps the payloads' types -------------------------------
+
+
+class TestExactVectorIndex(EmbeddingRetrieverConformance):
+    @pytest.fixture
+    def make_backend(self, tmp_path):
+        return lambda: ExactVectorIndex(tmp_path / "index.json")
+
+
+class StringTopicIndex(ExactVectorIndex):
+    """Reads every payload value back from its file as a string (a store with untyped
+    payload columns): filters on ``topic_id`` or times fail after a reopen."""
+
+    def open(self, *, model_name, dimension):
+        super().open(model_name=model_name, dimension=dimension)
+        self.records = {
+            i: attrs.evolve(
+                r, payload={k: None if v is None else str(v) for k, v in r.payload.items()}
+            )
+            for i, r in self.records.items()
+        }
+
+
+def test_vector_suite_rejects_a_store_whose_topic_comes_back_as_a_string(tmp_path):
+    suite = EmbeddingRetrieverConformance()
+
+    def run(cls, folder):
+        made = []
+
+        def new_backend():
+            made.append(cls(tmp_path / folder / "index.json"))
+            return made[-1]
+
+        (tmp_path / folder).mkdir()
+        store = new_backend()
+        store.open(model_name=VECTOR_MODEL, dimension=VECTOR_DIM)
+        store.upsert(list(VECTOR_FILTER_RECORDS))
+        suite.test_filter_after_reopen(store, new_backend, "topic")
+
+    with pytest.raises(AssertionError):
+        run(StringTopicIndex, "broken")
+    run(ExactVectorIndex, "clean")
+
+
+# -- the lexical suite: reopen tests, and an opt-out for fuzzy retrievers -------------------
+
+
+class FileKeywordIndex(KeywordIndex):
+    """The reference keyword index, kept in a JSON file: one line per ``index`` call, replayed
+    in order on open (a later record of an id replaces the earlier one)."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        if path.exists():
+            for line in path.read_text().splitlines():
+                change = json.loads(line)
+                if change["op"] == "index":
+                    for r in change["records"]:
+                        self._load(IndexRecord(r["id"], r["text"], r["payload"]))
+                else:
+                    for i in change["ids"]:
+                        self.records.pop(i, None)
+
+    def _load(self, record):
+        self.records[record.id] = record
+
+    def _log(self, change):
+        with self.path.open("a") as f:
+            f.write(json.dumps(change) + "\n")
+
+    def index(self, records):
+        super().index(records)
+        self._log({"op": "index", "records": [attrs.asdict(r) for r in records]})
+
+    def delete(self, ids):
+        super().delete(ids)
+        self._log({"op": "delete", "ids": list(ids)})
+
+
+class StaleAfterReindex(FileKeywordIndex):
+    """Replays its file keeping the FIRST text of an id: correct until a reopen."""
+
+    def _load(self, record):
+        self.records.setdefault(record.id, record)
+
+
+class TestFileKeywordIndex(ContextRetrieverConformance):
+    persistent = True
+
+    @pytest.fixture
+    def make_backend(self, tmp_path):
+        return lambda: FileKeywordIndex(tmp_path / "keywords.jsonl")
+
+    @pytest.fixture
+    def backend(self, make_backend):
+        return make_backend()
+
+
+def _edits_within_one(a, b):
+    if a == b:
+        return True
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b, strict=True)) == 1
+    short, long = sorted((a, b), key=len)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+class TypoTolerantIndex(KeywordIndex):
+    """Matches a query word within one edit (words of four letters or more); an exact word
+    scores 2, a near one 1."""
+
+    def search(self, query, *, limit, filter=None):
+        f = filter or SearchFilter()
+        q = set(words(query))
+        scored = []
+        for r in self.records.values():
+            text = set(words(r.text))
+            score = 0.0
+            for w in q:
+                if w in text:
+                    score += 2.0
+                elif len(w) >= 4 and any(_edits_within_one(w, t) for t in text if len(t) >= 4):
+                    score += 1.0
+            if score and f.matches(r.id, r.payload):
+                scored.append((r.id, score))
+        scored.sort(key=lambda p: (-p[1], p[0]))
+        return scored[:limit]
+
+
+class TestTypoTolerantIndex(ContextRetrieverConformance):
+    exact_words = False
+
+    @pytest.fixture
+    def backend(self):
+        return TypoTolerantIndex()
+
+
+def test_a_typo_tolerant_index_passes_only_with_the_fuzzy_opt_out():
+    index = TypoTolerantIndex()
+    index.index(list(LEXICAL_RANKING_RECORDS))
+    index.index([IndexRecord("near", "xylophones are loud", {})])
+    assert [i for i, _ in index.search("xylophone", limit=5)] == ["near"]
+    with pytest.raises(AssertionError):
+        ContextRetrieverConformance().test_records_without_a_query_word_are_not_returned(index)
+
+
+def test_lexical_suite_rejects_an_index_with_stale_text_after_a_reopen(tmp_path):
+    suite = ContextRetrieverConformance()
+    suite.persistent = True
+    for cls, name, broken in ((StaleAfterReindex, "stale", True), (FileKeywordIndex, "ok", False)):
+        path = tmp_path / f"{name}.jsonl"
+        suite._made = []
+        check = suite.test_a_reindexed_text_is_not_found_by_its_old_words_after_reopen
+        if broken:
+            with pytest.raises(AssertionError):
+                check(cls(path), lambda cls=cls, path=path: cls(path))
+        else:
+            check(cls(path), lambda cls=cls, path=path: cls(path))

@@ -221,10 +221,13 @@ class Reranker(Protocol):
 
     What it returns: hits taken from ``hits`` (same objects or evolved copies; never ids it
     was not given), ``min(limit, len(hits))`` of them (it reorders, it does not filter), best
-    first, each keeping its ``entry`` and the ``scores`` / ``ranks`` it came with. It may set
-    ``score`` to its own relevance score, and then returns hits in decreasing ``score``; the
-    core records each reranker's 1-based output rank in ``ranks[<its name>]`` and, when it
-    changed ``score``, that score in ``scores[<its name>]``.
+    first, each keeping its ``entry`` and the ``scores`` / ``ranks`` / ``paths`` it came with
+    (``paths``: how a graph retriever reached the entry). It may set ``score`` to its own
+    relevance score, a finite number, and then returns hits in decreasing ``score``; the core
+    records each reranker's 1-based output rank in ``ranks[<its name>]`` and, when it changed
+    ``score``, that score in ``scores[<its name>]``. The order depends on the query. The core
+    refuses (``BackendError``) an answer with a non-finite score or a hit that lost its entry,
+    a retriever's score or rank, or its paths.
     """
 
     def rerank(self, query: str, hits: Sequence[SearchHit], *, limit: int) -> list[SearchHit]: ...

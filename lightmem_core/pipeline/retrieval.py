@@ -6,6 +6,7 @@ Each retriever's search, the query embedding and each reranker run as operations
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -192,9 +193,33 @@ class Retrieval:
                     f"reranker {name!r} returned {len(out)} hits for limit {ctx.limit}, or hits "
                     f"it was not given; a reranker returns at most `limit` of the hits it receives"
                 )
+            _check_reranked(name, hits, out)
             for rank, hit in enumerate(out, start=1):
                 hit.ranks[name] = rank
                 if id(hit) not in given or hit.score != before.get(id(hit)):
                     hit.scores[name] = float(hit.score)
             hits = out
         return hits[: ctx.limit]
+
+
+def _check_reranked(name: str, given: Sequence[SearchHit], out: Sequence[SearchHit]) -> None:
+    """What the Reranker Protocol says a reranker keeps: finite scores, and each hit's entry,
+    retriever scores and ranks, and graph paths as it was given them."""
+    by_id = {h.id: h for h in given}
+    for hit in out:
+        if not isinstance(hit.score, int | float) or not math.isfinite(hit.score):
+            raise BackendError(
+                f"reranker {name!r} gave hit {hit.id!r} the score {hit.score!r}; a reranker's "
+                f"scores must be finite numbers"
+            )
+        before = by_id[hit.id]
+        lost = [f"paths[{k!r}]" for k, v in before.paths.items() if hit.paths.get(k) != v]
+        lost += [f"scores[{k!r}]" for k, v in before.scores.items() if hit.scores.get(k) != v]
+        lost += [f"ranks[{k!r}]" for k, v in before.ranks.items() if hit.ranks.get(k) != v]
+        if before.entry is not None and hit.entry is None:
+            lost.append("entry")
+        if lost:
+            raise BackendError(
+                f"reranker {name!r} returned hit {hit.id!r} without {', '.join(lost)}; a "
+                f"reranker keeps the entry, scores, ranks and paths of the hits it is given"
+            )

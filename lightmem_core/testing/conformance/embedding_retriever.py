@@ -38,8 +38,9 @@ best first, at most ``limit``, scored by cosine similarity (vectors need not be 
 follows; every field of :class:`~lightmem_hookspecs.SearchFilter` is honoured exactly as
 :meth:`SearchFilter.matches` defines it, ``exclude_ids`` included; any string works as an id;
 a vector of the wrong size is refused; for persistent backends, reopening keeps the data and
-opening with another model name or dimension is refused with an error naming both, without
-deleting anything.
+the payloads' types (every filter gives the same answer after a reopen), and opening with
+another model name or dimension is refused with an error naming both, without deleting
+anything.
 """
 
 from __future__ import annotations
@@ -359,3 +360,24 @@ class EmbeddingRetrieverConformance:
         again.open(model_name=MODEL, dimension=DIM)
         assert again.count() == len(RANKING_RECORDS)
         assert self.ids(again.search(list(RANK_QUERY), limit=5)) == RANK_ORDER
+
+    @pytest.mark.parametrize("name", sorted(FILTERS))
+    def test_filter_after_reopen(self, garden, new_backend, name):
+        """Payloads read back from storage keep their types: a ``topic_id`` stored as an int
+        still equals the filter's int, a time stamp still compares as a number."""
+        self.require_persistent()
+        again = self.reopen(garden, new_backend)
+        search_filter = FILTERS[name]
+        hits = again.search(list(FILTER_QUERY), limit=50, filter=search_filter)
+        expected = {r.id for r in FILTER_RECORDS if search_filter.matches(r.id, r.payload)}
+        assert set(self.ids(hits)) == expected
+
+    def test_upsert_after_reopen_replaces_the_payload(self, garden, new_backend):
+        self.require_persistent()
+        again = self.reopen(garden, new_backend)
+        again.upsert([IndexRecord("f1", "moved", payload("u9", topic=7), _near(0))])
+        third = self.reopen(again, new_backend)
+        topic = third.search(list(FILTER_QUERY), limit=50, filter=SearchFilter(topic_id=7))
+        assert self.ids(topic) == ["f1"]
+        old = third.search(list(FILTER_QUERY), limit=50, filter=SearchFilter(user_id="u1"))
+        assert "f1" not in self.ids(old)

@@ -15,8 +15,11 @@ is checked is what the Protocol promises, without assuming any ranking function:
 
 * it returns ``min(limit, len(hits))`` hits: no more than ``limit``, and none dropped that
   ``limit`` did not ask to drop;
-* only hits it was given, each once, with the entry and the retrievers' ``scores`` / ``ranks``
-  it came with (same objects or evolved copies);
+* only hits it was given, each once, with the entry, the retrievers' ``scores`` / ``ranks`` and
+  the graph ``paths`` it came with (same objects or evolved copies);
+* the query decides the order: asked with the text of a hit the fusion ranked low, that hit
+  comes before the hits sharing no word with it (a reranker that ignores the query fails);
+* every score it returns is a finite number (no NaN, no infinity);
 * best first: a hit whose text is the query word for word is never put after hits that share
   no word with the query, when the retrievers ranked it first too; when the reranker sets its
   own ``score``, the scores it returns do not increase;
@@ -25,6 +28,8 @@ is checked is what the Protocol promises, without assuming any ranking function:
 """
 
 from __future__ import annotations
+
+import math
 
 import attrs
 import pytest
@@ -44,16 +49,23 @@ TEXTS = [
 #: Hits sharing no word with QUERY.
 UNRELATED = ("e2", "e4", "e5")
 _RRF_K = 10
+#: TEXTS[5] word for word: the fusion ranks it fifth; e0, e1, e2 and e4 share no word with it.
+OTHER_QUERY = "moved house in lisbon last may"
+OTHER_UNRELATED = ("e0", "e1", "e2", "e4")
+#: The graph retriever reached e0 through this relation (weight 0.4 in the fusion).
+E0_PATH = ["Rex -learned-> swimming"]
 
 
 def make_hits() -> list[SearchHit]:
-    """Six hits as reciprocal-rank fusion of two retrievers hands them over, best first.
+    """Six hits as reciprocal-rank fusion of three retrievers hands them over, best first.
 
     ``score`` is the fused score; ``scores`` / ``ranks`` hold each retriever's own score and
-    1-based rank (a hit the lexical index did not return has no ``bm25`` key). The order is
-    e0, e1, e2, e3, e5, e4.
+    1-based rank (a hit the lexical index did not return has no ``bm25`` key); the graph
+    retriever reached e0 only, and its ``paths`` say how. The order is e0, e1, e2, e3, e5, e4.
     """
-    orders = {"embedding": [0, 1, 2, 3, 5, 4], "bm25": [0, 1]}
+    orders = {"embedding": [0, 1, 2, 3, 5, 4], "bm25": [0, 1], "graph": [0]}
+    weights = {"embedding": 1.0, "bm25": 1.0, "graph": 0.4}
+    own = {"embedding": 1.0, "bm25": 10.0, "graph": 2.0}
     hits = []
     for i, text in enumerate(TEXTS):
         scores: dict[str, float] = {}
@@ -61,21 +73,30 @@ def make_hits() -> list[SearchHit]:
         for label, order in orders.items():
             if i in order:
                 ranks[label] = order.index(i) + 1
-                scores[label] = (1.0 if label == "embedding" else 10.0) - 0.1 * ranks[label]
+                scores[label] = own[label] - 0.1 * ranks[label]
         hits.append(
             SearchHit(
                 id=f"e{i}",
-                score=sum(1.0 / (_RRF_K + r) for r in ranks.values()),
+                score=sum(weights[label] / (_RRF_K + r) for label, r in ranks.items()),
                 entry=MemoryEntry(id=f"e{i}", memory=text),
                 scores=scores,
                 ranks=ranks,
+                paths={"graph": list(E0_PATH)} if "graph" in ranks else {},
             )
         )
     return sorted(hits, key=lambda h: -h.score)
 
 
 def _snapshot(hits: list[SearchHit]) -> dict[str, SearchHit]:
-    return {h.id: attrs.evolve(h, scores=dict(h.scores), ranks=dict(h.ranks)) for h in hits}
+    return {
+        h.id: attrs.evolve(
+            h,
+            scores=dict(h.scores),
+            ranks=dict(h.ranks),
+            paths={k: list(v) for k, v in h.paths.items()},
+        )
+        for h in hits
+    }
 
 
 class RerankerConformance:
@@ -113,6 +134,26 @@ class RerankerConformance:
                 assert hit.scores.get(label) == score, f"{hit.id}: scores[{label!r}] lost"
             for label, rank in before.ranks.items():
                 assert hit.ranks.get(label) == rank, f"{hit.id}: ranks[{label!r}] lost"
+            for label, path in before.paths.items():
+                assert hit.paths.get(label) == path, f"{hit.id}: paths[{label!r}] lost"
+
+    def test_the_query_decides_the_order(self, backend):
+        hits = make_hits()
+        assert [h.id for h in hits].index("e5") == 4  # the fusion ranked it low
+        out = [h.id for h in backend.rerank(OTHER_QUERY, hits, limit=len(hits))]
+        assert "e5" in out, f"the exact match of the query was dropped: {out}"
+        above = [i for i in OTHER_UNRELATED if i in out and out.index(i) < out.index("e5")]
+        assert not above, (
+            f"asked {OTHER_QUERY!r}, hits sharing no word with it ranked above its exact "
+            f"match e5: {out} (does the reranker read the query?)"
+        )
+
+    @pytest.mark.parametrize("query", [QUERY, OTHER_QUERY])
+    def test_scores_are_finite(self, backend, query):
+        for hit in backend.rerank(query, make_hits(), limit=len(TEXTS)):
+            assert isinstance(hit.score, int | float) and math.isfinite(hit.score), (
+                f"{hit.id}: score {hit.score!r} is not a finite number"
+            )
 
     def test_best_first(self, backend):
         hits = make_hits()

@@ -19,10 +19,16 @@ class TestBM25Defaults(ContextRetrieverConformance):
 class TestBM25PlainOnDisk(ContextRetrieverConformance):
     """No stopwords, no stemming, BM25+, with a snapshot file: the contract still holds."""
 
+    persistent = True
+
     @pytest.fixture
-    def backend(self, tmp_path):
+    def make_backend(self, tmp_path):
         options = BM25Options(stopwords=False, use_stemming=False, variant="plus", on_disk=True)
-        return build_bm25(options, BackendContext(memory_dir=str(tmp_path)))
+        return lambda: build_bm25(options, BackendContext(memory_dir=str(tmp_path)))
+
+    @pytest.fixture
+    def backend(self, make_backend):
+        return make_backend()
 
 
 class TestBM25L(ContextRetrieverConformance):
