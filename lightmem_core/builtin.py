@@ -122,3 +122,16 @@ def lightmem_register_topic_segmenters(register: Any) -> None:
         options=EmbeddingSegmenterOptions,
         description="Cuts topics where the embedding similarity of consecutive turns drops.",
     )
+
+
+@hookimpl
+def lightmem_register_rerankers(register: Any) -> None:
+    from .recency import NewerFirst, NewerFirstOptions
+
+    register(
+        "newer_first",
+        lambda options, context: NewerFirst(options),
+        options=NewerFirstOptions,
+        description="Of memories competing for the same answer, the newer first (the "
+        "default reranker of a memory without an LLM).",
+    )

@@ -346,6 +346,8 @@ DEFAULT_BACKENDS: dict[str, BackendSpec] = {
     "embedding_retriever": BackendSpec("qdrant"),
     "context_retriever": BackendSpec("sqlite-bm25"),
 }
+#: The reranker chain of a memory with no ``memory_manager`` when none is configured.
+DEFAULT_RERANKER = "newer_first"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -568,6 +570,14 @@ def apply_defaults(config: LightMemConfig, raw: Mapping[str, Any]) -> LightMemCo
             changes["context_retriever"] = DEFAULT_BACKENDS["context_retriever"]
     if config.topic_segment and config.topic_segmenter is None and "topic_segmenter" not in raw:
         changes["topic_segmenter"] = BackendSpec("embedding")
+    retrieval_raw = raw.get("retrieval")
+    rerankers_given = "reranker" in raw or (
+        isinstance(retrieval_raw, Mapping) and "rerankers" in retrieval_raw
+    )
+    if config.memory_manager is None and not rerankers_given:
+        # No LLM supersedes outdated facts: of memories competing for the same answer the
+        # newer comes first (lightmem_core/recency.py); `reranker: []` turns it off.
+        changes["reranker"] = [BackendSpec(DEFAULT_RERANKER)]
     return attrs.evolve(config, **changes) if changes else config
 
 

@@ -59,7 +59,7 @@ from lightmem_hookspecs import (
 )
 from lightmem_hookspecs import graph as g
 
-from .pipeline.recency import _STOPWORDS as _CHAT_STOPWORDS
+from .language import ENGLISH_CHAT_STOPWORDS as _CHAT_STOPWORDS
 
 #: Entry metadata key of the relations the extraction call returned for a fact.
 RELATIONS_KEY = "relations"

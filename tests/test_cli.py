@@ -33,7 +33,10 @@ def _needs_default_plugins():
 def test_plugins_json_lists_every_installed_plugin_of_the_repo():
     data = json.loads(lightmem("plugins", "--json").stdout)
     by_dist = {p["distribution"]: p for p in data["plugins"]}
-    assert by_dist["lightmem-core"]["backends"] == {"topic_segmenter": ["embedding"]}
+    assert by_dist["lightmem-core"]["backends"] == {
+        "reranker": ["newer_first"],
+        "topic_segmenter": ["embedding"],
+    }
     for pyproject in sorted(ROOT.glob("plugins/*/pyproject.toml")):
         dist = tomllib.loads(pyproject.read_text())["project"]["name"]
         module = dist.replace("-", "_")

@@ -13,7 +13,7 @@ from lightmem_hookspecs import MemoryEntry, SearchHit  # noqa: E402
 
 from lightmem_core import LightMemory  # noqa: E402
 from lightmem_core.cli import load_demo  # noqa: E402
-from lightmem_core.pipeline.recency import asks_about_the_past, newer_first  # noqa: E402
+from lightmem_core.recency import asks_about_the_past, newer_first  # noqa: E402
 
 #: For each demo question, words the first memory must contain (the current fact).
 CURRENT = {

@@ -18,7 +18,6 @@ from ..errors import BackendError, InputError
 from ..graph import describe_path
 from ..queries import in_scope
 from .fusion import Ranked, fuse
-from .recency import newer_first
 from .runtime import Runtime
 
 #: Which chain elements each search strategy queries.
@@ -95,12 +94,7 @@ class Retrieval:
             if len(hits) >= ctx.limit or not full:
                 break
             pool *= 4
-        hits = self._rerank(ctx, hits)
-        if rt.llm is None:
-            # No LLM supersedes outdated facts: of memories competing for the same answer the
-            # newer comes first (the hits stay the same; see recency.py).
-            hits = newer_first(ctx.query, hits)
-        return hits
+        return self._rerank(ctx, hits)
 
     def _fetch(
         self,
@@ -141,9 +135,11 @@ class Retrieval:
             for label, reached in paths.items():
                 if hit.id in reached:
                     hit.paths[label] = reached[hit.id]
-        # Without rerankers only the first ``limit`` kept hits are returned: load the entries
-        # of those (in slices, best first), not of the whole pool.
-        want = len(fused) if rt.backends.rerankers() else ctx.limit
+        # Without rerankers (or with only rerankers that reorder the first ``limit`` hits they
+        # receive, ``top_only``) only the first ``limit`` kept hits count: load the entries of
+        # those (in slices, best first), not of the whole pool.
+        pool_readers = [r for _, r in rt.backends.rerankers() if not getattr(r, "top_only", False)]
+        want = len(fused) if pool_readers else ctx.limit
         return self._load(fused, ctx.filter, want), any(len(r.results) >= pool for r in lists)
 
     def _load(
@@ -179,7 +175,10 @@ class Retrieval:
         return hits
 
     def _rerank(self, ctx: QueryContext, hits: list[SearchHit]) -> list[SearchHit]:
-        for name, reranker in self.rt.backends.rerankers():
+        rerankers = self.rt.backends.rerankers()
+        if all(getattr(r, "top_only", False) for _, r in rerankers):
+            hits = hits[: ctx.limit]  # what they need: the first ``limit`` hits
+        for name, reranker in rerankers:
             given = {id(h): h for h in hits}
             before = {id(h): h.score for h in hits}
 
