@@ -27,7 +27,13 @@ UpdateMode = Literal["online", "offline"]
 KVCacheMode = bool | Literal["offline", "online"]
 
 
-_SECRET_NAME = re.compile(r"(^|_)(key|secret|token|password|passwd|credential)$", re.I)
+#: Names whose values are secrets: ``api_key``, ``token``, ... and the HTTP headers that carry
+#: credentials (``Authorization``, ``api-key``, ``X-Api-Key``, ``Cookie``).
+_SECRET_NAME = re.compile(
+    r"(^|[_-])(key|secret|token|password|passwd|credential)$"
+    r"|^(proxy-)?authorization$|^(set-)?cookie$",
+    re.I,
+)
 
 
 #: A password inside a connection string: ``scheme://user:PASSWORD@``, ``password=PASSWORD``.

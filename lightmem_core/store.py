@@ -176,6 +176,82 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+#: The first bytes of every SQLite database file.
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_store_file(path: Path) -> None:
+    """Refuse an existing record store file that is empty, not SQLite, or shorter than the
+    pages its header counts (truncated), before SQLite opens it and anything is written: SQLite
+    would take an empty file for a new database and the memory would open empty."""
+    if not path.is_file():
+        return
+    size = path.stat().st_size
+    wal = path.with_name(path.name + "-wal")
+    if size == 0 and wal.is_file() and wal.stat().st_size > 0:
+        return  # a new database whose first pages are still in its write-ahead log
+    restore = (
+        "Restore the file from a backup, or move it away to start an empty memory; "
+        "LightMem leaves it as it is."
+    )
+    if size == 0:
+        raise StoreError(f"the record store {path} is an empty file (0 bytes). {restore}")
+    with path.open("rb") as f:
+        header = f.read(100)
+    if not header.startswith(_SQLITE_HEADER):
+        raise StoreError(f"the record store {path} is not a SQLite database. {restore}")
+    if len(header) < 100:
+        raise StoreError(f"the record store {path} is truncated ({size} bytes). {restore}")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    counter_valid = header[24:28] == header[92:96]
+    if counter_valid and pages and size < page_size * pages:
+        raise StoreError(
+            f"the record store {path} is truncated: {size} bytes where its header counts "
+            f"{pages} pages of {page_size} bytes. {restore}"
+        )
+
+
+class _StoreConnection(sqlite3.Connection):
+    """A connection whose storage failures (a corrupt or unreadable file, a full disk) raise
+    :class:`StoreError` naming the file; constraint errors pass unchanged."""
+
+    path: Path
+
+    def _fail(self, exc: sqlite3.DatabaseError) -> StoreError:
+        error = StoreError(
+            f"the record store {getattr(self, 'path', '?')} failed: {exc}. Check the disk and "
+            f"the file; restore it from a backup if it is damaged."
+        )
+        error.__cause__ = exc
+        return error
+
+    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+        try:
+            return super().execute(*args, **kwargs)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise self._fail(exc) from exc
+
+    def executemany(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+        try:
+            return super().executemany(*args, **kwargs)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise self._fail(exc) from exc
+
+    def executescript(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+        try:
+            return super().executescript(*args, **kwargs)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise self._fail(exc) from exc
+
+
 class SQLiteRecordStore:
     """SQLite record store (implements :class:`lightmem_hookspecs.RecordStore`). One instance
     per LightMemory, whose directory one process owns; safe to use from several threads."""
@@ -184,20 +260,30 @@ class SQLiteRecordStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        check_store_file(self.path)
         try:
             self._db = sqlite3.connect(
-                str(self.path), check_same_thread=False, isolation_level=None, timeout=30
+                str(self.path),
+                check_same_thread=False,
+                isolation_level=None,
+                timeout=30,
+                factory=_StoreConnection,
             )
         except sqlite3.Error as exc:
             raise StoreError(
                 f"cannot open the record store at {self.path}: {exc}. Check that the folder "
                 f"exists and is writable, or set history_db_path to another file."
             ) from exc
+        self._db.path = self.path
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
 
     # -- plumbing --------------------------------------------------------------------------
 

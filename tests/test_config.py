@@ -246,3 +246,27 @@ def test_wrong_type_of_a_secret_does_not_print_it(tmp_path, ref_host):
         structure({"api_key": 123456789}, Opts, path="$.memory_manager.configs")
     assert "123456789" not in str(info.value)
     assert "$.memory_manager.configs.api_key: expected str" in str(info.value)
+
+
+def test_auth_headers_under_extra_headers_are_masked_in_the_repr():
+    from lightmem_core.config import parse_config
+
+    secrets = {
+        "Authorization": "Bearer sk-header-secret-1",
+        "api-key": "azure-secret-2",
+        "X-Api-Key": "gateway-secret-3",
+        "Proxy-Authorization": "Basic proxy-secret-4",
+    }
+    config = parse_config(
+        {
+            "memory_manager": {
+                "model_name": "openai",
+                "configs": {"extra_headers": {**secrets, "X-Trace": "visible-trace"}},
+            }
+        }
+    )
+    shown = repr(config)
+    for value in secrets.values():
+        assert value not in shown
+    assert "visible-trace" in shown  # other headers stay readable
+    assert shown.count("***") == len(secrets)
