@@ -1,0 +1,1 @@
+"""OpenTelemetry spans for LightMem operations (a hook plugin selected with ``hooks: [otel]``)."""
