@@ -379,6 +379,10 @@ class AsyncLightMemory:
         """``LightMemory.warm_up``: load the embedding model now."""
         await self._run("warm_up")
 
+    async def run_operation(self, name: str, body: Callable[[], Any], **details: Any) -> Any:
+        """``LightMemory.run_operation``: ``body()`` runs on the memory's thread pool."""
+        return await self._run("run_operation", name, body, **details)
+
     async def get_token_statistics(self) -> dict[str, Any]:
         """``LightMemory.get_token_statistics``."""
         stats: dict[str, Any] = await self._run("get_token_statistics")

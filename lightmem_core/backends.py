@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -22,9 +21,11 @@ from lightmem_hookspecs import (
     GraphMemory,
     Operation,
     PreCompressor,
+    RecordStore,
     Reranker,
     TopicSegmenter,
     Usage,
+    hookimpl,
 )
 
 from .config import LightMemConfig, describe_chains, retrieval_chain, selected_backends
@@ -33,20 +34,77 @@ from .hookchain import HookChain
 
 log = logging.getLogger("lightmem")
 
-#: The name usage is booked under (``add_memory``, ``retrieve``, ``update`` ...).
-current_operation: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "lightmem_operation", default="other"
-)
+#: Operations whose usage is booked under their own name wherever they run (the phases
+#: ``get_token_statistics()`` reports); the rest of the work inside a top-level operation is
+#: booked under the top-level operation's name.
+BOOKED_OPERATIONS = frozenset({"add_memory", "extract", "update", "retrieve"})
+#: Top-level operations booked under another name: the vectors a flush writes are ingestion's
+#: work, wherever the flush happens (before a search, on close).
+BOOKED_AS = {"index": "add_memory"}
 
 
-class UsageBook:
-    """Collects usage per operation and writes it to the record store."""
+def _minus(a: Usage, b: Usage) -> Usage:
+    return Usage(**{f.name: getattr(a, f.name) - getattr(b, f.name) for f in attrs.fields(Usage)})
 
-    def __init__(self, sink: Callable[[str, Usage], None]) -> None:
-        self._sink = sink
 
-    def book(self, usage: Usage) -> None:
-        self._sink(current_operation.get(), usage)
+@attrs.define
+class _Booked:
+    """What the booked operations nested in one operation account for so far."""
+
+    by_name: dict[str, Usage] = attrs.field(factory=dict)
+    total: Usage = attrs.field(factory=Usage)
+
+    def add(self, name: str, usage: Usage) -> None:
+        self.by_name.setdefault(name, Usage()).add(usage)
+
+    def merge(self, other: _Booked) -> None:
+        for name, usage in other.by_name.items():
+            self.add(name, usage)
+        self.total.add(other.total)
+
+
+class UsageBooking:
+    """The core's own ``lightmem_run_operation`` wrapper, outermost for every memory.
+
+    Each operation's usage totals the work nested in it (the operation tree); when a
+    top-level operation ends, its usage is written to the record store once, split between
+    the booked operations inside it (:data:`BOOKED_OPERATIONS`) and itself. Nothing is read
+    back to compute a delta.
+    """
+
+    def __init__(self, store: RecordStore | None = None) -> None:
+        #: Where usage is booked (set once the memory's record store is open).
+        self.store = store
+        self._inside: dict[int, _Booked] = {}
+        self._lock = threading.Lock()
+
+    @hookimpl(wrapper=True)
+    def lightmem_run_operation(self, operation: Operation) -> Generator[None, Any, Any]:
+        try:
+            return (yield)
+        finally:
+            self._ended(operation)
+
+    def _ended(self, operation: Operation) -> None:
+        with self._lock:
+            booked = self._inside.pop(id(operation), None) or _Booked()
+        parent = operation.parent
+        name = BOOKED_AS.get(operation.name, operation.name) if parent is None else operation.name
+        if parent is None or name in BOOKED_OPERATIONS:
+            booked.add(name, _minus(operation.usage, booked.total))
+            booked.total = Usage(**attrs.asdict(operation.usage))
+        if parent is not None:
+            with self._lock:
+                self._inside.setdefault(id(parent), _Booked()).merge(booked)
+            return
+        if self.store is None:
+            return
+        for booked_name, usage in booked.by_name.items():
+            if usage != Usage():
+                try:
+                    self.store.add_usage(booked_name, usage)
+                except Exception as exc:  # the store was closed under a late operation
+                    log.warning("usage of %s not booked: %s", booked_name, exc)
 
 
 #: Bytes of recent vectors an embedder keeps, so that a text is encoded once: turns the topic
@@ -62,8 +120,8 @@ class AccountedEmbedder:
     met again is not encoded again, and is not counted as embedded.
     """
 
-    def __init__(self, backend: Any, name: str, hooks: HookChain, book: UsageBook) -> None:
-        self.backend, self.name, self.hooks, self.book = backend, name, hooks, book
+    def __init__(self, backend: Any, name: str, hooks: HookChain) -> None:
+        self.backend, self.name, self.hooks = backend, name, hooks
         self.model_name = getattr(backend, "model_name", name)
         self._recent: OrderedDict[str, Any] = OrderedDict()
         self._recent_lock = threading.Lock()
@@ -109,8 +167,7 @@ class AccountedEmbedder:
             op.usage.embedded_texts += len(texts)
             return vectors
 
-        vectors, op = self.hooks.run_operation("embed", call, backend=self.name, texts=len(texts))
-        self.book.book(op.usage)
+        vectors, _ = self.hooks.run_operation("embed", call, backend=self.name, texts=len(texts))
         if vectors.shape != (len(texts), self.dimension):
             raise BackendError(
                 f"text_embedder {self.name!r} returned an array of shape {vectors.shape} for "
@@ -131,8 +188,8 @@ class AccountedEmbedder:
 class AccountedLLM:
     """A memory manager whose calls run as ``llm.complete`` operations and are counted."""
 
-    def __init__(self, backend: Any, name: str, hooks: HookChain, book: UsageBook) -> None:
-        self.backend, self.name, self.hooks, self.book = backend, name, hooks, book
+    def __init__(self, backend: Any, name: str, hooks: HookChain) -> None:
+        self.backend, self.name, self.hooks = backend, name, hooks
         self.model_name = getattr(backend, "model_name", name)
         self._cache_lock = threading.Lock()
         self._cache = {"llm_calls": 0, "hits": 0, "prompt_tokens": 0, "cached_prompt_tokens": 0}
@@ -185,13 +242,9 @@ class AccountedLLM:
             self._count_cache(result)
             return result
 
-        try:
-            result, op = self.hooks.run_operation("llm.complete", call, backend=self.name)
-        except Exception:
-            self.book.book(Usage(llm_calls=1))
-            raise
-        self.book.book(op.usage)
-        return result
+        result, _ = self.hooks.run_operation("llm.complete", call, backend=self.name)
+        completion: Completion = result
+        return completion
 
 
 def check_protocol(backend: Any, kind: str, path: str, registration: Any, host: Any) -> None:
@@ -246,9 +299,8 @@ class Backends:
         config: LightMemConfig,
         resolved: Mapping[str, tuple[Any, Any]],
         hooks: HookChain,
-        book: UsageBook,
     ) -> None:
-        self.config, self.hooks, self.book = config, hooks, book
+        self.config, self.hooks = config, hooks
         self._resolved = dict(resolved)
         self._chain = retrieval_chain(config)
         chain_paths = {e.path for e in self._chain}
@@ -367,9 +419,9 @@ class Backends:
             ) from exc
         check_protocol(backend, kind, path, registration, self.hooks.host)
         if kind == "text_embedder":
-            backend = AccountedEmbedder(backend, registration.name, self.hooks, self.book)
+            backend = AccountedEmbedder(backend, registration.name, self.hooks)
         elif kind == "memory_manager":
-            backend = AccountedLLM(backend, registration.name, self.hooks, self.book)
+            backend = AccountedLLM(backend, registration.name, self.hooks)
         with self._lock:
             return self._built.setdefault(path, backend)
 

@@ -15,7 +15,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import pluggy
 from lightmem_hookspecs import (
+    PROJECT_NAME,
     EntryChange,
     HookContext,
     MemoryEntry,
@@ -59,9 +61,13 @@ class HookChain:
         selection: Sequence[HookPluginSpec] | str | None,
         *,
         memory_dir: str,
+        core: Sequence[object] = (),
     ) -> None:
         self.host = host
         self.memory_dir = memory_dir
+        #: The core's own implementations of its contract (e.g. usage booking), run
+        #: outermost, before every selected plugin; not listed in :attr:`plugins`.
+        self._core = [_own(plugin, memory_dir) for plugin in core]
         self._selected = self._select(host, selection, memory_dir)
 
     @staticmethod
@@ -188,7 +194,7 @@ class HookChain:
         scope = _current_scope.get()
         chain = [
             (impl, attrs.evolve(s.context_base, scope=scope))
-            for s in self._selected
+            for s in (*self._core, *self._selected)
             if (impl := s.impls.get("lightmem_run_operation")) is not None
         ]
         token = _current_operation.set(operation)
@@ -199,6 +205,18 @@ class HookChain:
             if parent is not None:
                 parent.usage.add(operation.usage)
         return result, operation
+
+
+def _own(plugin: object, memory_dir: str) -> _Selected:
+    """A core object's hook implementations (methods marked with ``hookimpl``)."""
+    name = f"lightmem-core:{type(plugin).__name__}"
+    impls = {}
+    for hook_name in RUNTIME_HOOKS:
+        method = getattr(plugin, hook_name, None)
+        options = getattr(method, f"{PROJECT_NAME}_impl", None)
+        if method is not None and options is not None:
+            impls[hook_name] = pluggy.HookImpl(plugin, name, method, options)
+    return _Selected(name, HookContext(memory_dir=memory_dir, plugin=name), impls)
 
 
 def current_operation() -> Operation | None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from lightmem_hookspecs import (
@@ -20,7 +20,7 @@ from lightmem_hookspecs import (
     Usage,
 )
 
-from .backends import AccountedEmbedder, AccountedLLM, Backends, UsageBook
+from .backends import AccountedEmbedder, AccountedLLM, Backends, UsageBooking
 from .buildchecks import check_embedding_dims
 from .config import LightMemConfig, load_config_file, validate
 from .errors import InputError, guard_public_api
@@ -36,6 +36,8 @@ from .scope import check_text, make_scope
 from .store import SQLiteRecordStore
 
 log = logging.getLogger("lightmem")
+
+T = TypeVar("T")
 
 __all__ = ["AddResult", "LightMemory", "format_entry"]
 
@@ -73,7 +75,10 @@ class LightMemory:
                 raw = {**dict(raw or {}), "memory_dir": str(memory_dir)}
         self.host = host or PluginHost()
         self.config, resolved = validate(raw, self.host)
-        hooks = HookChain(self.host, self.config.hooks, memory_dir=self.config.memory_dir)
+        booking = UsageBooking()  # the core's own wrapper: books each top-level operation
+        hooks = HookChain(
+            self.host, self.config.hooks, memory_dir=self.config.memory_dir, core=[booking]
+        )
         self._owner = claim_memory_dir(self.config)
         try:
             store: RecordStore = SQLiteRecordStore(self.config.db_path)
@@ -81,8 +86,8 @@ class LightMemory:
             self._owner.release()
             raise
         try:
-            book = UsageBook(store.add_usage)
-            backends = Backends(self.config, resolved, hooks, book)
+            booking.store = store
+            backends = Backends(self.config, resolved, hooks)
             check_embedding_dims(self.config, backends)
         except BaseException:
             store.close()
@@ -460,7 +465,7 @@ class LightMemory:
         from .update import construct_update_queue
 
         rt = self._rt
-        with self._lock, rt.booking("update"):
+        with self._lock:
             rt.indexer.open()
             rt.indexer.flush()
             return rt.run(
@@ -475,7 +480,7 @@ class LightMemory:
         from .update import offline_update
 
         rt = self._rt
-        with self._lock, rt.booking("update"):
+        with self._lock:
             rt.indexer.open()
             rt.indexer.flush()
             return rt.run(
@@ -485,6 +490,14 @@ class LightMemory:
             )
 
     # -- accounting ------------------------------------------------------------------------
+
+    def run_operation(self, name: str, body: Callable[[], T], **details: Any) -> T:
+        """Run ``body()`` as an operation of this memory named ``name``: the hook wrappers see
+        it, and the usage of this memory's LLM and embedder calls inside it (nested work
+        included) is booked under ``name`` (e.g. an evaluation's ``qa_answer``)."""
+        if not isinstance(name, str) or not name.strip():
+            raise InputError(f"name: expected a non-empty operation name, got {name!r}")
+        return self._rt.run(name, body, **details)
 
     def get_token_statistics(self) -> dict[str, Any]:
         """LLM calls, tokens and embedder calls per operation and in total."""

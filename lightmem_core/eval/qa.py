@@ -27,8 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import string
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from lightmem_hookspecs import MemoryEntry
@@ -98,17 +97,6 @@ CATEGORY_NAMES = {
     4: "single-hop",
     5: "adversarial",
 }
-
-
-@contextmanager
-def _operation(name: str) -> Iterator[None]:
-    from ..backends import current_operation
-
-    token = current_operation.set(name)
-    try:
-        yield
-    finally:
-        current_operation.reset(token)
 
 
 def memory_line(entry: MemoryEntry | str) -> str:
@@ -218,10 +206,12 @@ def evaluate_qa(
         t1 = time.perf_counter()
         entries = [h.entry for h in hits if h.entry is not None]
         counter.phase = "answer"
-        with _operation("qa_answer"):
-            answer = answer_question(
+        answer = memory.run_operation(
+            "qa_answer",
+            lambda q=q, entries=entries: answer_question(
                 counter, q.question, entries, question_date=getattr(q, "question_date", None)
-            )
+            ),
+        )
         t2 = time.perf_counter()
         retrieval_ms.append((t1 - t0) * 1000)
         answer_ms.append((t2 - t1) * 1000)
@@ -230,8 +220,12 @@ def evaluate_qa(
         reason = ""
         if q.answer is not None and str(q.answer).strip():
             judge_counter.phase = "judge"
-            with _operation("qa_judge"):
-                correct, reason = judge_answer(judge_counter, q.question, str(q.answer), answer)
+            correct, reason = memory.run_operation(
+                "qa_judge",
+                lambda q=q, answer=answer: judge_answer(
+                    judge_counter, q.question, str(q.answer), answer
+                ),
+            )
         records.append(
             {
                 "id": q.id,

@@ -202,15 +202,12 @@ class Indexer:
         entries = list(self._queued.values())
         chunk = max(CHUNK, 2 * self.rt.config.vector_batch_texts)
         # Booked as ingestion's work, wherever the flush happens (a search, close).
-        with self.rt.booking("add_memory"):
-            self.rt.run(
-                "index",
-                lambda: self._write_vectors(
-                    self.rt.backends.vector_indexes(), entries, chunk=chunk
-                ),
-                action="flush",
-                items=len(entries),
-            )
+        self.rt.run(
+            "index",
+            lambda: self._write_vectors(self.rt.backends.vector_indexes(), entries, chunk=chunk),
+            action="flush",
+            items=len(entries),
+        )
         # Marked only as queued: an entry the record store changed meanwhile (not through this
         # stage, e.g. a crash between its commit and its indexing) stays for the sync on open.
         ids = [e.id for e in entries]

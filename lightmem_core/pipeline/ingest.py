@@ -100,15 +100,10 @@ class Ingestion:
                 "this memory is configured with require_scope: add messages with a user_id, "
                 "agent_id or run_id"
             )
-        with (
-            self.retrier.caller(),
-            rt.write_lock,
-            rt.hooks.scope(scope),
-            rt.booking("add_memory"),
-        ):
-            result, op = rt.hooks.run_operation(
+        with self.retrier.caller(), rt.write_lock, rt.hooks.scope(scope):
+            result, op = rt.operation(
                 "add_memory",
-                lambda op: self._add(
+                lambda: self._add(
                     normalized, scope, force_segment or force_extract, force_extract, token_budget
                 ),
                 messages=len(normalized),
@@ -243,8 +238,8 @@ class Ingestion:
     def retry(self) -> AddResult:
         """Retry every pending or failed extraction batch now, whatever its retry time."""
         rt = self.rt
-        with self.retrier.caller(), rt.booking("extract"):
-            result, op = rt.hooks.run_operation("extract", lambda op: self._retry(), retry=True)
+        with self.retrier.caller():
+            result, op = rt.operation("extract", self._retry, retry=True)
         return attrs.evolve(result, usage=op.usage)
 
     def _retry(self) -> AddResult:
@@ -347,26 +342,20 @@ class Ingestion:
                 log.info("batch %s waits for the LLM token budget", batch_id)
                 self.retrier.wake()
                 return None
-        spent_before = _tokens(rt)
-        try:
-            with rt.booking("extract"):
-                entries, unextracted, error = rt.run(
-                    "extract",
-                    lambda: self.extract(batch_id, segments),
-                    batch=batch_id,
-                    messages=len(rows),
-                )
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:  # any failure (a backend's panic too) leaves it pending
-            exc = typed(exc, "extraction")
+        # The batch's spend is what its own operations spent (nested LLM calls included).
+        extracted, failure, op = rt.attempt(
+            "extract", lambda: self.extract(batch_id, segments), batch=batch_id, messages=len(rows)
+        )
+        spent = op.usage.total_tokens
+        if failure is not None or extracted is None:  # any failure leaves it pending
+            exc = typed(failure or BackendError("extraction returned nothing"), "extraction")
             retry_at = self.retry_at(batch.attempts + 1)
             rt.store.set_batch_state(
                 batch_id, BatchState.FAILED, error=str(exc), retry_at=retry_at, attempted=True
             )
-            budget.record(rt.store, _tokens(rt) - spent_before)
+            budget.record(rt.store, spent)
             if allowance is not None:
-                allowance.spent += _tokens(rt) - spent_before
+                allowance.spent += spent
             log.warning(
                 "extraction of batch %s failed; it stays pending and is retried from %s (or "
                 "by retry() / `lightmem retry`): %s",
@@ -376,6 +365,7 @@ class Ingestion:
             )
             self.retrier.wake()
             return None
+        entries, unextracted, error = extracted
         with rt.lock:
             rt.hooks.batch_extracted(segments, entries)
             if held:  # held with whatever the answer missed: the next call takes them up
@@ -396,17 +386,16 @@ class Ingestion:
                     from ..update import online_update
 
                     rt.indexer.flush()
-
-                    with rt.booking("update"):
-                        rt.run(
-                            "update",
-                            lambda: online_update(rt, stored),
-                            mode="online",
-                            entries=len(stored),
-                        )
-            budget.record(rt.store, _tokens(rt) - spent_before)
+                    _, update = rt.operation(
+                        "update",
+                        lambda: online_update(rt, stored),
+                        mode="online",
+                        entries=len(stored),
+                    )
+                    spent += update.usage.total_tokens
+            budget.record(rt.store, spent)
             if allowance is not None:
-                allowance.spent += _tokens(rt) - spent_before
+                allowance.spent += spent
         if unextracted and not held:
             log.warning(
                 "%d message(s) of batch %s could not be extracted; they stay pending: %s",
@@ -516,10 +505,6 @@ def _segment_edits(
                     )
                 contents[m.id] = m.content
     return assignments, contents
-
-
-def _tokens(rt: Runtime) -> int:
-    return sum(u.prompt_tokens + u.completion_tokens for u in rt.store.usage().values())
 
 
 def segments_of(rows: Sequence[JournalRow]) -> list[Segment]:

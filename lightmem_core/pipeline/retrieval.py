@@ -51,8 +51,7 @@ class Retrieval:
             raise InputError(
                 f"strategy: expected embedding, context or hybrid, got {ctx.strategy!r}"
             )
-        with rt.booking("retrieve"):
-            hits = rt.run("retrieve", lambda: self._search(ctx), strategy=ctx.strategy)
+        hits = rt.run("retrieve", lambda: self._search(ctx), strategy=ctx.strategy)
         rt.hooks.results_ready(ctx, hits)
         return hits[: ctx.limit]
 

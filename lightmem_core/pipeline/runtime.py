@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
 
-from ..backends import AccountedEmbedder, AccountedLLM, Backends, current_operation
+from ..backends import AccountedEmbedder, AccountedLLM, Backends
 from ..config import LightMemConfig
 from ..hookchain import HookChain
 
 if TYPE_CHECKING:
-    from lightmem_hookspecs import EmbeddingRetriever, MemoryEntry, RecordStore
+    from lightmem_hookspecs import EmbeddingRetriever, MemoryEntry, Operation, RecordStore
 
     from ..llm.prompts import Prompts
     from .graph import GraphStage
@@ -101,15 +100,35 @@ class Runtime:
         self, name: str, body: Callable[[], T], *, backend: str | None = None, **details: Any
     ) -> T:
         """Run ``body()`` as the operation ``name`` (seen by the selected wrapper hooks)."""
-        result, _ = self.hooks.run_operation(name, lambda op: body(), backend=backend, **details)
-        return result
+        return self.operation(name, body, backend=backend, **details)[0]
 
-    @staticmethod
-    @contextmanager
-    def booking(name: str) -> Iterator[None]:
-        """LLM and embedder usage inside this block is booked under ``name`` in the store."""
-        token = current_operation.set(name)
+    def operation(
+        self, name: str, body: Callable[[], T], *, backend: str | None = None, **details: Any
+    ) -> tuple[T, Operation]:
+        """Run ``body()`` as the operation ``name``; its result and the operation, whose usage
+        totals the work nested in it. A top-level operation's usage is booked in the record
+        store by the core's own wrapper (:class:`~lightmem_core.backends.UsageBooking`)."""
+        result, op = self.hooks.run_operation(name, lambda op: body(), backend=backend, **details)
+        return result, op
+
+    def attempt(
+        self, name: str, body: Callable[[], T], *, backend: str | None = None, **details: Any
+    ) -> tuple[T | None, BaseException | None, Operation]:
+        """Like :meth:`operation`, for work that may fail: ``(result, None, operation)``, or
+        ``(None, error, operation)`` when ``body()`` raised (wrappers saw it raise), so the
+        caller still reads what the failed attempt spent. An interrupt is not caught."""
+        started: list[Operation] = []
+
+        def call(op: Operation) -> T:
+            started.append(op)
+            return body()
+
         try:
-            yield
-        finally:
-            current_operation.reset(token)
+            result, op = self.hooks.run_operation(name, call, backend=backend, **details)
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # a backend's panic too
+            if not started:
+                raise
+            return None, exc, started[0]
+        return result, None, op

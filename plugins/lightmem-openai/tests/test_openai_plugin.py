@@ -8,11 +8,11 @@ import textwrap
 
 import attrs
 import pytest
-from lightmem_hookspecs import BackendContext, MemoryManager, Usage
+from lightmem_hookspecs import BackendContext, MemoryManager
 from lightmem_openai import plugin
 from lightmem_openai.plugin import OpenAIOptions
 
-from lightmem_core.backends import Backends, UsageBook
+from lightmem_core.backends import Backends
 from lightmem_core.config import BackendSpec, parse_config, resolve_backend
 from lightmem_core.errors import ConfigError
 from lightmem_core.hookchain import HookChain
@@ -70,17 +70,19 @@ def test_end_to_end_through_the_core(lightmem_host, openai_server, tmp_path):
         }
     )
     resolved = {"$.memory_manager": _resolve(lightmem_host, configs)}
-    booked: list[Usage] = []
     hooks = HookChain(lightmem_host, None, memory_dir=str(tmp_path))
-    backends = Backends(config, resolved, hooks, UsageBook(lambda op, u: booked.append(u)))
+    backends = Backends(config, resolved, hooks)
     try:
         llm = backends.get("memory_manager")
         openai_server.queue("a fact")
-        result = llm.complete([{"role": "user", "content": "remember this"}])
+        result, op = hooks.run_operation(
+            "extract", lambda op: llm.complete([{"role": "user", "content": "remember this"}])
+        )
     finally:
         backends.close()
     assert result.text == "a fact"
-    assert booked[0].llm_calls == 1 and booked[0].prompt_tokens == result.prompt_tokens > 0
+    # the call's usage is counted in the operation it ran inside
+    assert op.usage.llm_calls == 1 and op.usage.prompt_tokens == result.prompt_tokens > 0
 
 
 @pytest.mark.parametrize(
