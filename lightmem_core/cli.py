@@ -63,9 +63,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     else:
         for p in plugins:
             version = f" {p['version']}" if p["version"] else ""
-            print(f"{p['name']}  ({p['distribution'] or '?'}{version})")
+            contract = f", contract {p['contract']}" if p["contract"] else ""
+            print(f"{p['name']}  ({p['distribution'] or '?'}{version}{contract})")
+            if p["description"]:
+                print(f"    {p['description']}")
             for kind, names in sorted(p["backends"].items()):
                 print(f"    {kind}: {', '.join(names)}")
+            if p["hooks"]:
+                print(f"    hooks: {', '.join(p['hooks'])}")
             if p["error"]:
                 print(f"    LOAD ERROR: {p['error']}")
         for conflict in registry.conflicts:
@@ -94,7 +99,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         for r in chains["retrievers"]
     )
     print(f"  retrievers: {retrievers or 'none'}")
-    print(f"  fusion: {chains['fusion']['method']} (k {chains['fusion']['k']})")
+    fusion = chains["fusion"]
+    k = f" (k {fusion['k']})" if fusion["method"] == "rrf" else ""  # weighted fusion has no k
+    print(f"  fusion: {fusion['method']}{k}")
     print(f"  rerankers: {' -> '.join(chains['rerankers']) or 'none'}")
     print(f"  pre_compressors: {' -> '.join(chains['pre_compressors']) or 'none'}")
     print(f"  hooks: {' -> '.join(chains['hooks']) or 'none'}")
@@ -258,6 +265,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                         "score": h.score,
                         "scores": h.scores,
                         "ranks": h.ranks,
+                        "paths": getattr(h, "paths", {}),
                         "memory": h.entry.memory if h.entry else None,
                         "time_stamp": h.entry.time_stamp if h.entry else None,
                         "source_message_ids": list(h.entry.source_message_ids) if h.entry else [],

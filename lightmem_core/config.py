@@ -13,6 +13,7 @@ from typing import Any, Literal
 import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.gen import make_dict_structure_fn
 from lightmem_hookspecs import BACKEND_KINDS, RETRIEVER_KINDS
 
 from .errors import BackendNotFoundError, ConfigError, DuplicateBackendError, NotImplementedYetError
@@ -396,6 +397,17 @@ def make_converter() -> cattrs.Converter:
 
     converter.register_structure_hook(Any, structure_any)
 
+    backend_fields = make_dict_structure_fn(BackendSpec, converter, _cattrs_forbid_extra_keys=True)
+
+    def structure_backend(value: Any, _type: Any) -> BackendSpec:
+        if isinstance(value, str):  # `reranker: keyword-boost` names a backend without options
+            return BackendSpec(value)
+        if not isinstance(value, Mapping):
+            raise _WrongType("a backend name or {model_name: name, configs: {...}}", value)
+        return backend_fields(value, BackendSpec)
+
+    converter.register_structure_hook(BackendSpec, structure_backend)
+
     def structure_pre_compressor(value: Any, _type: Any) -> BackendSpec | list[BackendSpec] | None:
         if value is None:
             return None
@@ -407,12 +419,14 @@ def make_converter() -> cattrs.Converter:
         BackendSpec | list[BackendSpec] | None, structure_pre_compressor
     )
 
+    hook_fields = make_dict_structure_fn(HookPluginSpec, converter, _cattrs_forbid_extra_keys=True)
+
     def structure_hook_plugin(value: Any, _type: Any) -> HookPluginSpec:
         if isinstance(value, str):
             return HookPluginSpec(value)
         if not isinstance(value, Mapping):
             raise _WrongType("a plugin name or {plugin: name, options: {...}}", value)
-        return converter.structure_attrs_fromdict(value, HookPluginSpec)
+        return hook_fields(value, HookPluginSpec)
 
     converter.register_structure_hook(HookPluginSpec, structure_hook_plugin)
 
@@ -739,7 +753,9 @@ def retrieval_chain(config: LightMemConfig) -> list[ChainElement]:
             )
         return out
     out = []
-    used: set[str] = set()
+    # A name given is the element's label as given; an unnamed element takes a label no other
+    # element has, given or taken (duplicate given names are refused by check_consistency).
+    used: set[str] = {s.name for s in config.retrieval.retrievers if s.name is not None}
     for i, spec in enumerate(config.retrieval.retrievers):
         label = spec.name
         if label is None:
@@ -811,6 +827,12 @@ def resolve_backend(host: Any, path: str, kind: str, spec: BackendSpec) -> tuple
             lines.append(
                 f"  It is provided by the plugin {provider}, not on PyPI yet; from a LightMem "
                 f"checkout: {install_command(provider)}"
+            )
+        left_out = getattr(host, "left_out", [])
+        if left_out:
+            lines.append(
+                f"  The plugin selection (LIGHTMEM_PLUGINS) leaves out installed plugins, which "
+                f"may provide it: {', '.join(left_out)}"
             )
         failed = host.failed_plugins()
         if failed:

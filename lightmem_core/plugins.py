@@ -94,6 +94,10 @@ class PluginInfo:
     backends: dict[str, list[str]] = attrs.field(factory=dict)
     #: The contract version the plugin was built for (``None``: it does not say).
     contract: str | None = None
+    #: The distribution's summary (or the plugin module's first docstring line).
+    description: str = ""
+    #: The runtime hooks it implements (a hook plugin: select it under ``hooks``).
+    hooks: list[str] = attrs.field(factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -167,6 +171,8 @@ class PluginHost:
         if only is None and os.environ.get(ENV_ONLY_PLUGINS):
             only = [n.strip() for n in os.environ[ENV_ONLY_PLUGINS].split(",") if n.strip()]
         self.only = None if only is None else {normalize_name(n) for n in only}
+        #: Installed plugins the selection (``only`` / LIGHTMEM_PLUGINS) left out, described.
+        self.left_out: list[str] = []
         if autoload:
             self.load_entry_points()
 
@@ -174,15 +180,19 @@ class PluginHost:
 
     def load_entry_points(self) -> None:
         """Load every ``lightmem.plugins`` entry point; a failing one is recorded, not raised."""
+        seen: set[str] = set()
         for ep in _entry_points():
-            if self.only is not None and normalize_name(ep.name) not in self.only:
-                continue
+            seen.add(normalize_name(ep.name))
             dist = getattr(ep, "dist", None)
+            if self.only is not None and normalize_name(ep.name) not in self.only:
+                self.left_out.append(f"{ep.name} ({dist.metadata['Name'] if dist else '?'})")
+                continue
             info = PluginInfo(
                 name=ep.name,
                 distribution=dist.metadata["Name"] if dist is not None else None,
                 version=dist.version if dist is not None else None,
                 module=ep.value,
+                description=(dist.metadata.get("Summary") or "") if dist is not None else "",
             )
             if ep.name in self.plugins:
                 info.error = (
@@ -202,6 +212,13 @@ class PluginHost:
                 info.error = refused
                 continue
             self._register_checked(plugin, info)
+        for name in sorted((self.only or set()) - seen):
+            installed = ", ".join(sorted(seen)) or "none"
+            self.plugins[name] = PluginInfo(
+                name=name,
+                error=f"{ENV_ONLY_PLUGINS} names {name!r}, but no installed plugin is called "
+                f"that. Installed plugins: {installed}",
+            )
 
     def register(
         self,
@@ -248,6 +265,14 @@ class PluginHost:
             if self.pm.is_registered(plugin):
                 self.pm.unregister(plugin)
             return
+        if not info.description:
+            doc = (getattr(plugin, "__doc__", None) or "").strip()
+            info.description = doc.splitlines()[0] if doc else ""
+        info.hooks = [
+            hook
+            for hook in RUNTIME_HOOKS
+            if any(i.plugin_name == info.name for i in getattr(self.pm.hook, hook).get_hookimpls())
+        ]
         self._registry = None
 
     # -- registry --------------------------------------------------------------------------

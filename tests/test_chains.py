@@ -475,3 +475,32 @@ def test_the_core_refuses_a_reranker_that_breaks_its_contract(
     mem.add([{"role": "user", "content": c} for c in Relator.RELATIONS], user_id="u")
     with pytest.raises(BackendError, match=message):
         mem.search("friend of Anna", user_id="u")
+
+
+def test_a_backend_named_alone_is_a_backend_without_options(make_memory):
+    mem = make_memory(reranker="newer_first")
+    assert mem.config.rerankers()[0][1].model_name == "newer_first"
+    with pytest.raises(ConfigError, match=r"\$\.reranker: expected a backend name or"):
+        make_memory(reranker=3)
+    with pytest.raises(ConfigError, match=r"\$\.reranker: unknown key\(s\) bad"):
+        make_memory(reranker={"model_name": "newer_first", "bad": 1})
+    with pytest.raises(ConfigError, match=r"\$\.hooks\[0\]: unknown key\(s\) bad"):
+        make_memory(hooks=[{"plugin": "x", "bad": 1}])
+
+
+def test_retriever_names_given_are_kept_and_must_differ(make_memory):
+    chain = [
+        {"kind": "context_retriever", "model_name": "keyword"},
+        {"kind": "context_retriever", "model_name": "keyword", "name": "context"},
+        {"kind": "embedding_retriever", "model_name": "exact"},
+    ]
+    mem = make_memory(
+        context_retriever=None, embedding_retriever=None, retrieval={"retrievers": chain}
+    )
+    # the unnamed first element does not take the name the second one was given
+    assert [e.label for e in mem.config.retrievers()] == ["keyword", "context", "embedding"]
+    twice = [*chain[1:], {**chain[1], "name": "context"}]
+    with pytest.raises(ConfigError, match=r"retrievers\[2\]\.name: 'context' is already the"):
+        make_memory(
+            context_retriever=None, embedding_retriever=None, retrieval={"retrievers": twice}
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -14,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def lightmem(
-    *args: str, cwd: Path | None = None, check: bool = True
+    *args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "lightmem_core.cli", *args],
@@ -22,6 +23,7 @@ def lightmem(
         text=True,
         cwd=cwd,
         check=check,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -46,7 +48,8 @@ def test_plugins_json_lists_every_installed_plugin_of_the_repo():
             continue  # not installed in this environment (e.g. the core-only nox session)
         assert dist in by_dist, f"{dist} is installed but not discovered"
         assert by_dist[dist]["error"] is None, by_dist[dist]["error"]
-        assert by_dist[dist]["backends"], f"{dist} registers no backend"
+        assert by_dist[dist]["backends"] or by_dist[dist]["hooks"], f"{dist} provides nothing"
+        assert by_dist[dist]["description"], f"{dist} has no description"
 
 
 def test_config_check_reports_errors_with_paths(tmp_path):
@@ -136,3 +139,76 @@ def test_add_exits_non_zero_when_every_extraction_fails(tmp_path, openai_server)
     openai_server.fail_rate(0.0)
     stats = json.loads(lightmem("stats", "--config", str(config)).stdout)
     assert stats["messages"] == {"batched": 1} and stats["batches"] == {"failed": 1}
+
+
+def test_plugins_shows_descriptions_hooks_and_unknown_selected_names():
+    pytest.importorskip("lightmem_otel")
+    pytest.importorskip("lightmem_bm25")
+    out = lightmem("plugins", env={"LIGHTMEM_PLUGINS": "otel,bm25,no-such-plugin"}).stdout
+    otel = out.split("otel  (lightmem-otel")[1].split("\n\\S")[0]
+    assert "OpenTelemetry spans" in otel and "hooks: lightmem_run_operation" in otel
+    assert "BM25 keyword retrieval" in out and "context_retriever: BM25" in out
+    assert "LIGHTMEM_PLUGINS names 'no-such-plugin', but no installed plugin" in out
+
+
+def test_a_backend_left_out_by_lightmem_plugins_is_not_called_missing(tmp_path):
+    pytest.importorskip("lightmem_bm25")
+    config = tmp_path / "c.json"
+    config.write_text(
+        json.dumps(
+            {
+                "retrieve_strategy": "context",
+                "context_retriever": {"model_name": "BM25"},
+                "memory_dir": str(tmp_path / "m"),
+            }
+        )
+    )
+    out = lightmem(
+        "config", "check", str(config), check=False, env={"LIGHTMEM_PLUGINS": "lightmem-core"}
+    )
+    assert out.returncode == 2
+    assert "leaves out installed plugins, which may provide it" in out.stderr
+    assert "bm25 (lightmem-bm25)" in out.stderr
+
+
+@pytest.mark.slow
+def test_config_check_and_search_json_show_the_graph(tmp_path):
+    pytest.importorskip("lightmem_bm25")
+    pytest.importorskip("lightmem_networkx")
+    config = tmp_path / "graph.json"
+    chain = [
+        {"kind": "context_retriever", "model_name": "BM25"},
+        {"kind": "graph_memory", "model_name": "networkx"},
+    ]
+    settings = {
+        "retrieve_strategy": "hybrid",
+        "embedding_retriever": None,
+        "context_retriever": None,
+        "text_embedder": None,
+        "graph_mem": True,
+        "graph_memory": {"model_name": "networkx"},
+        "graph": {"similarity": None},
+        "retrieval": {"retrievers": chain, "fusion": {"method": "weighted"}},
+    }
+    config.write_text(json.dumps(settings))
+    checked = lightmem("config", "check", str(config)).stdout
+    assert "  fusion: weighted\n" in checked, checked
+    messages = tmp_path / "m.jsonl"
+    messages.write_text(
+        json.dumps({"role": "user", "content": "Anna lives in Porto.", "speaker_name": "Anna"})
+        + "\n"
+    )
+    mdir = str(tmp_path / "mem")
+    lightmem("add", str(messages), "--config", str(config), "--memory-dir", mdir)
+    hits = json.loads(
+        lightmem(
+            "search",
+            "Where does Anna live",
+            "--json",
+            "--config",
+            str(config),
+            "--memory-dir",
+            mdir,
+        ).stdout
+    )
+    assert hits[0]["paths"] == {"graph": ["Anna -mentions-> Porto"]}
