@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,10 +13,24 @@ from typing import Any
 import attrs
 from lightmem_hookspecs import Completion
 
+from .errors import KVCacheWarning
 from .options import LlamaCppOptions
 from .process import Worker, WorkerError
 
-__all__ = ["LlamaCppManager", "WorkerError"]
+__all__ = ["KVCacheWarning", "LlamaCppManager", "WorkerError"]
+
+log = logging.getLogger("lightmem.llamacpp")
+
+_COUNTERS = (
+    "calls",
+    "hits",
+    "prompt_tokens",
+    "restored_tokens",
+    "reused_tokens",
+    "evaluated_tokens",
+    "states_saved",
+    "states_rebuilt",
+)
 
 
 def _stop(holder: dict[str, Worker | None]) -> None:
@@ -38,12 +54,26 @@ class LlamaCppManager:
 
     ``engine`` selects what the worker runs: ``"llama_cpp"`` (the model) or ``"standin"``
     (:mod:`lightmem_llamacpp.standin`, for testing the protocol without the native runtime).
+
+    Prompts are evaluated in blocks of ``kv_cache_block`` tokens, so an answer depends on its
+    prompt alone (see :mod:`lightmem_llamacpp.kvcache`). With ``kv_cache_dir`` (configuration
+    ``kv_cache: true``) the state of each recurring prompt prefix is kept in a file there and
+    restored by later calls; ``Completion.cached_tokens`` counts the prompt tokens not
+    evaluated again and :meth:`cache_stats` the totals. An unusable cache file is removed and
+    rebuilt with a :class:`KVCacheWarning`.
     """
 
     def __init__(
-        self, options: LlamaCppOptions, *, model_path: Path, engine: str = "llama_cpp"
+        self,
+        options: LlamaCppOptions,
+        *,
+        model_path: Path,
+        engine: str = "llama_cpp",
+        kv_cache_dir: Path | None = None,
     ) -> None:
         self.options = options
+        self.kv_cache_dir = Path(kv_cache_dir) if kv_cache_dir is not None else None
+        self._stats = dict.fromkeys(_COUNTERS, 0)
         self.model_path = Path(model_path)
         self.model_name = self.model_path.stem
         self.engine = engine
@@ -77,6 +107,8 @@ class LlamaCppManager:
             worker = self._holder["worker"] = None
         if worker is None:
             options = attrs.asdict(self.options)
+            options["kv_cache"] = self.kv_cache_dir is not None
+            options["kv_cache_dir"] = str(self.kv_cache_dir) if self.kv_cache_dir else None
             worker = Worker(
                 model_path=self.model_path,
                 engine=self.engine,
@@ -115,13 +147,56 @@ class LlamaCppManager:
                 f"memory_manager 'llama-cpp': generation with {str(self.model_path)!r} "
                 f"failed in the worker: {reply.get('message')}"
             )
+        cache = reply.get("cache") or {}
+        cached = self._count(int(reply.get("prompt_tokens", 0)), cache)
         return Completion(
             text=str(reply.get("text") or ""),
             prompt_tokens=int(reply.get("prompt_tokens", 0)),
             completion_tokens=int(reply.get("completion_tokens", 0)),
             model=self.model_name,
             finish_reason=reply.get("finish_reason"),
+            cached_tokens=cached,
         )
+
+    def _count(self, prompt_tokens: int, cache: Mapping[str, Any]) -> int:
+        restored = int(cache.get("restored_tokens") or 0)
+        reused = int(cache.get("reused_tokens") or 0)
+        with self._lock:
+            s = self._stats
+            s["calls"] += 1
+            s["hits"] += restored > 0
+            s["prompt_tokens"] += prompt_tokens
+            s["restored_tokens"] += restored
+            s["reused_tokens"] += reused
+            s["evaluated_tokens"] += int(cache.get("evaluated_tokens") or prompt_tokens)
+            s["states_saved"] += bool(cache.get("saved"))
+        for event in cache.get("events") or ():
+            message = (
+                f"memory_manager 'llama-cpp': KV cache file {event.get('file')}: "
+                f"{event.get('reason')}"
+            )
+            if event.get("kind") == "rebuilt":
+                with self._lock:
+                    self._stats["states_rebuilt"] += 1
+                message += "; it was removed and the prefix is evaluated and saved again"
+            warnings.warn(message, KVCacheWarning, stacklevel=3)
+            log.warning("%s", message)
+        return restored + reused
+
+    def cache_stats(self) -> dict[str, Any]:
+        """Counters since this manager was built: ``calls``; ``hits`` (calls that restored a
+        saved prefix); ``prompt_tokens``; ``restored_tokens`` (from cache files),
+        ``reused_tokens`` (whole blocks of the previous prompt still in the worker) and
+        ``evaluated_tokens`` (the rest); ``states_saved``; ``states_rebuilt`` (unusable files
+        replaced); and the cache folder's ``files`` and ``bytes``."""
+        with self._lock:
+            stats: dict[str, Any] = dict(self._stats)
+        stats["kv_cache_dir"] = str(self.kv_cache_dir) if self.kv_cache_dir else None
+        if self.kv_cache_dir is not None:
+            from .kvcache import cache_bytes
+
+            stats["files"], stats["bytes"] = cache_bytes(self.kv_cache_dir)
+        return stats
 
     def _too_long(self, detail: str) -> str:
         return (

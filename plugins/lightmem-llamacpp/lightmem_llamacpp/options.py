@@ -48,3 +48,8 @@ class LlamaCppOptions:
     verbose: bool = False
     timeout: float = attrs.field(default=300.0, validator=_positive)
     start_timeout: float = attrs.field(default=120.0, validator=_positive)
+    #: With ``kv_cache``: the KV cache files under ``kv_cache_path`` stay below this size (the
+    #: least recently used are removed first).
+    kv_cache_max_mb: int = attrs.field(default=1024, validator=_positive)
+    #: Prompts are evaluated in blocks of this many tokens; a cached prefix is whole blocks.
+    kv_cache_block: int = attrs.field(default=64, validator=_range(8, 512))

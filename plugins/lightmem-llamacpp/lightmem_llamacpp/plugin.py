@@ -16,7 +16,7 @@ from .models import DEFAULT_MODEL_FILE, DEFAULT_MODEL_PACKAGE, cached_model, fet
 from .options import LlamaCppOptions
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.0"
+LIGHTMEM_CONTRACT = "1.1"
 
 if TYPE_CHECKING:
     from .manager import LlamaCppManager
@@ -74,7 +74,13 @@ def build(options: LlamaCppOptions, context: BackendContext | None = None) -> Ll
     """Build the manager; the model file is checked now, the worker loads it on first use."""
     from .manager import LlamaCppManager
 
-    return LlamaCppManager(options, model_path=resolve_model_path(options))
+    settings = context.settings if context is not None else {}
+    kv_dir = settings.get("kv_cache_path") if settings.get("kv_cache") else None
+    return LlamaCppManager(
+        options,
+        model_path=resolve_model_path(options),
+        kv_cache_dir=Path(kv_dir) if kv_dir else None,
+    )
 
 
 @hookimpl

@@ -10,8 +10,9 @@ never imported by the application's process. It speaks JSON lines over its stand
 3. then, for each request line ``{"id": N, "op": "complete", "messages": [...],
    "json_schema": {...} | null, "max_tokens": N}`` it writes one reply line
    ``{"id": N, "ok": true, "text": ..., "prompt_tokens": N, "completion_tokens": N,
-   "finish_reason": ...}`` or ``{"id": N, "ok": false, "kind": "too_long" | "error",
-   "message": ...}``;
+   "finish_reason": ..., "cache": {"reused_tokens": N, "restored_tokens": N,
+   "evaluated_tokens": N, "saved": bool, "events": [...]}}`` or ``{"id": N, "ok": false,
+   "kind": "too_long" | "error", "message": ...}``;
 4. end of its standard input (the host closed the pipe, or died) ends the worker.
 
 The protocol owns file descriptor 1; anything native code prints to "stdout" goes to stderr,
@@ -27,6 +28,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import PromptTooLong
@@ -72,6 +74,28 @@ class LlamaCppEngine:
                 f"llama.cpp build ({llama_cpp.__version__}) reads"
             ) from exc
         self.runtime = f"llama_cpp {llama_cpp.__version__}"
+        from .kvcache import PrefixCache
+
+        folder = options.get("kv_cache_dir") if options.get("kv_cache") else None
+        self.cache = PrefixCache(
+            self.llm,
+            block=int(options.get("kv_cache_block") or 64),
+            folder=Path(folder) if folder else None,
+            model_path=Path(model_path),
+            max_bytes=int(options.get("kv_cache_max_mb") or 1024) << 20,
+            runtime=self.runtime,
+            n_ctx=int(options["n_ctx"]),
+        )
+        self._last: dict[str, Any] = {}
+        generate = self.llm.generate
+
+        def prepared_generate(tokens: Any, *args: Any, **kwargs: Any) -> Any:
+            # the prompt's whole blocks are evaluated (or restored) first; generate then
+            # finds them in the state and evaluates only the rest
+            self._last = self.cache.prepare(list(tokens))
+            return generate(tokens, *args, **kwargs)
+
+        self.llm.generate = prepared_generate
 
     def complete(
         self, messages: list[dict[str, str]], json_schema: dict | None, max_tokens: int
@@ -100,11 +124,13 @@ class LlamaCppEngine:
             raise PromptTooLong(str(exc)) from exc
         choice = result["choices"][0]
         usage = result.get("usage") or {}
+        events, self.cache.events = self.cache.events, []
         return {
             "text": choice["message"].get("content") or "",
             "prompt_tokens": int(usage.get("prompt_tokens", 0)),
             "completion_tokens": int(usage.get("completion_tokens", 0)),
             "finish_reason": choice.get("finish_reason"),
+            "cache": {**self._last, "events": events},
         }
 
 
