@@ -352,6 +352,16 @@ class AsyncLightMemory:
         """``LightMemory.delete``: retire an active entry (applied in call order)."""
         await self._write_entries("delete", entry_id, reason)
 
+    async def erase(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+    ) -> Any:
+        """``LightMemory.erase``: every trace of the matching scopes removed; a receipt."""
+        return await self._write_entries("erase", user_id=user_id, agent_id=agent_id, run_id=run_id)
+
     # -- update passes and maintenance -----------------------------------------------------
 
     async def construct_update_queue_all_entries(

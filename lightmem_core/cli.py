@@ -288,6 +288,19 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_erase(args: argparse.Namespace) -> int:
+    if not (args.user_id or args.agent_id or args.run_id):
+        print("error: name the --user-id (or --agent-id, --run-id) to erase", file=sys.stderr)
+        return 2
+    if not args.yes:
+        print("error: erasing cannot be undone; add --yes to go ahead", file=sys.stderr)
+        return 2
+    with _open_memory(args) as mem:
+        receipt = mem.erase(user_id=args.user_id, agent_id=args.agent_id, run_id=args.run_id)
+    _print_json(receipt if isinstance(receipt, dict) else receipt.as_dict())
+    return 0
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     with _open_memory(args) as mem:
         result = mem.retry()
@@ -386,6 +399,18 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "stats":
             _remote_args(p)
         p.set_defaults(func=func)
+
+    p = sub.add_parser(
+        "erase",
+        help="remove every message, memory, history row and index record of a user (or agent, "
+        "run), files rewritten",
+    )
+    _memory_args(p)
+    _remote_args(p)
+    p.add_argument("--agent-id", default=None, help="scope: agent id")
+    p.add_argument("--run-id", default=None, help="scope: run id")
+    p.add_argument("--yes", action="store_true", help="confirm: the erase cannot be undone")
+    p.set_defaults(func=cmd_erase)
 
     p = sub.add_parser("graph", help="inspect the graph memory (graph_mem: true)")
     graph_sub = p.add_subparsers(dest="graph_command", required=True)

@@ -171,6 +171,10 @@ class _Api:
     def _update_pass(self, steps: list[str], **options: Any) -> _Call:
         return _Call("POST", "/v1/update", lambda d: d, body={"steps": steps, **options})
 
+    def _erase(self, user_id: Any, agent_id: Any, run_id: Any) -> _Call:
+        params = _scope(user_id, agent_id, run_id)
+        return _Call("DELETE", "/v1/memories", lambda d: d, params=params)
+
     def _stats(self) -> _Call:
         return _Call("GET", "/v1/stats", lambda d: d)
 
@@ -358,6 +362,13 @@ class RemoteMemory(_Api):
         data = self._send(self._update_pass(["offline"], score_threshold=score_threshold))
         return [change_from_json(c) for c in data["changes"]]
 
+    def erase(
+        self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
+        """The tenant erase; returns the receipt (counts) as a dict."""
+        data: dict[str, Any] = self._send(self._erase(user_id, agent_id, run_id))
+        return data
+
     def stats(self) -> dict[str, Any]:
         data: dict[str, Any] = self._send(self._stats())
         return data
@@ -530,6 +541,13 @@ class AsyncRemoteMemory(_Api):
     async def offline_update_all_entries(self, score_threshold: float = 0.8) -> list[EntryChange]:
         data = await self._send(self._update_pass(["offline"], score_threshold=score_threshold))
         return [change_from_json(c) for c in data["changes"]]
+
+    async def erase(
+        self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
+        """The tenant erase; returns the receipt (counts) as a dict."""
+        data: dict[str, Any] = await self._send(self._erase(user_id, agent_id, run_id))
+        return data
 
     async def stats(self) -> dict[str, Any]:
         data: dict[str, Any] = await self._send(self._stats())

@@ -449,6 +449,22 @@ class LightMemory:
                     [EntryChange(entry_id, "delete", old.memory, None, reason)]
                 )
 
+    def erase(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+    ) -> Any:
+        """Remove every trace of a tenant: the messages, entries, history, vectors, lexical
+        postings and graph relations of each scope matching the given fields (``user_id=
+        "alice"``: all of Alice's scopes, whatever their agent and run), with the files
+        rewritten so the removed bytes are gone. Returns an
+        :class:`~lightmem_core.pipeline.erase.EraseReceipt` with the counts."""
+        from .pipeline.erase import erase_scope
+
+        return erase_scope(self._rt, user_id, agent_id, run_id)
+
     def _require_active(self, entry_id: str) -> MemoryEntry:
         entry = self._rt.store.get_entry(check_entry_id(entry_id))
         if entry is None:

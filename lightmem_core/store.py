@@ -954,6 +954,50 @@ class SQLiteRecordStore:
         }
         return {"entries": counts, "messages": states, "batches": batches}
 
+    def erase_scope(
+        self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
+        """Remove every message, batch, entry, source link, history row and queued update of
+        the scopes matching the given fields (a field not given matches any value), then
+        rewrite the file so none of their bytes remain (``secure_delete``, ``VACUUM``, the
+        write-ahead log truncated). Returns the ids of the removed entries and the counts."""
+        given = [
+            (f, v)
+            for f, v in (("user_id", user_id), ("agent_id", agent_id), ("run_id", run_id))
+            if v is not None
+        ]
+        if not given:
+            raise StoreError("erase_scope: name a user_id, agent_id or run_id")
+        where = " AND ".join(f"{f} = ?" for f, _ in given)
+        params = [v for _, v in given]
+        with self._lock:
+            self._db.execute("PRAGMA secure_delete=ON")
+            try:
+                with self.transaction() as db:
+                    ids = [
+                        r[0] for r in db.execute(f"SELECT id FROM entries WHERE {where}", params)
+                    ]
+                    counts = {"entries": len(ids), "history": 0, "messages": 0, "batches": 0}
+                    for chunk in _chunks(ids, 500):
+                        marks = ",".join("?" * len(chunk))
+                        db.execute(f"DELETE FROM entry_sources WHERE entry_id IN ({marks})", chunk)
+                        counts["history"] += db.execute(
+                            f"DELETE FROM history WHERE entry_id IN ({marks})", chunk
+                        ).rowcount
+                        db.execute(f"DELETE FROM update_queue WHERE entry_id IN ({marks})", chunk)
+                    db.execute(f"DELETE FROM entries WHERE {where}", params)
+                    counts["messages"] = db.execute(
+                        f"DELETE FROM messages WHERE {where}", params
+                    ).rowcount
+                    counts["batches"] = db.execute(
+                        f"DELETE FROM batches WHERE {where}", params
+                    ).rowcount
+                self._db.execute("VACUUM")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._db.execute("PRAGMA secure_delete=OFF")
+        return {"entry_ids": ids, **counts}
+
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):

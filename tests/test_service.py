@@ -407,3 +407,25 @@ def test_the_service_page_runs_as_written(service, capsys):
         "I adopted a border collie named Biscuit",
         "['add', 'update']",
     ]
+
+
+def test_erase_a_tenant_over_http(service):
+    url, amem = service
+    with client(url, ALICE) as alice, client(url, BOB) as bob:
+        alice.post(
+            "/v1/memories", json={"messages": [_msg("alice likes plums")], "force_extract": True}
+        )
+        bob.post(
+            "/v1/memories", json={"messages": [_msg("bob likes pears")], "force_extract": True}
+        )
+        assert bob.delete("/v1/memories", params={"user_id": "alice"}).status_code == 403
+        assert alice.delete("/v1/memories").status_code == 422  # never "everything"
+        assert alice.delete("/v1/memories", params={"user_id": ""}).status_code == 422
+        receipt = alice.delete("/v1/memories", params={"user_id": "alice"}).json()
+        assert receipt["entries"] == 1 and receipt["messages"] == 1
+        assert receipt["scope"] == {"user_id": "alice", "agent_id": None, "run_id": None}
+        assert alice.get("/v1/memories").json()["total"] == 0
+        assert bob.get("/v1/memories").json()["total"] == 1
+    with RemoteMemory(url, BOB) as remote:
+        assert remote.erase(user_id="bob")["entries"] == 1
+    assert _journal(amem) == []

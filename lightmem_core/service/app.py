@@ -348,6 +348,28 @@ def create_app(
             "offset": offset,
         }
 
+    @app.delete(
+        "/v1/memories",
+        tags=["memories"],
+        summary="Erase a tenant: every message, memory, history row and index record of the "
+        "matching scopes",
+    )
+    async def erase(
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        grant: Grant = Depends(grant_of),
+    ) -> dict[str, Any]:
+        scope = make_scope(user_id, agent_id, run_id)
+        if scope == Scope():
+            raise InputError("user_id: name the user_id (or agent_id, run_id) to erase")
+        require(grant, scope)
+        receipt = await memory.erase(
+            user_id=scope.user_id, agent_id=scope.agent_id, run_id=scope.run_id
+        )
+        data: dict[str, Any] = receipt.as_dict()
+        return data
+
     @app.get("/v1/memories/{entry_id}", tags=["memories"], summary="One memory")
     async def get_entry(entry_id: str, grant: Grant = Depends(grant_of)) -> dict[str, Any]:
         return entry_to_json(await visible_entry(grant, entry_id))

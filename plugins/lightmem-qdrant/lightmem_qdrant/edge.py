@@ -245,6 +245,53 @@ class EdgeEngine:
     def delete(self, ids: list[uuid.UUID]) -> None:
         self.shard.update(self._qe.UpdateOperation.delete_points(ids))
 
+    def compact(self) -> None:
+        """Rebuild the shard from its live points, so that no byte of a deleted point stays in
+        its segments or its write-ahead log (after an erase). The new shard is built beside
+        the old one and swapped in; a crash before the swap leaves the old one whole."""
+        qe = self._qe
+        meta = self._read_meta() or {}
+        dimension = int(meta.get(common.META_DIMENSION) or self._dimension())
+        records: list[Any] = []
+        offset = None
+        while True:
+            page, offset = self.shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=1000, with_payload=True, with_vector=True)
+            )
+            records += page
+            if offset is None:
+                break
+        fresh_dir = self.shard_dir.with_name(self.shard_dir.name + ".compacting")
+        shutil.rmtree(fresh_dir, ignore_errors=True)
+        fresh_dir.mkdir(parents=True)
+        fresh = qe.EdgeShard.create(str(fresh_dir), self._config(dimension))
+        try:
+            for start in range(0, len(records), 500):
+                batch = [
+                    qe.Point(id=r.id, vector=list(r.vector), payload=dict(r.payload or {}))
+                    for r in records[start : start + 500]
+                ]
+                fresh.update(qe.UpdateOperation.upsert_points(batch))
+            fresh.optimize()
+            fresh.flush()
+        finally:
+            fresh.close()
+        old, self.shard = self.shard, None
+        old.close()
+        stale = self.shard_dir.with_name(self.shard_dir.name + ".stale")
+        shutil.rmtree(stale, ignore_errors=True)
+        os.replace(self.shard_dir, stale)
+        os.replace(fresh_dir, self.shard_dir)
+        shutil.rmtree(stale, ignore_errors=True)
+        self.shard = qe.EdgeShard.load(str(self.shard_dir), self._config(dimension))
+        self._ensure_payload_indexes()
+
+    def _dimension(self) -> int:
+        size = _stored_size(self.shard_dir)
+        if size is None:
+            raise RuntimeError(f"cannot tell the vector size of the qdrant edge store {self.where}")
+        return size
+
     def count(self) -> int:
         return int(self.shard.count(self._qe.CountRequest(exact=True)))
 

@@ -181,6 +181,14 @@ class QdrantRetriever:
         """Fold pending points into optimized segments now (edge engine; no-op otherwise)."""
         self._opened("optimize").optimize()
 
+    def compact(self) -> None:
+        """Rewrite the embedded store's files without the bytes of deleted points (after an
+        erase); a Qdrant server reclaims them with its own optimizer."""
+        engine = self._opened("compact")
+        compact = getattr(engine, "compact", None)
+        if callable(compact):
+            compact()
+
     def recreate(self, *, model_name: str, dimension: int) -> None:
         """Drop THIS collection and create it empty for another model (for ``reindex``).
 

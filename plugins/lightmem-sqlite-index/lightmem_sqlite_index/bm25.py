@@ -330,6 +330,10 @@ class SQLiteBM25Retriever:
         rows = conn.execute(sql, (json.dumps(list(by_doc)), *params)).fetchall()
         return [(record_id, by_doc[doc]) for doc, record_id in rows]
 
+    def compact(self) -> None:
+        """Rewrite the file so deleted records leave no bytes behind (after an erase)."""
+        self.db.compact()
+
     def close(self) -> None:
         """Close every connection; closing twice is harmless."""
         self.db.close()

@@ -142,6 +142,17 @@ class SQLiteFile:
                 raise
             conn.execute("COMMIT")
 
+    def compact(self, before: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        """Rewrite the file so no byte of a deleted record remains in it or in its write-ahead
+        log (``VACUUM``, then the log checkpointed and truncated). ``before(conn)`` runs first,
+        in a write transaction (e.g. an FTS5 ``optimize``)."""
+        if before is not None:
+            with self.write() as conn:
+                before(conn)
+        with self._write_lock:
+            self._writer.execute("VACUUM")
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
         """Close every connection (readers of all threads too); closing twice is harmless."""
         self._closed = True

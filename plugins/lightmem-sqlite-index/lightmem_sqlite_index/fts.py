@@ -108,6 +108,10 @@ class SQLiteFTSRetriever:
         rows = self.db.reader().execute(sql, (fts_query(terms), *params, limit)).fetchall()
         return [(record_id, float(score)) for record_id, score in rows]
 
+    def compact(self) -> None:
+        """Rewrite the file so deleted records leave no bytes behind (after an erase)."""
+        self.db.compact(lambda conn: conn.execute("INSERT INTO terms(terms) VALUES('optimize')"))
+
     def close(self) -> None:
         """Close every connection; closing twice is harmless."""
         self.db.close()

@@ -1,0 +1,111 @@
+"""Erasing a tenant: every trace of a scope removed from the record store and every index.
+
+``erase_scope`` removes the messages, extraction batches, entries, history and queued updates
+of every scope matching the given fields (``user_id="alice"`` matches Alice's scopes whatever
+their agent and run), then removes the entries from every vector store, text index and graph,
+and asks each index that can (a ``compact()`` method) to rewrite its files so the removed
+records' bytes are gone. The record store goes first: it is the system of record, and an index
+left holding an erased entry after a crash answers nothing for it (a hit whose entry is gone
+is dropped) until ``reindex``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from lightmem_hookspecs import EntryChange
+
+from ..errors import InputError, StoreError
+from ..scope import is_unscoped, make_scope
+from .runtime import Runtime
+
+
+@attrs.frozen
+class EraseReceipt:
+    """What an erase removed."""
+
+    #: The fields the erase matched (unset fields matched any value).
+    scope: dict[str, str | None]
+    entries: int
+    messages: int
+    history: int
+    batches: int
+    #: Records removed per index, by ``kind:name`` (vectors, lexical postings, graph relations).
+    index_records: dict[str, int]
+    #: The indexes whose files were rewritten without the removed bytes.
+    compacted: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["compacted"] = list(self.compacted)
+        return data
+
+
+def erase_scope(rt: Runtime, user_id: Any, agent_id: Any, run_id: Any) -> EraseReceipt:
+    scope = make_scope(user_id, agent_id, run_id)
+    if is_unscoped(scope):
+        raise InputError(
+            "erase: name a user_id, agent_id or run_id; to remove everything, delete the "
+            "memory directory"
+        )
+    eraser = getattr(rt.store, "erase_scope", None)
+    if not callable(eraser):
+        raise StoreError(f"the record store {type(rt.store).__name__} cannot erase a scope")
+    with rt.write_lock, rt.lock, rt.hooks.scope(scope):
+        rt.indexer.open()
+        rt.indexer.flush()
+        removed = eraser(user_id=scope.user_id, agent_id=scope.agent_id, run_id=scope.run_id)
+        ids = list(removed["entry_ids"])
+        indexes = _indexes(rt)
+        before = {label: _count(index) for label, index in indexes}
+        rt.indexer.unindex(ids)
+        counts: dict[str, int] = {}
+        for label, index in indexes:
+            was, now = before[label], _count(index)
+            if was is not None and now is not None:
+                counts[label] = max(0, was - now)
+        compacted = []
+        for label, index in indexes:
+            compact = getattr(index, "compact", None)
+            if callable(compact):
+                compact()
+                compacted.append(label)
+        if ids:
+            rt.hooks.entries_changed(
+                [EntryChange(i, "delete", None, None, "scope erased") for i in ids]
+            )
+    return EraseReceipt(
+        scope={"user_id": scope.user_id, "agent_id": scope.agent_id, "run_id": scope.run_id},
+        entries=len(ids),
+        messages=int(removed["messages"]),
+        history=int(removed["history"]),
+        batches=int(removed["batches"]),
+        index_records=counts,
+        compacted=tuple(compacted),
+    )
+
+
+def _indexes(rt: Runtime) -> list[tuple[str, Any]]:
+    backends = rt.backends
+    out: list[tuple[str, Any]] = []
+    for kind, found in (
+        ("embedding_retriever", backends.vector_indexes()),
+        ("context_retriever", backends.text_indexes()),
+        ("graph_memory", backends.graphs()),
+    ):
+        names = backends.names(kind) if found else []
+        for n, index in enumerate(found):
+            name = names[n] if n < len(names) else str(n)
+            out.append((f"{kind}:{name}", index))
+    return out
+
+
+def _count(index: Any) -> int | None:
+    count = getattr(index, "count", None)
+    if not callable(count):
+        return None
+    try:
+        return int(count())
+    except Exception:
+        return None
