@@ -590,15 +590,29 @@ def apply_defaults(config: LightMemConfig, raw: Mapping[str, Any]) -> LightMemCo
             changes["context_retriever"] = DEFAULT_BACKENDS["context_retriever"]
     if config.topic_segment and config.topic_segmenter is None and "topic_segmenter" not in raw:
         changes["topic_segmenter"] = BackendSpec("embedding")
-    retrieval_raw = raw.get("retrieval")
-    rerankers_given = "reranker" in raw or (
-        isinstance(retrieval_raw, Mapping) and "rerankers" in retrieval_raw
-    )
-    if config.memory_manager is None and not rerankers_given:
+    if config.memory_manager is None and not _rerankers_given(raw):
         # No LLM supersedes outdated facts: of memories competing for the same answer the
         # newer comes first (lightmem_core/recency.py); `reranker: []` turns it off.
         changes["reranker"] = [BackendSpec(DEFAULT_RERANKER)]
     return attrs.evolve(config, **changes) if changes else config
+
+
+def _rerankers_given(raw: Mapping[str, Any]) -> bool:
+    retrieval = raw.get("retrieval")
+    return "reranker" in raw or (isinstance(retrieval, Mapping) and "rerankers" in retrieval)
+
+
+def _without_absent_default(
+    config: LightMemConfig, raw: Mapping[str, Any], host: Any
+) -> LightMemConfig:
+    """The default reranker applies where the host has the core's built-ins (a host built by
+    hand from chosen plugins only may lack them): left out otherwise."""
+    default = [BackendSpec(DEFAULT_RERANKER)]
+    if config.reranker != default or _rerankers_given(raw):
+        return config
+    if host.registry.get("reranker", DEFAULT_RERANKER) is not None:
+        return config
+    return attrs.evolve(config, reranker=None)
 
 
 def check_consistency(config: LightMemConfig) -> None:
@@ -883,6 +897,8 @@ def validate(
 ) -> tuple[LightMemConfig, dict[str, tuple[Any, Any]]]:
     """Full validation: structure, consistency, and every selected backend's options."""
     config = parse_config(data, source=source)
+    if isinstance(data, Mapping):
+        config = _without_absent_default(config, data, host)
     check_consistency(config)
     resolved: dict[str, tuple[Any, Any]] = {}
     problems: list[str] = []

@@ -24,7 +24,9 @@ def run_into_a_closed_pipe(*args: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize("args", [("plugins", "--json"), ("plugins",), ("stats",)])
 def test_a_closed_pipe_ends_the_command_without_a_traceback(tmp_path, args):
-    if args[0] == "stats":
+    if args[0] == "stats":  # opens a memory on the embedded default
+        for module in ("lightmem_huggingface", "lightmem_qdrant", "lightmem_sqlite_index"):
+            pytest.importorskip(module, reason="the embedded default plugins are not installed")
         args = (*args, "--memory-dir", str(tmp_path / "mem"))
     code, stderr = run_into_a_closed_pipe(*args)
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
