@@ -418,6 +418,96 @@ RELATIONS_ROOM = 2
 
 
 @attrs.frozen
+class ExtractionRequest:
+    """The extraction call for one batch, as it is sent: the chat ``messages`` (system and
+    prompt), the JSON ``schema`` sent with them and the rendered ``batch``."""
+
+    messages: tuple[dict[str, str], ...]
+    schema: Mapping[str, Any]
+    batch: RenderedBatch
+
+    def prompt_tokens(self) -> int:
+        """Its prompt tokens as OpenAI bills them (:func:`.tokens.prompt_tokens`)."""
+        from .tokens import prompt_tokens
+
+        return prompt_tokens(self.messages, self.schema) if self.batch.messages else 0
+
+
+def extraction_request(
+    segments: Sequence[Segment],
+    *,
+    roles: Sequence[str],
+    prompts: Prompts,
+    metadata_generate: bool,
+    text_summary: bool,
+    relations: bool = False,
+) -> ExtractionRequest:
+    """The extraction request :func:`extract_facts` sends for ``segments`` (one rendering)."""
+    batch = render_conversation(segments, roles)
+    messages = (
+        {"role": "system", "content": prompts.system},
+        {
+            "role": "user",
+            "content": prompts.render(
+                "extraction",
+                conversation=batch.text,
+                output_format=_output_format(metadata_generate, text_summary, relations),
+            ),
+        },
+    )
+    schema = extraction_schema(
+        metadata_generate=metadata_generate,
+        text_summary=text_summary,
+        message_ids=list(batch.messages),
+        topic_ids=list(batch.topics),
+        relations=relations,
+    )
+    return ExtractionRequest(messages, schema, batch)
+
+
+@attrs.frozen
+class BatchCost:
+    """The prompt tokens of a batch's extraction request, split as a fixed overhead plus one
+    cost per admitted message (its line, and its topic and time lines where it opens them), in
+    order: ``prefix(n)`` is the cost of the request for the first ``n`` admitted messages,
+    computed from one rendering (exact for ``n`` = all; within a few tokens otherwise, as the
+    numbering and the schema's limits change)."""
+
+    fixed: int
+    per_message: tuple[int, ...]
+
+    @property
+    def total(self) -> int:
+        return self.fixed + sum(self.per_message)
+
+    def prefix(self, n: int) -> int:
+        return self.fixed + sum(self.per_message[:n]) if n > 0 else 0
+
+
+def batch_cost(request: ExtractionRequest) -> BatchCost:
+    """Split ``request``'s prompt tokens into a fixed overhead and per-message costs (lines are
+    counted with their line break: a line's tokens never cross it)."""
+    from .tokens import count_text_tokens
+
+    total = request.prompt_tokens()
+    lines = request.batch.text.split("\n") if request.batch.messages else []
+    per: list[int] = []
+    pending = 0
+    for i, line in enumerate(lines):
+        cost = count_text_tokens(line + ("\n" if i + 1 < len(lines) else ""))
+        pending += cost
+        if _MESSAGE_LINE.match(line):
+            per.append(pending)
+            pending = 0
+    if per:
+        per[-1] += pending
+    return BatchCost(total - sum(per), tuple(per))
+
+
+_MESSAGE_LINE = re.compile(r"^\d+ .*?: \"")
+
+
+@attrs.frozen
 class _Settings:
     llm: Any
     roles: tuple[str, ...]
@@ -597,23 +687,20 @@ def _extract_once(
     :class:`TruncatedReplyError`."""
     metadata_generate, text_summary = settings.metadata_generate, settings.text_summary
     relations, prompts = settings.relations, settings.prompts
-    batch = render_conversation(segments, settings.roles)
+    built = extraction_request(
+        segments,
+        roles=settings.roles,
+        prompts=prompts,
+        metadata_generate=metadata_generate,
+        text_summary=text_summary,
+        relations=relations,
+    )
+    batch, request = built.batch, list(built.messages)
     if not batch.messages:
         return ExtractionResult(facts=[])
     schema = extraction_schema(
         metadata_generate=metadata_generate, text_summary=text_summary, relations=relations
     )
-    request = [
-        {"role": "system", "content": prompts.system},
-        {
-            "role": "user",
-            "content": prompts.render(
-                "extraction",
-                conversation=batch.text,
-                output_format=_output_format(metadata_generate, text_summary, relations),
-            ),
-        },
-    ]
     try:
         reply = ask_json(
             settings.llm,
@@ -624,13 +711,7 @@ def _extract_once(
             max_attempts=settings.max_attempts,
             max_tokens=max_tokens,
             what="extraction",
-            request_schema=extraction_schema(
-                metadata_generate=metadata_generate,
-                text_summary=text_summary,
-                message_ids=list(batch.messages),
-                topic_ids=list(batch.topics),
-                relations=relations,
-            ),
+            request_schema=built.schema,
             on_truncated="raise",
         )
         value, raw, attempts = reply.value, reply.raw, reply.attempts

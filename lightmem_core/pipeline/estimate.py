@@ -2,36 +2,36 @@
 
 ``LightMemory.add_memory(..., dry_run=True)`` and ``lightmem add --dry-run`` use an
 :class:`IngestionPlan`: it reads the journal (the messages already buffered in the scope) and
-plays the buffers forward the way ingestion does, call after call, but writes nothing, runs no
-compressor, segmenter or LLM, and books no usage. For every batch that would be flushed it
-renders the real extraction request (the system message, the prompt with the conversation
-lines, the JSON schema sent) and counts its prompt tokens as OpenAI bills them (cl100k: 3 + the
-sum over messages of 3 + content tokens, plus the schema), or, without tiktoken, estimates
-them at four characters per token.
+plays the buffers forward with ingestion's own buffer policy (:mod:`.buffers`), call after call,
+but writes nothing, runs no compressor, segmenter or LLM, and books no usage. For every batch
+that would be flushed it renders the extraction request ingestion sends
+(:func:`lightmem_core.llm.extraction.extraction_request`: the system message, the prompt with the
+conversation lines by topic, the JSON schema sent) and counts its prompt tokens as OpenAI bills
+them (:func:`lightmem_core.llm.tokens.prompt_tokens`: cl100k, or four characters per token
+without tiktoken). Without a topic segmenter, compressor or per-call budget, the plan's calls and
+prompt tokens are exactly what ingestion then spends (a test checks it).
 
-The estimate is an upper bound where ingestion is data-dependent: without a forced segment,
-the last topic of the sensory buffer may stay there (the plan moves all of it on), a
-compressor would shorten messages (the plan counts them whole), and with ``update: online``
-each batch may add one reconcile call (``llm_calls_max``). Answer tokens are not estimated.
+The estimate is an upper bound where ingestion is data-dependent: with a segmenter and no forced
+segment, the last topic of the sensory buffer may stay there (the plan moves all of it on, as one
+topic), a compressor would shorten messages (the plan counts them whole), and with ``update:
+online`` each batch may add one reconcile call (``llm_calls_max``). Answer tokens are not
+estimated.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import attrs
 from lightmem_hookspecs import Message, Scope, Segment
 
-from ..messages import count_tokens, normalize_messages
+from ..llm.extraction import ROLES_BY_USE, BatchCost, ExtractionRequest, extraction_request
+from ..llm.extraction import batch_cost as _split_cost
+from ..llm.tokens import token_counting
+from ..messages import normalize_messages
+from . import buffers
 from .runtime import Runtime
-
-ROLES_BY_USE = {
-    "user_only": ("user",),
-    "assistant_only": ("assistant",),
-    "hybrid": ("user", "assistant"),
-}
 
 
 @attrs.frozen
@@ -52,61 +52,40 @@ class IngestEstimate:
         return attrs.asdict(self)
 
 
-def _encoder() -> tuple[Any, str]:
-    try:
-        from ..llm.tokens import cl100k
-
-        return cl100k(), "cl100k"
-    except Exception:  # tiktoken or its offline encoding missing: estimate
-        return None, "estimate (4 characters per token)"
-
-
-def prompt_tokens(messages: Sequence[dict[str, str]], schema: Any, encoder: Any) -> int:
-    """Prompt tokens of one chat request as OpenAI bills them (see the module docs)."""
-
-    def size(text: str) -> int:
-        return len(encoder.encode(text)) if encoder is not None else -(-len(text) // 4)
-
-    total = 3 + sum(3 + size(m.get("content", "")) for m in messages)
-    return total + (size(json.dumps(schema)) if schema else 0)
-
-
-_ENCODER: list[tuple[Any, str]] = []
+def batch_request(rt: Runtime, segments: Sequence[Segment]) -> ExtractionRequest:
+    """The extraction request ingestion sends for ``segments`` (one rendering)."""
+    config = rt.config
+    return extraction_request(
+        segments,
+        roles=ROLES_BY_USE[config.messages_use],
+        prompts=rt.prompts,
+        metadata_generate=config.metadata_generate,
+        text_summary=config.text_summary,
+        relations=bool(rt.backends.graphs()),
+    )
 
 
 def batch_prompt_tokens(rt: Runtime, segments: Sequence[Segment]) -> int:
     """The prompt tokens of the extraction request for ``segments`` (see the module docs)."""
-    from ..llm.extraction import _output_format, extraction_schema, render_conversation
+    return batch_request(rt, segments).prompt_tokens()
 
-    if not _ENCODER:
-        _ENCODER.append(_encoder())
-    encoder = _ENCODER[0][0]
-    config = rt.config
-    batch = render_conversation(segments, ROLES_BY_USE[config.messages_use])
-    if not batch.messages:
-        return 0
-    relations = bool(rt.backends.graphs())
-    request = [
-        {"role": "system", "content": rt.prompts.system},
-        {
-            "role": "user",
-            "content": rt.prompts.render(
-                "extraction",
-                conversation=batch.text,
-                output_format=_output_format(
-                    config.metadata_generate, config.text_summary, relations
-                ),
-            ),
-        },
-    ]
-    schema = extraction_schema(
-        metadata_generate=config.metadata_generate,
-        text_summary=config.text_summary,
-        message_ids=list(batch.messages),
-        topic_ids=list(batch.topics),
-        relations=relations,
-    )
-    return prompt_tokens(request, schema, encoder)
+
+def batch_cost(rt: Runtime, segments: Sequence[Segment]) -> BatchCost:
+    """The extraction request's cost for ``segments``: a fixed overhead plus one cost per shown
+    message, from one rendering."""
+    return _split_cost(batch_request(rt, segments))
+
+
+def _topics(messages: Sequence[Message], topic_ids: Sequence[int | None]) -> list[list[Message]]:
+    groups: list[list[Message]] = []
+    last: object = object()
+    for message, topic in zip(messages, topic_ids, strict=True):
+        if groups and topic == last:
+            groups[-1].append(message)
+        else:
+            groups.append([message])
+        last = topic
+    return groups
 
 
 class IngestionPlan:
@@ -114,12 +93,11 @@ class IngestionPlan:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        if not _ENCODER:
-            _ENCODER.append(_encoder())
-        self.counting = _ENCODER[0][1]
+        self.counting = token_counting()
         self.seen: set[tuple[Any, str]] = set()
         self.sensory: dict[Any, list[Message]] = {}
-        self.short_term: dict[Any, list[Message]] = {}
+        #: The short-term buffer of each scope as its topics (one list of messages per topic).
+        self.short_term: dict[Any, list[list[Message]]] = {}
         self.received = self.new = self.batches = self.tokens = 0
 
     def _load(self, scope: Scope) -> None:
@@ -127,10 +105,8 @@ class IngestionPlan:
             return
         store = self.rt.store
         self.sensory[scope] = [r.message for r in store.journal("sensory", scope)]
-        self.short_term[scope] = [r.message for r in store.journal("short_term", scope)]
-
-    def _uses(self, message: Message) -> bool:
-        return message.role in ROLES_BY_USE[self.rt.config.messages_use]
+        rows = store.journal("short_term", scope)
+        self.short_term[scope] = _topics([r.message for r in rows], [r.topic_id for r in rows])
 
     def add_memory(
         self, messages: Any, scope: Scope, *, force_segment: bool, force_extract: bool
@@ -145,36 +121,31 @@ class IngestionPlan:
         self.received += len(normalized)
         self.new += len(fresh)
         sensory = self.sensory[scope] + fresh
-        force_segment = force_segment or force_extract
-        if sensory and (
-            force_segment
-            or sum(count_tokens(m.content) for m in sensory) >= config.sensory_buffer_tokens
-        ):
-            self.short_term[scope] = self.short_term[scope] + sensory
+        if buffers.sensory_moves_on(config, sensory, force_segment or force_extract):
+            # Without a segmenter the messages that move on are one topic, as in ingestion;
+            # with one, the plan cannot know the cuts and counts them as one (module docs).
+            self.short_term[scope] = [*self.short_term[scope], sensory]
             sensory = []
         self.sensory[scope] = sensory
-        rows = self.short_term[scope]
-        if rows and (
-            force_extract
-            or sum(count_tokens(m.content) for m in rows if self._uses(m))
-            >= config.short_term_buffer_tokens
-        ):
+        topics = self.short_term[scope]
+        if buffers.short_term_flushes(config, (m for t in topics for m in t), force_extract):
             self.short_term[scope] = []
-            self._flush(rows)
+            self._flush(topics)
         return self.estimate()
 
-    def _flush(self, rows: list[Message]) -> None:
-        if not any(self._uses(m) for m in rows):
+    def _flush(self, topics: list[list[Message]]) -> None:
+        if not any(buffers.uses(self.rt.config, m) for t in topics for m in t):
             return
         self.batches += 1
-        self.tokens += batch_prompt_tokens(self.rt, [Segment(topic_id=0, messages=tuple(rows))])
+        segments = [Segment(topic_id=i, messages=tuple(t)) for i, t in enumerate(topics)]
+        self.tokens += batch_prompt_tokens(self.rt, segments)
 
     def estimate(self) -> IngestEstimate:
         online = self.rt.config.update == "online" and self.rt.llm is not None
         llm = self.rt.llm is not None
         calls = self.batches if llm else 0
         buffered = sum(len(v) for v in self.sensory.values()) + sum(
-            len(v) for v in self.short_term.values()
+            len(t) for v in self.short_term.values() for t in v
         )
         return IngestEstimate(
             messages_received=self.received,

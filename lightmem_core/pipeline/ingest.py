@@ -25,19 +25,13 @@ from lightmem_hookspecs import (
 
 from ..errors import BackendError, HookError, ScopeRequiredError, typed
 from ..indexing import message_context
-from ..messages import count_tokens, normalize_messages
+from ..messages import normalize_messages
 from ..retry import BatchRetrier, retry_time
 from ..scope import is_unscoped, scope_key
-from . import budget
+from . import budget, buffers
 from .runtime import Runtime
 
 log = logging.getLogger("lightmem")
-
-ROLES_BY_USE = {
-    "user_only": ("user",),
-    "assistant_only": ("assistant",),
-    "hybrid": ("user", "assistant"),
-}
 
 
 class Allowance(enum.Enum):
@@ -180,10 +174,7 @@ class Ingestion:
     def advance_sensory(self, scope: Scope, force: bool) -> None:
         rt = self.rt
         rows = rt.store.journal("sensory", scope)
-        if not rows:
-            return
-        tokens = sum(count_tokens(r.message.content) for r in rows)
-        if not force and tokens < rt.config.sensory_buffer_tokens:
+        if not buffers.sensory_moves_on(rt.config, (r.message for r in rows), force):
             return
         messages = [r.message for r in rows]
         boundaries = self.segment(messages)
@@ -223,15 +214,12 @@ class Ingestion:
     def advance_short_term(self, scope: Scope, force: bool) -> str | None:
         rt = self.rt
         rows = rt.store.journal("short_term", scope)
-        if not rows:
-            return None
-        tokens = sum(count_tokens(r.message.content) for r in rows if self.uses(r.message))
-        if not force and tokens < rt.config.short_term_buffer_tokens:
+        if not buffers.short_term_flushes(rt.config, (r.message for r in rows), force):
             return None
         return rt.store.create_batch([r.message.id for r in rows], scope=scope)
 
     def uses(self, message: Message) -> bool:
-        return message.role in ROLES_BY_USE[self.rt.config.messages_use]
+        return buffers.uses(self.rt.config, message)
 
     # -- extraction ------------------------------------------------------------------------
 
@@ -265,21 +253,28 @@ class Ingestion:
     def fit(self, rows: list[JournalRow], allowance: budget.CallBudget) -> int:
         """How many of ``rows`` (a prefix) one call can still extract: the most whose prompt
         estimate fits what is left, at least one message while the call has spent nothing."""
-        from .estimate import batch_prompt_tokens
+        from .estimate import batch_cost, batch_prompt_tokens
 
-        def cost(n: int) -> int:
-            return batch_prompt_tokens(self.rt, segments_of(rows[:n]))
-
-        if cost(len(rows)) <= allowance.left:
+        # The whole batch's cost, rendered once, split into a fixed overhead and one cost per
+        # shown message; prefixes are priced from it, and only the chosen prefix is rendered
+        # again to check it exactly (stepping back while the numbering's few tokens matter).
+        cost = batch_cost(self.rt, segments_of(rows))
+        if cost.total <= allowance.left:
             return len(rows)
-        low, high = 0, len(rows)  # cost(low) fits (or low == 0), cost(high) does not
-        while high - low > 1:
-            mid = (low + high) // 2
-            if cost(mid) <= allowance.left:
-                low = mid
-            else:
-                high = mid
-        return low if low or allowance.spent else 1
+        shown = [i for i, r in enumerate(rows) if self.uses(r.message)]
+
+        def rows_for(k: int) -> int:  # rows up to (not including) the (k+1)-th shown message
+            return shown[k] if k < len(shown) else len(rows)
+
+        k = 0
+        while k < len(cost.per_message) and cost.prefix(k + 1) <= allowance.left:
+            k += 1
+        while k > 0 and batch_prompt_tokens(self.rt, segments_of(rows[: rows_for(k)])) > (
+            allowance.left
+        ):
+            k -= 1
+        n = rows_for(k)
+        return n if n or allowance.spent else 1
 
     def process_batch(
         self,
