@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+from lightmem_hookspecs import hookimpl
+
 from lightmem_core import LightMemory
 from lightmem_core.testing.reference import reference_config
 
@@ -45,3 +47,82 @@ def test_search_does_not_wait_for_an_extraction_call(tmp_path, ref_host, llm):
             release.set()
             writer.join(30)
         assert any("Porto" in e.memory for e in mem.get_all(user_id="ann"))
+
+
+class _Gate:
+    """A pre-compressor and a topic segmenter that hold their call until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.compressing, self.segmenting = threading.Event(), threading.Event()
+        self.release = threading.Event()
+
+    @hookimpl
+    def lightmem_register_pre_compressors(self, register):
+        gate = self
+
+        class Compressor:
+            def compress(self, texts):
+                gate.compressing.set()
+                gate.release.wait(20)
+                return list(texts)
+
+        register("gate", lambda options, context: Compressor())
+
+    @hookimpl
+    def lightmem_register_topic_segmenters(self, register):
+        gate = self
+
+        class Segmenter:
+            def segment(self, messages):
+                gate.segmenting.set()
+                gate.release.wait(20)
+                return []
+
+        register("gate", lambda options, context: Segmenter())
+
+
+def _search_while_held(mem, gate, started: threading.Event, turns: list[dict]) -> float:
+    writer = threading.Thread(target=mem.add, args=(turns,), kwargs={"user_id": "ann"})
+    writer.start()
+    try:
+        assert started.wait(20), "the model call never started"
+        t0 = time.perf_counter()
+        hits = mem.search("dog", limit=3, user_id="ann")
+        waited = time.perf_counter() - t0
+        assert hits and "Biscuit" in hits[0].entry.memory
+        assert writer.is_alive()
+        return waited
+    finally:
+        gate.release.set()
+        writer.join(30)
+
+
+def test_search_does_not_wait_for_compression_or_segmentation(tmp_path, llm):
+    import lightmem_core.builtin as builtin
+    from lightmem_core.testing import fresh_host
+    from lightmem_core.testing.reference import ReferencePlugin
+
+    turns = [
+        {"role": "user", "content": "I moved to Porto last spring"},
+        {"role": "user", "content": "The weather there is mild"},
+    ]
+    for stage in ("compressing", "segmenting"):
+        gate = _Gate()
+        host = fresh_host(builtin, ReferencePlugin(memory_manager=llm))
+        host.register(gate, "gate")
+        config = reference_config(
+            tmp_path / stage,
+            pre_compress=stage == "compressing",
+            pre_compressor={"model_name": "gate"},
+            topic_segment=stage == "segmenting",
+            topic_segmenter={"model_name": "gate"},
+        )
+        with LightMemory(config, host=host) as mem:
+            gate.release.set()
+            mem.add([{"role": "user", "content": "My dog is called Biscuit"}], user_id="ann")
+            gate.release.clear()
+            gate.compressing.clear()
+            gate.segmenting.clear()
+            waited = _search_while_held(mem, gate, getattr(gate, stage), turns)
+            assert waited < 5.0, f"the search waited {waited:.1f} s while {stage}"
+            assert any("Porto" in e.memory for e in mem.get_all(user_id="ann"))

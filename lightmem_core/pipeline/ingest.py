@@ -114,13 +114,17 @@ class Ingestion:
     ) -> AddResult:
         rt = self.rt
         received = len(normalized)
-        with rt.lock:  # journal and buffers; the extraction below runs without it
-            rt.hooks.messages_normalized(normalized)
-            known = rt.store.messages_by_id((m.id for m in normalized), scope=scope)
-            fresh = self.compress([m for m in normalized if m.id not in known])
+        # The caller holds write_lock: no other add changes the buffers meanwhile. The lock a
+        # search takes (rt.lock) covers the journal writes only; the models (compression,
+        # segmentation, extraction) run without it, so a search never waits for a model.
+        rt.hooks.messages_normalized(normalized)
+        known = rt.store.messages_by_id((m.id for m in normalized), scope=scope)
+        fresh = self.compress([m for m in normalized if m.id not in known])
+        with rt.lock:
             added = rt.store.add_messages(fresh)
             rt.indexer.open()
-            self.advance_sensory(scope, force_segment)
+        self.advance_sensory(scope, force_segment)
+        with rt.lock:
             flushed = self.advance_short_term(scope, force_extract)
         new_entries: list[str] = []
         extracted = 0
@@ -172,6 +176,8 @@ class Ingestion:
     # -- sensory buffer and segmentation ---------------------------------------------------
 
     def advance_sensory(self, scope: Scope, force: bool) -> None:
+        """Cut the sensory buffer of ``scope`` into topics once it is full (or ``force``).
+        The segmenter runs without the memory's lock; the journal write takes it."""
         rt = self.rt
         rows = rt.store.journal("sensory", scope)
         if not buffers.sensory_moves_on(rt.config, (r.message for r in rows), force):
@@ -190,7 +196,8 @@ class Ingestion:
         rt.hooks.segments_ready(segments)
         assignments, contents = _segment_edits(segments, offered)
         dropped = [mid for mid in offered if mid not in assignments]
-        rt.store.assign_segments(assignments, scope=scope, contents=contents, dropped=dropped)
+        with rt.lock:
+            rt.store.assign_segments(assignments, scope=scope, contents=contents, dropped=dropped)
 
     def segment(self, messages: list[Message]) -> list[int]:
         rt = self.rt

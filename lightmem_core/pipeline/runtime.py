@@ -45,10 +45,12 @@ class Runtime:
     store: RecordStore
     backends: Backends
     hooks: HookChain
-    #: Held while writing the store and the indexes, and by searches; never across an
-    #: extraction call, so a search waits for a write, not for the LLM.
+    #: Held while writing the journal, the entries and the indexes, and by searches; never
+    #: across a model's inference (compression, segmentation, extraction), so a search waits
+    #: for a write, not for a model.
     lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
-    #: Serialises ingestion calls (one add at a time), LLM call included.
+    #: Serialises ingestion calls (one add at a time), models included: only its holder
+    #: changes the sensory and short-term buffers.
     write_lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
     indexer: EntryIndexes = attrs.field(init=False)
     _prompts: Prompts | None = attrs.field(default=None, init=False)
