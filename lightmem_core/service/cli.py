@@ -54,6 +54,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ..errors import ConfigError
+    from .auth import Grant, Keys
+
+    try:
+        from .mcp import build_server, http_app
+    except ImportError as exc:
+        raise ConfigError(
+            f"$: the MCP server needs the mcp SDK ({exc.name} is missing): "
+            f"pip install 'lightmem-core[service]'"
+        ) from exc
+    memory = _async_memory(args)
+    if args.transport == "stdio":
+        grant = Grant(user_ids=frozenset([args.user_id])) if args.user_id else Grant(admin=True)
+        server = build_server(memory, local_grant=grant)
+
+        async def run_stdio() -> None:
+            try:
+                await server.run_stdio_async()
+            finally:
+                await memory.close()
+
+        asyncio.run(run_stdio())
+        return 0
+    import uvicorn
+
+    keys = Keys.load(args.keys)
+    app = http_app(memory, keys, host=args.host)
+    print(
+        f"serving LightMem over MCP (streamable HTTP) on http://{args.host}:{args.port}/mcp",
+        file=sys.stderr,
+    )
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        asyncio.run(memory.close())
+    return 0
+
+
 def add_service_parsers(sub: Any) -> None:
     p = sub.add_parser("serve", help="serve the memory over HTTP (REST API with API keys)")
     _memory_source(p)
@@ -78,3 +119,21 @@ def add_service_parsers(sub: Any) -> None:
     p.add_argument("--ssl-keyfile", default=None, help="TLS private key")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("mcp", help="serve the memory to MCP clients (stdio or streamable HTTP)")
+    _memory_source(p)
+    p.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    p.add_argument(
+        "--user-id",
+        default=None,
+        help="stdio: act for this user only (default: any scope the calls name)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="http: address to listen on")
+    p.add_argument("--port", type=int, default=8766, help="http: port")
+    p.add_argument(
+        "--keys",
+        default=None,
+        help="http: API keys file (as for `lightmem serve`); default $LIGHTMEM_API_KEYS",
+    )
+    p.add_argument("--log-level", default="warning")
+    p.set_defaults(func=cmd_mcp)
