@@ -5,18 +5,25 @@ runtime hooks — observers, mutators and the ``lightmem_run_operation`` wrapper
 the plugins the configuration names under ``hooks``, in that order, each receiving a
 :class:`~lightmem_hookspecs.HookContext` with the memory directory, the call's scope and its own
 options. ``hooks: "all"`` opts into every installed hook plugin, in load order.
+
+Pluggy calls them: each memory has a plugin manager of its own holding the selected plugins
+(and the core's own implementations, outermost), registered so that pluggy's call order is the
+configured order; each plugin's implementations are registered through a thin adapter that
+hands them their own :class:`~lightmem_hookspecs.HookContext`.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import inspect
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
 from lightmem_hookspecs import (
+    HOOK_OPTIONS_ATTRIBUTE,
     PROJECT_NAME,
     EntryChange,
     HookContext,
@@ -27,9 +34,11 @@ from lightmem_hookspecs import (
     Scope,
     SearchHit,
     Segment,
+    hookimpl,
+    specs,
 )
 
-from .errors import ConfigError, LightMemError
+from .errors import ConfigError
 from .plugins import RUNTIME_HOOKS, PluginHost
 
 if TYPE_CHECKING:
@@ -65,10 +74,19 @@ class HookChain:
     ) -> None:
         self.host = host
         self.memory_dir = memory_dir
-        #: The core's own implementations of its contract (e.g. usage booking), run
-        #: outermost, before every selected plugin; not listed in :attr:`plugins`.
-        self._core = [_own(plugin, memory_dir) for plugin in core]
         self._selected = self._select(host, selection, memory_dir)
+        #: This memory's plugin manager: pluggy calls the hooks. Implementations run
+        #: last-registered-first, and a wrapper registered later is outside one registered
+        #: earlier: so the core's runner goes in first (innermost), then the selected plugins
+        #: from the last configured to the first, then the core's own implementations of its
+        #: contract (e.g. usage booking), outermost and not listed in :attr:`plugins`.
+        self.pm = pluggy.PluginManager(PROJECT_NAME)
+        self.pm.add_hookspecs(specs)
+        self.pm.register(_CoreRunner(), name="lightmem-core:runner")
+        for selected in reversed(self._selected):
+            self.pm.register(_Adapter(selected), name=selected.plugin)
+        for i, plugin in enumerate(core):
+            self.pm.register(plugin, name=f"lightmem-core:{type(plugin).__name__}:{i}")
 
     @staticmethod
     def _select(
@@ -113,9 +131,12 @@ class HookChain:
                         f"hookwrapper; use @hookimpl(wrapper=True)"
                     )
                 impls[hook_name] = impl
-            context = HookContext(
-                memory_dir=memory_dir, plugin=spec.plugin, options=dict(spec.options or {})
-            )
+            try:
+                options = _hook_options(host, spec, path)
+            except ConfigError as exc:
+                problems += exc.errors
+                continue
+            context = HookContext(memory_dir=memory_dir, plugin=spec.plugin, options=options)
             chosen.append(_Selected(spec.plugin, context, impls))
         if problems:
             raise ConfigError(problems)
@@ -141,13 +162,8 @@ class HookChain:
     # -- observer and mutator hooks --------------------------------------------------------
 
     def _call(self, hook_name: str, **kwargs: Any) -> None:
-        scope = _current_scope.get()
-        for selected in self._selected:
-            impl = selected.impls.get(hook_name)
-            if impl is None:
-                continue
-            context = attrs.evolve(selected.context_base, scope=scope)
-            impl.function(**_arguments(impl, kwargs, context))
+        context = HookContext(memory_dir=self.memory_dir, scope=_current_scope.get())
+        getattr(self.pm.hook, hook_name)(**kwargs, context=context)
 
     def messages_normalized(self, messages: list[Message]) -> None:
         self._call("lightmem_messages_normalized", messages=messages)
@@ -191,32 +207,15 @@ class HookChain:
             name=name, call=lambda: None, backend=backend, details=details, parent=parent
         )
         operation.call = lambda: call(operation)
-        scope = _current_scope.get()
-        chain = [
-            (impl, attrs.evolve(s.context_base, scope=scope))
-            for s in (*self._core, *self._selected)
-            if (impl := s.impls.get("lightmem_run_operation")) is not None
-        ]
+        context = HookContext(memory_dir=self.memory_dir, scope=_current_scope.get())
         token = _current_operation.set(operation)
         try:
-            result = _run(chain, operation)
+            result = self.pm.hook.lightmem_run_operation(operation=operation, context=context)
         finally:
             _current_operation.reset(token)
             if parent is not None:
                 parent.usage.add(operation.usage)
         return result, operation
-
-
-def _own(plugin: object, memory_dir: str) -> _Selected:
-    """A core object's hook implementations (methods marked with ``hookimpl``)."""
-    name = f"lightmem-core:{type(plugin).__name__}"
-    impls = {}
-    for hook_name in RUNTIME_HOOKS:
-        method = getattr(plugin, hook_name, None)
-        options = getattr(method, f"{PROJECT_NAME}_impl", None)
-        if method is not None and options is not None:
-            impls[hook_name] = pluggy.HookImpl(plugin, name, method, options)
-    return _Selected(name, HookContext(memory_dir=memory_dir, plugin=name), impls)
 
 
 def current_operation() -> Operation | None:
@@ -230,48 +229,58 @@ def _arguments(impl: Any, kwargs: Mapping[str, Any], context: HookContext) -> di
     return {k: values[k] for k in wanted if k in values}
 
 
-def _run(chain: Sequence[tuple[Any, HookContext]], operation: Operation) -> Any:
-    """Nest the wrappers of ``chain`` (first outermost) around the call; a non-wrapper
-    implementation returning non-None replaces the call (``firstresult``)."""
-    wrappers = [(impl, ctx) for impl, ctx in chain if impl.wrapper]
-    runners = [(impl, ctx) for impl, ctx in chain if not impl.wrapper]
+def _hook_options(host: PluginHost, spec: HookPluginSpec, path: str) -> dict[str, Any]:
+    """The plugin's options from the configuration, validated by its declared options class
+    (``LIGHTMEM_HOOK_OPTIONS``, an attrs class) with ``$.hooks[i].options...`` errors and
+    returned with its defaults filled in; as given when it declares none."""
+    from .config import structure
 
-    def innermost() -> Any:
-        for impl, ctx in runners:
-            result = impl.function(**_arguments(impl, {"operation": operation}, ctx))
-            if result is not None:
-                return result
+    given = dict(spec.options or {})
+    declared = getattr(host.pm.get_plugin(spec.plugin), HOOK_OPTIONS_ATTRIBUTE, None)
+    if declared is None:
+        return given
+    if not attrs.has(declared):
+        raise ConfigError(
+            [f"{path}: plugin {spec.plugin!r}'s {HOOK_OPTIONS_ATTRIBUTE} is not an attrs class"]
+        )
+    return attrs.asdict(structure(given, declared, path=f"{path}.options"), recurse=False)
+
+
+class _CoreRunner:
+    """Innermost: runs the operation's work when no implementation returned a result."""
+
+    @hookimpl(trylast=True)
+    def lightmem_run_operation(self, operation: Operation) -> Any:
         return operation.call()
 
-    def level(i: int) -> Any:
-        if i == len(wrappers):
-            return innermost()
-        impl, ctx = wrappers[i]
-        gen = impl.function(**_arguments(impl, {"operation": operation}, ctx))
-        try:
-            next(gen)
-        except StopIteration:
-            raise LightMemError(
-                f"hook plugin {impl.plugin_name!r}: its lightmem_run_operation wrapper did not "
-                f"yield"
-            ) from None
-        try:
-            result = level(i + 1)
-        except BaseException as exc:
-            try:
-                gen.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-            raise LightMemError(
-                f"hook plugin {impl.plugin_name!r}: its lightmem_run_operation wrapper yielded "
-                f"twice"
-            ) from exc
-        try:
-            gen.send(result)
-        except StopIteration as stop:
-            return stop.value
-        raise LightMemError(
-            f"hook plugin {impl.plugin_name!r}: its lightmem_run_operation wrapper yielded twice"
-        )
 
-    return level(0)
+class _Adapter:
+    """A selected plugin's runtime hook implementations, as pluggy registers them: each
+    attribute is named after a hook, declares the hook's own parameters (pluggy reads them
+    through ``__wrapped__``) and calls the plugin's implementation with the plugin's context
+    (its options, the call's scope) and only the arguments it declares."""
+
+    def __init__(self, selected: _Selected) -> None:
+        for hook_name, impl in selected.impls.items():
+            setattr(self, hook_name, _adapt(hook_name, impl, selected.context_base))
+
+
+def _adapt(hook_name: str, impl: Any, base: HookContext) -> Callable[..., Any]:
+    spec = getattr(specs, hook_name)
+    names = tuple(inspect.signature(spec).parameters)
+
+    def arguments(args: tuple[Any, ...]) -> dict[str, Any]:
+        values = dict(zip(names, args, strict=True))
+        return _arguments(impl, values, attrs.evolve(base, scope=values["context"].scope))
+
+    def call(*args: Any) -> Any:
+        return impl.function(**arguments(args))
+
+    def wrap(*args: Any) -> Generator[Any, Any, Any]:
+        # pluggy drives a wrapper by its generator: delegate to the plugin's
+        return (yield from impl.function(**arguments(args)))
+
+    adapter: Any = wrap if impl.wrapper else call
+    adapter.__wrapped__ = spec
+    adapter.__name__ = hook_name
+    return hookimpl(wrapper=impl.wrapper)(adapter)

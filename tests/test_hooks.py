@@ -10,6 +10,8 @@ import attrs
 import pytest
 from lightmem_hookspecs import hookimpl, specs
 
+from lightmem_core.errors import ConfigError
+
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = sorted(n for n in dir(specs) if n.startswith("lightmem_"))
 DOG = [{"role": "user", "content": "My dog is called Biscuit", "time_stamp": "2024-03-02T09:15"}]
@@ -328,3 +330,65 @@ def test_every_hook_has_a_contract_docstring():
     for hook in HOOKS:
         doc = inspect.getdoc(getattr(specs, hook)) or ""
         assert len(doc) > 40 and ":param" in doc, hook
+
+
+def test_pluggy_calls_the_selected_plugins_in_the_configured_order(ref_host, make_memory):
+    calls = []
+
+    def recorder(name):
+        class Recorder:
+            @hookimpl
+            def lightmem_query_prepared(self, query, context):
+                calls.append((name, context.plugin, context.options.get("n")))
+
+            @hookimpl(wrapper=True)
+            def lightmem_run_operation(self, operation):
+                calls.append((name, "enter", operation.name))
+                return (yield)
+
+        return Recorder()
+
+    for name in ("first", "second", "third"):
+        ref_host.register(recorder(name), name)
+    hooks = [{"plugin": "second", "options": {"n": 2}}, "first"]
+    mem = make_memory(hooks=hooks)
+    import pluggy
+
+    assert isinstance(mem.hooks.pm, pluggy.PluginManager)
+    # pluggy calls last-registered first: its own order is the configured one
+    impls = mem.hooks.pm.hook.lightmem_query_prepared.get_hookimpls()
+    assert [i.plugin_name for i in reversed(impls)] == ["second", "first"]
+    mem.search("dog", limit=1)
+    assert [c for c in calls if c[1] != "enter"] == [
+        ("second", "second", 2),
+        ("first", "first", None),
+    ]
+    entered = [c[0] for c in calls if c[1:] == ("enter", "retrieve")]
+    assert entered == ["second", "first"], "the first configured wrapper is outermost"
+
+
+def test_a_hook_plugins_options_class_validates_its_options(ref_host, make_memory):
+    def non_negative(_instance, attribute, value):
+        if value < 0:
+            raise ValueError(f"{attribute.name}: must be >= 0, got {value}")
+
+    @attrs.frozen
+    class Options:
+        level: int = attrs.field(default=1, validator=non_negative)
+
+    seen = []
+
+    class Plugin:
+        LIGHTMEM_HOOK_OPTIONS = Options
+
+        @hookimpl
+        def lightmem_query_prepared(self, query, context):
+            seen.append(dict(context.options))
+
+    ref_host.register(Plugin(), "typed")
+    make_memory(hooks=["typed"]).search("dog", limit=1)
+    assert seen == [{"level": 1}], "defaults filled in"
+    with pytest.raises(ConfigError, match=r"\$\.hooks\[0\]\.options\.level"):
+        make_memory(hooks=[{"plugin": "typed", "options": {"level": -1}}])
+    with pytest.raises(ConfigError, match=r"\$\.hooks\[0\]\.options: unknown key\(s\) levle"):
+        make_memory(hooks=[{"plugin": "typed", "options": {"levle": 1}}])

@@ -26,10 +26,16 @@ from __future__ import annotations
 import re
 
 #: The version of this contract (and of the ``lightmem-hookspecs`` distribution).
-CONTRACT_VERSION = "1.2.0"
+CONTRACT_VERSION = "1.3.0"
 
 #: The name of the attribute a plugin declares the contract it was built for with.
 CONTRACT_ATTRIBUTE = "LIGHTMEM_CONTRACT"
+
+#: The name of the attribute a hook plugin declares its options class with (an attrs class:
+#: the ``options`` of ``hooks: [{plugin: name, options: {...}}]`` are validated by it, with
+#: ``$.hooks[i].options...`` errors, and handed over in ``HookContext.options`` as a mapping of
+#: its fields, defaults filled in).
+HOOK_OPTIONS_ATTRIBUTE = "LIGHTMEM_HOOK_OPTIONS"
 
 #: The distribution that carries the contract.
 CONTRACT_DISTRIBUTION = "lightmem-hookspecs"

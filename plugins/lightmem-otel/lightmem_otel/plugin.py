@@ -28,7 +28,7 @@ import attrs
 from lightmem_hookspecs import HookContext, Operation, hookimpl
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.0"
+LIGHTMEM_CONTRACT = "1.3"
 
 _SCALARS = (str, bool, int, float)
 
@@ -43,11 +43,12 @@ class OtelOptions:
     details: bool = True
 
 
+#: The options class the core validates ``hooks[i].options`` with.
+LIGHTMEM_HOOK_OPTIONS = OtelOptions
+
+
 def options_of(context: HookContext) -> OtelOptions:
-    options = context.options
-    if isinstance(options, OtelOptions):
-        return options
-    return OtelOptions(**dict(options or {}))
+    return OtelOptions(**dict(context.options or {}))  # validated when the memory opened
 
 
 def _start_attributes(operation: Operation, context: HookContext, options: OtelOptions) -> dict:

@@ -173,3 +173,13 @@ def test_spans_come_only_from_memories_that_select_the_plugin(host, tmp_path, sp
         mem.add_memory(DOG, force_segment=True, force_extract=True)
         mem.search("dog", limit=2)
     assert spans.get_finished_spans() == ()
+
+
+def test_options_are_validated_with_the_declared_class_when_the_memory_opens(host, tmp_path):
+    from lightmem_core.errors import ConfigError
+
+    bad = [{"plugin": "otel", "options": {"tracer_name": "", "detials": True}}]
+    with pytest.raises(ConfigError) as caught:
+        LightMemory(reference_config(tmp_path / "m", hooks=bad), host=host)
+    message = str(caught.value)
+    assert "$.hooks[0].options" in message and "detials" in message
