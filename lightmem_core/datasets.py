@@ -329,6 +329,7 @@ def longmemeval_conversation(sample: Mapping[str, Any], *, where: str = "sample"
         evidence=tuple(marked or in_answer_sessions),
         evidence_sessions=tuple(sorted(answer_sessions)),
         question_date=sample.get("question_date"),
+        metadata={"evidence_turns_marked": bool(marked)},
     )
     return Conversation(
         sample_id=qid, format="longmemeval", sessions=tuple(sessions), questions=(question,)

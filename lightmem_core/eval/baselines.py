@@ -22,8 +22,9 @@ BASELINES = ("bm25-turns", "dense-turns", "fusion-turns")
 
 
 def turn_text(message: Mapping[str, Any]) -> str:
-    """A raw turn as a reader sees it: ``"Speaker: text"`` (the text alone without a speaker)."""
-    speaker = message.get("speaker_name") or message.get("speaker_id")
+    """A raw turn as a reader sees it: ``"Speaker: text"`` (the text alone without a speaker's
+    name: a bare role such as LongMemEval's ``user`` names no one)."""
+    speaker = message.get("speaker_name")
     content = str(message["content"]).strip()
     return f"{speaker}: {content}" if speaker else content
 
@@ -76,11 +77,15 @@ class TurnBaselines:
         self.timings.bm25_index_s += time.perf_counter() - started
         self.timings.turns += len(texts)
 
-    def search(self, query: str, k: int) -> dict[str, tuple[list[str], float]]:
-        """``{baseline: (top-k message ids, seconds)}`` for one query."""
+    def search(
+        self, query: str, k: int, depth: int | None = None
+    ) -> dict[str, tuple[list[str], float]]:
+        """``{baseline: (top message ids, seconds)}`` for one query: the top ``k``, or the top
+        ``depth`` (at least ``k``) when given, e.g. to cut each list to a number of words."""
         import numpy as np
 
-        fetch = max(k * 5, 50)
+        depth = max(depth or k, k)
+        fetch = max(k * 5, 50, depth)
         started = time.perf_counter()
         vector = np.asarray(self.embedder.embed([query]), dtype=np.float32)[0]
         scores = self.matrix @ vector
@@ -91,11 +96,11 @@ class TurnBaselines:
         lexical = [i for i, _ in self.bm25.search(query, limit=fetch)]
         bm25_s = time.perf_counter() - started
         started = time.perf_counter()
-        fused = fuse({"embedding": dense, "context": lexical}, self.weights, k)
+        fused = fuse({"embedding": dense, "context": lexical}, self.weights, depth)
         fuse_s = time.perf_counter() - started
         return {
-            "bm25-turns": (lexical[:k], bm25_s),
-            "dense-turns": (dense[:k], dense_s),
+            "bm25-turns": (lexical[:depth], bm25_s),
+            "dense-turns": (dense[:depth], dense_s),
             "fusion-turns": (fused, dense_s + bm25_s + fuse_s),
         }
 

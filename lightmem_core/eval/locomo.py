@@ -145,6 +145,7 @@ class SystemScores:
             "turns": self.turns,
             "search_ms_p50": percentile(self.latencies_ms, 50),
             "search_ms_p95": percentile(self.latencies_ms, 95),
+            "search_ms": [round(v, 3) for v in self.latencies_ms],
         }
 
 
@@ -552,6 +553,11 @@ def run_locomo(args: Any) -> int:
     progress = Progress(enabled=not getattr(args, "quiet", False))
     report = evaluate_locomo(options, progress=progress)
     print(format_report(report))
+    if getattr(args, "plot", None):
+        from .plots import plot_report
+
+        for path in plot_report(report, args.plot):
+            print(f"plot written to {path}", file=sys.stderr)
     if options.out:
         print(f"report written to {options.out}", file=sys.stderr)
     return 0

@@ -132,20 +132,30 @@ def answer_question(
 
 
 def judge_answer(
-    llm: Any, question: str, gold: str, answer: str, *, max_attempts: int = 3
+    llm: Any,
+    question: str,
+    gold: str,
+    answer: str,
+    *,
+    max_attempts: int = 3,
+    prompt: str | None = None,
 ) -> tuple[bool, str]:
     """Ask the judge whether ``answer`` matches ``gold``: ``(correct, reason)``.
+
+    ``prompt``: the whole judging prompt instead of :data:`JUDGE_PROMPT` (a benchmark's own
+    criteria); it must ask for the JSON of :data:`JUDGE_SCHEMA`.
 
     Raises :class:`~lightmem_core.llm.structured.StructuredOutputError` when the judge never
     answers JSON of :data:`JUDGE_SCHEMA`.
     """
     from ..llm.structured import ask_json
 
-    prompt = string.Template(JUDGE_PROMPT).substitute(
-        question=" ".join(question.split()),
-        gold=" ".join(str(gold).split()),
-        answer=" ".join(answer.split()) or "(no answer)",
-    )
+    if prompt is None:
+        prompt = string.Template(JUDGE_PROMPT).substitute(
+            question=" ".join(question.split()),
+            gold=" ".join(str(gold).split()),
+            answer=" ".join(answer.split()) or "(no answer)",
+        )
     reply = ask_json(
         llm,
         [{"role": "user", "content": prompt}],
@@ -187,8 +197,12 @@ def evaluate_qa(
     judge: Any = None,
     progress: Callable[[str], None] | None = None,
     metadata: bool = True,
+    judge_prompt: Callable[[Any, str], str] | None = None,
 ) -> dict[str, Any]:
     """Answer and judge every question (``datasets.Question`` objects); return the report.
+
+    ``judge_prompt(question, answer)``: the judging prompt of a benchmark with its own criteria
+    (default: :data:`JUDGE_PROMPT`).
 
     ``memory``: the :class:`~lightmem_core.memory.LightMemory` holding the conversation;
     ``llm``: the answering model (e.g. ``memory.backends.get("memory_manager")``); ``judge``:
@@ -223,7 +237,11 @@ def evaluate_qa(
             correct, reason = memory.run_operation(
                 "qa_judge",
                 lambda q=q, answer=answer: judge_answer(
-                    judge_counter, q.question, str(q.answer), answer
+                    judge_counter,
+                    q.question,
+                    str(q.answer),
+                    answer,
+                    prompt=None if judge_prompt is None else judge_prompt(q, answer),
                 ),
             )
         records.append(
