@@ -12,7 +12,54 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import LightMemError
+from .errors import InputError, LightMemError
+
+#: ``--quiet``: results and errors only (no progress, timings or notes).
+_QUIET = False
+
+
+def note(text: str) -> None:
+    """A remark for the person at the terminal (stderr), silenced by ``--quiet``."""
+    if not _QUIET:
+        print(text, file=sys.stderr)
+
+
+def configure_output(*, quiet: bool, verbose: bool) -> None:
+    """Third-party progress bars, advisories and warnings only with ``--verbose``.
+
+    Set before any model library is imported: they read these variables at import time.
+    """
+    global _QUIET
+    _QUIET = quiet
+    if verbose:
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", module=r"(?!lightmem)")  # warnings of other packages
+    logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING)
+
+
+def _output_args(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    default: Any = False if top else argparse.SUPPRESS  # a subcommand's flag adds to the top's
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="print results and errors only: no progress, timings or notes",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="also show other libraries' progress bars and warnings (model loading)",
+    )
 
 
 def _print_json(data: Any) -> None:
@@ -38,18 +85,25 @@ def _remote_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _raw_config(args: argparse.Namespace) -> dict[str, Any]:
+    from .config import load_config_file
+
+    config = load_config_file(args.config) if args.config else {}
+    # A short-lived command retries nothing in the background: `lightmem retry` does that.
+    config.setdefault("background_retry", False)
+    if args.memory_dir is not None:
+        config["memory_dir"] = args.memory_dir
+    return config
+
+
 def _open_memory(args: argparse.Namespace) -> Any:
     if getattr(args, "url", None):
         from .client import RemoteMemory
 
         return RemoteMemory(args.url, args.api_key)
-    from .config import load_config_file
     from .memory import LightMemory
 
-    config = load_config_file(args.config) if args.config else {}
-    # A short-lived command retries nothing in the background: `lightmem retry` does that.
-    config.setdefault("background_retry", False)
-    return LightMemory(config, memory_dir=args.memory_dir)
+    return LightMemory(_raw_config(args))
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -114,6 +168,7 @@ class Progress:
     def __init__(self, total: int, label: str) -> None:
         self.total, self.label, self.done = max(total, 1), label, 0
         self.tty = sys.stderr.isatty()
+        self.shown = not _QUIET
 
     def step(self, n: int = 1) -> None:
         self.done += n
@@ -121,7 +176,7 @@ class Progress:
         filled = int(width * self.done / self.total)
         bar = "#" * filled + "-" * (width - filled)
         end = "\r" if self.tty and self.done < self.total else "\n"
-        if self.tty or self.done >= self.total:
+        if self.shown and (self.tty or self.done >= self.total):
             sys.stderr.write(f"{self.label} [{bar}] {self.done}/{self.total}{end}")
             sys.stderr.flush()
 
@@ -135,9 +190,16 @@ def load_demo() -> dict[str, Any]:
     return json.loads(text)
 
 
+def demo_dir() -> Path:
+    """Where ``lightmem demo`` keeps its memory: LightMem's cache folder, not the current one
+    (``$XDG_CACHE_HOME/lightmem/demo``, else ``~/.cache/lightmem/demo``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lightmem" / "demo"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     demo = load_demo()
-    memory_dir = args.memory_dir or "./lightmem_demo"
+    memory_dir = args.memory_dir or str(demo_dir())
     if Path(memory_dir).exists() and not args.keep:
         import shutil
 
@@ -149,7 +211,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"LightMem demo: memory directory {memory_dir}")
     started = time.perf_counter()
     with LightMemory(config, memory_dir=memory_dir) as mem:
-        print(f"backends: {json.dumps(mem.stats()['backends'])}")
+        note(f"backends: {json.dumps(mem.stats()['backends'])}")
         total = sum(len(s["messages"]) for s in demo["sessions"])
         progress = Progress(total, "ingesting")
         t0 = time.perf_counter()
@@ -168,6 +230,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 progress.step()
             mem.add_memory([], force_segment=True, force_extract=True, user_id=demo["user"])
         ingest_s = time.perf_counter() - t0
+        mem.warm_up()  # a question's time is the search, not the model's loading
         print(
             f"ingested {total} messages in {ingest_s:.2f} s "
             f"({mem.stats()['entries'].get('active', 0)} memories)"
@@ -190,15 +253,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_sessions(file: str, sessions: list[Any], config: Any, user_id: str | None) -> None:
+    """Validate every message of every session, as ``add_memory`` does, before any is added:
+    a bad message is named (``FILE: session 2: messages[1].role: ...``) and nothing is written."""
+    from .messages import normalize_messages
+    from .scope import make_scope
+
+    scope = make_scope(user_id)
+    for i, session in enumerate(sessions, 1):
+        try:
+            normalize_messages(
+                session,
+                scope,
+                max_chars=config.max_message_chars,
+                truncate=config.truncate_long_messages,
+            )
+        except InputError as exc:
+            where = f"{file}: session {i}" if len(sessions) > 1 else file
+            raise InputError(f"{where}: {exc}") from None
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     from .datasets import load_messages_file
 
-    sessions = load_messages_file(args.file, sample=args.sample)
+    sessions = [s for s in load_messages_file(args.file, sample=args.sample) if s]
     total = sum(len(s) for s in sessions)
+    if not sessions:
+        note(f"nothing to add: {args.file} holds no messages")
+        return 0
     if args.dry_run:
         from .scope import make_scope
 
         with _open_memory(args) as mem:
+            _check_sessions(args.file, sessions, mem.config, args.user_id)
             plan = mem.plan()
             estimate = None
             for session in sessions:
@@ -222,6 +309,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         return 0
     progress = Progress(total, "adding")
     with _open_memory(args) as mem:
+        _check_sessions(args.file, sessions, mem.config, args.user_id)
         pending_before = len(mem.store.pending_batches())
         entries = 0
         for session in sessions:
@@ -252,8 +340,37 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_memory(args: argparse.Namespace) -> bool:
+    """Whether the memory a read-only command names exists; says so when it does not (and
+    creates nothing)."""
+    from .config import parse_config
+
+    config = parse_config(_raw_config(args))
+    if config.db_path.is_file():
+        return True
+    print(
+        f"no memory in {config.memory_dir}: nothing has been added there "
+        f"(`lightmem add FILE{' --memory-dir ' + args.memory_dir if args.memory_dir else ''}` "
+        "creates one; --memory-dir or --config names another)",
+        file=sys.stderr,
+    )
+    return False
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit].rstrip()} ... [{len(text) - limit:,} more characters; --full shows all]"
+
+
 def cmd_search(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    if not getattr(args, "url", None) and not _require_memory(args):
+        return 1
     with _open_memory(args) as mem:
+        if hasattr(mem, "warm_up"):
+            mem.warm_up()  # the model loads here: start-up, not query time
+        startup_ms = (time.perf_counter() - started) * 1000
         t0 = time.perf_counter()
         hits = mem.search(args.query, limit=args.limit, user_id=args.user_id)
         ms = (time.perf_counter() - t0) * 1000
@@ -277,8 +394,11 @@ def cmd_search(args: argparse.Namespace) -> int:
             from .memory import format_entry
 
             for rank, hit in enumerate(hits, 1):
-                print(f"{rank}. [{hit.score:.4f}] {format_entry(hit.entry)}")
-            print(f"({len(hits)} hits in {ms:.1f} ms)", file=sys.stderr)
+                text = format_entry(hit.entry)
+                print(f"{rank}. [{hit.score:.4f}] {text if args.full else _shorten(text, 300)}")
+            if not hits:
+                print("no memory matches", file=sys.stderr)
+            note(f"({len(hits)} hits in {ms:.1f} ms; start-up {startup_ms:.0f} ms)")
     return 0
 
 
@@ -316,6 +436,8 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 
 def cmd_graph_show(args: argparse.Namespace) -> int:
+    if not _require_memory(args):
+        return 1
     with _open_memory(args) as mem:
         lines = mem.graph_show(args.entity, args.depth, user_id=args.user_id)
     if not lines:
@@ -326,6 +448,8 @@ def cmd_graph_show(args: argparse.Namespace) -> int:
 
 
 def cmd_graph_export(args: argparse.Namespace) -> int:
+    if not _require_memory(args):
+        return 1
     with _open_memory(args) as mem:
         text = mem.graph_export(args.format, user_id=args.user_id)
     if args.output:
@@ -335,8 +459,35 @@ def cmd_graph_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def installed_versions() -> list[tuple[str, str]]:
+    """``(distribution, version)`` of every installed LightMem distribution, the core first."""
+    from importlib import metadata
+
+    found: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").strip()
+        if name.lower().replace("_", "-").startswith("lightmem"):
+            found.setdefault(name.lower().replace("_", "-"), dist.version)
+    return sorted(found.items(), key=lambda item: (item[0] != "lightmem-core", item[0]))
+
+
+class _Version(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        width = max((len(name) for name, _ in installed_versions()), default=0)
+        for name, version in installed_versions():
+            print(f"{name:<{width}}  {version}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lightmem", description=__doc__)
+    parser.add_argument(
+        "--version", action=_Version, help="the version of every installed LightMem distribution"
+    )
+    _output_args(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("plugins", help="list installed plugins and the backends they register")
@@ -350,7 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_config_check)
 
     p = sub.add_parser("demo", help="ingest a sample conversation and answer sample questions")
-    p.add_argument("--memory-dir", default=None, help="default ./lightmem_demo (recreated)")
+    p.add_argument(
+        "--memory-dir", default=None, help="default ~/.cache/lightmem/demo (recreated each run)"
+    )
     p.add_argument("--config", default=None)
     p.add_argument("--limit", type=int, default=3)
     p.add_argument("--keep", action="store_true", help="do not clear the memory directory first")
@@ -381,6 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("--limit", type=int, default=10)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--full", action="store_true", help="print long memories whole (default: 300 characters)"
+    )
     _memory_args(p)
     _remote_args(p)
     p.set_defaults(func=cmd_search)
@@ -435,12 +591,25 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_eval_parser(sub)
+    _output_args_everywhere(parser)
     return parser
+
+
+def _output_args_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` and ``--verbose`` after any command, too (``lightmem search q --quiet``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in dict.fromkeys(action.choices.values()):
+                nested = any(isinstance(a, argparse._SubParsersAction) for a in command._actions)
+                if not nested and "--quiet" not in command._option_string_actions:
+                    _output_args(command)
+                _output_args_everywhere(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_output(quiet=args.quiet, verbose=args.verbose)
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit

@@ -285,6 +285,11 @@ class LightMemConfig:
     #: A search, ``get_all`` or ``add`` that names no user, agent or run id is an error
     #: (:class:`~lightmem_core.errors.ScopeRequiredError`) instead of covering every scope.
     require_scope: bool = False
+    #: Characters a message's content may hold (``None``: no limit). A longer message is
+    #: refused with an ``InputError`` naming it and the limit, before anything is written;
+    #: with ``truncate_long_messages`` its first ``max_message_chars`` characters are kept.
+    max_message_chars: int | None = attrs.field(default=100_000, validator=_positive)
+    truncate_long_messages: bool = False
     #: Retry failed extraction batches in a background thread once their backoff has passed
     #: (``retry()`` retries at once either way).
     background_retry: bool = True

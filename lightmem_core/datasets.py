@@ -96,14 +96,16 @@ def read_json_or_jsonl(path: str | Path) -> Any:
 
 def detect_format(data: Any) -> str:
     """``locomo``, ``longmemeval`` or ``messages`` for parsed file content; InputError otherwise."""
-    first = data[0] if isinstance(data, list) and data else data
+    if isinstance(data, list) and not data:
+        return "messages"  # nothing to add
+    first = data[0] if isinstance(data, list) else data
     if isinstance(first, Mapping):
         if "conversation" in first:
             return "locomo"
         if "haystack_sessions" in first:
             return "longmemeval"
-        if "role" in first and "content" in first:
-            return "messages"
+        if "role" in first or "content" in first:
+            return "messages"  # add_memory names what a message lacks
         if isinstance(first.get("sessions"), list) or isinstance(first.get("messages"), list):
             return "messages"
     if isinstance(first, list) and (not first or isinstance(first[0], Mapping)):
@@ -341,6 +343,10 @@ def longmemeval_conversation(sample: Mapping[str, Any], *, where: str = "sample"
 # ---------------------------------------------------------------------------------------------
 
 
+def _is_session(item: Mapping[str, Any]) -> bool:
+    return isinstance(item.get("messages"), list) and "role" not in item
+
+
 def message_conversation(
     data: Any, *, sample_id: str = "messages", where: str = "file"
 ) -> Conversation:
@@ -357,9 +363,11 @@ def message_conversation(
         else:
             raw_sessions = [[data]]
         sample_id = str(data.get("sample_id") or data.get("user") or sample_id)
-    elif isinstance(data, list) and data and all(isinstance(x, list | Mapping) for x in data):
-        flat = all(isinstance(x, Mapping) and "role" in x for x in data)
-        raw_sessions = [data] if flat else data
+    elif isinstance(data, list) and all(isinstance(x, list | Mapping) for x in data):
+        # A list of message dicts is one session (``add_memory`` names a bad one's key), unless
+        # its items are sessions: lists of messages or mappings holding ``messages``.
+        flat = all(isinstance(x, Mapping) and not _is_session(x) for x in data)
+        raw_sessions = ([data] if data else []) if flat else data
     else:
         raise InputError(f"{where}: expected a list of messages, a list of sessions, or a mapping")
     sessions = []

@@ -32,7 +32,7 @@ from .pipeline.retrieval import Retrieval
 from .pipeline.runtime import Runtime
 from .plugins import PluginHost
 from .queries import build_filter, check_entry_id, check_limit, check_query, query_scope
-from .scope import check_text, make_scope
+from .scope import check_text, is_unscoped, make_scope
 from .store import SQLiteRecordStore
 
 log = logging.getLogger("lightmem")
@@ -318,14 +318,25 @@ class LightMemory:
     def flush(
         self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
     ) -> AddResult:
-        """Segment and extract whatever the buffers of a scope hold."""
-        return self.add_memory(
-            [],
-            force_segment=True,
-            force_extract=True,
-            user_id=user_id,
-            agent_id=agent_id,
-            run_id=run_id,
+        """Segment and extract whatever the buffers hold: those of the scope named, or with no
+        scope named, those of every scope (messages added with a ``user_id`` included)."""
+        named = make_scope(user_id, agent_id, run_id)
+        if not is_unscoped(named):
+            return self.add([], **named.as_dict())
+        store = self._rt.store
+        buffered = [*store.journal("sensory"), *store.journal("short_term")]
+        scopes = list(dict.fromkeys(r.message.scope for r in buffered)) or [named]
+        results = [self.add([], **scope.as_dict()) for scope in scopes]
+        usage = Usage()
+        for result in results:
+            usage.add(result.usage)
+        return AddResult(
+            messages_received=0,
+            messages_added=0,
+            entries_added=tuple(e for r in results for e in r.entries_added),
+            batches_extracted=sum(r.batches_extracted for r in results),
+            batches_pending=results[-1].batches_pending,
+            usage=usage,
         )
 
     @property

@@ -192,10 +192,15 @@ def _optional_text(value: Any, where: str) -> str | None:
     return check_text(str(value), where)
 
 
-def normalize_messages(raw: Any, scope: Scope) -> list[Message]:
+def normalize_messages(
+    raw: Any, scope: Scope, *, max_chars: int | None = None, truncate: bool = False
+) -> list[Message]:
     """Validate and normalize what ``add_memory`` was given.
 
     Accepts one message mapping or a list of them. Errors name the message index and key.
+    A content longer than ``max_chars`` characters is refused, or with ``truncate`` cut to
+    that length (its metadata keeps ``truncated_from``, the original length; its id is that
+    of the whole content, so re-sending it adds nothing).
     Nothing is stored when any message is invalid. Message ids are unique within their scope:
     two messages of one call with the same id are refused; an id already journaled in the
     same scope is skipped later (re-sending is idempotent), in another scope it is a different
@@ -226,6 +231,14 @@ def normalize_messages(raw: Any, scope: Scope) -> list[Message]:
                 f"{where}.content: expected a non-empty string, got {type(content).__name__}"
             )
         check_text(content, f"{where}.content")
+        text, original = content.strip(), content
+        oversize = max_chars is not None and len(text) > max_chars
+        if oversize and not truncate:
+            raise InputError(
+                f"{where}.content: {len(text):,} characters, over the limit of {max_chars:,} "
+                f"(max_message_chars); split the message, raise max_message_chars, or set "
+                f"truncate_long_messages: true to keep its first {max_chars:,} characters"
+            )
         ts = parse_time(item.get("time_stamp", item.get("timestamp")), where=f"{where}.time_stamp")
         speaker_id = _optional_text(item.get("speaker_id"), f"{where}.speaker_id")
         speaker_name = _optional_text(item.get("speaker_name"), f"{where}.speaker_name")
@@ -246,12 +259,15 @@ def normalize_messages(raw: Any, scope: Scope) -> list[Message]:
                 f"be unique within a scope"
             )
         seen[mid] = i
+        if oversize:
+            metadata["truncated_from"] = len(text)
+            text = original = text[:max_chars]
         out.append(
             Message(
                 id=mid,
                 role=role,
-                content=content.strip(),
-                original_content=content,
+                content=text,
+                original_content=original,
                 time_stamp=ts,
                 speaker_id=speaker_id,
                 speaker_name=speaker_name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -15,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def lightmem(
-    *args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None
+    *args: str, cwd: Path | None = None, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "lightmem_core.cli", *args],
@@ -102,9 +103,14 @@ def test_add_search_stats_on_the_embedded_default(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_answers_the_dog_question_first(tmp_path):
+def test_demo_answers_the_dog_question_first_and_keeps_its_memory_in_the_cache(tmp_path):
     _needs_default_plugins()
-    out = lightmem("demo", "--memory-dir", str(tmp_path / "demo"), cwd=tmp_path).stdout
+    work, cache = tmp_path / "checkout", tmp_path / "cache"
+    work.mkdir()
+    out = lightmem("demo", cwd=work, env={"XDG_CACHE_HOME": str(cache)}).stdout
+    assert list(work.iterdir()) == []  # nothing left in the folder it ran in
+    assert (cache / "lightmem" / "demo" / "history.db").is_file()
+    assert f"memory directory {cache / 'lightmem' / 'demo'}" in out
     answer = out.split("Q: What is the name of my dog?")[1].split("Q:")[0]
     first = answer.strip().splitlines()[1]
     assert "Biscuit" in first
@@ -212,3 +218,121 @@ def test_config_check_and_search_json_show_the_graph(tmp_path):
         ).stdout
     )
     assert hits[0]["paths"] == {"graph": ["Anna -mentions-> Porto"]}
+
+
+# -- errors that help, quiet output, versions ---------------------------------------------------
+
+#: A configuration without a text embedder: these tests load no model.
+LEXICAL = {
+    "retrieve_strategy": "context",
+    "context_retriever": {"model_name": "sqlite-bm25"},
+    "text_embedder": None,
+    "topic_segment": False,
+}
+
+
+@pytest.fixture
+def lexical(tmp_path):
+    pytest.importorskip("lightmem_sqlite_index")
+    path = tmp_path / "lexical.json"
+    path.write_text(json.dumps(LEXICAL))
+    return ["--config", str(path), "--memory-dir", str(tmp_path / "mem")]
+
+
+def test_add_names_the_message_that_lacks_a_role_and_writes_nothing(tmp_path, lexical):
+    chat = tmp_path / "chat.json"
+    chat.write_text(
+        json.dumps(
+            [{"role": "user", "content": "My dog is called Biscuit"}, {"content": "no role here"}]
+        )
+    )
+    out = lightmem("add", str(chat), *lexical, check=False)
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"error: {chat}: messages[1].role: expected one of user,")
+    assert "expected a list" not in out.stderr
+    assert lightmem("search", "Biscuit", *lexical).stdout == ""  # nothing was added
+
+
+def test_add_names_the_session_of_a_bad_message_and_adds_no_session(tmp_path, lexical):
+    chat = tmp_path / "sessions.json"
+    good = [{"role": "user", "content": "My dog is called Biscuit"}]
+    bad = [{"role": "user", "content": "fine"}, {"role": "robot", "content": "beep"}]
+    chat.write_text(json.dumps({"sessions": [good, {"date": "2024-03-02", "messages": bad}]}))
+    out = lightmem("add", str(chat), *lexical, check=False)
+    assert out.returncode == 2
+    assert f"{chat}: session 2: messages[1].role: expected one of" in out.stderr
+    assert lightmem("search", "Biscuit", *lexical).stdout == ""  # session 1 was not added either
+
+
+def test_add_of_an_empty_list_is_a_no_op_with_a_note(tmp_path, lexical):
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    out = lightmem("add", str(empty), *lexical)
+    assert out.stdout == ""
+    assert f"nothing to add: {empty} holds no messages" in out.stderr
+    assert lightmem("add", str(empty), *lexical, "--quiet").stderr == ""
+
+
+def test_search_in_a_folder_without_memory_says_so_and_creates_nothing(tmp_path):
+    out = lightmem("search", "anything", cwd=tmp_path, check=False)
+    assert out.returncode == 1 and out.stdout == ""
+    assert "no memory in ./lightmem_data:" in out.stderr and "lightmem add FILE" in out.stderr
+    assert list(tmp_path.iterdir()) == []
+    out = lightmem(
+        "graph", "show", "Biscuit", "--memory-dir", str(tmp_path / "elsewhere"), check=False
+    )
+    assert out.returncode == 1 and f"no memory in {tmp_path / 'elsewhere'}" in out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_search_shortens_long_memories_unless_full(tmp_path, lexical):
+    chat = tmp_path / "long.json"
+    text = "Biscuit " + "and so on " * 200
+    chat.write_text(json.dumps([{"role": "user", "content": text}]))
+    lightmem("add", str(chat), *lexical)
+    short = lightmem("search", "Biscuit", *lexical).stdout
+    assert len(short) < 500 and "more characters; --full shows all]" in short
+    whole = lightmem("search", "Biscuit", "--full", *lexical).stdout
+    assert text.strip() in whole
+
+
+def test_search_times_the_query_apart_from_start_up(tmp_path, lexical):
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps([{"role": "user", "content": "My dog is called Biscuit"}]))
+    lightmem("add", str(chat), *lexical)
+    out = lightmem("search", "Biscuit", *lexical)
+    assert "1. [" in out.stdout
+    assert re.fullmatch(r"\(1 hits in [\d.]+ ms; start-up \d+ ms\)\n", out.stderr), out.stderr
+    quiet = lightmem("search", "Biscuit", *lexical, "--quiet")
+    assert quiet.stdout == out.stdout and quiet.stderr == ""
+
+
+def test_version_prints_every_installed_lightmem_distribution():
+    from importlib import metadata
+
+    out = lightmem("--version").stdout
+    lines = dict(line.split() for line in out.splitlines())
+    assert out.splitlines()[0].startswith("lightmem-core ")
+    for name in ("lightmem-core", "lightmem-hookspecs"):
+        assert lines[name] == metadata.version(name)
+    for pyproject in sorted(ROOT.glob("plugins/*/pyproject.toml")):
+        dist = tomllib.loads(pyproject.read_text())["project"]["name"]
+        try:
+            version = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+        assert lines[dist] == version
+
+
+@pytest.mark.slow
+def test_model_loading_shows_no_progress_bar_unless_verbose(tmp_path):
+    _needs_default_plugins()
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps([{"role": "user", "content": "My dog is called Biscuit"}]))
+    args = ["--memory-dir", str(tmp_path / "mem")]
+    lightmem("add", str(chat), *args, cwd=tmp_path)
+    quiet = lightmem("search", "dog", *args, "--quiet", cwd=tmp_path)
+    assert quiet.stderr == "" and "Biscuit" in quiet.stdout
+    plain = lightmem("search", "dog", *args, cwd=tmp_path)
+    assert "Loading weights" not in plain.stderr and "it/s" not in plain.stderr
+    assert plain.stderr.startswith("(1 hits in ")

@@ -182,3 +182,326 @@ def test_every_block_of_the_testing_page_passes(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     summary = result.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
+
+
+# -- every block of every page ----------------------------------------------------------------
+#
+# Each fenced block of README.md and docs/ is one of:
+#   python   run as a script in an empty folder (offline, no API key in the environment); a
+#            block marked `<!-- doc: continue -->` continues the previous python block of its
+#            page and runs with it; a block that defines tests runs under pytest; a block that
+#            is one signature (the generated references) must name a hook or interface method;
+#   bash     each command checked: `lightmem ...` parses with the CLI's own parser, `pip
+#            install` names paths of this checkout (through constraints.txt) and no LightMem
+#            package from the index, `python SCRIPT` names a script here and flags it defines,
+#            `pytest` paths exist;
+#   yaml, json  a configuration: its keys are configuration keys and every backend it selects is
+#            one an installed plugin registers (or one the marker `illustrative NAME...` names);
+#   text, unlabelled  output or a listing, not code.
+# Other markers: `needs api-key VAR` (the block runs against the loopback OpenAI-compatible server
+# with VAR set, and fails naming VAR without it), `needs server` (it fails without the server it
+# names), `tested-by TEST` (a test of tests/ named TEST checks the block), `output` (not code).
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+_MARKED_FENCE = re.compile(
+    r"(?:^<!-- doc: (?P<marker>[^>]*?) -->\n)?^```(?P<lang>[\w-]*)\n(?P<body>.*?)^```$", re.M | re.S
+)
+_MARKERS = ("continue", "needs", "tested-by", "illustrative", "output")
+
+
+class Block(types.SimpleNamespace):
+    page: Path
+    index: int
+    line: int
+    lang: str
+    body: str
+    marker: list[str]
+
+    @property
+    def name(self) -> str:
+        return f"{self.page.relative_to(ROOT)}#{self.index}(line {self.line})"
+
+
+def page_blocks(page: Path) -> list[Block]:
+    text = page.read_text(encoding="utf-8")
+    return [
+        Block(
+            page=page,
+            index=i,
+            line=text.count("\n", 0, m.start("lang")) + 1,
+            lang=m["lang"],
+            body=m["body"],
+            marker=(m["marker"] or "").split(),
+        )
+        for i, m in enumerate(_MARKED_FENCE.finditer(text))
+    ]
+
+
+ALL_BLOCKS = [b for page in PAGES for b in page_blocks(page)]
+
+
+def _is_signature(code: str) -> bool:
+    """One signature as the references print it: not Python itself, a ``def`` header once
+    completed."""
+    try:
+        ast.parse(code)
+        return False
+    except SyntaxError:
+        pass
+    header = code.strip()
+    try:
+        ast.parse((header if header.startswith("def ") else f"def {header}") + ": ...")
+    except SyntaxError:
+        return False
+    return True
+
+
+def kind_of(block: Block) -> str:
+    marker = block.marker[0] if block.marker else None
+    if marker in ("tested-by", "output", "needs"):
+        return marker
+    if block.lang == "python":
+        if _is_signature(block.body):
+            return "signature"
+        return "python-test" if _is_test(block.body) else "python"
+    if block.lang == "bash":
+        return "bash"
+    if block.lang in ("yaml", "json"):
+        return "config"
+    if block.lang in ("", "text"):
+        return "output"
+    return "unknown"
+
+
+def python_programs() -> list[tuple[Block, str]]:
+    """Each python block with the continuations that follow it, as one program."""
+    programs: list[tuple[Block, str]] = []
+    for block in ALL_BLOCKS:
+        if kind_of(block) != "python":
+            continue
+        if block.marker[:1] == ["continue"]:
+            first, code = programs[-1]
+            assert first.page == block.page, f"{block.name} continues nothing on its page"
+            programs[-1] = (first, code + "\n" + block.body)
+        else:
+            programs.append((block, block.body))
+    return programs
+
+
+def _doc_env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("_API_KEY") and not k.endswith("_BASE_URL")
+    }
+    return {**env, "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
+
+
+def run_block(code: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def test_every_block_of_every_page_is_collected_and_marked_correctly():
+    assert len(PAGES) > 10 and len(ALL_BLOCKS) > 100
+    problems = []
+    tests_source = "\n".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+    previous_lang: dict[Path, str] = {}
+    for block in ALL_BLOCKS:
+        kind = kind_of(block)
+        if kind == "unknown":
+            problems.append(f"{block.name}: a ```{block.lang} block: label it or mark it")
+        if block.marker and block.marker[0] not in _MARKERS:
+            problems.append(f"{block.name}: unknown marker {block.marker}")
+        if block.marker[:1] == ["continue"] and previous_lang.get(block.page) != "python":
+            problems.append(f"{block.name}: continues no python block")
+        if block.marker[:1] == ["tested-by"]:
+            for name in block.marker[1:] or ["?"]:
+                if f"def {name}(" not in tests_source:
+                    problems.append(f"{block.name}: no test called {name}")
+        if block.marker[:1] == ["needs"]:
+            if block.marker[1:2] not in (["api-key"], ["server"]) or block.lang != "python":
+                problems.append(f"{block.name}: `needs api-key VAR` or `needs server` (python)")
+            else:
+                compile(block.body, block.name, "exec")
+        if block.lang:
+            previous_lang[block.page] = block.lang
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "program", [pytest.param(code, id=b.name) for b, code in python_programs()]
+)
+def test_python_blocks_run_as_printed(program, tmp_path):
+    out = run_block(program, tmp_path, _doc_env(tmp_path))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_python_test_blocks_pass(tmp_path):
+    sources = [b.body for b in ALL_BLOCKS if kind_of(b) == "python-test"]
+    if not sources:
+        return
+    result = run_pytest(tmp_path, sources)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_signature_blocks_name_a_hook_or_an_interface_method():
+    import lightmem_hookspecs
+    from lightmem_hookspecs import specs
+
+    known = {n for n in dir(specs) if n.startswith("lightmem_")}
+    for name in dir(lightmem_hookspecs):
+        obj = getattr(lightmem_hookspecs, name)
+        if isinstance(obj, type):
+            known |= {n for n in vars(obj) if not n.startswith("_")}
+    signatures = [b for b in ALL_BLOCKS if kind_of(b) == "signature"]
+    assert signatures
+    for block in signatures:
+        header = block.body.strip()
+        header = header if header.startswith("def ") else f"def {header}"
+        tree = ast.parse(header + ": ...")
+        func = tree.body[0]
+        assert isinstance(func, ast.FunctionDef)
+        assert func.name in known, f"{block.name}: {func.name} is no hook or interface method"
+
+
+NEEDS_KEY = [b for b in ALL_BLOCKS if b.marker[:2] == ["needs", "api-key"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", [pytest.param(b, id=b.name) for b in NEEDS_KEY])
+def test_blocks_that_need_an_api_key_run_with_one_and_name_it_without(block, tmp_path):
+    from lightmem_core.testing.openai_server import OpenAICompatibleServer
+
+    (variable,) = block.marker[2:]
+    env = _doc_env(tmp_path)
+    without = run_block(block.body, tmp_path, env)
+    assert without.returncode != 0 and variable in without.stderr, without.stderr
+    with OpenAICompatibleServer() as server:
+        server.responder = lambda body: '{"facts": []}'
+        env = {**env, variable: "sk-doc-test", "OPENAI_BASE_URL": server.base_url}
+        out = run_block(block.body, tmp_path, env)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _commands(script: str) -> list[list[str]]:
+    import shlex
+
+    out = []
+    for line in script.replace("\\\n", " ").splitlines():
+        # A synopsis's optional part, `[--embedder hash|minilm]`, is its options and values.
+        line = re.sub(r"(?:(?<=\s)|^)\[([^\]]*)\]", lambda m: m.group(1).replace("|", " "), line)
+        lexer = shlex.shlex(line, posix=True, punctuation_chars="&|;>")
+        lexer.whitespace_split = True
+        lexer.commenters = "#"
+        command: list[str] = []
+        tokens = list(lexer)
+        for token in [*tokens, "&&"]:
+            if token in ("&&", "||", ";", "|", ">"):
+                if command:
+                    out.append(command)
+                command = []
+                if token == ">":  # the redirection's target is no command
+                    command = ["<redirect>"]
+            else:
+                command.append(token)
+    return [c for c in out if c[0] != "<redirect>"]
+
+
+def _check_pip(argv: list[str]) -> list[str]:
+    problems = []
+    local = False
+    args = iter(argv[2:])
+    for arg in args:
+        if arg in ("-c", "-r", "--constraint", "--requirement"):
+            path = next(args)
+            if not (ROOT / path).is_file():
+                problems.append(f"{path} is no file of the checkout")
+            local = local or arg in ("-r", "--requirement")
+            continue
+        if arg in ("-e", "--editable"):
+            arg = next(args)
+        if arg.startswith("-"):
+            continue
+        name = arg.split("[")[0]
+        if "/" in name or name.startswith("."):
+            local = True
+            if not (ROOT / name / "pyproject.toml").is_file():
+                problems.append(f"{name} is no project of this checkout")
+        elif name.lower().startswith("lightmem"):
+            problems.append(f"{name} is not on the package index: install its folder")
+    if local and "-c" not in argv and "--constraint" not in argv:
+        problems.append("a checkout install goes through -c constraints.txt")
+    return problems
+
+
+def _check_command(argv: list[str]) -> list[str]:
+    from lightmem_core.cli import build_parser
+
+    program = argv[0]
+    if program in ("python3", "python") and argv[1:3] == ["-m", "venv"]:
+        return []
+    if program in (".", "source", "echo", "cd"):
+        return []
+    if program == "pip":
+        return _check_pip(argv) if argv[1:2] == ["install"] else []
+    if program == "lightmem":
+        try:
+            build_parser().parse_args(argv[1:])
+        except SystemExit:
+            return ["the lightmem command does not parse"]
+        return []
+    if program in ("python", "python3") and argv[1:2] and argv[1].endswith(".py"):
+        script = ROOT / argv[1]
+        if not script.is_file():
+            return [f"{argv[1]} is no file of the checkout"]
+        source = script.read_text(encoding="utf-8")
+        flags = [a.strip("[").split("=")[0] for a in argv[2:] if a.strip("[").startswith("--")]
+        return [f"{argv[1]} has no option {f}" for f in flags if f'"{f}"' not in source]
+    if program == "pytest":
+        paths = [a for a in argv[1:] if not a.startswith("-")]
+        return [f"{p} does not exist" for p in paths if not (ROOT / p).exists()]
+    return [f"{program}: a command the checker does not know; mark the block"]
+
+
+def test_shell_blocks_name_commands_paths_and_options_that_exist():
+    problems = []
+    for block in ALL_BLOCKS:
+        if kind_of(block) != "bash":
+            continue
+        for argv in _commands(block.body):
+            problems += [f"{block.name}: `{' '.join(argv)}`: {p}" for p in _check_command(argv)]
+    assert not problems, "\n".join(problems)
+
+
+def test_configuration_blocks_use_known_keys_and_installed_backends():
+    import yaml
+
+    from lightmem_core.config import parse_config, selected_backends
+    from lightmem_core.plugins import PluginHost, normalize_name
+
+    registry = PluginHost().registry
+    problems = []
+    for block in ALL_BLOCKS:
+        if kind_of(block) != "config":
+            continue
+        illustrative = {normalize_name(n) for n in block.marker[1:]}
+        data = yaml.safe_load(block.body)
+        try:
+            config = parse_config(data)
+        except Exception as exc:
+            problems.append(f"{block.name}: {exc}")
+            continue
+        for path, kind, spec in selected_backends(config):
+            name = normalize_name(spec.model_name)
+            installed = registry.get(kind, name) is not None
+            if not installed and name not in illustrative:
+                problems.append(f"{block.name}: {path}: no installed {kind} {spec.model_name!r}")
+            if installed and name in illustrative:
+                problems.append(f"{block.name}: {spec.model_name!r} is installed now: unmark it")
+        hooks = config.hooks if isinstance(config.hooks, list) else []
+        names = {normalize_name(h.plugin) for h in hooks}
+        problems += [f"{block.name}: hook plugin {n!r}" for n in names - illustrative]
+    assert not problems, "\n".join(problems)

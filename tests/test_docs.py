@@ -24,3 +24,16 @@ def test_readme_starts_with_the_two_commands():
     assert "pytest" in blocks[3] and "requirements-test.txt" in blocks[3]
     ci = (ROOT / ".ci" / "run").read_text()
     assert blocks[3].strip().splitlines()[-1].strip() in ci
+
+
+def test_readme_says_how_many_build_warnings_the_test_install_prints():
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    said = re.search(
+        r"`BuildBackendWarning: Editable installation` block for each of the (\d+)", readme
+    )
+    assert said, "the README does not explain the install's BuildBackendWarning blocks"
+    requirements = (ROOT / "requirements-test.txt").read_text().splitlines()
+    editable = [line for line in requirements if line.startswith("-e ")]
+    assert int(said.group(1)) == len(editable)

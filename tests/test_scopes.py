@@ -220,3 +220,29 @@ def test_update_calls_never_mix_scopes(tmp_path, llm):
         mem.construct_update_queue_all_entries()
         mem.offline_update_all_entries(score_threshold=0.0)
     assert shown and all(len(tenants) == 1 for tenants in shown), shown
+
+
+def test_a_bare_flush_extracts_what_every_scope_buffers(make_memory):
+    mem = make_memory()
+    mem.add_memory(
+        [{"role": "user", "content": "I adopted a collie named Biscuit"}], user_id="maya"
+    )
+    mem.add_memory([{"role": "user", "content": "I play the cello on Sundays"}], run_id="r1")
+    mem.add_memory([{"role": "user", "content": "Nobody's message about tea"}])
+    assert mem.get_all() == []  # still buffered
+    result = mem.flush()
+    assert result.batches_extracted == 3 and len(result.entries_added) == 3
+    hits = mem.search("what is the collie called?", user_id="maya")
+    assert [h.entry.memory for h in hits] == ["I adopted a collie named Biscuit"]
+    assert [e.memory for e in mem.get_all(run_id="r1")] == ["I play the cello on Sundays"]
+    assert mem.flush().entries_added == ()  # nothing left anywhere
+
+
+def test_a_flush_that_names_a_scope_leaves_the_others_buffered(make_memory):
+    mem = make_memory()
+    mem.add_memory(
+        [{"role": "user", "content": "I adopted a collie named Biscuit"}], user_id="maya"
+    )
+    mem.add_memory([{"role": "user", "content": "I play the cello on Sundays"}], user_id="li")
+    assert len(mem.flush(user_id="maya").entries_added) == 1
+    assert mem.get_all(user_id="li") == []

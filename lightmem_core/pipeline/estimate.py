@@ -113,7 +113,12 @@ class IngestionPlan:
     ) -> IngestEstimate:
         """Account for one ``add_memory`` call; returns the plan's running total."""
         config = self.rt.config
-        normalized = normalize_messages(messages, scope)
+        normalized = normalize_messages(
+            messages,
+            scope,
+            max_chars=config.max_message_chars,
+            truncate=config.truncate_long_messages,
+        )
         self._load(scope)
         known = self.rt.store.messages_by_id((m.id for m in normalized), scope=scope)
         fresh = [m for m in normalized if m.id not in known and (scope, m.id) not in self.seen]

@@ -88,7 +88,12 @@ class Ingestion:
         """Normalize, journal and move messages through the buffers (see ``add_memory``)."""
         rt = self.rt
         token_budget = budget.check_token_budget(token_budget)
-        normalized = normalize_messages(messages, scope)
+        normalized = normalize_messages(
+            messages,
+            scope,
+            max_chars=rt.config.max_message_chars,
+            truncate=rt.config.truncate_long_messages,
+        )
         if normalized and rt.config.require_scope and is_unscoped(scope):
             raise ScopeRequiredError(
                 "this memory is configured with require_scope: add messages with a user_id, "

