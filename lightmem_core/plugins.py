@@ -61,20 +61,31 @@ KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
     ("context_retriever", "bm25"): "lightmem-bm25",
     ("context_retriever", "sqlite-bm25"): "lightmem-sqlite-index",
     ("context_retriever", "sqlite-fts"): "lightmem-sqlite-index",
+    ("graph_memory", "networkx"): "lightmem-networkx",
+    ("graph_memory", "falkordb"): "lightmem-falkordb",
 }
 
-#: Libraries of this repository (``libs/``) a plugin needs installed first: they are not on PyPI.
+#: Distributions of this repository a plugin needs installed with it (they are not on PyPI):
+#: libraries under ``libs/`` and other plugins. ``tests/test_install_hints.py`` checks this
+#: against each plugin's pyproject.
 PROVIDER_LIBS: dict[str, tuple[str, ...]] = {
     "lightmem-huggingface": ("lightmem-textkit",),
     "lightmem-entropy": ("lightmem-textkit",),
     "lightmem-llmlingua": ("lightmem-textkit",),
+    "lightmem-sqlite-index": ("lightmem-bm25",),
 }
+
+#: Distributions of ``libs/``; every other one is a folder of ``plugins/``.
+REPOSITORY_LIBS = frozenset({"lightmem-textkit"})
 
 
 def install_command(provider: str) -> str:
     """The pip command that installs ``provider`` from a LightMem checkout."""
-    paths = [f"./libs/{lib}" for lib in PROVIDER_LIBS.get(provider, ())]
-    return f"pip install -c constraints.txt {' '.join([*paths, f'./plugins/{provider}'])}"
+    folders = [
+        f"./{'libs' if dist in REPOSITORY_LIBS else 'plugins'}/{dist}"
+        for dist in (*PROVIDER_LIBS.get(provider, ()), provider)
+    ]
+    return f"pip install -c constraints.txt {' '.join(folders)}"
 
 
 def normalize_name(name: str) -> str:

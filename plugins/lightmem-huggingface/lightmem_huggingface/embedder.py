@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import light
 from .models import (
     DEFAULT_ALIASES,
     DEFAULT_MODEL_NAME,
@@ -163,6 +164,7 @@ class HuggingFaceEmbedder:
         self.embedding_dims = embedding_dims
         self.source, self.model_name = self._locate(model)
         self._model: Any = None
+        self._light_model: Any = False  # not looked for yet
         self._lock = threading.Lock()
         self._dimension: int | None = None
         folder = Path(self.source)
@@ -196,6 +198,10 @@ class HuggingFaceEmbedder:
                 raise TypeError(f"embed: texts[{position}] is {type(text).__name__}, expected str")
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self._model is None and len(texts) <= SMALL_BATCH and not self._loaded_elsewhere():
+            light = self._light()
+            if light is not None:  # a query or a few texts: no torch (see light.py)
+                return light.embed(texts)
         model = self._load()
         batch = self.batch_size or (CPU_BATCH if _on_cpu(model) else GPU_BATCH)
         with _Threads(self._threads_for(len(texts), model)):
@@ -223,6 +229,7 @@ class HuggingFaceEmbedder:
                         if slot[1] <= 0:
                             del _SHARED[self._shared_key]
             self._model = None
+            self._light_model = False
 
     def _threads_for(self, count: int, model: Any) -> int | None:
         """The torch thread count for a call of ``count`` texts on CPU (None: leave it be).
@@ -239,6 +246,23 @@ class HuggingFaceEmbedder:
         return self.num_threads
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _loaded_elsewhere(self) -> bool:
+        """Whether another embedder of this process has loaded the model already."""
+        with _SHARED_LOCK:
+            return _shared_key(self.source, self.model_kwargs) in _SHARED
+
+    def _light(self) -> Any:
+        """The numpy encoder of this model, built on first use; ``None`` when the model is not
+        one it computes exactly (then sentence-transformers embeds every call)."""
+        if self._light_model is False:
+            with self._lock:
+                folder = Path(self.source)
+                found = light.load(folder, self.model_kwargs) if folder.is_dir() else None
+                if found is not None:
+                    self._check_dims(found.dimension)
+                self._light_model = found
+        return self._light_model
 
     def _locate(self, model: str | None) -> tuple[str, str]:
         """``(what sentence-transformers loads, the stable model_name)`` without loading."""
