@@ -63,6 +63,8 @@ KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
     ("context_retriever", "sqlite-fts"): "lightmem-sqlite-index",
     ("graph_memory", "networkx"): "lightmem-networkx",
     ("graph_memory", "falkordb"): "lightmem-falkordb",
+    ("embedding_retriever", "pgvector"): "lightmem-postgres",
+    ("context_retriever", "postgres-fts"): "lightmem-postgres",
 }
 
 #: Distributions of this repository a plugin needs installed with it (they are not on PyPI):

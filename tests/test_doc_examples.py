@@ -11,6 +11,7 @@ passes under pytest.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -200,13 +201,14 @@ def test_every_block_of_the_testing_page_passes(tmp_path):
 #   text, unlabelled  output or a listing, not code.
 # Other markers: `needs api-key VAR` (the block runs against the loopback OpenAI-compatible server
 # with VAR set, and fails naming VAR without it), `needs server` (it fails without the server it
-# names), `tested-by TEST` (a test of tests/ named TEST checks the block), `output` (not code).
+# names), `tested-by TEST` (a test of tests/ named TEST checks the block), `output` (not code),
+# `file FORMAT` (the content of a file LightMem reads, parsed as it reads it: FILE_FORMATS).
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 _MARKED_FENCE = re.compile(
     r"(?:^<!-- doc: (?P<marker>[^>]*?) -->\n)?^```(?P<lang>[\w-]*)\n(?P<body>.*?)^```$", re.M | re.S
 )
-_MARKERS = ("continue", "needs", "tested-by", "illustrative", "output")
+_MARKERS = ("continue", "needs", "tested-by", "illustrative", "output", "file")
 
 
 class Block(types.SimpleNamespace):
@@ -258,7 +260,7 @@ def _is_signature(code: str) -> bool:
 
 def kind_of(block: Block) -> str:
     marker = block.marker[0] if block.marker else None
-    if marker in ("tested-by", "output", "needs"):
+    if marker in ("tested-by", "output", "needs", "file"):
         return marker
     if block.lang == "python":
         if _is_signature(block.body):
@@ -303,6 +305,22 @@ def run_block(code: str, cwd: Path, env: dict[str, str]) -> subprocess.Completed
     )
 
 
+def _api_keys(text: str) -> None:
+    from lightmem_core.service.auth import Keys
+
+    Keys.parse(json.loads(text))
+
+
+#: File formats a `file FORMAT` block is parsed as, the way LightMem reads such a file.
+FILE_FORMATS = {"api-keys": _api_keys}
+
+
+def test_file_blocks_parse_as_lightmem_reads_them():
+    for block in ALL_BLOCKS:
+        if kind_of(block) == "file":
+            FILE_FORMATS[block.marker[1]](block.body)
+
+
 def test_every_block_of_every_page_is_collected_and_marked_correctly():
     assert len(PAGES) > 10 and len(ALL_BLOCKS) > 100
     problems = []
@@ -325,6 +343,8 @@ def test_every_block_of_every_page_is_collected_and_marked_correctly():
                 problems.append(f"{block.name}: `needs api-key VAR` or `needs server` (python)")
             else:
                 compile(block.body, block.name, "exec")
+        if block.marker[:1] == ["file"] and block.marker[1:] not in ([f] for f in FILE_FORMATS):
+            problems.append(f"{block.name}: `file FORMAT`, FORMAT one of {sorted(FILE_FORMATS)}")
         if block.lang:
             previous_lang[block.page] = block.lang
     assert not problems, "\n".join(problems)
@@ -384,6 +404,20 @@ def test_blocks_that_need_an_api_key_run_with_one_and_name_it_without(block, tmp
         env = {**env, variable: "sk-doc-test", "OPENAI_BASE_URL": server.base_url}
         out = run_block(block.body, tmp_path, env)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+NEEDS_SERVER = [b for b in ALL_BLOCKS if b.marker[:2] == ["needs", "server"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", [pytest.param(b, id=b.name) for b in NEEDS_SERVER])
+def test_blocks_that_need_a_server_fail_without_one_naming_it(block, tmp_path):
+    out = run_block(block.body, tmp_path, _doc_env(tmp_path))
+    assert out.returncode != 0, "the block ran without its server: it needs none"
+    last = out.stderr.strip().splitlines()[-1]
+    addresses = re.findall(r"https?://([\w.-]+)|\"host\": \"([\w.-]+)\"", block.body)
+    hosts = {h for pair in addresses for h in pair if h}
+    assert hosts and any(h in last for h in hosts), last
 
 
 def _commands(script: str) -> list[list[str]]:
@@ -482,7 +516,9 @@ def test_configuration_blocks_use_known_keys_and_installed_backends():
     from lightmem_core.config import parse_config, selected_backends
     from lightmem_core.plugins import PluginHost, normalize_name
 
-    registry = PluginHost().registry
+    host = PluginHost()
+    registry = host.registry
+    loaded = {normalize_name(name) for name in host.plugins}
     problems = []
     for block in ALL_BLOCKS:
         if kind_of(block) != "config":
@@ -502,6 +538,6 @@ def test_configuration_blocks_use_known_keys_and_installed_backends():
             if installed and name in illustrative:
                 problems.append(f"{block.name}: {spec.model_name!r} is installed now: unmark it")
         hooks = config.hooks if isinstance(config.hooks, list) else []
-        names = {normalize_name(h.plugin) for h in hooks}
-        problems += [f"{block.name}: hook plugin {n!r}" for n in names - illustrative]
+        names = {normalize_name(h.plugin) for h in hooks} - illustrative - loaded
+        problems += [f"{block.name}: no hook plugin {n!r} is installed" for n in sorted(names)]
     assert not problems, "\n".join(problems)

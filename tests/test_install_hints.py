@@ -36,7 +36,12 @@ def _registrations(pyproject: Path) -> list[tuple[str, str]]:
         pytest.skip(f"{project['name']} cannot be imported here: {exc}")
     finally:
         sys.path.remove(str(pyproject.parent))
-    return [(r.kind, normalize_name(r.name)) for r in fresh_host(module).registry.all()]
+    core = {(r.kind, r.name) for r in fresh_host().registry.all()}  # the built-in backends
+    return [
+        (r.kind, normalize_name(r.name))
+        for r in fresh_host(module).registry.all()
+        if (r.kind, r.name) not in core
+    ]
 
 
 @pytest.mark.parametrize("pyproject", PLUGINS, ids=[p.parent.name for p in PLUGINS])
@@ -44,7 +49,8 @@ def test_each_backend_of_each_plugin_has_a_hint_that_installs_it(pyproject):
     project = tomllib.loads(pyproject.read_text())["project"]
     dist = project["name"]
     registered = _registrations(pyproject)
-    assert registered, f"{dist} registers no backend"
+    if not registered:
+        pytest.skip(f"{dist} registers no backend (a hook plugin): there is nothing to hint")
     for key in registered:
         assert KNOWN_PROVIDERS.get(key) == dist, f"no install hint for {key} of {dist}"
     command = install_command(dist)
