@@ -311,8 +311,24 @@ def _api_keys(text: str) -> None:
     Keys.parse(json.loads(text))
 
 
-#: File formats a `file FORMAT` block is parsed as, the way LightMem reads such a file.
-FILE_FORMATS = {"api-keys": _api_keys}
+def _mcp_client(text: str) -> None:
+    """An MCP client's server list: a `lightmem` command must parse, a URL be the `/mcp` path."""
+    from lightmem_core.cli import build_parser
+
+    data = json.loads(text)
+    servers = data.get("mcpServers") or data.get("servers")
+    assert servers, "no mcpServers / servers"
+    for server in servers.values():
+        if "command" in server:
+            assert server["command"] == "lightmem"
+            build_parser().parse_args(server["args"])
+        else:
+            assert server["url"].endswith("/mcp"), server["url"]
+
+
+#: File formats a `file FORMAT` block is parsed as, the way LightMem (or, for `mcp-client`, an
+#: MCP client starting `lightmem`) reads such a file.
+FILE_FORMATS = {"api-keys": _api_keys, "mcp-client": _mcp_client}
 
 
 def test_file_blocks_parse_as_lightmem_reads_them():
