@@ -26,16 +26,22 @@ class TestPgVector(EmbeddingRetrieverConformance):
 
 
 class TestPostgresFTS(ContextRetrieverConformance):
+    persistent = True
+
     @pytest.fixture
-    def backend(self, postgres_dsn, schema, tmp_path):
+    def make_backend(self, postgres_dsn, schema, tmp_path):
         options = PostgresFTSOptions(dsn=postgres_dsn, schema=schema)
-        return build_postgres_fts(options, BackendContext(memory_dir=str(tmp_path)))
+        return lambda: build_postgres_fts(options, BackendContext(memory_dir=str(tmp_path)))
+
+    @pytest.fixture
+    def backend(self, make_backend):
+        return make_backend()
 
 
-class TestPostgresFTSSimple(ContextRetrieverConformance):
+class TestPostgresFTSSimple(TestPostgresFTS):
     """The ``simple`` configuration: no stemming, no stop words."""
 
     @pytest.fixture
-    def backend(self, postgres_dsn, schema, tmp_path):
+    def make_backend(self, postgres_dsn, schema, tmp_path):
         options = PostgresFTSOptions(dsn=postgres_dsn, schema=schema, language="simple")
-        return build_postgres_fts(options, BackendContext(memory_dir=str(tmp_path)))
+        return lambda: build_postgres_fts(options, BackendContext(memory_dir=str(tmp_path)))
