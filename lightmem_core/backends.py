@@ -287,6 +287,34 @@ class Retriever:
     query_by: str  # "vector" or "text"
 
 
+#: Where the configuration selects the record store.
+RECORD_STORE_PATH = "$.record_store"
+
+
+def build_record_store(
+    config: LightMemConfig, resolved: Mapping[str, tuple[Any, Any]], host: Any
+) -> RecordStore:
+    """The configured record store, built before every other backend (usage is booked in it)."""
+    registration, options = resolved[RECORD_STORE_PATH]
+    context = BackendContext(
+        memory_dir=config.memory_dir,
+        settings={"db_path": str(config.db_path)},
+        instance="record_store",
+    )
+    try:
+        store = registration.factory(options, context)
+    except LightMemError:
+        raise
+    except Exception as exc:
+        raise BackendError(
+            f"{RECORD_STORE_PATH}: building record_store backend {registration.name!r} (plugin "
+            f"{registration.plugin}) failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    check_protocol(store, "record_store", RECORD_STORE_PATH, registration, host)
+    built: RecordStore = store
+    return built
+
+
 class Backends:
     """The backends one configuration selects, built on demand through their factories.
 
@@ -306,6 +334,8 @@ class Backends:
         chain_paths = {e.path for e in self._chain}
         self._paths: dict[str, list[str]] = {kind: [] for kind in PROTOCOLS}
         for path, kind, _spec in selected_backends(config):
+            if kind == "record_store":
+                continue  # built first, by build_record_store, before any other backend
             if kind in RETRIEVER_KINDS and path not in chain_paths:
                 continue  # validated, not built (e.g. graph_memory with graph_mem off)
             self._paths[kind].append(path)

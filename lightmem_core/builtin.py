@@ -114,6 +114,24 @@ def _build_embedding_segmenter(
     return EmbeddingSegmenter(options, embedder)
 
 
+def _build_sqlite_store(options: None, context: BackendContext) -> Any:
+    from .store import SQLiteRecordStore
+
+    return SQLiteRecordStore(context.settings.get("db_path") or f"{context.memory_dir}/history.db")
+
+
+@hookimpl
+def lightmem_register_record_stores(register: Any) -> None:
+    register(
+        "sqlite",
+        _build_sqlite_store,
+        description=(
+            "SQLite (WAL) in the memory directory, owned by one process (the default); "
+            "history_db_path names another file."
+        ),
+    )
+
+
 @hookimpl
 def lightmem_register_topic_segmenters(register: Any) -> None:
     register(

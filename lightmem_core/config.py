@@ -258,6 +258,8 @@ class LightMemConfig:
     extraction_mode: Literal["flat", "event"] = "flat"
     # --- LightMem additions ---
     memory_dir: str = attrs.field(default=DEFAULT_MEMORY_DIR, validator=_path_text)
+    #: The system of record (``None``: the built-in ``sqlite`` store in ``memory_dir``).
+    record_store: BackendSpec | None = None
     graph_memory: BackendSpec | None = None
     graph: GraphOptions = attrs.field(factory=GraphOptions)
     reranker: BackendSpec | list[BackendSpec] | None = None

@@ -20,12 +20,19 @@ from lightmem_hookspecs import (
     Usage,
 )
 
-from .backends import AccountedEmbedder, AccountedLLM, Backends, UsageBooking
+from .backends import (
+    RECORD_STORE_PATH,
+    AccountedEmbedder,
+    AccountedLLM,
+    Backends,
+    UsageBooking,
+    build_record_store,
+)
 from .buildchecks import check_embedding_dims
 from .config import LightMemConfig, load_config_file, validate
 from .errors import InputError, guard_public_api
 from .hookchain import HookChain
-from .owner import claim_memory_dir
+from .owner import DirectoryOwner, claim_memory_dir
 from .pipeline.index import Indexer
 from .pipeline.ingest import AddResult, Ingestion
 from .pipeline.retrieval import Retrieval
@@ -47,6 +54,38 @@ def format_entry(entry: MemoryEntry) -> str:
     if entry.time_stamp is None:
         return entry.memory
     return f"{entry.time_stamp:%Y-%m-%d %H:%M} {entry.weekday} {entry.memory}"
+
+
+class _NoOwner:
+    """A memory on a store shared by several processes owns no directory."""
+
+    def release(self) -> None:
+        pass
+
+
+def _open_record_store(
+    config: LightMemConfig, resolved: dict[str, Any], host: PluginHost
+) -> tuple[RecordStore, DirectoryOwner | _NoOwner]:
+    """The record store, and the lock on the memory directory unless the store is shared by
+    several processes (``shared = True`` on it). The embedded SQLite store is opened only
+    once its directory is owned."""
+    if RECORD_STORE_PATH not in resolved or resolved[RECORD_STORE_PATH][0].name == "sqlite":
+        owner: DirectoryOwner | _NoOwner = claim_memory_dir(config)
+        try:
+            if RECORD_STORE_PATH not in resolved:  # the default: the built-in SQLite store
+                return SQLiteRecordStore(config.db_path), owner
+            return build_record_store(config, resolved, host), owner
+        except BaseException:
+            owner.release()
+            raise
+    store = build_record_store(config, resolved, host)
+    if getattr(store, "shared", False):
+        return store, _NoOwner()
+    try:
+        return store, claim_memory_dir(config)
+    except BaseException:
+        store.close()
+        raise
 
 
 class LightMemory:
@@ -79,12 +118,7 @@ class LightMemory:
         hooks = HookChain(
             self.host, self.config.hooks, memory_dir=self.config.memory_dir, core=[booking]
         )
-        self._owner = claim_memory_dir(self.config)
-        try:
-            store: RecordStore = SQLiteRecordStore(self.config.db_path)
-        except BaseException:
-            self._owner.release()
-            raise
+        store, self._owner = _open_record_store(self.config, resolved, self.host)
         try:
             booking.store = store
             backends = Backends(self.config, resolved, hooks)

@@ -10,7 +10,9 @@ import attrs
 import pytest
 from lightmem_hookspecs import hookimpl, specs
 
+from lightmem_core import LightMemory
 from lightmem_core.errors import ConfigError
+from lightmem_core.testing.reference import reference_config
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = sorted(n for n in dir(specs) if n.startswith("lightmem_"))
@@ -62,6 +64,33 @@ def test_lightmem_register_context_retrievers(ref_host):
 
 def test_lightmem_register_graph_memories(ref_host):
     _kind_register_test(ref_host, "lightmem_register_graph_memories", "graph_memory")
+
+
+def test_lightmem_register_record_stores(ref_host, tmp_path):
+    _kind_register_test(ref_host, "lightmem_register_record_stores", "record_store")
+    from lightmem_core.store import SQLiteRecordStore
+
+    built: list[str] = []
+
+    class Store(SQLiteRecordStore):
+        """The SQLite store under another name: selected by configuration, built first."""
+
+    class P:
+        @hookimpl
+        def lightmem_register_record_stores(self, register):
+            def build(options, context):
+                built.append(context.settings["db_path"])
+                return Store(context.settings["db_path"])
+
+            register("other-sqlite", build)
+
+    ref_host.register(P(), "other-store")
+    config = reference_config(tmp_path, record_store={"model_name": "other-sqlite"})
+    with LightMemory(config, host=ref_host) as mem:
+        assert isinstance(mem.store, Store)
+        mem.add_memory([*DOG], force_segment=True, force_extract=True)
+        assert mem.store.count_entries() == 1
+    assert built == [str(tmp_path / "history.db")]
 
 
 def test_lightmem_register_rerankers(ref_host, make_memory):

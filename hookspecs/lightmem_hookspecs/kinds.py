@@ -19,6 +19,7 @@ from .protocols import (
     TextEmbedder,
     TopicSegmenter,
 )
+from .records import RecordStore
 
 
 @attrs.frozen
@@ -40,6 +41,12 @@ class BackendKind:
 
 
 KINDS: tuple[BackendKind, ...] = (
+    BackendKind(
+        "record_store",
+        "lightmem_register_record_stores",
+        RecordStore,
+        "the system of record: message journal, extraction batches, entries, history, usage",
+    ),
     BackendKind(
         "pre_compressor",
         "lightmem_register_pre_compressors",

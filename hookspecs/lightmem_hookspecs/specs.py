@@ -111,6 +111,20 @@ def lightmem_register_rerankers(register: Register) -> None:
     """
 
 
+@hookspec
+def lightmem_register_record_stores(register: Register) -> None:
+    """Register record stores (``record_store`` in the configuration): the system of record of
+    a memory (message journal, extraction batches, entries, history, usage).
+
+    ``factory(options, context)`` must return a :class:`~lightmem_hookspecs.RecordStore`. The
+    core builds it first, before every other backend. A store that several processes may share
+    at once (a server engine) sets ``shared = True`` on the object it returns: the memory then
+    takes no lock on its directory.
+
+    :param register: the registration callback bound to this kind and this plugin.
+    """
+
+
 # -------------------------------------------------------------------------
 # Observer and mutator hooks: called at stage boundaries for the hook plugins the memory's
 # configuration selects (``hooks``), in the configured order. Return values are ignored; a
