@@ -460,16 +460,16 @@ CONVERTER = make_converter()
 
 def _describe_leaf(exc: BaseException, path: str) -> list[str]:
     if isinstance(exc, ForbiddenExtraKeysError):
-        keys = ", ".join(sorted(exc.extra_fields))
         cls = exc.cl
-        allowed = ", ".join(f.name for f in attrs.fields(cls)) if attrs.has(cls) else ""
-        return [f"{path}: unknown key(s) {keys}; allowed keys: {allowed}"]
+        names = [f.name for f in attrs.fields(cls)] if attrs.has(cls) else []
+        keys = ", ".join(_with_suggestion(k, names) for k in sorted(exc.extra_fields))
+        return [f"{path}: unknown key(s) {keys}; allowed keys: {', '.join(names)}"]
     if isinstance(exc, KeyError):
         return [f"{path}: required key missing"]
     if isinstance(exc, _WrongType):
         return [exc.describe(path)]
     msg = str(exc)
-    field = re.match(r"^([A-Za-z_][A-Za-z0-9_]*): (.*)$", msg, re.S)
+    field = re.match(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.\w+)*): (.*)$", msg, re.S)
     if isinstance(exc, ValueError) and field:
         return [f"{path}.{field.group(1)}: {field.group(2)}"]
     if isinstance(exc, TypeError | ValueError) and msg.startswith("expected"):
@@ -478,6 +478,15 @@ def _describe_leaf(exc: BaseException, path: str) -> list[str]:
     if literal:
         return [f"{path}: expected one of {literal.group(2)}, got {literal.group(1)!r}"]
     return [f"{path}: {type(exc).__name__}: {msg}"]
+
+
+def _with_suggestion(key: str, known: Sequence[str]) -> str:
+    """``key``, with the known key it most likely misspells: ``retreive_strategy (did you mean
+    retrieve_strategy?)``."""
+    import difflib
+
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+    return f"{key} (did you mean {close[0]}?)" if close else key
 
 
 def format_errors(exc: BaseException, path: str = "$") -> list[str]:
@@ -522,11 +531,97 @@ def structure(data: Any, cls: type, *, path: str = "$", source: str | None = Non
     try:
         return CONVERTER.structure(data, cls)
     except Exception as exc:
-        try:
-            lines = format_errors(exc, path)
-        except Exception:  # a problem the formatter does not know: keep the bare message
-            lines = [f"{path}: {type(exc).__name__}: {exc}"]
-        raise ConfigError(lines, source=source) from exc
+        lines = _formatted(exc, path)
+        # attrs stops at the first validator that fails: structure again without validators
+        # and run every validator, so that every problem is reported in one go.
+        # Keys already reported (unknown, or of the wrong type) are left out of that pass.
+        found: list[str] = []
+        with attrs.validators.disabled():
+            try:
+                unchecked = CONVERTER.structure(_salvage(data, cls, lines, path), cls)
+            except Exception:
+                pass  # nothing more to learn than what ``lines`` says
+            else:
+                found = validator_errors(unchecked, path)
+        # A validator's failure the first pass could only place at its class: the walk's line
+        # says it with the field's path.
+        messages = [f.split(": ", 1)[1] for f in found if ": " in f]
+        lines = [line for line in lines if not any(line.endswith(m) for m in messages)]
+        raise ConfigError(_unique(lines + found), source=source) from exc
+
+
+def _salvage(data: Any, cls: type, lines: list[str], path: str) -> Any:
+    """``data`` without its unknown keys and the keys ``lines`` already report."""
+    if not (isinstance(data, Mapping) and attrs.has(cls)):
+        return data
+    reported = set()
+    for line in lines:
+        where = line.split(": ", 1)[0]
+        if where.startswith(path + "."):
+            reported.add(re.split(r"[.\[]", where[len(path) + 1 :], maxsplit=1)[0])
+    known = {f.name for f in attrs.fields(cls)}
+    return {k: v for k, v in data.items() if k in known and k not in reported}
+
+
+def _formatted(exc: BaseException, path: str) -> list[str]:
+    try:
+        return format_errors(exc, path)
+    except Exception:  # a problem the formatter does not know: keep the bare message
+        return [f"{path}: {type(exc).__name__}: {exc}"]
+
+
+def _unique(lines: list[str]) -> list[str]:
+    """``lines`` without repeats; of two lines about one path, the first (the more precise)."""
+    out: list[str] = []
+    paths: set[str] = set()
+    for line in lines:
+        where = line.split(": ", 1)[0]
+        if line in out or (where in paths and where != "$"):
+            continue
+        out.append(line)
+        paths.add(where)
+    return out
+
+
+def validator_errors(value: Any, path: str = "$") -> list[str]:
+    """Run every attrs validator of ``value`` (an attrs instance, and those it holds in fields,
+    lists and mappings) and return one ``"$.path: problem"`` line per failure.
+
+    A validator reports a problem by raising ``ValueError`` or ``TypeError``; its field's path is
+    known here, so the message needs no name (a leading ``"<field name>: "`` is dropped).
+    """
+    lines: list[str] = []
+    if attrs.has(type(value)):
+        for field in attrs.fields(type(value)):
+            item = getattr(value, field.name)
+            where = f"{path}.{field.name}"
+            if field.validator is not None:
+                try:
+                    field.validator(value, field, item)
+                except (ValueError, TypeError) as exc:
+                    lines.append(_placed(str(exc), field.name, where))
+                    continue
+            lines += validator_errors(item, where)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            lines += validator_errors(item, f"{path}[{i}]")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            lines += validator_errors(item, f"{path}.{key}")
+    return lines
+
+
+def _placed(message: str, name: str, where: str) -> str:
+    """A validator's ``message`` about field ``name`` as a ``"$.path: problem"`` line: a leading
+    ``"name: "`` or ``"name.sub.key: "`` (the convention of hand-written validators) extends the
+    path; attrs' own validators (``"'name' must be ..."``) lose the quoted name."""
+    named = re.match(rf"^{re.escape(name)}((?:\.\w+)*): (.*)$", message, re.S)
+    if named:
+        return f"{where}{named.group(1)}: {named.group(2)}"
+    quoted = f"'{name}' "
+    if message.startswith(quoted):
+        return f"{where}: {message[len(quoted) :]}"
+    return f"{where}: {message}"
 
 
 def parse_config(
@@ -899,18 +994,57 @@ def describe_chains(
     }
 
 
+def _named_backends(data: Any) -> list[tuple[str, str, BackendSpec]]:
+    """The backends a configuration mapping that did not parse names at its top-level keys."""
+    if not isinstance(data, Mapping):
+        return []
+    out: list[tuple[str, str, BackendSpec]] = []
+    keys = {**SINGLE_BACKEND_KEYS, **{k: k for k in RETRIEVER_KINDS}}
+    for key, kind in [
+        *keys.items(),
+        ("reranker", "reranker"),
+        ("pre_compressor", "pre_compressor"),
+    ]:
+        value = data.get(key)
+        items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            if not isinstance(item, Mapping) or not isinstance(item.get("model_name"), str):
+                continue
+            configs = item.get("configs")
+            path = f"$.{key}" if index is None else f"$.{key}[{index}]"
+            spec = BackendSpec(item["model_name"], configs if isinstance(configs, dict) else None)
+            out.append((path, kind, spec))
+    return out
+
+
 def validate(
     data: Mapping[str, Any] | LightMemConfig | None, host: Any, *, source: str | None = None
 ) -> tuple[LightMemConfig, dict[str, tuple[Any, Any]]]:
     """Full validation: structure, consistency, and every selected backend's options."""
-    config = parse_config(data, source=source)
-    if isinstance(data, Mapping):
-        config = _without_absent_default(config, data, host)
-    check_consistency(config)
-    resolved: dict[str, tuple[Any, Any]] = {}
     problems: list[str] = []
     missing = False
-    for path, kind, spec in selected_backends(config):
+    resolved: dict[str, tuple[Any, Any]] = {}
+    try:
+        config = parse_config(data, source=source)
+    except ConfigError as exc:
+        # Report every problem in one go: the backends the mapping names are looked up too.
+        problems += exc.errors
+        for path, kind, spec in _named_backends(data):
+            try:
+                resolve_backend(host, path, kind, spec)
+            except ConfigError as found:
+                missing = missing or isinstance(found, BackendNotFoundError)
+                problems += found.errors
+        raise (BackendNotFoundError if missing else type(exc))(problems, source=source) from None
+    if isinstance(data, Mapping):
+        config = _without_absent_default(config, data, host)
+    try:
+        check_consistency(config)
+        selected = selected_backends(config)
+    except ConfigError as exc:
+        problems += exc.errors
+        selected = _named_backends(data)
+    for path, kind, spec in selected:
         try:
             resolved[path] = resolve_backend(host, path, kind, spec)
         except ConfigError as exc:

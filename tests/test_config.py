@@ -78,6 +78,7 @@ def test_original_configuration_validates(tmp_path):
         "lightmem_qdrant",
     ):
         pytest.importorskip(module, reason=f"{module} is not installed (core-only run)")
+    (tmp_path / "all-MiniLM-L6-v2").mkdir()  # a model folder named by a path must exist
     config, resolved = validate(original_config(tmp_path), PluginHost())
     assert config.memory_manager.model_name == "openai"
     assert set(resolved) == {

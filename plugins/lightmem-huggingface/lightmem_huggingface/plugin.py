@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from lightmem_hookspecs import BackendContext, Register, hookimpl
-from lightmem_textkit.models import cuda_unusable
+from lightmem_textkit.models import check_model_folder, cuda_unusable
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
 LIGHTMEM_CONTRACT = "1.0"
@@ -32,7 +32,7 @@ def _device_usable(_inst: Any, attribute: attrs.Attribute, value: str | None) ->
     why = cuda_unusable(value)
     if why:
         raise ValueError(
-            f"text_embedder.configs.{attribute.name}: {value!r} cannot be used: {why}. Set it "
+            f"{attribute.name}: {value!r} cannot be used: {why}. Set it "
             "to 'cpu' (or remove it), or install a CUDA build of torch on a machine with a GPU"
         )
 
@@ -42,7 +42,7 @@ def _kwargs_device_usable(_inst: Any, attribute: attrs.Attribute, value: Any) ->
     why = cuda_unusable(device)
     if why:
         raise ValueError(
-            f"text_embedder.configs.{attribute.name}.device: {device!r} cannot be used: {why}. "
+            f"{attribute.name}.device: {device!r} cannot be used: {why}. "
             "Set it to 'cpu' (or remove it), or install a CUDA build of torch on a machine "
             "with a GPU"
         )
@@ -57,7 +57,7 @@ class HuggingFaceOptions:
     additions. See the plugin's README.
     """
 
-    model: str | None = None
+    model: str | None = attrs.field(default=None, validator=check_model_folder)
     embedding_dims: int | None = attrs.field(default=None, validator=_positive_or_none)
     model_kwargs: dict[str, Any] | None = attrs.field(default=None, validator=_kwargs_device_usable)
     device: str | None = attrs.field(default=None, validator=_device_usable)

@@ -103,3 +103,22 @@ def test_validating_a_cpu_configuration_does_not_import_torch(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_config_check_reports_a_model_folder_that_does_not_exist(tmp_path):
+    missing = tmp_path / "models" / "all-MiniLM-L6-v2"
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "text_embedder:\n  model_name: huggingface\n"
+        f"  configs:\n    model: {missing}\n    batch_size: 0\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "lightmem_core.cli", "config", "check", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"$.text_embedder.configs.model: the model folder '{missing}' does not exist" in (
+        done.stderr
+    )
+    assert "$.text_embedder.configs.batch_size: must be >= 1, got 0" in done.stderr  # both
