@@ -538,7 +538,7 @@ def structure(data: Any, cls: type, *, path: str = "$", source: str | None = Non
         found: list[str] = []
         with attrs.validators.disabled():
             try:
-                unchecked = CONVERTER.structure(_salvage(data, cls, lines, path), cls)
+                unchecked: Any = CONVERTER.structure(_salvage(data, cls, lines, path), cls)
             except Exception:
                 pass  # nothing more to learn than what ``lines`` says
             else:
