@@ -33,6 +33,7 @@ from .config import LightMemConfig, load_config_file, validate
 from .errors import InputError, guard_public_api
 from .hookchain import HookChain
 from .owner import DirectoryOwner, claim_memory_dir
+from .pipeline.edit import EntryEditor
 from .pipeline.index import Indexer
 from .pipeline.ingest import AddResult, Ingestion
 from .pipeline.retrieval import Retrieval
@@ -131,6 +132,7 @@ class LightMemory:
         self._rt.indexer = Indexer(self._rt)
         self._ingestion = Ingestion(self._rt)
         self._retrieval = Retrieval(self._rt)
+        self._editor = EntryEditor(self._rt)
         self._lock = self._rt.lock
         if store.pending_batches():
             self._ingestion.retrier.wake()  # left over from an earlier run
@@ -157,6 +159,7 @@ class LightMemory:
                 self._rt.indexer.flush()  # queued vectors (else: embedded on the next open)
             finally:
                 try:
+                    self._rt.close()
                     self._rt.backends.close()
                     self._rt.store.close()
                 finally:
@@ -470,13 +473,10 @@ class LightMemory:
         rt = self._rt
         with self._lock:
             rt.indexer.open()
-            old = self._require_active(entry_id)
+            old = self._editor.active(check_entry_id(entry_id))
             with rt.hooks.scope(old.scope):
-                entry = rt.store.update_entry_text(entry_id, memory, reason)
-                rt.indexer.index([entry])
-                rt.hooks.entries_changed(
-                    [EntryChange(entry_id, "update", old.memory, memory, reason)]
-                )
+                entry, change = self._editor.rewrite(old, memory, reason)
+                rt.hooks.entries_changed([change])
             return entry
 
     def delete(self, entry_id: str, reason: str = "deleted by the application") -> None:
@@ -486,13 +486,10 @@ class LightMemory:
         rt = self._rt
         with self._lock:
             rt.indexer.open()
-            old = self._require_active(entry_id)
+            old = self._editor.active(check_entry_id(entry_id))
             with rt.hooks.scope(old.scope):
-                rt.store.retire_entry(entry_id, action="delete", reason=reason)
-                rt.indexer.unindex([entry_id])
-                rt.hooks.entries_changed(
-                    [EntryChange(entry_id, "delete", old.memory, None, reason)]
-                )
+                change = self._editor.retire(old, action="delete", reason=reason)
+                rt.hooks.entries_changed([change])
 
     def erase(
         self,
@@ -510,20 +507,12 @@ class LightMemory:
 
         return erase_scope(self._rt, user_id, agent_id, run_id)
 
-    def _require_active(self, entry_id: str) -> MemoryEntry:
-        entry = self._rt.store.get_entry(check_entry_id(entry_id))
-        if entry is None:
-            raise InputError(f"entry {entry_id!r} does not exist")
-        if entry.status != "active":
-            raise InputError(f"entry {entry_id!r} is {entry.status}, not active")
-        return entry
-
     # -- update ----------------------------------------------------------------------------
 
     def construct_update_queue_all_entries(self, top_k: int = 20, keep_top_n: int = 10) -> int:
         """For each entry added or changed since the last pass, queue its most similar
         not-newer entries (the ones it may update or supersede). Returns the queue size."""
-        from .update import construct_update_queue
+        from .pipeline.update import construct_update_queue
 
         rt = self._rt
         with self._lock:
@@ -538,7 +527,7 @@ class LightMemory:
     def offline_update_all_entries(self, score_threshold: float = 0.8) -> list[EntryChange]:
         """Send each older entry that a newer one resembles above ``score_threshold`` to the
         LLM, which answers update / delete / ignore (the newer fact wins). Resumable."""
-        from .update import offline_update
+        from .pipeline.update import offline_update
 
         rt = self._rt
         with self._lock:

@@ -115,6 +115,18 @@ def test_one_call_decides_every_pair_and_a_second_pass_calls_nothing(config, ope
         assert len(openai_server.chat_requests) == calls
 
 
+def test_the_update_passes_vector_cache_is_the_memorys_and_freed_on_close(config, tmp_path):
+    mem = LightMemory(config)
+    add(mem, MOVES, user_id="alice")
+    mem.construct_update_queue_all_entries()
+    cache = mem._rt.bare_vectors
+    assert len(cache) == len(MOVES)  # one bare-text vector per memory compared
+    with LightMemory({**config, "memory_dir": str(tmp_path / "other")}) as other:
+        assert len(other._rt.bare_vectors) == 0  # not shared between memories
+    mem.close()
+    assert len(cache) == 0
+
+
 def test_only_new_entries_bring_their_neighbourhood_back(config, openai_server):
     with LightMemory(config) as mem:
         add(mem, MOVES[:2], user_id="alice")
@@ -137,7 +149,7 @@ def test_only_new_entries_bring_their_neighbourhood_back(config, openai_server):
 def test_a_failed_call_leaves_its_checks_queued_and_the_next_pass_resumes(
     config, openai_server, monkeypatch
 ):
-    from lightmem_core import update
+    from lightmem_core.pipeline import update
 
     with LightMemory(config) as mem:
         add(mem, MOVES, user_id="alice")

@@ -390,7 +390,7 @@ class Ingestion:
             if stored:
                 rt.hooks.entries_stored(stored)
                 if rt.config.update == "online" and rt.llm is not None:
-                    from ..update import online_update
+                    from .update import online_update
 
                     rt.indexer.flush()
                     _, update = rt.operation(

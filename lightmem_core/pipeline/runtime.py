@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -19,6 +20,39 @@ if TYPE_CHECKING:
     from .graph import GraphStage
 
 T = TypeVar("T")
+
+
+#: Bare-text vectors a memory keeps (:class:`BareVectors`): the update passes and online
+#: batches compare the same entries again and again.
+VECTOR_CACHE = 50_000
+
+
+class BareVectors:
+    """Normalised bare-text vectors by (embedding model, text), at most ``limit``, oldest
+    dropped first. One per memory (``Runtime.bare_vectors``), emptied when it closes."""
+
+    def __init__(self, limit: int = VECTOR_CACHE) -> None:
+        self.limit = limit
+        self._vectors: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model: str, text: str) -> Any:
+        with self._lock:
+            return self._vectors.get((model, text))
+
+    def put(self, model: str, text: str, vector: Any) -> None:
+        with self._lock:
+            self._vectors[(model, text)] = vector
+            self._vectors.move_to_end((model, text))
+            while len(self._vectors) > self.limit:
+                self._vectors.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._vectors.clear()
 
 
 class EntryIndexes(Protocol):
@@ -53,6 +87,8 @@ class Runtime:
     #: changes the sensory and short-term buffers.
     write_lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
     indexer: EntryIndexes = attrs.field(init=False)
+    #: Bare-text vectors the update passes compare (emptied by :meth:`close`).
+    bare_vectors: BareVectors = attrs.field(factory=BareVectors, init=False)
     _prompts: Prompts | None = attrs.field(default=None, init=False)
     _graph: GraphStage | None = attrs.field(default=None, init=False)
 
@@ -97,6 +133,11 @@ class Runtime:
             stable = llm is not None and getattr(llm.backend, "schema_in_prompt", False) is True
             self._prompts = Prompts(**overrides, stable_schema=stable, cacheable=kv_cache)
         return self._prompts
+
+    def close(self) -> None:
+        """Free what this memory's stages keep in memory (the record store and backends are
+        closed by the facade)."""
+        self.bare_vectors.clear()
 
     def run(
         self, name: str, body: Callable[[], T], *, backend: str | None = None, **details: Any

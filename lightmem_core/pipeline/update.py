@@ -1,4 +1,5 @@
-"""Memory update: the offline "sleep-time" pass (queue, then decide) and online reconciliation.
+"""The update stage: the offline "sleep-time" pass (queue, then decide) and online
+reconciliation, applying the LLM's decisions through the entry-editing stage.
 
 Which pairs are worth an LLM's attention: an older entry and a newer one that can contradict or
 repeat it. A pair qualifies when
@@ -31,13 +32,14 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from lightmem_hookspecs import EntryChange, MemoryEntry, SearchFilter
 
-from .errors import BackendError, ConfigError, ExtractionError
+from ..errors import BackendError, ConfigError, ExtractionError
 
 if TYPE_CHECKING:
-    from .llm.update import UpdateCheck, UpdateDecision
-    from .pipeline.runtime import Runtime
+    from ..llm.update import UpdateCheck, UpdateDecision
+    from .runtime import Runtime
 
 log = logging.getLogger("lightmem")
 
@@ -49,14 +51,10 @@ REVIEWED = "update_reviewed"
 UPDATE_BATCH_TOKENS = 3000
 #: How many index neighbours are looked at per visited entry before the exact filters.
 POOL = 20
-#: Bare-text vectors kept in this process, by (embedding model, text): the update passes and
-#: online batches compare the same entries again and again.
-VECTOR_CACHE = 50_000
-_VECTORS: dict[tuple[str, str], Any] = {}
 
 
-def _require_llm(mem: Runtime) -> object:
-    llm = mem.llm
+def _require_llm(rt: Runtime) -> object:
+    llm = rt.llm
     if llm is None:
         raise ConfigError(
             [
@@ -101,13 +99,13 @@ class _Pairs:
     """Finds the older look-alikes of entries (see the module docs), with a cache of bare-text
     vectors and store positions for one pass."""
 
-    def __init__(self, mem: Runtime) -> None:
-        embedder, index = mem.embedder, mem.vector_index
+    def __init__(self, rt: Runtime) -> None:
+        embedder, index = rt.embedder, rt.vector_index
         if index is None or embedder is None:
             raise ConfigError(
                 ["$.embedding_retriever: the memory update needs an embedding_retriever"]
             )
-        self.mem = mem
+        self.rt = rt
         self.embedder = embedder
         self.index = index
         self.vectors: dict[str, Any] = {}
@@ -118,7 +116,8 @@ class _Pairs:
 
         model = str(getattr(self.embedder, "model_name", ""))
         pending = [(e.id, bare_text(e)) for e in entries if e.id not in self.vectors]
-        found = {t: _VECTORS[(model, t)] for _, t in pending if (model, t) in _VECTORS}
+        cache = self.rt.bare_vectors
+        found = {t: v for _, t in pending if (v := cache.get(model, t)) is not None}
         missing = list(dict.fromkeys(t for _, t in pending if t not in found))
         for start in range(0, len(missing), 128):
             chunk = missing[start : start + 128]
@@ -127,16 +126,14 @@ class _Pairs:
             vectors = vectors / np.where(norms > 0, norms, 1.0)
             for text, vector in zip(chunk, vectors, strict=True):
                 found[text] = vector
-                while len(_VECTORS) >= VECTOR_CACHE:
-                    _VECTORS.pop(next(iter(_VECTORS)))
-                _VECTORS[(model, text)] = vector
+                cache.put(model, text, vector)
         for entry_id, text in pending:
             self.vectors[entry_id] = found[text]
 
     def _position(self, entry_id: str) -> int:
         """Where the entry stands in storage order (read once per pass, only for ties)."""
         if not self.positions:
-            listing = self.mem.store.entries(status=None)
+            listing = self.rt.store.entries(status=None)
             self.positions = {e.id: k for k, e in enumerate(listing, start=1)}
         return self.positions.get(entry_id, 0)
 
@@ -173,7 +170,7 @@ class _Pairs:
             )
             pools[entry.id] = [i for i, _ in hits]
         wanted = {i for ids in pools.values() for i in ids}
-        found = {e.id: e for e in self.mem.store.entries(wanted, status="active")}
+        found = {e.id: e for e in self.rt.store.entries(wanted, status="active")}
         self._embed(found.values())
         out: dict[str, list[tuple[MemoryEntry, float]]] = {}
         for entry in entries:
@@ -197,30 +194,30 @@ class _Pairs:
 
 
 def construct_update_queue(
-    mem: Runtime, *, top_k: int, keep_top_n: int, threshold: float = 0.0
+    rt: Runtime, *, top_k: int, keep_top_n: int, threshold: float = 0.0
 ) -> int:
     """Queue, for each entry added or changed since the last completed pass, its older
     look-alikes (see the module docs); returns how many entries have some."""
-    watermark = int(mem.store.get_meta(WATERMARK) or 0)
-    top_revision = mem.store.max_revision()
-    reviewed: dict[str, str] = json.loads(mem.store.get_meta(REVIEWED) or "{}")
+    watermark = int(rt.store.get_meta(WATERMARK) or 0)
+    top_revision = rt.store.max_revision()
+    reviewed: dict[str, str] = json.loads(rt.store.get_meta(REVIEWED) or "{}")
     visited = [
         e
-        for e in mem.store.entries(status="active", changed_since=watermark)
+        for e in rt.store.entries(status="active", changed_since=watermark)
         if reviewed.get(e.id) != _digest(e.memory)
     ]
-    found = _Pairs(mem).find(visited, threshold=threshold, limit=min(top_k, keep_top_n))
+    found = _Pairs(rt).find(visited, threshold=threshold, limit=min(top_k, keep_top_n))
     queue = {newer: [(o.id, s) for o, s in pairs] for newer, pairs in found.items()}
-    mem.store.save_update_queue(queue)
-    mem.store.set_meta(PENDING_WATERMARK, str(top_revision))
+    rt.store.save_update_queue(queue)
+    rt.store.set_meta(PENDING_WATERMARK, str(top_revision))
     return len(queue)
 
 
 def _batches(checks: Sequence[UpdateCheck], budget: int) -> Iterable[list[UpdateCheck]]:
     """Checks grouped into calls of at most ``budget`` tokens; one call never mixes scopes, so
     no tenant's memories are shown to the LLM beside another's."""
-    from .llm.update import estimate_tokens
-    from .scope import scope_key
+    from ..llm.update import estimate_tokens
+    from ..scope import scope_key
 
     batch: list[UpdateCheck] = []
     size = 0
@@ -238,7 +235,7 @@ def _batches(checks: Sequence[UpdateCheck], budget: int) -> Iterable[list[Update
 
 
 def offline_update(
-    mem: Runtime, *, score_threshold: float, batch_tokens: int | None = None
+    rt: Runtime, *, score_threshold: float, batch_tokens: int | None = None
 ) -> list[EntryChange]:
     """Decide the fate of every queued older entry a newer one resembles above the threshold,
     many entries per call (at most ``batch_tokens`` estimated prompt tokens of memories each,
@@ -248,16 +245,16 @@ def offline_update(
     resumes where it stopped; a failed call leaves its targets queued for the next pass. The
     watermark advances only when the queue is empty.
     """
-    from .llm.update import UpdateCheck, decide_updates
+    from ..llm.update import UpdateCheck, decide_updates
 
-    llm = _require_llm(mem)
+    llm = _require_llm(rt)
     pairs: dict[str, list[tuple[str, float]]] = {}
-    for newer_id, candidates in mem.store.update_queue().items():
+    for newer_id, candidates in rt.store.update_queue().items():
         for older_id, score in candidates:
             if score >= score_threshold and older_id != newer_id:
                 pairs.setdefault(older_id, []).append((newer_id, score))
     wanted = set(pairs) | {n for cands in pairs.values() for n, _ in cands}
-    active = {e.id: e for e in mem.store.entries(wanted, status="active")}
+    active = {e.id: e for e in rt.store.entries(wanted, status="active")}
     checks = []
     for older_id in sorted(pairs):
         newer = [
@@ -266,13 +263,13 @@ def offline_update(
         if older_id in active and newer:
             checks.append(UpdateCheck(active[older_id], newer))
         else:
-            _drop_targets(mem, [older_id])
+            _drop_targets(rt, [older_id])
     changes: list[EntryChange] = []
-    reviewed: dict[str, str] = json.loads(mem.store.get_meta(REVIEWED) or "{}")
+    reviewed: dict[str, str] = json.loads(rt.store.get_meta(REVIEWED) or "{}")
     for batch in _batches(checks, batch_tokens or UPDATE_BATCH_TOKENS):
-        batch = _refresh(mem, batch)
+        batch = _refresh(rt, batch)
         try:
-            decisions = decide_updates(llm, batch, prompts=mem.prompts)
+            decisions = decide_updates(llm, batch, prompts=rt.prompts)
         except (ExtractionError, BackendError) as exc:
             log.warning(
                 "update decisions for %d entries failed, left for the next pass: %s",
@@ -283,33 +280,33 @@ def offline_update(
         by_id = {c.target.id: c for c in batch}
         for decision in decisions:
             check = by_id[decision.target_id]
-            change = apply_decision(mem, check.target, decision, [c for c, _ in check.candidates])
+            change = apply_decision(rt, check.target, decision, [c for c, _ in check.candidates])
             if change is not None:
                 changes.append(change)
                 if change.new_memory:
                     reviewed[change.entry_id] = _digest(change.new_memory)
-        mem.store.set_meta(REVIEWED, json.dumps(reviewed))
-        _drop_targets(mem, [c.target.id for c in batch])
-    if not any(s >= score_threshold for c in mem.store.update_queue().values() for _, s in c):
-        mem.store.clear_update_queue()
-        pending = mem.store.get_meta(PENDING_WATERMARK)
+        rt.store.set_meta(REVIEWED, json.dumps(reviewed))
+        _drop_targets(rt, [c.target.id for c in batch])
+    if not any(s >= score_threshold for c in rt.store.update_queue().values() for _, s in c):
+        rt.store.clear_update_queue()
+        pending = rt.store.get_meta(PENDING_WATERMARK)
         if pending is not None:
-            mem.store.set_meta(WATERMARK, pending)
-            live = {e.id for e in mem.store.entries(list(reviewed), status="active")}
-            mem.store.set_meta(
+            rt.store.set_meta(WATERMARK, pending)
+            live = {e.id for e in rt.store.entries(list(reviewed), status="active")}
+            rt.store.set_meta(
                 REVIEWED, json.dumps({k: v for k, v in reviewed.items() if k in live})
             )
     if changes:
-        mem.hooks.entries_changed(changes)
+        rt.hooks.entries_changed(changes)
     return changes
 
 
-def _refresh(mem: Runtime, batch: list[UpdateCheck]) -> list[UpdateCheck]:
+def _refresh(rt: Runtime, batch: list[UpdateCheck]) -> list[UpdateCheck]:
     """The checks of ``batch`` with the entries' current text; retired entries left out."""
-    from .llm.update import UpdateCheck
+    from ..llm.update import UpdateCheck
 
     ids = {c.target.id for c in batch} | {e.id for c in batch for e, _ in c.candidates}
-    active = {e.id: e for e in mem.store.entries(ids, status="active")}
+    active = {e.id: e for e in rt.store.entries(ids, status="active")}
     fresh = []
     for check in batch:
         newer = [(active[e.id], s) for e, s in check.candidates if e.id in active]
@@ -318,57 +315,59 @@ def _refresh(mem: Runtime, batch: list[UpdateCheck]) -> list[UpdateCheck]:
     return fresh
 
 
-def _drop_targets(mem: Runtime, older_ids: Sequence[str]) -> None:
+def _drop_targets(rt: Runtime, older_ids: Sequence[str]) -> None:
     drop = set(older_ids)
-    queue = mem.store.update_queue()
+    queue = rt.store.update_queue()
     changed = {
         newer: [(o, s) for o, s in cands if o not in drop]
         for newer, cands in queue.items()
         if any(o in drop for o, _ in cands)
     }
     if changed:
-        mem.store.save_update_queue(changed)
+        rt.store.save_update_queue(changed)
 
 
 def apply_decision(
-    mem: Runtime, target: MemoryEntry, decision: object, newer: Sequence[MemoryEntry]
+    rt: Runtime, target: MemoryEntry, decision: object, newer: Sequence[MemoryEntry]
 ) -> EntryChange | None:
-    """Apply an LLM decision about ``target``: update its text, supersede it, or nothing."""
+    """Apply an LLM decision about ``target`` through the entry-editing stage: update its
+    text, supersede it, or nothing."""
+    from .edit import EntryEditor
+
     action = getattr(decision, "action", "ignore")
     reason = getattr(decision, "reason", "") or ""
+    editor = EntryEditor(rt)
     if action == "update":
         new_memory = getattr(decision, "new_memory", None)
         if not new_memory or new_memory.strip() == target.memory.strip():
             return None
-        entry = mem.store.update_entry_text(target.id, new_memory, reason or "merged with newer")
-        mem.indexer.index([entry])
-        return EntryChange(target.id, "update", target.memory, new_memory, reason)
+        _, change = editor.rewrite(target, new_memory, reason or "merged with newer")
+        return attrs.evolve(change, reason=reason)
     if action == "delete":
         replaced_by = getattr(decision, "replaced_by", None)
         if replaced_by not in {e.id for e in newer}:
             replaced_by = newer[0].id if newer else None
-        mem.store.retire_entry(
-            target.id,
+        return editor.retire(
+            target,
             action="supersede",
-            reason=reason or "superseded by a newer entry",
+            reason=reason,
             replaced_by=replaced_by,
+            note=reason or "superseded by a newer entry",
         )
-        mem.indexer.unindex([target.id])
-        return EntryChange(target.id, "supersede", target.memory, None, reason, replaced_by)
     return None
 
 
-def online_update(mem: Runtime, stored: Sequence[MemoryEntry]) -> list[EntryChange]:
+def online_update(rt: Runtime, stored: Sequence[MemoryEntry]) -> list[EntryChange]:
     """Reconcile a whole extraction batch with the older entries it resembles: ONE call."""
-    from .llm.update import UpdateCheck, decide_updates
+    from ..llm.update import UpdateCheck, decide_updates
 
-    llm = _require_llm(mem)
-    if mem.vector_index is None or not stored:
+    llm = _require_llm(rt)
+    if rt.vector_index is None or not stored:
         return []
-    found = _Pairs(mem).find(
+    found = _Pairs(rt).find(
         stored,
-        threshold=mem.config.online_update_threshold,
-        limit=mem.config.online_update_top_k,
+        threshold=rt.config.online_update_threshold,
+        limit=rt.config.online_update_top_k,
         exclude=frozenset(e.id for e in stored),
     )
     olds: dict[str, MemoryEntry] = {}
@@ -382,16 +381,16 @@ def online_update(mem: Runtime, stored: Sequence[MemoryEntry]) -> list[EntryChan
     decisions: list[UpdateDecision] = []
     for batch in _batches(checks, 10**9):  # one call per scope: a batch has one scope
         try:
-            decisions += decide_updates(llm, batch, prompts=mem.prompts, prompt="reconcile")
+            decisions += decide_updates(llm, batch, prompts=rt.prompts, prompt="reconcile")
         except (ExtractionError, BackendError) as exc:
             log.warning("online update of %d entries skipped: %s", len(batch), exc)
     by_id = {c.target.id: c for c in checks}
     changes: list[EntryChange] = []
     for decision in decisions:
         check = by_id[decision.target_id]
-        change = apply_decision(mem, check.target, decision, [c for c, _ in check.candidates])
+        change = apply_decision(rt, check.target, decision, [c for c, _ in check.candidates])
         if change is not None:
             changes.append(change)
     if changes:
-        mem.hooks.entries_changed(changes)
+        rt.hooks.entries_changed(changes)
     return changes
