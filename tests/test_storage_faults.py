@@ -3,6 +3,8 @@ never written over."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lightmem_core import LightMemory
@@ -61,3 +63,27 @@ def test_a_corrupt_page_arrives_as_a_store_error_naming_the_file(make_memory, re
         mem.get_all()
     assert str(path) in str(info.value)
     assert "UnexpectedError" not in type(info.value).__name__
+
+
+@pytest.mark.parametrize("damage", ["garbage", "zero bytes"])
+def test_a_damaged_lexical_index_is_set_aside_and_rebuilt(make_memory, ref_host, damage):
+    plugin = pytest.importorskip("lightmem_sqlite_index.plugin")
+    ref_host.register(plugin, "sqlite-index")
+    mem = make_memory(context_retriever={"model_name": "sqlite-bm25"}, retrieve_strategy="context")
+    mem.add_memory(
+        [{"role": "user", "content": "My dog is called Biscuit"}, *TURNS[:5]], force_extract=True
+    )
+    config = mem.config
+    mem.close()
+    index = Path(config.memory_dir) / "lexical_bm25.sqlite3"
+    for side in ("-wal", "-shm"):
+        index.with_name(index.name + side).unlink(missing_ok=True)
+    index.write_bytes(b"\x13garbage, not an index" * 50 if damage == "garbage" else b"")
+    with LightMemory(config, host=ref_host) as again:  # neither refused nor left blocked
+        hits = again.search("Biscuit", limit=3)
+        assert hits and "Biscuit" in hits[0].entry.memory
+        again.add_memory([{"role": "user", "content": "The cat is Tom"}], force_extract=True)
+        assert "Tom" in again.search("cat Tom", limit=1)[0].entry.memory
+    if damage == "garbage":
+        kept = index.with_name(index.name + ".damaged-1")
+        assert kept.read_bytes().startswith(b"\x13garbage")  # kept for inspection

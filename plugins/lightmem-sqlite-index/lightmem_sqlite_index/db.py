@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from lightmem_hookspecs import SearchFilter
+
+log = logging.getLogger("lightmem")
 
 #: Payload keys kept in columns of ``docs`` so that filters run inside SQLite.
 FILTER_KEYS = ("user_id", "agent_id", "run_id", "speaker", "topic_id", "time_stamp")
@@ -71,7 +74,6 @@ class SQLiteFile:
         version: str,
         migrations: Mapping[str, Callable[[sqlite3.Connection], None]] | None = None,
     ) -> None:
-        migrations = migrations or {}
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
@@ -79,6 +81,30 @@ class SQLiteFile:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._closed = False
+        self.set_aside: Path | None = None
+        try:
+            self._open(schema, version, migrations or {})
+        except sqlite3.DatabaseError as exc:
+            # The index is derived data: a damaged file is moved aside (kept for inspection)
+            # and a new one started empty; the core fills it again from the record store.
+            self.close()
+            self._closed = False
+            self.set_aside = _move_aside(self.path)
+            log.warning(
+                "lexical index %s is damaged (%s): moved to %s; it is rebuilt from the record "
+                "store",
+                self.path,
+                exc,
+                self.set_aside,
+            )
+            self._open(schema, version, migrations or {})
+
+    def _open(
+        self,
+        schema: str,
+        version: str,
+        migrations: Mapping[str, Callable[[sqlite3.Connection], None]],
+    ) -> None:
         self._writer = self._connect()
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.executescript(  # (executescript commits: it runs outside write())
@@ -160,6 +186,19 @@ class SQLiteFile:
             connections, self._connections = self._connections, []
         for conn in connections:
             conn.close()
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename ``path`` (and its write-ahead log files) to a free ``<name>.damaged-N``."""
+    n = 1
+    while path.with_name(f"{path.name}.damaged-{n}").exists():
+        n += 1
+    target = path.with_name(f"{path.name}.damaged-{n}")
+    for suffix in ("", "-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.replace(side, target.with_name(target.name + suffix))
+    return target
 
 
 def unique_last(records: Sequence[Any]) -> list[Any]:
