@@ -301,6 +301,9 @@ class LightMemConfig:
     retry_backoff_max: float = attrs.field(
         default=300.0, validator=lambda i, a, v: _finite(i, a, v, 0.0)
     )
+    #: Extraction calls to the LLM in flight at once across scopes (adds of different scopes
+    #: extract side by side; the adds of one scope stay one at a time, in order).
+    llm_concurrency: int = attrs.field(default=4, validator=_positive)
     #: Seconds a new ``LightMemory`` waits for the memory directory's owner to close it
     #: (0: fail at once with :class:`~lightmem_core.errors.MemoryDirInUseError`).
     lock_timeout: float = attrs.field(default=0.0, validator=lambda i, a, v: _finite(i, a, v, 0.0))

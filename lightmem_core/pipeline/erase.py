@@ -52,7 +52,9 @@ def erase_scope(rt: Runtime, user_id: Any, agent_id: Any, run_id: Any) -> EraseR
     eraser = getattr(rt.store, "erase_scope", None)
     if not callable(eraser):
         raise StoreError(f"the record store {type(rt.store).__name__} cannot erase a scope")
-    with rt.write_lock, rt.lock, rt.hooks.scope(scope):
+    # Exclusive: the ingestion in flight (an extraction too) finishes first, new ingestion
+    # waits, so nothing of the tenant is written back after the erase.
+    with rt.gate.exclusive(), rt.lock, rt.hooks.scope(scope):
         rt.indexer.open()
         rt.indexer.flush()
         removed = eraser(user_id=scope.user_id, agent_id=scope.agent_id, run_id=scope.run_id)

@@ -99,7 +99,12 @@ class Ingestion:
                 "this memory is configured with require_scope: add messages with a user_id, "
                 "agent_id or run_id"
             )
-        with self.retrier.caller(), rt.write_lock, rt.hooks.scope(scope):
+        with (
+            self.retrier.caller(),
+            rt.gate.shared(),
+            rt.scope_locks.hold(scope),
+            rt.hooks.scope(scope),
+        ):
             result, op = rt.operation(
                 "add_memory",
                 lambda: self._add(
@@ -119,7 +124,8 @@ class Ingestion:
     ) -> AddResult:
         rt = self.rt
         received = len(normalized)
-        # The caller holds write_lock: no other add changes the buffers meanwhile. The lock a
+        # The caller holds its scope's lock: no other add changes these buffers meanwhile
+        # (adds of other scopes run side by side, see concurrency.py). The lock a
         # search takes (rt.lock) covers the journal writes only; the models (compression,
         # segmentation, extraction) run without it, so a search never waits for a model.
         rt.hooks.messages_normalized(normalized)
@@ -309,7 +315,8 @@ class Ingestion:
         if batch is None:  # done, gone, or another worker's
             return None
         try:
-            return self._process(batch, allowance)
+            with rt.gate.shared():
+                return self._process(batch, allowance)
         except BaseException:
             rt.store.release_batch(batch_id)  # no verdict recorded: pending again
             raise
@@ -430,16 +437,17 @@ class Ingestion:
             return entries, (), ""
         from ..llm.extraction import extract_facts
 
-        result = extract_facts(
-            llm,
-            segments,
-            messages_use=rt.config.messages_use,
-            metadata_generate=rt.config.metadata_generate,
-            text_summary=rt.config.text_summary,
-            extract_threshold=rt.config.extract_threshold,
-            prompts=rt.prompts,
-            relations=bool(rt.backends.graphs()),
-        )
+        with rt.llm_slots:  # at most llm_concurrency extraction calls at once
+            result = extract_facts(
+                llm,
+                segments,
+                messages_use=rt.config.messages_use,
+                metadata_generate=rt.config.metadata_generate,
+                text_summary=rt.config.text_summary,
+                extract_threshold=rt.config.extract_threshold,
+                prompts=rt.prompts,
+                relations=bool(rt.backends.graphs()),
+            )
         by_id = {m.id: (m, s.topic_id) for s in segments for m in s.messages}
         order = [m for s in segments for m in s.messages]
         before = {m.id: prev for prev, m in zip([None, *order], order, strict=False)}

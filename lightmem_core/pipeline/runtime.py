@@ -12,6 +12,7 @@ import attrs
 from ..backends import AccountedEmbedder, AccountedLLM, Backends
 from ..config import LightMemConfig
 from ..hookchain import HookChain
+from .concurrency import ScopeLocks, SharedGate
 
 if TYPE_CHECKING:
     from lightmem_hookspecs import EmbeddingRetriever, MemoryEntry, Operation, RecordStore
@@ -83,14 +84,22 @@ class Runtime:
     #: across a model's inference (compression, segmentation, extraction), so a search waits
     #: for a write, not for a model.
     lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
-    #: Serialises ingestion calls (one add at a time), models included: only its holder
-    #: changes the sensory and short-term buffers.
-    write_lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
+    #: One lock per scope: the adds of a scope run one at a time (only the holder changes
+    #: its buffers); adds of different scopes run side by side (``pipeline/concurrency.py``).
+    scope_locks: ScopeLocks = attrs.field(factory=ScopeLocks, init=False)
+    #: Held shared by ingestion, exclusively by an erase.
+    gate: SharedGate = attrs.field(factory=SharedGate, init=False)
+    #: Bounds the extraction calls in flight across scopes (``llm_concurrency``).
+    llm_slots: threading.BoundedSemaphore = attrs.field(init=False)
     indexer: EntryIndexes = attrs.field(init=False)
     #: Bare-text vectors the update passes compare (emptied by :meth:`close`).
     bare_vectors: BareVectors = attrs.field(factory=BareVectors, init=False)
     _prompts: Prompts | None = attrs.field(default=None, init=False)
     _graph: GraphStage | None = attrs.field(default=None, init=False)
+
+    @llm_slots.default
+    def _slots(self) -> threading.BoundedSemaphore:
+        return threading.BoundedSemaphore(self.config.llm_concurrency)
 
     @property
     def graph(self) -> GraphStage:
