@@ -14,10 +14,11 @@ from lightmem_hookspecs import BackendContext, Register, hookimpl
 from .dsn import mask_dsn, masked_repr
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.0"
+LIGHTMEM_CONTRACT = "1.4"
 
 if TYPE_CHECKING:
     from .fts import PostgresFTSRetriever
+    from .records import PostgresRecordStore
     from .vectors import PgVectorRetriever
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -75,6 +76,11 @@ class ConnectionOptions:
 
 
 @attrs.frozen
+class PostgresStoreOptions(ConnectionOptions):
+    """Options of the ``postgres`` record store (``record_store.configs``)."""
+
+
+@attrs.frozen
 class PgVectorOptions(ConnectionOptions):
     """Options of the ``pgvector`` embedding retriever (``embedding_retriever.configs``)."""
 
@@ -117,6 +123,28 @@ def build_postgres_fts(
     from .fts import PostgresFTSRetriever
 
     return PostgresFTSRetriever(options, table=table_name("fts", options.table, context))
+
+
+def build_postgres_store(
+    options: PostgresStoreOptions, context: BackendContext
+) -> PostgresRecordStore:
+    """The factory: connects, brings the schema to this version, releases dead claims."""
+    from .records import PostgresRecordStore
+
+    return PostgresRecordStore(options)
+
+
+@hookimpl
+def lightmem_register_record_stores(register: Register) -> None:
+    register(
+        "postgres",
+        build_postgres_store,
+        options=PostgresStoreOptions,
+        description=(
+            "The whole record store in one Postgres schema, shared by many processes on many "
+            "machines (claims with SKIP LOCKED, a connection pool, versioned schema)."
+        ),
+    )
 
 
 @hookimpl

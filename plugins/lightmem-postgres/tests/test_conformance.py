@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 from lightmem_hookspecs import BackendContext
 from lightmem_postgres.plugin import (
     PgVectorOptions,
     PostgresFTSOptions,
+    PostgresStoreOptions,
     build_pgvector,
     build_postgres_fts,
 )
+from lightmem_postgres.records import PostgresRecordStore
 
 from lightmem_core.testing.conformance.context_retriever import ContextRetrieverConformance
 from lightmem_core.testing.conformance.embedding_retriever import EmbeddingRetrieverConformance
+from lightmem_core.testing.conformance.record_store import RecordStoreConformance
 
 
 class TestPgVector(EmbeddingRetrieverConformance):
@@ -45,3 +50,11 @@ class TestPostgresFTSSimple(TestPostgresFTS):
     def make_backend(self, postgres_dsn, schema, tmp_path):
         options = PostgresFTSOptions(dsn=postgres_dsn, schema=schema, language="simple")
         return lambda: build_postgres_fts(options, BackendContext(memory_dir=str(tmp_path)))
+
+
+class TestPostgresRecordStore(RecordStoreConformance):
+    @pytest.fixture
+    def make_store(self, postgres_dsn, schema):
+        return functools.partial(
+            PostgresRecordStore, PostgresStoreOptions(dsn=postgres_dsn, schema=schema)
+        )

@@ -1,0 +1,512 @@
+"""Conformance suite for ``record_store`` backends (the system of record: SQLite, Postgres, ...).
+
+Subclass :class:`RecordStoreConformance` in your plugin's tests and provide a factory::
+
+    import functools
+    import pytest
+    from lightmem_core.testing.conformance.record_store import RecordStoreConformance
+
+    class TestMyStore(RecordStoreConformance):
+        @pytest.fixture
+        def make_store(self, tmp_path):
+            return functools.partial(MyStore, tmp_path / "records")   # picklable
+
+Fixtures and attributes the subclass provides:
+
+``make_store`` (required, function scope)
+    A callable taking no arguments that returns a NEW, open
+    :class:`~lightmem_hookspecs.RecordStore`; every call within one test addresses the same
+    storage, which is empty at the start of the test. It must be **picklable** (a
+    ``functools.partial`` of a class or of a module-level function): the suite calls it in
+    child processes too (several processes claiming batches at once; a process killed with
+    ``SIGKILL`` while it writes). The suite closes what it makes.
+
+What is checked: the object is a ``RecordStore``; journaling is idempotent (the same message
+id twice in one scope stores once; in another scope it is another message); scopes are exact
+(no message, batch or entry of one scope is visible from another, an unset field matching only
+unset); the batch life cycle (pending, claimed once, released, failed, held, waiting for the
+budget, done) with ``batches`` filtered by state, scope and due time; a batch claimed by
+exactly one of several PROCESSES claiming at once; ``complete_batch`` atomic (a failure in the
+middle leaves no entry, the batch unfinished and its messages unextracted) and idempotent;
+``unextracted`` messages moved to a new batch; history kept for every change (add, update,
+delete, supersede); usage summed per operation; the update queue; everything kept across a
+reopen; and after a process is killed with ``SIGKILL`` in the middle of a ``complete_batch``
+of a batch it claimed, a new instance finds the journal intact, nothing of the batch written,
+and the batch claimable again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pytest
+from lightmem_hookspecs import (
+    BatchState,
+    MemoryEntry,
+    Message,
+    RecordStore,
+    Scope,
+    Usage,
+)
+
+ALICE = Scope(user_id="alice")
+ALICE_BOT = Scope(user_id="alice", agent_id="bot")
+BOB = Scope(user_id="bob")
+T0 = dt.datetime(2024, 3, 2, 9, 15, tzinfo=dt.UTC)
+
+
+def message(mid: str, content: str = "", scope: Scope = ALICE, minute: int = 0) -> Message:
+    text = content or f"message {mid}"
+    return Message(
+        id=mid,
+        role="user",
+        content=text,
+        original_content=text,
+        time_stamp=T0 + dt.timedelta(minutes=minute),
+        speaker_name="Alice",
+        scope=scope,
+        metadata={"n": minute},
+    )
+
+
+def entry(eid: str, memory: str, sources: Sequence[str], scope: Scope = ALICE) -> MemoryEntry:
+    return MemoryEntry(
+        id=eid,
+        memory=memory,
+        source_message_ids=tuple(sources),
+        time_stamp=T0,
+        speaker_name="Alice",
+        topic_id=1,
+        scope=scope,
+        keywords=("k1", "k2"),
+        importance=0.5,
+        metadata={"origin": "conformance"},
+    )
+
+
+def batched(store: Any, ids: Sequence[str], scope: Scope = ALICE) -> str:
+    """Journal messages ``ids`` in ``scope``, move them to short-term, then into a batch."""
+    store.add_messages([message(i, scope=scope, minute=n) for n, i in enumerate(ids)])
+    topic = store.allocate_topic_ids(1)[0]
+    store.assign_segments(dict.fromkeys(ids, topic), scope=scope)
+    batch_id: str = store.create_batch(list(ids), scope=scope)
+    return batch_id
+
+
+class _FailsAfterFirst(Sequence[MemoryEntry]):
+    """Entries whose iteration fails after the first: a crash in the middle of a write."""
+
+    def __init__(self, entries: Sequence[MemoryEntry], on_fail: Callable[[], None]) -> None:
+        self.items, self.on_fail = list(entries), on_fail
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.items[i]
+
+    def __iter__(self) -> Iterator[MemoryEntry]:
+        yield self.items[0]
+        self.on_fail()
+        yield from self.items[1:]
+
+
+class _Crash(Exception):
+    pass
+
+
+def _raise_crash() -> None:
+    raise _Crash("the process failed in the middle of complete_batch")
+
+
+def _kill_myself() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+# -- child processes (module level: they are started with "spawn") -------------------------------
+
+
+def _claim_all(make_store: Callable[[], Any], batch_ids: list[str], barrier: Any, out: Any) -> None:
+    store = make_store()
+    try:
+        barrier.wait(60)
+        out.put((os.getpid(), [b for b in batch_ids if store.claim_batch(b) is not None]))
+    finally:
+        store.close()
+
+
+def _claim_then_die_mid_complete(make_store: Callable[[], Any], batch_id: str) -> None:
+    store = make_store()
+    store.add_messages([message("late-1", minute=90)])  # committed before the kill
+    assert store.claim_batch(batch_id) is not None
+    entries = [entry(f"{batch_id}-e{i}", f"fact {i}", ["k1"]) for i in range(3)]
+    store.complete_batch(batch_id, _FailsAfterFirst(entries, _kill_myself))
+
+
+def _spawn() -> Any:
+    return multiprocessing.get_context("spawn")
+
+
+class RecordStoreConformance:
+    """The ``RecordStore`` contract. Needs ``make_store`` (see the module docstring)."""
+
+    #: How many processes claim the same batches at once.
+    claimers: int = 4
+
+    @pytest.fixture
+    def new_store(self, make_store):
+        made: list[Any] = []
+
+        def build() -> Any:
+            instance = make_store()
+            made.append(instance)
+            return instance
+
+        yield build
+        for instance in reversed(made):
+            instance.close()
+
+    @pytest.fixture
+    def store(self, new_store):
+        return new_store()
+
+    # -- the protocol ---------------------------------------------------------------------------
+
+    def test_is_a_record_store(self, store):
+        assert isinstance(store, RecordStore)
+
+    def test_meta(self, store):
+        assert store.get_meta("conformance-key") is None
+        store.set_meta("conformance-key", "one")
+        store.set_meta("conformance-key", "two")
+        assert store.get_meta("conformance-key") == "two"
+
+    # -- journal --------------------------------------------------------------------------------
+
+    def test_journaling_is_idempotent(self, store):
+        first = store.add_messages([message("m1"), message("m2", minute=1)])
+        assert [m.id for m in first] == ["m1", "m2"]
+        again = store.add_messages([message("m1"), message("m2", minute=1), message("m3")])
+        assert [m.id for m in again] == ["m3"]
+        assert [r.message.id for r in store.journal(scope=ALICE)] == ["m1", "m2", "m3"]
+        assert {r.state for r in store.journal()} == {"sensory"}
+
+    def test_journal_keeps_every_field(self, store):
+        sent = message("m1", "My dog is called Biscuit", minute=5)
+        store.add_messages([sent])
+        (row,) = store.journal(scope=ALICE)
+        got = row.message
+        assert (got.id, got.role, got.content, got.original_content) == (
+            sent.id,
+            sent.role,
+            sent.content,
+            sent.original_content,
+        )
+        assert got.time_stamp == sent.time_stamp
+        assert got.speaker_name == "Alice" and got.scope == ALICE
+        assert dict(got.metadata) == {"n": 5}
+        assert store.messages_by_id(["m1"], scope=ALICE)["m1"].content == sent.content
+
+    def test_the_same_id_in_another_scope_is_another_message(self, store):
+        store.add_messages([message("m1", "alice's", scope=ALICE)])
+        added = store.add_messages([message("m1", "bob's", scope=BOB)])
+        assert [m.scope for m in added] == [BOB]
+        assert store.messages_by_id(["m1"], scope=BOB)["m1"].content == "bob's"
+        assert store.messages_by_id(["m1"], scope=ALICE)["m1"].content == "alice's"
+
+    def test_scopes_are_exact(self, store):
+        a = batched(store, ["a1", "a2"], ALICE)
+        b = batched(store, ["b1"], ALICE_BOT)
+        c = batched(store, ["c1"], BOB)
+        assert [r.message.id for r in store.journal(scope=ALICE)] == ["a1", "a2"]
+        assert [r.message.id for r in store.journal(scope=ALICE_BOT)] == ["b1"]
+        assert store.journal(scope=Scope(user_id="nobody")) == []
+        assert store.messages_by_id(["b1", "c1"], scope=ALICE) == {}
+        assert [x.id for x in store.batches(scope=ALICE)] == [a]
+        assert [x.id for x in store.batches(scope=BOB)] == [c]
+        assert store.batch(b).scope == ALICE_BOT
+        for batch_id, scope in ((a, ALICE), (b, ALICE_BOT), (c, BOB)):
+            assert store.claim_batch(batch_id) is not None
+            store.complete_batch(batch_id, [entry(f"{batch_id}-e", "fact", ["x"], scope)])
+        assert [e.scope for e in store.entries(scope=ALICE)] == [ALICE]
+        assert [e.scope for e in store.entries(scope=ALICE_BOT)] == [ALICE_BOT]
+        assert store.entries(scope=Scope(agent_id="bot")) == []
+        assert len(store.entries()) == 3
+
+    def test_segments_move_messages_atomically(self, store):
+        store.add_messages([message("m1"), message("m2", minute=1), message("m3", minute=2)])
+        topic = store.allocate_topic_ids(2)
+        assert len(set(topic)) == 2 and store.allocate_topic_ids(1)[0] not in topic
+        store.assign_segments(
+            {"m1": topic[0], "m2": topic[1]},
+            scope=ALICE,
+            contents={"m1": "m1 short"},
+            dropped=["m3"],
+        )
+        states = {r.message.id: (r.state, r.topic_id) for r in store.journal(scope=ALICE)}
+        assert states == {
+            "m1": ("short_term", topic[0]),
+            "m2": ("short_term", topic[1]),
+            "m3": ("dropped", None),
+        }
+        assert store.messages_by_id(["m1"], scope=ALICE)["m1"].content == "m1 short"
+
+    # -- batches --------------------------------------------------------------------------------
+
+    def test_batch_life_cycle(self, store):
+        batch_id = batched(store, ["m1", "m2"])
+        assert store.batch(batch_id).state is BatchState.PENDING
+        assert [r.message.id for r in store.batch_messages(batch_id)] == ["m1", "m2"]
+        assert store.pending_batches() == [batch_id]
+        claimed = store.claim_batch(batch_id)
+        assert claimed is not None and claimed.state is BatchState.RUNNING
+        assert store.claim_batch(batch_id) is None  # claimed already
+        store.release_batch(batch_id)
+        assert store.batch(batch_id).state is BatchState.PENDING
+        assert store.claim_batch(batch_id) is not None
+        stored = store.complete_batch(batch_id, [entry("e1", "Alice has a dog", ["m1", "m2"])])
+        assert [e.id for e in stored] == ["e1"]
+        assert store.batch(batch_id).state is BatchState.DONE
+        assert store.claim_batch(batch_id) is None
+        assert store.pending_batches() == []
+        assert {r.state for r in store.batch_messages(batch_id)} == {"extracted"}
+        (got,) = store.entries(scope=ALICE)
+        assert got.source_message_ids == ("m1", "m2") and got.keywords == ("k1", "k2")
+        assert got.scope == ALICE and got.time_stamp == T0 and got.topic_id == 1
+        assert got.created_at is not None and got.metadata["origin"] == "conformance"
+        assert store.claim_batch("no-such-batch") is None and store.batch("no-such-batch") is None
+
+    def test_batch_states_and_due_times(self, store):
+        failed, held, waiting = (batched(store, [f"m{i}"]) for i in range(3))
+        soon = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+        later = soon + dt.timedelta(hours=1)
+        store.set_batch_state(
+            failed, BatchState.FAILED, error="boom", retry_at=soon, attempted=True
+        )
+        store.set_batch_state(held, BatchState.HELD, error="over the call's budget")
+        store.set_batch_state(waiting, BatchState.WAITING_FOR_BUDGET, retry_at=later)
+        info = store.batch(failed)
+        assert (info.state, info.error, info.attempts) == (BatchState.FAILED, "boom", 1)
+        assert info.retry_at is not None and abs((info.retry_at - soon).total_seconds()) < 1
+        assert [b.id for b in store.batches([BatchState.HELD])] == [held]
+        assert [b.id for b in store.batches([BatchState.HELD], scope=BOB)] == []
+        now = dt.datetime.now(dt.UTC)
+        due = {
+            b.id
+            for b in store.batches([BatchState.FAILED, BatchState.WAITING_FOR_BUDGET], due_by=now)
+        }
+        assert due == set()
+        due = {b.id for b in store.batches(due_by=soon + dt.timedelta(seconds=1))}
+        assert failed in due and waiting not in due
+        assert abs((store.next_retry_at() - soon).total_seconds()) < 1
+        with pytest.raises(ValueError):
+            store.set_batch_state(failed, BatchState.DONE)
+        assert store.claim_batch(held) is not None  # a held batch may be claimed by a call
+
+    def test_merge_batches(self, store):
+        first, second = batched(store, ["m1"]), batched(store, ["m2"])
+        assert store.merge_batches([first, second]) == second
+        assert store.batch(first) is None
+        assert [r.message.id for r in store.batch_messages(second)] == ["m1", "m2"]
+        assert store.claim_batch(second) is not None
+        third = batched(store, ["m3"])
+        with pytest.raises(ValueError):
+            store.merge_batches([third, second])  # a claimed batch is not merged
+
+    def test_complete_batch_twice_stores_once(self, store):
+        batch_id = batched(store, ["m1"])
+        store.claim_batch(batch_id)
+        facts = [entry("e1", "fact one", ["m1"]), entry("e2", "fact two", ["m1"])]
+        assert len(store.complete_batch(batch_id, facts)) == 2
+        assert store.complete_batch(batch_id, facts) == []
+        assert store.count_entries() == 2 and len(store.history()) == 2
+
+    def test_complete_batch_is_atomic(self, store):
+        batch_id = batched(store, ["m1", "m2"])
+        store.claim_batch(batch_id)
+        facts = [entry(f"e{i}", f"fact {i}", ["m1"]) for i in range(3)]
+        with pytest.raises(_Crash):
+            store.complete_batch(
+                batch_id, _FailsAfterFirst(facts, _raise_crash), unextracted=["m2"]
+            )
+        assert store.count_entries(status=None) == 0 and store.history() == []
+        assert store.batch(batch_id).state is not BatchState.DONE
+        assert {r.state for r in store.batch_messages(batch_id)} == {"batched"}
+        assert [b.id for b in store.batches()] == [batch_id]  # no rest batch either
+        store.release_batch(batch_id)
+        assert store.claim_batch(batch_id) is not None
+        assert len(store.complete_batch(batch_id, facts)) == 3
+
+    def test_unextracted_messages_move_to_a_new_batch(self, store):
+        batch_id = batched(store, ["m1", "m2", "m3"])
+        store.claim_batch(batch_id)
+        retry = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+        store.complete_batch(
+            batch_id,
+            [entry("e1", "fact", ["m1"])],
+            unextracted=["m2", "m3"],
+            rest_state=BatchState.HELD,
+            error="cut at the token limit",
+            retry_at=retry,
+        )
+        (rest,) = store.batches()
+        assert rest.id != batch_id and rest.state is BatchState.HELD and rest.scope == ALICE
+        assert rest.error == "cut at the token limit"
+        assert [r.message.id for r in store.batch_messages(rest.id)] == ["m2", "m3"]
+        assert {r.state for r in store.batch_messages(rest.id)} == {"batched"}
+        assert [r.state for r in store.batch_messages(batch_id)] == ["extracted"]
+
+    def test_a_batch_is_claimed_by_exactly_one_of_several_processes(self, store, make_store):
+        batch_ids = [batched(store, [f"m{i}-{k}" for k in range(2)]) for i in range(24)]
+        ctx = _spawn()
+        barrier, out = ctx.Barrier(self.claimers), ctx.Queue()
+        workers = [
+            ctx.Process(target=_claim_all, args=(make_store, batch_ids, barrier, out))
+            for _ in range(self.claimers)
+        ]
+        for w in workers:
+            w.start()
+        try:
+            results = [out.get(timeout=120) for _ in workers]
+        finally:
+            for w in workers:
+                w.join(60)
+        assert all(w.exitcode == 0 for w in workers)
+        claimed = [b for _, got in results for b in got]
+        assert sorted(claimed) == sorted(batch_ids), "a batch claimed twice or never"
+        assert {store.batch(b).state for b in batch_ids} == {BatchState.RUNNING}
+
+    # -- entries and history --------------------------------------------------------------------
+
+    def test_history_for_every_change(self, store):
+        batch_id = batched(store, ["m1"])
+        store.claim_batch(batch_id)
+        store.complete_batch(
+            batch_id,
+            [
+                entry("e1", "Alice has a dog", ["m1"]),
+                entry("e2", "Alice has a cat", ["m1"]),
+                entry("e3", "old", ["m1"]),
+            ],
+        )
+        before = store.max_revision()
+        updated = store.update_entry_text("e1", "Alice has two dogs", "corrected")
+        assert updated.memory == "Alice has two dogs" and store.max_revision() > before
+        store.retire_entry("e2", action="delete", reason="user asked")
+        store.retire_entry("e3", action="supersede", reason="newer fact", replaced_by="e1")
+        actions = [(h["entry_id"], h["action"]) for h in store.history()]
+        assert actions == [
+            ("e1", "add"),
+            ("e2", "add"),
+            ("e3", "add"),
+            ("e1", "update"),
+            ("e2", "delete"),
+            ("e3", "supersede"),
+        ]
+        (update,) = [h for h in store.history("e1") if h["action"] == "update"]
+        assert (update["old_memory"], update["new_memory"], update["reason"]) == (
+            "Alice has a dog",
+            "Alice has two dogs",
+            "corrected",
+        )
+        (supersede,) = store.history("e3")[1:]
+        assert supersede["replaced_by"] == "e1" and supersede["old_memory"] == "old"
+        assert [e.id for e in store.entries()] == ["e1"]
+        assert {e.id: e.status for e in store.entries(status=None)} == {
+            "e1": "active",
+            "e2": "deleted",
+            "e3": "superseded",
+        }
+        assert store.count_entries() == 1 and store.count_entries(status=None) == 3
+        assert [e.id for e in store.entries(changed_since=before)] == ["e1"]
+        with pytest.raises(Exception):  # noqa: B017 - any error, as long as nothing changes
+            store.update_entry_text("no-such-entry", "x", "y")
+
+    def test_indexed_flags(self, store):
+        batch_id = batched(store, ["m1"])
+        store.claim_batch(batch_id)
+        store.complete_batch(batch_id, [entry("e1", "one", ["m1"]), entry("e2", "two", ["m1"])])
+        assert {e.id for e in store.entries(unindexed_only=True)} == {"e1", "e2"}
+        store.mark_indexed(["e1"])
+        assert [e.id for e in store.entries(unindexed_only=True)] == ["e2"]
+        store.update_entry_text("e1", "one, edited", "edit")
+        assert {e.id for e in store.entries(unindexed_only=True)} == {"e1", "e2"}
+        assert [e.id for e in store.entries(["e2", "nope"])] == ["e2"]
+        assert store.get_entry("e2").memory == "two" and store.get_entry("nope") is None
+
+    def test_usage_is_summed_per_operation(self, store):
+        store.add_usage("add_memory", Usage(llm_calls=1, prompt_tokens=100, completion_tokens=10))
+        store.add_usage(
+            "add_memory", Usage(llm_calls=2, prompt_tokens=50, embedder_calls=3, embedded_texts=7)
+        )
+        store.add_usage("search", Usage(embedder_calls=1, embedded_texts=1))
+        store.add_usage("nothing", Usage())
+        usage = store.usage()
+        assert usage["add_memory"] == Usage(
+            llm_calls=3, prompt_tokens=150, completion_tokens=10, embedder_calls=3, embedded_texts=7
+        )
+        assert usage["search"] == Usage(embedder_calls=1, embedded_texts=1)
+        assert "nothing" not in usage
+
+    def test_update_queue(self, store):
+        store.save_update_queue({"e1": [("e2", 0.9)], "e3": []})
+        store.save_update_queue({"e1": [("e4", 0.8), ("e2", 0.7)]})
+        assert store.update_queue() == {"e1": [("e4", 0.8), ("e2", 0.7)], "e3": []}
+        store.clear_update_queue()
+        assert store.update_queue() == {}
+
+    def test_stats(self, store):
+        batch_id = batched(store, ["m1", "m2"])
+        store.claim_batch(batch_id)
+        store.complete_batch(batch_id, [entry("e1", "one", ["m1"])])
+        stats = store.stats()
+        assert stats["entries"] == {"active": 1}
+        assert stats["messages"] == {"extracted": 2}
+        assert stats["batches"] == {"done": 1}
+
+    # -- durability -----------------------------------------------------------------------------
+
+    def test_reopen_keeps_everything(self, store, new_store):
+        batch_id = batched(store, ["m1", "m2"])
+        store.claim_batch(batch_id)
+        store.complete_batch(batch_id, [entry("e1", "Alice has a dog", ["m1", "m2"])])
+        store.update_entry_text("e1", "Alice has two dogs", "edit")
+        store.add_usage("add_memory", Usage(llm_calls=1))
+        pending = batched(store, ["m3"], BOB)
+        store.close()
+        again = new_store()
+        assert [e.memory for e in again.entries()] == ["Alice has two dogs"]
+        assert [h["action"] for h in again.history("e1")] == ["add", "update"]
+        assert again.usage()["add_memory"].llm_calls == 1
+        assert [b.id for b in again.batches()] == [pending]
+        assert again.add_messages([message("m1")]) == []  # still journaled
+
+    def test_reopen_after_kill_9_in_the_middle_of_complete_batch(
+        self, store, make_store, new_store
+    ):
+        batch_id = batched(store, ["m1", "m2"])
+        ctx = _spawn()
+        child = ctx.Process(target=_claim_then_die_mid_complete, args=(make_store, batch_id))
+        child.start()
+        child.join(120)
+        assert child.exitcode == -signal.SIGKILL
+        again = new_store()
+        assert [r.message.id for r in again.journal(scope=ALICE)] == ["m1", "m2", "late-1"]
+        assert again.count_entries(status=None) == 0 and again.history() == []
+        assert {r.state for r in again.batch_messages(batch_id)} == {"batched"}
+        # The dead process's claim is given back (at once, or as soon as the store sees that
+        # its claimant is gone).
+        deadline = time.monotonic() + 30
+        claimed = again.claim_batch(batch_id)
+        while claimed is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            claimed = again.claim_batch(batch_id)
+        assert claimed is not None, "the batch of a killed process is never claimable again"
+        facts = [entry(f"{batch_id}-e{i}", f"fact {i}", ["m1"]) for i in range(3)]
+        assert len(again.complete_batch(batch_id, facts)) == 3

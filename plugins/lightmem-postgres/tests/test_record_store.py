@@ -1,0 +1,144 @@
+"""record_store: postgres beyond the conformance suite: migrations, versions, a whole memory."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+
+import psycopg
+import pytest
+from lightmem_hookspecs import BatchState
+from lightmem_postgres import SchemaTooNewError, plugin
+from lightmem_postgres.plugin import PostgresStoreOptions
+from lightmem_postgres.records import SCHEMA_KEY, SCHEMA_VERSION, PostgresRecordStore
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+import lightmem_core.builtin as builtin
+from lightmem_core import LightMemory
+from lightmem_core.errors import BackendError
+from lightmem_core.testing import fresh_host
+from lightmem_core.testing.reference import ReferencePlugin, reference_config
+
+
+def test_a_version_1_schema_is_migrated_forward_keeping_its_rows(postgres_dsn, schema):
+    options = PostgresStoreOptions(dsn=postgres_dsn, schema=schema)
+    old = PostgresRecordStore(options, upto=1)  # the tables as release 1 made them
+    assert old.version == 1
+    old.close()
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        columns = {
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = 'batches'",
+                (schema,),
+            )
+        }
+        assert "claimed_pid" not in columns
+        # A batch left running by a version-1 worker, with its message.
+        conn.execute(
+            f"INSERT INTO {schema}.batches (id, state, scope_key, user_id) "
+            "VALUES ('b1', 'running', %s, 'alice')",
+            (json.dumps(["alice", None, None]),),
+        )
+        conn.execute(
+            f"INSERT INTO {schema}.messages (id, scope_key, role, content, original_content, "
+            "user_id, state, batch_id) VALUES ('m1', %s, 'user', 'hi', 'hi', 'alice', "
+            "'batched', 'b1')",
+            (json.dumps(["alice", None, None]),),
+        )
+    store = PostgresRecordStore(options)
+    try:
+        assert store.version == SCHEMA_VERSION == 2
+        assert store.get_meta(SCHEMA_KEY) == "2"
+        # Its claimant is unknown, so nobody holds it: claimable at once.
+        assert store.batch("b1").state is BatchState.PENDING
+        assert store.claim_batch("b1") is not None
+        assert [r.message.id for r in store.batch_messages("b1")] == ["m1"]
+    finally:
+        store.close()
+
+
+def test_a_schema_newer_than_the_code_is_refused(postgres_dsn, schema):
+    options = PostgresStoreOptions(dsn=postgres_dsn, schema=schema)
+    PostgresRecordStore(options).close()
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"UPDATE {schema}.lightmem_meta SET value = '9' WHERE key = %s", (SCHEMA_KEY,))
+    with pytest.raises(SchemaTooNewError) as info:
+        PostgresRecordStore(options)
+    assert "version 9" in str(info.value) and "Upgrade lightmem-postgres" in str(info.value)
+
+
+def _config(memory_dir, dsn, schema, **overrides):
+    server = {"dsn": dsn, "schema": schema}
+    return reference_config(
+        memory_dir,
+        record_store={"model_name": "postgres", "configs": server},
+        embedding_retriever={"model_name": "pgvector", "configs": server},
+        context_retriever={"model_name": "postgres-fts", "configs": server},
+        **overrides,
+    )
+
+
+def _host():
+    return fresh_host(builtin, ReferencePlugin(), plugin)
+
+
+def test_two_memories_on_one_server_share_everything_without_a_directory_lock(
+    tmp_path, postgres_dsn, schema
+):
+    config = _config(tmp_path / "same-dir", postgres_dsn, schema)
+    with LightMemory(config, host=_host()) as first, LightMemory(config, host=_host()) as second:
+        first.add_memory(
+            [{"role": "user", "content": "Alice adopted a grey cat named Miso"}],
+            force_segment=True,
+            force_extract=True,
+            user_id="alice",
+        )
+        hits = second.search("grey cat", limit=3, user_id="alice")
+        assert [h.entry.memory for h in hits] == ["Alice adopted a grey cat named Miso"]
+        assert second.search("grey cat", limit=3, user_id="bob") == []
+        stats = json.dumps(second.stats(), default=str)
+        assert '"engine": "postgres"' in stats
+    assert not (tmp_path / "same-dir" / "history.db").exists()
+
+
+def _add_in_child(config: dict, user: str, out) -> None:
+    with LightMemory(config, host=_host()) as mem:
+        mem.add_memory(
+            [{"role": "user", "content": f"{user} keeps bees on the roof"}],
+            force_segment=True,
+            force_extract=True,
+            user_id=user,
+        )
+        out.put(len(mem.search("bees", limit=5, user_id=user)))
+
+
+def test_processes_share_one_memory(tmp_path, postgres_dsn, schema):
+    config = _config(tmp_path, postgres_dsn, schema)
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    workers = [ctx.Process(target=_add_in_child, args=(config, f"u{i}", out)) for i in range(3)]
+    for w in workers:
+        w.start()
+    found = [out.get(timeout=120) for _ in workers]
+    for w in workers:
+        w.join(60)
+    assert found == [1, 1, 1]
+    with LightMemory(config, host=_host()) as mem:
+        assert mem.store.count_entries() == 3
+        for i in range(3):
+            (hit,) = mem.search("bees", limit=5, user_id=f"u{i}")
+            assert hit.entry.memory == f"u{i} keeps bees on the roof"
+
+
+def test_an_unreachable_server_fails_the_open_naming_the_host(tmp_path, postgres_dsn, schema):
+    params = conninfo_to_dict(postgres_dsn)
+    dsn = make_conninfo(
+        **{**params, "host": "127.0.0.1", "port": "1", "password": "hunter2-secret"},
+        connect_timeout=2,
+    )
+    with pytest.raises(BackendError) as info:
+        LightMemory(_config(tmp_path, dsn, schema), host=_host())
+    assert "127.0.0.1:1" in str(info.value) and "hunter2-secret" not in str(info.value)
+    assert type(info.value.__cause__).__name__ == "ServerUnreachableError"
