@@ -137,6 +137,9 @@ def _claim_all(make_store: Callable[[], Any], batch_ids: list[str], barrier: Any
     try:
         barrier.wait(60)
         out.put((os.getpid(), [b for b in batch_ids if store.claim_batch(b) is not None]))
+        # Every worker stays alive until all have claimed: a closed store's claims may be
+        # given back (its claimant is gone), and that is not a double claim.
+        barrier.wait(60)
     finally:
         store.close()
 

@@ -290,20 +290,41 @@ class PostgresRecordStore:
         pid, start = self._identity()
         with (
             self.db.connection("claiming a batch") as conn,
+            conn.transaction(),
             conn.cursor(row_factory=dict_row) as cur,
         ):
+            # The row lock: of several claimants exactly one holds it; the others skip the row
+            # (it is being claimed) instead of waiting. The row read is the latest version.
             cur.execute(
                 self._q(
-                    "UPDATE {b} AS b SET state = 'running', claimed_pid = %s, claimed_start = %s, "
-                    "updated_at = now() FROM (SELECT id FROM {b} WHERE id = %s AND "
-                    f"(state = ANY(%s) OR ({_DEAD_CLAIM})) FOR UPDATE SKIP LOCKED) AS c "
-                    "WHERE b.id = c.id RETURNING b.*",
+                    "SELECT state, claimed_pid, claimed_start FROM {b} WHERE id = %s "
+                    "FOR UPDATE SKIP LOCKED",
                     b="batches",
                 ),
-                (pid, start, batch_id, _CLAIMABLE),
+                (batch_id,),
             )
             row = cur.fetchone()
-        return None if row is None else _batch(row)
+            if row is None:
+                return None
+            if row["state"] not in _CLAIMABLE:
+                if row["state"] != BatchState.RUNNING.value:
+                    return None
+                alive = cur.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND backend_start = %s",
+                    (row["claimed_pid"], row["claimed_start"]),
+                ).fetchone()
+                if alive is not None:
+                    return None  # claimed by a live worker (this one included)
+            cur.execute(
+                self._q(
+                    "UPDATE {b} SET state = 'running', claimed_pid = %s, claimed_start = %s, "
+                    "updated_at = now() WHERE id = %s RETURNING *",
+                    b="batches",
+                ),
+                (pid, start, batch_id),
+            )
+            claimed = cur.fetchone()
+        return None if claimed is None else _batch(claimed)
 
     def release_batch(self, batch_id: str) -> None:
         with self.db.connection("releasing a batch") as conn:
