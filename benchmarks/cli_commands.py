@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -51,10 +52,17 @@ def source_path(checkout: Path) -> str:
     return os.pathsep.join(str(f) for f in folders if f.is_dir())
 
 
-def timed(command: list[str], env: dict[str, str], cwd: Path) -> float:
+def timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one run of ``command``.
+
+    On a busy machine the wall time is mostly waiting for a core; the CPU time is the work.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(command, env=env, cwd=cwd, check=True, capture_output=True)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -87,10 +95,13 @@ def main() -> None:
         for name, path in checkouts.items()
     }
     times: dict[str, dict[str, list[float]]] = {n: {c: [] for c in commands} for n in checkouts}
+    cpu: dict[str, dict[str, list[float]]] = {n: {c: [] for c in commands} for n in checkouts}
     for _ in range(args.runs):
         for command, argv in commands.items():
             for name in checkouts:  # interleaved: both meet the same load
-                times[name][command].append(timed(argv, envs[name], scratch))
+                wall, used = timed(argv, envs[name], scratch)
+                times[name][command].append(wall)
+                cpu[name][command].append(used)
 
     result: dict[str, object] = {"runs": args.runs, "entries": args.size, "checkouts": {}}
     for name, path in checkouts.items():
@@ -99,6 +110,7 @@ def main() -> None:
                 "median_s": statistics.median(values),
                 "min_s": min(values),
                 "max_s": max(values),
+                "cpu_median_s": statistics.median(cpu[name][command]),
             }
             for command, values in times[name].items()
         }
@@ -106,13 +118,19 @@ def main() -> None:
         for command, s in summary.items():
             print(
                 f"{name:>8}  {command:<13} median {s['median_s']:.2f} s "
-                f"(min {s['min_s']:.2f}, max {s['max_s']:.2f}) over {args.runs} runs"
+                f"(min {s['min_s']:.2f}, max {s['max_s']:.2f}) over {args.runs} runs; "
+                f"CPU median {s['cpu_median_s']:.2f} s"
             )
     if args.baseline:
         for command in commands:
             before = statistics.median(times["baseline"][command])
             after = statistics.median(times["this"][command])
-            print(f"{command:<13} {after / before:.2f} x the baseline's median wall time")
+            used = statistics.median(cpu["this"][command])
+            used_before = statistics.median(cpu["baseline"][command])
+            print(
+                f"{command:<13} {after / before:.2f} x the baseline's median wall time, "
+                f"{used / used_before:.2f} x its CPU time"
+            )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
