@@ -504,3 +504,31 @@ def test_retriever_names_given_are_kept_and_must_differ(make_memory):
         make_memory(
             context_retriever=None, embedding_retriever=None, retrieval={"retrievers": twice}
         )
+
+
+def test_a_reranker_that_records_its_own_score_has_one_key(ref_host, make_memory):
+    class Boost:
+        def rerank(self, query, hits, *, limit):
+            out = []
+            for hit in hits:
+                boosted = hit.score + (1.0 if "dog" in hit.entry.memory else 0.0)
+                scores = {**hit.scores, "Keyword_Boost": boosted}
+                out.append(attrs.evolve(hit, score=boosted, scores=scores))
+            return sorted(out, key=lambda h: -h.score)[:limit]
+
+    class Plugin:
+        @hookimpl
+        def lightmem_register_rerankers(self, register):
+            register("keyword-boost", lambda o, c: Boost())
+
+    ref_host.register(Plugin(), "boost")
+    mem = make_memory(reranker="keyword-boost")
+    mem.add_memory(
+        [{"role": "user", "content": "My dog is called Rex."}],
+        force_segment=True,
+        force_extract=True,
+    )
+    [hit] = mem.search("dog", limit=1)
+    boost_keys = [k for k in hit.scores if k.lower().replace("_", "-") == "keyword-boost"]
+    assert boost_keys == ["keyword-boost"], hit.scores
+    assert hit.scores["keyword-boost"] == hit.score

@@ -16,6 +16,7 @@ from lightmem_hookspecs import QueryContext, SearchFilter, SearchHit, entry_payl
 from ..backends import Retriever
 from ..errors import BackendError, InputError
 from ..graph import describe_path
+from ..plugins import normalize_name
 from ..queries import in_scope
 from .fusion import Ranked, fuse
 from .runtime import Runtime
@@ -180,6 +181,7 @@ class Retrieval:
         for name, reranker in rerankers:
             given = {id(h): h for h in hits}
             before = {id(h): h.score for h in hits}
+            keys_before = {h.id: set(h.scores) for h in hits}
 
             def call(reranker: Any = reranker, hits: Sequence[SearchHit] = hits) -> Any:
                 return reranker.rerank(ctx.query, list(hits), limit=ctx.limit)
@@ -192,10 +194,19 @@ class Retrieval:
                     f"it was not given; a reranker returns at most `limit` of the hits it receives"
                 )
             _check_reranked(name, hits, out)
+            own = normalize_name(name)
             for rank, hit in enumerate(out, start=1):
                 hit.ranks[name] = rank
+                # a reranker that records its own score under its name (spelt its way) keeps
+                # one key: the configured name
+                recorded = None
+                for key in [k for k in hit.scores if k not in keys_before[hit.id]]:
+                    if key != name and normalize_name(key) == own:
+                        recorded = hit.scores.pop(key)
                 if id(hit) not in given or hit.score != before.get(id(hit)):
                     hit.scores[name] = float(hit.score)
+                elif recorded is not None:
+                    hit.scores[name] = recorded
             hits = out
         return hits[: ctx.limit]
 
