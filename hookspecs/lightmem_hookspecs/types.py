@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
+
+#: The instance names of the first backend of each retrieval kind and the configuration keys
+#: of single backends: they keep a plugin's plain storage names (BackendContext.storage_name).
+_PRIMARY_INSTANCES = frozenset({"", "embedding", "context", "graph"})
+_KIND_KEYS = frozenset(
+    {
+        "pre_compressor",
+        "topic_segmenter",
+        "memory_manager",
+        "text_embedder",
+        "embedding_retriever",
+        "context_retriever",
+        "graph_memory",
+        "reranker",
+        "record_store",
+    }
+)
 
 #: Entry statuses. Only ``active`` entries are returned by retrieval.
 ENTRY_STATUSES: tuple[str, ...] = ("active", "superseded", "deleted")
@@ -318,11 +336,15 @@ class BackendContext:
     can share one loaded model when ``precomp_topic_shared`` is on. ``get_backend(kind)`` returns
     another configured backend (built on demand), or ``None`` if that stage is not configured.
     ``instance`` names this backend's place in the configuration (``"embedding"``, or a
-    retriever's label when several backends of one kind are configured): a backend that keeps
-    files in ``memory_dir`` uses it to keep two instances apart. ``settings`` carries
+    retriever's label when several backends of one kind are configured). ``settings`` carries
     memory-wide settings: ``messages_use``; ``kv_cache`` (``True``: the memory manager should
     reuse the KV state of the prompts' static prefix) and ``kv_cache_path`` (a directory it may
     keep that state in).
+
+    Two instances of one backend are kept apart by the backend: one that keeps data in
+    ``memory_dir`` (a file, a folder, a collection) under a name its configuration leaves at
+    the default uses :meth:`storage_name` of that default; a name the configuration gives is
+    used as given.
     """
 
     memory_dir: str
@@ -331,6 +353,19 @@ class BackendContext:
     get_backend: Callable[[str], Any] = attrs.field(default=lambda kind: None)
     settings: Mapping[str, Any] = attrs.field(factory=dict)
     instance: str = ""
+
+    def storage_name(self, default: str) -> str:
+        """The name to keep this instance's data under when the configuration leaves it at
+        ``default``: ``default`` itself for the first backend of its kind (instance
+        ``embedding``, ``context`` or ``graph``, a kind's own key, the first of a list), so
+        existing memories keep their files; else ``default`` with the instance added before
+        its extension (``lexical_bm25.sqlite3`` -> ``lexical_bm25-keywords.sqlite3``)."""
+        instance = self.instance.removesuffix("[0]")
+        if instance in _PRIMARY_INSTANCES or instance in _KIND_KEYS:
+            return default
+        tag = re.sub(r"[^A-Za-z0-9_-]+", "_", instance).strip("_") or "instance"
+        stem, dot, suffix = default.partition(".")
+        return f"{stem}-{tag}{dot}{suffix}"
 
 
 class Register(Protocol):

@@ -9,7 +9,9 @@ import attrs
 from lightmem_hookspecs import BackendContext, Register, hookimpl
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.0"
+LIGHTMEM_CONTRACT = "1.5"
+
+_INDEX_FILE = "bm25_index.json"
 
 if TYPE_CHECKING:
     from .index import BM25Retriever
@@ -49,7 +51,7 @@ class BM25Options:
     stopwords: bool = True
     use_stemming: bool = True
     on_disk: bool = False
-    index_path: str = attrs.field(default="bm25_index.json", validator=path_not_empty)
+    index_path: str = attrs.field(default=_INDEX_FILE, validator=path_not_empty)
 
 
 def build_bm25(options: BM25Options, context: BackendContext) -> BM25Retriever:
@@ -59,7 +61,10 @@ def build_bm25(options: BM25Options, context: BackendContext) -> BM25Retriever:
 
     snapshot = None
     if options.on_disk:
-        snapshot = os.path.join(context.memory_dir, os.path.expanduser(options.index_path))
+        name = options.index_path
+        if name == _INDEX_FILE:  # left at the default: one file per instance
+            name = context.storage_name(_INDEX_FILE)
+        snapshot = os.path.join(context.memory_dir, os.path.expanduser(name))
     return BM25Retriever(
         analyzer=Analyzer(
             tokenizer=options.tokenizer or "word",

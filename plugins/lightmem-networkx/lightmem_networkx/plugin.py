@@ -9,7 +9,9 @@ import attrs
 from lightmem_hookspecs import BackendContext, Register, hookimpl
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.0"
+LIGHTMEM_CONTRACT = "1.5"
+
+_GRAPH_FILE = "graph.sqlite"
 
 if TYPE_CHECKING:
     from .store import NetworkxGraph
@@ -28,7 +30,7 @@ class NetworkxOptions:
     (``None``: in memory only, gone when the process ends).
     """
 
-    path: str | None = attrs.field(default="graph.sqlite", validator=_file_name)
+    path: str | None = attrs.field(default=_GRAPH_FILE, validator=_file_name)
 
 
 def build_networkx(options: NetworkxOptions, context: BackendContext) -> NetworkxGraph:
@@ -37,7 +39,10 @@ def build_networkx(options: NetworkxOptions, context: BackendContext) -> Network
 
     path = None
     if options.path is not None:
-        path = os.path.join(context.memory_dir, os.path.expanduser(options.path))
+        name = options.path
+        if name == _GRAPH_FILE:  # left at the default: one file per instance
+            name = context.storage_name(_GRAPH_FILE)
+        path = os.path.join(context.memory_dir, os.path.expanduser(name))
     return NetworkxGraph(path)
 
 

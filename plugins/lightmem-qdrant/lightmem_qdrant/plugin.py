@@ -9,7 +9,7 @@ from lightmem_hookspecs import BackendContext, Register, hookimpl
 from .options import QdrantOptions
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.0"
+LIGHTMEM_CONTRACT = "1.5"
 
 if TYPE_CHECKING:
     from .store import QdrantRetriever
@@ -17,8 +17,13 @@ if TYPE_CHECKING:
 
 def build_qdrant(options: QdrantOptions, context: BackendContext) -> QdrantRetriever:
     """The factory: heavy libraries (qdrant_client, qdrant_edge) load only here."""
+    import attrs
+
     from .store import QdrantRetriever
 
+    default = attrs.fields(QdrantOptions).collection_name.default
+    if options.collection_name == default:  # left at the default: one collection per instance
+        options = attrs.evolve(options, collection_name=context.storage_name(default))
     return QdrantRetriever(options, memory_dir=context.memory_dir)
 
 

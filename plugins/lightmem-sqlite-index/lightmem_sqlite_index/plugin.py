@@ -11,7 +11,7 @@ from lightmem_bm25.plugin import b_in_unit_interval, k1_positive, path_not_empty
 from lightmem_hookspecs import BackendContext, Register, hookimpl
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.0"
+LIGHTMEM_CONTRACT = "1.5"
 
 if TYPE_CHECKING:
     from .bm25 import SQLiteBM25Retriever
@@ -56,8 +56,15 @@ def _analyzer(tokenizer: str | None, stopwords: bool, stem: bool) -> Any:
     return Analyzer(tokenizer=tokenizer or "word", lowercase=True, stopwords=stopwords, stem=stem)
 
 
-def _path(context: BackendContext, index_path: str) -> str:
-    return os.path.join(context.memory_dir, os.path.expanduser(index_path))
+BM25_FILE = "lexical_bm25.sqlite3"
+FTS_FILE = "lexical_fts.sqlite3"
+
+
+def _path(context: BackendContext, index_path: str, default: str) -> str:
+    """The index file: as configured, or the default named for this instance (a second
+    sqlite index in one chain gets a file of its own)."""
+    name = context.storage_name(default) if index_path == default else index_path
+    return os.path.join(context.memory_dir, os.path.expanduser(name))
 
 
 def build_sqlite_bm25(options: SQLiteBM25Options, context: BackendContext) -> SQLiteBM25Retriever:
@@ -65,7 +72,7 @@ def build_sqlite_bm25(options: SQLiteBM25Options, context: BackendContext) -> SQ
     from .bm25 import SQLiteBM25Retriever
 
     return SQLiteBM25Retriever(
-        _path(context, options.index_path),
+        _path(context, options.index_path, BM25_FILE),
         _analyzer(options.tokenizer, options.stopwords, options.use_stemming),
         k1=options.k1,
         b=options.b,
@@ -78,7 +85,7 @@ def build_sqlite_fts(options: SQLiteFTSOptions, context: BackendContext) -> SQLi
     from .fts import SQLiteFTSRetriever
 
     return SQLiteFTSRetriever(
-        _path(context, options.index_path),
+        _path(context, options.index_path, FTS_FILE),
         _analyzer(options.tokenizer, options.stopwords, options.use_stemming),
     )
 
