@@ -153,3 +153,20 @@ def lightmem_register_rerankers(register: Any) -> None:
         description="Of memories competing for the same answer, the newer first (the "
         "default reranker of a memory without an LLM).",
     )
+
+
+@hookimpl
+def lightmem_register_context_retrievers(register: Any) -> None:
+    def build_image_index(options: Any, context: BackendContext) -> Any:
+        from .images import build_image_index
+
+        return build_image_index(options, context)
+
+    register(
+        "multimodal",
+        build_image_index,
+        description=(
+            "Images by the query's embedding in the multimodal_embedder's space (joins the "
+            "chain as 'multimodal' when multimodal_embedder is configured)"
+        ),
+    )

@@ -120,12 +120,34 @@ class HybridWeights:
     embedding: float = attrs.field(default=1.0, validator=_non_negative)
     context: float = attrs.field(default=1.0, validator=_non_negative)
     graph: float = attrs.field(default=0.4, validator=_non_negative)
+    #: The ``multimodal`` retriever (images, by the query's embedding in the multimodal space),
+    #: in the chain when ``multimodal_embedder`` is configured.
+    multimodal: float = attrs.field(default=1.0, validator=_non_negative)
     rrf_k: int = attrs.field(default=10, validator=_positive)
 
 
 def _optional_unit(inst: Any, attribute: attrs.Attribute, value: float | None) -> None:
     if value is not None:
         _unit(inst, attribute, value)
+
+
+ImageStorage = Literal["copy", "reference"]
+
+
+@attrs.frozen
+class ImageOptions:
+    """Image memory (with ``multimodal_embedder``): what images messages may carry.
+
+    ``allowed_roots``: folders a message's image may be a local file under (none: only
+    ``data:`` URIs). ``storage``: ``copy`` keeps each image once, by content hash, in
+    ``<memory_dir>/images``; ``reference`` keeps the caller's path (the file must stay).
+    ``max_bytes``: the largest image accepted. ``formats``: the image formats accepted.
+    """
+
+    allowed_roots: list[str] = attrs.field(factory=list)
+    storage: ImageStorage = "copy"
+    max_bytes: int = attrs.field(default=10 << 20, validator=_positive)
+    formats: list[str] = attrs.field(factory=lambda: ["PNG", "JPEG", "GIF", "WEBP", "BMP"])
 
 
 @attrs.frozen
@@ -262,6 +284,7 @@ class LightMemConfig:
     record_store: BackendSpec | None = None
     graph_memory: BackendSpec | None = None
     graph: GraphOptions = attrs.field(factory=GraphOptions)
+    images: ImageOptions = attrs.field(factory=ImageOptions)
     reranker: BackendSpec | list[BackendSpec] | None = None
     retrieval: RetrievalConfig = attrs.field(factory=RetrievalConfig)
     hooks: list[HookPluginSpec] | Literal["all"] | None = None
@@ -352,7 +375,6 @@ class LightMemConfig:
 #: Keys whose feature is not built yet: refused when set to anything but their "off" value.
 NOT_IMPLEMENTED: dict[str, tuple[Any, str]] = {
     "summary_retriever": (None, "a separate summary retriever"),
-    "multimodal_embedder": (None, "multimodal (image) memory"),
     "logging": (None, "the `logging` section (use Python's logging configuration instead)"),
     "extraction_mode": ("flat", "event-level extraction (`extraction_mode: event`)"),
 }
@@ -868,6 +890,16 @@ def retrieval_chain(config: LightMemConfig) -> list[ChainElement]:
             out.append(
                 ChainElement(
                     "graph", "graph_memory", "$.graph_memory", config.graph_memory, weights.graph
+                )
+            )
+        if config.multimodal_embedder is not None:
+            out.append(
+                ChainElement(
+                    "multimodal",
+                    "context_retriever",
+                    "$.multimodal_embedder:retriever",
+                    BackendSpec("multimodal"),
+                    weights.multimodal,
                 )
             )
         return out

@@ -32,6 +32,7 @@ from .buildchecks import check_embedding_dims
 from .config import LightMemConfig, load_config_file, validate
 from .errors import InputError, guard_public_api
 from .hookchain import HookChain
+from .images import has_parts
 from .owner import DirectoryOwner, claim_memory_dir
 from .pipeline.edit import EntryEditor
 from .pipeline.index import Indexer
@@ -311,6 +312,12 @@ class LightMemory:
         the next call of the scope or :meth:`retry` (see ``pipeline/budget.py``).
         """
         scope = make_scope(user_id, agent_id, run_id)
+        images: list[Any] = []
+        if self.config.multimodal_embedder is not None or has_parts(messages):
+            from .images import split_images  # every image checked before anything is written
+
+            enabled = self.config.multimodal_embedder is not None
+            messages, images = split_images(messages, self.config.images, enabled)
         if dry_run:
             from .pipeline.budget import check_token_budget
 
@@ -318,13 +325,18 @@ class LightMemory:
             return self.plan().add_memory(
                 messages, scope, force_segment=force_segment, force_extract=force_extract
             )
-        return self._ingestion.add(
+        result = self._ingestion.add(
             messages,
             scope,
             force_segment=force_segment,
             force_extract=force_extract,
             token_budget=token_budget,
         )
+        if images:
+            from .images import store_image_entries
+
+            store_image_entries(self._rt, messages, images, scope)
+        return result
 
     def plan(self) -> Any:
         """An :class:`~lightmem_core.pipeline.estimate.IngestionPlan`: its ``add_memory(messages,

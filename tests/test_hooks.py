@@ -54,6 +54,10 @@ def test_lightmem_register_text_embedders(ref_host):
     _kind_register_test(ref_host, "lightmem_register_text_embedders", "text_embedder")
 
 
+def test_lightmem_register_multimodal_embedders(ref_host):
+    _kind_register_test(ref_host, "lightmem_register_multimodal_embedders", "multimodal_embedder")
+
+
 def test_lightmem_register_embedding_retrievers(ref_host):
     _kind_register_test(ref_host, "lightmem_register_embedding_retrievers", "embedding_retriever")
 

@@ -14,6 +14,7 @@ from .protocols import (
     EmbeddingRetriever,
     GraphMemory,
     MemoryManager,
+    MultimodalEmbedder,
     PreCompressor,
     Reranker,
     TextEmbedder,
@@ -70,6 +71,12 @@ KINDS: tuple[BackendKind, ...] = (
         "lightmem_register_text_embedders",
         TextEmbedder,
         "turns texts into vectors for the vector stores and the update queue",
+    ),
+    BackendKind(
+        "multimodal_embedder",
+        "lightmem_register_multimodal_embedders",
+        MultimodalEmbedder,
+        "turns images and texts into vectors of one space for image memory",
     ),
     BackendKind(
         "embedding_retriever",

@@ -75,6 +75,24 @@ class TextEmbedder(Protocol):
 
 
 @runtime_checkable
+class MultimodalEmbedder(Protocol):
+    """Turns texts and images into vectors of one space (a CLIP-family model).
+
+    ``embed_texts`` returns one vector per text and ``embed_images`` one per image (each given
+    as the bytes of an encoded file: PNG, JPEG ...), ``dimension`` floats each (a list of lists
+    or a 2-D numpy array), L2-normalised, so that a text's dot product with an image is their
+    similarity. ``model_name`` identifies the model.
+    """
+
+    model_name: str
+    dimension: int
+
+    def embed_texts(self, texts: Sequence[str]) -> Any: ...
+
+    def embed_images(self, images: Sequence[bytes]) -> Any: ...
+
+
+@runtime_checkable
 class EmbeddingRetriever(Protocol):
     """A vector index over memory entries.
 

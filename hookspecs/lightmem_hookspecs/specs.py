@@ -72,6 +72,16 @@ def lightmem_register_text_embedders(register: Register) -> None:
 
 
 @hookspec
+def lightmem_register_multimodal_embedders(register: Register) -> None:
+    """Register text-and-image embedding backends (``multimodal_embedder`` in the configuration).
+
+    ``factory(options, context)`` must return a :class:`~lightmem_hookspecs.MultimodalEmbedder`.
+
+    :param register: the registration callback bound to this kind and this plugin.
+    """
+
+
+@hookspec
 def lightmem_register_embedding_retrievers(register: Register) -> None:
     """Register vector store backends (``embedding_retriever`` in the configuration).
 

@@ -65,6 +65,87 @@ class HashEmbedder:
         return out
 
 
+#: The reference multimodal embedder's axes: one per colour name, plus "other".
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 200, 60),
+    "blue": (30, 60, 220),
+    "yellow": (230, 220, 40),
+    "black": (10, 10, 10),
+    "white": (245, 245, 245),
+}
+
+
+class ColourEmbedder:
+    """A reference multimodal embedder whose vectors are known: one axis per colour name.
+
+    A text's vector counts the colour names it contains (``"the red picture"`` is the ``red``
+    axis); an image's vector is the axis of the named colour nearest to its mean pixel, plus a
+    little of the others so ties stay ordered. Text and images share the space, so a query
+    naming a colour must find the image of that colour first.
+    """
+
+    model_name = "reference-colours"
+
+    def __init__(self) -> None:
+        self.names = list(COLOURS)
+        self.dimension = len(self.names) + 1
+        self.images_embedded = 0
+
+    def _unit(self, vec: list[float]) -> list[float]:
+        norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+        return [v / norm for v in vec]
+
+    def embed_texts(self, texts: Sequence[str]) -> list[list[float]]:
+        out = []
+        for text in texts:
+            vec = [0.0] * self.dimension
+            for w in words(text):
+                if w in COLOURS:
+                    vec[self.names.index(w)] += 1.0
+            if not any(vec):
+                vec[-1] = 1.0
+            out.append(self._unit(vec))
+        return out
+
+    def embed_images(self, images: Sequence[bytes]) -> list[list[float]]:
+        import io
+
+        from PIL import Image, ImageStat
+
+        out = []
+        for data in images:
+            with Image.open(io.BytesIO(data)) as image:
+                mean = ImageStat.Stat(image.convert("RGB")).mean
+            distance = [
+                math.dist(mean, COLOURS[name]) for name in self.names
+            ]  # nearest colour: the largest value
+            vec = [1.0 / (1.0 + d) for d in distance] + [0.0]
+            best = min(range(len(distance)), key=distance.__getitem__)
+            vec[best] += 1.0
+            out.append(self._unit(vec))
+        self.images_embedded += len(images)
+        return out
+
+
+def colour_png(name_or_rgb: str | tuple[int, int, int], size: int = 8) -> bytes:
+    """A small PNG of one colour (a named reference colour or an RGB triple)."""
+    import io
+
+    from PIL import Image
+
+    rgb = COLOURS[name_or_rgb] if isinstance(name_or_rgb, str) else name_or_rgb
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def data_uri(data: bytes, media_type: str = "image/png") -> str:
+    import base64
+
+    return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
 @attrs.frozen
 class ExactOptions:
     persist: bool = True
@@ -344,7 +425,8 @@ class MemoryGraphOptions:
 
 
 class ReferencePlugin:
-    """Registers ``hash`` (text_embedder), ``exact`` (embedding_retriever), ``keyword``
+    """Registers ``hash`` (text_embedder), ``colours`` (multimodal_embedder: the
+    :class:`ColourEmbedder`), ``exact`` (embedding_retriever), ``keyword``
     (context_retriever), ``memory`` (graph_memory) and ``scripted`` (memory_manager: the
     :class:`~lightmem_core.testing.scripted.ScriptedMemoryManager` given as
     ``memory_manager``, else a new one per memory, answering as
@@ -370,6 +452,10 @@ class ReferencePlugin:
     @hookimpl
     def lightmem_register_text_embedders(self, register: Any) -> None:
         register("hash", lambda o, c: HashEmbedder(o.dims), options=HashEmbedderOptions)
+
+    @hookimpl
+    def lightmem_register_multimodal_embedders(self, register: Any) -> None:
+        register("colours", lambda o, c: ColourEmbedder())
 
     @hookimpl
     def lightmem_register_embedding_retrievers(self, register: Any) -> None:

@@ -12,6 +12,7 @@ module costs nothing.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -158,4 +159,86 @@ def build_tiny_gpt2(
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_tiny_clip(
+    folder: str | Path,
+    *,
+    corpus: Iterable[str] | None = None,
+    vocab_size: int = 400,
+    hidden_size: int = 32,
+    projection_dim: int = 16,
+    image_size: int = 16,
+    seed: int = 0,
+) -> Path:
+    """Save a random ``CLIPModel`` with its processor (a byte-level BPE tokenizer and an image
+    processor) to ``folder``: the layout of a CLIP checkpoint, which sentence-transformers loads
+    as one model for texts and images (vectors of ``projection_dim``)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTextConfig,
+        CLIPVisionConfig,
+    )
+
+    # a fast tokenizer class the transformers stubs do not declare
+    clip_tokenizer = importlib.import_module("transformers").CLIPTokenizerFast
+
+    folder = Path(folder)
+    bos, eos = "<|startoftext|>", "<|endoftext|>"
+    tok = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A {eos}", special_tokens=[(bos, 0), (eos, 1)]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[bos, eos],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(_corpus(corpus), trainer)
+    tokenizer = clip_tokenizer(
+        tokenizer_object=tok,
+        bos_token=bos,
+        eos_token=eos,
+        unk_token=eos,
+        pad_token=eos,
+        model_max_length=32,
+    )
+    images = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config=CLIPTextConfig(
+            vocab_size=tok.get_vocab_size(),
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=32,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
+        ).to_dict(),
+        vision_config=CLIPVisionConfig(
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=image_size // 2,
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
+        ).to_dict(),
+        projection_dim=projection_dim,
+    )
+    model = CLIPModel(config).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
     return folder

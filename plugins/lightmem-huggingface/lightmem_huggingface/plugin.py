@@ -9,7 +9,7 @@ from lightmem_hookspecs import BackendContext, Register, hookimpl
 from lightmem_textkit.models import check_model_folder, cuda_unusable
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.0"
+LIGHTMEM_CONTRACT = "1.2"
 
 if TYPE_CHECKING:
     from .embedder import HuggingFaceEmbedder
@@ -89,4 +89,35 @@ def lightmem_register_text_embedders(register: Register) -> None:
         build_embedder,
         options=HuggingFaceOptions,
         description="sentence-transformers models, offline; default all-MiniLM-L6-v2 (384 dims).",
+    )
+
+
+@attrs.frozen
+class ClipOptions:
+    """Options of the ``huggingface`` multimodal embedder (``multimodal_embedder.configs``):
+    ``model`` (a local CLIP folder or a sentence-transformers name, default
+    ``clip-ViT-B-32``), ``device``, ``batch_size``."""
+
+    model: str | None = None
+    device: str | None = attrs.field(default=None, validator=_device_usable)
+    batch_size: int = attrs.field(default=32, validator=_positive_or_none)
+
+
+def build_clip(options: ClipOptions, context: BackendContext) -> Any:
+    """The factory: nothing loads until the first image or query is embedded."""
+    from .clip import ClipEmbedder
+
+    return ClipEmbedder(options.model, device=options.device, batch_size=options.batch_size)
+
+
+@hookimpl
+def lightmem_register_multimodal_embedders(register: Register) -> None:
+    register(
+        "huggingface",
+        build_clip,
+        options=ClipOptions,
+        description=(
+            "A CLIP model through sentence-transformers: texts and images in one space "
+            "(clip-ViT-B-32 by default; a local folder offline)"
+        ),
     )

@@ -9,8 +9,8 @@ call) with the ``llama-cpp`` manager (SmolLM2-135M unless ``--model``), in the s
 - ``off``: ``kv_cache: false``, one memory open for the whole conversation;
 - ``on``: ``kv_cache: true``, an empty cache folder, one memory open;
 - ``off-reopen`` / ``on-reopen``: the memory opened and closed around each session (a fresh
-  model worker each time, as a command-line ``lightmem add`` per session does), the ``on`` run
-  with the cache folder the ``on`` run left.
+  model worker each time, as a command-line ``lightmem add`` per session does); the ``on`` one
+  with its own empty cache folder.
 
 Per extraction call: prompt tokens, tokens evaluated (not restored from a cache file nor reused
 from the previous call in the worker) and wall time. Checked: the stored memories are the same
@@ -153,20 +153,18 @@ def main(argv: list[str] | None = None) -> int:
                 base / f"mem-{next(counter)}", args.model, kv_dir, args.max_tokens
             )
 
+        kv2 = Path(tmp) / "kv-reopen"
+
+        def reopened(where: Path, kv_dir: Path | None):
+            return lambda: config(where, args.model, kv_dir, args.max_tokens)
+
         plans = [
             ("off", fresh(None), False),
             ("on", fresh(kv), False),
-            ("off-reopen", fresh(None), True),
-            ("on-reopen", fresh(kv), True),
+            ("off-reopen", reopened(base / "mem-off-reopen", None), True),
+            ("on-reopen", reopened(base / "mem-on-reopen", kv2), True),
         ]
         for label, make, reopen in plans:
-            if label == "off-reopen":
-                # each reopen run writes into one memory dir: a new dir, kept across sessions
-                where = base / "mem-off-reopen"
-                make = lambda where=where: config(where, args.model, None, args.max_tokens)  # noqa: E731
-            if label == "on-reopen":
-                where = base / "mem-on-reopen"
-                make = lambda where=where: config(where, args.model, kv, args.max_tokens)  # noqa: E731
             results.append(run(label, sessions, make, reopen))
         cache_files = sorted(p.name for p in kv.glob("*.lmkv"))
         cache_bytes = sum(p.stat().st_size for p in kv.glob("*.lmkv"))

@@ -1,0 +1,479 @@
+"""Image memory: images in messages become entries of their own, embedded and searched as images.
+
+Messages may carry OpenAI-style content parts: ``{"type": "text", "text": ...}`` and
+``{"type": "image_url", "image_url": {"url": ...}}`` where the URL is a ``data:`` URI (base64)
+or a local file (a path or ``file://``) under one of ``images.allowed_roots``; nothing is
+downloaded. Every image is checked before anything is written (:func:`split_images`): a
+``data:`` URI that is not base64, a path outside the allowed roots, a file over
+``images.max_bytes``, a format not in ``images.formats``, a corrupt or truncated image — each an
+:class:`ImageInputError` naming ``messages[i].content[j]``, and nothing of the call is stored.
+
+The message keeps its text parts (``[image]`` when it has none) and lists its images in
+``metadata["images"]``. After the messages are journaled, each image becomes an entry
+(:func:`store_image_entries`): its text is the caption (the message's own text, else the text
+of the message before it in the call), ``category`` is ``"image"``, ``metadata["image"]`` says
+where the image is (``path``) and what it is (``sha256``, ``media_type``, ``width``,
+``height``, ``bytes``, ``storage``), with the message as provenance, its time stamp, speaker and
+scope. With ``images.storage: copy`` the file is kept once per content hash in
+``<memory_dir>/images``; with ``reference`` the caller's path is kept.
+
+The entry's caption goes into the text indexes like any entry; the image itself is embedded by
+the ``multimodal_embedder`` into the vector index of the ``multimodal`` retriever
+(:class:`ImageIndex`, SQLite in ``<memory_dir>/images``), which joins the retrieval chain with
+its weight and answers a query with the images nearest to the query's text embedding. Deleting
+an image entry (``delete``, an update pass, an erase) removes it from that index and removes a
+copied file no other entry uses.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import os
+import re
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+from lightmem_hookspecs import IndexRecord, MemoryEntry, Scope, SearchFilter, entry_payload
+
+from .errors import InputError
+
+#: Pillow format name -> media type and file extension.
+FORMATS: dict[str, tuple[str, str]] = {
+    "PNG": ("image/png", ".png"),
+    "JPEG": ("image/jpeg", ".jpg"),
+    "GIF": ("image/gif", ".gif"),
+    "WEBP": ("image/webp", ".webp"),
+    "BMP": ("image/bmp", ".bmp"),
+    "TIFF": ("image/tiff", ".tif"),
+}
+_DATA_URI = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^;,]*)*),", re.S)
+PLACEHOLDER = "[image]"
+
+
+class ImageInputError(InputError):
+    """An image in a message cannot be used (what, where — ``messages[i].content[j]`` — and
+    what to do); nothing of the call was stored."""
+
+
+@attrs.frozen
+class ImagePart:
+    """One checked image of a message."""
+
+    message: int
+    part: int
+    data: bytes = attrs.field(repr=False)
+    sha256: str
+    format: str
+    width: int
+    height: int
+    source: str | None  # the caller's file, for a local path
+
+    @property
+    def media_type(self) -> str:
+        return FORMATS.get(self.format, ("application/octet-stream", ""))[0]
+
+    def ref(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256,
+            "media_type": self.media_type,
+            "width": self.width,
+            "height": self.height,
+            "bytes": len(self.data),
+        }
+
+
+def has_parts(messages: Any) -> bool:
+    items = [messages] if isinstance(messages, Mapping) else messages
+    if not isinstance(items, Sequence) or isinstance(items, str | bytes):
+        return False
+    return any(isinstance(m, Mapping) and isinstance(m.get("content"), list) for m in items)
+
+
+def split_images(messages: Any, options: Any, enabled: bool) -> tuple[Any, list[ImagePart]]:
+    """Messages with their content parts turned into text, and their images, checked.
+
+    ``options`` is the configuration's ``images`` section; ``enabled`` whether a
+    ``multimodal_embedder`` is configured. Messages without parts are returned as given.
+    """
+    if not has_parts(messages):
+        return messages, []
+    items = [messages] if isinstance(messages, Mapping) else list(messages)
+    out: list[Any] = []
+    images: list[ImagePart] = []
+    for i, message in enumerate(items):
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if not isinstance(content, list):
+            out.append(message)
+            continue
+        texts: list[str] = []
+        found: list[ImagePart] = []
+        for j, part in enumerate(content):
+            where = f"messages[{i}].content[{j}]"
+            if not isinstance(part, Mapping):
+                raise ImageInputError(
+                    f"{where}: expected a content part (a dict with 'type'), got "
+                    f"{type(part).__name__}"
+                )
+            kind = part.get("type")
+            if kind in ("text", "input_text"):
+                text = part.get("text")
+                if not isinstance(text, str):
+                    raise ImageInputError(f"{where}.text: expected a string")
+                texts.append(text)
+            elif kind in ("image_url", "input_image"):
+                if not enabled:
+                    raise ImageInputError(
+                        f"{where}: an image part needs image memory: configure "
+                        "multimodal_embedder (e.g. {'model_name': 'huggingface'}), or send "
+                        "the text only"
+                    )
+                found.append(_image(part, where, options, i, j))
+            else:
+                raise ImageInputError(f"{where}.type: expected 'text' or 'image_url', got {kind!r}")
+        text = "\n".join(t.strip() for t in texts if t.strip())
+        metadata = dict(message.get("metadata") or {})
+        if found:
+            metadata["images"] = [p.ref() for p in found]
+        out.append({**message, "content": text or PLACEHOLDER, "metadata": metadata})
+        images += found
+    return out, images
+
+
+def _image(part: Mapping[str, Any], where: str, options: Any, i: int, j: int) -> ImagePart:
+    value = part.get("image_url")
+    url = value.get("url") if isinstance(value, Mapping) else value
+    if not isinstance(url, str) or not url:
+        raise ImageInputError(f"{where}.image_url: expected {{'url': 'data:...' or a path}}")
+    limit = int(options.max_bytes)
+    source: str | None = None
+    if url.startswith("data:"):
+        data = _data_uri(url, where, limit)
+    elif re.match(r"^[a-z][a-z0-9+.-]*://", url, re.I) and not url.startswith("file://"):
+        raise ImageInputError(
+            f"{where}: {url.split('://')[0]}:// URLs are not fetched (LightMem downloads "
+            "nothing); send the image as a data: URI or a local file under images.allowed_roots"
+        )
+    else:
+        data, source = _local_file(url.removeprefix("file://"), where, options, limit)
+    return _check(data, where, options, i, j, source)
+
+
+def _data_uri(url: str, where: str, limit: int) -> bytes:
+    m = _DATA_URI.match(url)
+    if m is None or ";base64" not in m.group("params").lower():
+        raise ImageInputError(
+            f"{where}: the data: URI is not base64 (expected data:image/png;base64,...)"
+        )
+    payload = url[m.end() :]
+    if len(payload) * 3 // 4 > limit + 3:
+        raise ImageInputError(
+            f"{where}: the image is over images.max_bytes ({limit} bytes); send a smaller one "
+            "or raise the limit"
+        )
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ImageInputError(f"{where}: the data: URI is not valid base64 ({exc})") from None
+
+
+def _local_file(path: str, where: str, options: Any, limit: int) -> tuple[bytes, str]:
+    roots = [Path(r).expanduser().resolve() for r in options.allowed_roots]
+    if not roots:
+        raise ImageInputError(
+            f"{where}: local image files are not allowed (images.allowed_roots is empty); "
+            "list the folders images may come from, or send a data: URI"
+        )
+    real = Path(path).expanduser().resolve()
+    if not any(real.is_relative_to(root) for root in roots):
+        raise ImageInputError(
+            f"{where}: {path!r} is outside images.allowed_roots "
+            f"({', '.join(str(r) for r in roots)}); move it there or add its folder"
+        )
+    if not real.is_file():
+        raise ImageInputError(f"{where}: no image file at {path!r}")
+    if real.stat().st_size > limit:
+        raise ImageInputError(
+            f"{where}: the image is over images.max_bytes ({limit} bytes); send a smaller one "
+            "or raise the limit"
+        )
+    return real.read_bytes(), str(real)
+
+
+def _check(data: bytes, where: str, options: Any, i: int, j: int, source: str | None) -> ImagePart:
+    if len(data) > options.max_bytes:
+        raise ImageInputError(
+            f"{where}: the image is over images.max_bytes ({options.max_bytes} bytes); send a "
+            "smaller one or raise the limit"
+        )
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            fmt = str(probe.format)
+            probe.verify()
+    except UnidentifiedImageError:
+        raise ImageInputError(
+            f"{where}: not an image in a format LightMem reads (accepted: "
+            f"{', '.join(options.formats)})"
+        ) from None
+    except Exception as exc:
+        raise ImageInputError(f"{where}: corrupt or truncated image ({exc})") from None
+    if fmt not in options.formats:
+        raise ImageInputError(
+            f"{where}: unsupported image format {fmt}; accepted: {', '.join(options.formats)} "
+            "(images.formats)"
+        )
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()  # decodes every pixel: a truncated file fails here
+            width, height = image.size
+    except Exception as exc:
+        raise ImageInputError(f"{where}: corrupt or truncated image ({exc})") from None
+    digest = hashlib.sha256(data).hexdigest()
+    return ImagePart(i, j, data, digest, fmt, width, height, source)
+
+
+# -------------------------------------------------------------------------------------------
+# Entries
+# -------------------------------------------------------------------------------------------
+
+
+def image_dir(memory_dir: str | Path) -> Path:
+    return Path(memory_dir) / "images"
+
+
+def _keep(part: ImagePart, folder: Path, storage: str) -> str:
+    if storage == "reference" and part.source is not None:
+        return part.source
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{part.sha256}{FORMATS.get(part.format, ('', '.img'))[1]}"
+    if not target.exists():
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(part.data)
+        os.replace(tmp, target)
+    return str(target)
+
+
+def image_entries(
+    rt: Any, messages: Any, images: Sequence[ImagePart], scope: Scope
+) -> list[tuple[MemoryEntry, ImagePart]]:
+    """Each image's entry (its file kept first, as configured), not yet stored."""
+    from .messages import normalize_messages
+
+    normalized = normalize_messages(messages, scope)
+    options = rt.config.images
+    folder = image_dir(rt.config.memory_dir)
+    out = []
+    for part in images:
+        message = normalized[part.message]
+        caption = message.content if message.content != PLACEHOLDER else ""
+        k = part.message - 1
+        while not caption and k >= 0:
+            if normalized[k].content != PLACEHOLDER:
+                caption = normalized[k].content
+            k -= 1
+        storage = "reference" if options.storage == "reference" and part.source else "copy"
+        path = _keep(part, folder, storage)
+        key = json.dumps([message.scope.as_dict(), message.id, part.part, part.sha256])
+        entry = MemoryEntry(
+            id="img-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:29],
+            memory=caption or "an image",
+            source_message_ids=(message.id,),
+            time_stamp=message.time_stamp,
+            speaker_id=message.speaker_id,
+            speaker_name=message.speaker_name,
+            scope=message.scope,
+            category="image",
+            metadata={"image": {**part.ref(), "path": path, "storage": storage}},
+        )
+        out.append((entry, part))
+    return out
+
+
+def store_image_entries(
+    rt: Any, messages: Any, images: Sequence[ImagePart], scope: Scope
+) -> list[MemoryEntry]:
+    """Store, embed and index the entries of ``images`` (after their messages are journaled);
+    an image already stored for the same message is not stored again."""
+    if not images:
+        return []
+    index = image_index(rt)
+    pairs = image_entries(rt, messages, images, scope)
+    with rt.lock:
+        rt.indexer.open()
+        batch = rt.store.create_batch([], scope=scope)
+        stored = rt.store.complete_batch(batch, [e for e, _ in pairs])
+        fresh = {e.id for e in stored}
+        if index is not None:
+            index.add_images([(e, p.data) for e, p in pairs if e.id in fresh])
+        rt.indexer.index(stored, defer=True)
+        if stored:
+            rt.hooks.entries_stored(stored)
+    return stored
+
+
+def image_index(rt: Any) -> ImageIndex | None:
+    """The memory's ``multimodal`` retriever, if its chain has one."""
+    for retriever in rt.backends.retrievers():
+        if isinstance(retriever.backend, ImageIndex):
+            return retriever.backend
+    return None
+
+
+# -------------------------------------------------------------------------------------------
+# The multimodal retriever
+# -------------------------------------------------------------------------------------------
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    entry_id TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    path TEXT NOT NULL,
+    storage TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS indexed (entry_id TEXT PRIMARY KEY);
+"""
+
+
+class ImageIndex:
+    """The ``multimodal`` retriever: image vectors from the multimodal embedder, searched by the
+    query text's vector in the same space (exact, cosine). Its ``count`` covers every entry
+    it was given, so the core's catch-up sees it in line; ``delete`` also removes a copied
+    image file no remaining entry uses."""
+
+    def __init__(self, embedder: Any, folder: Path) -> None:
+        self.embedder = embedder
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(folder / "images.db", check_same_thread=False)
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._matrix: Any = None  # (ids, payloads, vectors) loaded on the first search
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def add_images(self, items: Sequence[tuple[MemoryEntry, bytes]]) -> None:
+        import numpy as np
+
+        if not items:
+            return
+        vectors = np.asarray(self.embedder.embed_images([d for _, d in items]), dtype=np.float32)
+        if vectors.shape != (len(items), int(self.embedder.dimension)):
+            raise ValueError(
+                f"multimodal_embedder returned shape {vectors.shape} for {len(items)} images"
+            )
+        rows = []
+        for (entry, _), vector in zip(items, vectors, strict=True):
+            image = entry.metadata["image"]
+            payload = json.dumps(entry_payload(entry))
+            rows.append(
+                (
+                    entry.id,
+                    image["sha256"],
+                    image["path"],
+                    image["storage"],
+                    payload,
+                    vector.tobytes(),
+                )
+            )
+        with self._lock, self._db:
+            self._db.executemany("INSERT OR REPLACE INTO images VALUES (?,?,?,?,?,?)", rows)
+            self._db.executemany(
+                "INSERT OR IGNORE INTO indexed VALUES (?)", [(r[0],) for r in rows]
+            )
+            self._matrix = None
+
+    def index(self, records: Sequence[IndexRecord]) -> None:
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO indexed VALUES (?)", [(r.id,) for r in records]
+            )
+
+    def delete(self, ids: Sequence[str]) -> None:
+        ids = list(ids)
+        with self._lock, self._db:
+            marks = ",".join("?" * len(ids))
+            gone = self._db.execute(
+                f"SELECT sha256, path, storage FROM images WHERE entry_id IN ({marks})", ids
+            ).fetchall()
+            self._db.execute(f"DELETE FROM images WHERE entry_id IN ({marks})", ids)
+            self._db.execute(f"DELETE FROM indexed WHERE entry_id IN ({marks})", ids)
+            for sha, path, storage in gone:
+                used = self._db.execute(
+                    "SELECT 1 FROM images WHERE sha256=? AND storage='copy'", (sha,)
+                ).fetchone()
+                if storage == "copy" and used is None:
+                    Path(path).unlink(missing_ok=True)
+            self._matrix = None
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM indexed").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- search -------------------------------------------------------------------------------
+
+    def search(
+        self, query: str, *, limit: int, filter: SearchFilter | None = None
+    ) -> list[tuple[str, float]]:
+        import numpy as np
+
+        ids, payloads, matrix = self._load()
+        if not ids or limit <= 0:
+            return []
+        q = np.asarray(self.embedder.embed_texts([query]), dtype=np.float32)[0]
+        scores = matrix @ q
+        keep = (
+            np.arange(len(ids))
+            if filter is None
+            else np.array(
+                [k for k, p in enumerate(payloads) if filter.matches(ids[k], p)], dtype=int
+            )
+        )
+        if keep.size == 0:
+            return []
+        best = keep[np.argsort(-scores[keep], kind="stable")[:limit]]
+        return [(ids[k], float(scores[k])) for k in best]
+
+    def _load(self) -> tuple[list[str], list[dict[str, Any]], Any]:
+        import numpy as np
+
+        with self._lock:
+            if self._matrix is None:
+                rows = self._db.execute(
+                    "SELECT entry_id, payload, vector FROM images ORDER BY entry_id"
+                ).fetchall()
+                dim = int(self.embedder.dimension)
+                matrix = (
+                    np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
+                    if rows
+                    else np.zeros((0, dim), dtype=np.float32)
+                )
+                self._matrix = ([r[0] for r in rows], [json.loads(r[1]) for r in rows], matrix)
+            return self._matrix
+
+
+def build_image_index(options: Any, context: Any) -> ImageIndex:
+    """Factory of the ``multimodal`` context retriever (needs ``multimodal_embedder``)."""
+    embedder = context.get_backend("multimodal_embedder")
+    if embedder is None:
+        raise InputError(
+            "the multimodal retriever needs a multimodal_embedder; configure one (e.g. "
+            "{'model_name': 'huggingface'})"
+        )
+    return ImageIndex(embedder, image_dir(context.memory_dir))

@@ -1,0 +1,72 @@
+"""The ``huggingface`` multimodal embedder on a tiny random CLIP built here (no hub access).
+
+The weights are random, so which image a text is nearest to means nothing: these tests check
+the wiring (texts and images in one normalised space of the model's dimension; an image added
+through LightMemory is embedded, searchable as an image and deleted with its file). Which image
+comes first is tested in the core with the reference embedder, whose vectors are known.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from lightmem_huggingface.clip import ClipEmbedder
+
+from lightmem_core import LightMemory
+from lightmem_core.testing.reference import colour_png, data_uri
+from lightmem_core.testing.tiny_models import build_tiny_clip
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+def test_texts_and_images_share_one_normalised_space(tiny_clip):
+    embedder = ClipEmbedder(str(tiny_clip))
+    texts = embedder.embed_texts(["the picture of my dog at the beach", "a red square"])
+    images = embedder.embed_images([colour_png("red"), colour_png("blue", size=30)])
+    assert embedder.dimension == 16
+    assert texts.shape == images.shape == (2, 16)
+    assert np.allclose(np.linalg.norm(texts, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(np.linalg.norm(images, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(images[0], images[1])  # different images, different vectors
+
+
+def test_a_missing_model_says_how_to_get_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match=r"local CLIP model folder"):
+        ClipEmbedder(str(tmp_path / "no-model")).embed_texts(["x"])
+
+
+@pytest.mark.slow
+def test_an_image_through_lightmemory_with_the_tiny_clip(tiny_clip, tmp_path):
+    config = {
+        "memory_dir": str(tmp_path / "mem"),
+        "retrieve_strategy": "context",
+        "context_retriever": {"model_name": "sqlite-bm25"},
+        "text_embedder": None,
+        "embedding_retriever": None,
+        "multimodal_embedder": {"model_name": "huggingface", "configs": {"model": str(tiny_clip)}},
+    }
+    with LightMemory(config) as mem:  # the installed plugins, found through their entry points
+        mem.add(
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "My dog at the beach"},
+                        {"type": "image_url", "image_url": {"url": data_uri(colour_png("red"))}},
+                    ],
+                }
+            ]
+        )
+        hits = mem.search("a photo of a dog", limit=5)
+        (hit,) = [h for h in hits if "multimodal" in h.scores]
+        assert hit.entry.category == "image"
+        path = hit.entry.metadata["image"]["path"]
+        assert os.path.isfile(path)
+        mem.delete(hit.entry.id)
+        assert not os.path.exists(path)

@@ -1,0 +1,179 @@
+"""Image memory end to end on the reference backends and the reference multimodal embedder.
+
+The reference embedder's vectors are known (one axis per colour name; an image is the axis of
+its colour), so a text query naming a colour must find the image of that colour first.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+
+from lightmem_core import LightMemory
+from lightmem_core.images import ImageInputError
+from lightmem_core.testing.reference import colour_png, data_uri, reference_config
+
+
+def image_message(text: str | None, url: str, **extra) -> dict:
+    parts = [{"type": "text", "text": text}] if text is not None else []
+    parts.append({"type": "image_url", "image_url": {"url": url}})
+    return {"role": "user", "content": parts, "time_stamp": "2024-06-01T10:00", **extra}
+
+
+@pytest.fixture
+def config(tmp_path):
+    return reference_config(tmp_path / "mem", multimodal_embedder={"model_name": "colours"})
+
+
+def test_an_image_is_an_entry_found_by_a_text_query_and_deleted_with_its_file(config, ref_host):
+    with LightMemory(config, host=ref_host) as mem:
+        mem.add(
+            [
+                image_message("The picture of my dog at the beach", data_uri(colour_png("red"))),
+                image_message("Our kitchen after the renovation", data_uri(colour_png("blue"))),
+                {"role": "user", "content": "I like green tea with honey."},
+            ],
+            user_id="maya",
+        )
+        hits = mem.search("the red photo", limit=5, user_id="maya")
+        assert hits[0].ranks["multimodal"] == 1
+        top = hits[0].entry
+        assert top.category == "image"
+        assert top.memory == "The picture of my dog at the beach"
+        image = top.metadata["image"]
+        assert image["media_type"] == "image/png" and image["storage"] == "copy"
+        assert (image["width"], image["height"]) == (8, 8)
+        with open(image["path"], "rb") as f:
+            assert f.read() == colour_png("red")
+        assert "multimodal" in hits[0].scores
+        assert top.scope.user_id == "maya" and len(top.source_message_ids) == 1
+        hits = mem.search("something blue", limit=5, user_id="maya")
+        (blue,) = [h.entry for h in hits if h.ranks.get("multimodal") == 1]
+        assert blue.memory == "Our kitchen after the renovation"
+        # get and history cover images
+        assert mem.get(top.id) == top
+        assert [h["action"] for h in mem.history(top.id)] == ["add"]
+        # another scope sees none of them
+        assert all(h.entry.scope.user_id != "maya" for h in mem.search("red", user_id="ana"))
+        mem.delete(top.id)
+        assert mem.get(top.id).status == "deleted"
+        assert not _exists(image["path"])
+        assert all(h.entry.id != top.id for h in mem.search("the red photo", user_id="maya"))
+        assert [h["action"] for h in mem.history(top.id)] == ["add", "delete"]
+
+
+def _exists(path: str) -> bool:
+    import os
+
+    return os.path.exists(path)
+
+
+def test_the_same_image_twice_is_stored_once_and_kept_while_an_entry_uses_it(config, ref_host):
+    url = data_uri(colour_png("green"))
+    with LightMemory(config, host=ref_host) as mem:
+        mem.add([image_message("first", url), image_message("second", url)], user_id="u")
+        mem.add([image_message("first", url)], user_id="u")  # re-sent: nothing new
+        entries = [e for e in mem.get_all(user_id="u") if e.category == "image"]
+        assert sorted(e.memory for e in entries) == ["first", "second"]
+        paths = {e.metadata["image"]["path"] for e in entries}
+        assert len(paths) == 1
+        mem.delete(entries[0].id)
+        assert _exists(paths.pop())  # the other entry still uses the file
+
+
+def test_a_local_file_under_an_allowed_root_by_copy_or_reference(tmp_path, ref_host):
+    root = tmp_path / "photos"
+    root.mkdir()
+    photo = root / "beach.png"
+    photo.write_bytes(colour_png("yellow"))
+    for storage in ("copy", "reference"):
+        config = reference_config(
+            tmp_path / f"mem-{storage}",
+            multimodal_embedder={"model_name": "colours"},
+            images={"allowed_roots": [str(root)], "storage": storage},
+        )
+        with LightMemory(config, host=ref_host) as mem:
+            mem.add([image_message(None, f"file://{photo}")])
+            (hit,) = [h for h in mem.search("yellow", limit=3) if h.entry.category == "image"]
+            image = hit.entry.metadata["image"]
+            assert image["storage"] == storage
+            assert (image["path"] == str(photo)) is (storage == "reference")
+            assert hit.entry.memory == "an image"  # no text anywhere: a plain caption
+            mem.delete(hit.entry.id)
+            assert photo.is_file()  # the caller's file is never removed
+
+
+def _png_bytes() -> bytes:
+    return colour_png("red", size=64)
+
+
+def _tiff() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(buffer, format="TIFF")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        (lambda root: data_uri(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40), r"not an image|corrupt"),
+        (lambda root: data_uri(_png_bytes()[:-60]), r"corrupt or truncated"),
+        (lambda root: data_uri(b"just some text, no image"), r"not an image"),
+        (lambda root: data_uri(_tiff(), "image/tiff"), r"unsupported image format TIFF"),
+        (lambda root: data_uri(b"\x00" * 3000), r"over images\.max_bytes \(2000 bytes\)"),
+        (lambda root: "data:image/png," + "abc", r"not base64"),
+        (lambda root: "data:image/png;base64,%%%not-base64%%%", r"not valid base64"),
+        (lambda root: "/etc/hostname", r"outside images\.allowed_roots"),
+        (lambda root: str(root / ".." / "outside.png"), r"outside images\.allowed_roots"),
+        (lambda root: "https://example.com/cat.png", r"downloads nothing"),
+    ],
+)
+def test_bad_images_are_typed_errors_naming_the_part_and_nothing_is_stored(
+    tmp_path, ref_host, url, match
+):
+    root = tmp_path / "photos"
+    root.mkdir()
+    (tmp_path / "outside.png").write_bytes(colour_png("red"))
+    config = reference_config(
+        tmp_path / "mem",
+        multimodal_embedder={"model_name": "colours"},
+        images={"allowed_roots": [str(root)], "max_bytes": 2000},
+    )
+    with LightMemory(config, host=ref_host) as mem:
+        messages = [
+            {"role": "user", "content": "a message before"},
+            image_message("my picture", url(root)),
+        ]
+        with pytest.raises(ImageInputError, match=match) as exc:
+            mem.add(messages)
+        assert "messages[1].content[1]" in str(exc.value)
+        assert mem.get_all() == []
+        assert mem.store.journal() == []
+        images = tmp_path / "mem" / "images"
+        assert not any(images.glob("*.png")) if images.exists() else True
+
+
+def test_image_parts_without_a_multimodal_embedder_are_refused(tmp_path, ref_host):
+    with LightMemory(reference_config(tmp_path / "mem"), host=ref_host) as mem:
+        with pytest.raises(ImageInputError, match=r"messages\[0\]\.content\[1\]: .*multimodal"):
+            mem.add([image_message("x", data_uri(colour_png("red")))])
+        assert mem.get_all() == []
+
+
+def test_text_parts_alone_are_accepted_as_text(tmp_path, ref_host):
+    with LightMemory(reference_config(tmp_path / "mem"), host=ref_host) as mem:
+        mem.add([{"role": "user", "content": [{"type": "text", "text": "I love figs."}]}])
+        assert [e.memory for e in mem.get_all()] == ["I love figs."]
+
+
+def test_the_multimodal_retriever_joins_the_chain_with_its_weight(config, ref_host):
+    config["hybrid_weights"] = {"multimodal": 0.5}
+    with LightMemory(config, host=ref_host) as mem:
+        chain = mem.stats()["chains"]
+        text = str(chain)
+        assert "multimodal" in text and "0.5" in text
+    base64.b64decode(data_uri(colour_png("red")).split(",", 1)[1])
