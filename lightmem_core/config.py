@@ -98,6 +98,11 @@ def _path_text(_inst: Any, attribute: attrs.Attribute, value: str | None) -> Non
         raise ValueError(f"{attribute.name}: cannot be encoded as UTF-8: {value!r}") from None
 
 
+def _optional_ttl(inst: Any, attribute: attrs.Attribute, value: float | None) -> None:
+    if value is not None:
+        _finite(inst, attribute, value, 1.0)
+
+
 def _positive(_inst: Any, attribute: attrs.Attribute, value: int | None) -> None:
     if value is not None and value <= 0:
         raise ValueError(f"{attribute.name}: must be > 0, got {value}")
@@ -324,6 +329,10 @@ class LightMemConfig:
     retry_backoff_max: float = attrs.field(
         default=300.0, validator=lambda i, a, v: _finite(i, a, v, 0.0)
     )
+    #: Seconds a memory lives after it is stored, unless its messages carry ``expires_at``
+    #: (unset: memories do not expire). Expired ones are not returned; the update pass
+    #: retires them.
+    memory_ttl: float | None = attrs.field(default=None, validator=_optional_ttl)
     #: Extraction calls to the LLM in flight at once across scopes (adds of different scopes
     #: extract side by side; the adds of one scope stay one at a time, in order).
     llm_concurrency: int = attrs.field(default=4, validator=_positive)

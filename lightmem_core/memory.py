@@ -34,6 +34,7 @@ from .errors import InputError, guard_public_api
 from .hookchain import HookChain
 from .images import has_parts
 from .owner import DirectoryOwner, claim_memory_dir
+from .pipeline import expiry
 from .pipeline.edit import EntryEditor
 from .pipeline.index import Indexer
 from .pipeline.ingest import AddResult, Ingestion
@@ -426,7 +427,8 @@ class LightMemory:
         ctx = QueryContext(query=query, limit=limit, strategy=strategy, filter=search_filter)
         scope = Scope(search_filter.user_id, search_filter.agent_id, search_filter.run_id)
         with self._lock, self._rt.hooks.scope(scope):
-            return self._retrieval.search(ctx, retrievers)
+            hits = self._retrieval.search(ctx, retrievers)
+        return expiry.live(hits, lambda h: h.entry)
 
     def retrieve(
         self,
@@ -450,6 +452,8 @@ class LightMemory:
         """The entry; with graph memory on, its relations (validity included) are listed under
         ``metadata["graph"]``."""
         entry = self._rt.store.get_entry(check_entry_id(entry_id))
+        if expiry.expired(entry):
+            return None
         graphs = self._rt.backends.graphs() if entry is not None else []
         if entry is None or not graphs:
             return entry
@@ -468,7 +472,8 @@ class LightMemory:
         include_inactive: bool = False,
     ) -> list[MemoryEntry]:
         scope = query_scope(user_id, agent_id, run_id, require_scope=self.config.require_scope)
-        return self._rt.store.entries(status=None if include_inactive else "active", scope=scope)
+        entries = self._rt.store.entries(status=None if include_inactive else "active", scope=scope)
+        return entries if include_inactive else expiry.live(entries)
 
     def history(self, entry_id: str | None = None) -> list[dict[str, Any]]:
         return self._rt.store.history(None if entry_id is None else check_entry_id(entry_id))
@@ -530,6 +535,7 @@ class LightMemory:
         with self._lock:
             rt.indexer.open()
             rt.indexer.flush()
+            expiry.purge(rt)  # expired memories are retired, not queued (pipeline/expiry.py)
             return rt.run(
                 "update",
                 lambda: construct_update_queue(rt, top_k=top_k, keep_top_n=keep_top_n),
@@ -545,7 +551,8 @@ class LightMemory:
         with self._lock:
             rt.indexer.open()
             rt.indexer.flush()
-            return rt.run(
+            expired = expiry.purge(rt)  # expired memories go first (see pipeline/expiry.py)
+            return expired + rt.run(
                 "update",
                 lambda: offline_update(rt, score_threshold=score_threshold),
                 mode="offline",

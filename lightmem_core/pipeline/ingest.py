@@ -28,7 +28,7 @@ from ..indexing import message_context
 from ..messages import normalize_messages
 from ..retry import BatchRetrier, retry_time
 from ..scope import is_unscoped, scope_key
-from . import budget, buffers
+from . import budget, buffers, expiry
 from .runtime import Runtime
 
 log = logging.getLogger("lightmem")
@@ -94,6 +94,7 @@ class Ingestion:
             max_chars=rt.config.max_message_chars,
             truncate=rt.config.truncate_long_messages,
         )
+        expiry.check_messages(normalized)
         if normalized and rt.config.require_scope and is_unscoped(scope):
             raise ScopeRequiredError(
                 "this memory is configured with require_scope: add messages with a user_id, "
@@ -387,7 +388,7 @@ class Ingestion:
                 error = budget.HELD_ERROR
             stored = rt.store.complete_batch(
                 batch_id,
-                entries,
+                expiry.stamp(rt.config.memory_ttl, entries, rows),
                 unextracted=unextracted,
                 rest_state=BatchState.HELD if held else BatchState.FAILED,
                 error=error,

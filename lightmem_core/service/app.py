@@ -66,6 +66,7 @@ class MessageIn(BaseModel):
     role: str
     content: str
     time_stamp: str | int | float | None = None
+    expires_at: str | int | float | None = None
     id: str | None = None
     speaker_id: str | None = None
     speaker_name: str | None = None
@@ -129,6 +130,12 @@ def _error(status: int, kind: str, message: str, path: str | None = None) -> JSO
         body["path"] = path
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _json(data: Any) -> Any:
+    """``data`` (already JSON-ready: the codec's output) as the response, without FastAPI's
+    generic encoder walking it again (1-2 ms for ten hits)."""
+    return JSONResponse(data)
 
 
 def _loc_path(loc: tuple[Any, ...]) -> str:
@@ -320,7 +327,7 @@ def create_app(
             agent_id=scope.agent_id,
             run_id=scope.run_id,
         )
-        return {"results": [hit_to_json(h) for h in hits]}
+        return _json({"results": [hit_to_json(h) for h in hits]})
 
     @app.get("/v1/memories", tags=["memories"], summary="List a scope's memories")
     async def list_memories(
@@ -341,12 +348,14 @@ def create_app(
             include_inactive=include_inactive,
         )
         page = entries[offset : offset + limit]
-        return {
-            "results": [entry_to_json(e) for e in page],
-            "total": len(entries),
-            "limit": limit,
-            "offset": offset,
-        }
+        return _json(
+            {
+                "results": [entry_to_json(e) for e in page],
+                "total": len(entries),
+                "limit": limit,
+                "offset": offset,
+            }
+        )
 
     @app.delete(
         "/v1/memories",
@@ -372,7 +381,7 @@ def create_app(
 
     @app.get("/v1/memories/{entry_id}", tags=["memories"], summary="One memory")
     async def get_entry(entry_id: str, grant: Grant = Depends(grant_of)) -> dict[str, Any]:
-        return entry_to_json(await visible_entry(grant, entry_id))
+        return _json(entry_to_json(await visible_entry(grant, entry_id)))
 
     @app.patch("/v1/memories/{entry_id}", tags=["memories"], summary="Rewrite a memory")
     async def patch_entry(

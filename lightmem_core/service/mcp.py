@@ -404,5 +404,7 @@ class BearerGate:
 def http_app(memory: AsyncLightMemory, keys: Keys, *, host: str = "127.0.0.1") -> Any:
     """The streamable HTTP app (at ``/mcp``) behind the bearer gate."""
     server = build_server(memory, keys=keys)
-    app = server.streamable_http_app(streamable_http_path="/mcp", stateless_http=True, host=host)
+    app = server.streamable_http_app(
+        streamable_http_path="/mcp", stateless_http=True, json_response=True, host=host
+    )
     return BearerGate(app, keys)
