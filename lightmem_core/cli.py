@@ -435,6 +435,34 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .transfer import export_memory
+
+    with _open_memory(args) as mem:
+        report = export_memory(mem, args.file)
+    print(
+        f"exported {report.entries} entries, {report.history} history rows and "
+        f"{report.messages} unprocessed messages to {report.path}"
+        + ("" if report.vectors else " (no embedder: no vectors)")
+    )
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .transfer import import_memory
+
+    with _open_memory(args) as mem:
+        report = import_memory(mem, args.file, skip_bad_lines=args.skip_bad_lines)
+    for number, problem in report.skipped_lines:
+        print(f"skipped {args.file}:{number}: {problem}", file=sys.stderr)
+    how = "re-embedded with this memory's embedder" if report.reembedded else "vectors as exported"
+    print(
+        f"imported {report.entries_added} entries ({how}), {report.history_added} history rows, "
+        f"{report.messages_added} unprocessed messages"
+    )
+    return 0
+
+
 def cmd_graph_show(args: argparse.Namespace) -> int:
     if not _require_memory(args):
         return 1
@@ -555,6 +583,22 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "stats":
             _remote_args(p)
         p.set_defaults(func=func)
+
+    p = sub.add_parser("export", help="write the memory to a versioned JSONL file")
+    p.add_argument("file", help="the file to write")
+    _memory_args(p)
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser(
+        "import", help="read a file written by lightmem export into this memory (idempotent)"
+    )
+    p.add_argument("file", help="a file written by lightmem export")
+    p.add_argument(
+        "--skip-bad-lines",
+        action="store_true",
+        help="import the good lines of a damaged file and list the bad ones (default: refuse it)",
+    )
+    _memory_args(p)
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser(
         "erase",

@@ -756,6 +756,73 @@ class SQLiteRecordStore:
         )
         return True
 
+    def restore_entries(self, entries: Sequence[MemoryEntry]) -> list[MemoryEntry]:
+        """Insert entries as an export file holds them (status, time stamps, provenance; no
+        batch, no history row: the history comes with them). Known ids are skipped. Returns
+        the entries inserted."""
+        stamp = now()
+        stored: list[MemoryEntry] = []
+        with self.transaction() as db:
+            for e in entries:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO entries(id, memory, original_memory, time_stamp, "
+                    "speaker_id, speaker_name, topic_id, user_id, agent_id, run_id, category, "
+                    "keywords, entities, topic_summary, importance, status, metadata, "
+                    "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        e.id,
+                        e.memory,
+                        e.original_memory,
+                        _ts_out(e.time_stamp),
+                        e.speaker_id,
+                        e.speaker_name,
+                        e.topic_id,
+                        e.scope.user_id,
+                        e.scope.agent_id,
+                        e.scope.run_id,
+                        e.category,
+                        json.dumps(list(e.keywords)),
+                        json.dumps(list(e.entities)),
+                        e.topic_summary,
+                        e.importance,
+                        e.status,
+                        json.dumps(dict(e.metadata), default=str),
+                        _ts_out(e.created_at) or stamp,
+                        _ts_out(e.updated_at) or stamp,
+                    ),
+                )
+                if not cur.rowcount:
+                    continue
+                self._bump_revision(db, e.id)
+                db.executemany(
+                    "INSERT OR IGNORE INTO entry_sources(entry_id, message_id, position) "
+                    "VALUES (?,?,?)",
+                    [(e.id, mid, i) for i, mid in enumerate(e.source_message_ids)],
+                )
+                stored.append(e)
+        return stored
+
+    def restore_history(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Append history rows as an export file holds them (their own time stamps)."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO history(entry_id, action, old_memory, new_memory, reason, "
+                "replaced_by, at) VALUES (?,?,?,?,?,?,?)",
+                [
+                    (
+                        r["entry_id"],
+                        r["action"],
+                        r.get("old_memory"),
+                        r.get("new_memory"),
+                        r.get("reason") or "",
+                        r.get("replaced_by"),
+                        r.get("at") or now(),
+                    )
+                    for r in rows
+                ],
+            )
+        return len(rows)
+
     # -- entries ---------------------------------------------------------------------------
 
     def entries(

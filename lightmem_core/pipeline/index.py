@@ -69,6 +69,10 @@ class Indexer:
             embedder = self.rt.embedder
             if embedder is None:
                 raise StoreError("an embedding_retriever needs a text_embedder to index entries")
+            from ..transfer import check_embedder, fingerprint
+
+            current = fingerprint(embedder, self.rt.config.speaker_vector_weight)
+            check_embedder(self.rt.store, current, record=False)
             for index in vectors:
                 index.open(model_name=embedder.model_name, dimension=embedder.dimension)
         self._open = True
@@ -252,6 +256,11 @@ class Indexer:
                 recreate(model_name=embedder.model_name, dimension=embedder.dimension)
             else:
                 vector.open(model_name=embedder.model_name, dimension=embedder.dimension)
+        if embedder is not None and backends.vector_indexes():
+            from ..transfer import check_embedder, fingerprint
+
+            current = fingerprint(embedder, self.rt.config.speaker_vector_weight)
+            check_embedder(store, current, record=True)
         self._open = True
         self._queued.clear()  # every active entry is written below
         all_entries = store.entries(status=None)

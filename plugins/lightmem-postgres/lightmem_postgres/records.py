@@ -722,6 +722,104 @@ class PostgresRecordStore:
         )
         return True
 
+    def restore_entries(self, entries: Sequence[MemoryEntry]) -> list[MemoryEntry]:
+        """Insert entries as an export file holds them (status, time stamps, provenance; no
+        history row: the history comes with them). Known ids are skipped; returns the new."""
+        if not entries:
+            return []
+        with (
+            self.db.connection("importing entries") as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
+            cur.execute(
+                self._q("SELECT id FROM {e} WHERE id = ANY(%s)", e="entries"),
+                ([e.id for e in entries],),
+            )
+            known = {r[0] for r in cur.fetchall()}
+            new = list({e.id: e for e in entries if e.id not in known}.values())
+            if not new:
+                return []
+            now = cur.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+            cur.executemany(
+                self._q(
+                    "INSERT INTO {e} (id, memory, original_memory, time_stamp, speaker_id, "
+                    "speaker_name, topic_id, scope_key, user_id, agent_id, run_id, category, "
+                    "keywords, entities, topic_summary, importance, status, metadata, revision, "
+                    "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                    "%s, %s, %s, %s, %s, %s, %s, nextval(%s::regclass), %s, %s) "
+                    "ON CONFLICT (id) DO NOTHING",
+                    e="entries",
+                ),
+                [
+                    (
+                        e.id,
+                        e.memory,
+                        e.original_memory,
+                        _ts_out(e.time_stamp),
+                        e.speaker_id,
+                        e.speaker_name,
+                        e.topic_id,
+                        scope_key(e.scope),
+                        e.scope.user_id,
+                        e.scope.agent_id,
+                        e.scope.run_id,
+                        e.category,
+                        Jsonb(list(e.keywords)),
+                        Jsonb(list(e.entities)),
+                        e.topic_summary,
+                        e.importance,
+                        e.status,
+                        Jsonb(json.loads(json.dumps(dict(e.metadata), default=str))),
+                        f"{self.schema}.revisions",
+                        e.created_at or now,
+                        e.updated_at or now,
+                    )
+                    for e in new
+                ],
+            )
+            sources = [(e.id, m, i) for e in new for i, m in enumerate(e.source_message_ids)]
+            if sources:
+                cur.executemany(
+                    self._q(
+                        "INSERT INTO {s} (entry_id, message_id, position) VALUES (%s, %s, %s) "
+                        "ON CONFLICT DO NOTHING",
+                        s="entry_sources",
+                    ),
+                    sources,
+                )
+        return new
+
+    def restore_history(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Append history rows as an export file holds them (their own time stamps)."""
+        if not rows:
+            return 0
+        with (
+            self.db.connection("importing history") as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
+            cur.executemany(
+                self._q(
+                    "INSERT INTO {h} (entry_id, action, old_memory, new_memory, reason, "
+                    "replaced_by, at) VALUES (%s, %s, %s, %s, %s, %s, coalesce(%s, now()))",
+                    h="history",
+                ),
+                [
+                    (
+                        r["entry_id"],
+                        r["action"],
+                        r.get("old_memory"),
+                        r.get("new_memory"),
+                        r.get("reason") or "",
+                        r.get("replaced_by"),
+                        r.get("at"),
+                    )
+                    for r in rows
+                ],
+            )
+        return len(rows)
+
     # -- entries -----------------------------------------------------------------------------
 
     def entries(

@@ -142,3 +142,33 @@ def test_an_unreachable_server_fails_the_open_naming_the_host(tmp_path, postgres
         LightMemory(_config(tmp_path, dsn, schema), host=_host())
     assert "127.0.0.1:1" in str(info.value) and "hunter2-secret" not in str(info.value)
     assert type(info.value.__cause__).__name__ == "ServerUnreachableError"
+
+
+def test_export_import_moves_a_memory_to_postgres_and_back(tmp_path, postgres_dsn, schema):
+    from lightmem_core.transfer import export_memory, import_memory
+
+    facts = ["Alice adopted a grey cat named Miso", "Bob is training for the Lisbon marathon"]
+    questions = [("alice", "grey cat"), ("bob", "Lisbon marathon")]
+
+    def answers(mem):
+        return [[h.entry.memory for h in mem.search(q, limit=2, user_id=u)] for u, q in questions]
+
+    with LightMemory(reference_config(tmp_path / "embedded"), host=_host()) as mem:
+        for user, text in zip(("alice", "bob"), facts, strict=True):
+            mem.add_memory(
+                [{"role": "user", "content": text}],
+                force_segment=True,
+                force_extract=True,
+                user_id=user,
+            )
+        before = answers(mem)
+        export_memory(mem, tmp_path / "a.jsonl")
+    with LightMemory(_config(tmp_path / "pg", postgres_dsn, schema), host=_host()) as mem:
+        report = import_memory(mem, tmp_path / "a.jsonl")
+        assert report.entries_added == 2 and not report.reembedded
+        assert import_memory(mem, tmp_path / "a.jsonl").entries_added == 0
+        assert answers(mem) == before
+        export_memory(mem, tmp_path / "b.jsonl")
+    with LightMemory(reference_config(tmp_path / "back"), host=_host()) as mem:
+        assert import_memory(mem, tmp_path / "b.jsonl").entries_added == 2
+        assert answers(mem) == before

@@ -1,0 +1,526 @@
+"""Moving a memory: ``lightmem export FILE`` / ``lightmem import FILE`` (versioned JSONL).
+
+The file, one JSON object per line:
+
+1. a header ``{"format": "lightmem-export", "version": 1, "embedder": {...} | null, ...}``;
+   ``embedder`` is the fingerprint of the embedder that made the vectors (model name,
+   dimension, speaker weight);
+2. ``{"type": "entry", "entry": {...}, "vector": "<base64 float32>" | null}`` per entry, every
+   status, with provenance (source message ids, batch), original time stamps and metadata;
+3. ``{"type": "history", ...}`` per change of an entry (add, update, delete, supersede);
+4. ``{"type": "message", "message": {...}}`` per journaled message not extracted yet;
+5. ``{"type": "end", "entries": n, "history": n, "messages": n}``: a file without it, or with
+   other counts, was cut short.
+
+An import reads the whole file first and refuses it, with the line number, if any line is bad
+(unless ``skip_bad_lines``, which skips them and says which); nothing is written before that.
+It is idempotent: entries, history and messages already there are not added again. Vectors in
+the file are written as they are when the target's embedder has the file's fingerprint;
+otherwise the entries are embedded again by the target's embedder.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import attrs
+from lightmem_hookspecs import ENTRY_STATUSES, MemoryEntry, Message, Scope
+
+from .errors import InputError, StoreError
+
+if TYPE_CHECKING:
+    from .memory import LightMemory
+    from .pipeline.index import Indexer
+
+FORMAT = "lightmem-export"
+VERSION = 1
+#: The record-store metadata key holding the fingerprint of the embedder that made the vectors.
+EMBEDDER_META = "embedder_fingerprint"
+CHUNK = 2000
+_UNPROCESSED = ("sensory", "short_term", "batched")
+
+
+class EmbedderChangedError(StoreError):
+    """The memory's vectors were made by another embedder than the configured one."""
+
+
+def fingerprint(embedder: Any, speaker_vector_weight: float) -> dict[str, Any] | None:
+    if embedder is None:
+        return None
+    return {
+        "model_name": str(embedder.model_name),
+        "dimension": int(embedder.dimension),
+        "speaker_vector_weight": float(speaker_vector_weight),
+    }
+
+
+def check_embedder(store: Any, current: dict[str, Any] | None, *, record: bool) -> None:
+    """Refuse a memory whose vectors another embedder made; record the fingerprint the first
+    time (and, with ``record``, after a reindex)."""
+    if current is None:
+        return
+    found = store.get_meta(EMBEDDER_META)
+    if found is not None and not record:
+        stored = json.loads(found)
+        if stored != current:
+            raise EmbedderChangedError(
+                f"this memory's vectors were made by the embedder {stored['model_name']!r} "
+                f"({stored['dimension']} dimensions, speaker weight "
+                f"{stored['speaker_vector_weight']}); the configuration's embedder is "
+                f"{current['model_name']!r} ({current['dimension']} dimensions, speaker weight "
+                f"{current['speaker_vector_weight']}). Run `lightmem reindex` with this "
+                f"configuration to re-embed every entry, or configure the embedder it was "
+                f"built with. Vectors of two embedders are never mixed."
+            )
+    if found is None or record:
+        store.set_meta(EMBEDDER_META, json.dumps(current, sort_keys=True))
+
+
+# -- values <-> JSON ------------------------------------------------------------------------
+
+
+def _time(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _entry_json(e: MemoryEntry) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "memory": e.memory,
+        "source_message_ids": list(e.source_message_ids),
+        "time_stamp": _time(e.time_stamp),
+        "speaker_id": e.speaker_id,
+        "speaker_name": e.speaker_name,
+        "topic_id": e.topic_id,
+        "scope": e.scope.as_dict(),
+        "category": e.category,
+        "keywords": list(e.keywords),
+        "entities": list(e.entities),
+        "topic_summary": e.topic_summary,
+        "original_memory": e.original_memory,
+        "importance": e.importance,
+        "status": e.status,
+        "created_at": _time(e.created_at),
+        "updated_at": _time(e.updated_at),
+        "metadata": json.loads(json.dumps(dict(e.metadata), default=str)),
+    }
+
+
+def _message_json(m: Message) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "role": m.role,
+        "content": m.content,
+        "original_content": m.original_content,
+        "time_stamp": _time(m.time_stamp),
+        "speaker_id": m.speaker_id,
+        "speaker_name": m.speaker_name,
+        "scope": m.scope.as_dict(),
+        "metadata": json.loads(json.dumps(dict(m.metadata), default=str)),
+    }
+
+
+def _vector_text(vector: Any) -> str:
+    import numpy as np
+
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+# -- export --------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ExportReport:
+    path: str
+    entries: int
+    history: int
+    messages: int
+    vectors: bool
+
+
+def export_memory(mem: LightMemory, path: str | os.PathLike[str]) -> ExportReport:
+    """Write the memory to ``path`` (see the module docs); vectors are computed as the vector
+    stores hold them, by this memory's embedder."""
+    rt = mem._rt
+    indexer = cast("Indexer", rt.indexer)
+    store = rt.store
+    embedder = rt.embedder
+    weight = rt.config.speaker_vector_weight
+    entries = store.entries(status=None)
+    history = store.history()
+    messages = [row.message for state in _UNPROCESSED for row in store.journal(state=state)]
+    target = Path(path)
+    tmp = target.with_name(target.name + ".partial")
+    with open(tmp, "w", encoding="utf-8") as out:
+
+        def line(obj: dict[str, Any]) -> None:
+            out.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+        line(
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "embedder": fingerprint(embedder, weight),
+                "exported_at": dt.datetime.now(dt.UTC).isoformat(),
+            }
+        )
+        for start in range(0, len(entries), CHUNK):
+            part = entries[start : start + CHUNK]
+            vectors: Sequence[Any] = (
+                indexer._vectors(embedder, part) if embedder is not None else [None] * len(part)
+            )
+            for e, v in zip(part, vectors, strict=True):
+                line(
+                    {
+                        "type": "entry",
+                        "entry": _entry_json(e),
+                        "vector": None if v is None else _vector_text(v),
+                    }
+                )
+        for h in history:
+            line({"type": "history", **{k: h.get(k) for k in _HISTORY_KEYS}})
+        for m in messages:
+            line({"type": "message", "message": _message_json(m)})
+        line(
+            {
+                "type": "end",
+                "entries": len(entries),
+                "history": len(history),
+                "messages": len(messages),
+            }
+        )
+    os.replace(tmp, target)
+    return ExportReport(
+        str(target), len(entries), len(history), len(messages), embedder is not None
+    )
+
+
+_HISTORY_KEYS = ("entry_id", "action", "old_memory", "new_memory", "reason", "replaced_by", "at")
+
+
+# -- reading a file -------------------------------------------------------------------------
+
+
+class _Bad(ValueError):
+    pass
+
+
+def _str(value: Any, where: str, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or (not optional and not value):
+        wanted = "a string or null" if optional else "a non-empty string"
+        raise _Bad(f"{where}: expected {wanted}, got {value!r}")
+    return value
+
+
+def _datetime(value: Any, where: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Bad(f"{where}: expected an ISO time stamp or null, got {value!r}")
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise _Bad(f"{where}: not an ISO time stamp: {value!r}") from None
+
+
+def _scope(value: Any, where: str) -> Scope:
+    if not isinstance(value, dict) or set(value) - {"user_id", "agent_id", "run_id"}:
+        raise _Bad(f"{where}: expected an object with user_id, agent_id, run_id, got {value!r}")
+    for key in ("user_id", "agent_id", "run_id"):
+        v = value.get(key)
+        if v is not None and (not isinstance(v, str) or not v):
+            raise _Bad(f"{where}.{key}: expected a non-empty string or null, got {v!r}")
+    return Scope(value.get("user_id"), value.get("agent_id"), value.get("run_id"))
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Bad(f"{where}: expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _parse_entry(obj: dict[str, Any]) -> MemoryEntry:
+    e = obj.get("entry")
+    if not isinstance(e, dict):
+        raise _Bad("entry: expected an object")
+    status = e.get("status", "active")
+    if status not in ENTRY_STATUSES:
+        raise _Bad(f"entry.status: expected one of {', '.join(ENTRY_STATUSES)}, got {status!r}")
+    topic = e.get("topic_id")
+    if topic is not None and (not isinstance(topic, int) or isinstance(topic, bool)):
+        raise _Bad(f"entry.topic_id: expected an integer or null, got {topic!r}")
+    importance = e.get("importance")
+    if importance is not None and not isinstance(importance, int | float):
+        raise _Bad(f"entry.importance: expected a number or null, got {importance!r}")
+    metadata = e.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise _Bad(f"entry.metadata: expected an object, got {metadata!r}")
+    return MemoryEntry(
+        id=_str(e.get("id"), "entry.id") or "",
+        memory=_str(e.get("memory"), "entry.memory") or "",
+        source_message_ids=_strings(e.get("source_message_ids", []), "entry.source_message_ids"),
+        time_stamp=_datetime(e.get("time_stamp"), "entry.time_stamp"),
+        speaker_id=_str(e.get("speaker_id"), "entry.speaker_id", optional=True),
+        speaker_name=_str(e.get("speaker_name"), "entry.speaker_name", optional=True),
+        topic_id=topic,
+        scope=_scope(e.get("scope", {}), "entry.scope"),
+        category=_str(e.get("category"), "entry.category", optional=True),
+        keywords=_strings(e.get("keywords", []), "entry.keywords"),
+        entities=_strings(e.get("entities", []), "entry.entities"),
+        topic_summary=_str(e.get("topic_summary"), "entry.topic_summary", optional=True),
+        original_memory=_str(e.get("original_memory"), "entry.original_memory", optional=True),
+        importance=importance,
+        status=status,
+        created_at=_datetime(e.get("created_at"), "entry.created_at"),
+        updated_at=_datetime(e.get("updated_at"), "entry.updated_at"),
+        metadata=metadata,
+    )
+
+
+def _parse_message(obj: dict[str, Any]) -> Message:
+    m = obj.get("message")
+    if not isinstance(m, dict):
+        raise _Bad("message: expected an object")
+    metadata = m.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise _Bad(f"message.metadata: expected an object, got {metadata!r}")
+    content = _str(m.get("content"), "message.content") or ""
+    return Message(
+        id=_str(m.get("id"), "message.id") or "",
+        role=_str(m.get("role"), "message.role") or "",
+        content=content,
+        original_content=_str(m.get("original_content", content), "message.original_content")
+        or content,
+        time_stamp=_datetime(m.get("time_stamp"), "message.time_stamp"),
+        speaker_id=_str(m.get("speaker_id"), "message.speaker_id", optional=True),
+        speaker_name=_str(m.get("speaker_name"), "message.speaker_name", optional=True),
+        scope=_scope(m.get("scope", {}), "message.scope"),
+        metadata=metadata,
+    )
+
+
+def _parse_history(obj: dict[str, Any]) -> dict[str, Any]:
+    row = {k: obj.get(k) for k in _HISTORY_KEYS}
+    _str(row["entry_id"], "entry_id")
+    if row["action"] not in ("add", "update", "delete", "supersede"):
+        raise _Bad(f"action: expected add, update, delete or supersede, got {row['action']!r}")
+    for key in ("old_memory", "new_memory", "replaced_by"):
+        _str(row[key], key, optional=True)
+    row["reason"] = _str(row.get("reason") or "", "reason", optional=True) or ""
+    _datetime(row["at"], "at")
+    return row
+
+
+def _vector(value: Any, dimension: int | None) -> Any:
+    if value is None:
+        return None
+    import numpy as np
+
+    if not isinstance(value, str):
+        raise _Bad("vector: expected base64 text or null")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except ValueError:
+        raise _Bad("vector: not base64") from None
+    if dimension is not None and len(raw) != 4 * dimension:
+        raise _Bad(f"vector: {len(raw) // 4} values, the header's embedder makes {dimension}")
+    return np.frombuffer(raw, dtype="<f4")
+
+
+@attrs.define
+class _Parsed:
+    header: dict[str, Any]
+    entries: list[tuple[MemoryEntry, Any]] = attrs.Factory(list)
+    history: list[dict[str, Any]] = attrs.Factory(list)
+    messages: list[Message] = attrs.Factory(list)
+    skipped: list[tuple[int, str]] = attrs.Factory(list)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    with open(path, encoding="utf-8") as f:
+        yield from enumerate(f, start=1)
+
+
+def read_export(path: str | os.PathLike[str], *, skip_bad_lines: bool = False) -> _Parsed:
+    """Parse and check a whole export file; :class:`InputError` naming the line(s) if bad."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file; give the path of a file written by lightmem export")
+    errors: list[tuple[int, str]] = []
+    parsed: _Parsed | None = None
+    end: tuple[int, dict[str, Any]] | None = None
+    last = 0
+    try:
+        for number, text in _lines(p):
+            last = number
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                errors.append((number, f"not JSON ({exc.msg} at column {exc.colno})"))
+                continue
+            if not isinstance(obj, dict):
+                errors.append((number, "expected a JSON object"))
+                continue
+            if parsed is None:
+                if obj.get("format") != FORMAT:
+                    raise InputError(
+                        f"{p}:{number}: not a LightMem export (the first line must be its "
+                        f"header, format {FORMAT!r})"
+                    )
+                version = obj.get("version")
+                if not isinstance(version, int) or version > VERSION:
+                    raise InputError(
+                        f"{p}:{number}: export format version {version!r}, newer than this "
+                        f"LightMem reads ({VERSION}); upgrade lightmem-core to import it"
+                    )
+                parsed = _Parsed(header=obj)
+                continue
+            if end is not None:
+                errors.append((number, "a line after the end line"))
+                continue
+            kind = obj.get("type")
+            dimension = (parsed.header.get("embedder") or {}).get("dimension")
+            try:
+                if kind == "entry":
+                    parsed.entries.append(
+                        (_parse_entry(obj), _vector(obj.get("vector"), dimension))
+                    )
+                elif kind == "history":
+                    parsed.history.append(_parse_history(obj))
+                elif kind == "message":
+                    parsed.messages.append(_parse_message(obj))
+                elif kind == "end":
+                    end = (number, obj)
+                else:
+                    raise _Bad(f"type: expected entry, history, message or end, got {kind!r}")
+            except _Bad as exc:
+                errors.append((number, str(exc)))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: not UTF-8 text ({exc})") from None
+    if parsed is None:
+        raise InputError(f"{p}:1: empty file, not a LightMem export")
+    if end is None:
+        raise InputError(
+            f"{p}:{last}: the file ends without its end line: it was cut short (truncated). "
+            f"Export again; nothing was imported."
+        )
+    counts = {k: end[1].get(k) for k in ("entries", "history", "messages")}
+    have = {
+        "entries": len(parsed.entries),
+        "history": len(parsed.history),
+        "messages": len(parsed.messages),
+    }
+    if not errors and counts != have:
+        raise InputError(
+            f"{p}:{end[0]}: the end line counts {counts}, the file holds {have}: lines are "
+            f"missing or were added. Export again; nothing was imported."
+        )
+    if errors and not skip_bad_lines:
+        shown = "\n".join(f"  {p}:{n}: {m}" for n, m in errors[:10])
+        more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
+        raise InputError(
+            f"{p}: {len(errors)} bad line(s); nothing was imported (import with "
+            f"--skip-bad-lines to import the others):\n{shown}{more}"
+        )
+    parsed.skipped = errors
+    return parsed
+
+
+# -- import --------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ImportReport:
+    entries_added: int
+    history_added: int
+    messages_added: int
+    reembedded: bool
+    skipped_lines: tuple[tuple[int, str], ...]
+
+
+def import_memory(
+    mem: LightMemory, path: str | os.PathLike[str], *, skip_bad_lines: bool = False
+) -> ImportReport:
+    """Read an export file into this memory (see the module docs)."""
+    parsed = read_export(path, skip_bad_lines=skip_bad_lines)
+    rt = mem._rt
+    store = rt.store
+    embedder = rt.embedder
+    same = (
+        embedder is not None
+        and parsed.header.get("embedder") == fingerprint(embedder, rt.config.speaker_vector_weight)
+        and all(v is not None for _, v in parsed.entries)
+    )
+    with rt.lock:
+        rt.indexer.open()
+        added = _restore_entries(store, [e for e, _ in parsed.entries])
+        new_ids = {e.id for e in added}
+        history = [h for h in parsed.history if h["entry_id"] in new_ids]
+        history_added = _restore_history(store, history)
+        messages_added = len(store.add_messages(parsed.messages))
+        active = [(e, v) for e, v in parsed.entries if e.id in new_ids and e.status == "active"]
+        for start in range(0, len(active), CHUNK):
+            part = active[start : start + CHUNK]
+            if same:
+                _write_indexes(rt, part)
+            else:
+                rt.indexer.index([e for e, _ in part])
+        rt.indexer.flush()
+    return ImportReport(
+        entries_added=len(added),
+        history_added=history_added,
+        messages_added=messages_added,
+        reembedded=bool(active) and not same,
+        skipped_lines=tuple(parsed.skipped),
+    )
+
+
+def _restore_entries(store: Any, entries: list[MemoryEntry]) -> list[MemoryEntry]:
+    """Insert entries as they were (ids, statuses, time stamps); those present are skipped."""
+    restore = getattr(store, "restore_entries", None)
+    if callable(restore):
+        out: list[MemoryEntry] = []
+        for start in range(0, len(entries), CHUNK):
+            out += restore(entries[start : start + CHUNK])
+        return out
+    # Any RecordStore: through one batch per scope (complete_batch skips known ids).
+    by_scope: dict[Scope, list[MemoryEntry]] = {}
+    for e in entries:
+        by_scope.setdefault(e.scope, []).append(e)
+    stored: list[MemoryEntry] = []
+    for scope, group in by_scope.items():
+        batch_id = store.create_batch([], scope=scope)
+        store.claim_batch(batch_id)
+        stored += store.complete_batch(batch_id, group)
+    return stored
+
+
+def _restore_history(store: Any, rows: list[dict[str, Any]]) -> int:
+    restore = getattr(store, "restore_history", None)
+    if not callable(restore) or not rows:
+        return 0
+    return int(restore(rows))
+
+
+def _write_indexes(rt: Any, part: list[tuple[MemoryEntry, Any]]) -> None:
+    from .pipeline.index import index_record
+
+    records = [index_record(e, v) for e, v in part]
+    text_records = [index_record(e) for e, _ in part]
+    for index in rt.backends.vector_indexes():
+        rt.indexer._call(index, "upsert", records)
+    for text in rt.backends.text_indexes():
+        rt.indexer._call(text, "index", text_records)
+    for graph in rt.backends.graphs():
+        rt.graph.index(graph, [e for e, _ in part])
+    rt.store.mark_indexed([e.id for e, _ in part])
