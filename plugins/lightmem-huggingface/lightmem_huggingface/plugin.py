@@ -9,7 +9,7 @@ from lightmem_hookspecs import BackendContext, Register, hookimpl
 from lightmem_textkit.models import check_model_folder, cuda_unusable
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.2"
+LIGHTMEM_CONTRACT = "1.6"
 
 if TYPE_CHECKING:
     from .embedder import HuggingFaceEmbedder
