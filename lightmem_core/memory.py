@@ -214,10 +214,13 @@ class LightMemory:
         return indexes[0] if indexes else None
 
     def warm_up(self) -> None:
-        """Load the embedding model now (e.g. before timing ingestion or queries)."""
+        """Load the embedding model now and write the vectors waiting to be written, so the
+        next search does the search alone (e.g. before timing ingestion or queries)."""
         embedder = self._rt.embedder
         if embedder is not None:
             embedder.warm_up()
+        with self._lock:
+            self._rt.indexer.flush()
 
     def reindex(self) -> int:
         """Rebuild every derived index from the record store (e.g. after a model change).

@@ -22,6 +22,10 @@ from .models import (
 
 #: Batches of at most this many texts (a query, a few turns) are encoded on one thread.
 SMALL_BATCH = 8
+#: A call of at most this many texts and tokens, before the process has loaded the model, is
+#: embedded in numpy (light.py): about 2 s of one core at most, where loading torch and
+#: sentence-transformers costs 6 s or more.
+LIGHT_TEXTS, LIGHT_TOKENS = 64, 512
 #: Texts per forward pass when ``batch_size`` is not set: on CPU, small batches of texts of
 #: nearly equal token length pad least (attention grows with the square of the padded length);
 #: on a GPU, larger batches keep it busy.
@@ -198,10 +202,12 @@ class HuggingFaceEmbedder:
                 raise TypeError(f"embed: texts[{position}] is {type(text).__name__}, expected str")
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        if self._model is None and len(texts) <= SMALL_BATCH and not self._loaded_elsewhere():
+        if self._model is None and len(texts) <= LIGHT_TEXTS and not self._loaded_elsewhere():
             light = self._light()
             if light is not None:  # a query or a few texts: no torch (see light.py)
-                return light.embed(texts)
+                encodings = light.tokenize(texts)
+                if sum(len(e.ids) for e in encodings) <= LIGHT_TOKENS:
+                    return light.embed(encodings)
         model = self._load()
         batch = self.batch_size or (CPU_BATCH if _on_cpu(model) else GPU_BATCH)
         with _Threads(self._threads_for(len(texts), model)):

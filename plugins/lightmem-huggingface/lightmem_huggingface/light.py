@@ -155,8 +155,12 @@ class NumpyBert:
         pooled = x.mean(0)
         return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
 
-    def embed(self, texts: Sequence[str]) -> Any:
-        """One L2-normalised float32 vector per text (each text encoded alone: no padding).
+    def tokenize(self, texts: Sequence[str]) -> list[Any]:
+        """The model's tokens of each text (cut at the model's length), for :meth:`embed`."""
+        return list(self.tokenizer.encode_batch(list(texts)))
+
+    def embed(self, encodings: Sequence[Any]) -> Any:
+        """One L2-normalised float32 vector per tokenized text (each encoded alone: no padding).
 
         On one BLAS thread: these products are too small to split, and split they wait for
         the slowest thread (a query took 1.2 s on a busy two-core machine, 0.05 s on one).
@@ -164,8 +168,8 @@ class NumpyBert:
         import numpy as np
         from threadpoolctl import threadpool_limits
 
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        out = np.zeros((len(encodings), self.dimension), dtype=np.float32)
         with threadpool_limits(limits=1, user_api="blas"):
-            for row, encoding in enumerate(self.tokenizer.encode_batch(list(texts))):
+            for row, encoding in enumerate(encodings):
                 out[row] = self._one(encoding.ids, encoding.type_ids)
         return out

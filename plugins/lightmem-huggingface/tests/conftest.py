@@ -12,8 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def minilm():
     """The default embedder, loaded once (loading torch and the weights takes seconds)."""
-    from lightmem_huggingface.embedder import SMALL_BATCH, HuggingFaceEmbedder
+    from lightmem_huggingface.embedder import LIGHT_TEXTS, HuggingFaceEmbedder
 
     embedder = HuggingFaceEmbedder(device="cpu")
-    embedder.embed(["warm up"] * (SMALL_BATCH + 1))  # more than a small call: the full model
+    embedder.embed(["warm up"] * (LIGHT_TEXTS + 1))  # more than a small call: the full model
     return embedder

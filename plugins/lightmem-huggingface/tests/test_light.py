@@ -29,7 +29,7 @@ def numpy_bert():
 
 
 def test_the_vectors_are_sentence_transformers_vectors(numpy_bert, minilm):
-    ours = numpy_bert.embed(TEXTS)
+    ours = numpy_bert.embed(numpy_bert.tokenize(TEXTS))
     theirs = minilm._model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
     assert ours.dtype == np.float32 and ours.shape == theirs.shape
     np.testing.assert_allclose(ours, theirs, atol=2e-6)
@@ -41,7 +41,8 @@ def test_a_small_call_in_a_fresh_process_imports_no_torch(tmp_path):
 import json, sys
 from lightmem_huggingface.embedder import HuggingFaceEmbedder
 embedder = HuggingFaceEmbedder(device="cpu")
-vectors = embedder.embed(["what is my dog's name?", "My dog is called Biscuit"])
+texts = ["what is my dog's name?"] + [f"My dog is called Biscuit {i}" for i in range(20)]
+vectors = embedder.embed(texts)
 heavy = [m for m in ("torch", "transformers", "sentence_transformers") if m in sys.modules]
 print(json.dumps({"heavy": heavy, "vectors": vectors.tolist()}))
 """
@@ -51,15 +52,15 @@ print(json.dumps({"heavy": heavy, "vectors": vectors.tolist()}))
     result = json.loads(out.stdout)
     assert result["heavy"] == []
     vectors = np.asarray(result["vectors"])
-    assert vectors.shape == (2, 384)
+    assert vectors.shape == (21, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
 def test_a_large_call_uses_sentence_transformers_and_later_small_calls_too(minilm):
-    from lightmem_huggingface.embedder import SMALL_BATCH, HuggingFaceEmbedder
+    from lightmem_huggingface.embedder import LIGHT_TEXTS, HuggingFaceEmbedder
 
     embedder = HuggingFaceEmbedder(device="cpu")
-    embedder.embed(["x"] * (SMALL_BATCH + 1))
+    embedder.embed(["x"] * (LIGHT_TEXTS + 1))
     assert embedder._model is minilm._model
     embedder.embed(["a query"])
     assert embedder._light_model is False  # never built: the loaded model serves every call
@@ -120,3 +121,17 @@ def test_other_models_are_left_to_sentence_transformers(tmp_path, change):
 )
 def test_options_it_does_not_implement_leave_it_out(kwargs):
     assert light.load(bundled_model_dir(), kwargs) is None
+
+
+def test_a_call_over_the_token_budget_loads_sentence_transformers(tmp_path):
+    probe = """
+import sys
+from lightmem_huggingface.embedder import LIGHT_TOKENS, HuggingFaceEmbedder
+embedder = HuggingFaceEmbedder(device="cpu")
+embedder.embed(["word " * 300] * 3)  # 3 x 256 tokens > LIGHT_TOKENS
+print("torch" in sys.modules, embedder._model is not None)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert out.stdout.split() == ["True", "True"]
