@@ -1,0 +1,215 @@
+"""Many writers and readers on one Postgres memory: the workload of ``load.py`` and of
+``tests/test_many_writers.py``.
+
+Writer processes run threads; each thread adds LoCoMo sessions (one ``add_memory`` per session,
+extracted at once) under its own user id, through the ``openai`` memory manager answered by the
+scripted model on a loopback server with a fixed latency. Searcher processes search random
+questions under random users of the run and count any hit of another scope. ``verify`` then
+checks the memory: every message sent is journaled once, every entry comes from messages of
+its own scope, no message was extracted twice, nothing is left unextracted.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import random
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def memory_config(dsn: str, schema: str, llm_url: str, memory_dir: str) -> dict[str, Any]:
+    server = {"dsn": dsn, "schema": schema, "pool_max_size": 4}
+    return {
+        "memory_dir": memory_dir,
+        "text_embedder": {"model_name": "hash"},
+        "retrieve_strategy": "hybrid",
+        "record_store": {"model_name": "postgres", "configs": server},
+        "embedding_retriever": {"model_name": "pgvector", "configs": server},
+        "context_retriever": {"model_name": "postgres-fts", "configs": server},
+        "memory_manager": {
+            "model_name": "openai",
+            "configs": {"model": "scripted", "openai_base_url": llm_url, "max_tokens": 16000},
+        },
+        "update": "offline",
+    }
+
+
+def host() -> Any:
+    import lightmem_openai.plugin as openai_plugin
+    import lightmem_postgres.plugin as postgres_plugin
+
+    from lightmem_core.testing import fresh_host
+    from lightmem_core.testing.reference import ReferencePlugin
+
+    return fresh_host(ReferencePlugin(), postgres_plugin, openai_plugin)
+
+
+def sessions(data: str, sample: int, count: int) -> list[list[dict[str, Any]]]:
+    from lightmem_core.datasets import locomo_conversation
+
+    samples = json.loads(Path(data).read_text(encoding="utf-8"))
+    conv = locomo_conversation(samples[sample % len(samples)], where=f"sample {sample}")
+    return [list(s.messages) for s in conv.sessions[:count]]
+
+
+def user_of(process: int, thread: int, tag: str) -> str:
+    return f"{tag}-p{process}-t{thread}"
+
+
+def _write(config: Mapping[str, Any], data: str, n_sessions: int, user: str, sample: int) -> int:
+    from lightmem_core import LightMemory
+
+    sent = 0
+    with LightMemory(dict(config), host=host()) as mem:
+        for messages in sessions(data, sample, n_sessions):
+            mem.add_memory(messages, force_segment=True, force_extract=True, user_id=user)
+            sent += len(messages)
+    return sent
+
+
+def writer_process(
+    config: Mapping[str, Any],
+    data: str,
+    n_sessions: int,
+    process: int,
+    threads: int,
+    tag: str,
+    start: Any,
+    out: Any,
+) -> None:
+    """``threads`` threads, each with its own LightMemory and user, then ``(process, sent)``."""
+    start.wait(300)
+    sent: dict[str, int] = {}
+    errors: list[str] = []
+
+    def run(thread: int) -> None:
+        user = user_of(process, thread, tag)
+        try:
+            sent[user] = _write(config, data, n_sessions, user, process * threads + thread)
+        except Exception as exc:  # reported to the parent, which fails the run
+            errors.append(f"{user}: {type(exc).__name__}: {exc}")
+
+    workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    out.put({"process": process, "sent": sent, "errors": errors})
+
+
+def searcher_process(
+    config: Mapping[str, Any], users: list[str], stop: Any, start: Any, out: Any
+) -> None:
+    """Search random questions under random users until ``stop``; count foreign hits."""
+    from lightmem_core import LightMemory
+
+    rng = random.Random(len(users))
+    queries = ["where did she travel", "what does he paint", "her job", "the support group"]
+    searches = crossed = 0
+    latencies: list[float] = []
+    start.wait(300)
+    with LightMemory(dict(config), host=host()) as mem:
+        while not stop.is_set():
+            user = rng.choice(users)
+            t0 = time.perf_counter()
+            hits = mem.search(rng.choice(queries), limit=10, user_id=user)
+            latencies.append(time.perf_counter() - t0)
+            searches += 1
+            crossed += sum(1 for h in hits if h.entry is not None and h.entry.scope.user_id != user)
+    out.put({"searches": searches, "crossed": crossed, "latencies": latencies})
+
+
+def run(
+    config: Mapping[str, Any],
+    data: str,
+    *,
+    processes: int,
+    threads: int,
+    n_sessions: int,
+    searchers: int,
+    tag: str,
+) -> dict[str, Any]:
+    """One phase: start everyone together; returns the timing and what the workers reported."""
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(processes + searchers + 1)
+    stop = ctx.Event()
+    out = ctx.Queue()
+    users = [user_of(p, t, tag) for p in range(processes) for t in range(threads)]
+    writers = [
+        ctx.Process(
+            target=writer_process,
+            args=(config, data, n_sessions, p, threads, tag, start, out),
+        )
+        for p in range(processes)
+    ]
+    readers = [
+        ctx.Process(target=searcher_process, args=(config, users, stop, start, out))
+        for _ in range(searchers)
+    ]
+    for p in writers + readers:
+        p.start()
+    start.wait(300)
+    t0 = time.perf_counter()
+    written = [out.get(timeout=1800) for _ in writers]
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    searched = [out.get(timeout=300) for _ in readers]
+    for p in writers + readers:
+        p.join(120)
+    sent = {u: n for w in written for u, n in w["sent"].items()}
+    return {
+        "processes": processes,
+        "threads": threads,
+        "searchers": searchers,
+        "seconds": elapsed,
+        "turns": sum(sent.values()),
+        "turns_per_s": sum(sent.values()) / elapsed if elapsed else 0.0,
+        "sent": sent,
+        "errors": [e for w in written for e in w["errors"]],
+        "searches": sum(s["searches"] for s in searched),
+        "crossed": sum(s["crossed"] for s in searched),
+        "search_latencies": [x for s in searched for x in s["latencies"]],
+        "exit_codes": [p.exitcode for p in writers + readers],
+    }
+
+
+def verify(store: Any, sent: Mapping[str, int]) -> dict[str, int]:
+    """Lost, duplicated and cross-scope counts over the users of ``sent``."""
+    from lightmem_hookspecs import Scope
+
+    lost = duplicated = crossed = unextracted = 0
+    for user, n in sent.items():
+        scope = Scope(user_id=user)
+        journal = store.journal(scope=scope)
+        ids = [r.message.id for r in journal]
+        lost += max(0, n - len(set(ids)))
+        duplicated += len(ids) - len(set(ids))
+        unextracted += sum(1 for r in journal if r.state not in ("extracted", "dropped"))
+        sources: list[str] = []
+        for entry in store.entries(scope=scope, status=None):
+            if entry.scope != scope:
+                crossed += 1
+            known = store.messages_by_id(entry.source_message_ids, scope=scope)
+            crossed += len(set(entry.source_message_ids) - set(known))
+            sources += list(entry.source_message_ids)
+        duplicated += len(sources) - len(set(sources))  # a message extracted twice
+    return {
+        "lost": lost,
+        "duplicated": duplicated,
+        "cross_scope": crossed,
+        "unextracted": unextracted,
+    }
+
+
+def delayed_responder(latency: float) -> Any:
+    from lightmem_core.eval.economy import scripted_responder
+
+    def answer(body: Mapping[str, Any]) -> str:
+        time.sleep(latency)
+        return scripted_responder(body)
+
+    return answer
