@@ -177,3 +177,19 @@ def test_the_multimodal_retriever_joins_the_chain_with_its_weight(config, ref_ho
         text = str(chain)
         assert "multimodal" in text and "0.5" in text
     base64.b64decode(data_uri(colour_png("red")).split(",", 1)[1])
+
+
+def test_erasing_a_scope_removes_its_images_and_keeps_the_others(config, ref_host):
+    with LightMemory(config, host=ref_host) as mem:
+        mem.add([image_message("maya's red", data_uri(colour_png("red")))], user_id="maya")
+        mem.add([image_message("ana's blue", data_uri(colour_png("blue")))], user_id="ana")
+        paths = {
+            e.scope.user_id: e.metadata["image"]["path"]
+            for e in mem.get_all()
+            if e.category == "image"
+        }
+        mem.erase(user_id="maya")
+        assert not _exists(paths["maya"]) and _exists(paths["ana"])
+        assert [h.entry.memory for h in mem.search("red", user_id="maya")] == []
+        (hit,) = [h for h in mem.search("blue", user_id="ana") if h.entry.category == "image"]
+        assert hit.entry.memory == "ana's blue"

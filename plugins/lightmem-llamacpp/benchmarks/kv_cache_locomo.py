@@ -35,7 +35,12 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def config(memory_dir: Path, model: str | None, kv: Path | None, max_tokens: int) -> dict:
-    configs: dict[str, Any] = {"n_ctx": 4096, "max_tokens": max_tokens, "n_threads": 1}
+    configs: dict[str, Any] = {
+        "n_ctx": 4096,
+        "max_tokens": max_tokens,
+        "n_threads": 1,
+        "timeout": 1800,
+    }
     if model:
         configs["model_path"] = model
     return {
