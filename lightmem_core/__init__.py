@@ -12,7 +12,6 @@ from .errors import (
     InputError,
     LightMemError,
     NotImplementedYetError,
-    PluginLoadError,
     StoreError,
 )
 
@@ -34,7 +33,6 @@ __all__ = [
     "MemoryEntry",
     "Message",
     "NotImplementedYetError",
-    "PluginLoadError",
     "Scope",
     "SearchFilter",
     "SearchHit",

@@ -237,6 +237,29 @@ class AsyncLightMemory:
             token_budget=token_budget,
         )
 
+    async def estimate(
+        self,
+        messages: Any,
+        force_segment: bool = False,
+        force_extract: bool = False,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        token_budget: int | None = None,
+    ) -> Any:
+        """``LightMemory.estimate``: what an ``add_memory`` would spend; writes nothing."""
+        return await self._run(
+            "estimate",
+            messages,
+            force_segment,
+            force_extract,
+            user_id=user_id,
+            agent_id=agent_id,
+            run_id=run_id,
+            token_budget=token_budget,
+        )
+
     async def add(
         self,
         messages: Any,
@@ -266,6 +289,11 @@ class AsyncLightMemory:
         """``LightMemory.retry``: retry every pending or failed extraction batch now."""
         result: AddResult = await self._write_entries("retry")
         return result
+
+    async def pending_batches(self) -> list[Any]:
+        """``LightMemory.pending_batches``: every extraction batch not extracted yet."""
+        batches: list[Any] = await self._run("pending_batches")
+        return batches
 
     # -- retrieval -------------------------------------------------------------------------
 

@@ -341,6 +341,7 @@ class Backends:
             self._paths[kind].append(path)
         self._labels = {e.path: e.label for e in self._chain}
         self._built: dict[str, Any] = {}
+        self._building: dict[str, threading.Lock] = {}  # one per path being built
         self._shared: dict[str, Any] = {}  # one dict for all factories (precomp_topic_shared)
         self._lock = threading.Lock()
 
@@ -434,9 +435,22 @@ class Backends:
     # -- building --------------------------------------------------------------------------
 
     def _build(self, path: str, kind: str) -> Any:
+        """The backend at ``path``, built once: a second thread asking meanwhile waits for the
+        first one's build instead of building (and dropping, unclosed) another."""
         with self._lock:
             if path in self._built:
                 return self._built[path]
+            building = self._building.setdefault(path, threading.Lock())
+        with building:
+            with self._lock:
+                if path in self._built:
+                    return self._built[path]
+            backend = self._new(path, kind)
+            with self._lock:
+                self._built[path] = backend
+            return backend
+
+    def _new(self, path: str, kind: str) -> Any:
         registration, options = self._resolved[path]
         try:
             backend = registration.factory(options, self._context(path))
@@ -452,8 +466,7 @@ class Backends:
             backend = AccountedEmbedder(backend, registration.name, self.hooks)
         elif kind == "memory_manager":
             backend = AccountedLLM(backend, registration.name, self.hooks)
-        with self._lock:
-            return self._built.setdefault(path, backend)
+        return backend
 
     def close(self) -> None:
         """Close every built backend (the LLM client and the embedder too)."""

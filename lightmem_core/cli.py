@@ -310,7 +310,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     progress = Progress(total, "adding")
     with _open_memory(args) as mem:
         _check_sessions(args.file, sessions, mem.config, args.user_id)
-        pending_before = len(mem.store.pending_batches())
+        pending_before = {b.id for b in mem.pending_batches()}
         entries = 0
         for session in sessions:
             result = mem.add_memory(
@@ -324,7 +324,9 @@ def cmd_add(args: argparse.Namespace) -> int:
             progress.step(len(session))
         print(f"added {total} messages in {len(sessions)} session(s); {entries} new memories")
         held = mem.stats()["budget"]["held_batches"]
-        failed = len(mem.store.pending_batches()) - pending_before - held
+        failed = sum(
+            b.state == "failed" for b in mem.pending_batches() if b.id not in pending_before
+        )
     if held:
         print(
             f"{held} extraction batch(es) held by the token budget; their messages are "

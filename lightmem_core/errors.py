@@ -28,10 +28,6 @@ class BackendNotFoundError(ConfigError):
     """The configuration names a backend no installed plugin provides."""
 
 
-class PluginLoadError(LightMemError):
-    """A plugin failed to import or register (raised only where loading must not go on)."""
-
-
 class DuplicateBackendError(LightMemError):
     """Two plugins register the same backend name for one kind."""
 

@@ -6,11 +6,15 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import attrs
 from lightmem_hookspecs import (
+    Batch,
+    ContextRetriever,
+    EmbeddingRetriever,
     EntryChange,
+    GraphMemory,
     MemoryEntry,
     QueryContext,
     RecordStore,
@@ -44,6 +48,11 @@ from .plugins import PluginHost
 from .queries import build_filter, check_entry_id, check_limit, check_query, query_scope
 from .scope import check_text, is_unscoped, make_scope
 from .store import SQLiteRecordStore
+
+if TYPE_CHECKING:
+    from .llm.prompts import Prompts
+    from .pipeline.erase import EraseReceipt
+    from .pipeline.estimate import IngestEstimate, IngestionPlan
 
 log = logging.getLogger("lightmem")
 
@@ -201,7 +210,7 @@ class LightMemory:
         return self._rt.llm
 
     @property
-    def vector_index(self) -> Any:
+    def vector_index(self) -> EmbeddingRetriever | None:
         """The first vector store, holding every committed entry (queued vectors are written
         first)."""
         with self._lock:
@@ -209,7 +218,7 @@ class LightMemory:
             return self._rt.vector_index
 
     @property
-    def text_index(self) -> Any:
+    def text_index(self) -> ContextRetriever | None:
         indexes = self._rt.backends.text_indexes()
         return indexes[0] if indexes else None
 
@@ -233,7 +242,7 @@ class LightMemory:
 
     # -- graph memory ----------------------------------------------------------------------
 
-    def _graph(self) -> Any:
+    def _graph(self) -> GraphMemory:
         graphs = self._rt.backends.graphs()
         if not graphs:
             raise InputError(
@@ -254,13 +263,11 @@ class LightMemory:
     ) -> list[str]:
         """Lines describing the entity named ``entity`` (name or alias) and the relations
         within ``depth`` hops, with their validity and source entries (docs/graph.md)."""
-        from .graph import show
-
         if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
             raise InputError(f"depth: expected a positive integer, got {depth!r}")
         scope = SearchFilter(user_id=user_id, agent_id=agent_id, run_id=run_id)
         with self._lock:
-            return show(self._graph(), entity, depth=depth, filter=scope)
+            return self._rt.graph.show(self._graph(), entity, depth=depth, filter=scope)
 
     def graph_export(
         self,
@@ -272,20 +279,41 @@ class LightMemory:
     ) -> str:
         """The graph (every entity and relation, closed ones included) as ``json`` or
         ``graphml`` text."""
-        import json
-
-        from .graph import export_graphml, export_json
-
         if format not in ("json", "graphml"):
             raise InputError(f"format: expected json or graphml, got {format!r}")
         scope = SearchFilter(user_id=user_id, agent_id=agent_id, run_id=run_id)
         with self._lock:
-            graph = self._graph()
-            if format == "graphml":
-                return export_graphml(graph, filter=scope)
-            return json.dumps(export_json(graph, filter=scope), indent=2, ensure_ascii=False)
+            return self._rt.graph.export(self._graph(), format, filter=scope)
 
     # -- ingestion -------------------------------------------------------------------------
+
+    @overload
+    def add_memory(
+        self,
+        messages: Any,
+        force_segment: bool = ...,
+        force_extract: bool = ...,
+        *,
+        user_id: str | None = ...,
+        agent_id: str | None = ...,
+        run_id: str | None = ...,
+        dry_run: Literal[False] = ...,
+        token_budget: int | None = ...,
+    ) -> AddResult: ...
+
+    @overload
+    def add_memory(
+        self,
+        messages: Any,
+        force_segment: bool = ...,
+        force_extract: bool = ...,
+        *,
+        user_id: str | None = ...,
+        agent_id: str | None = ...,
+        run_id: str | None = ...,
+        dry_run: Literal[True],
+        token_budget: int | None = ...,
+    ) -> IngestEstimate: ...
 
     def add_memory(
         self,
@@ -298,7 +326,7 @@ class LightMemory:
         run_id: str | None = None,
         dry_run: bool = False,
         token_budget: int | None = None,
-    ) -> Any:
+    ) -> AddResult | IngestEstimate:
         """Add messages (a dict or a list of dicts with role, content, time_stamp).
 
         Messages enter the sensory buffer; when it holds ``sensory_buffer_tokens`` tokens (or
@@ -307,9 +335,9 @@ class LightMemory:
         are flushed as ONE extraction batch. Once this returns, the messages are in the
         journal: a crash or restart loses none of them.
 
-        ``dry_run=True`` writes and spends nothing: it returns an
-        :class:`~lightmem_core.pipeline.estimate.IngestEstimate` of the LLM calls and prompt
-        tokens this call would spend (:meth:`plan` does the same over several calls).
+        Returns an :class:`AddResult`. ``dry_run=True`` is :meth:`estimate`: it writes and
+        spends nothing and returns an
+        :class:`~lightmem_core.pipeline.estimate.IngestEstimate` instead.
 
         ``token_budget`` caps the LLM tokens this call spends (default: the configuration's
         ``llm_tokens_per_add``, unset: no cap): batches past it stay held in the journal for
@@ -323,11 +351,14 @@ class LightMemory:
             enabled = self.config.multimodal_embedder is not None
             messages, images = split_images(messages, self.config.images, enabled)
         if dry_run:
-            from .pipeline.budget import check_token_budget
-
-            check_token_budget(token_budget)
-            return self.plan().add_memory(
-                messages, scope, force_segment=force_segment, force_extract=force_extract
+            return self.estimate(
+                messages,
+                force_segment,
+                force_extract,
+                user_id=user_id,
+                agent_id=agent_id,
+                run_id=run_id,
+                token_budget=token_budget,
             )
         result = self._ingestion.add(
             messages,
@@ -342,7 +373,29 @@ class LightMemory:
             store_image_entries(self._rt, messages, images, scope)
         return result
 
-    def plan(self) -> Any:
+    def estimate(
+        self,
+        messages: Any,
+        force_segment: bool = False,
+        force_extract: bool = False,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        token_budget: int | None = None,
+    ) -> IngestEstimate:
+        """What ``add_memory`` with these arguments would spend: the LLM calls and prompt
+        tokens, as an :class:`~lightmem_core.pipeline.estimate.IngestEstimate`. Writes and
+        spends nothing (:meth:`plan` does the same over several calls)."""
+        from .pipeline.budget import check_token_budget
+
+        scope = make_scope(user_id, agent_id, run_id)
+        check_token_budget(token_budget)
+        return self.plan().add_memory(
+            messages, scope, force_segment=force_segment, force_extract=force_extract
+        )
+
+    def plan(self) -> IngestionPlan:
         """An :class:`~lightmem_core.pipeline.estimate.IngestionPlan`: its ``add_memory(messages,
         scope, force_segment=..., force_extract=...)`` calls play ingestion forward without
         writing or spending anything, and return the running estimate of LLM calls and tokens."""
@@ -393,12 +446,19 @@ class LightMemory:
         )
 
     @property
-    def prompts(self) -> Any:
+    def prompts(self) -> Prompts:
+        """The prompts this memory's LLM calls use (the configuration's overrides applied)."""
         return self._rt.prompts
 
     def retry(self) -> AddResult:
         """Retry every pending or failed extraction batch now, whatever its retry time."""
         return self._ingestion.retry()
+
+    def pending_batches(self) -> list[Batch]:
+        """Every extraction batch not extracted yet, oldest first: its state (``pending``,
+        ``running``, ``failed``, ``held``, ``waiting_for_budget``), scope, attempts, last
+        error and retry time (:class:`~lightmem_hookspecs.Batch`)."""
+        return self._rt.store.batches()
 
     # -- retrieval -------------------------------------------------------------------------
 
@@ -517,7 +577,7 @@ class LightMemory:
         user_id: str | None = None,
         agent_id: str | None = None,
         run_id: str | None = None,
-    ) -> Any:
+    ) -> EraseReceipt:
         """Remove every trace of a tenant: the messages, entries, history, vectors, lexical
         postings and graph relations of each scope matching the given fields (``user_id=
         "alice"``: all of Alice's scopes, whatever their agent and run), with the files

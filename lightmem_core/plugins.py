@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import sys
@@ -519,12 +518,6 @@ def _describe(exc: BaseException) -> str:
     frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     where = f" ({frame.filename}:{frame.lineno})" if frame else ""
     return f"{type(exc).__name__}: {exc}{where}"
-
-
-def import_string(path: str) -> Any:
-    module, _, attr = path.partition(":")
-    obj = importlib.import_module(module)
-    return getattr(obj, attr) if attr else obj
 
 
 def heavy_modules_loaded() -> list[str]:

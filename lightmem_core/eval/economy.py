@@ -38,6 +38,7 @@ cross-check of the counted calls (they differ only by HTTP-level retries).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -349,9 +350,7 @@ def lightmem_economy(
     try:
         if memory.backends.get("memory_manager") is None:
             raise ValueError("the LLM economy needs a configuration with a memory_manager")
-        embedder = memory.embedder
-        if embedder is not None:
-            embedder.backend.embed(["warm-up"])  # load the model outside the timings
+        memory.warm_up()  # load the model outside the timings
         requests0 = _chat_requests(server)
         cached0 = cached_prompt_tokens(memory)
         t0 = time.perf_counter()
@@ -393,7 +392,7 @@ def lightmem_economy(
             "update": updating.as_dict(),
             "total": (extract + updating).as_dict(),
             "batches_extracted": batches,
-            "batches_pending": len(memory.store.pending_batches()),
+            "batches_pending": len(memory.pending_batches()),
             "entries": len(memory.get_all()),
             "update_queue": queued,
             "update_changes": len(changes),
@@ -608,17 +607,21 @@ def measure_economy(
                         )
                     say(f"{tag} reference: one extraction per message, one update per fact")
                     c = memory.config
-                    ref = reference_economy(
-                        conv,
-                        getattr(llm, "backend", llm),  # uncounted by LightMem's own book
-                        memory.embedder.backend,
-                        messages_use=c.messages_use,
-                        metadata_generate=c.metadata_generate,
-                        text_summary=c.text_summary,
-                        extract_threshold=c.extract_threshold,
-                        prompts=memory.prompts,
-                        top_k=top_k,
-                        server=server,
+                    ref = memory.run_operation(  # booked apart from LightMem's own phases
+                        "reference",
+                        functools.partial(
+                            reference_economy,
+                            conv,
+                            llm,
+                            memory.embedder,
+                            messages_use=c.messages_use,
+                            metadata_generate=c.metadata_generate,
+                            text_summary=c.text_summary,
+                            extract_threshold=c.extract_threshold,
+                            prompts=memory.prompts,
+                            top_k=top_k,
+                            server=server,
+                        ),
                     )
                     sample["reference"] = ref
                     sample["ratio"] = _ratios(ref, lm)
@@ -654,38 +657,3 @@ def measure_economy(
         "totals": totals,
         "per_conversation_mean": per_conv,
     }
-
-
-def format_economy(report: Mapping[str, Any]) -> str:
-    """A table: calls and tokens per conversation, LightMem beside the reference."""
-    head = (
-        f"{'sample':<10}{'turns':>6}{'LM ext':>8}{'LM upd':>8}{'LM tok':>10}"
-        f"{'ref ext':>9}{'ref upd':>9}{'ref tok':>11}{'calls x':>9}{'tok x':>8}"
-    )
-    lines = [head]
-
-    def row(name: str, turns: Any, lm: Mapping[str, Any], ref: Mapping[str, Any] | None) -> str:
-        ratio = _ratios(ref, lm) if ref else {}
-        cells = [
-            f"{name:<10}{turns:>6}",
-            f"{lm['ingest']['llm_calls']:>8}{lm['update']['llm_calls']:>8}",
-            f"{lm['total']['total_tokens']:>10}",
-        ]
-        if ref:
-            cells += [
-                f"{ref['ingest']['llm_calls']:>9}{ref['update']['llm_calls']:>9}",
-                f"{ref['total']['total_tokens']:>11}",
-                f"{_fmt(ratio.get('calls')):>9}{_fmt(ratio.get('tokens')):>8}",
-            ]
-        return "".join(cells)
-
-    for s in report["samples"]:
-        lines.append(row(s["sample_id"], s["turns"], s["lightmem"], s.get("reference")))
-    totals = report["totals"]
-    turns = sum(s["turns"] for s in report["samples"])
-    lines.append(row("total", turns, totals["lightmem"], totals.get("reference")))
-    return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:.1f}"

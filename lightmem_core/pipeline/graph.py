@@ -36,6 +36,26 @@ class GraphStage:
         self._totals.pop(id(graph), None)
         return self._builder(graph).index(entries)
 
+    def show(
+        self, graph: Any, entity: str, *, depth: int, filter: SearchFilter | None = None
+    ) -> list[str]:
+        """Lines describing the entity named ``entity`` and its relations within ``depth``
+        hops, with their validity and source entries."""
+        from ..graph import show
+
+        return show(graph, entity, depth=depth, filter=filter)
+
+    def export(self, graph: Any, format: str, *, filter: SearchFilter | None = None) -> str:
+        """Every entity and relation of ``graph`` (closed ones included) as ``json`` or
+        ``graphml`` text."""
+        import json
+
+        from ..graph import export_graphml, export_json
+
+        if format == "graphml":
+            return export_graphml(graph, filter=filter)
+        return json.dumps(export_json(graph, filter=filter), indent=2, ensure_ascii=False)
+
     def search(
         self,
         graph: Any,
