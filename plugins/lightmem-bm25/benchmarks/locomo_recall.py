@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from lightmem_bm25.index import BM25Retriever
-from lightmem_bm25.tokenize import Analyzer
 from lightmem_hookspecs import IndexRecord
+from lightmem_textkit.analysis import Analyzer
 
 SETTINGS: dict[str, dict] = {
     "plain (no stopwords, no stemming)": {"stopwords": False, "stem": False},

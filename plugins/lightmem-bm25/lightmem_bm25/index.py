@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from lightmem_hookspecs import IndexRecord, SearchFilter
+from lightmem_textkit.analysis import Analyzer
 from rank_bm25 import BM25L, BM25Okapi, BM25Plus
-
-from .tokenize import Analyzer
 
 log = logging.getLogger("lightmem.bm25")
 

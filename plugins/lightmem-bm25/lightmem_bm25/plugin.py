@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 from lightmem_hookspecs import BackendContext, Register, hookimpl
+from lightmem_textkit.options import b_in_unit_interval, k1_positive, path_not_empty
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
 LIGHTMEM_CONTRACT = "1.5"
@@ -15,24 +16,6 @@ _INDEX_FILE = "bm25_index.json"
 
 if TYPE_CHECKING:
     from .index import BM25Retriever
-
-
-# The option validators are public: lightmem-sqlite-index validates the same options with them.
-
-
-def k1_positive(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name}: must be > 0, got {value}")
-
-
-def b_in_unit_interval(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0 <= value <= 1:
-        raise ValueError(f"{attribute.name}: must be between 0 and 1, got {value}")
-
-
-def path_not_empty(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
-    if not value.strip():
-        raise ValueError(f"{attribute.name}: must name a file, got an empty string")
 
 
 @attrs.frozen
@@ -56,8 +39,9 @@ class BM25Options:
 
 def build_bm25(options: BM25Options, context: BackendContext) -> BM25Retriever:
     """The factory: builds the retriever (imports rank-bm25 only now)."""
+    from lightmem_textkit.analysis import Analyzer
+
     from .index import BM25Retriever
-    from .tokenize import Analyzer
 
     snapshot = None
     if options.on_disk:

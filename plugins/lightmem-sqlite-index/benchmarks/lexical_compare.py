@@ -34,8 +34,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from lightmem_bm25.tokenize import Analyzer
 from lightmem_hookspecs import IndexRecord
+from lightmem_textkit.analysis import Analyzer
 
 ANALYZER = Analyzer(stem=True)
 

@@ -7,8 +7,8 @@ import os
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
-from lightmem_bm25.plugin import b_in_unit_interval, k1_positive, path_not_empty
 from lightmem_hookspecs import BackendContext, Register, hookimpl
+from lightmem_textkit.options import b_in_unit_interval, k1_positive, path_not_empty
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
 LIGHTMEM_CONTRACT = "1.5"
@@ -51,7 +51,7 @@ class SQLiteFTSOptions:
 
 
 def _analyzer(tokenizer: str | None, stopwords: bool, stem: bool) -> Any:
-    from lightmem_bm25.tokenize import Analyzer
+    from lightmem_textkit.analysis import Analyzer
 
     return Analyzer(tokenizer=tokenizer or "word", lowercase=True, stopwords=stopwords, stem=stem)
 

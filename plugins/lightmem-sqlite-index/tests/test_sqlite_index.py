@@ -9,7 +9,6 @@ import time
 
 import attrs
 import pytest
-from lightmem_bm25.index import BM25Retriever
 from lightmem_hookspecs import BackendContext, IndexRecord, SearchFilter
 from lightmem_sqlite_index import bm25 as bm25_module
 from lightmem_sqlite_index import fts as fts_module
@@ -298,6 +297,8 @@ def _corpus(n: int) -> list[IndexRecord]:
 
 @pytest.mark.parametrize("merge_after", [1, 3, 16])
 def test_scores_equal_the_bm25_backend_through_adds_updates_and_deletes(tmp_path, merge_after):
+    # the other plugin is the reference here only: installed beside this one, or skipped
+    BM25Retriever = pytest.importorskip("lightmem_bm25.index").BM25Retriever
     ours = build_sqlite_bm25(
         SQLiteBM25Options(merge_after=merge_after), BackendContext(memory_dir=str(tmp_path))
     )

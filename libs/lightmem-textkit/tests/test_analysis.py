@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from lightmem_bm25.tokenize import Analyzer, light_stem, word_tokens
+from lightmem_textkit.analysis import Analyzer, light_stem, word_tokens
 
 plain = Analyzer(stopwords=False, stem=False)
 

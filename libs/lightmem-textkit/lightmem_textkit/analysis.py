@@ -1,4 +1,5 @@
-"""Turns text into BM25 terms: Unicode word tokens, clitics split off, stopwords, stemming."""
+"""Turns text into lexical terms (BM25 and the like): Unicode word tokens, clitics split off,
+stopwords, stemming. Shared by the lexical index plugins; standard library only."""
 
 from __future__ import annotations
 
