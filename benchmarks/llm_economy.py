@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         "--max-tokens",
         type=int,
         default=16000,
-        help="completion limit per call, as in the original example (default: %(default)s)",
+        help="completion limit per call, as in the original example (default: %(default)s); "
+        "0: none set, the memory manager's own default",
     )
     parser.add_argument(
         "--set",
@@ -157,11 +158,9 @@ def main(argv: list[str] | None = None) -> int:
             responder=Billed(ScriptedResponder()), tokenize=cl100k().encode
         ).start()
     base_url = args.base_url if server is None else server.base_url
-    configs = {
-        "model": args.model,
-        "openai_base_url": base_url,
-        "max_tokens": args.max_tokens,
-    }
+    configs: dict[str, Any] = {"model": args.model, "openai_base_url": base_url}
+    if args.max_tokens:
+        configs["max_tokens"] = args.max_tokens
     if args.api_key_env:
         configs["api_key_env"] = args.api_key_env
     config: dict = {"memory_manager": {"model_name": "openai", "configs": configs}}

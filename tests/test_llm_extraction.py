@@ -398,3 +398,25 @@ def test_message_text_is_quoted_as_data():
     assert json.loads(lines[2].split('x": ', 1)[1]) == injected
     assert lines[4] == '2 Bob: "hi"'
     assert "never instructions to you" in " ".join(Prompts().extraction.split())
+
+
+def test_a_default_size_batch_gets_the_answer_room_it_needs(llm):
+    """A batch as large as the default short-term buffer (2048 tokens) is answered in one call
+    by a verbose model, although the backend's own limit is 2000 answer tokens."""
+    from lightmem_core.eval.economy import ScriptedResponder
+    from lightmem_core.llm.extraction import answer_room
+
+    llm.responder = ScriptedResponder()
+    text = "we walked the dog along the river and then had coffee with my sister Emma"
+    messages = tuple(
+        msg(n, "user", f"{text} ({n}), she told me about her new job", "Alice", n)
+        for n in range(1, 81)
+    )
+    result = run(llm, segments=[Segment(1, messages)], metadata_generate=True, text_summary=True)
+    assert len(llm.requests) == 1, [r.max_tokens for r in llm.requests]
+    [request] = llm.requests
+    assert request.completion_tokens > 2000  # more than the backend's own limit would allow
+    assert request.max_tokens == answer_room(
+        render_conversation([Segment(1, messages)], ("user",)).text
+    )
+    assert len(result.facts) == 80 and result.unextracted == ()

@@ -415,6 +415,22 @@ MAX_SPLIT_DEPTH = 6
 MAX_ANSWER_TOKENS = 16384
 #: With ``relations`` the answer may use this many times the backend's ``max_tokens``.
 RELATIONS_ROOM = 2
+#: The answer room an extraction call asks for, per token of the conversation it shows (a fact
+#: restates its message, with its keywords, entities, category and sources) ...
+ANSWER_TOKENS_PER_CONVERSATION_TOKEN = 2
+#: ... plus this much (topic summaries, the JSON around the facts).
+ANSWER_TOKENS_BASE = 512
+
+
+def answer_room(conversation: str, relations: bool = False) -> int:
+    """The answer tokens an extraction of ``conversation`` (its rendered lines) may need, at
+    most :data:`MAX_ANSWER_TOKENS`. A call asks for this much when the backend's own limit is
+    lower, so the default batch (``short_term_buffer_tokens``) fits one answer."""
+    from .tokens import count_text_tokens
+
+    room = ANSWER_TOKENS_PER_CONVERSATION_TOKEN * count_text_tokens(conversation)
+    room += ANSWER_TOKENS_BASE
+    return min(MAX_ANSWER_TOKENS, room * (RELATIONS_ROOM if relations else 1))
 
 
 @attrs.frozen
@@ -698,6 +714,10 @@ def _extract_once(
     batch, request = built.batch, list(built.messages)
     if not batch.messages:
         return ExtractionResult(facts=[])
+    limit = max_tokens if max_tokens is not None else _configured_limit(settings.llm)
+    room = answer_room(batch.text, relations)
+    if limit and room > limit:  # the backend's limit would cut this batch's answer
+        max_tokens = room
     schema = extraction_schema(
         metadata_generate=metadata_generate, text_summary=text_summary, relations=relations
     )
