@@ -307,6 +307,8 @@ def cmd_add(args: argparse.Namespace) -> int:
             "nothing was written or spent"
         )
         return 0
+    if getattr(args, "url", None):
+        return _add_remote(args, sessions, total)
     progress = Progress(total, "adding")
     with _open_memory(args) as mem:
         _check_sessions(args.file, sessions, mem.config, args.user_id)
@@ -363,6 +365,23 @@ def _shorten(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit].rstrip()} ... [{len(text) - limit:,} more characters; --full shows all]"
+
+
+def _add_remote(args: argparse.Namespace, sessions: list[Any], total: int) -> int:
+    """``lightmem add --url``: each session through the served memory's API."""
+    if args.token_budget is not None:
+        print("error: --token-budget is not available with --url", file=sys.stderr)
+        return 2
+    entries = pending = 0
+    with _open_memory(args) as mem:
+        for session in sessions:
+            result = mem.add_memory(session, True, True, user_id=args.user_id)
+            entries += len(result.entries_added)
+            pending = result.batches_pending
+    print(f"added {total} messages in {len(sessions)} session(s); {entries} new memories")
+    if pending:
+        print(f"{pending} extraction batch(es) pending on the server", file=sys.stderr)
+    return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -558,6 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
         "batches past it stay held in the journal for a later add or `lightmem retry`",
     )
     _memory_args(p)
+    _remote_args(p)
     p.set_defaults(func=cmd_add)
 
     p = sub.add_parser("search", help="search the memory")

@@ -108,6 +108,21 @@ def test_serve_then_search_and_stats_with_url(served):
     assert anonymous.returncode == 2 and "API key" in anonymous.stderr
 
 
+def test_add_with_url(served, tmp_path):
+    sessions = tmp_path / "chat.json"
+    sessions.write_text(
+        json.dumps([{"role": "user", "content": "the boat is moored at pier nine"}])
+    )
+    out = lightmem("add", str(sessions), "--url", served, "--api-key", KEY, "--user-id", "alice")
+    assert "1 new memories" in out.stdout
+    found = lightmem("search", "pier nine", "--url", served, "--api-key", KEY, "--json")
+    assert json.loads(found.stdout)[0]["memory"] == "the boat is moored at pier nine"
+    refused = lightmem(
+        "add", str(sessions), "--url", served, "--api-key", KEY, "--user-id", "mallory", check=False
+    )
+    assert refused.returncode == 2 and "not granted" in refused.stderr
+
+
 def test_serve_refuses_to_start_without_keys(tmp_path):
     out = lightmem(
         "serve",
