@@ -290,6 +290,11 @@ class AsyncLightMemory:
         result: AddResult = await self._write_entries("retry")
         return result
 
+    async def flush_vectors(self) -> int:
+        """``LightMemory.flush_vectors``: write the queued vectors now."""
+        written: int = await self._run("flush_vectors")
+        return written
+
     async def pending_batches(self) -> list[Any]:
         """``LightMemory.pending_batches``: every extraction batch not extracted yet."""
         batches: list[Any] = await self._run("pending_batches")

@@ -231,6 +231,14 @@ class LightMemory:
         with self._lock:
             self._rt.indexer.flush()
 
+    def flush_vectors(self) -> int:
+        """Write the vectors of committed entries still queued for the vector stores now (a
+        search does it first anyway), e.g. so an ingestion's timing includes them. Returns
+        how many were written."""
+        with self._lock:
+            self._rt.indexer.open()
+            return self._rt.indexer.flush()
+
     def reindex(self) -> int:
         """Rebuild every derived index from the record store (e.g. after a model change).
 

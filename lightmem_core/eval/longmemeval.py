@@ -329,7 +329,7 @@ def evaluate_longmemeval(
                 # The last entries' vectors wait for the next search: write them now, so the
                 # ingest time has all of the work and the search time none of it.
                 t0 = time.perf_counter()
-                memory._rt.indexer.flush()
+                memory.flush_vectors()
                 pipe.ingest_s += time.perf_counter() - t0
                 pipe.turns = len(turns)
                 if llm is not None and memory.config.update == "offline":

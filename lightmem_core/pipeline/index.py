@@ -69,7 +69,7 @@ class Indexer:
             embedder = self.rt.embedder
             if embedder is None:
                 raise StoreError("an embedding_retriever needs a text_embedder to index entries")
-            from ..transfer import check_embedder, fingerprint
+            from ..fingerprint import check_embedder, fingerprint
 
             current = fingerprint(embedder, self.rt.config.speaker_vector_weight)
             check_embedder(self.rt.store, current, record=False)
@@ -257,7 +257,7 @@ class Indexer:
             else:
                 vector.open(model_name=embedder.model_name, dimension=embedder.dimension)
         if embedder is not None and backends.vector_indexes():
-            from ..transfer import check_embedder, fingerprint
+            from ..fingerprint import check_embedder, fingerprint
 
             current = fingerprint(embedder, self.rt.config.speaker_vector_weight)
             check_embedder(store, current, record=True)
