@@ -434,12 +434,11 @@ def import_memory(
         history_added = _restore_history(store, history)
         messages_added = len(store.add_messages(parsed.messages))
         active = [(e, v) for e, v in parsed.entries if e.id in new_ids and e.status == "active"]
-        for start in range(0, len(active), CHUNK):
-            part = active[start : start + CHUNK]
-            if same:
-                _write_indexes(rt, part)
-            else:
-                rt.indexer.index([e for e, _ in part])
+        if same:
+            _load_indexes(rt, active)
+        else:
+            for start in range(0, len(active), CHUNK):
+                rt.indexer.index([e for e, _ in active[start : start + CHUNK]])
         rt.indexer.flush()
     return ImportReport(
         entries_added=len(added),
@@ -477,15 +476,29 @@ def _restore_history(store: Any, rows: list[dict[str, Any]]) -> int:
     return int(restore(rows))
 
 
-def _write_indexes(rt: Any, part: list[tuple[MemoryEntry, Any]]) -> None:
+def _load_indexes(rt: Any, active: list[tuple[MemoryEntry, Any]]) -> None:
+    """Write the file's vectors as they are (the embedder matches), chunk by chunk, or in one
+    pass through a vector store's ``bulk_upsert`` where it has one."""
     from .pipeline.index import index_record
 
-    records = [index_record(e, v) for e, v in part]
-    text_records = [index_record(e) for e, _ in part]
+    def chunks() -> Iterator[list[Any]]:
+        for start in range(0, len(active), CHUNK):
+            yield [index_record(e, v) for e, v in active[start : start + CHUNK]]
+
     for index in rt.backends.vector_indexes():
-        rt.indexer._call(index, "upsert", records)
-    for text in rt.backends.text_indexes():
-        rt.indexer._call(text, "index", text_records)
-    for graph in rt.backends.graphs():
-        rt.graph.index(graph, [e for e, _ in part])
-    rt.store.mark_indexed([e.id for e, _ in part])
+        bulk = getattr(index, "bulk_upsert", None)
+        if callable(bulk):
+            rt.run(
+                "index", lambda bulk=bulk: bulk(chunks()), action="bulk_upsert", items=len(active)
+            )
+        else:
+            for records in chunks():
+                rt.indexer._call(index, "upsert", records)
+    for start in range(0, len(active), CHUNK):
+        part = active[start : start + CHUNK]
+        text_records = [index_record(e) for e, _ in part]
+        for text in rt.backends.text_indexes():
+            rt.indexer._call(text, "index", text_records)
+        for graph in rt.backends.graphs():
+            rt.graph.index(graph, [e for e, _ in part])
+        rt.store.mark_indexed([e.id for e, _ in part])

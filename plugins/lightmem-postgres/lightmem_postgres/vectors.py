@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from lightmem_hookspecs import IndexRecord, SearchFilter
@@ -167,6 +167,38 @@ class PgVectorRetriever:
         ):
             cur.executemany(statement, rows)
 
+    def bulk_upsert(self, chunks: Iterable[Sequence[IndexRecord]]) -> int:
+        """Write many records at once (an import). Into an empty table the rows are copied
+        first and the HNSW index is built once afterwards (much faster than inserting into the
+        graph row by row); otherwise this is :meth:`upsert` per chunk. Returns the rows written.
+        """
+        dim = self._dimension()
+        if self.count() > 0:
+            written = 0
+            for chunk in chunks:
+                self.upsert(chunk)
+                written += len(chunk)
+            return written
+        index = sql.Identifier(self.schema, f"{self.table}_hnsw"[:63])
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in ("id", *PAYLOAD_NAMES, "embedding"))
+        written = 0
+        with self.db.connection("loading vectors") as conn, conn.transaction():
+            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(index))
+            with conn.cursor().copy(
+                sql.SQL("COPY {t} ({columns}) FROM STDIN").format(t=self._t, columns=columns)
+            ) as copy:
+                for chunk in chunks:
+                    for r in last_per_id(chunk):
+                        if r.vector is None:
+                            raise ValueError(f"pgvector: record {r.id!r} has no vector")
+                        copy.write_row(
+                            [r.id, *payload_values(r.payload), vector_text(r.vector, dim)]
+                        )
+                        written += 1
+            conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
+            self._create(conn, dim)
+        return written
+
     def delete(self, ids: Sequence[str]) -> None:
         if not ids:
             return
@@ -217,9 +249,11 @@ class PgVectorRetriever:
             "SELECT id, 1 - (embedding <=> %s::vector) FROM {t}{condition} ORDER BY {order} "
             "LIMIT %s"
         ).format(t=self._t, condition=condition, order=order)
-        with conn.transaction():
+        # One round trip: BEGIN, the walk's width for this transaction, the query, COMMIT.
+        with conn.pipeline(), conn.transaction():
             conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(ef, 1000)),))
-            rows = conn.execute(statement, [query, *params, query, limit]).fetchall()
+            cur = conn.execute(statement, [query, *params, query, limit])
+            rows = cur.fetchall()
         hits = [(str(r[0]), float(r[1])) for r in rows]
         hits.sort(key=lambda h: -h[1])
         return hits
