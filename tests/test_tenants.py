@@ -125,3 +125,38 @@ def test_an_erase_waits_for_the_extraction_in_flight(slow_memory):
         assert receipt.entries == 1 and receipt.messages == 1
         assert mem.get_all(user_id="tenant5") == []
         assert mem.store.journal(None) == []
+
+
+def test_the_gate_lets_shared_holders_in_while_an_exclusive_one_waits():
+    """An add (shared) waiting for a batch that another thread must still take the gate for
+    (shared) must not deadlock with an erase waiting for the gate (exclusive)."""
+    from lightmem_core.pipeline.concurrency import SharedGate
+
+    gate = SharedGate()
+    first_in = threading.Event()
+    second_done = threading.Event()
+    erased = threading.Event()
+
+    def add():
+        with gate.shared():
+            first_in.set()
+            assert second_done.wait(5), "the second shared holder never got in"
+
+    def erase():
+        first_in.wait()
+        with gate.exclusive():
+            assert second_done.is_set()
+            erased.set()
+
+    def retry():
+        first_in.wait()
+        time.sleep(0.1)  # the erase is waiting by now
+        with gate.shared():
+            second_done.set()
+
+    threads = [threading.Thread(target=f) for f in (add, erase, retry)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert erased.is_set()

@@ -57,8 +57,10 @@ class ScopeLocks:
 
 
 class SharedGate:
-    """A readers-writer lock: many shared holders or one exclusive holder; a waiting
-    exclusive holder goes before new shared ones. Shared holds nest within a thread."""
+    """A readers-writer lock: many shared holders or one exclusive holder. Shared holds nest
+    within a thread. A waiting exclusive holder does not stop new shared ones: an add holding
+    the gate may wait for a batch another thread has claimed and is about to extract (which
+    takes the gate shared too); holding that thread back would deadlock the three."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -73,7 +75,7 @@ class SharedGate:
         me = threading.get_ident()
         if depth == 0 and self._exclusive != me:
             with self._cond:
-                while self._exclusive is not None or self._waiting:
+                while self._exclusive is not None:
                     self._cond.wait()
                 self._shared += 1
         self._local.depth = depth + 1
