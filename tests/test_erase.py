@@ -39,8 +39,8 @@ def _traces(root: Path) -> list[tuple[str, bytes]]:
     found = []
     for path in root.rglob("*"):
         if path.is_file():
-            data = path.read_bytes()
-            for needle in (MARKER.encode(), MARKER.lower().encode(), TENANT.encode()):
+            data = path.read_bytes().lower()  # the lexical indexes keep lower-cased terms
+            for needle in (MARKER.lower().encode(), TENANT.lower().encode()):
                 if needle in data:
                     found.append((str(path.relative_to(root)), needle))
     return found
@@ -120,3 +120,30 @@ def test_the_async_erase_waits_for_adds_in_flight(tmp_path, ref_host):
 
     receipt, left = asyncio.run(main())
     assert receipt.entries == 10 and left == []
+
+
+def test_erase_removes_the_tenants_graph_relations_and_entities(tmp_path):
+    pytest.importorskip("lightmem_networkx", reason="the networkx plugin is not installed")
+    root = tmp_path / "mem"
+    config = {
+        "memory_dir": str(root),
+        "text_embedder": {"model_name": "hash"},
+        "embedding_retriever": {"model_name": "exact"},
+        "context_retriever": {"model_name": "keyword"},
+        "graph_mem": True,
+        "graph_memory": {"model_name": "networkx"},
+    }
+    who = "Zqxmarkerzqx"
+    with LightMemory(config, host=_host()) as mem:
+        mem.add([_msg(f"{who} adopted a dog named Biscuit", speaker_name=who)], user_id=TENANT)
+        mem.add([_msg("Bob adopted a cat named Tom", speaker_name="Bob")], user_id="bob")
+        graph = mem.backends.graphs()[0]
+        assert who in [e.name for e in graph.entities()]
+        bob_relations = len([r for r in graph.relations() if r.scope.user_id == "bob"])
+        receipt = mem.erase(user_id=TENANT)
+        assert receipt.index_records["graph_memory:networkx"] > 0
+        assert who not in [e.name for e in graph.entities()]
+        assert all(r.scope.user_id != TENANT for r in graph.relations())
+        assert len(graph.relations()) == bob_relations
+        assert mem.graph_show("Tom", user_id="bob")
+    assert _traces(root) == []
