@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import attrs
 from lightmem_textkit.models import check_device
+from lightmem_textkit.options import at_least_one
 
 
 def _share(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -13,11 +14,6 @@ def _share(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
         raise ValueError(
             f"{attribute.name}: the share of words kept must be in (0, 1], got {value}"
         )
-
-
-def _positive(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name}: must be >= 1, got {value}")
 
 
 def _window(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
@@ -43,7 +39,7 @@ class EntropyConfig:
     word_level_strategy: Literal["average", "first_token"] = "average"
     compress_rate: float = attrs.field(default=0.5, validator=_share)
     max_length: int = attrs.field(default=512, validator=_window)
-    batch_size: int = attrs.field(default=8, validator=_positive)
+    batch_size: int = attrs.field(default=8, validator=at_least_one)
     torch_dtype: Literal["auto", "float32", "float16", "bfloat16"] | None = None
 
 

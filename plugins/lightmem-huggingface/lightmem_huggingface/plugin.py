@@ -7,17 +7,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from lightmem_hookspecs import BackendContext, Register, hookimpl
 from lightmem_textkit.models import check_model_folder, cuda_unusable
+from lightmem_textkit.options import at_least_one
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
 LIGHTMEM_CONTRACT = "1.6"
 
 if TYPE_CHECKING:
     from .embedder import HuggingFaceEmbedder
-
-
-def _positive_or_none(_inst: Any, attribute: attrs.Attribute, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise ValueError(f"{attribute.name}: must be >= 1, got {value}")
 
 
 def _no_remote_endpoint(_inst: Any, attribute: attrs.Attribute, value: str | None) -> None:
@@ -58,12 +54,12 @@ class HuggingFaceOptions:
     """
 
     model: str | None = attrs.field(default=None, validator=check_model_folder)
-    embedding_dims: int | None = attrs.field(default=None, validator=_positive_or_none)
+    embedding_dims: int | None = attrs.field(default=None, validator=at_least_one)
     model_kwargs: dict[str, Any] | None = attrs.field(default=None, validator=_kwargs_device_usable)
     device: str | None = attrs.field(default=None, validator=_device_usable)
-    batch_size: int | None = attrs.field(default=None, validator=_positive_or_none)
-    num_threads: int | None = attrs.field(default=None, validator=_positive_or_none)
-    small_batch_threads: int | None = attrs.field(default=1, validator=_positive_or_none)
+    batch_size: int | None = attrs.field(default=None, validator=at_least_one)
+    num_threads: int | None = attrs.field(default=None, validator=at_least_one)
+    small_batch_threads: int | None = attrs.field(default=1, validator=at_least_one)
     huggingface_base_url: str | None = attrs.field(default=None, validator=_no_remote_endpoint)
 
 
@@ -100,7 +96,7 @@ class ClipOptions:
 
     model: str | None = None
     device: str | None = attrs.field(default=None, validator=_device_usable)
-    batch_size: int = attrs.field(default=32, validator=_positive_or_none)
+    batch_size: int = attrs.field(default=32, validator=at_least_one)
 
 
 def build_clip(options: ClipOptions, context: BackendContext) -> Any:

@@ -5,11 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-
-
-def _positive(_inst: Any, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name}: must be > 0, got {value}")
+from lightmem_textkit.options import positive
 
 
 def _range(low: float, high: float):
@@ -35,10 +31,10 @@ class LlamaCppOptions:
 
     model_path: str | None = None
     model: str | None = None
-    n_ctx: int = attrs.field(default=4096, validator=_positive)
-    n_threads: int | None = attrs.field(default=None, validator=_positive)
+    n_ctx: int = attrs.field(default=4096, validator=positive)
+    n_threads: int | None = attrs.field(default=None, validator=positive)
     n_gpu_layers: int = attrs.field(default=0, validator=_gpu_layers)
-    max_tokens: int = attrs.field(default=2000, validator=_positive)
+    max_tokens: int = attrs.field(default=2000, validator=positive)
     temperature: float = attrs.field(default=0.1, validator=_range(0.0, 2.0))
     top_p: float = attrs.field(default=0.1, validator=_range(0.0, 1.0))
     top_k: int = attrs.field(default=1, validator=_range(0, 1_000_000))
@@ -46,10 +42,10 @@ class LlamaCppOptions:
     seed: int = 42
     chat_format: str | None = None
     verbose: bool = False
-    timeout: float = attrs.field(default=300.0, validator=_positive)
-    start_timeout: float = attrs.field(default=120.0, validator=_positive)
+    timeout: float = attrs.field(default=300.0, validator=positive)
+    start_timeout: float = attrs.field(default=120.0, validator=positive)
     #: With ``kv_cache``: the KV cache files under ``kv_cache_path`` stay below this size (the
     #: least recently used are removed first).
-    kv_cache_max_mb: int = attrs.field(default=1024, validator=_positive)
+    kv_cache_max_mb: int = attrs.field(default=1024, validator=positive)
     #: Prompts are evaluated in blocks of this many tokens; a cached prefix is whole blocks.
     kv_cache_block: int = attrs.field(default=64, validator=_range(8, 512))

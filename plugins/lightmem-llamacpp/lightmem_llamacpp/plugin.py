@@ -1,7 +1,8 @@
 """Registers the ``llama-cpp`` memory manager: a local GGUF model run in a worker process.
 
 This module is what the ``lightmem.plugins`` entry point names: it imports only the contract,
-attrs and the standard library. ``llama_cpp`` is imported only by the worker process.
+attrs, the shared option validators (lightmem-textkit) and the standard library.
+``llama_cpp`` is imported only by the worker process.
 """
 
 from __future__ import annotations

@@ -6,15 +6,11 @@ from typing import Any, Literal
 
 import attrs
 from lightmem_textkit.models import check_device
+from lightmem_textkit.options import at_least_one, non_negative, unit_interval
 
 DEFAULT_MODEL = "microsoft/llmlingua-2-bert-base-multilingual-cased-meetingbank"
 
 TorchDtype = Literal["auto", "float32", "float16", "bfloat16"]
-
-
-def _positive(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name}: must be >= 1, got {value}")
 
 
 def _share(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -24,19 +20,9 @@ def _share(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
         )
 
 
-def _unit(_inst: Any, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name}: must be between 0 and 1, got {value}")
-
-
 def _cosine(_inst: Any, attribute: attrs.Attribute, value: float | None) -> None:
     if value is not None and not -1.0 <= value <= 1.0:
         raise ValueError(f"{attribute.name}: must be between -1 and 1, got {value}")
-
-
-def _non_negative(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name}: must be >= 0, got {value}")
 
 
 def _llmlingua2_only(_inst: Any, attribute: attrs.Attribute, value: bool) -> None:
@@ -67,8 +53,8 @@ class LLMLinguaConfig:
 class LLMLingua2Config:
     """Batching and forced-token limits (``llmlingua2_config`` in the original LightMem)."""
 
-    max_batch_size: int = attrs.field(default=50, validator=_positive)
-    max_force_token: int = attrs.field(default=100, validator=_positive)
+    max_batch_size: int = attrs.field(default=50, validator=at_least_one)
+    max_force_token: int = attrs.field(default=100, validator=at_least_one)
 
 
 @attrs.frozen
@@ -117,13 +103,13 @@ class SegmenterOptions:
     torch_dtype: TorchDtype | None = None
     buffer_len: int = attrs.field(default=512, validator=_window)
     layers: list[int] | None = None
-    max_batch_size: int = attrs.field(default=4, validator=_positive)
+    max_batch_size: int = attrs.field(default=4, validator=at_least_one)
     combine: Literal["confirm", "score", "attention"] = "confirm"
-    tolerance: int = attrs.field(default=3, validator=_non_negative)
-    attention_z: float = attrs.field(default=0.0, validator=_non_negative)
+    tolerance: int = attrs.field(default=3, validator=non_negative)
+    attention_z: float = attrs.field(default=0.0, validator=non_negative)
     use_embeddings: bool = True
-    window: int = attrs.field(default=2, validator=_positive)
+    window: int = attrs.field(default=2, validator=at_least_one)
     threshold: float | None = attrs.field(default=None, validator=_cosine)
-    z: float = attrs.field(default=1.0, validator=_non_negative)
-    attention_weight: float = attrs.field(default=0.5, validator=_unit)
-    min_segment: int = attrs.field(default=2, validator=_positive)
+    z: float = attrs.field(default=1.0, validator=non_negative)
+    attention_weight: float = attrs.field(default=0.5, validator=unit_interval)
+    min_segment: int = attrs.field(default=2, validator=at_least_one)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from lightmem_textkit.options import non_negative, positive
 
 #: ``structured_output`` values: how a ``json_schema`` request is passed to the endpoint.
 STRUCTURED_OUTPUT_MODES = ("auto", "json_schema", "json_object", "none")
@@ -38,16 +39,6 @@ def _range(low: float | None, high: float | None, *, low_open: bool = False):
             )
 
     return check
-
-
-def _positive(_inst: Any, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name}: must be > 0, got {value}")
-
-
-def _non_negative(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name}: must be >= 0, got {value}")
 
 
 def _one_of(*allowed: str | None):
@@ -88,8 +79,8 @@ class OpenAIOptions:
     model: str | None = None
     temperature: float | None = attrs.field(default=0.1, validator=_range(0.0, 2.0))
     top_p: float | None = attrs.field(default=0.1, validator=_range(0.0, 1.0, low_open=True))
-    max_tokens: int | None = attrs.field(default=2000, validator=_positive)
-    top_k: int | None = attrs.field(default=None, validator=_positive)
+    max_tokens: int | None = attrs.field(default=2000, validator=positive)
+    top_k: int | None = attrs.field(default=None, validator=positive)
     seed: int | None = 42
     stop: list[str] = attrs.field(factory=list)
     # -- endpoint and credentials ------------------------------------------------------------
@@ -103,11 +94,11 @@ class OpenAIOptions:
     extra_headers: dict[str, str] = attrs.field(factory=dict)
     extra_body: dict[str, Any] = attrs.field(factory=dict)
     # -- transport ---------------------------------------------------------------------------
-    timeout: float = attrs.field(default=60.0, validator=_positive)
-    max_retries: int = attrs.field(default=3, validator=_non_negative)
-    retry_backoff: float = attrs.field(default=0.5, validator=_non_negative)
-    retry_backoff_max: float = attrs.field(default=8.0, validator=_non_negative)
-    retry_after_max: float = attrs.field(default=60.0, validator=_non_negative)
+    timeout: float = attrs.field(default=60.0, validator=positive)
+    max_retries: int = attrs.field(default=3, validator=non_negative)
+    retry_backoff: float = attrs.field(default=0.5, validator=non_negative)
+    retry_backoff_max: float = attrs.field(default=8.0, validator=non_negative)
+    retry_after_max: float = attrs.field(default=60.0, validator=non_negative)
     structured_output: str = attrs.field(
         default="auto", validator=_one_of(*STRUCTURED_OUTPUT_MODES)
     )

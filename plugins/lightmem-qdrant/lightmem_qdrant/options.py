@@ -6,21 +6,12 @@ import re
 from typing import Any
 
 import attrs
+from lightmem_textkit.options import non_negative, positive
 
 #: ``path`` value that keeps the collection in memory (as in qdrant-client).
 MEMORY = ":memory:"
 ENGINES = ("auto", "edge", "client")
 QUANTIZATIONS = ("int8", "none")
-
-
-def _positive(_inst: Any, attribute: attrs.Attribute, value: int | float | None) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(f"{attribute.name}: must be > 0, got {value}")
-
-
-def _non_negative(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name}: must be >= 0, got {value}")
 
 
 def _one_of(choices: tuple[str, ...]) -> Any:
@@ -75,7 +66,7 @@ class QdrantOptions:
     """
 
     collection_name: str = attrs.field(default="lightmem", validator=_collection_name)
-    embedding_model_dims: int | None = attrs.field(default=None, validator=_positive)
+    embedding_model_dims: int | None = attrs.field(default=None, validator=positive)
     host: str | None = attrs.field(default=None, validator=_not_blank)
     port: int | None = attrs.field(default=None, validator=_port)
     path: str | None = attrs.field(default=None, validator=_not_blank)
@@ -83,18 +74,18 @@ class QdrantOptions:
     api_key: str | None = attrs.field(default=None, repr=False)
     on_disk: bool | None = None
     engine: str = attrs.field(default="auto", validator=_one_of(ENGINES))
-    batch_size: int = attrs.field(default=256, validator=_positive)
+    batch_size: int = attrs.field(default=256, validator=positive)
     quantization: str = attrs.field(default="int8", validator=_one_of(QUANTIZATIONS))
     oversampling: float = attrs.field(default=2.0, validator=_at_least_one)
-    optimize_threshold: int = attrs.field(default=10_000, validator=_positive)
-    max_segment_points: int = attrs.field(default=100_000, validator=_positive)
-    hnsw_m: int = attrs.field(default=0, validator=_non_negative)
-    hnsw_ef_construct: int = attrs.field(default=100, validator=_positive)
-    hnsw_ef: int | None = attrs.field(default=None, validator=_positive)
+    optimize_threshold: int = attrs.field(default=10_000, validator=positive)
+    max_segment_points: int = attrs.field(default=100_000, validator=positive)
+    hnsw_m: int = attrs.field(default=0, validator=non_negative)
+    hnsw_ef_construct: int = attrs.field(default=100, validator=positive)
+    hnsw_ef: int | None = attrs.field(default=None, validator=positive)
     prefer_grpc: bool = False
     grpc_port: int = attrs.field(default=6334, validator=_port)
     https: bool | None = None
-    timeout: int | None = attrs.field(default=None, validator=_positive)
+    timeout: int | None = attrs.field(default=None, validator=positive)
     store_text: bool = True
 
     def __attrs_post_init__(self) -> None:
