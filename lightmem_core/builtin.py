@@ -9,7 +9,7 @@ import attrs
 from lightmem_hookspecs import BackendContext, Message, hookimpl
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.0"
+LIGHTMEM_CONTRACT = "1.6"
 
 
 def _unit_interval(_inst: Any, attribute: attrs.Attribute, value: float | None) -> None:

@@ -37,6 +37,7 @@ def test_plugins_json_lists_every_installed_plugin_of_the_repo():
     data = json.loads(lightmem("plugins", "--json").stdout)
     by_dist = {p["distribution"]: p for p in data["plugins"]}
     assert by_dist["lightmem-core"]["backends"] == {
+        "context_retriever": ["multimodal"],
         "record_store": ["sqlite"],
         "reranker": ["newer_first"],
         "topic_segmenter": ["embedding"],
