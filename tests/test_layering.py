@@ -235,3 +235,40 @@ def test_the_checks_find_each_kind_of_leak(tmp_path, monkeypatch):
         "lightmem_core.backends.Backends",
         "lightmem_core/eval/economy.py:4: lightmem_core.eval.economy reads ._rt",
     ]
+
+
+# -- docs/architecture.md describes every module -----------------------------------------------
+
+
+def documented_modules(text: str) -> set[str]:
+    """The files the module map of docs/architecture.md names, as paths under lightmem_core/
+    (the map is an indented tree: a folder line ends with ``/``, two spaces a level)."""
+    block = text.split("lightmem_core/ (lightmem-core)\n", 1)[1].split("```", 1)[0]
+    found: set[str] = set()
+    folders: list[tuple[int, str]] = []
+    for line in block.splitlines():
+        name = line.strip().split(" ", 1)[0]
+        depth = (len(line) - len(line.lstrip())) // 2
+        if not (name.endswith(".py") or name.endswith("/")) or depth == 0:
+            continue
+        folders = [(d, f) for d, f in folders if d < depth]
+        path = "".join(f for _, f in folders) + name
+        if name.endswith("/"):
+            folders.append((depth, name))
+        else:
+            found.add(path)
+    return found
+
+
+def test_the_architecture_page_describes_every_module():
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    documented = documented_modules(text)
+    modules_here = {
+        str(p.relative_to(CORE))
+        for p in CORE.rglob("*.py")
+        if p.name != "__init__.py" or p.parent == CORE
+    }
+    missing = sorted(modules_here - documented)
+    stale = sorted(documented - modules_here)
+    assert not missing, f"docs/architecture.md's module map lacks {missing}"
+    assert not stale, f"docs/architecture.md's module map names modules that are gone: {stale}"
