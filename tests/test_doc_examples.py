@@ -201,7 +201,8 @@ def test_every_block_of_the_testing_page_passes(tmp_path):
 #   text, unlabelled  output or a listing, not code.
 # Other markers: `needs api-key VAR` (the block runs against the loopback OpenAI-compatible server
 # with VAR set, and fails naming VAR without it), `needs server` (it fails without the server it
-# names), `tested-by TEST` (a test of tests/ named TEST checks the block), `output` (not code),
+# names), `needs model NAME` (it runs where the model is, and fails naming it elsewhere),
+# `tested-by TEST` (a test of tests/ named TEST checks the block), `output` (not code),
 # `file FORMAT` (the content of a file LightMem reads, parsed as it reads it: FILE_FORMATS).
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -355,8 +356,13 @@ def test_every_block_of_every_page_is_collected_and_marked_correctly():
                 if f"def {name}(" not in tests_source:
                     problems.append(f"{block.name}: no test called {name}")
         if block.marker[:1] == ["needs"]:
-            if block.marker[1:2] not in (["api-key"], ["server"]) or block.lang != "python":
-                problems.append(f"{block.name}: `needs api-key VAR` or `needs server` (python)")
+            if (
+                block.marker[1:2] not in (["api-key"], ["server"], ["model"])
+                or block.lang != "python"
+            ):
+                problems.append(
+                    f"{block.name}: `needs api-key VAR`, `needs server` or `needs model NAME`"
+                )
             else:
                 compile(block.body, block.name, "exec")
         if block.marker[:1] == ["file"] and block.marker[1:] not in ([f] for f in FILE_FORMATS):
@@ -434,6 +440,18 @@ def test_blocks_that_need_a_server_fail_without_one_naming_it(block, tmp_path):
     addresses = re.findall(r"https?://([\w.-]+)|\"host\": \"([\w.-]+)\"", block.body)
     hosts = {h for pair in addresses for h in pair if h}
     assert hosts and any(h in last for h in hosts), last
+
+
+NEEDS_MODEL = [b for b in ALL_BLOCKS if b.marker[:2] == ["needs", "model"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", [pytest.param(b, id=b.name) for b in NEEDS_MODEL])
+def test_blocks_that_need_a_model_run_with_it_or_fail_naming_it(block, tmp_path):
+    (model,) = block.marker[2:]
+    out = run_block(block.body, tmp_path, _doc_env(tmp_path))
+    if out.returncode != 0:  # the model is not on this machine: the error must say which
+        assert model in out.stderr.strip().splitlines()[-1], out.stderr
 
 
 def _commands(script: str) -> list[list[str]]:
