@@ -509,6 +509,11 @@ def _check_command(argv: list[str]) -> list[str]:
     from lightmem_core.cli import build_parser
 
     program = argv[0]
+    if program in ("nice", "time"):  # a wrapper: check the command it runs
+        rest = argv[1:]
+        while rest and rest[0].startswith("-"):
+            rest = rest[2:] if rest[0] == "-n" else rest[1:]
+        return _check_command(rest)
     if program in ("python3", "python") and argv[1:3] == ["-m", "venv"]:
         return []
     if program in (".", "source", "echo", "cd"):
