@@ -496,7 +496,10 @@ def _check_pip(argv: list[str]) -> list[str]:
         name = arg.split("[")[0]
         if "/" in name or name.startswith("."):
             local = True
-            if not (ROOT / name / "pyproject.toml").is_file():
+            if name.rsplit("/", 1)[-1].isupper():  # a placeholder, ./plugins/NAME
+                if not (ROOT / name).parent.is_dir():
+                    problems.append(f"{name}: no folder {(ROOT / name).parent}")
+            elif not (ROOT / name / "pyproject.toml").is_file():
                 problems.append(f"{name} is no project of this checkout")
         elif name.lower().startswith("lightmem"):
             problems.append(f"{name} is not on the package index: install its folder")
@@ -546,6 +549,19 @@ def test_shell_blocks_name_commands_paths_and_options_that_exist():
             continue
         for argv in _commands(block.body):
             problems += [f"{block.name}: `{' '.join(argv)}`: {p}" for p in _check_command(argv)]
+    assert not problems, "\n".join(problems)
+
+
+def test_install_commands_in_the_text_work_from_a_checkout():
+    """`pip install ...` written in a sentence is checked as in a shell block."""
+    problems = []
+    for page in PAGES:
+        text = _MARKED_FENCE.sub("", page.read_text(encoding="utf-8"))
+        for command in re.findall(r"`(pip install [^`]+)`", text):
+            for argv in _commands(command):
+                problems += [
+                    f"{page.relative_to(ROOT)}: `{command}`: {p}" for p in _check_pip(argv)
+                ]
     assert not problems, "\n".join(problems)
 
 
