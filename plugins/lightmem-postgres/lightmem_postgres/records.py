@@ -1031,6 +1031,49 @@ class PostgresRecordStore:
         with self.db.connection("clearing the update queue") as conn:
             conn.execute(self._q("DELETE FROM {q}", q="update_queue"))
 
+    def erase_scope(
+        self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
+        """Remove every message, batch, entry, source link, history row and queued update of
+        the scopes matching the given fields (a field not given matches any value), in one
+        transaction. Returns the ids of the removed entries and the counts. (The rows' bytes
+        leave the data files when Postgres vacuums them.)"""
+        given = [
+            (f, v)
+            for f, v in (("user_id", user_id), ("agent_id", agent_id), ("run_id", run_id))
+            if v is not None
+        ]
+        if not given:
+            raise ValueError("erase_scope: name a user_id, agent_id or run_id")
+        where = " AND ".join(f"{f} = %s" for f, _ in given)
+        params = [v for _, v in given]
+        with (
+            self.db.connection("erasing a scope") as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
+            cur.execute(
+                self._q(f"DELETE FROM {{e}} WHERE {where} RETURNING id", e="entries"), params
+            )
+            ids = [r[0] for r in cur.fetchall()]
+            counts = {"entries": len(ids), "history": 0, "messages": 0, "batches": 0}
+            if ids:
+                cur.execute(
+                    self._q("DELETE FROM {s} WHERE entry_id = ANY(%s)", s="entry_sources"), (ids,)
+                )
+                cur.execute(
+                    self._q("DELETE FROM {h} WHERE entry_id = ANY(%s)", h="history"), (ids,)
+                )
+                counts["history"] = cur.rowcount
+                cur.execute(
+                    self._q("DELETE FROM {q} WHERE entry_id = ANY(%s)", q="update_queue"), (ids,)
+                )
+            cur.execute(self._q(f"DELETE FROM {{m}} WHERE {where}", m="messages"), params)
+            counts["messages"] = cur.rowcount
+            cur.execute(self._q(f"DELETE FROM {{b}} WHERE {where}", b="batches"), params)
+            counts["batches"] = cur.rowcount
+        return {"entry_ids": ids, **counts}
+
     def stats(self) -> dict[str, Any]:
         def grouped(table: str, column: str) -> dict[str, int]:
             rows = self._rows(

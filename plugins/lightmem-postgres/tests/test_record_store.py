@@ -7,7 +7,7 @@ import multiprocessing
 
 import psycopg
 import pytest
-from lightmem_hookspecs import BatchState
+from lightmem_hookspecs import BatchState, Scope
 from lightmem_postgres import SchemaTooNewError, plugin
 from lightmem_postgres.plugin import PostgresStoreOptions
 from lightmem_postgres.records import SCHEMA_KEY, SCHEMA_VERSION, PostgresRecordStore
@@ -172,3 +172,22 @@ def test_export_import_moves_a_memory_to_postgres_and_back(tmp_path, postgres_ds
     with LightMemory(reference_config(tmp_path / "back"), host=_host()) as mem:
         assert import_memory(mem, tmp_path / "b.jsonl").entries_added == 2
         assert answers(mem) == before
+
+
+def test_erase_removes_one_users_rows_and_index_records(tmp_path, postgres_dsn, schema):
+    config = _config(tmp_path, postgres_dsn, schema)
+    with LightMemory(config, host=_host()) as mem:
+        for user in ("alice", "bob"):
+            mem.add_memory(
+                [{"role": "user", "content": f"{user} keeps bees on the roof"}],
+                force_segment=True,
+                force_extract=True,
+                user_id=user,
+            )
+        mem.erase(user_id="alice")
+        assert mem.search("bees", limit=5, user_id="alice") == []
+        assert [h.entry.memory for h in mem.search("bees", limit=5, user_id="bob")] == [
+            "bob keeps bees on the roof"
+        ]
+        assert mem.store.journal(scope=Scope(user_id="alice")) == []
+        assert mem.store.count_entries(status=None) == 1 and mem.vector_index.count() == 1
