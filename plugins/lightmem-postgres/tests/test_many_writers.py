@@ -20,6 +20,10 @@ from lightmem_hookspecs import BatchState, Scope
 from lightmem_core import LightMemory
 from lightmem_core.testing.openai_server import OpenAICompatibleServer
 
+# The writers' LLM is the openai memory manager talking to the loopback server (installed by
+# the repository's requirements-test.txt; a session with this plugin alone skips this module).
+pytest.importorskip("lightmem_openai", reason="lightmem-openai (the HTTP LLM client) is absent")
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))  # the workload module, also in the children (spawn)
 import workload  # noqa: E402
