@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -32,7 +33,8 @@ def phase(dsn: str, llm_url: str, args: argparse.Namespace, processes: int, sear
     from lightmem_core import LightMemory
 
     schema = f"load_{uuid.uuid4().hex[:8]}"
-    config = workload.memory_config(dsn, schema, llm_url, tempfile.mkdtemp(prefix="lm-load-"))
+    folder = tempfile.mkdtemp(prefix="lm-load-")  # stays empty: everything is in Postgres
+    config = workload.memory_config(dsn, schema, llm_url, folder)
     result = workload.run(
         config,
         args.data,
@@ -44,6 +46,7 @@ def phase(dsn: str, llm_url: str, args: argparse.Namespace, processes: int, sear
     )
     with LightMemory(config, host=workload.host()) as mem:
         result["verify"] = workload.verify(mem.store, result["sent"])
+    shutil.rmtree(folder, ignore_errors=True)
     lat = sorted(result.pop("search_latencies"))
     if lat:
         result["search_ms_p50"] = 1000 * statistics.median(lat)

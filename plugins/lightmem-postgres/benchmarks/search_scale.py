@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -198,7 +199,7 @@ def run(dsn: str, args: argparse.Namespace) -> dict:
             assert any(f"kayak number {i} " in h.entry.memory for h in hits)
         sizes = table_sizes(dsn, cfg["record_store"]["configs"]["schema"])
     export_mb = export.stat().st_size / 1e6
-    export.unlink()
+    shutil.rmtree(folder, ignore_errors=True)
     return {
         "entries": args.entries,
         "users": args.users,
