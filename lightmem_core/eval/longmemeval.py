@@ -115,9 +115,11 @@ def _matches(stem: str, wanted: set[str]) -> bool:
 
 def load_longmemeval(path: str | Path, ids: Iterable[str] | None = None) -> list[Conversation]:
     """The questions of ``path`` (a folder of per-question JSON files, or one JSON / JSONL file
-    of samples) as conversations, in file order; only ``ids`` when given (each must be found)."""
+    of samples) as conversations: in file order, or only ``ids`` in their order when given
+    (each must be found)."""
     p = Path(path)
-    wanted = None if ids is None else set(ids)
+    order = None if ids is None else {i: n for n, i in enumerate(dict.fromkeys(ids))}
+    wanted = None if order is None else set(order)
     samples: list[tuple[Mapping[str, Any], str]] = []
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".json", ".jsonl"))
@@ -133,8 +135,9 @@ def load_longmemeval(path: str | Path, ids: Iterable[str] | None = None) -> list
             samples.append((s, f"{p}[{i}]"))
     else:
         raise InputError(f"--data: {p}: no such file or folder")
-    if wanted is not None:
+    if wanted is not None and order is not None:
         samples = [(s, w) for s, w in samples if str(s.get("question_id")) in wanted]
+        samples.sort(key=lambda p: order[str(p[0].get("question_id"))])
         found = {str(s.get("question_id")) for s, _ in samples}
         missing = sorted(wanted - found)
         if missing:
@@ -286,12 +289,48 @@ def evaluate_longmemeval(
     abstentions = 0
     started = time.perf_counter()
 
+    def build_report(done: int) -> dict[str, Any]:
+        """The report over the first ``done`` questions, written to ``options.out`` if set."""
+        systems = {name: s.summary(ks) for name, s in totals.items()}
+        report: dict[str, Any] = {
+            "benchmark": "longmemeval",
+            "metadata": {
+                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "git": git_commit(),
+                "data": str(options.data),
+                "ids": len(options.ids) if options.ids else None,
+                "config_hash": config_hash,
+                **models,
+                "seconds": round(time.perf_counter() - started, 1),
+            },
+            "k": options.k,
+            "ks": ks,
+            "questions": done,
+            "planned": len(conversations),
+            "abstentions": abstentions,
+            "systems": systems,
+            "usage": usage_total,
+            "per_question": per_question,
+        }
+        if options.qa:
+            from .qa import merge_qa
+
+            report["qa"] = {**merge_qa(qa_reports), "metadata": qa_meta}
+        if options.out:
+            out = Path(options.out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(_json_safe(report), indent=1), encoding="utf-8")
+        return report
+
+    previous: Any = None  # the last question's memory, open until the next loads the model
+
     with ExitStack() as stack:
         if options.memory_dir is None:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lightmem-lme-")))
         else:
             root = Path(options.memory_dir)
             root.mkdir(parents=True, exist_ok=True)
+        stack.callback(lambda: previous is not None and previous.close())  # before the folder
         for n, conv in enumerate(conversations, start=1):
             q = conv.questions[0]
             qtype = str(q.category)
@@ -313,6 +352,10 @@ def evaluate_longmemeval(
                     config_hash = hash_config(memory.config)
                     models = _models(memory)
                 memory.warm_up()
+                if previous is not None:
+                    # closed only now: the next memory's embedder took the loaded model over
+                    previous.close()
+                    previous = None
                 roles = _kept_roles(memory.config.messages_use)
                 turns = [m for m in conv.messages if m["role"] in roles]
                 scores = {name: Scores() for name in names}
@@ -412,8 +455,10 @@ def evaluate_longmemeval(
                     )
                     qa_reports.append(qa)
                     qa_meta = qa_meta or run_metadata(memory, llm, k=options.k)
-            finally:
+            except BaseException:
                 memory.close()
+                raise
+            previous = memory
             per_question.append(record)
             for name, s in scores.items():
                 totals[name].merge(s)
@@ -425,36 +470,10 @@ def evaluate_longmemeval(
                 f"{rate:.0f}/s, turn recall@{options.k} {shown}",
                 force=n == len(conversations),
             )
+            if options.out and n < len(conversations):
+                build_report(n)  # the results so far survive an interrupted run
 
-    systems = {name: s.summary(ks) for name, s in totals.items()}
-    report: dict[str, Any] = {
-        "benchmark": "longmemeval",
-        "metadata": {
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "git": git_commit(),
-            "data": str(options.data),
-            "ids": len(options.ids) if options.ids else None,
-            "config_hash": config_hash,
-            **models,
-            "seconds": round(time.perf_counter() - started, 1),
-        },
-        "k": options.k,
-        "ks": ks,
-        "questions": len(conversations),
-        "abstentions": abstentions,
-        "systems": systems,
-        "usage": usage_total,
-        "per_question": per_question,
-    }
-    if options.qa:
-        from .qa import merge_qa
-
-        report["qa"] = {**merge_qa(qa_reports), "metadata": qa_meta}
-    if options.out:
-        out = Path(options.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(_json_safe(report), indent=1), encoding="utf-8")
-    return report
+    return build_report(len(conversations))
 
 
 # ---------------------------------------------------------------------------------------------
