@@ -13,7 +13,7 @@ import pytest
 from lightmem_hookspecs import BackendContext, TextEmbedder
 from lightmem_huggingface.embedder import HuggingFaceEmbedder
 from lightmem_huggingface.models import DEFAULT_MODEL_NAME, bundled_model_dir, read_dimension
-from lightmem_huggingface.plugin import HuggingFaceOptions, build_embedder
+from lightmem_huggingface.plugin import HuggingFaceOptions
 
 
 def run_python(code: str, **env: str) -> str:
@@ -376,9 +376,9 @@ def test_bad_options_are_refused_with_a_path(host, configs, message):
     assert message in str(info.value)
 
 
-def test_factory_reports_a_missing_folder():
-    with pytest.raises(FileNotFoundError, match="/no/such/folder"):
-        build_embedder(HuggingFaceOptions(model="/no/such/folder"), BackendContext(memory_dir="."))
+def test_options_refuse_a_missing_folder_before_any_backend_is_built():
+    with pytest.raises(ValueError, match=r"/no/such/folder.*does not exist"):
+        HuggingFaceOptions(model="/no/such/folder")
 
 
 def test_plugin_module_imports_no_heavy_library():

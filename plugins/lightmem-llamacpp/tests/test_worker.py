@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from lightmem_hookspecs import Completion, hookimpl
+from lightmem_hookspecs import BatchState, Completion, hookimpl
 from lightmem_llamacpp.manager import LlamaCppManager, WorkerError
 from lightmem_llamacpp.plugin import LlamaCppOptions, resolve_model_path
 
@@ -287,10 +287,10 @@ def test_a_worker_killed_during_extraction_leaves_the_batch_pending(tmp_path, mo
         assert first, "the worker never started"
         pending = mem.store.pending_batches()
         assert len(pending) == 1
-        info = {"last_error": mem.store.batch(pending[0]).error}
-        assert info["state"] == "failed"
-        assert "SIGKILL" in info["last_error"] and str(model_file) in info["last_error"]
-        assert "WorkerError" in info["last_error"]
+        batch = mem.store.batch(pending[0])
+        assert batch is not None and batch.state is BatchState.FAILED
+        assert "SIGKILL" in batch.error and str(model_file) in batch.error
+        assert "WorkerError" in batch.error
         assert mem.store.stats()["entries"] == {}
         assert any("stays pending" in r.getMessage() for r in caplog.records)
         assert wait_gone(first[0])
