@@ -64,6 +64,7 @@ KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
     ("graph_memory", "falkordb"): "lightmem-falkordb",
     ("embedding_retriever", "pgvector"): "lightmem-postgres",
     ("context_retriever", "postgres-fts"): "lightmem-postgres",
+    ("record_store", "postgres"): "lightmem-postgres",
 }
 
 #: Distributions of this repository a plugin needs installed with it (they are not on PyPI):
