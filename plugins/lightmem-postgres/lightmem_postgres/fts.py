@@ -79,6 +79,7 @@ class PostgresFTSRetriever:
                     pg.set_meta(conn, self.schema, self._meta_key, json.dumps(meta))
                 else:
                     self._check(json.loads(found))
+                    self._scope_index(conn)  # tables made before the index existed
 
     def _create(self, conn: Any) -> None:
         conn.execute(
@@ -91,6 +92,15 @@ class PostgresFTSRetriever:
         conn.execute(
             sql.SQL("CREATE INDEX IF NOT EXISTS {name} ON {t} USING gin (tsv)").format(
                 name=sql.Identifier(f"{self.table}_gin"[:63]), t=self._t
+            )
+        )
+        self._scope_index(conn)
+
+    def _scope_index(self, conn: Any) -> None:
+        """A scope's rows by their user: a filtered search ANDs it with the GIN index."""
+        conn.execute(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {name} ON {t} (user_id)").format(
+                name=sql.Identifier(f"{self.table}_user"[:63]), t=self._t
             )
         )
 

@@ -90,6 +90,12 @@ class PgVectorOptions(ConnectionOptions):
     hnsw_ef_construction: int = attrs.field(default=64, validator=attrs.validators.ge(4))
     #: Candidates the HNSW walk keeps (``hnsw.ef_search``); raised to the limit when smaller.
     ef_search: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+    #: A search restricted to a user, agent or run: ``exact`` ranks that scope's rows exactly
+    #: (found by their index; right for up to some 10^4-10^5 rows per scope), ``hnsw`` walks the
+    #: graph first and scans exactly only when the walk returns fewer hits than asked.
+    scoped_search: str = attrs.field(
+        default="exact", validator=attrs.validators.in_(("exact", "hnsw"))
+    )
 
 
 @attrs.frozen

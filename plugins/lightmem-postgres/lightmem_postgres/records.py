@@ -779,6 +779,7 @@ class PostgresRecordStore:
                 ],
             )
             sources = [(e.id, m, i) for e in new for i, m in enumerate(e.source_message_ids)]
+            big = len(new) >= 10_000
             if sources:
                 cur.executemany(
                     self._q(
@@ -788,6 +789,10 @@ class PostgresRecordStore:
                     ),
                     sources,
                 )
+        if big:  # the planner's row counts after a large import
+            with self.db.connection("analyzing entries") as conn:
+                conn.execute(self._q("ANALYZE {e}", e="entries"))
+                conn.execute(self._q("ANALYZE {s}", s="entry_sources"))
         return new
 
     def restore_history(self, rows: Sequence[dict[str, Any]]) -> int:

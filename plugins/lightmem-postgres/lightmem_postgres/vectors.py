@@ -21,12 +21,13 @@ TABLE_VERSION = 1
 
 
 def vector_text(vector: Sequence[float] | Any, dimension: int) -> str:
-    values = [float(x) for x in vector]
+    tolist = getattr(vector, "tolist", None)
+    values = list(map(float, tolist() if callable(tolist) else vector))
     if len(values) != dimension:
         raise ValueError(f"pgvector: a vector of {len(values)} values, the index holds {dimension}")
-    if not all(math.isfinite(x) for x in values):
+    if not all(map(math.isfinite, values)):
         raise ValueError("pgvector: a vector with a NaN or infinite value")
-    return "[" + ",".join(format(x, ".9g") for x in values) + "]"
+    return "[" + ",".join(map(repr, values)) + "]"
 
 
 class PgVectorRetriever:
@@ -197,6 +198,7 @@ class PgVectorRetriever:
                         written += 1
             conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
             self._create(conn, dim)
+            conn.execute(sql.SQL("ANALYZE {}").format(self._t))  # the planner's row counts
         return written
 
     def delete(self, ids: Sequence[str]) -> None:
@@ -223,7 +225,14 @@ class PgVectorRetriever:
         clauses, params = where(filter)
         condition = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
         ef = max(self.options.ef_search, limit)
+        scoped = filter is not None and any(
+            v is not None for v in (filter.user_id, filter.agent_id, filter.run_id)
+        )
         with self.db.connection("searching vectors") as conn:
+            if scoped and self.options.scoped_search == "exact":
+                # A scope's rows, found by its index, ranked exactly: cheaper than a walk of
+                # the whole graph whose candidates are mostly other scopes' at many scopes.
+                return self._run(conn, query, condition, params, limit, ef, exact=True)
             hits = self._run(conn, query, condition, params, limit, ef, exact=False)
             if len(hits) < limit:
                 # The HNSW walk keeps ef candidates before the filter: a narrow filter (or a
