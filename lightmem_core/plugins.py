@@ -56,6 +56,7 @@ KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
     ("memory_manager", "deepseek"): "lightmem-openai",
     ("memory_manager", "llama-cpp"): "lightmem-llamacpp",
     ("text_embedder", "huggingface"): "lightmem-huggingface",
+    ("multimodal_embedder", "huggingface"): "lightmem-huggingface",
     ("embedding_retriever", "qdrant"): "lightmem-qdrant",
     ("context_retriever", "bm25"): "lightmem-bm25",
     ("context_retriever", "sqlite-bm25"): "lightmem-sqlite-index",
@@ -71,10 +72,17 @@ KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
 #: libraries under ``libs/`` and other plugins. ``tests/test_install_hints.py`` checks this
 #: against each plugin's pyproject.
 PROVIDER_LIBS: dict[str, tuple[str, ...]] = {
-    "lightmem-huggingface": ("lightmem-textkit",),
-    "lightmem-entropy": ("lightmem-textkit",),
-    "lightmem-llmlingua": ("lightmem-textkit",),
-    "lightmem-sqlite-index": ("lightmem-bm25",),
+    name: ("lightmem-textkit",)
+    for name in (
+        "lightmem-bm25",
+        "lightmem-entropy",
+        "lightmem-huggingface",
+        "lightmem-llamacpp",
+        "lightmem-llmlingua",
+        "lightmem-openai",
+        "lightmem-qdrant",
+        "lightmem-sqlite-index",
+    )
 }
 
 #: Distributions of ``libs/``; every other one is a folder of ``plugins/``.
