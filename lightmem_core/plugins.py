@@ -80,6 +80,7 @@ PROVIDER_LIBS: dict[str, tuple[str, ...]] = {
         "lightmem-llamacpp",
         "lightmem-llmlingua",
         "lightmem-openai",
+        "lightmem-postgres",
         "lightmem-qdrant",
         "lightmem-sqlite-index",
     )

@@ -213,3 +213,33 @@ def delayed_responder(latency: float) -> Any:
         return scripted_responder(body)
 
     return answer
+
+
+# -- child processes of the plugin's tests (spawned: they must live in an importable module) ---
+
+
+def add_and_hang(config: dict[str, Any], messages: list[dict[str, Any]]) -> None:
+    """Add ``messages`` for the user ``victim``; the test kills this process mid-extraction."""
+    from lightmem_core import LightMemory
+
+    with LightMemory(config, host=host()) as mem:
+        mem.add_memory(messages, force_segment=True, force_extract=True, user_id="victim")
+
+
+def add_then_search(config: dict[str, Any], user: str, out: Any) -> None:
+    """Add one fact for ``user`` (no LLM: the message is the entry), then put on ``out`` how
+    many hits a search of that user finds."""
+    import lightmem_postgres.plugin as postgres_plugin
+
+    from lightmem_core import LightMemory
+    from lightmem_core.testing import fresh_host
+    from lightmem_core.testing.reference import ReferencePlugin
+
+    with LightMemory(config, host=fresh_host(ReferencePlugin(), postgres_plugin)) as mem:
+        mem.add_memory(
+            [{"role": "user", "content": f"{user} keeps bees on the roof"}],
+            force_segment=True,
+            force_extract=True,
+            user_id=user,
+        )
+        out.put(len(mem.search("bees", limit=5, user_id=user)))

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from . import connection as pg
 from .errors import SchemaTooNewError
-from .plugin import PostgresFTSOptions
+from .options import PostgresFTSOptions
 from .tables import PAYLOAD_NAMES, last_per_id, payload_ddl, payload_values, where
 
 TABLE_VERSION = 1

@@ -42,7 +42,7 @@ from psycopg.types.json import Jsonb
 
 from . import connection as pg
 from .errors import PostgresError
-from .plugin import ConnectionOptions
+from .options import ConnectionOptions
 
 #: The schema's component key in ``lightmem_meta``.
 SCHEMA_KEY = "records:schema_version"

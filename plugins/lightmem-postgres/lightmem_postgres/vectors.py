@@ -13,7 +13,7 @@ from psycopg import sql
 
 from . import connection as pg
 from .errors import SchemaTooNewError
-from .plugin import PgVectorOptions
+from .options import PgVectorOptions
 from .tables import PAYLOAD_NAMES, last_per_id, payload_ddl, payload_values, where
 
 #: Version of the table layout this code writes (kept per table in ``lightmem_meta``).

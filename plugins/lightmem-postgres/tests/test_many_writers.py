@@ -71,11 +71,6 @@ def test_many_writers_and_readers_lose_duplicate_and_cross_nothing(
         assert mem.store.count_entries() == result["turns"]
 
 
-def _add_and_hang(config: dict, messages: list) -> None:
-    with LightMemory(config, host=workload.host()) as mem:
-        mem.add_memory(messages, force_segment=True, force_extract=True, user_id="victim")
-
-
 def test_a_worker_killed_mid_batch_leaves_the_batch_to_be_claimed_again(
     tmp_path, postgres_dsn, schema
 ):
@@ -91,7 +86,7 @@ def test_a_worker_killed_mid_batch_leaves_the_batch_to_be_claimed_again(
     with OpenAICompatibleServer(responder=hang) as slow:
         config = workload.memory_config(postgres_dsn, schema, slow.base_url, str(tmp_path))
         child = multiprocessing.get_context("spawn").Process(
-            target=_add_and_hang, args=(config, messages)
+            target=workload.add_and_hang, args=(config, messages)
         )
         child.start()
         with LightMemory(config, host=workload.host()) as watcher:

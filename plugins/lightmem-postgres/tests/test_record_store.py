@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import sys
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -18,6 +20,10 @@ from lightmem_core import LightMemory
 from lightmem_core.errors import BackendError
 from lightmem_core.testing import fresh_host
 from lightmem_core.testing.reference import ReferencePlugin, reference_config
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))  # the children's module, also in the children (spawn)
+import workload  # noqa: E402
 
 
 def test_a_version_1_schema_is_migrated_forward_keeping_its_rows(postgres_dsn, schema):
@@ -103,22 +109,13 @@ def test_two_memories_on_one_server_share_everything_without_a_directory_lock(
     assert not (tmp_path / "same-dir" / "history.db").exists()
 
 
-def _add_in_child(config: dict, user: str, out) -> None:
-    with LightMemory(config, host=_host()) as mem:
-        mem.add_memory(
-            [{"role": "user", "content": f"{user} keeps bees on the roof"}],
-            force_segment=True,
-            force_extract=True,
-            user_id=user,
-        )
-        out.put(len(mem.search("bees", limit=5, user_id=user)))
-
-
 def test_processes_share_one_memory(tmp_path, postgres_dsn, schema):
     config = _config(tmp_path, postgres_dsn, schema)
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    workers = [ctx.Process(target=_add_in_child, args=(config, f"u{i}", out)) for i in range(3)]
+    workers = [
+        ctx.Process(target=workload.add_then_search, args=(config, f"u{i}", out)) for i in range(3)
+    ]
     for w in workers:
         w.start()
     found = [out.get(timeout=120) for _ in workers]

@@ -18,10 +18,21 @@ from lightmem_core.testing import fresh_host
 from lightmem_core.testing.reference import ReferencePlugin, reference_config
 
 FACTS = [
-    "Alice adopted a grey cat named Miso",
-    "Bob is training for the Lisbon marathon",
-    "Alice works as a nurse at the city hospital",
+    "Carla keeps a grey cat called Miso on her balcony",
+    "Dmitri signed up for the Lisbon marathon in October",
+    "Carla teaches chemistry at the evening school",
 ]
+
+
+def remember(mem: LightMemory, texts: list[str], user_id: str) -> None:
+    """Each text as one user message, extracted at once (no LLM: the message is the entry)."""
+    for text in texts:
+        mem.add_memory(
+            [{"role": "user", "content": text}],
+            force_segment=True,
+            force_extract=True,
+            user_id=user_id,
+        )
 
 
 def config(memory_dir, dsn, schema, **overrides):
@@ -56,13 +67,7 @@ def test_the_plugin_is_discovered_through_its_entry_point():
 
 def test_hybrid_search_on_postgres_survives_a_restart(tmp_path, postgres_dsn, schema):
     with LightMemory(config(tmp_path, postgres_dsn, schema), host=host()) as mem:
-        for text in FACTS:
-            mem.add_memory(
-                [{"role": "user", "content": text}],
-                force_segment=True,
-                force_extract=True,
-                user_id="u1",
-            )
+        remember(mem, FACTS, user_id="u1")
         hits = mem.search("grey cat named Miso", limit=1, user_id="u1")
         assert "Miso" in hits[0].entry.memory
         assert set(hits[0].scores) >= {"embedding", "context"}  # both retrievers answered
