@@ -29,19 +29,26 @@ def _registrations(pyproject: Path) -> list[tuple[str, str]]:
 
     project = tomllib.loads(pyproject.read_text())["project"]
     (module_name,) = project["entry-points"]["lightmem.plugins"].values()
+    package = module_name.split(".")[0]
+    loaded_before = set(sys.modules)
     sys.path.insert(0, str(pyproject.parent))
     try:
         module = importlib.import_module(module_name)
+        core = {(r.kind, r.name) for r in fresh_host().registry.all()}  # the built-in backends
+        return [
+            (r.kind, normalize_name(r.name))
+            for r in fresh_host(module).registry.all()
+            if (r.kind, r.name) not in core
+        ]
     except ImportError as exc:  # a dependency the plugin module needs at import is missing
         pytest.skip(f"{project['name']} cannot be imported here: {exc}")
     finally:
         sys.path.remove(str(pyproject.parent))
-    core = {(r.kind, r.name) for r in fresh_host().registry.all()}  # the built-in backends
-    return [
-        (r.kind, normalize_name(r.name))
-        for r in fresh_host(module).registry.all()
-        if (r.kind, r.name) not in core
-    ]
+        # A plugin imported from its folder must not look installed to later tests of this run
+        # (their importorskip would find it, then a subprocess would not).
+        for name in set(sys.modules) - loaded_before:
+            if name.split(".")[0] == package:
+                del sys.modules[name]
 
 
 @pytest.mark.parametrize("pyproject", PLUGINS, ids=[p.parent.name for p in PLUGINS])
