@@ -714,6 +714,25 @@ class SQLiteRecordStore:
         stamp: str,
         action_reason: str,
     ) -> bool:
+        if not self._insert_entry_row(db, e, batch_id=batch_id, created=stamp, updated=stamp):
+            return False
+        db.execute(
+            "INSERT INTO history(entry_id, action, old_memory, new_memory, reason, at) "
+            "VALUES (?, 'add', NULL, ?, ?, ?)",
+            (e.id, e.memory, action_reason, stamp),
+        )
+        return True
+
+    def _insert_entry_row(
+        self,
+        db: sqlite3.Connection,
+        e: MemoryEntry,
+        *,
+        batch_id: str | None,
+        created: str,
+        updated: str,
+    ) -> bool:
+        """Insert ``e`` with its provenance and a new revision; ``False`` when its id is known."""
         cur = db.execute(
             "INSERT OR IGNORE INTO entries(id, memory, original_memory, time_stamp, speaker_id, "
             "speaker_name, topic_id, user_id, agent_id, run_id, category, keywords, entities, "
@@ -738,8 +757,8 @@ class SQLiteRecordStore:
                 e.status,
                 json.dumps(dict(e.metadata), default=str),
                 batch_id,
-                stamp,
-                stamp,
+                created,
+                updated,
             ),
         )
         if not cur.rowcount:
@@ -749,11 +768,6 @@ class SQLiteRecordStore:
             "INSERT OR IGNORE INTO entry_sources(entry_id, message_id, position) VALUES (?,?,?)",
             [(e.id, mid, i) for i, mid in enumerate(e.source_message_ids)],
         )
-        db.execute(
-            "INSERT INTO history(entry_id, action, old_memory, new_memory, reason, at) "
-            "VALUES (?, 'add', NULL, ?, ?, ?)",
-            (e.id, e.memory, action_reason, stamp),
-        )
         return True
 
     def restore_entries(self, entries: Sequence[MemoryEntry]) -> list[MemoryEntry]:
@@ -761,46 +775,18 @@ class SQLiteRecordStore:
         batch, no history row: the history comes with them). Known ids are skipped. Returns
         the entries inserted."""
         stamp = now()
-        stored: list[MemoryEntry] = []
         with self.transaction() as db:
-            for e in entries:
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO entries(id, memory, original_memory, time_stamp, "
-                    "speaker_id, speaker_name, topic_id, user_id, agent_id, run_id, category, "
-                    "keywords, entities, topic_summary, importance, status, metadata, "
-                    "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        e.id,
-                        e.memory,
-                        e.original_memory,
-                        _ts_out(e.time_stamp),
-                        e.speaker_id,
-                        e.speaker_name,
-                        e.topic_id,
-                        e.scope.user_id,
-                        e.scope.agent_id,
-                        e.scope.run_id,
-                        e.category,
-                        json.dumps(list(e.keywords)),
-                        json.dumps(list(e.entities)),
-                        e.topic_summary,
-                        e.importance,
-                        e.status,
-                        json.dumps(dict(e.metadata), default=str),
-                        _ts_out(e.created_at) or stamp,
-                        _ts_out(e.updated_at) or stamp,
-                    ),
+            return [
+                e
+                for e in entries
+                if self._insert_entry_row(
+                    db,
+                    e,
+                    batch_id=None,
+                    created=_ts_out(e.created_at) or stamp,
+                    updated=_ts_out(e.updated_at) or stamp,
                 )
-                if not cur.rowcount:
-                    continue
-                self._bump_revision(db, e.id)
-                db.executemany(
-                    "INSERT OR IGNORE INTO entry_sources(entry_id, message_id, position) "
-                    "VALUES (?,?,?)",
-                    [(e.id, mid, i) for i, mid in enumerate(e.source_message_ids)],
-                )
-                stored.append(e)
-        return stored
+            ]
 
     def restore_history(self, rows: Sequence[dict[str, Any]]) -> int:
         """Append history rows as an export file holds them (their own time stamps)."""
