@@ -501,14 +501,18 @@ def format_report(report: Mapping[str, Any]) -> str:
         from .qa import format_qa
 
         lines.append(format_qa(report["qa"]))
-    meta = report["metadata"]
+    lines.append(_run_line(report["metadata"]))
+    return "\n".join(lines)
+
+
+def _run_line(meta: Mapping[str, Any]) -> str:
+    """The report's last line: configuration, embedder, commit and duration of the run."""
     git = meta.get("git") or {}
-    lines.append(
+    return (
         f"config {meta['config_hash']}, embedder {meta.get('text_embedder_model', '-')}, "
         f"commit {str(git.get('commit', '-'))[:10]}{' (dirty)' if git.get('dirty') else ''}, "
         f"{meta['seconds']} s"
     )
-    return "\n".join(lines)
 
 
 def _cell(value: Any, spec: str) -> str:

@@ -34,7 +34,16 @@ import attrs
 from ..datasets import Conversation, Question, longmemeval_conversation, read_json_or_jsonl
 from ..errors import InputError
 from .baselines import BASELINES, TurnBaselines, build_bm25
-from .locomo import Progress, _add_usage, _default_embedder, _json_safe, _load_config, _models
+from .locomo import (
+    Progress,
+    _add_usage,
+    _cell,
+    _default_embedder,
+    _json_safe,
+    _load_config,
+    _models,
+    _run_line,
+)
 from .metrics import mean, percentile, word_count
 from .provenance import git_commit, hash_config
 
@@ -582,20 +591,8 @@ def format_report(report: Mapping[str, Any]) -> str:
         from .qa import format_qa
 
         lines.append(format_qa(report["qa"]))
-    meta = report["metadata"]
-    git = meta.get("git") or {}
-    lines.append(
-        f"config {meta['config_hash']}, embedder {meta.get('text_embedder_model', '-')}, "
-        f"commit {str(git.get('commit', '-'))[:10]}{' (dirty)' if git.get('dirty') else ''}, "
-        f"{meta['seconds']} s"
-    )
+    lines.append(_run_line(report["metadata"]))
     return "\n".join(lines)
-
-
-def _cell(value: Any, spec: str) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return f"{'-':>9}"
-    return f"{value:>9{spec}}"
 
 
 # ---------------------------------------------------------------------------------------------
