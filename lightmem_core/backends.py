@@ -13,7 +13,6 @@ from lightmem_hookspecs import (
     CONTRACT_VERSION,
     KINDS_BY_NAME,
     PROTOCOLS,
-    RETRIEVER_KINDS,
     BackendContext,
     Completion,
     ContextRetriever,
@@ -28,7 +27,7 @@ from lightmem_hookspecs import (
     hookimpl,
 )
 
-from .config import LightMemConfig, describe_chains, retrieval_chain, selected_backends
+from .config import ResolvedBackend, ResolvedConfig
 from .errors import BackendError, LightMemError, PluginContractError
 from .hookchain import HookChain
 
@@ -287,30 +286,24 @@ class Retriever:
     query_by: str  # "vector" or "text"
 
 
-#: Where the configuration selects the record store.
-RECORD_STORE_PATH = "$.record_store"
-
-
-def build_record_store(
-    config: LightMemConfig, resolved: Mapping[str, tuple[Any, Any]], host: Any
-) -> RecordStore:
+def build_record_store(resolved: ResolvedConfig, store_backend: ResolvedBackend) -> RecordStore:
     """The configured record store, built before every other backend (usage is booked in it)."""
-    registration, options = resolved[RECORD_STORE_PATH]
+    config, registration, path = resolved.config, store_backend.registration, store_backend.path
     context = BackendContext(
         memory_dir=config.memory_dir,
         settings={"db_path": str(config.db_path)},
         instance="record_store",
     )
     try:
-        store = registration.factory(options, context)
+        store = registration.factory(store_backend.options, context)
     except LightMemError:
         raise
     except Exception as exc:
         raise BackendError(
-            f"{RECORD_STORE_PATH}: building record_store backend {registration.name!r} (plugin "
+            f"{path}: building record_store backend {registration.name!r} (plugin "
             f"{registration.plugin}) failed: {type(exc).__name__}: {exc}"
         ) from exc
-    check_protocol(store, "record_store", RECORD_STORE_PATH, registration, host)
+    check_protocol(store, "record_store", path, registration, resolved.host)
     built: RecordStore = store
     return built
 
@@ -322,25 +315,16 @@ class Backends:
     ask for another backend through :class:`~lightmem_hookspecs.BackendContext`.
     """
 
-    def __init__(
-        self,
-        config: LightMemConfig,
-        resolved: Mapping[str, tuple[Any, Any]],
-        hooks: HookChain,
-    ) -> None:
-        self.config, self.hooks = config, hooks
-        self._resolved = dict(resolved)
-        self._chain = retrieval_chain(config)
-        chain_paths = {e.path for e in self._chain}
-        self._paths: dict[str, list[str]] = {kind: [] for kind in PROTOCOLS}
-        for path, kind, _spec in selected_backends(config):
-            if kind == "record_store":
-                continue  # built first, by build_record_store, before any other backend
-            if kind in RETRIEVER_KINDS and path not in chain_paths:
-                continue  # validated, not built (e.g. graph_memory with graph_mem off)
-            self._paths[kind].append(path)
-        self._labels = {e.path: e.label for e in self._chain}
-        self._built: dict[str, Any] = {}
+    def __init__(self, resolved: ResolvedConfig, hooks: HookChain) -> None:
+        self.resolved, self.config, self.hooks = resolved, resolved.config, hooks
+        # Every backend a memory builds, by kind, in order; the record store is built first,
+        # by build_record_store, before any other backend.
+        self._selected: dict[str, list[ResolvedBackend]] = {
+            kind: resolved.of_kind(kind) for kind in PROTOCOLS if kind != "record_store"
+        }
+        self._selected["record_store"] = []
+        self._labels = {r.path: r.label for r in resolved.retrievers}
+        self._built: dict[str, Any] = {}  # by the backend's configuration path
         self._building: dict[str, threading.Lock] = {}  # one per path being built
         self._shared: dict[str, Any] = {}  # one dict for all factories (precomp_topic_shared)
         self._lock = threading.Lock()
@@ -362,15 +346,15 @@ class Backends:
     # -- names -----------------------------------------------------------------------------
 
     def names(self, kind: str) -> list[str]:
-        return [self._resolved[p][0].name for p in self._paths[kind]]
+        return [b.name for b in self._selected[kind]]
 
     def configured(self) -> dict[str, list[str]]:
         """The names of the configured backends, by kind (kinds with none left out)."""
-        return {kind: self.names(kind) for kind in PROTOCOLS if self._paths[kind]}
+        return {kind: self.names(kind) for kind in PROTOCOLS if self._selected[kind]}
 
     def chain_description(self) -> dict[str, Any]:
         """The resolved chains, for ``lightmem config check`` and ``stats``."""
-        return describe_chains(self.config, self._resolved, self.hooks.plugins)
+        return self.resolved.chains(self.hooks.plugins)
 
     # -- typed access ----------------------------------------------------------------------
 
@@ -381,7 +365,7 @@ class Backends:
 
     def chain(self, kind: str) -> list[Any]:
         """Every configured backend of ``kind``, in configuration order."""
-        return [self._build(path, kind) for path in self._paths[kind]]
+        return [self._build(b) for b in self._selected[kind]]
 
     def text_embedder(self) -> AccountedEmbedder | None:
         embedder: AccountedEmbedder | None = self.get("text_embedder")
@@ -404,15 +388,14 @@ class Backends:
     def retrievers(self) -> list[Retriever]:
         """The retrieval chain's elements, built, in configuration order."""
         out = []
-        for e in self._chain:
-            backend = self._build(e.path, e.kind)
-            query_by = KINDS_BY_NAME[e.kind].retriever or "text"
-            name = self._resolved[e.path][0].name
-            out.append(Retriever(e.label, e.kind, name, e.weight, backend, query_by))
+        for r in self.resolved.retrievers:
+            backend = self._build(r.backend)
+            query_by = KINDS_BY_NAME[r.kind].retriever or "text"
+            out.append(Retriever(r.label, r.kind, r.backend.name, r.weight, backend, query_by))
         return out
 
     def vector_indexes(self) -> list[EmbeddingRetriever]:
-        return [self._build(p, "embedding_retriever") for p in self._paths["embedding_retriever"]]
+        return self.chain("embedding_retriever")
 
     def vector_index(self) -> EmbeddingRetriever | None:
         """The first vector store: the one the update passes search for neighbours."""
@@ -420,23 +403,29 @@ class Backends:
         return indexes[0] if indexes else None
 
     def text_indexes(self) -> list[ContextRetriever]:
-        return [self._build(p, "context_retriever") for p in self._paths["context_retriever"]]
+        return self.chain("context_retriever")
 
     def graphs(self) -> list[GraphMemory]:
-        return [self._build(p, "graph_memory") for p in self._paths["graph_memory"]]
+        return self.chain("graph_memory")
 
     def name_of(self, backend: Any) -> str:
         """The registered name of a built backend (for operation records)."""
-        for path, built in list(self._built.items()):
-            if built is backend:
-                return str(self._resolved[path][0].name)
+        with self._lock:
+            built = list(self._built.items())
+        for path, candidate in built:
+            if candidate is backend:
+                return self._by_path(path).name
         return type(backend).__name__
 
     # -- building --------------------------------------------------------------------------
 
-    def _build(self, path: str, kind: str) -> Any:
-        """The backend at ``path``, built once: a second thread asking meanwhile waits for the
-        first one's build instead of building (and dropping, unclosed) another."""
+    def _by_path(self, path: str) -> ResolvedBackend:
+        return next(b for found in self._selected.values() for b in found if b.path == path)
+
+    def _build(self, selected: ResolvedBackend) -> Any:
+        """The backend ``selected`` names, built once: a second thread asking meanwhile waits
+        for the first one's build instead of building (and dropping, unclosed) another."""
+        path = selected.path
         with self._lock:
             if path in self._built:
                 return self._built[path]
@@ -445,15 +434,15 @@ class Backends:
             with self._lock:
                 if path in self._built:
                     return self._built[path]
-            backend = self._new(path, kind)
+            backend = self._new(selected)
             with self._lock:
                 self._built[path] = backend
             return backend
 
-    def _new(self, path: str, kind: str) -> Any:
-        registration, options = self._resolved[path]
+    def _new(self, selected: ResolvedBackend) -> Any:
+        path, kind, registration = selected.path, selected.kind, selected.registration
         try:
-            backend = registration.factory(options, self._context(path))
+            backend = registration.factory(selected.options, self._context(path))
         except LightMemError:
             raise
         except Exception as exc:

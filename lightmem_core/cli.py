@@ -96,6 +96,18 @@ def _raw_config(args: argparse.Namespace) -> dict[str, Any]:
     return config
 
 
+def _resolved(args: argparse.Namespace) -> Any:
+    """The command's configuration, resolved once (kept on ``args`` for the rest of it)."""
+    resolved = getattr(args, "_resolved", None)
+    if resolved is None:
+        from .config import resolve
+        from .plugins import PluginHost
+
+        resolved = resolve(_raw_config(args), PluginHost(), source=args.config)
+        args._resolved = resolved
+    return resolved
+
+
 def _open_memory(args: argparse.Namespace) -> Any:
     if getattr(args, "url", None):
         from .client import RemoteMemory
@@ -103,7 +115,7 @@ def _open_memory(args: argparse.Namespace) -> Any:
         return RemoteMemory(args.url, args.api_key)
     from .memory import LightMemory
 
-    return LightMemory(_raw_config(args))
+    return LightMemory(_resolved(args))
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -135,19 +147,19 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from .config import describe_chains, load_config_file, validate
+    from .config import load_config_file, resolve
     from .hookchain import HookChain
     from .plugins import PluginHost
 
     data = load_config_file(args.file)
-    host = PluginHost()
-    config, resolved = validate(data, host, source=args.file)
-    hooks = HookChain(host, config.hooks, memory_dir=config.memory_dir)
+    resolved = resolve(data, PluginHost(), source=args.file)
+    config = resolved.config
+    hooks = HookChain(resolved.host, config.hooks, memory_dir=config.memory_dir)
     print(f"{args.file}: OK")
-    for path, (registration, _options) in resolved.items():
-        print(f"  {path}: {registration.name} (plugin {registration.plugin})")
+    for backend in resolved.backends:
+        print(f"  {backend.path}: {backend.name} (plugin {backend.plugin})")
     print(f"  retrieve_strategy: {config.retrieve_strategy}; memory_dir: {config.memory_dir}")
-    chains = describe_chains(config, resolved, hooks.plugins)
+    chains = resolved.chains(hooks.plugins)
     retrievers = ", ".join(
         f"{r['name']}={r['kind']}:{r['backend']} (weight {r['weight']:g})"
         for r in chains["retrievers"]
@@ -347,9 +359,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 def _require_memory(args: argparse.Namespace) -> bool:
     """Whether the memory a read-only command names exists; says so when it does not (and
     creates nothing)."""
-    from .config import parse_config
-
-    config = parse_config(_raw_config(args))
+    config = _resolved(args).config
     if config.db_path.is_file():
         return True
     print(

@@ -1013,29 +1013,102 @@ def resolve_backend(host: Any, path: str, kind: str, spec: BackendSpec) -> tuple
     return registration, structure(configs, options_cls, path=f"{path}.configs")
 
 
-def describe_chains(
-    config: LightMemConfig, resolved: Mapping[str, tuple[Any, Any]], hooks: Sequence[str] = ()
-) -> dict[str, Any]:
-    """The resolved chains of a validated configuration (printed by ``lightmem config check``)."""
-    fusion = config.fusion()
-    return {
-        "pre_compressors": [
-            resolved[p][0].name for p, k, _ in selected_backends(config) if k == "pre_compressor"
-        ],
-        "retrievers": [
-            {
-                "name": e.label,
-                "kind": e.kind,
-                "backend": resolved[e.path][0].name,
-                "weight": e.weight,
-                "path": e.path,
-            }
-            for e in retrieval_chain(config)
-        ],
-        "fusion": {"method": fusion.method, "k": fusion.k},
-        "rerankers": [resolved[p][0].name for p, _ in config.rerankers()],
-        "hooks": list(hooks),
-    }
+@attrs.frozen
+class ResolvedBackend:
+    """One backend a configuration selects: where (``path``, for messages), its kind, its
+    spec, the registration found for it and its options structured into the backend's class."""
+
+    path: str
+    kind: str
+    spec: BackendSpec
+    registration: Any = attrs.field(repr=False)
+    options: Any = attrs.field(repr=False)
+
+    @property
+    def name(self) -> str:
+        """The registered name of the backend (``spec.model_name`` as the registry spells it)."""
+        return str(self.registration.name)
+
+    @property
+    def plugin(self) -> str:
+        return str(self.registration.plugin)
+
+
+@attrs.frozen
+class ResolvedRetriever:
+    """One element of the retrieval chain with its resolved backend."""
+
+    label: str
+    weight: float
+    backend: ResolvedBackend
+
+    @property
+    def kind(self) -> str:
+        return self.backend.kind
+
+    @property
+    def path(self) -> str:
+        return self.backend.path
+
+
+@attrs.frozen
+class ResolvedConfig:
+    """A configuration resolved once (:func:`resolve`): the structured configuration with its
+    defaults, and every backend it selects found in the registry with its options structured.
+
+    The memory's backends, ``lightmem config check``, the CLI and the evaluation baselines all
+    build from this one object; nothing resolves the configuration again.
+    """
+
+    config: LightMemConfig
+    #: Every selected backend, in configuration order (validated; see :func:`selected_backends`).
+    backends: tuple[ResolvedBackend, ...]
+    #: The retrieval chain, in order.
+    retrievers: tuple[ResolvedRetriever, ...]
+    #: The plugin host the backends were found in.
+    host: Any = attrs.field(eq=False, repr=False)
+
+    @property
+    def record_store(self) -> ResolvedBackend | None:
+        """The configured record store (``None``: the built-in SQLite store)."""
+        found = self.of_kind("record_store")
+        return found[0] if found else None
+
+    def of_kind(self, kind: str) -> list[ResolvedBackend]:
+        """The selected backends of ``kind`` that a memory builds, in order: for a retriever
+        kind, the chain's elements only (a ``graph_memory`` block with ``graph_mem`` off is
+        validated, not built)."""
+        if kind in RETRIEVER_KINDS:
+            return [r.backend for r in self.retrievers if r.kind == kind]
+        return [b for b in self.backends if b.kind == kind]
+
+    def for_key(self, key: str) -> ResolvedBackend | None:
+        """The backend the top-level configuration key ``key`` selects (``text_embedder``,
+        ``context_retriever``, ...), or ``None``."""
+        for backend in self.backends:
+            if backend.path == f"$.{key}":
+                return backend
+        return None
+
+    def chains(self, hooks: Sequence[str] = ()) -> dict[str, Any]:
+        """The resolved chains (printed by ``lightmem config check``, in ``stats()``)."""
+        fusion = self.config.fusion()
+        return {
+            "pre_compressors": [b.name for b in self.of_kind("pre_compressor")],
+            "retrievers": [
+                {
+                    "name": r.label,
+                    "kind": r.kind,
+                    "backend": r.backend.name,
+                    "weight": r.weight,
+                    "path": r.path,
+                }
+                for r in self.retrievers
+            ],
+            "fusion": {"method": fusion.method, "k": fusion.k},
+            "rerankers": [b.name for b in self.of_kind("reranker")],
+            "hooks": list(hooks),
+        }
 
 
 def _named_backends(data: Any) -> list[tuple[str, str, BackendSpec]]:
@@ -1061,13 +1134,14 @@ def _named_backends(data: Any) -> list[tuple[str, str, BackendSpec]]:
     return out
 
 
-def validate(
+def resolve(
     data: Mapping[str, Any] | LightMemConfig | None, host: Any, *, source: str | None = None
-) -> tuple[LightMemConfig, dict[str, tuple[Any, Any]]]:
-    """Full validation: structure, consistency, and every selected backend's options."""
+) -> ResolvedConfig:
+    """The one resolution step: structure, consistency, and every selected backend found in
+    the registry with its options structured. Every problem is reported in one
+    :class:`ConfigError` (:class:`BackendNotFoundError` when a backend is not installed)."""
     problems: list[str] = []
     missing = False
-    resolved: dict[str, tuple[Any, Any]] = {}
     try:
         config = parse_config(data, source=source)
     except ConfigError as exc:
@@ -1088,15 +1162,22 @@ def validate(
     except ConfigError as exc:
         problems += exc.errors
         selected = _named_backends(data)
+    backends: list[ResolvedBackend] = []
     for path, kind, spec in selected:
         try:
-            resolved[path] = resolve_backend(host, path, kind, spec)
+            registration, options = resolve_backend(host, path, kind, spec)
         except ConfigError as exc:
             missing = missing or isinstance(exc, BackendNotFoundError)
             problems += exc.errors
+        else:
+            backends.append(ResolvedBackend(path, kind, spec, registration, options))
     if problems:
         raise (BackendNotFoundError if missing else ConfigError)(problems, source=source)
-    return config, resolved
+    by_path = {b.path: b for b in backends}
+    chain = tuple(
+        ResolvedRetriever(e.label, e.weight, by_path[e.path]) for e in retrieval_chain(config)
+    )
+    return ResolvedConfig(config, tuple(backends), chain, host)
 
 
 # ---------------------------------------------------------------------------------------------

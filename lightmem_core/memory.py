@@ -25,7 +25,6 @@ from lightmem_hookspecs import (
 )
 
 from .backends import (
-    RECORD_STORE_PATH,
     AccountedEmbedder,
     AccountedLLM,
     Backends,
@@ -33,7 +32,7 @@ from .backends import (
     build_record_store,
 )
 from .buildchecks import check_embedding_dims
-from .config import LightMemConfig, load_config_file, validate
+from .config import LightMemConfig, ResolvedConfig, load_config_file, resolve
 from .errors import InputError, guard_public_api
 from .hookchain import HookChain
 from .images import has_parts
@@ -75,22 +74,21 @@ class _NoOwner:
         pass
 
 
-def _open_record_store(
-    config: LightMemConfig, resolved: dict[str, Any], host: PluginHost
-) -> tuple[RecordStore, DirectoryOwner | _NoOwner]:
+def _open_record_store(resolved: ResolvedConfig) -> tuple[RecordStore, DirectoryOwner | _NoOwner]:
     """The record store, and the lock on the memory directory unless the store is shared by
     several processes (``shared = True`` on it). The embedded SQLite store is opened only
     once its directory is owned."""
-    if RECORD_STORE_PATH not in resolved or resolved[RECORD_STORE_PATH][0].name == "sqlite":
+    config, selected = resolved.config, resolved.record_store
+    if selected is None or selected.name == "sqlite":
         owner: DirectoryOwner | _NoOwner = claim_memory_dir(config)
         try:
-            if RECORD_STORE_PATH not in resolved:  # the default: the built-in SQLite store
+            if selected is None:  # the default: the built-in SQLite store
                 return SQLiteRecordStore(config.db_path), owner
-            return build_record_store(config, resolved, host), owner
+            return build_record_store(resolved, selected), owner
         except BaseException:
             owner.release()
             raise
-    store = build_record_store(config, resolved, host)
+    store = build_record_store(resolved, selected)
     if getattr(store, "shared", False):
         return store, _NoOwner()
     try:
@@ -104,8 +102,10 @@ class LightMemory:
     """Long-term memory: ``add_memory`` messages, ``retrieve`` what is relevant to a query.
 
     Build it with :meth:`from_config` (the original LightMem configuration dictionary, a
-    :class:`LightMemConfig`, or a JSON/TOML/YAML file) or with no arguments for the embedded
-    default (MiniLM + local Qdrant + BM25 + hybrid retrieval under ``./lightmem_data``).
+    :class:`LightMemConfig`, a :class:`~lightmem_core.config.ResolvedConfig` from
+    :func:`~lightmem_core.config.resolve`, or a JSON/TOML/YAML file) or with no arguments for
+    the embedded default (MiniLM + local Qdrant + BM25 + hybrid retrieval under
+    ``./lightmem_data``).
 
     The facade composes the pipeline's stages (``lightmem_core.pipeline``: ingestion,
     indexing, retrieval) and the update passes; it holds no pipeline logic of its own.
@@ -113,27 +113,38 @@ class LightMemory:
 
     def __init__(
         self,
-        config: Mapping[str, Any] | LightMemConfig | None = None,
+        config: Mapping[str, Any] | LightMemConfig | ResolvedConfig | None = None,
         *,
         host: PluginHost | None = None,
         memory_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        raw = config
-        if memory_dir is not None:
-            if isinstance(raw, LightMemConfig):
-                raw = attrs.evolve(raw, memory_dir=str(memory_dir))
-            else:
-                raw = {**dict(raw or {}), "memory_dir": str(memory_dir)}
-        self.host = host or PluginHost()
-        self.config, resolved = validate(raw, self.host)
+        if isinstance(config, ResolvedConfig):
+            if memory_dir is not None or (host is not None and host is not config.host):
+                raise InputError(
+                    "config: a resolved configuration already holds its memory_dir and its "
+                    "plugin host; pass neither memory_dir nor host with it (or resolve the "
+                    "configuration with them)"
+                )
+            resolved = config
+        else:
+            raw = config
+            if memory_dir is not None:
+                if isinstance(raw, LightMemConfig):
+                    raw = attrs.evolve(raw, memory_dir=str(memory_dir))
+                else:
+                    raw = {**dict(raw or {}), "memory_dir": str(memory_dir)}
+            resolved = resolve(raw, host or PluginHost())
+        self.host: PluginHost = resolved.host
+        self.resolved = resolved
+        self.config = resolved.config
         booking = UsageBooking()  # the core's own wrapper: books each top-level operation
         hooks = HookChain(
             self.host, self.config.hooks, memory_dir=self.config.memory_dir, core=[booking]
         )
-        store, self._owner = _open_record_store(self.config, resolved, self.host)
+        store, self._owner = _open_record_store(resolved)
         try:
             booking.store = store
-            backends = Backends(self.config, resolved, hooks)
+            backends = Backends(resolved, hooks)
             check_embedding_dims(self.config, backends)
         except BaseException:
             store.close()

@@ -13,7 +13,7 @@ from lightmem_core import (
     LightMemory,
     NotImplementedYetError,
 )
-from lightmem_core.config import load_config_file, parse_config, validate
+from lightmem_core.config import load_config_file, parse_config, resolve
 from lightmem_core.plugins import PluginHost
 from lightmem_core.testing.reference import reference_config
 
@@ -79,17 +79,18 @@ def test_original_configuration_validates(tmp_path):
     ):
         pytest.importorskip(module, reason=f"{module} is not installed (core-only run)")
     (tmp_path / "all-MiniLM-L6-v2").mkdir()  # a model folder named by a path must exist
-    config, resolved = validate(original_config(tmp_path), PluginHost())
-    assert config.memory_manager.model_name == "openai"
-    assert set(resolved) == {
-        "$.pre_compressor",
-        "$.topic_segmenter",
-        "$.memory_manager",
-        "$.text_embedder",
-        "$.embedding_retriever",
-    }
-    options = resolved["$.embedding_retriever"][1]
+    resolved = resolve(original_config(tmp_path), PluginHost())
+    assert resolved.config.memory_manager.model_name == "openai"
+    assert [(b.path, b.kind) for b in resolved.backends] == [
+        ("$.pre_compressor", "pre_compressor"),
+        ("$.topic_segmenter", "topic_segmenter"),
+        ("$.memory_manager", "memory_manager"),
+        ("$.text_embedder", "text_embedder"),
+        ("$.embedding_retriever", "embedding_retriever"),
+    ]
+    options = resolved.for_key("embedding_retriever").options
     assert options.embedding_model_dims == 384
+    assert [(r.label, r.backend.name) for r in resolved.retrievers] == [("embedding", "qdrant")]
 
 
 def test_wrong_type_inside_backend_configs_names_the_path(tmp_path, ref_host):
@@ -97,7 +98,7 @@ def test_wrong_type_inside_backend_configs_names_the_path(tmp_path, ref_host):
         tmp_path, embedding_retriever={"model_name": "exact", "configs": {"persist": "yes"}}
     )
     with pytest.raises(ConfigError) as info:
-        validate(cfg, ref_host)
+        resolve(cfg, ref_host)
     assert "$.embedding_retriever.configs.persist: expected bool, got 'yes'" in str(info.value)
 
 
@@ -107,7 +108,7 @@ def test_qdrant_dims_wrong_type(tmp_path):
         "embedding_retriever": {"model_name": "qdrant", "configs": {"embedding_model_dims": "x"}}
     }
     with pytest.raises(ConfigError) as info:
-        validate(cfg, PluginHost())
+        resolve(cfg, PluginHost())
     assert "$.embedding_retriever.configs.embedding_model_dims: expected int, got 'x'" in str(
         info.value
     )
@@ -131,7 +132,7 @@ def test_unknown_key_is_refused_with_allowed_keys():
 def test_unknown_key_in_backend_configs(tmp_path, ref_host):
     cfg = reference_config(tmp_path, text_embedder={"model_name": "hash", "configs": {"dimz": 3}})
     with pytest.raises(ConfigError, match=r"\$\.text_embedder\.configs: unknown key\(s\) dimz"):
-        validate(cfg, ref_host)
+        resolve(cfg, ref_host)
 
 
 def test_unknown_backend_lists_installed_failed_and_pip_hint(tmp_path, ref_host):
@@ -142,7 +143,7 @@ def test_unknown_backend_lists_installed_failed_and_pip_hint(tmp_path, ref_host)
     info.error = "ImportError: no module named foo"
     cfg = reference_config(tmp_path, embedding_retriever={"model_name": "qdrant"})
     with pytest.raises(BackendNotFoundError) as exc:
-        validate(cfg, ref_host)
+        resolve(cfg, ref_host)
     message = str(exc.value)
     assert "$.embedding_retriever.model_name" in message
     assert "Installed embedding_retriever backends: exact" in message
@@ -167,7 +168,7 @@ def test_features_not_built_yet_are_refused(key, value):
 
 def test_graph_mem_without_a_graph_backend_is_refused(tmp_path, ref_host):
     with pytest.raises(ConfigError, match=r"\$\.graph_mem"):
-        validate(reference_config(tmp_path, graph_mem=True), ref_host)
+        resolve(reference_config(tmp_path, graph_mem=True), ref_host)
 
 
 def test_defaults_fill_the_embedded_stack():

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from lightmem_core.config import parse_config, validate
+from lightmem_core.config import parse_config, resolve
 from lightmem_core.errors import BackendNotFoundError, ConfigError
 
 BAD = {
@@ -40,7 +40,7 @@ EXPECTED = [
 
 def test_every_problem_is_reported_in_one_run(ref_host):
     with pytest.raises(BackendNotFoundError) as info:
-        validate(BAD, ref_host)
+        resolve(BAD, ref_host)
     text = str(info.value)
     missing = [line for line in EXPECTED if line not in text]
     assert not missing, text

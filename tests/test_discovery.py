@@ -149,7 +149,7 @@ def test_discovery_and_validation_import_no_heavy_library():
     t0 = time.perf_counter()
     import lightmem_core
     from lightmem_core.plugins import PluginHost, heavy_modules_loaded
-    from lightmem_core.config import validate
+    from lightmem_core.config import resolve
     host = PluginHost()
     host.registry
     elapsed = time.perf_counter() - t0
@@ -161,7 +161,7 @@ def test_discovery_and_validation_import_no_heavy_library():
         "update": "offline", "history_db_path": "/tmp/x/history.db",
     }
     try:
-        validate(original, host)
+        resolve(original, host)
     except Exception as exc:  # backends may be missing in a core-only environment
         print(type(exc).__name__, file=sys.stderr)
     print(json.dumps({"heavy": heavy_modules_loaded(), "seconds": elapsed}))

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 from lightmem_hookspecs import BackendContext, IndexRecord
 
-from ..config import BackendSpec, HybridWeights, resolve_backend
+from ..config import BackendSpec, HybridWeights, ResolvedConfig, resolve_backend
 
 BASELINES = ("bm25-turns", "dense-turns", "fusion-turns")
 
@@ -110,8 +110,15 @@ class TurnBaselines:
             close()
 
 
-def build_bm25(host: Any, spec: BackendSpec | None, memory_dir: str) -> Any:
-    """A fresh context retriever from ``spec`` (default: ``BM25`` with its default options)."""
-    spec = spec or BackendSpec("BM25")
-    registration, options = resolve_backend(host, "$.context_retriever", "context_retriever", spec)
+def build_bm25(resolved: ResolvedConfig, memory_dir: str) -> Any:
+    """A fresh, empty context retriever in ``memory_dir``, built like the memory's own
+    ``context_retriever`` (its backend and options, as resolved for the memory); a memory
+    without one gets ``BM25`` with its default options."""
+    selected = resolved.for_key("context_retriever")
+    if selected is not None:
+        registration, options = selected.registration, selected.options
+    else:
+        registration, options = resolve_backend(
+            resolved.host, "$.context_retriever", "context_retriever", BackendSpec("BM25")
+        )
     return registration.factory(options, BackendContext(memory_dir=memory_dir))

@@ -266,9 +266,7 @@ def evaluate_locomo(
                 baselines = None
                 if options.baselines:
                     progress.update(f"{tag} indexing raw turns for the baselines", force=True)
-                    bm25 = build_bm25(
-                        host, memory.config.context_retriever, str(root / f"{conv.sample_id}-bm25")
-                    )
+                    bm25 = build_bm25(memory.resolved, str(root / f"{conv.sample_id}-bm25"))
                     raw_embedder: Any = embedder
                     if raw_embedder is None:
                         raw_embedder = _default_embedder(host, str(root))

@@ -394,9 +394,7 @@ def evaluate_longmemeval(
                 baselines = None
                 if options.baselines:
                     progress.update(f"{head} indexing raw turns for the baselines")
-                    bm25 = build_bm25(
-                        host, memory.config.context_retriever, str(root / f"{conv.sample_id}-bm25")
-                    )
+                    bm25 = build_bm25(memory.resolved, str(root / f"{conv.sample_id}-bm25"))
                     embedder = memory.embedder or _default_embedder(host, str(root))
                     baselines = TurnBaselines(embedder, bm25, memory.config.hybrid_weights)
                     baselines.ingest(turns)

@@ -95,9 +95,9 @@ def test_config_check_reports_cuda_on_a_cpu_torch(tmp_path):
 def test_validating_a_cpu_configuration_does_not_import_torch(tmp_path):
     code = (
         "import sys\n"
-        "from lightmem_core.config import validate\n"
+        "from lightmem_core.config import resolve\n"
         "from lightmem_core.plugins import PluginHost\n"
-        "validate({'text_embedder': {'model_name': 'huggingface', 'configs': "
+        "resolve({'text_embedder': {'model_name': 'huggingface', 'configs': "
         "{'device': 'cpu', 'model_kwargs': {'device': 'cpu'}}}}, PluginHost())\n"
         "print('torch' in sys.modules)\n"
     )

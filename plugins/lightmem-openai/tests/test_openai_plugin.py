@@ -13,7 +13,13 @@ from lightmem_openai import plugin
 from lightmem_openai.plugin import OpenAIOptions
 
 from lightmem_core.backends import Backends
-from lightmem_core.config import BackendSpec, parse_config, resolve_backend
+from lightmem_core.config import (
+    BackendSpec,
+    ResolvedBackend,
+    ResolvedConfig,
+    parse_config,
+    resolve_backend,
+)
 from lightmem_core.errors import ConfigError
 from lightmem_core.hookchain import HookChain
 
@@ -69,9 +75,13 @@ def test_end_to_end_through_the_core(lightmem_host, openai_server, tmp_path):
             "memory_manager": {"model_name": "openai", "configs": configs},
         }
     )
-    resolved = {"$.memory_manager": _resolve(lightmem_host, configs)}
+    registration, options = _resolve(lightmem_host, configs)
+    manager = ResolvedBackend(
+        "$.memory_manager", "memory_manager", config.memory_manager, registration, options
+    )
+    resolved = ResolvedConfig(config, (manager,), (), lightmem_host)
     hooks = HookChain(lightmem_host, None, memory_dir=str(tmp_path))
-    backends = Backends(config, resolved, hooks)
+    backends = Backends(resolved, hooks)
     try:
         llm = backends.get("memory_manager")
         openai_server.queue("a fact")
