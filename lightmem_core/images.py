@@ -360,7 +360,7 @@ class ImageIndex:
         self._db = sqlite3.connect(folder / "images.db", check_same_thread=False)
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
-        self._matrix: Any = None  # (ids, payloads, vectors) loaded on the first search
+        self._matrix: _Loaded | None = None  # loaded on the first search
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -433,24 +433,24 @@ class ImageIndex:
     ) -> list[tuple[str, float]]:
         import numpy as np
 
-        ids, payloads, matrix = self._load()
+        loaded = self._load()
+        ids = loaded.ids
         if not ids or limit <= 0:
             return []
-        q = np.asarray(self.embedder.embed_texts([query]), dtype=np.float32)[0]
-        scores = matrix @ q
-        keep = (
-            np.arange(len(ids))
-            if filter is None
-            else np.array(
-                [k for k, p in enumerate(payloads) if filter.matches(ids[k], p)], dtype=int
-            )
-        )
-        if keep.size == 0:
+        keep = loaded.rows(filter)
+        if keep is not None and keep.size == 0:
             return []
+        q = np.asarray(self.embedder.embed_texts([query]), dtype=np.float32)[0]
+        if keep is None:
+            scores = loaded.matrix @ q
+            keep = np.arange(len(ids))
+        else:
+            scores = np.zeros(len(ids), dtype=np.float32)
+            scores[keep] = loaded.matrix[keep] @ q
         best = keep[np.argsort(-scores[keep], kind="stable")[:limit]]
         return [(ids[k], float(scores[k])) for k in best]
 
-    def _load(self) -> tuple[list[str], list[dict[str, Any]], Any]:
+    def _load(self) -> _Loaded:
         import numpy as np
 
         with self._lock:
@@ -464,8 +464,62 @@ class ImageIndex:
                     if rows
                     else np.zeros((0, dim), dtype=np.float32)
                 )
-                self._matrix = ([r[0] for r in rows], [json.loads(r[1]) for r in rows], matrix)
+                payloads = [json.loads(r[1]) for r in rows]
+                self._matrix = _Loaded([r[0] for r in rows], payloads, matrix)
             return self._matrix
+
+
+_FILTER_FIELDS = ("user_id", "agent_id", "run_id", "speaker", "topic_id")
+
+
+class _Loaded:
+    """The index in memory: ids, payloads and vectors in one order, with the payload's filter
+    fields as columns, so a search's filter is a few array comparisons instead of a Python test
+    per image."""
+
+    def __init__(self, ids: list[str], payloads: list[dict[str, Any]], matrix: Any) -> None:
+        import numpy as np
+
+        self.ids = ids
+        self.payloads = payloads
+        self.matrix = matrix
+        self.position = {entry_id: k for k, entry_id in enumerate(ids)}
+        # each filter field as codes: the k-th distinct value of the field is k
+        self.codes: dict[str, tuple[dict[Any, int], Any]] = {}
+        for key in _FILTER_FIELDS:
+            vocabulary: dict[Any, int] = {}
+            codes = [vocabulary.setdefault(p.get(key), len(vocabulary)) for p in payloads]
+            self.codes[key] = (vocabulary, np.array(codes, dtype=np.int64))
+        stamps = [p.get("time_stamp") for p in payloads]
+        self.stamps = np.array([np.nan if t is None else float(t) for t in stamps], dtype=float)
+
+    def rows(self, filter: SearchFilter | None) -> Any:
+        """Positions the filter keeps (``SearchFilter.matches`` semantics); ``None``: all."""
+        import numpy as np
+
+        if filter is None or filter.is_empty:
+            return None
+        mask = np.ones(len(self.ids), dtype=bool)
+        for key in _FILTER_FIELDS:
+            wanted = getattr(filter, key)
+            if wanted is not None:
+                vocabulary, codes = self.codes[key]
+                mask &= codes == vocabulary.get(wanted, -1)
+        stamps = self.stamps
+        with np.errstate(invalid="ignore"):  # no time stamp (NaN) fails every bound
+            if filter.time_gt is not None:
+                mask &= stamps > filter.time_gt
+            if filter.time_gte is not None:
+                mask &= stamps >= filter.time_gte
+            if filter.time_lt is not None:
+                mask &= stamps < filter.time_lt
+            if filter.time_lte is not None:
+                mask &= stamps <= filter.time_lte
+        for entry_id in filter.exclude_ids:
+            k = self.position.get(entry_id)
+            if k is not None:
+                mask[k] = False
+        return np.flatnonzero(mask)
 
 
 def build_image_index(options: Any, context: Any) -> ImageIndex:

@@ -193,3 +193,52 @@ def test_erasing_a_scope_removes_its_images_and_keeps_the_others(config, ref_hos
         assert [h.entry.memory for h in mem.search("red", user_id="maya")] == []
         (hit,) = [h for h in mem.search("blue", user_id="ana") if h.entry.category == "image"]
         assert hit.entry.memory == "ana's blue"
+
+
+def test_the_image_index_filters_as_search_filter_matches_says(tmp_path):
+    import datetime as dt
+
+    from lightmem_hookspecs import MemoryEntry, Scope, SearchFilter, entry_payload
+
+    from lightmem_core.images import ImageIndex
+    from lightmem_core.testing.reference import ColourEmbedder
+
+    index = ImageIndex(ColourEmbedder(), tmp_path / "images")
+    users = ["maya", "ana", "maya", None, "maya"]
+    colours = ["red", "red", "blue", "red", "green"]
+    entries = [
+        MemoryEntry(
+            id=f"img-{k}",
+            memory=f"image {k}",
+            scope=Scope(user_id=user),
+            speaker_name="Maya" if k % 2 else None,
+            topic_id=k % 3 if k != 1 else None,
+            time_stamp=dt.datetime(2024, 6, 1 + k, tzinfo=dt.UTC) if k != 3 else None,
+            category="image",
+            metadata={"image": {"sha256": str(k), "path": "-", "storage": "reference"}},
+        )
+        for k, user in enumerate(users)
+    ]
+    index.add_images([(e, colour_png(c)) for e, c in zip(entries, colours, strict=True)])
+    june3 = dt.datetime(2024, 6, 3, tzinfo=dt.UTC)
+    filters = [
+        None,
+        SearchFilter(),
+        SearchFilter(user_id="maya"),
+        SearchFilter(user_id="nobody"),
+        SearchFilter(speaker="Maya"),
+        SearchFilter(topic_id=0),
+        SearchFilter(time_gte=june3),
+        SearchFilter(time_lt=june3, user_id="maya"),
+        SearchFilter(time_gt=june3),
+        SearchFilter(time_lte=june3),
+        SearchFilter(exclude_ids={"img-0", "img-9"}),
+    ]
+    payloads = {e.id: entry_payload(e) for e in entries}
+    reds = {e.id for e, c in zip(entries, colours, strict=True) if c == "red"}
+    for f in filters:
+        found = [i for i, _ in index.search("a red one", limit=10, filter=f)]
+        assert set(found) == {i for i, p in payloads.items() if f is None or f.matches(i, p)}, f
+        first = [i for i in found if i in reds]
+        assert found[: len(first)] == first  # the red ones first
+    index.close()

@@ -70,3 +70,16 @@ def test_an_image_through_lightmemory_with_the_tiny_clip(tiny_clip, tmp_path):
         assert os.path.isfile(path)
         mem.delete(hit.entry.id)
         assert not os.path.exists(path)
+
+
+def test_a_query_through_the_text_tower_is_the_vector_encode_gives(tiny_clip):
+    embedder = ClipEmbedder(str(tiny_clip))
+    long = " ".join(["the dog ran along the beach with a red ball"] * 20)  # truncated
+    texts = ["the picture of my dog at the beach", "a red square", long]
+    direct = embedder.embed_texts(texts)  # a few texts: the text tower, called directly
+    assert embedder._text_tower  # the tiny CLIP has one
+    through_encode = embedder._load().encode(texts, normalize_embeddings=True)
+    assert direct.shape == through_encode.shape == (3, 16)
+    assert np.allclose(direct, through_encode, atol=1e-5)
+    many = embedder.embed_texts(texts * 3)  # a batch: through encode
+    assert np.allclose(many[:3], direct, atol=1e-5)
