@@ -48,13 +48,36 @@ Called once per plugin host when the registry is built (lazily, on first use). T
 a name, an attrs options class and a factory; the factory runs only when a configuration \
 selects the backend, so heavy imports belong inside it.
 
-The `register` callback (typed as the `Register` protocol): `register(name, factory, \
-options=None, description="")`. `factory(options, context)` receives the structured options \
+Implement `lightmem_register_backends` and call one method of its `registrar` (a \
+`BackendRegistrar`) per backend. `factory(options, context)` receives the structured options \
 (an instance of `options`, or `None`) and a `BackendContext` (`memory_dir`, \
-`precomp_topic_shared`, `shared`, `get_backend(kind)`, `instance`). Names compare \
-case-insensitively with `_` and `-` equivalent; two plugins registering one name for one kind \
-is an error, naming both, for the configurations that select that name (others are \
-unaffected).
+`precomp_topic_shared`, `shared`, `get_backend(kind)`, `instance`, `settings`, \
+`storage_name(default)`). Names compare case-insensitively with `_` and `-` equivalent; two \
+plugins registering one name for one kind is an error, naming both, for the configurations that \
+select that name (others are unaffected).
+"""
+
+REGISTRAR = """\
+## BackendRegistrar
+
+One method per backend kind, named after the kind (the configuration key that selects a \
+backend of that kind) and typed with the Protocol its factory must return, so a type checker \
+catches a factory that returns the wrong thing; `add(kind, ...)` takes the kind by name. \
+`tests/test_registrar.py` fails when these methods and the table of kinds \
+(`lightmem_hookspecs.KINDS`) disagree.
+"""
+
+DEPRECATED = """\
+## Per-kind registration hooks (deprecated)
+
+Deprecated since contract 1.7 and still called: a plugin that implements one registers its \
+backends as before, gets one `DeprecationWarning` per hook naming the plugin, the hook and the \
+registrar call that replaces it, and `lightmem plugins` shows a `DEPRECATED:` line. Each takes a \
+`register(name, factory, options=None, description="")` callback (the `Register` protocol) \
+bound to its kind:
+
+| hook | replaced by |
+| --- | --- |
 """
 
 OBSERVERS = """\
@@ -101,12 +124,49 @@ def section(name: str) -> list[str]:
     ]
 
 
+def _plain_signature(method: object) -> str:
+    """``(name: str, ..., description: str = "") -> None``: annotations unquoted, no ``self``."""
+    sig = inspect.signature(method)  # type: ignore[arg-type]
+    params = []
+    star = False
+    for p in list(sig.parameters.values())[1:]:
+        if p.kind is p.KEYWORD_ONLY and not star:
+            params.append("*")
+            star = True
+        text = f"{p.name}: {p.annotation}"
+        if p.default is not p.empty:
+            text += " = " + ('""' if p.default == "" else repr(p.default))
+        params.append(text)
+    return f"({', '.join(params)}) -> {sig.return_annotation}"
+
+
+def registrar_section() -> list[str]:
+    """The registrar's methods, each with its exact signature and docstring, in the table's
+    order (``add`` first)."""
+    cls = contract.BackendRegistrar
+    lines = [REGISTRAR]
+    for name in ["add", *(kind.name for kind in contract.KINDS)]:
+        method = getattr(cls, name)
+        signature = f"{name}{_plain_signature(method)}"
+        lines += [f"### registrar.{name}", "", "```python", signature, "```", ""]
+        lines += [inspect.getdoc(method) or "", ""]
+    return lines
+
+
 def render() -> str:
-    registration = sorted(kind.hook for kind in contract.KINDS)
-    others = [n for n in hook_names() if n not in registration]
+    registration = [f"{contract.PROJECT_NAME}_register_backends"]
+    per_kind = [kind.hook for kind in contract.KINDS]
+    others = [n for n in hook_names() if n not in registration and n not in per_kind]
     observers = [n for n in others if n != "lightmem_run_operation"]
     lines = [HEADER, REGISTRATION]
     for name in registration:
+        lines += section(name)
+    lines += registrar_section()
+    lines.append(DEPRECATED.rstrip("\n"))
+    for kind in contract.KINDS:
+        lines.append(f"| `{kind.hook}(register)` | `registrar.{kind.name}(...)` |")
+    lines.append("")
+    for name in sorted(per_kind):
         lines += section(name)
     lines.append(OBSERVERS)
     for name in observers:

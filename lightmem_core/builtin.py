@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-from lightmem_hookspecs import BackendContext, Message, hookimpl
+from lightmem_hookspecs import BackendContext, BackendRegistrar, Message, hookimpl
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
 LIGHTMEM_CONTRACT = "1.6"
@@ -121,8 +121,15 @@ def _build_sqlite_store(options: None, context: BackendContext) -> Any:
 
 
 @hookimpl
-def lightmem_register_record_stores(register: Any) -> None:
-    register(
+def lightmem_register_backends(registrar: BackendRegistrar) -> None:
+    from .recency import NewerFirst, NewerFirstOptions
+
+    def build_image_index(options: Any, context: BackendContext) -> Any:
+        from .images import build_image_index
+
+        return build_image_index(options, context)
+
+    registrar.record_store(
         "sqlite",
         _build_sqlite_store,
         description=(
@@ -130,39 +137,20 @@ def lightmem_register_record_stores(register: Any) -> None:
             "history_db_path names another file."
         ),
     )
-
-
-@hookimpl
-def lightmem_register_topic_segmenters(register: Any) -> None:
-    register(
+    registrar.topic_segmenter(
         "embedding",
         _build_embedding_segmenter,
         options=EmbeddingSegmenterOptions,
         description="Cuts topics where the embedding similarity of consecutive turns drops.",
     )
-
-
-@hookimpl
-def lightmem_register_rerankers(register: Any) -> None:
-    from .recency import NewerFirst, NewerFirstOptions
-
-    register(
+    registrar.reranker(
         "newer_first",
         lambda options, context: NewerFirst(options),
         options=NewerFirstOptions,
         description="Of memories competing for the same answer, the newer first (the "
         "default reranker of a memory without an LLM).",
     )
-
-
-@hookimpl
-def lightmem_register_context_retrievers(register: Any) -> None:
-    def build_image_index(options: Any, context: BackendContext) -> Any:
-        from .images import build_image_index
-
-        return build_image_index(options, context)
-
-    register(
+    registrar.context_retriever(
         "multimodal",
         build_image_index,
         description=(

@@ -137,6 +137,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 print(f"    {kind}: {', '.join(names)}")
             if p["hooks"]:
                 print(f"    hooks: {', '.join(p['hooks'])}")
+            for line in p["deprecated"]:
+                print(f"    DEPRECATED: {line}")
             if p["error"]:
                 print(f"    LOAD ERROR: {p['error']}")
         for conflict in registry.conflicts:

@@ -6,6 +6,7 @@ import os
 import re
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from importlib import metadata
 from typing import Any
@@ -19,7 +20,10 @@ from lightmem_hookspecs import (
     CONTRACT_VERSION,
     ENTRY_POINT_GROUP,
     KINDS,
+    KINDS_BY_NAME,
     PROJECT_NAME,
+    BackendContext,
+    BackendRegistrar,
     BackendRegistration,
     Register,
     changes_between,
@@ -28,13 +32,24 @@ from lightmem_hookspecs import (
     specs,
 )
 
-from .errors import DuplicateBackendError
+from .errors import DuplicateBackendError, PluginContractError
 
 ENV_DISABLE_AUTOLOAD = "LIGHTMEM_DISABLE_PLUGIN_AUTOLOAD"
 ENV_ONLY_PLUGINS = "LIGHTMEM_PLUGINS"
 
-#: Registration hook name per backend kind, from the contract's table of kinds.
+#: The registration hook: a plugin registers backends of every kind through the registrar.
+BACKENDS_HOOK = f"{PROJECT_NAME}_register_backends"
+
+#: The per-kind registration hooks (deprecated since contract 1.7, still called), by kind, from
+#: the contract's table of kinds.
 REGISTRATION_HOOKS: dict[str, str] = {k.name: k.hook for k in KINDS}
+
+#: The contract version that deprecated the per-kind registration hooks.
+PER_KIND_HOOKS_DEPRECATED_IN = "1.7"
+
+#: (plugin, hook, file, line) of the deprecated hook implementations already warned about: a
+#: process warns once for each, however many hosts it builds.
+_WARNED: set[tuple[str, str, str, int]] = set()
 
 #: Hooks that are not registration hooks: observers, mutators and the wrapper hook. Only the
 #: plugins a memory's configuration selects run them for that memory.
@@ -42,7 +57,8 @@ RUNTIME_HOOKS: tuple[str, ...] = tuple(
     sorted(
         n
         for n in dir(specs)
-        if n.startswith(f"{PROJECT_NAME}_") and n not in set(REGISTRATION_HOOKS.values())
+        if n.startswith(f"{PROJECT_NAME}_")
+        and n not in {BACKENDS_HOOK, *REGISTRATION_HOOKS.values()}
     )
 )
 
@@ -120,6 +136,8 @@ class PluginInfo:
     description: str = ""
     #: The runtime hooks it implements (a hook plugin: select it under ``hooks``).
     hooks: list[str] = attrs.field(factory=list)
+    #: What it uses that the contract deprecated, and what replaces it (one line each).
+    deprecated: list[str] = attrs.field(factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -290,12 +308,42 @@ class PluginHost:
         if not info.description:
             doc = (getattr(plugin, "__doc__", None) or "").strip()
             info.description = doc.splitlines()[0] if doc else ""
+        self._warn_deprecated(info)
         info.hooks = [
             hook
             for hook in RUNTIME_HOOKS
             if any(i.plugin_name == info.name for i in getattr(self.pm.hook, hook).get_hookimpls())
         ]
         self._registry = None
+
+    def _warn_deprecated(self, info: PluginInfo) -> None:
+        """Record in ``info`` each per-kind registration hook its plugin implements, with the
+        call that replaces it, and warn (``DeprecationWarning``, attributed to the plugin's own
+        function) once per process for each."""
+        info.deprecated = []
+        for kind, hook_name in REGISTRATION_HOOKS.items():
+            for impl in self.hook_impls(info.name, hook_name):
+                message = (
+                    f"plugin {info.name!r} implements {hook_name}, deprecated since contract "
+                    f"{PER_KIND_HOOKS_DEPRECATED_IN}: implement {BACKENDS_HOOK}(registrar) and "
+                    f"call registrar.{kind}(name, factory, options=..., description=...) "
+                    "instead (lightmem-hookspecs' CHANGELOG, 1.7.0, shows how)"
+                )
+                info.deprecated.append(message)
+                code = getattr(impl.function, "__code__", None)
+                filename = code.co_filename if code else "<plugin>"
+                lineno = code.co_firstlineno if code else 0
+                key = (info.name, hook_name, filename, lineno)
+                if key in _WARNED:
+                    continue
+                _WARNED.add(key)
+                warnings.warn_explicit(
+                    message,
+                    DeprecationWarning,
+                    filename=filename,
+                    lineno=lineno,
+                    module=getattr(impl.function, "__module__", None) or info.name,
+                )
 
     # -- registry --------------------------------------------------------------------------
 
@@ -309,6 +357,16 @@ class PluginHost:
         registry = BackendRegistry()
         for info in self.plugins.values():
             info.backends = {}
+        # Oldest plugin first, so a duplicate is reported against the one loaded earlier.
+        for impl in reversed(getattr(self.pm.hook, BACKENDS_HOOK).get_hookimpls()):
+            found = self.plugins.get(impl.plugin_name)
+            if found is None or found.error:
+                continue
+            registrar = PluginRegistrar(impl.plugin_name, found, registry)
+            try:
+                impl.function(registrar=registrar)
+            except Exception as exc:
+                found.error = f"{BACKENDS_HOOK} failed: {_describe(exc)}"
         for kind, hook_name in REGISTRATION_HOOKS.items():
             hook = getattr(self.pm.hook, hook_name)
             # Oldest plugin first, so a duplicate is reported against the one loaded earlier.
@@ -317,7 +375,7 @@ class PluginHost:
                 if found is None or found.error:
                     continue
                 info = found
-                register = _make_register(kind, impl.plugin_name, info, registry)
+                register = _make_register(kind, PluginRegistrar(impl.plugin_name, info, registry))
                 try:
                     impl.function(register=register)
                 except Exception as exc:
@@ -477,31 +535,68 @@ def missing_members(backend: object, protocol: type) -> list[str]:
     return [name for name in protocol_members(protocol) if not hasattr(backend, name)]
 
 
-def _make_register(
-    kind: str, plugin_name: str, info: PluginInfo, registry: BackendRegistry
-) -> Register:
-    def register(
+class PluginRegistrar(BackendRegistrar):
+    """The registrar one plugin's ``lightmem_register_backends`` receives: checks each
+    registration and records it in the registry under the plugin's name."""
+
+    def __init__(self, plugin_name: str, info: PluginInfo, registry: BackendRegistry) -> None:
+        self.plugin_name = plugin_name
+        self.info = info
+        self.registry = registry
+
+    def add(
+        self,
+        kind: str,
         name: str,
-        factory: Callable[..., Any],
+        factory: Callable[[Any, BackendContext], Any],
+        *,
         options: type | None = None,
         description: str = "",
     ) -> None:
+        where = f"plugin {self.plugin_name!r}"
+        if kind not in KINDS_BY_NAME:
+            raise PluginContractError(
+                f"{where} registers {name!r} as a {kind!r} backend, which is not a backend kind "
+                f"of contract {CONTRACT_VERSION}. Use one of the registrar's methods: "
+                f"{', '.join(BACKEND_KINDS)}"
+            )
         if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"backend name must be a non-empty string, got {name!r}")
+            raise PluginContractError(
+                f"{where}: the name of a {kind} backend must be a non-empty string, got {name!r}"
+            )
         if not callable(factory):
-            raise TypeError(f"factory of {kind} backend {name!r} is not callable")
+            raise PluginContractError(
+                f"{where}: the factory of {kind} backend {name!r} is not callable (got "
+                f"{type(factory).__name__}); pass a function factory(options, context)"
+            )
         if options is not None and not attrs.has(options):
-            raise TypeError(f"options of {kind} backend {name!r} must be an attrs class")
+            raise PluginContractError(
+                f"{where}: the options of {kind} backend {name!r} must be an attrs class "
+                f"(got {options!r}); decorate it with @attrs.frozen or pass options=None"
+            )
         registration = BackendRegistration(
             kind=kind,
             name=name,
             factory=factory,
             options=options,
             description=description,
-            plugin=plugin_name,
+            plugin=self.plugin_name,
         )
-        registry.add(registration, distribution=info.distribution)
-        info.backends.setdefault(kind, []).append(name)
+        self.registry.add(registration, distribution=self.info.distribution)
+        self.info.backends.setdefault(kind, []).append(name)
+
+
+def _make_register(kind: str, registrar: PluginRegistrar) -> Register:
+    """The callback a deprecated per-kind registration hook receives: ``registrar.add`` with
+    the hook's kind."""
+
+    def register(
+        name: str,
+        factory: Callable[..., Any],
+        options: type | None = None,
+        description: str = "",
+    ) -> None:
+        registrar.add(kind, name, factory, options=options, description=description)
 
     return register
 

@@ -31,10 +31,37 @@ def _kind_register_test(ref_host, hook_name, kind):
         register("probe", lambda o, c: None, options=Opts, description="probe backend")
 
     setattr(P, hook_name, staticmethod(hookimpl(impl)))
-    info = ref_host.register(P(), "probe-plugin")
+    info = ref_host.register(P(), "probe-plugin")  # deprecated: warns (tests/test_registrar.py)
     reg = ref_host.registry.get(kind, "PROBE")
     assert reg is not None and reg.options is Opts and reg.plugin == "probe-plugin"
     assert info.backends == {kind: ["probe"]}
+    assert len(info.deprecated) == 1 and f"registrar.{kind}(" in info.deprecated[0]
+
+
+def test_lightmem_register_backends(ref_host, make_memory):
+    @attrs.frozen
+    class Opts:
+        level: int = 1
+
+    class P:
+        @hookimpl
+        def lightmem_register_backends(self, registrar):
+            registrar.reranker("Probe", lambda o, c: Reverse(), options=Opts, description="d")
+            registrar.add("pre_compressor", "probe", lambda o, c: None)
+
+    info = ref_host.register(P(), "probe-plugin")
+    reg = ref_host.registry.get("reranker", "PROBE")
+    assert reg is not None and reg.options is Opts and reg.plugin == "probe-plugin"
+    assert reg.description == "d" and info.deprecated == []
+    assert info.backends == {"reranker": ["Probe"], "pre_compressor": ["probe"]}
+    mem = make_memory(reranker={"model_name": "probe", "configs": {"level": 2}})
+    mem.add_memory(
+        [*DOG, {"role": "user", "content": "I like green tea"}],
+        force_segment=True,
+        force_extract=True,
+    )
+    hits = mem.search("dog Biscuit", limit=5)
+    assert hits[-1].entry.memory == "My dog is called Biscuit"
 
 
 def test_lightmem_register_pre_compressors(ref_host):
@@ -154,8 +181,8 @@ class Reverse:
 def _reverse_reranker(ref_host):
     class P:
         @hookimpl
-        def lightmem_register_rerankers(self, register):
-            register("reverse", lambda o, c: Reverse())
+        def lightmem_register_backends(self, registrar):
+            registrar.reranker("reverse", lambda o, c: Reverse())
 
     ref_host.register(P(), "reverse")
 

@@ -36,6 +36,7 @@ from .records import (
     RecordStore,
     entry_payload,
 )
+from .registrar import BackendRegistrar
 from .types import (
     ENTRY_STATUSES,
     OPERATION_NAMES,
@@ -80,6 +81,7 @@ __all__ = [
     "UNFINISHED_STATES",
     "BackendContext",
     "BackendKind",
+    "BackendRegistrar",
     "BackendRegistration",
     "Batch",
     "BatchState",

@@ -1,8 +1,10 @@
 """The table of backend kinds: the one place the contract lists them.
 
-Everything else — the registration hooks the host calls, the configuration keys that select a
-backend, the Protocol a built backend must satisfy, which kinds can join the retrieval chain —
-is derived from :data:`KINDS`.
+Everything else is derived from :data:`KINDS` or checked against it: the configuration keys
+that select a backend, the Protocol a built backend must satisfy, which kinds can join the
+retrieval chain, the deprecated per-kind registration hooks, and the typed methods of
+:class:`~lightmem_hookspecs.BackendRegistrar` (one per kind, named after it; a test fails when
+a row has no method or a method no row).
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ from .records import RecordStore
 class BackendKind:
     """One kind of backend a plugin can register.
 
-    ``name`` is also the configuration key that selects a backend of this kind;
-    ``hook`` is the registration hook plugins implement to provide one; ``protocol`` is what the
-    factory must return; ``retriever`` says whether the kind can be an element of the retrieval
-    chain (and how it is queried: ``"vector"`` by the query's embedding, ``"text"`` by its text,
-    ``"graph"`` by the entities its text names).
+    ``name`` is also the configuration key that selects a backend of this kind and the
+    :class:`~lightmem_hookspecs.BackendRegistrar` method that registers one (in
+    ``lightmem_register_backends``); ``hook`` is the kind's own registration hook, deprecated
+    since contract 1.7 but still called; ``protocol`` is what the factory must return;
+    ``retriever`` says whether the kind can be an element of the retrieval chain (and how it
+    is queried: ``"vector"`` by the query's embedding, ``"text"`` by its text, ``"graph"`` by
+    the entities its text names).
     """
 
     name: str

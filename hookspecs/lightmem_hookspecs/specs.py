@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .markers import hookspec
 
 if TYPE_CHECKING:
+    from .registrar import BackendRegistrar
     from .types import (
         EntryChange,
         HookContext,
@@ -31,11 +32,30 @@ if TYPE_CHECKING:
 
 
 @hookspec
+def lightmem_register_backends(registrar: BackendRegistrar) -> None:
+    """Register the backends this plugin provides, of any kind.
+
+    Call one method of ``registrar`` per backend; the methods are named after the kinds (the
+    configuration keys that select a backend of that kind), e.g.
+    ``registrar.text_embedder(name, factory, options=OptionsClass, description=...)``, and
+    typed with the Protocol the factory must return. ``factory(options, context)`` runs only
+    when a configuration selects the backend, so heavy imports belong inside it.
+    ``registrar.add(kind, name, factory, ...)`` takes the kind by name.
+
+    :param registrar: the :class:`~lightmem_hookspecs.BackendRegistrar` bound to this plugin.
+    """
+
+
+@hookspec
 def lightmem_register_pre_compressors(register: Register) -> None:
     """Register pre-compression backends (``pre_compressor`` in the configuration).
 
     Call ``register(name, factory, options=OptionsClass, description=...)`` once per backend.
     ``factory(options, context)`` must return a :class:`~lightmem_hookspecs.PreCompressor`.
+
+    Deprecated since contract 1.7: implement ``lightmem_register_backends`` and call
+    ``registrar.pre_compressor(name, factory, options=..., description=...)``. Still called,
+    with a ``DeprecationWarning`` naming the plugin.
 
     :param register: the registration callback bound to this kind and this plugin.
     """
@@ -47,6 +67,10 @@ def lightmem_register_topic_segmenters(register: Register) -> None:
 
     ``factory(options, context)`` must return a :class:`~lightmem_hookspecs.TopicSegmenter`.
 
+    Deprecated since contract 1.7: implement ``lightmem_register_backends`` and call
+    ``registrar.topic_segmenter(name, factory, options=..., description=...)``. Still called,
+    with a ``DeprecationWarning`` naming the plugin.
+
     :param register: the registration callback bound to this kind and this plugin.
     """
 
@@ -56,6 +80,10 @@ def lightmem_register_memory_managers(register: Register) -> None:
     """Register LLM backends (``memory_manager`` in the configuration).
 
     ``factory(options, context)`` must return a :class:`~lightmem_hookspecs.MemoryManager`.
+
+    Deprecated since contract 1.7: implement ``lightmem_register_backends`` and call
+    ``registrar.memory_manager(name, factory, options=..., description=...)``. Still called,
+    with a ``DeprecationWarning`` naming the plugin.
 
     :param register: the registration callback bound to this kind and this plugin.
     """
@@ -67,6 +95,10 @@ def lightmem_register_text_embedders(register: Register) -> None:
 
     ``factory(options, context)`` must return a :class:`~lightmem_hookspecs.TextEmbedder`.
 
+    Deprecated since contract 1.7: implement ``lightmem_register_backends`` and call
+    ``registrar.text_embedder(name, factory, options=..., description=...)``. Still called,
+    with a ``DeprecationWarning`` naming the plugin.
+
     :param register: the registration callback bound to this kind and this plugin.
     """
 
@@ -76,6 +108,10 @@ def lightmem_register_multimodal_embedders(register: Register) -> None:
     """Register text-and-image embedding backends (``multimodal_embedder`` in the configuration).
 
     ``factory(options, context)`` must return a :class:`~lightmem_hookspecs.MultimodalEmbedder`.
+
+    Deprecated since contract 1.7: implement ``lightmem_register_backends`` and call
+    ``registrar.multimodal_embedder(name, factory, options=..., description=...)``. Still called,
+    with a ``DeprecationWarning`` naming the plugin.
 
     :param register: the registration callback bound to this kind and this plugin.
     """
@@ -87,6 +123,10 @@ def lightmem_register_embedding_retrievers(register: Register) -> None:
 
     ``factory(options, context)`` must return an :class:`~lightmem_hookspecs.EmbeddingRetriever`.
 
+    Deprecated since contract 1.7: implement ``lightmem_register_backends`` and call
+    ``registrar.embedding_retriever(name, factory, options=..., description=...)``. Still called,
+    with a ``DeprecationWarning`` naming the plugin.
+
     :param register: the registration callback bound to this kind and this plugin.
     """
 
@@ -96,6 +136,10 @@ def lightmem_register_context_retrievers(register: Register) -> None:
     """Register lexical retrieval backends (``context_retriever`` in the configuration).
 
     ``factory(options, context)`` must return a :class:`~lightmem_hookspecs.ContextRetriever`.
+
+    Deprecated since contract 1.7: implement ``lightmem_register_backends`` and call
+    ``registrar.context_retriever(name, factory, options=..., description=...)``. Still called,
+    with a ``DeprecationWarning`` naming the plugin.
 
     :param register: the registration callback bound to this kind and this plugin.
     """
@@ -107,6 +151,10 @@ def lightmem_register_graph_memories(register: Register) -> None:
 
     ``factory(options, context)`` must return a :class:`~lightmem_hookspecs.GraphMemory`.
 
+    Deprecated since contract 1.7: implement ``lightmem_register_backends`` and call
+    ``registrar.graph_memory(name, factory, options=..., description=...)``. Still called,
+    with a ``DeprecationWarning`` naming the plugin.
+
     :param register: the registration callback bound to this kind and this plugin.
     """
 
@@ -116,6 +164,10 @@ def lightmem_register_rerankers(register: Register) -> None:
     """Register rerankers (``reranker`` in the configuration).
 
     ``factory(options, context)`` must return a :class:`~lightmem_hookspecs.Reranker`.
+
+    Deprecated since contract 1.7: implement ``lightmem_register_backends`` and call
+    ``registrar.reranker(name, factory, options=..., description=...)``. Still called,
+    with a ``DeprecationWarning`` naming the plugin.
 
     :param register: the registration callback bound to this kind and this plugin.
     """
@@ -130,6 +182,10 @@ def lightmem_register_record_stores(register: Register) -> None:
     core builds it first, before every other backend. A store that several processes may share
     at once (a server engine) sets ``shared = True`` on the object it returns: the memory then
     takes no lock on its directory.
+
+    Deprecated since contract 1.7: implement ``lightmem_register_backends`` and call
+    ``registrar.record_store(name, factory, options=..., description=...)``. Still called,
+    with a ``DeprecationWarning`` naming the plugin.
 
     :param register: the registration callback bound to this kind and this plugin.
     """

@@ -8,6 +8,7 @@ Every line is one promise plugins rely on::
     function normalize_name(name: str) -> str
     constant OPERATION_NAMES = ('add_memory', ...)
     kind reranker: lightmem_register_rerankers -> Reranker
+    class BackendRegistrar.reranker(self, name: str, factory: ..., *, options: ...) -> None
 
 ``python -m lightmem_hookspecs.surface`` prints it; ``--write PATH`` stores it with the
 version, the snapshot a test compares against (see the CHANGELOG for the procedure).
@@ -101,7 +102,12 @@ def _object_lines(name: str, obj: Any) -> list[str]:
     if isinstance(obj, type) and attrs.has(obj):
         return _type_lines(name, obj)
     if isinstance(obj, type):
-        return [f"class {name}"]
+        methods = sorted(
+            (attr, value)
+            for attr, value in vars(obj).items()
+            if inspect.isfunction(value) and not attr.startswith("_")
+        )
+        return [f"class {name}"] + [f"class {name}.{a}{_signature(v)}" for a, v in methods]
     if inspect.isfunction(obj):
         return [f"function {name}{_signature(obj)}"]
     if inspect.ismodule(obj) or (callable(obj) and hasattr(obj, "project_name")):

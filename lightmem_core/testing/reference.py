@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 from lightmem_hookspecs import (
+    BackendRegistrar,
     Entity,
     GraphHit,
     IndexRecord,
@@ -436,8 +437,8 @@ class ReferencePlugin:
         self.memory_manager = memory_manager
 
     @hookimpl
-    def lightmem_register_memory_managers(self, register: Any) -> None:
-        def build(options: ScriptedOptions, context: Any) -> Any:
+    def lightmem_register_backends(self, registrar: BackendRegistrar) -> None:
+        def build_scripted(options: ScriptedOptions, context: Any) -> Any:
             if self.memory_manager is not None:
                 return self.memory_manager
             from ..eval.economy import ScriptedResponder
@@ -447,38 +448,25 @@ class ReferencePlugin:
                 responder=ScriptedResponder(), max_tokens=options.max_tokens
             )
 
-        register("scripted", build, options=ScriptedOptions)
-
-    @hookimpl
-    def lightmem_register_text_embedders(self, register: Any) -> None:
-        register("hash", lambda o, c: HashEmbedder(o.dims), options=HashEmbedderOptions)
-
-    @hookimpl
-    def lightmem_register_multimodal_embedders(self, register: Any) -> None:
-        register("colours", lambda o, c: ColourEmbedder())
-
-    @hookimpl
-    def lightmem_register_embedding_retrievers(self, register: Any) -> None:
-        def build(options: ExactOptions, context: Any) -> ExactVectorIndex:
+        def build_exact(options: ExactOptions, context: Any) -> ExactVectorIndex:
             name = "exact-index.json"
             if context.instance not in ("", "embedding"):
                 name = f"exact-index-{context.instance}.json"  # several in one chain
             path = Path(context.memory_dir) / name if options.persist else None
             return ExactVectorIndex(path)
 
-        register("exact", build, options=ExactOptions)
-
-    @hookimpl
-    def lightmem_register_context_retrievers(self, register: Any) -> None:
-        register("keyword", lambda o, c: KeywordIndex())
-
-    @hookimpl
-    def lightmem_register_graph_memories(self, register: Any) -> None:
-        def build(options: MemoryGraphOptions, context: Any) -> MemoryGraph:
+        def build_graph(options: MemoryGraphOptions, context: Any) -> MemoryGraph:
             path = Path(context.memory_dir) / "reference-graph.json" if options.persist else None
             return MemoryGraph(path)
 
-        register("memory", build, options=MemoryGraphOptions)
+        registrar.memory_manager("scripted", build_scripted, options=ScriptedOptions)
+        registrar.text_embedder(
+            "hash", lambda o, c: HashEmbedder(o.dims), options=HashEmbedderOptions
+        )
+        registrar.multimodal_embedder("colours", lambda o, c: ColourEmbedder())
+        registrar.embedding_retriever("exact", build_exact, options=ExactOptions)
+        registrar.context_retriever("keyword", lambda o, c: KeywordIndex())
+        registrar.graph_memory("memory", build_graph, options=MemoryGraphOptions)
 
 
 def reference_config(memory_dir: str | Path, **overrides: Any) -> dict[str, Any]:
