@@ -17,6 +17,11 @@ where the image is (``path``) and what it is (``sha256``, ``media_type``, ``widt
 scope. With ``images.storage: copy`` the file is kept once per content hash in
 ``<memory_dir>/images``; with ``reference`` the caller's path is kept.
 
+The entries are stored once the messages are journaled, before extraction. With an LLM, the
+extraction call shows each image as a marker (``[image i1]``) and may caption it in the same
+answer (see ``llm/extraction.py``); :func:`apply_captions` then rewrites the entry's text to
+that caption (an ``update`` in its history), and the text indexes follow.
+
 The entry's caption goes into the text indexes like any entry; the image itself is embedded by
 the ``multimodal_embedder`` into the vector index of the ``multimodal`` retriever
 (:class:`ImageIndex`, SQLite in ``<memory_dir>/images``), which joins the retrieval chain with
@@ -142,7 +147,7 @@ def split_images(messages: Any, options: Any, enabled: bool) -> tuple[Any, list[
         text = "\n".join(t.strip() for t in texts if t.strip())
         metadata = dict(message.get("metadata") or {})
         if found:
-            metadata["images"] = [p.ref() for p in found]
+            metadata["images"] = [{**p.ref(), "part": p.part} for p in found]
         out.append({**message, "content": text or PLACEHOLDER, "metadata": metadata})
         images += found
     return out, images
@@ -284,9 +289,8 @@ def image_entries(
             k -= 1
         storage = "reference" if options.storage == "reference" and part.source else "copy"
         path = _keep(part, folder, storage)
-        key = json.dumps([message.scope.as_dict(), message.id, part.part, part.sha256])
         entry = MemoryEntry(
-            id="img-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:29],
+            id=image_entry_id(message.scope, message.id, part.part, part.sha256),
             memory=caption or "an image",
             source_message_ids=(message.id,),
             time_stamp=message.time_stamp,
@@ -298,6 +302,38 @@ def image_entries(
         )
         out.append((entry, part))
     return out
+
+
+def image_entry_id(scope: Scope, message_id: str, part: int, sha256: str) -> str:
+    """The id of the entry of the image in content part ``part`` of a message."""
+    key = json.dumps([scope.as_dict(), message_id, part, sha256])
+    return "img-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:29]
+
+
+def apply_captions(rt: Any, captions: Sequence[Any], messages: Mapping[str, Any]) -> list[Any]:
+    """Give image entries the captions an extraction call wrote (``ImageCaption``s; the
+    caller holds the memory's lock and announces the returned changes). ``messages``: the
+    batch's messages by id, for their scope. An entry that is gone, retired, or already has
+    that caption is left as it is."""
+    from .pipeline.edit import EntryEditor
+
+    editor = EntryEditor(rt)
+    changes = []
+    for caption in captions:
+        message = messages.get(caption.message_id)
+        if message is None:
+            continue
+        entry_id = image_entry_id(message.scope, message.id, caption.part, caption.sha256)
+        entry = rt.store.get_entry(entry_id)
+        if entry is None or entry.status != "active" or entry.memory == caption.text:
+            continue
+        _, change = editor.rewrite(entry, caption.text, CAPTION_REASON)
+        changes.append(change)
+    return changes
+
+
+#: The reason an image entry's history gives for its caption from the extraction call.
+CAPTION_REASON = "caption from the extraction"
 
 
 def store_image_entries(

@@ -379,18 +379,21 @@ class LightMemory:
                 run_id=run_id,
                 token_budget=token_budget,
             )
-        result = self._ingestion.add(
+        journaled = None
+        if images:  # their entries exist before extraction can caption them
+            from .images import store_image_entries
+
+            def journaled() -> object:
+                return store_image_entries(self._rt, messages, images, scope)
+
+        return self._ingestion.add(
             messages,
             scope,
             force_segment=force_segment,
             force_extract=force_extract,
             token_budget=token_budget,
+            journaled=journaled,
         )
-        if images:
-            from .images import store_image_entries
-
-            store_image_entries(self._rt, messages, images, scope)
-        return result
 
     def estimate(
         self,

@@ -4,17 +4,18 @@ API::
 
     extract_facts(llm, segments, *, messages_use, metadata_generate, text_summary,
                   extract_threshold, prompts=None, max_attempts=3, max_tokens=None,
-                  relations=False)
+                  relations=False, captions=False)
         -> ExtractionResult(facts: list[ExtractedFact], raw: str, attempts: int,
                             below_threshold: int, unsourced: int, unextracted: tuple[str, ...],
-                            error: str)
+                            error: str, captions: tuple[ImageCaption, ...])
     ExtractedFact(text, source_message_ids, time_stamp, speaker_id, speaker_name, topic_id,
                   importance, keywords, entities, category, topic_summary, relations)
     ExtractedRelation(subject, relation, object, single)
+    ImageCaption(message_id, part, sha256, text)
     extraction_schema(*, metadata_generate, text_summary, message_ids=None, topic_ids=None,
-                      relations=False)
+                      relations=False, captions=False, image_ids=None)
         -> dict          # the answer's JSON schema; with ids, the stricter one sent to the LLM
-    render_conversation(segments, roles) -> RenderedBatch            # what the LLM sees
+    render_conversation(segments, roles, images=False) -> RenderedBatch  # what the LLM sees
     ROLES_BY_USE: dict[str, tuple[str, ...]]                         # messages_use -> roles
 
 How the batch is shown: every message whose role ``messages_use`` admits (``user_only``: user,
@@ -48,6 +49,15 @@ the schema without ids, so other spellings still reach the mapping. Mapping back
   at a time, like ``lives_in``). Relations missing a subject, relation or object are dropped.
   The answer may then use :data:`RELATIONS_ROOM` times the backend's ``max_tokens``, so the
   longer answer does not split the batch into more calls.
+- ``captions`` (image memory, with a ``multimodal_embedder``): a message that carried images
+  shows one marker per image after its text, ``3 Maya: "my dog at the beach" [image i1]``, and
+  the same call asks for ``"images": [{"image": "i1", "caption": "..."}]``: a sentence on what
+  the picture shows, from what the conversation says about it. Each usable caption (a known
+  image, a non-empty text) comes back as an :class:`ImageCaption` naming the message and the
+  image (its content part and hash); an unknown image, a missing or empty caption, or no
+  ``images`` at all gives none, and the image keeps the caption it has. The instruction is
+  part of ``$output_format`` whenever image memory is configured, so the prompt's static
+  prefix is the same for every batch.
 - Facts with the same text (ignoring case and spacing) are merged: sources united, highest
   importance kept.
 
@@ -138,6 +148,17 @@ class ExtractedFact:
 
 
 @attrs.frozen
+class ImageCaption:
+    """The caption an extraction call wrote for an image of a message: the message's id, the
+    image's content part (``messages[i].content[part]``) and hash, and the text."""
+
+    message_id: str
+    part: int
+    sha256: str
+    text: str
+
+
+@attrs.frozen
 class ExtractionResult:
     """The kept facts of one batch, the raw reply, and what was dropped.
 
@@ -153,6 +174,7 @@ class ExtractionResult:
     unsourced: int = 0
     unextracted: tuple[str, ...] = ()
     error: str = ""
+    captions: tuple[ImageCaption, ...] = ()
 
 
 @attrs.frozen
@@ -170,6 +192,8 @@ class RenderedBatch:
     text: str
     messages: Mapping[str, _Source]  # "m3" -> source
     topics: Mapping[str, int]  # "t1" -> segment index
+    images: Mapping[str, tuple[Message, Mapping[str, Any]]] = attrs.field(factory=dict)
+    # "i1" -> (its message, its entry in the message's metadata["images"])
 
 
 def _time(ts: _dt.datetime | None) -> str:
@@ -189,16 +213,23 @@ def _speaker(message: Message) -> str:
     return shown if message.role == "user" else f"{shown} ({message.role})"
 
 
-def render_conversation(segments: Sequence[Segment], roles: Sequence[str]) -> RenderedBatch:
+def render_conversation(
+    segments: Sequence[Segment], roles: Sequence[str], images: bool = False
+) -> RenderedBatch:
     """Render the admitted messages of ``segments`` with short ids, grouped by topic.
 
     Each topic starts with a ``Topic t1`` line; a time line (``2023-05-20 (Sat) 02:21``) dates
     the messages below it and is repeated only when the time changes; each message is one line
     ``3 Alice: "text"`` (the text JSON-quoted; the role named only when it is not ``user``).
+    With ``images``, a message that carried images ends with one ``[image i1]`` marker each (a
+    message of images only shows ``""`` as its text).
     """
+    from ..images import PLACEHOLDER
+
     lines: list[str] = []
     messages: dict[str, _Source] = {}
     topics: dict[str, int] = {}
+    shown_images: dict[str, tuple[Message, Mapping[str, Any]]] = {}
     for index, segment in enumerate(segments):
         admitted = [m for m in segment.messages if m.role in roles]
         if not admitted:
@@ -215,9 +246,25 @@ def render_conversation(segments: Sequence[Segment], roles: Sequence[str]) -> Re
             short = f"m{len(messages) + 1}"
             messages[short] = _Source(message, len(messages), segment.topic_id, index)
             # The text is data, JSON-quoted: it cannot end its line or pose as an instruction.
-            content = json.dumps(message.content.strip(), ensure_ascii=False)
-            lines.append(f"{len(messages)} {_speaker(message)}: {content}")
-    return RenderedBatch("\n".join(lines), messages, topics)
+            text = message.content.strip()
+            refs = _image_refs(message) if images else []
+            if refs and text == PLACEHOLDER:
+                text = ""
+            line = f"{len(messages)} {_speaker(message)}: {json.dumps(text, ensure_ascii=False)}"
+            for ref in refs:
+                short_image = f"i{len(shown_images) + 1}"
+                shown_images[short_image] = (message, ref)
+                line += f" [image {short_image}]"
+            lines.append(line)
+    return RenderedBatch("\n".join(lines), messages, topics, shown_images)
+
+
+def _image_refs(message: Message) -> list[Mapping[str, Any]]:
+    """The images a message carried (``metadata["images"]``, as image memory lists them)."""
+    refs = (message.metadata or {}).get("images")
+    if not isinstance(refs, list):
+        return []
+    return [r for r in refs if isinstance(r, Mapping) and isinstance(r.get("sha256"), str)]
 
 
 def _ids(ids: Sequence[str] | None) -> dict[str, Any]:
@@ -239,6 +286,8 @@ def extraction_schema(
     message_ids: Sequence[str] | None = None,
     topic_ids: Sequence[str] | None = None,
     relations: bool = False,
+    captions: bool = False,
+    image_ids: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The JSON schema of the extraction answer for these settings.
 
@@ -247,6 +296,11 @@ def extraction_schema(
     ``enum``): that is the schema sent to the LLM, so a grammar-constrained model can only cite
     messages it was shown. Replies are validated against the schema without ids, and unknown
     ids are dropped rather than rejected.
+
+    With ``captions`` the answer may carry ``images`` (an image's id and its caption): optional
+    in the schema replies are validated against (a reply without it is used, the images keep
+    their captions); in the schema sent, required and limited to ``image_ids`` when the batch
+    shows images, absent when it shows none.
     """
     strings = {"type": "array", "items": {"type": "string"}}
     fact: dict[str, Any] = {
@@ -294,16 +348,33 @@ def extraction_schema(
             },
         }
     props["facts"] = facts
+    required = list(props)
+    sent = message_ids is not None
+    if captions and (image_ids or not sent):
+        caption = {"image": _ids(image_ids), "caption": {"type": "string"}}
+        props["images"] = {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": caption,
+                "required": list(caption),
+                "additionalProperties": False,
+            },
+        }
+        if sent:
+            required.append("images")
     return {
         "title": "lightmem_extraction",
         "type": "object",
         "properties": props,
-        "required": list(props),
+        "required": required,
         "additionalProperties": False,
     }
 
 
-def _output_format(metadata_generate: bool, text_summary: bool, relations: bool = False) -> str:
+def _output_format(
+    metadata_generate: bool, text_summary: bool, relations: bool = False, captions: bool = False
+) -> str:
     fact = '{"text": "...", "sources": [1], "importance": 0.7'
     if metadata_generate:
         fact += ', "keywords": ["..."], "entities": ["..."], "category": "..."'
@@ -316,6 +387,8 @@ def _output_format(metadata_generate: bool, text_summary: bool, relations: bool 
     shape = f'"facts": [{fact}]'
     if text_summary:
         shape = f'"topics": [{{"topic": "t1", "summary": "one sentence"}}], {shape}'
+    if captions:
+        shape += ', "images": [{"image": "i1", "caption": "..."}]'
     lines = [f"Answer with JSON only: {{{shape}}}"]
     if metadata_generate:
         lines.append(
@@ -332,11 +405,17 @@ def _output_format(metadata_generate: bool, text_summary: bool, relations: bool 
         )
     if text_summary:
         lines.append("topics: one per topic.")
+    if captions:
+        lines.append(
+            "images: one per [image i1] marker in the conversation: a caption of one sentence "
+            "saying what the picture shows and who or what is in it, from what the messages "
+            "say about it (names, places, dates); [] when there is no marker."
+        )
     lines.append('Nothing worth keeping: an empty "facts" list.')
     return "\n".join(lines)
 
 
-_SHORT = re.compile(r"^(?:(m|msg|message|t|topic)\s*[-_#]?\s*)?(\d+)$")
+_SHORT = re.compile(r"^(?:(m|msg|message|t|topic|i|img|image)\s*[-_#]?\s*)?(\d+)$")
 
 
 def _short_id(value: Any, prefix: str) -> str:
@@ -457,9 +536,10 @@ def extraction_request(
     metadata_generate: bool,
     text_summary: bool,
     relations: bool = False,
+    captions: bool = False,
 ) -> ExtractionRequest:
     """The extraction request :func:`extract_facts` sends for ``segments`` (one rendering)."""
-    batch = render_conversation(segments, roles)
+    batch = render_conversation(segments, roles, images=captions)
     messages = (
         {"role": "system", "content": prompts.system},
         {
@@ -467,7 +547,7 @@ def extraction_request(
             "content": prompts.render(
                 "extraction",
                 conversation=batch.text,
-                output_format=_output_format(metadata_generate, text_summary, relations),
+                output_format=_output_format(metadata_generate, text_summary, relations, captions),
             ),
         },
     )
@@ -477,6 +557,8 @@ def extraction_request(
         message_ids=list(batch.messages),
         topic_ids=list(batch.topics),
         relations=relations,
+        captions=captions,
+        image_ids=list(batch.images),
     )
     return ExtractionRequest(messages, schema, batch)
 
@@ -533,6 +615,7 @@ class _Settings:
     prompts: Prompts
     max_attempts: int
     relations: bool
+    captions: bool = False
 
 
 def extract_facts(
@@ -547,6 +630,7 @@ def extract_facts(
     max_attempts: int = 3,
     max_tokens: int | None = None,
     relations: bool = False,
+    captions: bool = False,
 ) -> ExtractionResult:
     """Extract facts from a batch of topic segments with ONE call to ``llm`` (plus retries).
 
@@ -576,6 +660,7 @@ def extract_facts(
         prompts=prompts or Prompts(),
         max_attempts=max_attempts,
         relations=relations,
+        captions=captions,
     )
     whole = render_conversation(segments, settings.roles)
     if not whole.messages:
@@ -593,6 +678,10 @@ def extract_facts(
         for fact in part.facts:
             key = fact.text.lower()
             facts[key] = _merge(facts[key], fact, order) if key in facts else fact
+    written: dict[tuple[str, int, str], ImageCaption] = {}
+    for part in parts:
+        for caption in part.captions:
+            written.setdefault((caption.message_id, caption.part, caption.sha256), caption)
     return ExtractionResult(
         facts=list(facts.values()),
         raw=parts[-1].raw,
@@ -602,6 +691,7 @@ def extract_facts(
         unsourced=sum(p.unsourced for p in parts),
         unextracted=tuple(missing),
         error="; ".join(dict.fromkeys(str(e) for e in errors))[:2000] if missing else "",
+        captions=tuple(written.values()),
     )
 
 
@@ -710,6 +800,7 @@ def _extract_once(
         metadata_generate=metadata_generate,
         text_summary=text_summary,
         relations=relations,
+        captions=settings.captions,
     )
     batch, request = built.batch, list(built.messages)
     if not batch.messages:
@@ -719,7 +810,10 @@ def _extract_once(
     if limit and room > limit:  # the backend's limit would cut this batch's answer
         max_tokens = room
     schema = extraction_schema(
-        metadata_generate=metadata_generate, text_summary=text_summary, relations=relations
+        metadata_generate=metadata_generate,
+        text_summary=text_summary,
+        relations=relations,
+        captions=settings.captions,
     )
     try:
         reply = ask_json(
@@ -789,7 +883,31 @@ def _extract_once(
         attempts=attempts,
         below_threshold=below,
         unsourced=unsourced,
+        captions=_captions(value.get("images"), batch),
     )
+
+
+def _captions(value: Any, batch: RenderedBatch) -> tuple[ImageCaption, ...]:
+    """The usable captions of an answer's ``images``: a known image and a non-empty text, the
+    first one per image; anything else is left out (the image keeps its caption)."""
+    if not isinstance(value, list) or not batch.images:
+        return ()
+    found: dict[str, ImageCaption] = {}
+    for item in value:
+        if not isinstance(item, Mapping):
+            continue
+        short = _short_id(item.get("image", ""), "i")
+        text = item.get("caption")
+        if short not in batch.images or short in found or not isinstance(text, str):
+            continue
+        text = " ".join(text.split())
+        if not text:
+            continue
+        message, ref = batch.images[short]
+        part = ref.get("part")
+        if isinstance(part, int):  # which content part it was: how its entry is named
+            found[short] = ImageCaption(message.id, part, str(ref["sha256"]), text)
+    return tuple(found.values())
 
 
 def _merge(kept: ExtractedFact, dup: ExtractedFact, order: Mapping[str, int]) -> ExtractedFact:

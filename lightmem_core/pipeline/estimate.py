@@ -62,6 +62,7 @@ def batch_request(rt: Runtime, segments: Sequence[Segment]) -> ExtractionRequest
         metadata_generate=config.metadata_generate,
         text_summary=config.text_summary,
         relations=bool(rt.backends.graphs()),
+        captions=config.multimodal_embedder is not None,
     )
 
 

@@ -8,8 +8,8 @@ import enum
 import itertools
 import logging
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from lightmem_hookspecs import (
@@ -30,6 +30,9 @@ from ..retry import BatchRetrier, retry_time
 from ..scope import is_unscoped, scope_key
 from . import budget, buffers, expiry
 from .runtime import Runtime
+
+if TYPE_CHECKING:
+    from ..llm.extraction import ImageCaption
 
 log = logging.getLogger("lightmem")
 
@@ -84,8 +87,12 @@ class Ingestion:
         force_segment: bool,
         force_extract: bool,
         token_budget: int | None = None,
+        journaled: Callable[[], object] | None = None,
     ) -> AddResult:
-        """Normalize, journal and move messages through the buffers (see ``add_memory``)."""
+        """Normalize, journal and move messages through the buffers (see ``add_memory``).
+
+        ``journaled`` runs once the messages are in the journal, before any of them is
+        extracted (image memory stores the messages' image entries there)."""
         rt = self.rt
         token_budget = budget.check_token_budget(token_budget)
         normalized = normalize_messages(
@@ -109,7 +116,12 @@ class Ingestion:
             result, op = rt.operation(
                 "add_memory",
                 lambda: self._add(
-                    normalized, scope, force_segment or force_extract, force_extract, token_budget
+                    normalized,
+                    scope,
+                    force_segment or force_extract,
+                    force_extract,
+                    token_budget,
+                    journaled,
                 ),
                 messages=len(normalized),
             )
@@ -122,6 +134,7 @@ class Ingestion:
         force_segment: bool,
         force_extract: bool,
         token_budget: int | None = None,
+        journaled: Callable[[], object] | None = None,
     ) -> AddResult:
         rt = self.rt
         received = len(normalized)
@@ -135,6 +148,8 @@ class Ingestion:
         with rt.lock:
             added = rt.store.add_messages(fresh)
             rt.indexer.open()
+        if journaled is not None:
+            journaled()
         self.advance_sensory(scope, force_segment)
         with rt.lock:
             flushed = self.advance_short_term(scope, force_extract)
@@ -380,7 +395,7 @@ class Ingestion:
             )
             self.retrier.wake()
             return None
-        entries, unextracted, error = extracted
+        entries, unextracted, error, captions = extracted
         with rt.lock:
             rt.hooks.batch_extracted(segments, entries)
             if held:  # held with whatever the answer missed: the next call takes them up
@@ -397,6 +412,12 @@ class Ingestion:
             rt.indexer.index(stored, defer=True)  # vectors: in a batch, before any search
             if stored:
                 rt.hooks.entries_stored(stored)
+            if captions:  # image entries get the captions the same call wrote
+                from ..images import apply_captions
+
+                changes = apply_captions(rt, captions, {r.message.id: r.message for r in rows})
+                if changes:
+                    rt.hooks.entries_changed(changes)
                 if rt.config.update == "online" and rt.llm is not None:
                     from .update import online_update
 
@@ -423,8 +444,8 @@ class Ingestion:
 
     def extract(
         self, batch_id: str, segments: list[Segment]
-    ) -> tuple[list[MemoryEntry], tuple[str, ...], str]:
-        """(entries, ids of messages left unextracted, why)."""
+    ) -> tuple[list[MemoryEntry], tuple[str, ...], str, tuple[ImageCaption, ...]]:
+        """(entries, ids of messages left unextracted, why, captions of the batch's images)."""
         rt = self.rt
         llm = rt.llm
         if llm is None:
@@ -435,7 +456,7 @@ class Ingestion:
                     if self.uses(m):
                         entries.append(entry_from_message(m, s.topic_id, previous))
                     previous = m
-            return entries, (), ""
+            return entries, (), "", ()
         from ..llm.extraction import extract_facts
 
         with rt.llm_slots:  # at most llm_concurrency extraction calls at once
@@ -448,6 +469,7 @@ class Ingestion:
                 extract_threshold=rt.config.extract_threshold,
                 prompts=rt.prompts,
                 relations=bool(rt.backends.graphs()),
+                captions=rt.config.multimodal_embedder is not None,
             )
         by_id = {m.id: (m, s.topic_id) for s in segments for m in s.messages}
         order = [m for s in segments for m in s.messages]
@@ -484,7 +506,7 @@ class Ingestion:
                     metadata=metadata,
                 )
             )
-        return entries, result.unextracted, result.error
+        return entries, result.unextracted, result.error, result.captions
 
 
 def graph_metadata(fact: Any) -> dict[str, Any]:
