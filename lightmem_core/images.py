@@ -410,8 +410,18 @@ class ImageIndex:
             raise ValueError(
                 f"multimodal_embedder returned shape {vectors.shape} for {len(items)} images"
             )
+        self.add_vectors(
+            [(entry, vector) for (entry, _), vector in zip(items, vectors, strict=True)]
+        )
+
+    def add_vectors(self, items: Sequence[tuple[MemoryEntry, Any]]) -> None:
+        """Index image entries with their vectors as given (an import whose vectors this
+        embedder made)."""
+        import numpy as np
+
         rows = []
-        for (entry, _), vector in zip(items, vectors, strict=True):
+        for entry, raw in items:
+            vector = np.asarray(raw, dtype=np.float32)
             image = entry.metadata["image"]
             payload = json.dumps(entry_payload(entry))
             rows.append(
@@ -453,6 +463,16 @@ class ImageIndex:
                 if storage == "copy" and used is None:
                     Path(path).unlink(missing_ok=True)
             self._matrix = None
+
+    def vector(self, entry_id: str) -> Any:
+        """The vector of an image entry, or ``None``."""
+        import numpy as np
+
+        with self._lock:
+            row = self._db.execute(
+                "SELECT vector FROM images WHERE entry_id=?", (entry_id,)
+            ).fetchone()
+        return None if row is None else np.frombuffer(row[0], dtype=np.float32)
 
     def count(self) -> int:
         with self._lock:
@@ -567,3 +587,134 @@ def build_image_index(options: Any, context: Any) -> ImageIndex:
             "{'model_name': 'huggingface'})"
         )
     return ImageIndex(embedder, image_dir(context.memory_dir))
+
+
+# -------------------------------------------------------------------------------------------
+# Export and import (``lightmem export`` / ``lightmem import``, see transfer.py)
+# -------------------------------------------------------------------------------------------
+
+
+def multimodal_fingerprint(index: ImageIndex | None) -> dict[str, Any] | None:
+    """Which multimodal embedder made the image vectors (an export's header carries it)."""
+    if index is None:
+        return None
+    return {
+        "model_name": str(index.embedder.model_name),
+        "dimension": int(index.embedder.dimension),
+    }
+
+
+def export_image(index: ImageIndex | None, entry: MemoryEntry) -> dict[str, Any] | None:
+    """The ``image`` object of an active image entry's export line: the bytes of a copied
+    image (base64) or the path of a referenced one, and the image's vector (base64 float32,
+    ``null`` if it has none); ``None`` for other entries, retired ones, or a copied file that
+    is gone."""
+    image = entry.metadata.get("image")
+    if entry.category != "image" or entry.status != "active" or not isinstance(image, Mapping):
+        return None
+    out: dict[str, Any] = {}
+    if image.get("storage") == "reference":
+        out["reference"] = str(image.get("path"))
+    else:
+        try:
+            out["data"] = base64.b64encode(Path(str(image.get("path"))).read_bytes()).decode()
+        except OSError:
+            return None
+    vector = index.vector(entry.id) if index is not None else None
+    out["vector"] = None if vector is None else base64.b64encode(vector.tobytes()).decode()
+    return out
+
+
+@attrs.frozen
+class ImportedImage:
+    """An image entry's image, read from an export line and checked."""
+
+    part: ImagePart
+    vector: Any  # the file's vector (numpy float32), or None
+
+
+def read_image_line(
+    value: Any, entry: MemoryEntry, header: Mapping[str, Any], options: Any
+) -> ImportedImage:
+    """Check the ``image`` object of an export line (``ValueError`` saying what is wrong):
+    the bytes (or the referenced file, under ``images.allowed_roots``) must be an image this
+    memory accepts, with the SHA-256 the entry records; the vector, the dimension of the
+    header's multimodal embedder."""
+    import numpy as np
+
+    meta = entry.metadata.get("image")
+    if entry.category != "image" or not isinstance(meta, Mapping) or not meta.get("sha256"):
+        raise ValueError("image: only an image entry (category image, metadata.image) has one")
+    if options is None:
+        raise ValueError(
+            "image: an image entry needs image memory in this configuration: configure "
+            "multimodal_embedder (e.g. {'model_name': 'huggingface'})"
+        )
+    if not isinstance(value, Mapping) or ("data" in value) == ("reference" in value):
+        raise ValueError("image: expected an object with data (base64) or reference (a path)")
+    try:
+        if "data" in value:
+            if not isinstance(value["data"], str):
+                raise ImageInputError("image.data: expected base64 text")
+            try:
+                data = base64.b64decode(value["data"], validate=True)
+            except (binascii.Error, ValueError):
+                raise ImageInputError("image.data: not base64") from None
+            part = _check(data, "image.data", options, 0, 0, None)
+        else:
+            where = "image.reference"
+            if not isinstance(value["reference"], str) or not value["reference"]:
+                raise ImageInputError(f"{where}: expected a path")
+            data, source = _local_file(value["reference"], where, options, int(options.max_bytes))
+            part = _check(data, where, options, 0, 0, source)
+    except ImageInputError as exc:
+        raise ValueError(str(exc)) from None
+    if part.sha256 != meta["sha256"]:
+        what = "the referenced file changed" if "reference" in value else "edited or cut"
+        raise ValueError(
+            f"image: its SHA-256 is {part.sha256[:12]}..., the entry's image is "
+            f"{str(meta['sha256'])[:12]}... ({what}); export it again"
+        )
+    vector = None
+    raw = value.get("vector")
+    if raw is not None:
+        dimension = (header.get("multimodal_embedder") or {}).get("dimension")
+        try:
+            decoded = base64.b64decode(raw, validate=True) if isinstance(raw, str) else None
+        except (binascii.Error, ValueError):
+            decoded = None
+        if decoded is None or (dimension is not None and len(decoded) != 4 * int(dimension)):
+            raise ValueError(
+                f"image.vector: expected base64 of {dimension} float32 values (the header's "
+                "multimodal embedder)"
+            )
+        vector = np.frombuffer(decoded, dtype="<f4")
+    return ImportedImage(part, vector)
+
+
+def place_imported(rt: Any, entry: MemoryEntry, image: ImportedImage) -> MemoryEntry:
+    """Keep an imported image the way this memory keeps images (a copy stored by content hash
+    in ``<memory_dir>/images``, or the caller's referenced file) and return the entry
+    pointing at it."""
+    storage = "reference" if image.part.source is not None else "copy"
+    path = _keep(image.part, image_dir(rt.config.memory_dir), storage)
+    meta = {**entry.metadata["image"], "path": path, "storage": storage}
+    return attrs.evolve(entry, metadata={**entry.metadata, "image": meta})
+
+
+def index_imported(
+    rt: Any, entries: Sequence[MemoryEntry], images: Mapping[str, ImportedImage], header: Any
+) -> bool:
+    """Put imported active image entries into the image index: with the file's vectors when
+    the header's multimodal embedder is this memory's, else embedded again. Returns whether
+    they were embedded again."""
+    index = image_index(rt)
+    todo = [e for e in entries if e.id in images]
+    if index is None or not todo:
+        return False
+    same = header.get("multimodal_embedder") == multimodal_fingerprint(index)
+    if same and all(images[e.id].vector is not None for e in todo):
+        index.add_vectors([(e, images[e.id].vector) for e in todo])
+        return False
+    index.add_images([(e, images[e.id].part.data) for e in todo])
+    return True

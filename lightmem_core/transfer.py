@@ -6,7 +6,10 @@ The file, one JSON object per line:
    ``embedder`` is the fingerprint of the embedder that made the vectors (model name,
    dimension, speaker weight);
 2. ``{"type": "entry", "entry": {...}, "vector": "<base64 float32>" | null}`` per entry, every
-   status, with provenance (source message ids, batch), original time stamps and metadata;
+   status, with provenance (source message ids, batch), original time stamps and metadata; an
+   active image entry's line also has ``"image": {"data": "<base64>" | "reference": "<path>",
+   "vector": "<base64 float32>" | null}`` (the header's ``multimodal_embedder`` made that
+   vector; see ``images.py``);
 3. ``{"type": "history", ...}`` per change of an entry (add, update, delete, supersede);
 4. ``{"type": "message", "message": {...}}`` per journaled message not extracted yet;
 5. ``{"type": "end", "entries": n, "history": n, "messages": n}``: a file without it, or with
@@ -16,7 +19,10 @@ An import reads the whole file first and refuses it, with the line number, if an
 (unless ``skip_bad_lines``, which skips them and says which); nothing is written before that.
 It is idempotent: entries, history and messages already there are not added again. Vectors in
 the file are written as they are when the target's embedder has the file's fingerprint;
-otherwise the entries are embedded again by the target's embedder.
+otherwise the entries are embedded again by the target's embedder. An image is checked as a
+message's image is (format, size, ``images.allowed_roots`` for a reference) and must have the
+SHA-256 its entry records; a copied image is stored again by content hash in the target, and
+embedded again by its multimodal embedder unless the header's fingerprint is that embedder's.
 """
 
 from __future__ import annotations
@@ -34,6 +40,15 @@ from lightmem_hookspecs import ENTRY_STATUSES, MemoryEntry, Message, Scope
 
 from .errors import InputError
 from .fingerprint import EmbedderChangedError, fingerprint
+from .images import (
+    ImportedImage,
+    export_image,
+    image_index,
+    index_imported,
+    multimodal_fingerprint,
+    place_imported,
+    read_image_line,
+)
 
 __all__ = ["EmbedderChangedError", "export_memory", "import_memory"]
 
@@ -118,6 +133,7 @@ def export_memory(mem: LightMemory, path: str | os.PathLike[str]) -> ExportRepor
     embedder = rt.embedder
     weight = rt.config.speaker_vector_weight
     entries = store.entries(status=None)
+    images = image_index(rt)
     history = store.history()
     messages = [row.message for state in _UNPROCESSED for row in store.journal(state=state)]
     target = Path(path)
@@ -132,6 +148,7 @@ def export_memory(mem: LightMemory, path: str | os.PathLike[str]) -> ExportRepor
                 "format": FORMAT,
                 "version": VERSION,
                 "embedder": fingerprint(embedder, weight),
+                "multimodal_embedder": multimodal_fingerprint(images),
                 "exported_at": dt.datetime.now(dt.UTC).isoformat(),
             }
         )
@@ -141,13 +158,13 @@ def export_memory(mem: LightMemory, path: str | os.PathLike[str]) -> ExportRepor
                 indexer._vectors(embedder, part) if embedder is not None else [None] * len(part)
             )
             for e, v in zip(part, vectors, strict=True):
-                line(
-                    {
-                        "type": "entry",
-                        "entry": _entry_json(e),
-                        "vector": None if v is None else _vector_text(v),
-                    }
-                )
+                record = {
+                    "type": "entry",
+                    "entry": _entry_json(e),
+                    "vector": None if v is None else _vector_text(v),
+                }
+                image = export_image(images, e) if e.category == "image" else None
+                line(record if image is None else {**record, "image": image})
         for h in history:
             line({"type": "history", **{k: h.get(k) for k in _HISTORY_KEYS}})
         for m in messages:
@@ -307,6 +324,7 @@ class _Parsed:
     history: list[dict[str, Any]] = attrs.Factory(list)
     messages: list[Message] = attrs.Factory(list)
     skipped: list[tuple[int, str]] = attrs.Factory(list)
+    images: dict[str, ImportedImage] = attrs.Factory(dict)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -314,8 +332,11 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         yield from enumerate(f, start=1)
 
 
-def read_export(path: str | os.PathLike[str], *, skip_bad_lines: bool = False) -> _Parsed:
-    """Parse and check a whole export file; :class:`InputError` naming the line(s) if bad."""
+def read_export(
+    path: str | os.PathLike[str], *, skip_bad_lines: bool = False, images: Any = None
+) -> _Parsed:
+    """Parse and check a whole export file; :class:`InputError` naming the line(s) if bad.
+    ``images``: the target's ``images`` options (``None``: it has no image memory)."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such file; give the path of a file written by lightmem export")
@@ -357,9 +378,11 @@ def read_export(path: str | os.PathLike[str], *, skip_bad_lines: bool = False) -
             dimension = (parsed.header.get("embedder") or {}).get("dimension")
             try:
                 if kind == "entry":
-                    parsed.entries.append(
-                        (_parse_entry(obj), _vector(obj.get("vector"), dimension))
-                    )
+                    entry = _parse_entry(obj)
+                    vector = _vector(obj.get("vector"), dimension)
+                    if "image" in obj:
+                        parsed.images[entry.id] = _image(obj["image"], entry, parsed, images)
+                    parsed.entries.append((entry, vector))
                 elif kind == "history":
                     parsed.history.append(_parse_history(obj))
                 elif kind == "message":
@@ -401,6 +424,13 @@ def read_export(path: str | os.PathLike[str], *, skip_bad_lines: bool = False) -
     return parsed
 
 
+def _image(value: Any, entry: MemoryEntry, parsed: _Parsed, options: Any) -> ImportedImage:
+    try:
+        return read_image_line(value, entry, parsed.header, options)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
+
+
 # -- import --------------------------------------------------------------------------------
 
 
@@ -417,8 +447,9 @@ def import_memory(
     mem: LightMemory, path: str | os.PathLike[str], *, skip_bad_lines: bool = False
 ) -> ImportReport:
     """Read an export file into this memory (see the module docs)."""
-    parsed = read_export(path, skip_bad_lines=skip_bad_lines)
     rt = mem._rt
+    options = rt.config.images if rt.config.multimodal_embedder is not None else None
+    parsed = read_export(path, skip_bad_lines=skip_bad_lines, images=options)
     store = rt.store
     embedder = rt.embedder
     same = (
@@ -428,6 +459,10 @@ def import_memory(
     )
     with rt.lock:
         rt.indexer.open()
+        parsed.entries = [
+            (place_imported(rt, e, parsed.images[e.id]) if e.id in parsed.images else e, v)
+            for e, v in parsed.entries
+        ]
         added = _restore_entries(store, [e for e, _ in parsed.entries])
         new_ids = {e.id for e in added}
         history = [h for h in parsed.history if h["entry_id"] in new_ids]
@@ -439,6 +474,7 @@ def import_memory(
         else:
             for start in range(0, len(active), CHUNK):
                 rt.indexer.index([e for e, _ in active[start : start + CHUNK]])
+        index_imported(rt, [e for e, _ in active], parsed.images, parsed.header)
         rt.indexer.flush()
     return ImportReport(
         entries_added=len(added),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 import pytest
 
@@ -242,3 +243,189 @@ def test_the_image_index_filters_as_search_filter_matches_says(tmp_path):
         first = [i for i in found if i in reds]
         assert found[: len(first)] == first  # the red ones first
     index.close()
+
+
+# -- export and import --------------------------------------------------------------------
+
+
+def _sha(path) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+@pytest.fixture
+def image_export(tmp_path, ref_host):
+    """An export of a memory with a copied image (red), a referenced one (yellow), a deleted
+    image and a text message."""
+    from lightmem_core.transfer import export_memory
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "sun.png").write_bytes(colour_png("yellow"))
+    config = reference_config(
+        tmp_path / "a",
+        multimodal_embedder={"model_name": "colours"},
+        images={"allowed_roots": [str(photos)], "storage": "reference"},
+    )
+    with LightMemory(config, host=ref_host) as mem:
+        mem.add(
+            [
+                image_message("The picture of my dog at the beach", data_uri(colour_png("red"))),
+                image_message("Sunset from the balcony", f"file://{photos / 'sun.png'}"),
+                image_message("An old kitchen photo", data_uri(colour_png("blue"))),
+                {"role": "user", "content": "I like green tea with honey."},
+            ],
+            user_id="maya",
+        )
+        images = {e.memory: e for e in mem.get_all(user_id="maya") if e.category == "image"}
+        mem.delete(images["An old kitchen photo"].id)
+        assert export_memory(mem, tmp_path / "memory.jsonl").entries == 7  # + 4 message entries
+        found = {
+            q: [h.entry.id for h in mem.search(q, limit=3, user_id="maya")]
+            for q in ("the red photo", "something yellow")
+        }
+    return tmp_path / "memory.jsonl", images, found, photos
+
+
+def _target(tmp_path, photos, name="b"):
+    return reference_config(
+        tmp_path / name,
+        multimodal_embedder={"model_name": "colours"},
+        images={"allowed_roots": [str(photos)]},
+    )
+
+
+def _rewrite(path, change):
+    lines = path.read_text().splitlines()
+    lines = change(lines)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_images_round_trip_through_export_and_import(tmp_path, ref_host, image_export):
+    from lightmem_core.transfer import import_memory
+
+    path, before, found, photos = image_export
+    lines = path.read_text().splitlines()
+    red = before["The picture of my dog at the beach"]
+    (red_line,) = [json.loads(x) for x in lines if red.id in x and '"type":"entry"' in x]
+    assert base64.b64decode(red_line["image"]["data"]) == colour_png("red")
+    with LightMemory(_target(tmp_path, photos), host=ref_host) as mem:
+        report = import_memory(mem, path)
+        assert report.entries_added == 7
+        for query, ids in found.items():  # the same hits, images first
+            assert [h.entry.id for h in mem.search(query, limit=3, user_id="maya")] == ids
+        hits = mem.search("the red photo", limit=3, user_id="maya", retrievers=["multimodal"])
+        assert hits[0].entry.id == red.id
+        image = hits[0].entry.metadata["image"]
+        assert image["path"].startswith(str(tmp_path / "b" / "images"))  # kept in the target
+        assert (
+            _sha(image["path"])
+            == red.metadata["image"]["sha256"]
+            == _sha(red.metadata["image"]["path"])
+        )
+        sun = mem.get(before["Sunset from the balcony"].id)
+        assert sun.metadata["image"]["path"] == str(photos / "sun.png")  # still a reference
+        assert sun.metadata["image"]["storage"] == "reference"
+        deleted = mem.get(before["An old kitchen photo"].id)
+        assert deleted.status == "deleted"
+        assert [h["action"] for h in mem.history(deleted.id)] == ["add", "delete"]
+        assert import_memory(mem, path).entries_added == 0  # idempotent
+        mem.delete(red.id)  # the imported copy goes with its entry
+        assert not _exists(image["path"])
+
+
+def _zero_vectors(lines, model=None):
+    out = []
+    for line in lines:
+        obj = json.loads(line)
+        if obj.get("format") and model is not None:
+            obj["multimodal_embedder"]["model_name"] = model
+        if "image" in obj:
+            size = len(base64.b64decode(obj["image"]["vector"]))
+            obj["image"]["vector"] = base64.b64encode(b"\0" * size).decode()
+        out.append(json.dumps(obj))
+    return out
+
+
+@pytest.mark.parametrize("other_model", [False, True])
+def test_image_vectors_are_taken_or_made_again_by_the_multimodal_fingerprint(
+    tmp_path, ref_host, image_export, other_model
+):
+    from lightmem_core.transfer import import_memory
+
+    path, before, _, photos = image_export
+    # zero vectors in the file: taken as they are (the same embedder made them), they match
+    # nothing; made again (the header names another embedder), the red image is found
+    _rewrite(path, lambda lines: _zero_vectors(lines, "another-clip" if other_model else None))
+    with LightMemory(_target(tmp_path, photos), host=ref_host) as mem:
+        import_memory(mem, path)
+        hits = mem.search("the red photo", limit=5, user_id="maya", retrievers=["multimodal"])
+        red = before["The picture of my dog at the beach"].id
+        score = {h.entry.id: h.scores["multimodal"] for h in hits}[red]
+        assert (score > 0.5) is other_model
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda data: data[:-8], r"edited or cut|corrupt or truncated|not base64"),
+        (
+            lambda data: data[:40] + ("A" if data[40] != "A" else "B") + data[41:],
+            r"edited or cut|corrupt or truncated|not an image",
+        ),
+        (lambda data: base64.b64encode(colour_png("blue")).decode(), r"edited or cut"),
+        (lambda data: "not base64 at all!", r"not base64"),
+    ],
+    ids=["cut-bytes", "flipped-byte", "another-image", "not-base64"],
+)
+def test_a_damaged_image_line_is_refused_with_its_number(
+    tmp_path, ref_host, image_export, damage, expected
+):
+    from lightmem_core.errors import InputError
+    from lightmem_core.transfer import import_memory
+
+    path, _, _, photos = image_export
+    lines = path.read_text().splitlines()
+    number = next(n for n, x in enumerate(lines, 1) if '"data":' in x)
+    obj = json.loads(lines[number - 1])
+    obj["image"]["data"] = damage(obj["image"]["data"])
+    lines[number - 1] = json.dumps(obj)
+    path.write_text("\n".join(lines) + "\n")
+    with LightMemory(_target(tmp_path, photos), host=ref_host) as mem:
+        with pytest.raises(InputError, match=rf"memory\.jsonl:{number}: .*({expected})"):
+            import_memory(mem, path)
+        assert mem.store.count_entries(status=None) == 0
+        assert not (tmp_path / "b" / "images").exists() or not any(
+            (tmp_path / "b" / "images").glob("*.png")
+        )
+
+
+def test_a_cut_image_line_and_a_reference_outside_the_roots_are_refused(
+    tmp_path, ref_host, image_export
+):
+    from lightmem_core.errors import InputError
+    from lightmem_core.transfer import import_memory
+
+    path, _, _, photos = image_export
+    lines = path.read_text().splitlines()
+    number = next(n for n, x in enumerate(lines, 1) if '"data":' in x)
+    cut = [*lines[: number - 1], lines[number - 1][:200], *lines[number:]]
+    path.write_text("\n".join(cut) + "\n")
+    mem = LightMemory(_target(tmp_path, photos), host=ref_host)
+    with mem, pytest.raises(InputError, match=rf"memory\.jsonl:{number}: not JSON"):
+        import_memory(mem, path)
+    path.write_text("\n".join(lines) + "\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with LightMemory(_target(tmp_path, elsewhere, "c"), host=ref_host) as mem:
+        reference = next(n for n, x in enumerate(lines, 1) if '"reference":' in x)
+        with pytest.raises(
+            InputError, match=rf"jsonl:{reference}: .*outside images\.allowed_roots"
+        ):
+            import_memory(mem, path)
+        assert mem.store.count_entries(status=None) == 0
+    mem = LightMemory(reference_config(tmp_path / "d"), host=ref_host)  # no image memory
+    with mem, pytest.raises(InputError, match=r"needs image memory"):
+        import_memory(mem, path)
