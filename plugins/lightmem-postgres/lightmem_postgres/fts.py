@@ -1,5 +1,20 @@
 """``postgres-fts``: memory-entry texts in a Postgres table with a generated ``tsvector`` column
-and a GIN index; a query matches entries sharing any of its words, ranked by ``ts_rank``."""
+and a GIN index; a query matches entries sharing any of its words, ranked by BM25.
+
+BM25 needs each term's document frequency: a table beside the texts (``<table>_terms``) keeps,
+per user, each lexeme's document count, and per user the number of documents and their total
+length (the row with the empty term). It changes in the transaction that changes the texts,
+under a per-user advisory lock (writers of one user wait for each other, other users' writers
+do not). A search is one statement: the query's lexemes, their frequencies in the searched
+user's documents (all users' when the filter names none), the candidate documents, and each
+candidate's Lucene BM25 score (``idf = ln(1 + (N - n + 0.5) / (n + 0.5))``, ``k1``, ``b``; the
+document length is its number of distinct lexemes).
+
+Bounded work: a user with few documents (``scan_below``) is searched through the user index
+(the GIN posting lists of common words hold every user's documents); a larger one through the
+GIN index. Query terms are taken rarest first while their summed frequency stays under
+``max_candidates``: a word found in most documents adds candidates, not ranking.
+"""
 
 from __future__ import annotations
 
@@ -14,27 +29,27 @@ from psycopg import sql
 from . import connection as pg
 from .errors import SchemaTooNewError
 from .options import PostgresFTSOptions
-from .tables import PAYLOAD_NAMES, last_per_id, payload_ddl, payload_values, where
+from .tables import PAYLOAD_NAMES, PAYLOAD_TYPES, last_per_id, payload_ddl, payload_values, where
 
-TABLE_VERSION = 1
+#: 2: the per-user term statistics table (BM25).
+TABLE_VERSION = 2
 _WORD = re.compile(r"\w+")
-#: ``ts_rank`` normalisation: divide by 1 + log(document length).
-_NORMALIZATION = 1
 
 
-def tsquery_text(query: str) -> str:
-    """Any of the query's words: ``'w1' | 'w2' | ...`` (each normalised by the language)."""
-    return " | ".join(f"'{w}'" for w in dict.fromkeys(_WORD.findall(query.lower())))
+def has_words(query: str) -> bool:
+    return _WORD.search(query) is not None
 
 
 class PostgresFTSRetriever:
-    """One table per instance: ``id``, ``text``, the payload columns, ``tsv`` (generated)."""
+    """One table per instance: ``id``, ``text``, the payload columns, ``tsv`` (generated); its
+    term statistics in ``<table>_terms``."""
 
     def __init__(self, options: PostgresFTSOptions, *, table: str) -> None:
         self.options = options
         self.schema = options.schema
         self.table = table
         self._t = sql.Identifier(self.schema, self.table)
+        self._terms = sql.Identifier(self.schema, f"{self.table}_terms"[:63])
         self._meta_key = f"fts:{self.table}"
         self._db: pg.Database | None = pg.acquire(
             options.conninfo(),
@@ -75,11 +90,16 @@ class PostgresFTSRetriever:
                 found = pg.get_meta(conn, self.schema, self._meta_key)
                 if found is None:
                     self._create(conn)
-                    meta = {"version": TABLE_VERSION, "language": language}
-                    pg.set_meta(conn, self.schema, self._meta_key, json.dumps(meta))
+                    self._terms_table(conn)
                 else:
-                    self._check(json.loads(found))
+                    meta = json.loads(found)
+                    self._check(meta)
                     self._scope_index(conn)  # tables made before the index existed
+                    if int(meta.get("version", 1)) < 2:
+                        self._terms_table(conn)
+                        self._count_terms(conn)
+                meta = {"version": TABLE_VERSION, "language": language}
+                pg.set_meta(conn, self.schema, self._meta_key, json.dumps(meta))
 
     def _create(self, conn: Any) -> None:
         conn.execute(
@@ -97,12 +117,27 @@ class PostgresFTSRetriever:
         self._scope_index(conn)
 
     def _scope_index(self, conn: Any) -> None:
-        """A scope's rows by their user: a filtered search ANDs it with the GIN index."""
+        """A scope's rows by their user: a small user's search reads them through it."""
         conn.execute(
             sql.SQL("CREATE INDEX IF NOT EXISTS {name} ON {t} (user_id)").format(
                 name=sql.Identifier(f"{self.table}_user"[:63]), t=self._t
             )
         )
+
+    def _terms_table(self, conn: Any) -> None:
+        """Per user (``''`` for none): each lexeme's document count (``df``); the empty term's
+        row holds the number of documents (``df``) and their summed length (``len``)."""
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {s} (user_key text NOT NULL, term text NOT NULL, "
+                "df bigint NOT NULL, len bigint NOT NULL DEFAULT 0, PRIMARY KEY (user_key, term))"
+            ).format(s=self._terms)
+        )
+
+    def _count_terms(self, conn: Any) -> None:
+        """Fill the statistics from the texts (a table from before they were kept)."""
+        conn.execute(sql.SQL("DELETE FROM {}").format(self._terms))
+        conn.execute(self._tally(sql.SQL("SELECT user_id, tsv FROM {t}").format(t=self._t), 1))
 
     def _check(self, meta: dict[str, Any]) -> None:
         where = f"{self.schema}.{self.table} on {self.db.where}"
@@ -125,33 +160,81 @@ class PostgresFTSRetriever:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def index(self, records: Sequence[IndexRecord]) -> None:
-        rows = [[r.id, r.text, *payload_values(r.payload)] for r in last_per_id(records)]
-        if not rows:
-            return
-        columns = sql.SQL(", ").join(sql.Identifier(c) for c in ("id", "text", *PAYLOAD_NAMES))
-        updates = sql.SQL(", ").join(
-            sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c))
-            for c in ("text", *PAYLOAD_NAMES)
+    def _tally(self, rows: sql.Composable, sign: int, *, source: str = "src") -> sql.Composed:
+        """Add (``sign`` 1) or take away (-1) the documents of ``rows`` (``user_id, tsv``) in
+        the statistics; ``rows`` is a query, or the name of a CTE already written when
+        ``source`` is that name."""
+        return sql.SQL(
+            "WITH {src} AS ({rows}) "
+            "INSERT INTO {s} AS s (user_key, term, df, len) "
+            "SELECT k, term, sum(df), sum(len) FROM ("
+            " SELECT coalesce(user_id, '') AS k, u.lexeme AS term, {sign} AS df, 0 AS len "
+            " FROM {src}, unnest({src}.tsv) AS u"
+            " UNION ALL"
+            " SELECT coalesce(user_id, ''), '', {sign}, {sign} * length(tsv) FROM {src}"
+            ") d GROUP BY k, term ORDER BY k, term "
+            "ON CONFLICT (user_key, term) DO UPDATE SET df = s.df + excluded.df, "
+            "len = s.len + excluded.len"
+        ).format(src=sql.Identifier(source), rows=rows, s=self._terms, sign=sql.Literal(int(sign)))
+
+    def _lock_users(self, conn: Any, users: list[str | None]) -> None:
+        """The statistics rows of these users are this transaction's until it ends (locks
+        taken in one order, so two writers never wait for each other in a cycle)."""
+        keys = sorted({f"lightmem-fts:{self.schema}.{self.table}:{u or ''}" for u in users})
+        conn.execute(
+            "SELECT count(pg_advisory_xact_lock(h)) FROM "
+            "(SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(%s::text[]) AS k "
+            "ORDER BY 1) AS l",
+            (keys,),
         )
-        marks = sql.SQL(", ").join(sql.Placeholder() * (len(PAYLOAD_NAMES) + 2))
-        statement = sql.SQL(
-            "INSERT INTO {t} ({columns}) VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates}"
-        ).format(t=self._t, columns=columns, marks=marks, updates=updates)
-        with (
-            self.db.connection("indexing texts") as conn,
-            conn.transaction(),
-            conn.cursor() as cur,
-        ):
-            cur.executemany(statement, rows)
+
+    def _remove(self, conn: Any, ids: list[str]) -> None:
+        gone = sql.SQL("DELETE FROM {t} WHERE id = ANY(%s) RETURNING user_id, tsv").format(
+            t=self._t
+        )
+        conn.execute(self._tally(gone, -1), (ids,))
+
+    def index(self, records: Sequence[IndexRecord]) -> None:
+        records = last_per_id(records)
+        if not records:
+            return
+        ids = [r.id for r in records]
+        values = [[r.id for r in records], [r.text for r in records]]
+        payloads = [payload_values(r.payload) for r in records]
+        values += [list(column) for column in zip(*payloads, strict=True)]
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in ("id", "text", *PAYLOAD_NAMES))
+        arrays = sql.SQL(", ").join(
+            sql.SQL("%s::{}[]").format(sql.SQL(kind)) for kind in ("text", "text", *PAYLOAD_TYPES)
+        )
+        insert = sql.SQL(
+            "INSERT INTO {t} ({columns}) SELECT * FROM unnest({arrays}) RETURNING user_id, tsv"
+        ).format(t=self._t, columns=columns, arrays=arrays)
+        users = [r.payload.get("user_id") for r in records]
+        with self.db.connection("indexing texts") as conn:
+            # Users of the rows replaced: read first, so their statistics are locked too.
+            before = conn.execute(
+                sql.SQL("SELECT DISTINCT user_id FROM {t} WHERE id = ANY(%s)").format(t=self._t),
+                (ids,),
+            ).fetchall()
+            with conn.pipeline(), conn.transaction():
+                self._lock_users(conn, [*users, *(r[0] for r in before)])
+                self._remove(conn, ids)
+                conn.execute(self._tally(insert, 1, source="new"), values)
 
     def delete(self, ids: Sequence[str]) -> None:
         if not ids:
             return
+        unique = list(set(ids))
         with self.db.connection("deleting texts") as conn:
-            conn.execute(
-                sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(self._t), (list(set(ids)),)
-            )
+            users = conn.execute(
+                sql.SQL("SELECT DISTINCT user_id FROM {t} WHERE id = ANY(%s)").format(t=self._t),
+                (unique,),
+            ).fetchall()
+            if not users:
+                return
+            with conn.pipeline(), conn.transaction():
+                self._lock_users(conn, [r[0] for r in users])
+                self._remove(conn, unique)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -163,21 +246,64 @@ class PostgresFTSRetriever:
     def search(
         self, query: str, *, limit: int, filter: SearchFilter | None = None
     ) -> list[tuple[str, float]]:
-        text = tsquery_text(query)
-        if not text or limit <= 0:
+        if limit <= 0 or not has_words(query):
             return []
-        clauses, params = where(filter)
+        clauses, named = where(filter, names="f")
         extra = sql.SQL("").join(sql.SQL(" AND ") + c for c in clauses)
+        user = None if filter is None or filter.user_id is None else str(filter.user_id)
+        of_user = sql.SQL(" AND user_key = %(user)s" if user is not None else "")
+        o = self.options
         statement = sql.SQL(
-            "SELECT id, ts_rank(tsv, q, {norm}) AS score "
-            "FROM {t}, to_tsquery({language}::regconfig, %s) AS q "
-            "WHERE tsv @@ q{extra} ORDER BY score DESC, id LIMIT %s"
+            # the query's lexemes (stemmed, stop words out) and how often each is said
+            "WITH qt AS MATERIALIZED (SELECT lexeme AS term, "
+            " coalesce(array_length(positions, 1), 1) AS rep "
+            " FROM unnest(to_tsvector({language}::regconfig, %(query)s))), "
+            # the documents searched: how many, their summed length
+            "n AS MATERIALIZED (SELECT greatest(coalesce(sum(df), 0), 0) AS docs, "
+            " greatest(coalesce(sum(len), 0), 0) AS len FROM {s} WHERE term = ''{of_user}), "
+            # each term's document frequency there; the rarest terms while under the bound
+            "st AS MATERIALIZED (SELECT qt.term, qt.rep, sum(s.df) AS df FROM qt "
+            " JOIN {s} AS s ON s.term = qt.term{of_user} GROUP BY qt.term, qt.rep "
+            " HAVING sum(s.df) > 0), "
+            "kept AS MATERIALIZED (SELECT term, rep, "
+            " ln(1 + (n.docs - df + 0.5)::float8 / (df + 0.5)) AS idf FROM "
+            " (SELECT *, sum(df) OVER (ORDER BY df, term) - df AS before FROM st) AS x, n "
+            " WHERE before = 0 OR before + df <= %(cap)s), "
+            "q AS MATERIALIZED (SELECT string_agg(quote_literal(term), ' | ')::tsquery AS q, "
+            " array_agg(term) AS terms FROM kept), "
+            # candidates: by the user's index when the user has few documents, else by GIN
+            # (each branch runs only when its one-time condition holds)
+            "hits AS ("
+            " SELECT id, tsv FROM {t} WHERE (SELECT docs FROM n) <= %(scan)s "
+            "  AND ts_match_vq(tsv, (SELECT q FROM q)){extra}"
+            " UNION ALL "
+            " SELECT id, tsv FROM {t} WHERE (SELECT docs FROM n) > %(scan)s "
+            "  AND tsv @@ (SELECT q FROM q){extra}) "
+            "SELECT h.id, sum(k.rep * k.idf * u.tf * (%(k1)s + 1) / (u.tf + %(k1)s * "
+            " (1 - %(b)s + %(b)s * length(h.tsv) / (n.len::float8 / greatest(n.docs, 1))))) "
+            " AS score "
+            # a candidate's query terms: marked (weight A), the others dropped, then unnested
+            "FROM hits AS h CROSS JOIN LATERAL "
+            " (SELECT lexeme, coalesce(array_length(positions, 1), 1)::float8 AS tf FROM "
+            "  unnest(ts_filter(setweight(h.tsv, 'A', (SELECT terms FROM q)), '{{a}}'))) AS u "
+            "JOIN kept AS k ON k.term = u.lexeme CROSS JOIN n "
+            "GROUP BY h.id ORDER BY score DESC, h.id LIMIT %(limit)s"
         ).format(
             t=self._t,
-            language=sql.Literal(self.options.language),
-            norm=sql.Literal(_NORMALIZATION),
+            s=self._terms,
+            language=sql.Literal(o.language),
+            of_user=of_user,
             extra=extra,
         )
+        named.update(
+            query=query,
+            user=user,
+            cap=o.max_candidates,
+            scan=o.scan_below,
+            k1=float(o.k1),
+            b=float(o.b),
+            limit=limit,
+        )
         with self.db.connection("searching texts") as conn:
-            rows = conn.execute(statement, [text, *params, limit]).fetchall()
+            rows = conn.execute(statement, named).fetchall()
         return [(str(r[0]), float(r[1])) for r in rows]

@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 import attrs
-from lightmem_textkit.options import positive
+from lightmem_textkit.options import b_in_unit_interval, k1_positive, positive
 
 from .dsn import mask_dsn, masked_repr
 
@@ -77,12 +77,14 @@ class PgVectorOptions(ConnectionOptions):
     hnsw_ef_construction: int = attrs.field(default=64, validator=attrs.validators.ge(4))
     #: Candidates the HNSW walk keeps (``hnsw.ef_search``); raised to the limit when smaller.
     ef_search: int = attrs.field(default=100, validator=attrs.validators.ge(1))
-    #: A search restricted to a user, agent or run: ``exact`` ranks that scope's rows exactly
-    #: (found by their index; right for up to some 10^4-10^5 rows per scope), ``hnsw`` walks the
-    #: graph first and scans exactly only when the walk returns fewer hits than asked.
+    #: A search restricted to a user, agent or run: ``auto`` ranks the scope's rows exactly
+    #: when it has at most ``exact_below`` of them (found by the scope's index) and walks the
+    #: HNSW graph otherwise; ``exact`` always ranks exactly; ``hnsw`` always walks the graph.
+    #: A walk that returns fewer hits than asked (a narrow filter) is followed by an exact scan.
     scoped_search: str = attrs.field(
-        default="exact", validator=attrs.validators.in_(("exact", "hnsw"))
+        default="auto", validator=attrs.validators.in_(("auto", "exact", "hnsw"))
     )
+    exact_below: int = attrs.field(default=10_000, validator=attrs.validators.ge(0))
 
 
 @attrs.frozen
@@ -93,3 +95,13 @@ class PostgresFTSOptions(ConnectionOptions):
     table: str | None = attrs.field(default=None, validator=_identifier)
     #: The text search configuration: stemming and stop words (``simple``: neither).
     language: str = attrs.field(default="english", validator=_identifier)
+    #: BM25's term-frequency saturation and length normalisation (those of the embedded
+    #: ``sqlite-bm25`` by default).
+    k1: float = attrs.field(default=1.5, validator=k1_positive)
+    b: float = attrs.field(default=0.75, validator=b_in_unit_interval)
+    #: A user with at most this many documents is searched through the user index (each of
+    #: its rows tested), a larger one through the GIN index.
+    scan_below: int = attrs.field(default=5000, validator=attrs.validators.ge(0))
+    #: Query terms are used rarest first while their summed document frequency stays under
+    #: this (the rarest one always): bounds the documents a query with common words scores.
+    max_candidates: int = attrs.field(default=20000, validator=attrs.validators.ge(1))

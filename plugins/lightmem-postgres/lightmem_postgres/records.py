@@ -853,26 +853,17 @@ class PostgresRecordStore:
             clauses.append("revision > %s")
             params.append(changed_since)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        # The entries with their sources: one statement, one round trip.
         rows = self._rows(
-            self._q("SELECT * FROM {e}" + where + " ORDER BY seq", e="entries"), params
-        )
-        sources = self._sources([r["id"] for r in rows])
-        return [_entry(r, sources.get(r["id"], ())) for r in rows]
-
-    def _sources(self, entry_ids: list[str]) -> dict[str, tuple[str, ...]]:
-        if not entry_ids:
-            return {}
-        out: dict[str, list[str]] = {}
-        for r in self._rows(
             self._q(
-                "SELECT entry_id, message_id FROM {s} WHERE entry_id = ANY(%s) "
-                "ORDER BY entry_id, position",
+                "SELECT *, ARRAY(SELECT message_id FROM {s} WHERE entry_id = {e}.id "
+                "ORDER BY position) AS sources FROM {e}" + where + " ORDER BY seq",
+                e="entries",
                 s="entry_sources",
             ),
-            [entry_ids],
-        ):
-            out.setdefault(r["entry_id"], []).append(r["message_id"])
-        return {k: tuple(v) for k, v in out.items()}
+            params,
+        )
+        return [_entry(r, tuple(r["sources"])) for r in rows]
 
     def get_entry(self, entry_id: str) -> MemoryEntry | None:
         found = self.entries([entry_id], status=None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 from lightmem_hookspecs import IndexRecord, SearchFilter
 from psycopg import sql
@@ -19,6 +19,7 @@ PAYLOAD_COLUMNS = (
     ("time_stamp", "double precision"),
 )
 PAYLOAD_NAMES = tuple(name for name, _ in PAYLOAD_COLUMNS)
+PAYLOAD_TYPES = tuple(kind for _, kind in PAYLOAD_COLUMNS)
 
 
 def payload_ddl() -> sql.Composable:
@@ -53,29 +54,42 @@ def last_per_id(records: Sequence[IndexRecord]) -> list[IndexRecord]:
     return list(out.values())
 
 
-def where(flt: SearchFilter | None) -> tuple[list[sql.Composable], list[Any]]:
-    """``SearchFilter`` as SQL conditions (to be AND-ed) and their parameters."""
-    if flt is None:
-        return [], []
+@overload
+def where(flt: SearchFilter | None) -> tuple[list[sql.Composable], list[Any]]: ...
+@overload
+def where(
+    flt: SearchFilter | None, *, names: str
+) -> tuple[list[sql.Composable], dict[str, Any]]: ...
+def where(flt: SearchFilter | None, *, names: str | None = None) -> Any:
+    """``SearchFilter`` as SQL conditions (to be AND-ed) and their parameters: positional, or
+    named ``<names>0``, ``<names>1``, ... when ``names`` is given."""
     clauses: list[sql.Composable] = []
     params: list[Any] = []
-    for name in ("user_id", "agent_id", "run_id", "speaker"):
-        value = getattr(flt, name)
-        if value is not None:
-            clauses.append(sql.SQL("{} = %s").format(sql.Identifier(name)))
-            params.append(str(value))
-    if flt.topic_id is not None:
-        clauses.append(sql.SQL("topic_id = %s"))
-        params.append(int(flt.topic_id))
-    for bound, op in (("time_gt", ">"), ("time_gte", ">="), ("time_lt", "<"), ("time_lte", "<=")):
-        value = getattr(flt, bound)
-        if value is not None:
-            clauses.append(sql.SQL("time_stamp {} %s").format(sql.SQL(op)))
-            params.append(float(value))
-    if flt.exclude_ids:
-        clauses.append(sql.SQL("NOT (id = ANY(%s))"))
-        params.append(sorted(flt.exclude_ids))
-    return clauses, params
+
+    def mark() -> sql.Composable:
+        return sql.Placeholder() if names is None else sql.Placeholder(f"{names}{len(params)}")
+
+    if flt is not None:
+        for name in ("user_id", "agent_id", "run_id", "speaker"):
+            value = getattr(flt, name)
+            if value is not None:
+                clauses.append(sql.SQL("{} = {}").format(sql.Identifier(name), mark()))
+                params.append(str(value))
+        if flt.topic_id is not None:
+            clauses.append(sql.SQL("topic_id = {}").format(mark()))
+            params.append(int(flt.topic_id))
+        bounds = (("time_gt", ">"), ("time_gte", ">="), ("time_lt", "<"), ("time_lte", "<="))
+        for bound, op in bounds:
+            value = getattr(flt, bound)
+            if value is not None:
+                clauses.append(sql.SQL("time_stamp {} {}").format(sql.SQL(op), mark()))
+                params.append(float(value))
+        if flt.exclude_ids:
+            clauses.append(sql.SQL("NOT (id = ANY({}))").format(mark()))
+            params.append(sorted(flt.exclude_ids))
+    if names is None:
+        return clauses, params
+    return clauses, {f"{names}{i}": v for i, v in enumerate(params)}
 
 
 def dump_meta(**values: Any) -> str:

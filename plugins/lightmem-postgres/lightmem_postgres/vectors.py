@@ -222,47 +222,58 @@ class PgVectorRetriever:
         query = vector_text(vector, self._dimension())
         if limit <= 0:
             return []
-        clauses, params = where(filter)
-        condition = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
-        ef = max(self.options.ef_search, limit)
+        clauses, named = where(filter, names="f")
+        condition = sql.SQL(" AND ").join([sql.SQL("true"), *clauses])
+        ef = min(max(self.options.ef_search, limit), 1000)
         scoped = filter is not None and any(
             v is not None for v in (filter.user_id, filter.agent_id, filter.run_id)
         )
+        named.update(v=query, limit=limit, ef=str(ef))
+        mode = self.options.scoped_search if scoped else "hnsw"
         with self.db.connection("searching vectors") as conn:
-            if scoped and self.options.scoped_search == "exact":
-                # A scope's rows, found by its index, ranked exactly: cheaper than a walk of
-                # the whole graph whose candidates are mostly other scopes' at many scopes.
-                return self._run(conn, query, condition, params, limit, ef, exact=True)
-            hits = self._run(conn, query, condition, params, limit, ef, exact=False)
-            if len(hits) < limit:
+            if mode == "exact":
+                statement = self._ranked(condition, exact=True)
+            elif mode == "hnsw":
+                statement = self._ranked(condition, exact=False)
+            else:
+                # By the scope's size, in one statement: the scope's rows counted up to the
+                # bound, then exactly one of the two branches runs (a one-time condition).
+                named["n"] = self.options.exact_below
+                statement = sql.SQL(
+                    "WITH n AS MATERIALIZED (SELECT count(*) AS c FROM "
+                    "(SELECT 1 FROM {t} WHERE {c} LIMIT %(n)s + 1) AS x) "
+                    "(SELECT * FROM ({exact}) AS e WHERE (SELECT c FROM n) <= %(n)s) "
+                    "UNION ALL "
+                    "(SELECT * FROM ({walk}) AS w WHERE (SELECT c FROM n) > %(n)s)"
+                ).format(
+                    t=self._t,
+                    c=condition,
+                    exact=self._ranked(condition, exact=True),
+                    walk=self._ranked(condition, exact=False),
+                )
+            hits = self._run(conn, statement, named)
+            if mode != "exact" and len(hits) < limit:
                 # The HNSW walk keeps ef candidates before the filter: a narrow filter (or a
                 # small, sparse graph) can leave fewer than limit. Then the rows the filter
-                # admits are scanned exactly (by the scope's index where it has one).
-                hits = self._run(conn, query, condition, params, limit, ef, exact=True)
+                # admits are ranked exactly (found by the scope's index where it has one).
+                hits = self._run(conn, self._ranked(condition, exact=True), named)
         return hits
 
-    def _run(
-        self,
-        conn: Any,
-        query: str,
-        condition: sql.Composable,
-        params: list[Any],
-        limit: int,
-        ef: int,
-        *,
-        exact: bool,
-    ) -> list[tuple[str, float]]:
+    def _ranked(self, condition: sql.Composable, *, exact: bool) -> sql.Composed:
         # "+ 0" hides the distance from the planner's index matching: an exact, filtered scan.
-        order = sql.SQL("(embedding <=> %s::vector) + 0" if exact else "embedding <=> %s::vector")
-        statement = sql.SQL(
-            "SELECT id, 1 - (embedding <=> %s::vector) FROM {t}{condition} ORDER BY {order} "
-            "LIMIT %s"
-        ).format(t=self._t, condition=condition, order=order)
+        order = sql.SQL(
+            "(embedding <=> %(v)s::vector) + 0" if exact else "embedding <=> %(v)s::vector"
+        )
+        return sql.SQL(
+            "SELECT id, 1 - (embedding <=> %(v)s::vector) AS score FROM {t} WHERE {c} "
+            "ORDER BY {order} LIMIT %(limit)s"
+        ).format(t=self._t, c=condition, order=order)
+
+    def _run(self, conn: Any, statement: sql.Composable, named: dict[str, Any]) -> list[Any]:
         # One round trip: BEGIN, the walk's width for this transaction, the query, COMMIT.
         with conn.pipeline(), conn.transaction():
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(ef, 1000)),))
-            cur = conn.execute(statement, [query, *params, query, limit])
-            rows = cur.fetchall()
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (named["ef"],))
+            rows = conn.execute(statement, named).fetchall()
         hits = [(str(r[0]), float(r[1])) for r in rows]
         hits.sort(key=lambda h: -h[1])
         return hits

@@ -37,3 +37,38 @@ def test_a_narrow_filter_gets_limit_hits_the_walk_alone_would_miss(postgres_dsn,
         assert len(unfiltered) == 10 and all(h.startswith("c") for h, _ in unfiltered)
     finally:
         retriever.close()
+
+
+def test_auto_ranks_a_small_scope_exactly_and_walks_a_large_one(postgres_dsn, schema, tmp_path):
+    rng = random.Random(3)
+    dim = 8
+
+    def vec():
+        return [rng.gauss(0, 1) for _ in range(dim)]
+
+    records = [IndexRecord(f"big{i}", "", {"user_id": "big"}, vec()) for i in range(400)]
+    records += [IndexRecord(f"small{i}", "", {"user_id": "small"}, vec()) for i in range(40)]
+    context = BackendContext(memory_dir=str(tmp_path))
+    auto = build_pgvector(
+        PgVectorOptions(dsn=postgres_dsn, schema=schema, exact_below=100, ef_search=200),
+        context,
+    )
+    exact = build_pgvector(
+        PgVectorOptions(dsn=postgres_dsn, schema=schema, scoped_search="exact"), context
+    )
+    try:
+        for r in (auto, exact):
+            r.open(model_name="m", dimension=dim)
+        auto.upsert(records)
+        for _ in range(5):
+            query = vec()
+            for user in ("big", "small"):
+                flt = SearchFilter(user_id=user)
+                want = exact.search(query, limit=10, filter=flt)
+                got = auto.search(query, limit=10, filter=flt)
+                assert len(got) == 10 and all(h.startswith(user) for h, _ in got)
+                # the walk (ef 200 of 400 rows) finds what the exact scan finds
+                assert [h for h, _ in got] == [h for h, _ in want]
+    finally:
+        auto.close()
+        exact.close()
