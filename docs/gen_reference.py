@@ -297,7 +297,7 @@ def render() -> str:
         chain = f"queried by {kind.retriever}" if kind.retriever else "—"
         lines.append(
             f"| `{kind.name}` | {kind.description} | [`{name}`](#{name.lower()}--{kind.name}) "
-            f"| `{kind.hook}` | {chain} | {_suite(kind.name)} |"
+            f"| `registrar.{kind.name}(...)` | {chain} | {_suite(kind.name)} |"
         )
     lines += ["", "## Protocols", ""]
     for kind in contract.KINDS:

@@ -9,7 +9,7 @@ import attrs
 from lightmem_hookspecs import BackendContext, BackendRegistrar, Message, hookimpl
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.6"
+LIGHTMEM_CONTRACT = "1.7"
 
 
 def _unit_interval(_inst: Any, attribute: attrs.Attribute, value: float | None) -> None:

@@ -20,7 +20,7 @@ class SlowSegmenterPlugin:
         self.closed = 0
 
     @hookimpl
-    def lightmem_register_topic_segmenters(self, register):
+    def lightmem_register_backends(self, registrar):
         plugin = self
 
         class Segmenter:
@@ -35,7 +35,7 @@ class SlowSegmenterPlugin:
             time.sleep(0.2)  # long enough for every thread to ask meanwhile
             return Segmenter()
 
-        register("slow", factory)
+        registrar.topic_segmenter("slow", factory)
 
 
 def test_a_backend_asked_for_by_several_threads_at_once_is_built_once(tmp_path):

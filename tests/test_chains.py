@@ -50,8 +50,8 @@ class TermRetriever:
         pass
 
 @hookimpl
-def lightmem_register_context_retrievers(register):
-    register("term", lambda o, c: TermRetriever(o.term), options=TermOptions)
+def lightmem_register_backends(registrar):
+    registrar.context_retriever("term", lambda o, c: TermRetriever(o.term), options=TermOptions)
 '''
 
 RERANKER = '''
@@ -72,8 +72,8 @@ class Promote:
         return (first + rest)[:limit]
 
 @hookimpl
-def lightmem_register_rerankers(register):
-    register("promote", lambda o, c: Promote(o.term), options=PromoteOptions)
+def lightmem_register_backends(registrar):
+    registrar.reranker("promote", lambda o, c: Promote(o.term), options=PromoteOptions)
 '''
 
 HOOKS = """
@@ -284,8 +284,8 @@ class Relator:
 def term_plugin(ref_host):
     class P:
         @hookimpl
-        def lightmem_register_context_retrievers(self, register):
-            register("term-cherry", lambda o, c: TermRetriever("cherry"))
+        def lightmem_register_backends(self, registrar):
+            registrar.context_retriever("term-cherry", lambda o, c: TermRetriever("cherry"))
 
     ref_host.register(P(), "test-plugin")
     ref_host.register(Relator(), "relator")
@@ -376,13 +376,13 @@ def test_rrf_k_must_be_positive(make_memory):
 def test_duplicate_backend_name_fails_only_configurations_that_select_it(ref_host, make_memory):
     class A:
         @hookimpl
-        def lightmem_register_rerankers(self, register):
-            register("twin", lambda o, c: None)
+        def lightmem_register_backends(self, registrar):
+            registrar.reranker("twin", lambda o, c: None)
 
     class B:
         @hookimpl
-        def lightmem_register_rerankers(self, register):
-            register("TWIN", lambda o, c: None)
+        def lightmem_register_backends(self, registrar):
+            registrar.reranker("TWIN", lambda o, c: None)
 
     ref_host.register(A(), "plugin-a", distribution="dist-a")
     ref_host.register(B(), "plugin-b", distribution="dist-b")
@@ -416,12 +416,9 @@ def test_close_closes_the_llm_client_and_the_embedder(ref_host, make_memory):
 
     class P:
         @hookimpl
-        def lightmem_register_text_embedders(self, register):
-            register("closing", lambda o, c: Embedder())
-
-        @hookimpl
-        def lightmem_register_memory_managers(self, register):
-            register("closing-llm", lambda o, c: LLM())
+        def lightmem_register_backends(self, registrar):
+            registrar.text_embedder("closing", lambda o, c: Embedder())
+            registrar.memory_manager("closing-llm", lambda o, c: LLM())
 
     ref_host.register(P(), "closing")
     mem = make_memory(
@@ -462,8 +459,8 @@ def test_the_core_refuses_a_reranker_that_breaks_its_contract(
 ):
     class Plugin:
         @hookimpl
-        def lightmem_register_rerankers(self, register):
-            register(name, lambda o, c: factory())
+        def lightmem_register_backends(self, registrar):
+            registrar.reranker(name, lambda o, c: factory())
 
     ref_host.register(Plugin(), name)
     mem = make_memory(
@@ -518,8 +515,8 @@ def test_a_reranker_that_records_its_own_score_has_one_key(ref_host, make_memory
 
     class Plugin:
         @hookimpl
-        def lightmem_register_rerankers(self, register):
-            register("keyword-boost", lambda o, c: Boost())
+        def lightmem_register_backends(self, registrar):
+            registrar.reranker("keyword-boost", lambda o, c: Boost())
 
     ref_host.register(Plugin(), "boost")
     mem = make_memory(reranker="keyword-boost")

@@ -57,7 +57,7 @@ class _Gate:
         self.release = threading.Event()
 
     @hookimpl
-    def lightmem_register_pre_compressors(self, register):
+    def lightmem_register_backends(self, registrar):
         gate = self
 
         class Compressor:
@@ -66,11 +66,7 @@ class _Gate:
                 gate.release.wait(20)
                 return list(texts)
 
-        register("gate", lambda options, context: Compressor())
-
-    @hookimpl
-    def lightmem_register_topic_segmenters(self, register):
-        gate = self
+        registrar.pre_compressor("gate", lambda options, context: Compressor())
 
         class Segmenter:
             def segment(self, messages):
@@ -78,7 +74,7 @@ class _Gate:
                 gate.release.wait(20)
                 return []
 
-        register("gate", lambda options, context: Segmenter())
+        registrar.topic_segmenter("gate", lambda options, context: Segmenter())
 
 
 def _search_while_held(mem, gate, started: threading.Event, turns: list[dict]) -> float:

@@ -198,9 +198,9 @@ def test_chain_order_comes_from_config(tmp_path, ref_host):
 
     class Chain:
         @hookimpl
-        def lightmem_register_pre_compressors(self, register):
-            register("a", lambda o, c: Tag("A"))
-            register("b", lambda o, c: Tag("B"))
+        def lightmem_register_backends(self, registrar):
+            registrar.pre_compressor("a", lambda o, c: Tag("A"))
+            registrar.pre_compressor("b", lambda o, c: Tag("B"))
 
     ref_host.register(Chain(), "chain")
     for order, expected in ((["b", "a"], "hi B A"), (["a", "b"], "hi A B")):

@@ -4,7 +4,7 @@ lightmem-hookspecs is what third-party plugins depend on, so it may promise an o
 than the core. The test builds a virtual environment with that interpreter, installs the
 contract from this checkout with pip (pluggy and attrs come from the package index), and runs
 a plugin author's first steps in it: import everything exported, build the value types,
-filter with datetimes, declare a hook implementation.
+filter with datetimes, declare a hook implementation and call it with a registrar.
 """
 
 from __future__ import annotations
@@ -37,10 +37,21 @@ hit = c.SearchHit(id="e1", score=1.0, entry=entry, scores={"embedding": 0.9})
 
 
 @c.hookimpl
-def lightmem_register_rerankers(register):
-    register("noop", lambda options, context: None)
+def lightmem_register_backends(registrar: c.BackendRegistrar) -> None:
+    registrar.reranker("noop", lambda options, context: None)
 
 
+class Recording(c.BackendRegistrar):
+    def __init__(self):
+        self.seen = []
+
+    def add(self, kind, name, factory, *, options=None, description=""):
+        self.seen.append((kind, name))
+
+
+recording = Recording()
+lightmem_register_backends(recording)
+assert recording.seen == [("reranker", "noop")]
 print("ok", c.BACKEND_KINDS)
 """
 

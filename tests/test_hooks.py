@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import warnings
 from pathlib import Path
 
 import attrs
@@ -31,7 +32,9 @@ def _kind_register_test(ref_host, hook_name, kind):
         register("probe", lambda o, c: None, options=Opts, description="probe backend")
 
     setattr(P, hook_name, staticmethod(hookimpl(impl)))
-    info = ref_host.register(P(), "probe-plugin")  # deprecated: warns (tests/test_registrar.py)
+    with warnings.catch_warnings():  # deprecated: the warning is tested in test_registrar.py
+        warnings.simplefilter("ignore", DeprecationWarning)
+        info = ref_host.register(P(), "probe-plugin")
     reg = ref_host.registry.get(kind, "PROBE")
     assert reg is not None and reg.options is Opts and reg.plugin == "probe-plugin"
     assert info.backends == {kind: ["probe"]}
@@ -342,8 +345,8 @@ def test_every_operation_name_is_emitted(ref_host, make_memory, llm):
 
     class Plugin:
         @hookimpl
-        def lightmem_register_pre_compressors(self, register):
-            register("upper", lambda o, c: Upper())
+        def lightmem_register_backends(self, registrar):
+            registrar.pre_compressor("upper", lambda o, c: Upper())
 
     from lightmem_core.eval.economy import scripted_responder
 

@@ -70,8 +70,8 @@ def test_it_can_be_placed_in_a_chain_and_given_options(make_memory, ref_host):
 
     class Plugin:
         @hookimpl
-        def lightmem_register_rerankers(self, register):
-            register("reverse", lambda o, c: Reverse())
+        def lightmem_register_backends(self, registrar):
+            registrar.reranker("reverse", lambda o, c: Reverse())
 
     ref_host.register(Plugin(), "reverse-plugin")
     chain = [{"model_name": "reverse"}, {"model_name": "newer_first"}]

@@ -6,11 +6,11 @@ import os
 from typing import TYPE_CHECKING, Literal
 
 import attrs
-from lightmem_hookspecs import BackendContext, Register, hookimpl
+from lightmem_hookspecs import BackendContext, BackendRegistrar, hookimpl
 from lightmem_textkit.options import b_in_unit_interval, k1_positive, path_not_empty
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.5"
+LIGHTMEM_CONTRACT = "1.7"
 
 _INDEX_FILE = "bm25_index.json"
 
@@ -64,8 +64,8 @@ def build_bm25(options: BM25Options, context: BackendContext) -> BM25Retriever:
 
 
 @hookimpl
-def lightmem_register_context_retrievers(register: Register) -> None:
-    register(
+def lightmem_register_backends(registrar: BackendRegistrar) -> None:
+    registrar.context_retriever(
         "BM25",
         build_bm25,
         options=BM25Options,

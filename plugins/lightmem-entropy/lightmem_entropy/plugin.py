@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lightmem_hookspecs import BackendContext, Register, hookimpl
+from lightmem_hookspecs import BackendContext, BackendRegistrar, hookimpl
 
 from .options import EntropyOptions
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.0"
+LIGHTMEM_CONTRACT = "1.7"
 
 if TYPE_CHECKING:
     from .compressor import EntropyCompressor
@@ -34,8 +34,8 @@ def build_compressor(options: EntropyOptions, context: BackendContext) -> Entrop
 
 
 @hookimpl
-def lightmem_register_pre_compressors(register: Register) -> None:
-    register(
+def lightmem_register_backends(registrar: BackendRegistrar) -> None:
+    registrar.pre_compressor(
         "entropy_compress",
         build_compressor,
         options=EntropyOptions,

@@ -6,10 +6,10 @@ import os
 from typing import TYPE_CHECKING
 
 import attrs
-from lightmem_hookspecs import BackendContext, Register, hookimpl
+from lightmem_hookspecs import BackendContext, BackendRegistrar, hookimpl
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.0"
+LIGHTMEM_CONTRACT = "1.7"
 
 if TYPE_CHECKING:
     from .store import FalkorGraph
@@ -60,8 +60,8 @@ def build_falkordb(options: FalkorOptions, context: BackendContext) -> FalkorGra
 
 
 @hookimpl
-def lightmem_register_graph_memories(register: Register) -> None:
-    register(
+def lightmem_register_backends(registrar: BackendRegistrar) -> None:
+    registrar.graph_memory(
         "falkordb",
         build_falkordb,
         options=FalkorOptions,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from lightmem_hookspecs import BackendContext, Register, hookimpl
+from lightmem_hookspecs import BackendContext, BackendRegistrar, hookimpl
 from lightmem_textkit.models import check_model_folder, cuda_unusable
 from lightmem_textkit.options import at_least_one
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.6"
+LIGHTMEM_CONTRACT = "1.7"
 
 if TYPE_CHECKING:
     from .embedder import HuggingFaceEmbedder
@@ -79,12 +79,21 @@ def build_embedder(options: HuggingFaceOptions, context: BackendContext) -> Hugg
 
 
 @hookimpl
-def lightmem_register_text_embedders(register: Register) -> None:
-    register(
+def lightmem_register_backends(registrar: BackendRegistrar) -> None:
+    registrar.text_embedder(
         "huggingface",
         build_embedder,
         options=HuggingFaceOptions,
         description="sentence-transformers models, offline; default all-MiniLM-L6-v2 (384 dims).",
+    )
+    registrar.multimodal_embedder(
+        "huggingface",
+        build_clip,
+        options=ClipOptions,
+        description=(
+            "A CLIP model through sentence-transformers: texts and images in one space "
+            "(clip-ViT-B-32 by default; a local folder offline)"
+        ),
     )
 
 
@@ -104,16 +113,3 @@ def build_clip(options: ClipOptions, context: BackendContext) -> Any:
     from .clip import ClipEmbedder
 
     return ClipEmbedder(options.model, device=options.device, batch_size=options.batch_size)
-
-
-@hookimpl
-def lightmem_register_multimodal_embedders(register: Register) -> None:
-    register(
-        "huggingface",
-        build_clip,
-        options=ClipOptions,
-        description=(
-            "A CLIP model through sentence-transformers: texts and images in one space "
-            "(clip-ViT-B-32 by default; a local folder offline)"
-        ),
-    )

@@ -11,13 +11,13 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lightmem_hookspecs import BackendContext, hookimpl
+from lightmem_hookspecs import BackendContext, BackendRegistrar, hookimpl
 
 from .models import DEFAULT_MODEL_FILE, DEFAULT_MODEL_PACKAGE, cached_model, fetch_command
 from .options import LlamaCppOptions
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.1"
+LIGHTMEM_CONTRACT = "1.7"
 
 if TYPE_CHECKING:
     from .manager import LlamaCppManager
@@ -85,8 +85,8 @@ def build(options: LlamaCppOptions, context: BackendContext | None = None) -> Ll
 
 
 @hookimpl
-def lightmem_register_memory_managers(register) -> None:
-    register(
+def lightmem_register_backends(registrar: BackendRegistrar) -> None:
+    registrar.memory_manager(
         "llama-cpp",
         build,
         options=LlamaCppOptions,

@@ -236,13 +236,15 @@ class _StandInLlamaPlugin:
     """Registers ``llama-cpp`` with the stand-in engine: the real worker, no native model."""
 
     @hookimpl
-    def lightmem_register_memory_managers(self, register) -> None:
+    def lightmem_register_backends(self, registrar):
         def build(options, context=None):
             return LlamaCppManager(
                 options, model_path=resolve_model_path(options), engine="standin"
             )
 
-        register("llama-cpp", build, options=LlamaCppOptions, description="stand-in")
+        registrar.memory_manager(
+            "llama-cpp", build, options=LlamaCppOptions, description="stand-in"
+        )
 
 
 def test_a_worker_killed_during_extraction_leaves_the_batch_pending(tmp_path, model_file, caplog):

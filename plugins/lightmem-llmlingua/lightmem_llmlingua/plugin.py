@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lightmem_hookspecs import BackendContext, Register, hookimpl
+from lightmem_hookspecs import BackendContext, BackendRegistrar, hookimpl
 
 from .options import LLMLingua2Options, SegmenterOptions
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.0"
+LIGHTMEM_CONTRACT = "1.7"
 
 if TYPE_CHECKING:
     from .compressor import LLMLingua2Compressor
@@ -85,18 +85,14 @@ def build_segmenter(options: SegmenterOptions, context: BackendContext) -> LLMLi
 
 
 @hookimpl
-def lightmem_register_pre_compressors(register: Register) -> None:
-    register(
+def lightmem_register_backends(registrar: BackendRegistrar) -> None:
+    registrar.pre_compressor(
         "llmlingua-2",
         build_compressor,
         options=LLMLingua2Options,
         description="LLMLingua-2 token classifier keeps the informative words (local model).",
     )
-
-
-@hookimpl
-def lightmem_register_topic_segmenters(register: Register) -> None:
-    register(
+    registrar.topic_segmenter(
         "llmlingua-2",
         build_segmenter,
         options=SegmenterOptions,

@@ -6,10 +6,10 @@ import os
 from typing import TYPE_CHECKING
 
 import attrs
-from lightmem_hookspecs import BackendContext, Register, hookimpl
+from lightmem_hookspecs import BackendContext, BackendRegistrar, hookimpl
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.5"
+LIGHTMEM_CONTRACT = "1.7"
 
 _GRAPH_FILE = "graph.sqlite"
 
@@ -47,8 +47,8 @@ def build_networkx(options: NetworkxOptions, context: BackendContext) -> Network
 
 
 @hookimpl
-def lightmem_register_graph_memories(register: Register) -> None:
-    register(
+def lightmem_register_backends(registrar: BackendRegistrar) -> None:
+    registrar.graph_memory(
         "networkx",
         build_networkx,
         options=NetworkxOptions,

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lightmem_hookspecs import BackendContext, hookimpl
+from lightmem_hookspecs import BackendContext, BackendRegistrar, hookimpl
 
 from .options import DEEPSEEK, OPENAI, OpenAIOptions
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.1"
+LIGHTMEM_CONTRACT = "1.7"
 
 if TYPE_CHECKING:
     from .manager import OpenAIChatManager
@@ -38,8 +38,8 @@ def _build_deepseek(options: OpenAIOptions, context: BackendContext) -> OpenAICh
 
 
 @hookimpl
-def lightmem_register_memory_managers(register) -> None:
-    register(
+def lightmem_register_backends(registrar: BackendRegistrar) -> None:
+    registrar.memory_manager(
         "openai",
         _build_openai,
         options=OpenAIOptions,
@@ -48,7 +48,7 @@ def lightmem_register_memory_managers(register) -> None:
             "(vLLM, Ollama, llama.cpp server, LM Studio, Qwen/DashScope) via openai_base_url"
         ),
     )
-    register(
+    registrar.memory_manager(
         "deepseek",
         _build_deepseek,
         options=OpenAIOptions,

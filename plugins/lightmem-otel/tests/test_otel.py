@@ -53,12 +53,9 @@ class Reverse:
 
 class UpperPlugin:
     @hookimpl
-    def lightmem_register_pre_compressors(self, register):
-        register("upper", lambda o, c: Upper())
-
-    @hookimpl
-    def lightmem_register_rerankers(self, register):
-        register("reverse", lambda o, c: Reverse())
+    def lightmem_register_backends(self, registrar):
+        registrar.pre_compressor("upper", lambda o, c: Upper())
+        registrar.reranker("reverse", lambda o, c: Reverse())
 
 
 @pytest.fixture
@@ -149,8 +146,8 @@ class Failing:
 
 class FailingPlugin:
     @hookimpl
-    def lightmem_register_rerankers(self, register):
-        register("failing", lambda o, c: Failing())
+    def lightmem_register_backends(self, registrar):
+        registrar.reranker("failing", lambda o, c: Failing())
 
 
 def test_an_error_marks_the_span(host, tmp_path, spans):

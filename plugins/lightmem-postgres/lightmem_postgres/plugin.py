@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from lightmem_hookspecs import BackendContext, Register, hookimpl
+from lightmem_hookspecs import BackendContext, BackendRegistrar, hookimpl
 
 from .options import (
     PgVectorOptions,
@@ -19,7 +19,7 @@ from .options import (
 )
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.4"
+LIGHTMEM_CONTRACT = "1.7"
 
 if TYPE_CHECKING:
     from .fts import PostgresFTSRetriever
@@ -60,8 +60,8 @@ def build_postgres_store(
 
 
 @hookimpl
-def lightmem_register_record_stores(register: Register) -> None:
-    register(
+def lightmem_register_backends(registrar: BackendRegistrar) -> None:
+    registrar.record_store(
         "postgres",
         build_postgres_store,
         options=PostgresStoreOptions,
@@ -70,21 +70,13 @@ def lightmem_register_record_stores(register: Register) -> None:
             "machines (claims with SKIP LOCKED, a connection pool, versioned schema)."
         ),
     )
-
-
-@hookimpl
-def lightmem_register_embedding_retrievers(register: Register) -> None:
-    register(
+    registrar.embedding_retriever(
         "pgvector",
         build_pgvector,
         options=PgVectorOptions,
         description="Vectors in Postgres with pgvector: HNSW, cosine, filters in SQL.",
     )
-
-
-@hookimpl
-def lightmem_register_context_retrievers(register: Register) -> None:
-    register(
+    registrar.context_retriever(
         "postgres-fts",
         build_postgres_fts,
         options=PostgresFTSOptions,

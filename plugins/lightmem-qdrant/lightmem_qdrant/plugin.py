@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lightmem_hookspecs import BackendContext, Register, hookimpl
+from lightmem_hookspecs import BackendContext, BackendRegistrar, hookimpl
 
 from .options import QdrantOptions
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.5"
+LIGHTMEM_CONTRACT = "1.7"
 
 if TYPE_CHECKING:
     from .store import QdrantRetriever
@@ -28,8 +28,8 @@ def build_qdrant(options: QdrantOptions, context: BackendContext) -> QdrantRetri
 
 
 @hookimpl
-def lightmem_register_embedding_retrievers(register: Register) -> None:
-    register(
+def lightmem_register_backends(registrar: BackendRegistrar) -> None:
+    registrar.embedding_retriever(
         "qdrant",
         build_qdrant,
         options=QdrantOptions,

@@ -7,11 +7,11 @@ import os
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
-from lightmem_hookspecs import BackendContext, Register, hookimpl
+from lightmem_hookspecs import BackendContext, BackendRegistrar, hookimpl
 from lightmem_textkit.options import b_in_unit_interval, k1_positive, path_not_empty
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.5"
+LIGHTMEM_CONTRACT = "1.7"
 
 if TYPE_CHECKING:
     from .bm25 import SQLiteBM25Retriever
@@ -91,14 +91,14 @@ def build_sqlite_fts(options: SQLiteFTSOptions, context: BackendContext) -> SQLi
 
 
 @hookimpl
-def lightmem_register_context_retrievers(register: Register) -> None:
-    register(
+def lightmem_register_backends(registrar: BackendRegistrar) -> None:
+    registrar.context_retriever(
         "sqlite-bm25",
         build_sqlite_bm25,
         options=SQLiteBM25Options,
         description="Persistent, incremental BM25 inverted index in SQLite (the default).",
     )
-    register(
+    registrar.context_retriever(
         "sqlite-fts",
         build_sqlite_fts,
         options=SQLiteFTSOptions,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import attrs
-from lightmem_hookspecs import hookimpl
+from lightmem_hookspecs import BackendRegistrar, hookimpl
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
-LIGHTMEM_CONTRACT = "1.0"
+LIGHTMEM_CONTRACT = "1.7"
 
 DEFAULT_FILLERS = ("um", "uh", "erm", "you know", "i mean", "kind of", "sort of")
 
@@ -26,8 +26,8 @@ def build(options: FillerOptions, context):
 
 
 @hookimpl
-def lightmem_register_pre_compressors(register):
-    register(
+def lightmem_register_backends(registrar: BackendRegistrar) -> None:
+    registrar.pre_compressor(
         "filler-filter",
         build,
         options=FillerOptions,
