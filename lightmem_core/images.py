@@ -387,13 +387,22 @@ class ImageIndex:
     """The ``multimodal`` retriever: image vectors from the multimodal embedder, searched by the
     query text's vector in the same space (exact, cosine). Its ``count`` covers every entry
     it was given, so the core's catch-up sees it in line; ``delete`` also removes a copied
-    image file no remaining entry uses."""
+    image file no remaining entry uses; ``compact`` (after a tenant erase) rewrites its file
+    without the removed rows' bytes.
+
+    It takes part in every ``retrieve_strategy`` (``every_strategy``): under ``embedding`` (the
+    vector side only) it is a vector search like the embedding retrievers; under ``context``
+    the images would otherwise be found by their captions alone."""
+
+    #: The retrieval stage runs this retriever whatever the query's strategy.
+    every_strategy = True
 
     def __init__(self, embedder: Any, folder: Path) -> None:
         self.embedder = embedder
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(folder / "images.db", check_same_thread=False)
+        self._db.execute("PRAGMA secure_delete=ON")  # a deleted image's bytes are overwritten
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._matrix: _Loaded | None = None  # loaded on the first search
@@ -473,6 +482,11 @@ class ImageIndex:
                 "SELECT vector FROM images WHERE entry_id=?", (entry_id,)
             ).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=np.float32)
+
+    def compact(self) -> None:
+        """Rewrite the index file so removed images' vectors and payloads are gone from it."""
+        with self._lock:
+            self._db.execute("VACUUM")
 
     def count(self) -> int:
         with self._lock:

@@ -429,3 +429,64 @@ def test_a_cut_image_line_and_a_reference_outside_the_roots_are_refused(
     mem = LightMemory(reference_config(tmp_path / "d"), host=ref_host)  # no image memory
     with mem, pytest.raises(InputError, match=r"needs image memory"):
         import_memory(mem, path)
+
+
+# -- retrieve_strategy: embedding (the vector side only) ------------------------------------
+
+
+@pytest.fixture
+def vector_side(tmp_path):
+    """The original configuration's vector side: an embedding retriever, no text index."""
+    return reference_config(
+        tmp_path / "mem",
+        multimodal_embedder={"model_name": "colours"},
+        retrieve_strategy="embedding",
+        index_strategy="embedding",
+        context_retriever=None,
+    )
+
+
+def test_under_the_embedding_strategy_the_multimodal_retriever_finds_images(vector_side, ref_host):
+    with LightMemory(vector_side, host=ref_host) as mem:
+        labels = [r["name"] for r in mem.stats()["chains"]["retrievers"]]
+        assert labels == ["embedding", "multimodal"]
+        mem.add(
+            [
+                image_message("a day out", data_uri(colour_png("red"))),
+                image_message("a day out", data_uri(colour_png("blue"))),
+                {"role": "user", "content": "I like green tea with honey."},
+            ],
+            user_id="maya",
+        )
+        # the captions are the same: only the image's own vector tells them apart
+        for colour in ("red", "blue"):
+            hits = mem.search(f"the {colour} one", limit=3, user_id="maya")
+            assert {label for h in hits for label in h.scores} == {"embedding", "multimodal"}
+            (top,) = [h.entry for h in hits if h.ranks.get("multimodal") == 1]
+            with open(top.metadata["image"]["path"], "rb") as f:
+                assert f.read() == colour_png(colour)
+        assert mem.search("the red one", limit=3, user_id="ana") == []  # scope applies
+        assert mem.get(top.id) == top
+        mem.delete(top.id)
+        assert mem.get(top.id).status == "deleted"
+        assert not _exists(top.metadata["image"]["path"])
+        assert all(h.entry.id != top.id for h in mem.search("the blue one", user_id="maya"))
+        assert [h["action"] for h in mem.history(top.id)] == ["add", "delete"]
+
+
+def test_a_tenant_erase_leaves_no_trace_of_its_images(vector_side, ref_host, tmp_path):
+    with LightMemory(vector_side, host=ref_host) as mem:
+        mem.add([image_message("maya's red", data_uri(colour_png("red")))], user_id="maya-7f3a")
+        mem.add([image_message("ana's blue", data_uri(colour_png("blue")))], user_id="ana")
+        (maya,) = [e for e in mem.get_all(user_id="maya-7f3a") if e.category == "image"]
+        receipt = mem.erase(user_id="maya-7f3a")
+        assert receipt.index_records["context_retriever:multimodal"] >= 1
+        assert "context_retriever:multimodal" in receipt.compacted
+        assert not _exists(maya.metadata["image"]["path"])
+        assert mem.get(maya.id) is None and mem.history(maya.id) == []
+        assert mem.search("the red one", user_id="maya-7f3a") == []
+        (hit,) = [h for h in mem.search("blue", user_id="ana") if h.entry.category == "image"]
+        assert hit.entry.memory == "ana's blue"
+    # the image index's file holds nothing of the erased tenant any more
+    data = (tmp_path / "mem" / "images" / "images.db").read_bytes()
+    assert b"maya-7f3a" not in data and maya.id.encode() not in data

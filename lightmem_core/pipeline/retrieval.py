@@ -59,7 +59,11 @@ class Retrieval:
     def _retrievers(self, strategy: str) -> list[Retriever]:
         kinds = STRATEGY_KINDS[strategy]
         chain = self.rt.backends.retrievers()
-        chosen = [r for r in chain if kinds is None or r.kind in kinds]
+        chosen = [
+            r
+            for r in chain  # a retriever may run under every strategy (the image retriever)
+            if kinds is None or r.kind in kinds or getattr(r.backend, "every_strategy", False)
+        ]
         labels = getattr(self, "_labels", None)
         if labels is not None:
             unknown = sorted(set(labels) - {r.label for r in chain})
