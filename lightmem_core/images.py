@@ -42,7 +42,7 @@ import re
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -270,16 +270,29 @@ def _keep(part: ImagePart, folder: Path, storage: str) -> str:
 
 
 def image_entries(
-    rt: Any, messages: Any, images: Sequence[ImagePart], scope: Scope
+    rt: Any,
+    messages: Any,
+    images: Sequence[ImagePart],
+    scope: Scope,
+    skip: Callable[[list[str]], set[str]] | None = None,
 ) -> list[tuple[MemoryEntry, ImagePart]]:
-    """Each image's entry (its file kept first, as configured), not yet stored."""
+    """Each image's entry (its file kept first, as configured), not yet stored; ``skip``
+    names, of the entry ids, those to leave out (stored already: no file is kept for them)."""
     from .messages import normalize_messages
 
     normalized = normalize_messages(messages, scope)
     options = rt.config.images
     folder = image_dir(rt.config.memory_dir)
+    ids = [
+        image_entry_id(m.scope, m.id, part.part, part.sha256)
+        for part in images
+        for m in [normalized[part.message]]
+    ]
+    left_out = skip(ids) if skip is not None else set()
     out = []
-    for part in images:
+    for part, entry_id in zip(images, ids, strict=True):
+        if entry_id in left_out:
+            continue
         message = normalized[part.message]
         caption = message.content if message.content != PLACEHOLDER else ""
         k = part.message - 1
@@ -290,7 +303,7 @@ def image_entries(
         storage = "reference" if options.storage == "reference" and part.source else "copy"
         path = _keep(part, folder, storage)
         entry = MemoryEntry(
-            id=image_entry_id(message.scope, message.id, part.part, part.sha256),
+            id=entry_id,
             memory=caption or "an image",
             source_message_ids=(message.id,),
             time_stamp=message.time_stamp,
@@ -340,18 +353,28 @@ def store_image_entries(
     rt: Any, messages: Any, images: Sequence[ImagePart], scope: Scope
 ) -> list[MemoryEntry]:
     """Store, embed and index the entries of ``images`` (after their messages are journaled);
-    an image already stored for the same message is not stored again."""
+    an image already stored for the same message is not stored (nor embedded) again. The
+    images are embedded before the memory's lock is taken: a search does not wait for it."""
     if not images:
         return []
     index = image_index(rt)
-    pairs = image_entries(rt, messages, images, scope)
+
+    def stored_already(ids: list[str]) -> set[str]:
+        return {e.id for e in rt.store.entries(ids, status=None)}
+
+    pairs = image_entries(rt, messages, images, scope, skip=stored_already)
+    if not pairs:
+        return []
+    vectors: Any = index.embed([p.data for _, p in pairs]) if index is not None else None
     with rt.lock:
         rt.indexer.open()
         batch = rt.store.create_batch([], scope=scope)
         stored = rt.store.complete_batch(batch, [e for e, _ in pairs])
         fresh = {e.id for e in stored}
         if index is not None:
-            index.add_images([(e, p.data) for e, p in pairs if e.id in fresh])
+            index.add_vectors(
+                [(e, v) for (e, _), v in zip(pairs, vectors, strict=True) if e.id in fresh]
+            )
         rt.indexer.index(stored, defer=True)
         if stored:
             rt.hooks.entries_stored(stored)
@@ -409,19 +432,24 @@ class ImageIndex:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def add_images(self, items: Sequence[tuple[MemoryEntry, bytes]]) -> None:
+    def embed(self, images: Sequence[bytes]) -> Any:
+        """The multimodal embedder's vectors of ``images`` (one row each)."""
         import numpy as np
 
-        if not items:
-            return
-        vectors = np.asarray(self.embedder.embed_images([d for _, d in items]), dtype=np.float32)
-        if vectors.shape != (len(items), int(self.embedder.dimension)):
+        if not images:
+            return np.zeros((0, int(self.embedder.dimension)), dtype=np.float32)
+        vectors = np.asarray(self.embedder.embed_images(list(images)), dtype=np.float32)
+        if vectors.shape != (len(images), int(self.embedder.dimension)):
             raise ValueError(
-                f"multimodal_embedder returned shape {vectors.shape} for {len(items)} images"
+                f"multimodal_embedder returned shape {vectors.shape} for {len(images)} images"
             )
-        self.add_vectors(
-            [(entry, vector) for (entry, _), vector in zip(items, vectors, strict=True)]
-        )
+        return vectors
+
+    def add_images(self, items: Sequence[tuple[MemoryEntry, bytes]]) -> None:
+        """Embed and index image entries."""
+        if items:
+            vectors = self.embed([d for _, d in items])
+            self.add_vectors(list(zip([e for e, _ in items], vectors, strict=True)))
 
     def add_vectors(self, items: Sequence[tuple[MemoryEntry, Any]]) -> None:
         """Index image entries with their vectors as given (an import whose vectors this

@@ -490,3 +490,22 @@ def test_a_tenant_erase_leaves_no_trace_of_its_images(vector_side, ref_host, tmp
     # the image index's file holds nothing of the erased tenant any more
     data = (tmp_path / "mem" / "images" / "images.db").read_bytes()
     assert b"maya-7f3a" not in data and maya.id.encode() not in data
+
+
+def test_a_re_sent_image_of_a_deleted_entry_is_not_kept_or_embedded_again(config, ref_host):
+    from lightmem_core.images import image_index
+
+    message = image_message("first", data_uri(colour_png("green")))
+    with LightMemory(config, host=ref_host) as mem:
+        mem.add([message], user_id="u")
+        (entry,) = [e for e in mem.get_all(user_id="u") if e.category == "image"]
+        mem.delete(entry.id)
+        path = entry.metadata["image"]["path"]
+        assert not _exists(path)
+        embedder = image_index(mem._rt).embedder
+        calls = []
+        original = embedder.embed_images
+        embedder.embed_images = lambda images: calls.append(len(images)) or original(images)
+        mem.add([message], user_id="u")  # re-sent: its entry exists (deleted)
+        assert calls == [] and not _exists(path)  # no orphan file, no embedding
+        assert mem.get(entry.id).status == "deleted"
