@@ -113,3 +113,28 @@ def test_two_qdrant_stores_and_two_graphs_keep_separate_storage(tmp_path, host):
     stored = {p.name for p in mem_dir.rglob("*") if p.is_dir()}
     assert {"lightmem", "lightmem-dense"} <= stored, sorted(stored)
     assert _use(config, host), "both reopen"
+
+
+def test_every_kinds_own_key_keeps_the_default_name():
+    from lightmem_hookspecs import BACKEND_KINDS
+
+    for kind in BACKEND_KINDS:
+        context = BackendContext(memory_dir="m", instance=kind)
+        assert context.storage_name("store.db") == "store.db", kind
+
+
+def test_the_reference_backends_follow_the_rule(tmp_path, host):
+    config = _chain(
+        tmp_path,
+        {"kind": "embedding_retriever", "model_name": "exact"},
+        {"kind": "embedding_retriever", "model_name": "exact", "name": "dense"},
+        {"kind": "graph_memory", "model_name": "memory"},
+        {"kind": "graph_memory", "model_name": "memory", "name": "people"},
+        graph_mem=True,
+        graph_memory={"model_name": "memory"},
+    )
+    assert _use(config, host)
+    files = {p.name for p in (tmp_path / "mem").iterdir()}
+    assert {"exact-index.json", "exact-index-dense.json"} <= files, sorted(files)
+    assert {"reference-graph.json", "reference-graph-people.json"} <= files, sorted(files)
+    assert _use(config, host), "both reopen"

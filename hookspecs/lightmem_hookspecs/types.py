@@ -9,22 +9,18 @@ from typing import Any, Protocol
 
 import attrs
 
-#: The instance names of the first backend of each retrieval kind and the configuration keys
-#: of single backends: they keep a plugin's plain storage names (BackendContext.storage_name).
+#: The instance names of the first backend of each retrieval kind; with the configuration keys
+#: of single backends they keep a plugin's plain storage names (BackendContext.storage_name).
 _PRIMARY_INSTANCES = frozenset({"", "embedding", "context", "graph"})
-_KIND_KEYS = frozenset(
-    {
-        "pre_compressor",
-        "topic_segmenter",
-        "memory_manager",
-        "text_embedder",
-        "embedding_retriever",
-        "context_retriever",
-        "graph_memory",
-        "reranker",
-        "record_store",
-    }
-)
+
+
+def _kind_keys() -> tuple[str, ...]:
+    """The configuration keys of single backends: the kind names of the table of kinds (which
+    imports this module, hence imported here)."""
+    from .kinds import BACKEND_KINDS
+
+    return BACKEND_KINDS
+
 
 #: Entry statuses. Only ``active`` entries are returned by retrieval.
 ENTRY_STATUSES: tuple[str, ...] = ("active", "superseded", "deleted")
@@ -361,7 +357,7 @@ class BackendContext:
         existing memories keep their files; else ``default`` with the instance added before
         its extension (``lexical_bm25.sqlite3`` -> ``lexical_bm25-keywords.sqlite3``)."""
         instance = self.instance.removesuffix("[0]")
-        if instance in _PRIMARY_INSTANCES or instance in _KIND_KEYS:
+        if instance in _PRIMARY_INSTANCES or instance in _kind_keys():
             return default
         tag = re.sub(r"[^A-Za-z0-9_-]+", "_", instance).strip("_") or "instance"
         stem, dot, suffix = default.partition(".")

@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 from lightmem_hookspecs import (
+    BackendContext,
     BackendRegistrar,
     Entity,
     GraphHit,
@@ -448,15 +449,14 @@ class ReferencePlugin:
                 responder=ScriptedResponder(), max_tokens=options.max_tokens
             )
 
-        def build_exact(options: ExactOptions, context: Any) -> ExactVectorIndex:
-            name = "exact-index.json"
-            if context.instance not in ("", "embedding"):
-                name = f"exact-index-{context.instance}.json"  # several in one chain
+        def build_exact(options: ExactOptions, context: BackendContext) -> ExactVectorIndex:
+            name = context.storage_name("exact-index.json")  # several in one chain keep apart
             path = Path(context.memory_dir) / name if options.persist else None
             return ExactVectorIndex(path)
 
-        def build_graph(options: MemoryGraphOptions, context: Any) -> MemoryGraph:
-            path = Path(context.memory_dir) / "reference-graph.json" if options.persist else None
+        def build_graph(options: MemoryGraphOptions, context: BackendContext) -> MemoryGraph:
+            name = context.storage_name("reference-graph.json")
+            path = Path(context.memory_dir) / name if options.persist else None
             return MemoryGraph(path)
 
         registrar.memory_manager("scripted", build_scripted, options=ScriptedOptions)
