@@ -155,7 +155,7 @@ def registrar_section() -> list[str]:
 
 def render() -> str:
     registration = [f"{contract.PROJECT_NAME}_register_backends"]
-    per_kind = [kind.hook for kind in contract.KINDS]
+    per_kind = [kind.hook for kind in contract.KINDS if kind.hook]
     others = [n for n in hook_names() if n not in registration and n not in per_kind]
     observers = [n for n in others if n != "lightmem_run_operation"]
     lines = [HEADER, REGISTRATION]
@@ -163,7 +163,7 @@ def render() -> str:
         lines += section(name)
     lines += registrar_section()
     lines.append(DEPRECATED.rstrip("\n"))
-    for kind in contract.KINDS:
+    for kind in (k for k in contract.KINDS if k.hook):
         lines.append(f"| `{kind.hook}(register)` | `registrar.{kind.name}(...)` |")
     lines.append("")
     for name in sorted(per_kind):

@@ -41,8 +41,8 @@ ENV_ONLY_PLUGINS = "LIGHTMEM_PLUGINS"
 BACKENDS_HOOK = f"{PROJECT_NAME}_register_backends"
 
 #: The per-kind registration hooks (deprecated since contract 1.7, still called), by kind, from
-#: the contract's table of kinds.
-REGISTRATION_HOOKS: dict[str, str] = {k.name: k.hook for k in KINDS}
+#: the contract's table of kinds (a kind added later has none: the registrar alone).
+REGISTRATION_HOOKS: dict[str, str] = {k.name: k.hook for k in KINDS if k.hook}
 
 #: The contract version that deprecated the per-kind registration hooks.
 PER_KIND_HOOKS_DEPRECATED_IN = "1.7"

@@ -141,9 +141,27 @@ def test_a_per_kind_hook_warns_naming_the_plugin_the_hook_and_the_new_call(ref_h
 
 
 def test_the_per_kind_hooks_are_the_kinds_and_the_new_hook_is_a_spec():
-    assert {k.hook for k in KINDS} <= set(dir(specs))
+    assert {k.hook for k in KINDS if k.hook} <= set(dir(specs))
     assert "lightmem_register_backends" in dir(specs)
     assert "registrar" in inspect.signature(specs.lightmem_register_backends).parameters
+
+
+def test_a_kind_without_a_per_kind_hook_registers_through_the_registrar(ref_host, monkeypatch):
+    """A kind added after 1.7 has no per-kind hook (``hook == ""``): its row and its registrar
+    method are all it needs."""
+    import lightmem_core.plugins as plugins
+
+    without = {k: h for k, h in plugins.REGISTRATION_HOOKS.items() if k != "reranker"}
+    monkeypatch.setattr(plugins, "REGISTRATION_HOOKS", without)
+
+    class Late:
+        @hookimpl
+        def lightmem_register_backends(self, registrar):
+            registrar.reranker("late", lambda o, c: None)
+
+    info = ref_host.register(Late(), "late")
+    assert ref_host.registry.get("reranker", "late") is not None
+    assert info.backends == {"reranker": ["late"]} and info.error is None
 
 
 #: A plugin distribution written for contract 1.6: it registers a reranker through the

@@ -32,10 +32,11 @@ class BackendKind:
     ``name`` is also the configuration key that selects a backend of this kind and the
     :class:`~lightmem_hookspecs.BackendRegistrar` method that registers one (in
     ``lightmem_register_backends``); ``hook`` is the kind's own registration hook, deprecated
-    since contract 1.7 but still called; ``protocol`` is what the factory must return;
-    ``retriever`` says whether the kind can be an element of the retrieval chain (and how it
-    is queried: ``"vector"`` by the query's embedding, ``"text"`` by its text, ``"graph"`` by
-    the entities its text names).
+    since contract 1.7 but still called (``""`` for a kind added later: adding a kind takes
+    its row here and its typed registrar method, nothing else); ``protocol`` is what the
+    factory must return; ``retriever`` says whether the kind can be an element of the
+    retrieval chain (and how it is queried: ``"vector"`` by the query's embedding, ``"text"``
+    by its text, ``"graph"`` by the entities its text names).
     """
 
     name: str

@@ -150,7 +150,8 @@ def surface_lines() -> list[str]:
             lines.add(f"hook {name}{_signature(func)}{suffix}")
     for kind in kinds.KINDS:
         retriever = f" retriever={kind.retriever}" if kind.retriever else ""
-        lines.add(f"kind {kind.name}: {kind.hook} -> {kind.protocol.__name__}{retriever}")
+        hook = kind.hook or "registrar only"
+        lines.add(f"kind {kind.name}: {hook} -> {kind.protocol.__name__}{retriever}")
     return sorted(lines)
 
 
