@@ -150,8 +150,22 @@ _V2 = """
 ALTER TABLE {s}.batches ADD COLUMN claimed_pid integer, ADD COLUMN claimed_start timestamptz;
 """
 
+#: 3: revisions come from a one-row clock updated last in each writing transaction (its row
+#: lock is held until commit, so revisions commit in their order; a sequence's numbers could
+#: commit out of order and ``entries(changed_since=...)`` miss a row).
+_V3 = """
+CREATE TABLE {s}.revision_clock (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    value bigint NOT NULL
+);
+INSERT INTO {s}.revision_clock (value)
+    SELECT greatest(coalesce(max(revision), 0), (SELECT last_value FROM {s}.revisions))
+    FROM {s}.entries;
+DROP SEQUENCE {s}.revisions;
+"""
+
 #: Ordered forward migrations: entry ``i`` brings the schema from version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _CLAIMABLE = [s.value for s in CLAIMABLE_STATES]
@@ -169,6 +183,10 @@ class EntryNotFoundError(PostgresError, KeyError):
 def scope_key(scope: Scope) -> str:
     """The canonical text of a scope (the core's: a JSON array of the three ids)."""
     return json.dumps([scope.user_id, scope.agent_id, scope.run_id], ensure_ascii=False)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False)
 
 
 def _ts_out(value: dt.datetime | None) -> str | None:
@@ -618,10 +636,8 @@ class PostgresRecordStore:
             if batch is None or batch["state"] == BatchState.DONE.value:
                 return []
             stamp = cur.execute("SELECT now() AS t").fetchone()["t"]  # type: ignore[index]
-            for e in entries:
-                e = attrs.evolve(e, created_at=stamp, updated_at=stamp)
-                if self._insert_entry(cur, e, batch_id, stamp, "extracted"):
-                    stored.append(e)
+            fresh = [attrs.evolve(e, created_at=stamp, updated_at=stamp) for e in entries]
+            stored = self._insert_entries(cur, fresh, batch_id=batch_id, history="extracted")
             if unextracted:
                 rest = uuid.uuid4().hex
                 cur.execute(
@@ -661,66 +677,108 @@ class PostgresRecordStore:
                 self._q("UPDATE {m} SET state = 'extracted' WHERE batch_id = %s", m="messages"),
                 (batch_id,),
             )
+            self._stamp_revision(cur, [e.id for e in stored])
         return stored
 
-    def _insert_entry(
-        self, cur: Any, e: MemoryEntry, batch_id: str | None, stamp: dt.datetime, reason: str
-    ) -> bool:
-        cur.execute(
-            self._q(
-                "INSERT INTO {e} (id, memory, original_memory, time_stamp, speaker_id, "
-                "speaker_name, topic_id, scope_key, user_id, agent_id, run_id, category, keywords, "
-                "entities, topic_summary, importance, status, metadata, batch_id, revision, "
-                "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                "%s, %s, %s, %s, %s, %s, %s, nextval(%s::regclass), %s, %s) "
-                "ON CONFLICT (id) DO NOTHING RETURNING id",
-                e="entries",
-            ),
-            (
-                e.id,
-                e.memory,
-                e.original_memory,
-                _ts_out(e.time_stamp),
-                e.speaker_id,
-                e.speaker_name,
-                e.topic_id,
-                scope_key(e.scope),
-                e.scope.user_id,
-                e.scope.agent_id,
-                e.scope.run_id,
-                e.category,
-                Jsonb(list(e.keywords)),
-                Jsonb(list(e.entities)),
-                e.topic_summary,
-                e.importance,
-                e.status,
-                Jsonb(json.loads(json.dumps(dict(e.metadata), default=str))),
-                batch_id,
-                f"{self.schema}.revisions",
-                e.created_at or stamp,
-                e.updated_at or stamp,
-            ),
+    def _insert_entries(
+        self,
+        cur: Any,
+        entries: Sequence[MemoryEntry],
+        *,
+        batch_id: str | None,
+        history: str | None,
+    ) -> list[MemoryEntry]:
+        """Insert ``entries`` (the first of each id) with their sources and, when ``history``
+        names a reason, an ``add`` history row each; known ids are skipped. Three statements
+        whatever the number of entries; the caller gives the new ones their revision
+        (:meth:`_stamp_revision`, last in its transaction). Returns the entries inserted."""
+        unique = list({e.id: e for e in reversed(entries)}.values())[::-1]
+        if not unique:
+            return []
+        now = cur.execute("SELECT now()").fetchone()
+        stamp = now[0] if not isinstance(now, dict) else now["now"]
+        columns = [
+            ("id", "text", lambda e: e.id),
+            ("memory", "text", lambda e: e.memory),
+            ("original_memory", "text", lambda e: e.original_memory),
+            ("time_stamp", "text", lambda e: _ts_out(e.time_stamp)),
+            ("speaker_id", "text", lambda e: e.speaker_id),
+            ("speaker_name", "text", lambda e: e.speaker_name),
+            ("topic_id", "bigint", lambda e: e.topic_id),
+            ("scope_key", "text", lambda e: scope_key(e.scope)),
+            ("user_id", "text", lambda e: e.scope.user_id),
+            ("agent_id", "text", lambda e: e.scope.agent_id),
+            ("run_id", "text", lambda e: e.scope.run_id),
+            ("category", "text", lambda e: e.category),
+            ("keywords", "jsonb", lambda e: _json(list(e.keywords))),
+            ("entities", "jsonb", lambda e: _json(list(e.entities))),
+            ("topic_summary", "text", lambda e: e.topic_summary),
+            ("importance", "double precision", lambda e: e.importance),
+            ("status", "text", lambda e: e.status),
+            ("metadata", "jsonb", lambda e: _json(dict(e.metadata))),
+            ("batch_id", "text", lambda e: batch_id),
+            ("created_at", "timestamptz", lambda e: e.created_at or stamp),
+            ("updated_at", "timestamptz", lambda e: e.updated_at or stamp),
+        ]
+        names = sql.SQL(", ").join(sql.Identifier(c) for c, _, _ in columns)
+        # jsonb goes as text (an array of jsonb values has no array adapter of its own)
+        arrays = sql.SQL(", ").join(
+            sql.SQL("%s::text[]" if kind == "jsonb" else "%s::{}[]").format(sql.SQL(kind))
+            for _, kind, _ in columns
         )
-        if cur.fetchone() is None:
-            return False
-        if e.source_message_ids:
-            cur.executemany(
+        values = sql.SQL(", ").join(
+            sql.SQL("{}::jsonb" if kind == "jsonb" else "{}").format(sql.Identifier(c))
+            for c, kind, _ in columns
+        )
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {e} ({names}) SELECT {values} FROM unnest({arrays}) AS r({names}) "
+                "ON CONFLICT (id) DO NOTHING RETURNING id"
+            ).format(e=self._t("entries"), names=names, values=values, arrays=arrays),
+            [[get(e) for e in unique] for _, _, get in columns],
+        )
+        new = {r[0] if not isinstance(r, dict) else r["id"] for r in cur.fetchall()}
+        inserted = [e for e in unique if e.id in new]
+        if not inserted:
+            return []
+        sources = [(e.id, m, i) for e in inserted for i, m in enumerate(e.source_message_ids)]
+        if sources:
+            cur.execute(
                 self._q(
-                    "INSERT INTO {s} (entry_id, message_id, position) VALUES (%s, %s, %s) "
+                    "INSERT INTO {s} (entry_id, message_id, position) "
+                    "SELECT * FROM unnest(%s::text[], %s::text[], %s::integer[]) "
                     "ON CONFLICT DO NOTHING",
                     s="entry_sources",
                 ),
-                [(e.id, mid, i) for i, mid in enumerate(e.source_message_ids)],
+                [list(column) for column in zip(*sources, strict=True)],
             )
+        if history is not None:
+            cur.execute(
+                self._q(
+                    "INSERT INTO {h} (entry_id, action, new_memory, reason, at) "
+                    "SELECT id, 'add', memory, %s, %s FROM unnest(%s::text[], %s::text[]) "
+                    "AS r(id, memory)",
+                    h="history",
+                ),
+                (history, stamp, [e.id for e in inserted], [e.memory for e in inserted]),
+            )
+        return inserted
+
+    def _stamp_revision(self, cur: Any, ids: Sequence[str]) -> None:
+        """Give ``ids`` the next revision. Last in the writing transaction: the clock's row
+        stays locked until the commit, so a later revision never commits before an earlier
+        one (a reader that has seen revision ``r`` has seen every change up to ``r``)."""
+        if not ids:
+            return
         cur.execute(
             self._q(
-                "INSERT INTO {h} (entry_id, action, new_memory, reason, at) "
-                "VALUES (%s, 'add', %s, %s, %s)",
-                h="history",
+                "WITH r AS (UPDATE {c} SET value = value + 1 RETURNING value) "
+                "UPDATE {e} SET revision = (SELECT value FROM r) WHERE id = ANY(%s)",
+                c="revision_clock",
+                e="entries",
             ),
-            (e.id, e.memory, reason, stamp),
+            (list(ids),),
         )
-        return True
 
     def restore_entries(self, entries: Sequence[MemoryEntry]) -> list[MemoryEntry]:
         """Insert entries as an export file holds them (status, time stamps, provenance; no
@@ -729,67 +787,13 @@ class PostgresRecordStore:
             return []
         with (
             self.db.connection("importing entries") as conn,
+            conn.pipeline(),
             conn.transaction(),
             conn.cursor() as cur,
         ):
-            cur.execute(
-                self._q("SELECT id FROM {e} WHERE id = ANY(%s)", e="entries"),
-                ([e.id for e in entries],),
-            )
-            known = {r[0] for r in cur.fetchall()}
-            new = list({e.id: e for e in entries if e.id not in known}.values())
-            if not new:
-                return []
-            now = cur.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
-            cur.executemany(
-                self._q(
-                    "INSERT INTO {e} (id, memory, original_memory, time_stamp, speaker_id, "
-                    "speaker_name, topic_id, scope_key, user_id, agent_id, run_id, category, "
-                    "keywords, entities, topic_summary, importance, status, metadata, revision, "
-                    "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                    "%s, %s, %s, %s, %s, %s, %s, nextval(%s::regclass), %s, %s) "
-                    "ON CONFLICT (id) DO NOTHING",
-                    e="entries",
-                ),
-                [
-                    (
-                        e.id,
-                        e.memory,
-                        e.original_memory,
-                        _ts_out(e.time_stamp),
-                        e.speaker_id,
-                        e.speaker_name,
-                        e.topic_id,
-                        scope_key(e.scope),
-                        e.scope.user_id,
-                        e.scope.agent_id,
-                        e.scope.run_id,
-                        e.category,
-                        Jsonb(list(e.keywords)),
-                        Jsonb(list(e.entities)),
-                        e.topic_summary,
-                        e.importance,
-                        e.status,
-                        Jsonb(json.loads(json.dumps(dict(e.metadata), default=str))),
-                        f"{self.schema}.revisions",
-                        e.created_at or now,
-                        e.updated_at or now,
-                    )
-                    for e in new
-                ],
-            )
-            sources = [(e.id, m, i) for e in new for i, m in enumerate(e.source_message_ids)]
-            big = len(new) >= 10_000
-            if sources:
-                cur.executemany(
-                    self._q(
-                        "INSERT INTO {s} (entry_id, message_id, position) VALUES (%s, %s, %s) "
-                        "ON CONFLICT DO NOTHING",
-                        s="entry_sources",
-                    ),
-                    sources,
-                )
-        if big:  # the planner's row counts after a large import
+            new = self._insert_entries(cur, entries, batch_id=None, history=None)
+            self._stamp_revision(cur, [e.id for e in new])
+        if len(new) >= 10_000:  # the planner's row counts after a large import
             with self.db.connection("analyzing entries") as conn:
                 conn.execute(self._q("ANALYZE {e}", e="entries"))
                 conn.execute(self._q("ANALYZE {s}", s="entry_sources"))
@@ -903,11 +907,10 @@ class PostgresRecordStore:
                 raise EntryNotFoundError(f"entry {entry_id!r} does not exist")
             conn.execute(
                 self._q(
-                    "UPDATE {e} SET memory = %s, indexed = false, updated_at = now(), "
-                    "revision = nextval(%s::regclass) WHERE id = %s",
+                    "UPDATE {e} SET memory = %s, indexed = false, updated_at = now() WHERE id = %s",
                     e="entries",
                 ),
-                (new_memory, f"{self.schema}.revisions", entry_id),
+                (new_memory, entry_id),
             )
             conn.execute(
                 self._q(
@@ -917,6 +920,7 @@ class PostgresRecordStore:
                 ),
                 (entry_id, row[0], new_memory, reason),
             )
+            self._stamp_revision(conn.cursor(), [entry_id])
         entry = self.get_entry(entry_id)
         assert entry is not None
         return entry
@@ -934,11 +938,11 @@ class PostgresRecordStore:
                 raise EntryNotFoundError(f"entry {entry_id!r} does not exist")
             conn.execute(
                 self._q(
-                    "UPDATE {e} SET status = %s, replaced_by = %s, updated_at = now(), "
-                    "revision = nextval(%s::regclass) WHERE id = %s",
+                    "UPDATE {e} SET status = %s, replaced_by = %s, updated_at = now() "
+                    "WHERE id = %s",
                     e="entries",
                 ),
-                (status, replaced_by, f"{self.schema}.revisions", entry_id),
+                (status, replaced_by, entry_id),
             )
             conn.execute(
                 self._q(
@@ -948,6 +952,7 @@ class PostgresRecordStore:
                 ),
                 (entry_id, action, row[0], reason, replaced_by),
             )
+            self._stamp_revision(conn.cursor(), [entry_id])
 
     def history(self, entry_id: str | None = None) -> list[dict[str, Any]]:
         if entry_id is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import sys
+import threading
 from pathlib import Path
 
 import psycopg
@@ -53,10 +54,23 @@ def test_a_version_1_schema_is_migrated_forward_keeping_its_rows(postgres_dsn, s
             "'batched', 'b1')",
             (json.dumps(["alice", None, None]),),
         )
+        # An entry whose revision came from the version-1 sequence (advanced past it).
+        conn.execute(f"SELECT nextval('{schema}.revisions') FROM generate_series(1, 4)")
+        conn.execute(
+            f"INSERT INTO {schema}.entries (id, memory, scope_key, user_id, revision, "
+            "created_at, updated_at) VALUES ('e1', 'Alice has a dog', %s, 'alice', 3, now(), "
+            "now())",
+            (json.dumps(["alice", None, None]),),
+        )
     store = PostgresRecordStore(options)
     try:
-        assert store.version == SCHEMA_VERSION == 2
-        assert store.get_meta(SCHEMA_KEY) == "2"
+        assert store.version == SCHEMA_VERSION == 3
+        assert store.get_meta(SCHEMA_KEY) == "3"
+        # Revisions go on from the sequence's last value.
+        assert store.max_revision() == 3
+        store.update_entry_text("e1", "Alice has two dogs", "test")
+        assert store.max_revision() == 5
+        assert [e.id for e in store.entries(changed_since=4)] == ["e1"]
         # Its claimant is unknown, so nobody holds it: claimable at once.
         assert store.batch("b1").state is BatchState.PENDING
         assert store.claim_batch("b1") is not None
@@ -188,3 +202,54 @@ def test_erase_removes_one_users_rows_and_index_records(tmp_path, postgres_dsn, 
         ]
         assert mem.store.journal(scope=Scope(user_id="alice")) == []
         assert mem.store.count_entries(status=None) == 1 and mem.vector_index.count() == 1
+
+
+def test_a_revision_taken_later_never_commits_earlier(postgres_dsn, schema):
+    """Two writers: A's transaction is held up (a row it updates is locked by a third
+    connection) while B commits; a reader's watermark taken after B's commit must not pass over
+    A's entry when A commits afterwards."""
+    from lightmem_hookspecs import MemoryEntry, Message
+
+    store = PostgresRecordStore(PostgresStoreOptions(dsn=postgres_dsn, schema=schema))
+    batches = {}
+    for user in ("alice", "bob"):
+        scope = Scope(user_id=user)
+        store.add_messages(
+            [Message(id=f"m-{user}", role="user", content="hi", original_content="hi", scope=scope)]
+        )
+        store.assign_segments({f"m-{user}": 1}, scope=scope)
+        batches[user] = store.create_batch([f"m-{user}"], scope=scope)
+        assert store.claim_batch(batches[user]) is not None
+
+    def entry(user):
+        scope = Scope(user_id=user)
+        return MemoryEntry(id=f"e-{user}", memory=f"{user} said hi", scope=scope)
+
+    blocker = psycopg.connect(postgres_dsn)
+    blocker.execute(f"SELECT 1 FROM {schema}.messages WHERE id = 'm-alice' FOR UPDATE")
+    done = threading.Event()
+    alice = threading.Thread(
+        target=lambda: (store.complete_batch(batches["alice"], [entry("alice")]), done.set())
+    )
+    alice.start()
+    try:
+        with psycopg.connect(postgres_dsn, autocommit=True) as watch:
+            for _ in range(200):  # until alice's transaction waits for the locked row
+                waiting = watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE %s",
+                    (f"%{schema}%messages%",),
+                ).fetchone()[0]
+                if waiting or done.wait(0.05):
+                    break
+        assert not done.is_set(), "alice's transaction was not held up"
+        store.complete_batch(batches["bob"], [entry("bob")])
+        watermark = store.max_revision()
+        assert [e.id for e in store.entries(changed_since=watermark - 1)] == ["e-bob"]
+    finally:
+        blocker.rollback()
+        blocker.close()
+        alice.join(timeout=30)
+    assert done.is_set()
+    assert [e.id for e in store.entries(changed_since=watermark)] == ["e-alice"]
+    store.close()
