@@ -7,19 +7,10 @@ from typing import Any
 
 import attrs
 from lightmem_hookspecs import BackendContext, BackendRegistrar, Message, hookimpl
+from lightmem_hookspecs.options import at_least, in_range, non_negative
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
 LIGHTMEM_CONTRACT = "1.7"
-
-
-def _unit_interval(_inst: Any, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and not -1.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name}: must be between -1 and 1, got {value}")
-
-
-def _non_negative(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name}: must be >= 0, got {value}")
 
 
 @attrs.frozen
@@ -31,10 +22,10 @@ class EmbeddingSegmenterOptions:
     ``threshold`` or more than ``z`` standard deviations under the buffer's mean similarity.
     """
 
-    window: int = attrs.field(default=2, validator=attrs.validators.ge(1))
-    threshold: float | None = attrs.field(default=None, validator=_unit_interval)
-    z: float = attrs.field(default=1.0, validator=_non_negative)
-    min_segment: int = attrs.field(default=2, validator=attrs.validators.ge(1))
+    window: int = attrs.field(default=2, validator=at_least(1))
+    threshold: float | None = attrs.field(default=None, validator=in_range(-1.0, 1.0))
+    z: float = attrs.field(default=1.0, validator=non_negative)
+    min_segment: int = attrs.field(default=2, validator=at_least(1))
 
 
 class EmbeddingSegmenter:

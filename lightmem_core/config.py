@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -15,8 +14,21 @@ import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn
 from lightmem_hookspecs import BACKEND_KINDS, RETRIEVER_KINDS
+from lightmem_hookspecs.options import (
+    OptionError,
+    at_least,
+    non_negative,
+    positive,
+    unit_interval,
+)
 
-from .errors import BackendNotFoundError, ConfigError, DuplicateBackendError, NotImplementedYetError
+from .errors import (
+    BackendNotFoundError,
+    ConfigError,
+    ConfigProblem,
+    DuplicateBackendError,
+    NotImplementedYetError,
+)
 
 DEFAULT_MEMORY_DIR = "./lightmem_data"
 
@@ -75,41 +87,15 @@ class BackendSpec:
     configs: dict[str, Any] | None = attrs.field(default=None, repr=_masked_repr)
 
 
-def _finite(
-    _inst: Any, attribute: attrs.Attribute, value: float, low: float, high: float = math.inf
-) -> None:
-    if not (math.isfinite(value) and low <= value <= high):
-        upper = "" if high == math.inf else f" and <= {high:g}"
-        raise ValueError(f"{attribute.name}: must be a number >= {low:g}{upper}, got {value}")
-
-
-def _unit(inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    _finite(inst, attribute, value, 0.0, 1.0)
-
-
 def _path_text(_inst: Any, attribute: attrs.Attribute, value: str | None) -> None:
     if value is None:
         return
     if not value.strip() or "\x00" in value:
-        raise ValueError(f"{attribute.name}: expected a folder or file path, got {value!r}")
+        raise OptionError.at(attribute, f"expected a folder or file path, got {value!r}")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"{attribute.name}: cannot be encoded as UTF-8: {value!r}") from None
-
-
-def _optional_ttl(inst: Any, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None:
-        _finite(inst, attribute, value, 1.0)
-
-
-def _positive(_inst: Any, attribute: attrs.Attribute, value: int | None) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name}: must be > 0, got {value}")
-
-
-def _non_negative(inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    _finite(inst, attribute, value, 0.0)
+        raise OptionError.at(attribute, f"cannot be encoded as UTF-8: {value!r}") from None
 
 
 @attrs.frozen
@@ -122,18 +108,13 @@ class HybridWeights:
     graph, 0.2-0.7 all raised recall there and 0.4 did best, at ~325 words (docs/graph.md).
     """
 
-    embedding: float = attrs.field(default=1.0, validator=_non_negative)
-    context: float = attrs.field(default=1.0, validator=_non_negative)
-    graph: float = attrs.field(default=0.4, validator=_non_negative)
+    embedding: float = attrs.field(default=1.0, validator=non_negative)
+    context: float = attrs.field(default=1.0, validator=non_negative)
+    graph: float = attrs.field(default=0.4, validator=non_negative)
     #: The ``multimodal`` retriever (images, by the query's embedding in the multimodal space),
     #: in the chain when ``multimodal_embedder`` is configured.
-    multimodal: float = attrs.field(default=1.0, validator=_non_negative)
-    rrf_k: int = attrs.field(default=10, validator=_positive)
-
-
-def _optional_unit(inst: Any, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None:
-        _unit(inst, attribute, value)
+    multimodal: float = attrs.field(default=1.0, validator=non_negative)
+    rrf_k: int = attrs.field(default=10, validator=positive)
 
 
 ImageStorage = Literal["copy", "reference"]
@@ -151,7 +132,7 @@ class ImageOptions:
 
     allowed_roots: list[str] = attrs.field(factory=list)
     storage: ImageStorage = "copy"
-    max_bytes: int = attrs.field(default=10 << 20, validator=_positive)
+    max_bytes: int = attrs.field(default=10 << 20, validator=positive)
     formats: list[str] = attrs.field(factory=lambda: ["PNG", "JPEG", "GIF", "WEBP", "BMP"])
 
 
@@ -167,11 +148,11 @@ class GraphOptions:
     the graph search (0: only the entities the query names). See docs/graph.md.
     """
 
-    hops: int = attrs.field(default=2, validator=_positive)
-    fan_out: int = attrs.field(default=5, validator=_positive)
-    similarity: float | None = attrs.field(default=0.9, validator=_optional_unit)
+    hops: int = attrs.field(default=2, validator=positive)
+    fan_out: int = attrs.field(default=5, validator=positive)
+    similarity: float | None = attrs.field(default=0.9, validator=unit_interval)
     fallback: bool = True
-    expand: int = attrs.field(default=5, validator=_non_negative)
+    expand: int = attrs.field(default=5, validator=non_negative)
 
 
 @attrs.frozen
@@ -187,7 +168,7 @@ class RetrieverSpec:
     kind: str
     model_name: str
     configs: dict[str, Any] | None = attrs.field(default=None, repr=_masked_repr)
-    weight: float = attrs.field(default=1.0, validator=_non_negative)
+    weight: float = attrs.field(default=1.0, validator=non_negative)
     name: str | None = None
 
     @property
@@ -208,7 +189,7 @@ class FusionSpec:
     """
 
     method: FusionMethod = "rrf"
-    k: int = attrs.field(default=10, validator=_positive)
+    k: int = attrs.field(default=10, validator=positive)
 
 
 @attrs.frozen
@@ -224,7 +205,7 @@ class RetrievalConfig:
     retrievers: list[RetrieverSpec] | None = None
     fusion: FusionSpec | None = None
     rerankers: list[BackendSpec] | None = None
-    pool_size: int | None = attrs.field(default=None, validator=_positive)
+    pool_size: int | None = attrs.field(default=None, validator=positive)
 
 
 @attrs.frozen
@@ -267,7 +248,7 @@ class LightMemConfig:
     metadata_generate: bool = True
     text_summary: bool = True
     memory_manager: BackendSpec | None = None
-    extract_threshold: float = attrs.field(default=0.1, validator=_unit)
+    extract_threshold: float = attrs.field(default=0.1, validator=unit_interval)
     index_strategy: Strategy | None = None
     text_embedder: BackendSpec | None = None
     multimodal_embedder: BackendSpec | None = None
@@ -293,23 +274,23 @@ class LightMemConfig:
     reranker: BackendSpec | list[BackendSpec] | None = None
     retrieval: RetrievalConfig = attrs.field(factory=RetrievalConfig)
     hooks: list[HookPluginSpec] | Literal["all"] | None = None
-    online_update_top_k: int = attrs.field(default=5, validator=_positive)
-    online_update_threshold: float = attrs.field(default=0.5, validator=_unit)
-    sensory_buffer_tokens: int = attrs.field(default=512, validator=_positive)
-    short_term_buffer_tokens: int = attrs.field(default=2048, validator=_positive)
+    online_update_top_k: int = attrs.field(default=5, validator=positive)
+    online_update_threshold: float = attrs.field(default=0.5, validator=unit_interval)
+    sensory_buffer_tokens: int = attrs.field(default=512, validator=positive)
+    short_term_buffer_tokens: int = attrs.field(default=2048, validator=positive)
     #: New entries' vectors are computed together once this many wait (and always before a
     #: search, an update pass or close); 1: each extraction batch embeds its own at once.
-    vector_batch_texts: int = attrs.field(default=256, validator=_positive)
+    vector_batch_texts: int = attrs.field(default=256, validator=positive)
     #: Each entry's vector is its memory's embedding plus this much of its speaker's name's
     #: (both unit length; 0: the memory alone). Questions name people.
-    speaker_vector_weight: float = attrs.field(default=1.0, validator=_non_negative)
+    speaker_vector_weight: float = attrs.field(default=1.0, validator=non_negative)
     #: LLM tokens (prompt + answer) this memory may spend per hour / per day; past it,
     #: extraction waits with the messages kept in the journal (``None``: no limit).
-    llm_tokens_per_hour: int | None = attrs.field(default=None, validator=_positive)
-    llm_tokens_per_day: int | None = attrs.field(default=None, validator=_positive)
+    llm_tokens_per_hour: int | None = attrs.field(default=None, validator=positive)
+    llm_tokens_per_day: int | None = attrs.field(default=None, validator=positive)
     #: LLM tokens one ``add_memory`` call may spend (``add_memory(token_budget=...)`` overrides
     #: it per call); batches past it are held in the journal for the next call or ``retry()``.
-    llm_tokens_per_add: int | None = attrs.field(default=None, validator=_positive)
+    llm_tokens_per_add: int | None = attrs.field(default=None, validator=positive)
     hybrid_weights: HybridWeights = attrs.field(factory=HybridWeights)
     prompts: PromptOverrides = attrs.field(factory=PromptOverrides)
     #: A search, ``get_all`` or ``add`` that names no user, agent or run id is an error
@@ -318,27 +299,25 @@ class LightMemConfig:
     #: Characters a message's content may hold (``None``: no limit). A longer message is
     #: refused with an ``InputError`` naming it and the limit, before anything is written;
     #: with ``truncate_long_messages`` its first ``max_message_chars`` characters are kept.
-    max_message_chars: int | None = attrs.field(default=100_000, validator=_positive)
+    max_message_chars: int | None = attrs.field(default=100_000, validator=positive)
     truncate_long_messages: bool = False
     #: Retry failed extraction batches in a background thread once their backoff has passed
     #: (``retry()`` retries at once either way).
     background_retry: bool = True
     #: Seconds before the first retry of a failed batch; doubled after each failure, up to
     #: ``retry_backoff_max``.
-    retry_backoff: float = attrs.field(default=5.0, validator=lambda i, a, v: _finite(i, a, v, 0.0))
-    retry_backoff_max: float = attrs.field(
-        default=300.0, validator=lambda i, a, v: _finite(i, a, v, 0.0)
-    )
+    retry_backoff: float = attrs.field(default=5.0, validator=non_negative)
+    retry_backoff_max: float = attrs.field(default=300.0, validator=non_negative)
     #: Seconds a memory lives after it is stored, unless its messages carry ``expires_at``
     #: (unset: memories do not expire). Expired ones are not returned; the update pass
     #: retires them.
-    memory_ttl: float | None = attrs.field(default=None, validator=_optional_ttl)
+    memory_ttl: float | None = attrs.field(default=None, validator=at_least(1.0))
     #: Extraction calls to the LLM in flight at once across scopes (adds of different scopes
     #: extract side by side; the adds of one scope stay one at a time, in order).
-    llm_concurrency: int = attrs.field(default=4, validator=_positive)
+    llm_concurrency: int = attrs.field(default=4, validator=positive)
     #: Seconds a new ``LightMemory`` waits for the memory directory's owner to close it
     #: (0: fail at once with :class:`~lightmem_core.errors.MemoryDirInUseError`).
-    lock_timeout: float = attrs.field(default=0.0, validator=lambda i, a, v: _finite(i, a, v, 0.0))
+    lock_timeout: float = attrs.field(default=0.0, validator=non_negative)
 
     def pre_compressors(self) -> list[BackendSpec]:
         if not self.pre_compress or self.pre_compressor is None:
@@ -410,10 +389,10 @@ class _WrongType(TypeError):
         self.expected, self.value = expected, value
         super().__init__(f"expected {expected}, got {value!r}")
 
-    def describe(self, path: str) -> str:
-        last = path.rsplit(".", 1)[-1]
-        shown = type(self.value).__name__ if _SECRET_NAME.search(last) else repr(self.value)
-        return f"{path}: expected {self.expected}, got {shown}"
+    def problem(self, path: str, name: str | None) -> ConfigProblem:
+        secret = name is not None and _SECRET_NAME.search(name)
+        shown = type(self.value).__name__ if secret else repr(self.value)
+        return ConfigProblem(path, f"expected {self.expected}, got {shown}")
 
 
 def _strict(kind: type, accept: tuple[type, ...], reject: tuple[type, ...] = ()):
@@ -492,26 +471,33 @@ def make_converter() -> cattrs.Converter:
 CONVERTER = make_converter()
 
 
-def _describe_leaf(exc: BaseException, path: str) -> list[str]:
+def _leaf_problems(exc: BaseException, path: str, name: str | None) -> list[ConfigProblem]:
+    """The problem one cattrs leaf exception reports at ``path`` (``name``: its key, if any)."""
     if isinstance(exc, ForbiddenExtraKeysError):
         cls = exc.cl
         names = [f.name for f in attrs.fields(cls)] if attrs.has(cls) else []
         keys = ", ".join(_with_suggestion(k, names) for k in sorted(exc.extra_fields))
-        return [f"{path}: unknown key(s) {keys}; allowed keys: {', '.join(names)}"]
+        return [ConfigProblem(path, f"unknown key(s) {keys}", f"allowed keys: {', '.join(names)}")]
     if isinstance(exc, KeyError):
-        return [f"{path}: required key missing"]
+        return [ConfigProblem(path, "required key missing")]
     if isinstance(exc, _WrongType):
-        return [exc.describe(path)]
+        return [exc.problem(path, name)]
+    if isinstance(exc, OptionError):
+        # a shared validator, raised while the class was built: it names its option
+        where = f"{path}.{exc.option}{exc.within}" if exc.option else path
+        return [ConfigProblem(where, exc.message, exc.suggestion)]
     msg = str(exc)
-    field = re.match(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.\w+)*): (.*)$", msg, re.S)
-    if isinstance(exc, ValueError) and field:
-        return [f"{path}.{field.group(1)}: {field.group(2)}"]
     if isinstance(exc, TypeError | ValueError) and msg.startswith("expected"):
-        return [f"{path}: {msg}"]
+        return [ConfigProblem(path, msg)]
     literal = re.match(r"(.*) not in literal typing\.Literal\[(.*)\]$", msg)
     if literal:
-        return [f"{path}: expected one of {literal.group(2)}, got {literal.group(1)!r}"]
-    return [f"{path}: {type(exc).__name__}: {msg}"]
+        return [
+            ConfigProblem(path, f"expected one of {literal.group(2)}, got {literal.group(1)!r}")
+        ]
+    if isinstance(exc, ValueError | TypeError):
+        # another validator (or __attrs_post_init__) refused a value while the class was built
+        return [ConfigProblem(path, msg)]
+    return [ConfigProblem(path, f"{type(exc).__name__}: {msg}")]
 
 
 def _with_suggestion(key: str, known: Sequence[str]) -> str:
@@ -523,108 +509,111 @@ def _with_suggestion(key: str, known: Sequence[str]) -> str:
     return f"{key} (did you mean {close[0]}?)" if close else key
 
 
-def format_errors(exc: BaseException, path: str = "$") -> list[str]:
-    """Turn a cattrs exception group into ``"$.a.b: problem"`` lines."""
+def format_errors(
+    exc: BaseException, path: str = "$", name: str | None = None
+) -> list[ConfigProblem]:
+    """The problems a cattrs exception group reports, each at its ``$.path``."""
     if isinstance(exc, ClassValidationError | IterableValidationError):
-        lines: list[str] = []
+        problems: list[ConfigProblem] = []
         if isinstance(exc, ClassValidationError):
             with_notes, without = exc.group_exceptions()
             for sub, note in with_notes:
-                name = getattr(note, "name", None)
+                key = getattr(note, "name", None)
                 index = getattr(note, "index", None)
-                sub_path = f"{path}.{name}" if name is not None else f"{path}[{index!r}]"
-                lines.extend(format_errors(sub, sub_path))
+                sub_path = f"{path}.{key}" if key is not None else f"{path}[{index!r}]"
+                problems.extend(format_errors(sub, sub_path, key))
             for sub in without:
-                lines.extend(format_errors(sub, path))
+                problems.extend(format_errors(sub, path, name))
         else:
             items, rest = exc.group_exceptions()
             for sub, item_note in items:
-                lines.extend(format_errors(sub, f"{path}[{item_note.index!r}]"))
+                problems.extend(format_errors(sub, f"{path}[{item_note.index!r}]", name))
             for sub in rest:
-                lines.extend(format_errors(sub, path))
-        return lines
+                problems.extend(format_errors(sub, path, name))
+        return problems
     if isinstance(exc, ExceptionGroup):
-        lines = []
+        problems = []
         for sub in exc.exceptions:
-            lines.extend(format_errors(sub, path))
-        return lines
-    return _describe_leaf(exc, path)
+            problems.extend(format_errors(sub, path, name))
+        return problems
+    return _leaf_problems(exc, path, name)
 
 
 def structure(data: Any, cls: type, *, path: str = "$", source: str | None = None) -> Any:
-    """Structure ``data`` into ``cls``; raise :class:`ConfigError` with one line per problem."""
+    """Structure ``data`` into ``cls``; raise :class:`ConfigError` with one problem each."""
     if attrs.has(cls) and not isinstance(data, Mapping):
-        raise ConfigError([f"{path}: expected a mapping, got {type(data).__name__}"], source=source)
+        raise ConfigError(
+            [ConfigProblem(path, f"expected a mapping, got {type(data).__name__}")], source=source
+        )
     if isinstance(data, Mapping):
         bad = [k for k in data if not isinstance(k, str)]
         if bad:
+            shown = ", ".join(map(repr, bad[:5]))
             raise ConfigError(
-                [f"{path}: keys must be strings, got {', '.join(map(repr, bad[:5]))}"],
-                source=source,
+                [ConfigProblem(path, f"keys must be strings, got {shown}")], source=source
             )
     try:
         return CONVERTER.structure(data, cls)
     except Exception as exc:
-        lines = _formatted(exc, path)
+        problems = _formatted(exc, path)
         # attrs stops at the first validator that fails: structure again without validators
         # and run every validator, so that every problem is reported in one go.
         # Keys already reported (unknown, or of the wrong type) are left out of that pass.
-        found: list[str] = []
+        found: list[ConfigProblem] = []
         with attrs.validators.disabled():
             try:
-                unchecked: Any = CONVERTER.structure(_salvage(data, cls, lines, path), cls)
+                unchecked: Any = CONVERTER.structure(_salvage(data, cls, exc), cls)
             except Exception:
-                pass  # nothing more to learn than what ``lines`` says
+                pass  # nothing more to learn than what ``problems`` says
             else:
                 found = validator_errors(unchecked, path)
-        # A validator's failure the first pass could only place at its class: the walk's line
-        # says it with the field's path.
-        messages = [f.split(": ", 1)[1] for f in found if ": " in f]
-        lines = [line for line in lines if not any(line.endswith(m) for m in messages)]
-        raise ConfigError(_unique(lines + found), source=source) from exc
+        # A validator's refusal the first pass could only place at its class is placed at its
+        # option by the second.
+        messages = {p.message for p in found}
+        problems = [p for p in problems if not (p.path == path and p.message in messages)]
+        raise ConfigError(_unique(problems + found), source=source) from exc
 
 
-def _salvage(data: Any, cls: type, lines: list[str], path: str) -> Any:
-    """``data`` without its unknown keys and the keys ``lines`` already report."""
+def _salvage(data: Any, cls: type, exc: BaseException) -> Any:
+    """``data`` without its unknown keys and the keys whose values ``exc`` already refuses."""
     if not (isinstance(data, Mapping) and attrs.has(cls)):
         return data
     reported = set()
-    for line in lines:
-        where = line.split(": ", 1)[0]
-        if where.startswith(path + "."):
-            reported.add(re.split(r"[.\[]", where[len(path) + 1 :], maxsplit=1)[0])
+    if isinstance(exc, ClassValidationError):
+        with_notes, _without = exc.group_exceptions()
+        reported = {getattr(note, "name", None) for _sub, note in with_notes}
     known = {f.name for f in attrs.fields(cls)}
     return {k: v for k, v in data.items() if k in known and k not in reported}
 
 
-def _formatted(exc: BaseException, path: str) -> list[str]:
+def _formatted(exc: BaseException, path: str) -> list[ConfigProblem]:
     try:
         return format_errors(exc, path)
     except Exception:  # a problem the formatter does not know: keep the bare message
-        return [f"{path}: {type(exc).__name__}: {exc}"]
+        return [ConfigProblem(path, f"{type(exc).__name__}: {exc}")]
 
 
-def _unique(lines: list[str]) -> list[str]:
-    """``lines`` without repeats; of two lines about one path, the first (the more precise)."""
-    out: list[str] = []
-    paths: set[str] = set()
-    for line in lines:
-        where = line.split(": ", 1)[0]
-        if line in out or (where in paths and where != "$"):
+def _unique(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    """``problems`` without repeats; of two about one path, the first (the more precise)."""
+    out: list[ConfigProblem] = []
+    paths: set[str | None] = set()
+    for problem in problems:
+        if problem in out or (problem.path in paths and problem.path != "$"):
             continue
-        out.append(line)
-        paths.add(where)
+        out.append(problem)
+        paths.add(problem.path)
     return out
 
 
-def validator_errors(value: Any, path: str = "$") -> list[str]:
+def validator_errors(value: Any, path: str = "$") -> list[ConfigProblem]:
     """Run every attrs validator of ``value`` (an attrs instance, and those it holds in fields,
-    lists and mappings) and return one ``"$.path: problem"`` line per failure.
+    lists and mappings) and return one problem per refusal, at its option's path.
 
-    A validator reports a problem by raising ``ValueError`` or ``TypeError``; its field's path is
-    known here, so the message needs no name (a leading ``"<field name>: "`` is dropped).
+    A validator refuses a value by raising :class:`~lightmem_hookspecs.options.OptionError`
+    (with a suggestion; ``within`` extends the path into the value), or any ``ValueError`` or
+    ``TypeError`` (its text is the message, placed at the option's path).
     """
-    lines: list[str] = []
+    problems: list[ConfigProblem] = []
     if attrs.has(type(value)):
         for field in attrs.fields(type(value)):
             item = getattr(value, field.name)
@@ -632,30 +621,31 @@ def validator_errors(value: Any, path: str = "$") -> list[str]:
             if field.validator is not None:
                 try:
                     field.validator(value, field, item)
-                except (ValueError, TypeError) as exc:
-                    lines.append(_placed(str(exc), field.name, where))
+                except OptionError as exc:
+                    problems.append(
+                        ConfigProblem(f"{where}{exc.within}", exc.message, exc.suggestion)
+                    )
                     continue
-            lines += validator_errors(item, where)
+                except (ValueError, TypeError) as exc:
+                    problems.append(ConfigProblem(where, _foreign_message(exc, field.name)))
+                    continue
+            problems += validator_errors(item, where)
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            lines += validator_errors(item, f"{path}[{i}]")
+            problems += validator_errors(item, f"{path}[{i}]")
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            lines += validator_errors(item, f"{path}.{key}")
-    return lines
+            problems += validator_errors(item, f"{path}.{key}")
+    return problems
 
 
-def _placed(message: str, name: str, where: str) -> str:
-    """A validator's ``message`` about field ``name`` as a ``"$.path: problem"`` line: a leading
-    ``"name: "`` or ``"name.sub.key: "`` (the convention of hand-written validators) extends the
-    path; attrs' own validators (``"'name' must be ..."``) lose the quoted name."""
-    named = re.match(rf"^{re.escape(name)}((?:\.\w+)*): (.*)$", message, re.S)
-    if named:
-        return f"{where}{named.group(1)}: {named.group(2)}"
+def _foreign_message(exc: BaseException, name: str) -> str:
+    """The text of a validator's ``ValueError`` that is not an ``OptionError``; attrs' own
+    validators (``attrs.validators.ge``, ...) start theirs with the quoted option name, which
+    the path already says."""
+    message = str(exc)
     quoted = f"'{name}' "
-    if message.startswith(quoted):
-        return f"{where}: {message[len(quoted) :]}"
-    return f"{where}: {message}"
+    return message[len(quoted) :] if message.startswith(quoted) else message
 
 
 def parse_config(
@@ -668,24 +658,34 @@ def parse_config(
     else:
         if data is not None and not isinstance(data, Mapping):
             raise ConfigError(
-                [f"$: expected a mapping (a configuration dictionary), got {type(data).__name__}"],
+                ConfigProblem(
+                    "$",
+                    f"expected a mapping (a configuration dictionary), got {type(data).__name__}",
+                ),
                 source=source,
             )
         raw = dict(data or {})
         config = structure(raw, LightMemConfig, source=source)
-    problems = []
+    problems: list[ConfigProblem] = []
     for key, (off_value, feature) in NOT_IMPLEMENTED.items():
         if getattr(config, key) != off_value:
             problems.append(
-                f"$.{key}: {feature} is not implemented yet in LightMem; "
-                f"remove the key or set it to {json.dumps(off_value)}"
+                ConfigProblem(
+                    f"$.{key}",
+                    f"{feature} is not implemented yet in LightMem",
+                    f"remove the key or set it to {json.dumps(off_value)}",
+                )
             )
     if config.kv_cache == "online":
         problems.append(
-            '$.kv_cache: "online" (pre-computing the KV cache of retrieved memories before a '
-            "question is answered; lossy) belongs to the application that answers, not to the "
-            'memory, and is not implemented yet in LightMem; set kv_cache to true (or "offline") '
-            "for the lossless cache of the memory manager's own prompts"
+            ConfigProblem(
+                "$.kv_cache",
+                '"online" (pre-computing the KV cache of retrieved memories before a question '
+                "is answered; lossy) belongs to the application that answers, not to the "
+                "memory, and is not implemented yet in LightMem",
+                'set kv_cache to true (or "offline") for the lossless cache of the memory '
+                "manager's own prompts",
+            )
         )
     if problems:
         raise NotImplementedYetError(problems, source=source)
@@ -753,11 +753,16 @@ def _without_absent_default(
 
 def check_consistency(config: LightMemConfig) -> None:
     """Refuse combinations that cannot run, naming the keys involved."""
-    problems = []
+    problems: list[ConfigProblem | str] = []
+
+    def refuse(path: str, message: str, suggestion: str | None = None) -> None:
+        problems.append(ConfigProblem(path, message, suggestion))
+
     if config.kv_cache and config.memory_manager is None:
-        problems.append(
-            "$.kv_cache: the KV cache is the memory manager's; configure a memory_manager "
-            "(e.g. llama-cpp or openai) or set kv_cache to false"
+        refuse(
+            "$.kv_cache",
+            "the KV cache is the memory manager's",
+            "configure a memory_manager (e.g. llama-cpp or openai) or set kv_cache to false",
         )
     strategy = config.retrieve_strategy
     explicit = config.retrieval.retrievers
@@ -765,71 +770,80 @@ def check_consistency(config: LightMemConfig) -> None:
         if strategy in ("embedding", "hybrid"):
             for key in ("text_embedder", "embedding_retriever"):
                 if getattr(config, key) is None:
-                    problems.append(
-                        f"$.{key}: retrieve_strategy {strategy!r} needs a {key}; configure one "
-                        f"or set retrieve_strategy to 'context'"
+                    refuse(
+                        f"$.{key}",
+                        f"retrieve_strategy {strategy!r} needs a {key}",
+                        "configure one or set retrieve_strategy to 'context'",
                     )
         if strategy in ("context", "hybrid") and config.context_retriever is None:
-            problems.append(
-                f"$.context_retriever: retrieve_strategy {strategy!r} needs a "
-                f"context_retriever; configure one (e.g. {{'model_name': 'BM25'}}) or set "
-                f"retrieve_strategy to 'embedding'"
+            refuse(
+                "$.context_retriever",
+                f"retrieve_strategy {strategy!r} needs a context_retriever",
+                "configure one (e.g. {'model_name': 'BM25'}) or set retrieve_strategy to "
+                "'embedding'",
             )
     else:
         for key in ("embedding_retriever", "context_retriever"):
             if getattr(config, key) is not None:
-                problems.append(
-                    f"$.{key}: the retrieval chain is given in $.retrieval.retrievers; name "
-                    f"this backend there (with kind {key!r}) instead of in both places"
+                refuse(
+                    f"$.{key}",
+                    "the retrieval chain is given in $.retrieval.retrievers",
+                    f"name this backend there (with kind {key!r}) instead of in both places",
                 )
         if not explicit:
-            problems.append("$.retrieval.retrievers: the chain needs at least one retriever")
+            refuse("$.retrieval.retrievers", "the chain needs at least one retriever")
         labels: dict[str, int] = {}
         for i, spec in enumerate(explicit):
             path = f"$.retrieval.retrievers[{i}]"
             if spec.kind not in RETRIEVER_KINDS:
-                problems.append(
-                    f"{path}.kind: {spec.kind!r} cannot search; choose one of "
-                    f"{', '.join(RETRIEVER_KINDS)}"
+                refuse(
+                    f"{path}.kind",
+                    f"{spec.kind!r} cannot search",
+                    f"choose one of {', '.join(RETRIEVER_KINDS)}",
                 )
             if spec.name is not None:
                 if spec.name in labels:
-                    problems.append(
-                        f"{path}.name: {spec.name!r} is already the name of "
-                        f"$.retrieval.retrievers[{labels[spec.name]}]; names label each hit's "
-                        f"scores and must differ"
+                    refuse(
+                        f"{path}.name",
+                        f"{spec.name!r} is already the name of "
+                        f"$.retrieval.retrievers[{labels[spec.name]}]",
+                        "names label each hit's scores and must differ",
                     )
                 labels[spec.name] = i
         needs_embedder = any(r.kind == "embedding_retriever" for r in explicit)
         if needs_embedder and config.text_embedder is None:
-            problems.append(
-                "$.text_embedder: an embedding_retriever in $.retrieval.retrievers needs a "
-                "text_embedder"
+            refuse(
+                "$.text_embedder",
+                "an embedding_retriever in $.retrieval.retrievers needs a text_embedder",
             )
         if strategy in ("embedding", "context"):
             wanted = "embedding_retriever" if strategy == "embedding" else "context_retriever"
             if not any(r.kind == wanted for r in explicit):
-                problems.append(
-                    f"$.retrieve_strategy: {strategy!r} searches the chain's {wanted} elements "
-                    f"and $.retrieval.retrievers has none"
+                refuse(
+                    "$.retrieve_strategy",
+                    f"{strategy!r} searches the chain's {wanted} elements and "
+                    "$.retrieval.retrievers has none",
                 )
     if config.reranker is not None and config.retrieval.rerankers is not None:
-        problems.append(
-            "$.reranker: the rerankers are given in $.retrieval.rerankers; name them in one place"
+        refuse(
+            "$.reranker",
+            "the rerankers are given in $.retrieval.rerankers",
+            "name them in one place",
         )
     if config.pre_compress and config.pre_compressor is None:
-        problems.append("$.pre_compressor: pre_compress is true but no pre_compressor is set")
+        refuse("$.pre_compressor", "pre_compress is true but no pre_compressor is set")
     if config.topic_segment and config.topic_segmenter is None:
-        problems.append("$.topic_segmenter: topic_segment is true but no topic_segmenter is set")
+        refuse("$.topic_segmenter", "topic_segment is true but no topic_segmenter is set")
     if (
         config.graph_mem
         and config.graph_memory is None
         and not any(r.kind == "graph_memory" for r in explicit or ())
     ):
-        problems.append(
-            "$.graph_mem: graph memory needs a graph_memory backend; install a graph plugin "
-            "and name it under $.graph_memory (e.g. {'model_name': 'networkx'}), or set "
-            "graph_mem to false"
+        refuse(
+            "$.graph_mem",
+            "graph memory needs a graph_memory backend",
+            "install a graph plugin and name it under $.graph_memory (e.g. "
+            "{'model_name': 'networkx'}), or set graph_mem to false",
         )
     if config.prompts != PromptOverrides():
         from .llm.prompts import prefix_problems, template_problems
@@ -841,7 +855,7 @@ def check_consistency(config: LightMemConfig) -> None:
                     found = prefix_problems(name, text)
                 problems += found
     if config.update == "online" and config.memory_manager is None:
-        problems.append("$.update: 'online' update needs a memory_manager (an LLM)")
+        refuse("$.update", "'online' update needs a memory_manager (an LLM)")
     if problems:
         raise ConfigError(problems)
 
@@ -975,12 +989,16 @@ def resolve_backend(host: Any, path: str, kind: str, spec: BackendSpec) -> tuple
     try:
         registration = registry.get(kind, spec.model_name)
     except DuplicateBackendError as exc:
-        raise ConfigError([f"{path}.model_name: {exc}"]) from None
+        raise ConfigError(ConfigProblem(f"{path}.model_name", str(exc))) from None
     if registration is None:
         installed = registry.names(kind)
-        lines = [
-            f"{path}.model_name: no {kind} backend named {spec.model_name!r} is installed. "
-            f"Installed {kind} backends: {', '.join(installed) if installed else 'none'}."
+        # the problem, then lines that say where the backend may be found
+        lines: list[ConfigProblem | str] = [
+            ConfigProblem(
+                f"{path}.model_name",
+                f"no {kind} backend named {spec.model_name!r} is installed. "
+                f"Installed {kind} backends: {', '.join(installed) if installed else 'none'}.",
+            )
         ]
         provider = KNOWN_PROVIDERS.get((kind, normalize_name(spec.model_name)))
         if provider:
@@ -1004,10 +1022,11 @@ def resolve_backend(host: Any, path: str, kind: str, spec: BackendSpec) -> tuple
     if options_cls is None:
         if configs:
             raise ConfigError(
-                [
-                    f"{path}.configs: backend {spec.model_name!r} takes no options, got "
-                    f"{mask_secrets(configs)}"
-                ]
+                ConfigProblem(
+                    f"{path}.configs",
+                    f"backend {spec.model_name!r} takes no options, got {mask_secrets(configs)}",
+                    "remove configs",
+                )
             )
         return registration, None
     return registration, structure(configs, options_cls, path=f"{path}.configs")
@@ -1140,19 +1159,19 @@ def resolve(
     """The one resolution step: structure, consistency, and every selected backend found in
     the registry with its options structured. Every problem is reported in one
     :class:`ConfigError` (:class:`BackendNotFoundError` when a backend is not installed)."""
-    problems: list[str] = []
+    problems: list[ConfigProblem] = []
     missing = False
     try:
         config = parse_config(data, source=source)
     except ConfigError as exc:
         # Report every problem in one go: the backends the mapping names are looked up too.
-        problems += exc.errors
+        problems += exc.problems
         for path, kind, spec in _named_backends(data):
             try:
                 resolve_backend(host, path, kind, spec)
             except ConfigError as found:
                 missing = missing or isinstance(found, BackendNotFoundError)
-                problems += found.errors
+                problems += found.problems
         raise (BackendNotFoundError if missing else type(exc))(problems, source=source) from None
     if isinstance(data, Mapping):
         config = _without_absent_default(config, data, host)
@@ -1160,7 +1179,7 @@ def resolve(
         check_consistency(config)
         selected = selected_backends(config)
     except ConfigError as exc:
-        problems += exc.errors
+        problems += exc.problems
         selected = _named_backends(data)
     backends: list[ResolvedBackend] = []
     for path, kind, spec in selected:
@@ -1168,7 +1187,7 @@ def resolve(
             registration, options = resolve_backend(host, path, kind, spec)
         except ConfigError as exc:
             missing = missing or isinstance(exc, BackendNotFoundError)
-            problems += exc.errors
+            problems += exc.problems
         else:
             backends.append(ResolvedBackend(path, kind, spec, registration, options))
     if problems:

@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+import attrs
 
 
 class LightMemError(Exception):
     """Base class of every error LightMem raises on purpose."""
 
 
-class ConfigError(LightMemError, ValueError):
-    """The configuration is invalid. ``errors`` lists one ``"$.path: problem"`` line per problem."""
+@attrs.frozen
+class ConfigProblem:
+    """One problem of a configuration: where (``path``, ``$.a.b[0].c``), what is wrong
+    (``message``) and what to do (``suggestion``). A problem written as one line of text
+    (``path`` ``None``) says where itself."""
 
-    def __init__(self, errors: list[str] | str, *, source: str | None = None) -> None:
-        self.errors = [errors] if isinstance(errors, str) else list(errors)
+    path: str | None
+    message: str
+    suggestion: str | None = None
+
+    def __str__(self) -> str:
+        text = self.message if self.suggestion is None else f"{self.message}; {self.suggestion}"
+        return text if self.path is None else f"{self.path}: {text}"
+
+
+class ConfigError(LightMemError, ValueError):
+    """The configuration is invalid. ``problems`` lists each problem as a
+    :class:`ConfigProblem`; ``errors`` the same as ``"$.path: problem; suggestion"`` lines."""
+
+    def __init__(
+        self,
+        errors: Sequence[str | ConfigProblem] | str | ConfigProblem,
+        *,
+        source: str | None = None,
+    ) -> None:
+        items = [errors] if isinstance(errors, str | ConfigProblem) else list(errors)
+        self.problems = [
+            p if isinstance(p, ConfigProblem) else ConfigProblem(None, p) for p in items
+        ]
+        self.errors = [str(p) for p in self.problems]
         self.source = source
         where = f" in {source}" if source else ""
         lines = "\n".join(f"  {e}" for e in self.errors)

@@ -26,6 +26,7 @@ from typing import Any
 
 import attrs
 from lightmem_hookspecs import SearchHit
+from lightmem_hookspecs.options import OptionError, at_least, unit_interval
 
 from .language import ENGLISH_CHAT_STOPWORDS, ENGLISH_PAST_PATTERN, ENGLISH_SUFFIXES
 
@@ -33,21 +34,13 @@ from .language import ENGLISH_CHAT_STOPWORDS, ENGLISH_PAST_PATTERN, ENGLISH_SUFF
 SCORE_RATIO = 0.4
 
 
-def _at_least_one(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name}: must be at least 1, got {value}")
-
-
-def _share(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name}: must be between 0 and 1, got {value}")
-
-
 def _regex(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
     try:
         re.compile(value)
     except re.error as exc:
-        raise ValueError(f"{attribute.name}: not a valid regular expression ({exc})") from None
+        raise OptionError.at(
+            attribute, f"not a valid regular expression ({exc})", "write a Python (re) pattern"
+        ) from None
 
 
 @attrs.frozen
@@ -67,8 +60,8 @@ class NewerFirstOptions:
     past_pattern: str = attrs.field(default=ENGLISH_PAST_PATTERN, validator=_regex)
     suffixes: tuple[str, ...] = attrs.field(default=ENGLISH_SUFFIXES, converter=tuple)
     word_pattern: str = attrs.field(default=r"[^\W_]+", validator=_regex)
-    min_word_length: int = attrs.field(default=3, validator=_at_least_one)
-    score_ratio: float = attrs.field(default=SCORE_RATIO, validator=_share)
+    min_word_length: int = attrs.field(default=3, validator=at_least(1))
+    score_ratio: float = attrs.field(default=SCORE_RATIO, validator=unit_interval)
 
 
 class NewerFirst:

@@ -29,12 +29,12 @@ EXPECTED = [
     "$: unknown key(s) retreive_strategy (did you mean retrieve_strategy?)",
     "$.sensory_buffer_tokens: must be > 0, got 0",
     "$.short_term_buffer_tokens: must be > 0, got -5",
-    "$.extract_threshold: must be a number >= 0 and <= 1, got 3",
+    "$.extract_threshold: must be between 0 and 1, got 3",
     "$.messages_use: expected one of 'user_only', 'assistant_only', 'hybrid', got 'everyone'",
     "$.graph: unknown key(s) hopz (did you mean hops?)",
     "$.memory_manager.model_name: no memory_manager backend named 'no-such-llm' is installed",
     "$.reranker[0].configs.score_ratio: must be between 0 and 1, got 3",
-    "$.reranker[0].configs.min_word_length: must be at least 1, got 0",
+    "$.reranker[0].configs.min_word_length: must be >= 1, got 0",
 ]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from lightmem_hookspecs.options import OptionError
 
 #: ``name`` or ``owner/name``, the forms a Hugging Face hub id takes.
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -124,20 +125,29 @@ def cuda_unusable(device: object) -> str | None:
     return f"the installed torch {torch.__version__} has CUDA {torch.version.cuda} but sees no GPU"
 
 
+def refuse_unusable_cuda(attribute: Any, device: object, within: str = "") -> None:
+    """Raise :class:`~lightmem_hookspecs.options.OptionError` when ``device`` (the value of the
+    option ``attribute``, or of ``within`` inside it) names CUDA and this torch cannot use it."""
+    why = cuda_unusable(device)
+    if why:
+        raise OptionError.at(
+            attribute,
+            f"{device!r} cannot be used: {why}",
+            "set it to 'cpu' (or leave it out), or install a CUDA build of torch on a machine "
+            "with a GPU",
+            within=within,
+        )
+
+
 def check_device(_inst: Any, attribute: Any, value: str) -> None:
     """An attrs validator for a ``device`` option: cpu, cuda, cuda:N, mps or auto, and a CUDA
     device only where this torch can use one (refused when the configuration is read, not at
     the first call)."""
     if not DEVICE.match(value):
-        raise ValueError(
-            f"{attribute.name}: expected 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto', got {value!r}"
+        raise OptionError.at(
+            attribute, f"expected 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto', got {value!r}"
         )
-    why = cuda_unusable(value)
-    if why:
-        raise ValueError(
-            f"{attribute.name}: {value!r} cannot be used: {why}. Set it to 'cpu' (or 'auto'), "
-            "or install a CUDA build of torch on a machine with a GPU"
-        )
+    refuse_unusable_cuda(attribute, value)
 
 
 def resolve_device(device: str, where: str = "device") -> Any:
@@ -188,7 +198,9 @@ def check_model_folder(_inst: Any, attribute: Any, value: str | None) -> None:
     if path.is_dir():
         return
     what = "is a file" if path.exists() else "does not exist"
-    raise ValueError(
-        f"{attribute.name}: the model folder {value!r} {what}; point {attribute.name} at a "
-        "folder holding config.json, the weights and the tokenizer files"
+    raise OptionError.at(
+        attribute,
+        f"the model folder {value!r} {what}",
+        f"point {attribute.name} at a folder holding config.json, the weights and the "
+        "tokenizer files",
     )

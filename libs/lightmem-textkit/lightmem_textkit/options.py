@@ -1,47 +1,25 @@
-"""Option validators the plugins share (attrs validators; the core reports a failure with its
-option's ``$.path``). Write a validator once here when a second plugin needs it."""
+"""The option validators the plugins share, under the names this library first gave them.
+
+They are :mod:`lightmem_hookspecs.options` (the one vocabulary the core and every plugin
+use); import them from there. These names are kept so that code written against this module
+keeps working.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from lightmem_hookspecs.options import at_least, non_negative, not_blank, positive, unit_interval
 
+__all__ = [
+    "at_least_one",
+    "b_in_unit_interval",
+    "k1_positive",
+    "non_negative",
+    "path_not_empty",
+    "positive",
+    "unit_interval",
+]
 
-def positive(_inst: Any, attribute: Any, value: float | None) -> None:
-    """``None`` or a number > 0."""
-    if value is not None and not value > 0:
-        raise ValueError(f"{attribute.name}: must be > 0, got {value}")
-
-
-def k1_positive(inst: Any, attribute: Any, value: float) -> None:
-    """BM25's ``k1``: > 0."""
-    positive(inst, attribute, value)
-
-
-def b_in_unit_interval(_inst: Any, attribute: Any, value: float) -> None:
-    """BM25's ``b``: between 0 and 1."""
-    if not 0 <= value <= 1:
-        raise ValueError(f"{attribute.name}: must be between 0 and 1, got {value}")
-
-
-def path_not_empty(_inst: Any, attribute: Any, value: str) -> None:
-    """A file name option: not empty."""
-    if not value.strip():
-        raise ValueError(f"{attribute.name}: must name a file, got an empty string")
-
-
-def at_least_one(_inst: Any, attribute: Any, value: int | None) -> None:
-    """``None`` or a count >= 1."""
-    if value is not None and value < 1:
-        raise ValueError(f"{attribute.name}: must be >= 1, got {value}")
-
-
-def non_negative(_inst: Any, attribute: Any, value: float | None) -> None:
-    """``None`` or a number >= 0."""
-    if value is not None and value < 0:
-        raise ValueError(f"{attribute.name}: must be >= 0, got {value}")
-
-
-def unit_interval(_inst: Any, attribute: Any, value: float | None) -> None:
-    """``None`` or a number between 0 and 1."""
-    if value is not None and not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name}: must be between 0 and 1, got {value}")
+at_least_one = at_least(1)
+k1_positive = positive
+b_in_unit_interval = unit_interval
+path_not_empty = not_blank

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 from lightmem_hookspecs import BackendContext, BackendRegistrar, hookimpl
-from lightmem_textkit.options import b_in_unit_interval, k1_positive, path_not_empty
+from lightmem_hookspecs.options import not_blank, positive, unit_interval
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
 LIGHTMEM_CONTRACT = "1.7"
@@ -26,15 +26,15 @@ class BM25Options:
     additions. See the plugin's README for what each option does.
     """
 
-    k1: float = attrs.field(default=1.5, validator=k1_positive)
-    b: float = attrs.field(default=0.75, validator=b_in_unit_interval)
+    k1: float = attrs.field(default=1.5, validator=positive)
+    b: float = attrs.field(default=0.75, validator=unit_interval)
     variant: Literal["okapi", "plus", "l"] = "okapi"
     tokenizer: Literal["word", "whitespace"] | None = None
     lowercase: bool = True
     stopwords: bool = True
     use_stemming: bool = True
     on_disk: bool = False
-    index_path: str = attrs.field(default=_INDEX_FILE, validator=path_not_empty)
+    index_path: str = attrs.field(default=_INDEX_FILE, validator=not_blank)
 
 
 def build_bm25(options: BM25Options, context: BackendContext) -> BM25Retriever:

@@ -211,7 +211,7 @@ def test_original_lightmem_options_are_accepted(host):
         ({"stem": True}, "unknown key(s) stem"),
         ({"k1": "1.5"}, "$.context_retriever.configs.k1"),
         ({"use_stemming": 1}, "$.context_retriever.configs.use_stemming"),
-        ({"index_path": " "}, "$.context_retriever.configs.index_path: must name a file"),
+        ({"index_path": " "}, "$.context_retriever.configs.index_path: must not be empty"),
     ],
 )
 def test_bad_options_are_refused_with_a_path(host, configs, message):

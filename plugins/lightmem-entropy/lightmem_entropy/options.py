@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
+from lightmem_hookspecs.options import at_least, in_range, not_blank
 from lightmem_textkit.models import check_device
-from lightmem_textkit.options import at_least_one
-
-
-def _share(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 < value <= 1.0:
-        raise ValueError(
-            f"{attribute.name}: the share of words kept must be in (0, 1], got {value}"
-        )
-
-
-def _window(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value < 8:
-        raise ValueError(f"{attribute.name}: must be >= 8 tokens, got {value}")
-
-
-def _not_empty(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
-    if not value.strip():
-        raise ValueError(f"{attribute.name}: must name a model folder, got an empty string")
 
 
 @attrs.frozen
@@ -34,12 +17,14 @@ class EntropyConfig:
     the original names; ``batch_size`` and ``torch_dtype`` are additions.
     """
 
-    model_name: str = attrs.field(default="gpt2", validator=_not_empty)
+    model_name: str = attrs.field(default="gpt2", validator=not_blank)
     device: str = attrs.field(default="cpu", validator=check_device)
     word_level_strategy: Literal["average", "first_token"] = "average"
-    compress_rate: float = attrs.field(default=0.5, validator=_share)
-    max_length: int = attrs.field(default=512, validator=_window)
-    batch_size: int = attrs.field(default=8, validator=at_least_one)
+    #: The share of words kept.
+    compress_rate: float = attrs.field(default=0.5, validator=in_range(0.0, 1.0, low_open=True))
+    #: Tokens of one model window.
+    max_length: int = attrs.field(default=512, validator=at_least(8))
+    batch_size: int = attrs.field(default=8, validator=at_least(1))
     torch_dtype: Literal["auto", "float32", "float16", "bfloat16"] | None = None
 
 

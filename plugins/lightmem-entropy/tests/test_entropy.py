@@ -202,7 +202,10 @@ def test_original_options_are_accepted(host, tiny_gpt2):
 @pytest.mark.parametrize(
     ("configs", "message"),
     [
-        ({"entropy_config": {"compress_rate": 0}}, "compress_rate: the share of words"),
+        (
+            {"entropy_config": {"compress_rate": 0}},
+            "entropy_config.compress_rate: must be within (0.0, 1.0], got 0",
+        ),
         ({"entropy_config": {"word_level_strategy": "max"}}, "word_level_strategy"),
         ({"entropy_config": {"device": "gpu0"}}, "'cuda', 'cuda:N'"),
         ({"entropy_config": {"batch_size": 0}}, "must be >= 1"),

@@ -7,22 +7,13 @@ from typing import TYPE_CHECKING
 
 import attrs
 from lightmem_hookspecs import BackendContext, BackendRegistrar, hookimpl
+from lightmem_hookspecs.options import not_blank, tcp_port
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
 LIGHTMEM_CONTRACT = "1.7"
 
 if TYPE_CHECKING:
     from .store import FalkorGraph
-
-
-def _port(_inst: object, attribute: attrs.Attribute, value: int) -> None:
-    if not 0 < value < 65536:
-        raise ValueError(f"{attribute.name}: must be a TCP port (1-65535), got {value}")
-
-
-def _not_empty(_inst: object, attribute: attrs.Attribute, value: str) -> None:
-    if not value.strip():
-        raise ValueError(f"{attribute.name}: must not be empty")
 
 
 @attrs.frozen
@@ -33,9 +24,9 @@ class FalkorOptions:
     file need not contain it (``password`` is used when given).
     """
 
-    host: str = attrs.field(default="127.0.0.1", validator=_not_empty)
-    port: int = attrs.field(default=6379, validator=_port)
-    graph: str = attrs.field(default="lightmem", validator=_not_empty)
+    host: str = attrs.field(default="127.0.0.1", validator=not_blank)
+    port: int = attrs.field(default=6379, validator=tcp_port)
+    graph: str = attrs.field(default="lightmem", validator=not_blank)
     username: str | None = None
     password: str | None = None
     password_env: str | None = None

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from lightmem_hookspecs import BackendContext, BackendRegistrar, hookimpl
-from lightmem_textkit.models import check_model_folder, cuda_unusable
-from lightmem_textkit.options import at_least_one
+from lightmem_hookspecs.options import OptionError, at_least
+from lightmem_textkit.models import check_model_folder, refuse_unusable_cuda
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
 LIGHTMEM_CONTRACT = "1.7"
@@ -18,30 +18,21 @@ if TYPE_CHECKING:
 
 def _no_remote_endpoint(_inst: Any, attribute: attrs.Attribute, value: str | None) -> None:
     if value is not None:
-        raise ValueError(
-            f"{attribute.name}: embedding through a remote text-embeddings-inference server is "
-            "not supported by lightmem-huggingface; remove it to run the model locally"
+        raise OptionError.at(
+            attribute,
+            "embedding through a remote text-embeddings-inference server is not supported by "
+            "lightmem-huggingface",
+            "remove it to run the model locally",
         )
 
 
 def _device_usable(_inst: Any, attribute: attrs.Attribute, value: str | None) -> None:
-    why = cuda_unusable(value)
-    if why:
-        raise ValueError(
-            f"{attribute.name}: {value!r} cannot be used: {why}. Set it "
-            "to 'cpu' (or remove it), or install a CUDA build of torch on a machine with a GPU"
-        )
+    refuse_unusable_cuda(attribute, value)
 
 
 def _kwargs_device_usable(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
     device = value.get("device") if isinstance(value, dict) else None
-    why = cuda_unusable(device)
-    if why:
-        raise ValueError(
-            f"{attribute.name}.device: {device!r} cannot be used: {why}. "
-            "Set it to 'cpu' (or remove it), or install a CUDA build of torch on a machine "
-            "with a GPU"
-        )
+    refuse_unusable_cuda(attribute, device, within=".device")
 
 
 @attrs.frozen
@@ -54,12 +45,12 @@ class HuggingFaceOptions:
     """
 
     model: str | None = attrs.field(default=None, validator=check_model_folder)
-    embedding_dims: int | None = attrs.field(default=None, validator=at_least_one)
+    embedding_dims: int | None = attrs.field(default=None, validator=at_least(1))
     model_kwargs: dict[str, Any] | None = attrs.field(default=None, validator=_kwargs_device_usable)
     device: str | None = attrs.field(default=None, validator=_device_usable)
-    batch_size: int | None = attrs.field(default=None, validator=at_least_one)
-    num_threads: int | None = attrs.field(default=None, validator=at_least_one)
-    small_batch_threads: int | None = attrs.field(default=1, validator=at_least_one)
+    batch_size: int | None = attrs.field(default=None, validator=at_least(1))
+    num_threads: int | None = attrs.field(default=None, validator=at_least(1))
+    small_batch_threads: int | None = attrs.field(default=1, validator=at_least(1))
     huggingface_base_url: str | None = attrs.field(default=None, validator=_no_remote_endpoint)
 
 
@@ -105,7 +96,7 @@ class ClipOptions:
 
     model: str | None = None
     device: str | None = attrs.field(default=None, validator=_device_usable)
-    batch_size: int = attrs.field(default=32, validator=at_least_one)
+    batch_size: int = attrs.field(default=32, validator=at_least(1))
 
 
 def build_clip(options: ClipOptions, context: BackendContext) -> Any:

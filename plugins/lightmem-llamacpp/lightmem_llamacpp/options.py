@@ -5,20 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from lightmem_textkit.options import positive
-
-
-def _range(low: float, high: float):
-    def check(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
-        if not low <= value <= high:
-            raise ValueError(f"{attribute.name}: must be within [{low}, {high}], got {value}")
-
-    return check
+from lightmem_hookspecs.options import OptionError, in_range, positive
 
 
 def _gpu_layers(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
     if value < -1:
-        raise ValueError(f"{attribute.name}: must be -1 (all layers), 0 (CPU only) or more")
+        raise OptionError.at(
+            attribute, f"must be -1 (all layers), 0 (CPU only) or more, got {value}"
+        )
 
 
 @attrs.frozen
@@ -35,10 +29,10 @@ class LlamaCppOptions:
     n_threads: int | None = attrs.field(default=None, validator=positive)
     n_gpu_layers: int = attrs.field(default=0, validator=_gpu_layers)
     max_tokens: int = attrs.field(default=2000, validator=positive)
-    temperature: float = attrs.field(default=0.1, validator=_range(0.0, 2.0))
-    top_p: float = attrs.field(default=0.1, validator=_range(0.0, 1.0))
-    top_k: int = attrs.field(default=1, validator=_range(0, 1_000_000))
-    repeat_penalty: float = attrs.field(default=1.1, validator=_range(0.0, 10.0))
+    temperature: float = attrs.field(default=0.1, validator=in_range(0.0, 2.0))
+    top_p: float = attrs.field(default=0.1, validator=in_range(0.0, 1.0))
+    top_k: int = attrs.field(default=1, validator=in_range(0, 1_000_000))
+    repeat_penalty: float = attrs.field(default=1.1, validator=in_range(0.0, 10.0))
     seed: int = 42
     chat_format: str | None = None
     verbose: bool = False
@@ -48,4 +42,4 @@ class LlamaCppOptions:
     #: least recently used are removed first).
     kv_cache_max_mb: int = attrs.field(default=1024, validator=positive)
     #: Prompts are evaluated in blocks of this many tokens; a cached prefix is whole blocks.
-    kv_cache_block: int = attrs.field(default=64, validator=_range(8, 512))
+    kv_cache_block: int = attrs.field(default=64, validator=in_range(8, 512))

@@ -5,38 +5,32 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import attrs
+from lightmem_hookspecs.options import (
+    OptionError,
+    at_least,
+    in_range,
+    non_negative,
+    unit_interval,
+)
 from lightmem_textkit.models import check_device
-from lightmem_textkit.options import at_least_one, non_negative, unit_interval
 
 DEFAULT_MODEL = "microsoft/llmlingua-2-bert-base-multilingual-cased-meetingbank"
 
 TorchDtype = Literal["auto", "float32", "float16", "bfloat16"]
 
 
-def _share(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 < value <= 1.0:
-        raise ValueError(
-            f"{attribute.name}: the share of tokens kept must be in (0, 1], got {value}"
-        )
-
-
-def _cosine(_inst: Any, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and not -1.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name}: must be between -1 and 1, got {value}")
-
-
 def _llmlingua2_only(_inst: Any, attribute: attrs.Attribute, value: bool) -> None:
     if not value:
-        raise ValueError(
-            f"{attribute.name}: LLMLingua-1 (perplexity of a causal LM) is not provided by "
-            "lightmem-llmlingua; keep use_llmlingua2: true, or use pre_compressor "
-            "`entropy_compress` (lightmem-entropy) for a causal-LM compressor"
+        raise OptionError.at(
+            attribute,
+            "LLMLingua-1 (perplexity of a causal LM) is not provided by lightmem-llmlingua",
+            "keep use_llmlingua2: true, or use pre_compressor `entropy_compress` "
+            "(lightmem-entropy) for a causal-LM compressor",
         )
 
 
-def _window(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value < 8:
-        raise ValueError(f"{attribute.name}: must be >= 8 tokens, got {value}")
+#: Tokens of one model window: at least 8.
+_WINDOW = at_least(8)
 
 
 @attrs.frozen
@@ -53,8 +47,8 @@ class LLMLinguaConfig:
 class LLMLingua2Config:
     """Batching and forced-token limits (``llmlingua2_config`` in the original LightMem)."""
 
-    max_batch_size: int = attrs.field(default=50, validator=at_least_one)
-    max_force_token: int = attrs.field(default=100, validator=at_least_one)
+    max_batch_size: int = attrs.field(default=50, validator=at_least(1))
+    max_force_token: int = attrs.field(default=100, validator=at_least(1))
 
 
 @attrs.frozen
@@ -67,7 +61,8 @@ class CompressConfig:
     """
 
     instruction: str = ""
-    rate: float = attrs.field(default=0.8, validator=_share)
+    #: The share of tokens kept.
+    rate: float = attrs.field(default=0.8, validator=in_range(0.0, 1.0, low_open=True))
     target_token: int = -1
     force_tokens: list[str] = attrs.field(factory=list)
     force_reserve_digit: bool = False
@@ -87,7 +82,7 @@ class LLMLingua2Options:
     llmlingua2_config: LLMLingua2Config = attrs.field(factory=LLMLingua2Config)
     compress_config: CompressConfig = attrs.field(factory=CompressConfig)
     engine: Literal["batched", "llmlingua"] = "batched"
-    max_seq_len: int = attrs.field(default=512, validator=_window)
+    max_seq_len: int = attrs.field(default=512, validator=_WINDOW)
 
 
 @attrs.frozen
@@ -101,15 +96,15 @@ class SegmenterOptions:
     model_name: str | None = None
     device_map: str = attrs.field(default="cpu", validator=check_device)
     torch_dtype: TorchDtype | None = None
-    buffer_len: int = attrs.field(default=512, validator=_window)
+    buffer_len: int = attrs.field(default=512, validator=_WINDOW)
     layers: list[int] | None = None
-    max_batch_size: int = attrs.field(default=4, validator=at_least_one)
+    max_batch_size: int = attrs.field(default=4, validator=at_least(1))
     combine: Literal["confirm", "score", "attention"] = "confirm"
     tolerance: int = attrs.field(default=3, validator=non_negative)
     attention_z: float = attrs.field(default=0.0, validator=non_negative)
     use_embeddings: bool = True
-    window: int = attrs.field(default=2, validator=at_least_one)
-    threshold: float | None = attrs.field(default=None, validator=_cosine)
+    window: int = attrs.field(default=2, validator=at_least(1))
+    threshold: float | None = attrs.field(default=None, validator=in_range(-1.0, 1.0))
     z: float = attrs.field(default=1.0, validator=non_negative)
     attention_weight: float = attrs.field(default=0.5, validator=unit_interval)
-    min_segment: int = attrs.field(default=2, validator=at_least_one)
+    min_segment: int = attrs.field(default=2, validator=at_least(1))

@@ -97,8 +97,16 @@ def test_cuda_on_a_cpu_torch_is_refused_when_the_configuration_is_read(host, kin
 @pytest.mark.parametrize(
     ("kind", "configs", "message"),
     [
-        ("pre_compressor", {"compress_config": {"rate": 0}}, "compress_config.rate: the share"),
-        ("pre_compressor", {"compress_config": {"rate": 1.5}}, "in (0, 1]"),
+        (
+            "pre_compressor",
+            {"compress_config": {"rate": 0}},
+            "compress_config.rate: must be within (0.0, 1.0], got 0",
+        ),
+        (
+            "pre_compressor",
+            {"compress_config": {"rate": 1.5}},
+            "must be within (0.0, 1.0], got 1.5",
+        ),
         ("pre_compressor", {"compress_config": {"ratio": 0.5}}, "unknown key(s) ratio"),
         ("pre_compressor", {"llmlingua_config": {"use_llmlingua2": False}}, "LLMLingua-1"),
         ("pre_compressor", {"llmlingua_config": {"device_map": "gpu"}}, "'cuda', 'cuda:N'"),
@@ -107,7 +115,7 @@ def test_cuda_on_a_cpu_torch_is_refused_when_the_configuration_is_read(host, kin
         ("topic_segmenter", {"combine": "vote"}, "$.topic_segmenter.configs.combine"),
         ("topic_segmenter", {"layers": "8"}, "$.topic_segmenter.configs.layers"),
         ("topic_segmenter", {"attention_weight": 2.0}, "must be between 0 and 1"),
-        ("topic_segmenter", {"buffer_len": 4}, "must be >= 8 tokens"),
+        ("topic_segmenter", {"buffer_len": 4}, "buffer_len: must be >= 8, got 4"),
     ],
 )
 def test_bad_options_are_refused_with_a_path(host, kind, configs, message):

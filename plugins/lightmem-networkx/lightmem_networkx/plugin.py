@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 from lightmem_hookspecs import BackendContext, BackendRegistrar, hookimpl
+from lightmem_hookspecs.options import not_blank
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
 LIGHTMEM_CONTRACT = "1.7"
@@ -17,11 +18,6 @@ if TYPE_CHECKING:
     from .store import NetworkxGraph
 
 
-def _file_name(_inst: object, attribute: attrs.Attribute, value: str | None) -> None:
-    if value is not None and not value.strip():
-        raise ValueError(f"{attribute.name}: must name a file, got an empty string")
-
-
 @attrs.frozen
 class NetworkxOptions:
     """Options of the ``networkx`` graph memory (``graph_memory.configs``).
@@ -30,7 +26,7 @@ class NetworkxOptions:
     (``None``: in memory only, gone when the process ends).
     """
 
-    path: str | None = attrs.field(default=_GRAPH_FILE, validator=_file_name)
+    path: str | None = attrs.field(default=_GRAPH_FILE, validator=not_blank)
 
 
 def build_networkx(options: NetworkxOptions, context: BackendContext) -> NetworkxGraph:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from lightmem_textkit.options import non_negative, positive
+from lightmem_hookspecs.options import OptionError, choice, in_range, non_negative, positive
 
 #: ``structured_output`` values: how a ``json_schema`` request is passed to the endpoint.
 STRUCTURED_OUTPUT_MODES = ("auto", "json_schema", "json_object", "none")
@@ -26,43 +26,22 @@ def _mask_secret(value: str | None) -> str:
     return "None" if value is None else "'***'"
 
 
-def _range(low: float | None, high: float | None, *, low_open: bool = False):
-    def check(_inst: Any, attribute: attrs.Attribute, value: float | None) -> None:
-        if value is None:
-            return
-        too_low = low is not None and (value <= low if low_open else value < low)
-        too_high = high is not None and value > high
-        if too_low or too_high:
-            bracket = "(" if low_open else "["
-            raise ValueError(
-                f"{attribute.name}: must be within {bracket}{low}, {high}], got {value}"
-            )
-
-    return check
-
-
-def _one_of(*allowed: str | None):
-    def check(_inst: Any, attribute: attrs.Attribute, value: str | None) -> None:
-        if value not in allowed:
-            choices = ", ".join(repr(a) for a in allowed)
-            raise ValueError(f"{attribute.name}: must be one of {choices}, got {value!r}")
-
-    return check
-
-
 def _base_url(_inst: Any, attribute: attrs.Attribute, value: str | None) -> None:
     if value is not None and not value.startswith(("http://", "https://")):
-        raise ValueError(
-            f"{attribute.name}: must be an http:// or https:// URL such as "
-            f"'http://localhost:8000/v1', got {value!r}"
+        raise OptionError.at(
+            attribute,
+            f"must be an http:// or https:// URL, got {value!r}",
+            "give the server's address with its scheme, e.g. 'http://localhost:8000/v1'",
         )
 
 
 def _not_vision(_inst: Any, attribute: attrs.Attribute, value: bool) -> None:
     if value:
-        raise ValueError(
-            f"{attribute.name}: image input is not supported yet (the memory_manager contract "
-            "passes text messages only); remove the option or set it to false"
+        raise OptionError.at(
+            attribute,
+            "image input is not supported yet (the memory_manager contract passes text "
+            "messages only)",
+            "remove the option or set it to false",
         )
 
 
@@ -77,8 +56,8 @@ class OpenAIOptions:
 
     # -- generation (original names and defaults) -------------------------------------------
     model: str | None = None
-    temperature: float | None = attrs.field(default=0.1, validator=_range(0.0, 2.0))
-    top_p: float | None = attrs.field(default=0.1, validator=_range(0.0, 1.0, low_open=True))
+    temperature: float | None = attrs.field(default=0.1, validator=in_range(0.0, 2.0))
+    top_p: float | None = attrs.field(default=0.1, validator=in_range(0.0, 1.0, low_open=True))
     max_tokens: int | None = attrs.field(default=2000, validator=positive)
     top_k: int | None = attrs.field(default=None, validator=positive)
     seed: int | None = 42
@@ -99,16 +78,14 @@ class OpenAIOptions:
     retry_backoff: float = attrs.field(default=0.5, validator=non_negative)
     retry_backoff_max: float = attrs.field(default=8.0, validator=non_negative)
     retry_after_max: float = attrs.field(default=60.0, validator=non_negative)
-    structured_output: str = attrs.field(
-        default="auto", validator=_one_of(*STRUCTURED_OUTPUT_MODES)
-    )
+    structured_output: str = attrs.field(default="auto", validator=choice(*STRUCTURED_OUTPUT_MODES))
     token_limit_param: str = attrs.field(
-        default="max_tokens", validator=_one_of("max_tokens", "max_completion_tokens")
+        default="max_tokens", validator=choice("max_tokens", "max_completion_tokens")
     )
     # -- accepted for compatibility with the original configuration --------------------------
     enable_vision: bool = attrs.field(default=False, validator=_not_vision)
     vision_details: str | None = attrs.field(
-        default="auto", validator=_one_of("auto", "low", "high", None)
+        default="auto", validator=choice("auto", "low", "high", None)
     )
     do_sample: bool | None = None
     host: str | None = None

@@ -26,6 +26,7 @@ from typing import Any
 
 import attrs
 from lightmem_hookspecs import HookContext, Operation, hookimpl
+from lightmem_hookspecs.options import not_blank
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
 LIGHTMEM_CONTRACT = "1.3"
@@ -38,7 +39,7 @@ class OtelOptions:
     """Options of the ``otel`` hook plugin (``hooks: [{plugin: otel, options: {...}}]``)."""
 
     #: The instrumentation scope name the spans are created under.
-    tracer_name: str = attrs.field(default="lightmem", validator=attrs.validators.min_len(1))
+    tracer_name: str = attrs.field(default="lightmem", validator=not_blank)
     #: Whether the operation's details become ``lightmem.<key>`` attributes.
     details: bool = True
 

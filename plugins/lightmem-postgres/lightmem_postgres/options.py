@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 import attrs
-from lightmem_textkit.options import b_in_unit_interval, k1_positive, positive
+from lightmem_hookspecs.options import OptionError, at_least, choice, positive, unit_interval
 
 from .dsn import mask_dsn, masked_repr
 
@@ -19,23 +19,20 @@ _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 def _identifier(_inst: Any, attribute: attrs.Attribute, value: str | None) -> None:
     if value is not None and not _IDENTIFIER.fullmatch(value):
-        raise ValueError(
-            f"{attribute.name}: use lower-case letters, digits and '_' (not first), at most 63 "
-            f"characters; got {value!r}"
+        raise OptionError.at(
+            attribute,
+            f"not a Postgres identifier: {value!r}",
+            "use lower-case letters, digits and '_' (not first), at most 63 characters",
         )
 
 
 def _dsn(_inst: Any, attribute: attrs.Attribute, value: str | None) -> None:
     if value is not None and not value.strip():
-        raise ValueError(
-            f"{attribute.name}: must not be empty (leave it out to use $LIGHTMEM_POSTGRES_DSN "
-            f"or libpq's PG* variables); got {mask_dsn(value)!r}"
+        raise OptionError.at(
+            attribute,
+            f"must not be empty, got {mask_dsn(value)!r}",
+            "leave it out to use $LIGHTMEM_POSTGRES_DSN or libpq's PG* variables",
         )
-
-
-def _sslmode(_inst: Any, attribute: attrs.Attribute, value: str | None) -> None:
-    if value is not None and value not in SSL_MODES:
-        raise ValueError(f"{attribute.name}: expected one of {', '.join(SSL_MODES)}, got {value!r}")
 
 
 @attrs.frozen
@@ -45,11 +42,11 @@ class ConnectionOptions:
     dsn: str | None = attrs.field(default=None, validator=_dsn, repr=masked_repr)
     #: The Postgres schema (namespace) holding this memory's tables: one per memory.
     schema: str = attrs.field(default="lightmem", validator=_identifier)
-    sslmode: str | None = attrs.field(default=None, validator=_sslmode)
+    sslmode: str | None = attrs.field(default=None, validator=choice(*SSL_MODES, None))
     sslrootcert: str | None = None
     connect_timeout: float = attrs.field(default=10.0, validator=positive)
-    pool_min_size: int = attrs.field(default=1, validator=attrs.validators.ge(0))
-    pool_max_size: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+    pool_min_size: int = attrs.field(default=1, validator=at_least(0))
+    pool_max_size: int = attrs.field(default=10, validator=at_least(1))
 
     def conninfo(self) -> str:
         from .connection import conninfo
@@ -73,18 +70,16 @@ class PgVectorOptions(ConnectionOptions):
 
     #: The table; by default ``vectors_<instance>`` (``vectors_embedding`` for the first one).
     table: str | None = attrs.field(default=None, validator=_identifier)
-    hnsw_m: int = attrs.field(default=16, validator=attrs.validators.ge(2))
-    hnsw_ef_construction: int = attrs.field(default=64, validator=attrs.validators.ge(4))
+    hnsw_m: int = attrs.field(default=16, validator=at_least(2))
+    hnsw_ef_construction: int = attrs.field(default=64, validator=at_least(4))
     #: Candidates the HNSW walk keeps (``hnsw.ef_search``); raised to the limit when smaller.
-    ef_search: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+    ef_search: int = attrs.field(default=100, validator=at_least(1))
     #: A search restricted to a user, agent or run: ``auto`` ranks the scope's rows exactly
     #: when it has at most ``exact_below`` of them (found by the scope's index) and walks the
     #: HNSW graph otherwise; ``exact`` always ranks exactly; ``hnsw`` always walks the graph.
     #: A walk that returns fewer hits than asked (a narrow filter) is followed by an exact scan.
-    scoped_search: str = attrs.field(
-        default="auto", validator=attrs.validators.in_(("auto", "exact", "hnsw"))
-    )
-    exact_below: int = attrs.field(default=10_000, validator=attrs.validators.ge(0))
+    scoped_search: str = attrs.field(default="auto", validator=choice("auto", "exact", "hnsw"))
+    exact_below: int = attrs.field(default=10_000, validator=at_least(0))
 
 
 @attrs.frozen
@@ -97,11 +92,11 @@ class PostgresFTSOptions(ConnectionOptions):
     language: str = attrs.field(default="english", validator=_identifier)
     #: BM25's term-frequency saturation and length normalisation (those of the embedded
     #: ``sqlite-bm25`` by default).
-    k1: float = attrs.field(default=1.5, validator=k1_positive)
-    b: float = attrs.field(default=0.75, validator=b_in_unit_interval)
+    k1: float = attrs.field(default=1.5, validator=positive)
+    b: float = attrs.field(default=0.75, validator=unit_interval)
     #: A user with at most this many documents is searched through the user index (each of
     #: its rows tested), a larger one through the GIN index.
-    scan_below: int = attrs.field(default=5000, validator=attrs.validators.ge(0))
+    scan_below: int = attrs.field(default=5000, validator=at_least(0))
     #: Query terms are used rarest first while their summed document frequency stays under
     #: this (the rarest one always): bounds the documents a query with common words scores.
-    max_candidates: int = attrs.field(default=20000, validator=attrs.validators.ge(1))
+    max_candidates: int = attrs.field(default=20000, validator=at_least(1))

@@ -6,7 +6,15 @@ import re
 from typing import Any
 
 import attrs
-from lightmem_textkit.options import non_negative, positive
+from lightmem_hookspecs.options import (
+    OptionError,
+    at_least,
+    choice,
+    non_negative,
+    not_blank,
+    positive,
+    tcp_port,
+)
 
 #: ``path`` value that keeps the collection in memory (as in qdrant-client).
 MEMORY = ":memory:"
@@ -14,42 +22,17 @@ ENGINES = ("auto", "edge", "client")
 QUANTIZATIONS = ("int8", "none")
 
 
-def _one_of(choices: tuple[str, ...]) -> Any:
-    def check(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
-        if value not in choices:
-            raise ValueError(
-                f"{attribute.name}: expected one of {', '.join(choices)}, got {value!r}"
-            )
-
-    return check
-
-
-def _not_blank(_inst: Any, attribute: attrs.Attribute, value: str | None) -> None:
-    if value is not None and not value.strip():
-        raise ValueError(f"{attribute.name}: must not be empty")
-
-
 _COLLECTION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
 
 
-def _collection_name(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
-    if not value.strip():
-        raise ValueError(f"{attribute.name}: must not be empty")
+def _collection_name(inst: Any, attribute: attrs.Attribute, value: str) -> None:
+    not_blank(inst, attribute, value)
     if not _COLLECTION_NAME.fullmatch(value):
-        raise ValueError(
-            f"{attribute.name}: use letters, digits, '_', '-' and '.' (not first), at most 255 "
-            f"characters; got {value!r}"
+        raise OptionError.at(
+            attribute,
+            f"not a collection name: {value!r}",
+            "use letters, digits, '_', '-' and '.' (not first), at most 255 characters",
         )
-
-
-def _port(_inst: Any, attribute: attrs.Attribute, value: int | None) -> None:
-    if value is not None and not 0 < value < 65536:
-        raise ValueError(f"{attribute.name}: must be a TCP port (1-65535), got {value}")
-
-
-def _at_least_one(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
-    if value < 1.0:
-        raise ValueError(f"{attribute.name}: must be >= 1.0, got {value}")
 
 
 @attrs.frozen
@@ -67,23 +50,23 @@ class QdrantOptions:
 
     collection_name: str = attrs.field(default="lightmem", validator=_collection_name)
     embedding_model_dims: int | None = attrs.field(default=None, validator=positive)
-    host: str | None = attrs.field(default=None, validator=_not_blank)
-    port: int | None = attrs.field(default=None, validator=_port)
-    path: str | None = attrs.field(default=None, validator=_not_blank)
-    url: str | None = attrs.field(default=None, validator=_not_blank)
+    host: str | None = attrs.field(default=None, validator=not_blank)
+    port: int | None = attrs.field(default=None, validator=tcp_port)
+    path: str | None = attrs.field(default=None, validator=not_blank)
+    url: str | None = attrs.field(default=None, validator=not_blank)
     api_key: str | None = attrs.field(default=None, repr=False)
     on_disk: bool | None = None
-    engine: str = attrs.field(default="auto", validator=_one_of(ENGINES))
+    engine: str = attrs.field(default="auto", validator=choice(*ENGINES))
     batch_size: int = attrs.field(default=256, validator=positive)
-    quantization: str = attrs.field(default="int8", validator=_one_of(QUANTIZATIONS))
-    oversampling: float = attrs.field(default=2.0, validator=_at_least_one)
+    quantization: str = attrs.field(default="int8", validator=choice(*QUANTIZATIONS))
+    oversampling: float = attrs.field(default=2.0, validator=at_least(1.0))
     optimize_threshold: int = attrs.field(default=10_000, validator=positive)
     max_segment_points: int = attrs.field(default=100_000, validator=positive)
     hnsw_m: int = attrs.field(default=0, validator=non_negative)
     hnsw_ef_construct: int = attrs.field(default=100, validator=positive)
     hnsw_ef: int | None = attrs.field(default=None, validator=positive)
     prefer_grpc: bool = False
-    grpc_port: int = attrs.field(default=6334, validator=_port)
+    grpc_port: int = attrs.field(default=6334, validator=tcp_port)
     https: bool | None = None
     timeout: int | None = attrs.field(default=None, validator=positive)
     store_text: bool = True
@@ -91,7 +74,7 @@ class QdrantOptions:
     def __attrs_post_init__(self) -> None:
         problems = option_problems(self)
         if problems:
-            raise ValueError(problems[0])
+            raise problems[0]
 
     @property
     def server(self) -> bool:
@@ -114,29 +97,37 @@ class QdrantOptions:
         return "memory" if self.in_memory else "path"
 
 
-def option_problems(options: QdrantOptions) -> list[str]:
-    """Combinations of options that cannot work, each as ``"field: what to do"``."""
+def option_problems(options: QdrantOptions) -> list[OptionError]:
+    """Combinations of options that cannot work, each naming the option to change."""
     problems = []
+
+    def refuse(option: str, message: str, suggestion: str | None = None) -> None:
+        problems.append(OptionError(message, suggestion=suggestion, option=option))
+
     if options.url is not None and options.host is not None:
-        problems.append("url: give either url or host (+ port), not both")
+        refuse("url", "give either url or host (+ port), not both")
     if options.server and options.path is not None:
-        problems.append(
-            "path: a Qdrant server (url/host) keeps its own storage; remove path, or remove "
-            "url/host to use a local store"
+        refuse(
+            "path",
+            "a Qdrant server (url/host) keeps its own storage",
+            "remove path, or remove url/host to use a local store",
         )
     if options.port is not None and options.host is None:
-        problems.append("port: needs host (or give the port inside url)")
+        refuse("port", "needs host", "give host too, or the port inside url")
     if options.api_key is not None and not options.server:
-        problems.append("api_key: only a Qdrant server uses an API key; set url or host too")
+        refuse("api_key", "only a Qdrant server uses an API key", "set url or host too")
     if options.server and options.engine == "edge":
-        problems.append(
-            "engine: 'edge' is the embedded engine and cannot talk to a server; use 'client' "
-            "or 'auto' with url/host"
+        refuse(
+            "engine",
+            "'edge' is the embedded engine and cannot talk to a server",
+            "use 'client' or 'auto' with url/host",
         )
     if options.path == MEMORY and options.on_disk is True:
-        problems.append("on_disk: true contradicts path ':memory:'; drop one of them")
+        refuse("on_disk", "true contradicts path ':memory:'", "drop one of them")
     if options.url is not None and "://" not in options.url:
-        problems.append(
-            f"url: expected a full URL such as http://localhost:6333, got {options.url!r}"
+        refuse(
+            "url",
+            f"expected a full URL, got {options.url!r}",
+            "write it with its scheme, e.g. http://localhost:6333",
         )
     return problems

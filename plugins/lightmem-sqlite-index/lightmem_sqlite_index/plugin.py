@@ -1,5 +1,5 @@
-"""Registers ``sqlite-bm25`` and ``sqlite-fts``. Imports only the contract, attrs, the stdlib and
-the BM25 plugin's option validators."""
+"""Registers ``sqlite-bm25`` and ``sqlite-fts``. Imports only the contract (with its option
+validators), attrs and the stdlib."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 from lightmem_hookspecs import BackendContext, BackendRegistrar, hookimpl
-from lightmem_textkit.options import b_in_unit_interval, k1_positive, path_not_empty
+from lightmem_hookspecs.options import at_least, not_blank, positive, unit_interval
 
 #: The plugin contract (lightmem-hookspecs) version this plugin is built for.
 LIGHTMEM_CONTRACT = "1.7"
@@ -16,11 +16,6 @@ LIGHTMEM_CONTRACT = "1.7"
 if TYPE_CHECKING:
     from .bm25 import SQLiteBM25Retriever
     from .fts import SQLiteFTSRetriever
-
-
-def _at_least_one(_inst: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name}: must be >= 1, got {value}")
 
 
 @attrs.frozen
@@ -31,13 +26,13 @@ class SQLiteBM25Options:
     ``BM25`` (the two share one analyser and one scoring function); see the plugin's README.
     """
 
-    k1: float = attrs.field(default=1.5, validator=k1_positive)
-    b: float = attrs.field(default=0.75, validator=b_in_unit_interval)
+    k1: float = attrs.field(default=1.5, validator=positive)
+    b: float = attrs.field(default=0.75, validator=unit_interval)
     tokenizer: Literal["word", "whitespace"] | None = None
     stopwords: bool = True
     use_stemming: bool = True
-    index_path: str = attrs.field(default="lexical_bm25.sqlite3", validator=path_not_empty)
-    merge_after: int = attrs.field(default=16, validator=_at_least_one)
+    index_path: str = attrs.field(default="lexical_bm25.sqlite3", validator=not_blank)
+    merge_after: int = attrs.field(default=16, validator=at_least(1))
 
 
 @attrs.frozen
@@ -47,7 +42,7 @@ class SQLiteFTSOptions:
     tokenizer: Literal["word", "whitespace"] | None = None
     stopwords: bool = True
     use_stemming: bool = True
-    index_path: str = attrs.field(default="lexical_fts.sqlite3", validator=path_not_empty)
+    index_path: str = attrs.field(default="lexical_fts.sqlite3", validator=not_blank)
 
 
 def _analyzer(tokenizer: str | None, stopwords: bool, stem: bool) -> Any:
