@@ -252,6 +252,11 @@ def _check(data: bytes, where: str, options: Any, i: int, j: int, source: str | 
 # -------------------------------------------------------------------------------------------
 
 
+def is_image_entry(entry: MemoryEntry) -> bool:
+    """Whether ``entry`` is an image's entry (not a fact that the LLM filed as "image")."""
+    return entry.category == "image" and isinstance(entry.metadata.get("image"), Mapping)
+
+
 def image_dir(memory_dir: str | Path) -> Path:
     return Path(memory_dir) / "images"
 

@@ -161,3 +161,41 @@ def test_without_image_memory_the_prompt_has_no_image_instruction(tmp_path, open
         assert (
             "images" not in request.json["response_format"]["json_schema"]["schema"]["properties"]
         )
+
+
+def test_the_update_pass_leaves_images_alone(tmp_path, openai_server):
+    said = "I went to the coast with the dog."
+    same = f"Maya said: {said}"  # the first fact's text: the caption repeats it word for word
+    extract = answer(captions=lambda image: same)
+
+    def respond(body: dict) -> str:
+        schema = body["response_format"]["json_schema"]["schema"]
+        if schema.get("title") != "lightmem_update_decisions":
+            return extract(body)
+        prompt = body["messages"][-1]["content"]
+        checks = re.findall(r"^(\d+) <- (\d+)", prompt, re.M)
+        return json.dumps(
+            {
+                "decisions": [
+                    {"id": int(old), "action": "delete", "new_memory": "", "by": int(new)}
+                    for old, new in checks
+                ]
+            }
+        )
+
+    openai_server.responder = respond
+    cfg = config(tmp_path, openai_server) | {"update": "offline"}
+    with LightMemory(cfg, host=host()) as mem:
+        add_photo(mem)
+        mem.add_memory(  # later, the same fact again: the older one is superseded
+            [{"role": "user", "content": said, "time_stamp": "2024-06-01T10:05"}],
+            user_id="maya",
+            force_extract=True,
+        )
+        (image,) = images_of(mem)
+        assert image.memory == same
+        assert mem.construct_update_queue_all_entries() >= 1
+        changes = mem.offline_update_all_entries(score_threshold=0.5)
+        assert changes and all(c.entry_id != image.id for c in changes)
+        assert {c.action for c in changes} == {"supersede"}
+        assert mem.get(image.id).status == "active" and mem.get(image.id).memory == same

@@ -13,7 +13,9 @@ repeat it. A pair qualifies when
   threshold. Bare means the memory alone: not the speaker- and date-decorated text the index
   embeds, and without a leading ``"Speaker:"`` label (:func:`bare_text`), which would make
   everything one person said look alike;
-- one is older: earlier time stamp, or the same time stamp and stored earlier.
+- one is older: earlier time stamp, or the same time stamp and stored earlier;
+- neither is an image's entry: a picture is not a fact a newer fact repeats or contradicts, so
+  its caption is never merged into a fact, nor the image superseded by one.
 
 The offline pass visits only entries added or changed since the last completed pass (the
 watermark), so entries whose neighbourhood did not change are not asked about again; entries
@@ -153,7 +155,10 @@ class _Pairs:
         exclude: frozenset[str] = frozenset(),
     ) -> dict[str, list[tuple[MemoryEntry, float]]]:
         """For each of ``entries``, its older look-alikes at or above ``threshold`` (at most
-        ``limit``, most similar first), leaving out ``exclude``."""
+        ``limit``, most similar first), leaving out ``exclude`` (and images, on either side)."""
+        from ..images import is_image_entry
+
+        entries = [e for e in entries if not is_image_entry(e)]
         self._embed(entries)
         pools: dict[str, list[str]] = {}
         for entry in entries:
@@ -179,6 +184,7 @@ class _Pairs:
                 other = found.get(other_id)
                 if (
                     other is None
+                    or is_image_entry(other)
                     or other.scope != entry.scope
                     or not self.older(other, entry)
                     or not same_subject(other, entry)
