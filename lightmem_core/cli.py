@@ -492,6 +492,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     print(
         f"imported {report.entries_added} entries ({how}), {report.history_added} history rows, "
         f"{report.messages_added} unprocessed messages"
+        + (
+            f", {report.images_added} images ("
+            + ("re-embedded" if report.images_reembedded else "vectors as exported")
+            + ")"
+            if report.images_added
+            else ""
+        )
     )
     return 0
 

@@ -751,17 +751,17 @@ def place_imported(rt: Any, entry: MemoryEntry, image: ImportedImage) -> MemoryE
 
 def index_imported(
     rt: Any, entries: Sequence[MemoryEntry], images: Mapping[str, ImportedImage], header: Any
-) -> bool:
+) -> tuple[int, bool]:
     """Put imported active image entries into the image index: with the file's vectors when
-    the header's multimodal embedder is this memory's, else embedded again. Returns whether
-    they were embedded again."""
+    the header's multimodal embedder is this memory's, else embedded again. Returns how many,
+    and whether they were embedded again."""
     index = image_index(rt)
     todo = [e for e in entries if e.id in images]
     if index is None or not todo:
-        return False
+        return 0, False
     same = header.get("multimodal_embedder") == multimodal_fingerprint(index)
     if same and all(images[e.id].vector is not None for e in todo):
         index.add_vectors([(e, images[e.id].vector) for e in todo])
-        return False
+        return len(todo), False
     index.add_images([(e, images[e.id].part.data) for e in todo])
-    return True
+    return len(todo), True

@@ -441,6 +441,9 @@ class ImportReport:
     messages_added: int
     reembedded: bool
     skipped_lines: tuple[tuple[int, str], ...]
+    #: Image entries put into the image index, and whether their images were embedded again.
+    images_added: int = 0
+    images_reembedded: bool = False
 
 
 def import_memory(
@@ -474,7 +477,9 @@ def import_memory(
         else:
             for start in range(0, len(active), CHUNK):
                 rt.indexer.index([e for e, _ in active[start : start + CHUNK]])
-        index_imported(rt, [e for e, _ in active], parsed.images, parsed.header)
+        images_added, images_reembedded = index_imported(
+            rt, [e for e, _ in active], parsed.images, parsed.header
+        )
         rt.indexer.flush()
     return ImportReport(
         entries_added=len(added),
@@ -482,6 +487,8 @@ def import_memory(
         messages_added=messages_added,
         reembedded=bool(active) and not same,
         skipped_lines=tuple(parsed.skipped),
+        images_added=images_added,
+        images_reembedded=images_reembedded,
     )
 
 

@@ -314,6 +314,7 @@ def test_images_round_trip_through_export_and_import(tmp_path, ref_host, image_e
     with LightMemory(_target(tmp_path, photos), host=ref_host) as mem:
         report = import_memory(mem, path)
         assert report.entries_added == 7
+        assert (report.images_added, report.images_reembedded) == (2, False)
         for query, ids in found.items():  # the same hits, images first
             assert [h.entry.id for h in mem.search(query, limit=3, user_id="maya")] == ids
         hits = mem.search("the red photo", limit=3, user_id="maya", retrievers=["multimodal"])
@@ -360,7 +361,7 @@ def test_image_vectors_are_taken_or_made_again_by_the_multimodal_fingerprint(
     # nothing; made again (the header names another embedder), the red image is found
     _rewrite(path, lambda lines: _zero_vectors(lines, "another-clip" if other_model else None))
     with LightMemory(_target(tmp_path, photos), host=ref_host) as mem:
-        import_memory(mem, path)
+        assert import_memory(mem, path).images_reembedded is other_model
         hits = mem.search("the red photo", limit=5, user_id="maya", retrievers=["multimodal"])
         red = before["The picture of my dog at the beach"].id
         score = {h.entry.id: h.scores["multimodal"] for h in hits}[red]
