@@ -12,6 +12,7 @@ import textwrap
 import typing
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -236,3 +237,56 @@ def test_a_plugin_on_a_per_kind_hook_registers_warns_once_and_works(tmp_path):
     listing = "\n".join(printed)
     assert "oldstyle  (lm-oldstyle 0.1.0, contract 1.6)" in listing
     assert "DEPRECATED: plugin 'oldstyle' implements lightmem_register_rerankers" in listing
+
+
+#: A plugin author's registration, type-checked: the right factory passes; a factory that
+#: returns something else, one given to another kind's method and options given by position
+#: are errors on the lines marked ``# error``.
+TYPED = """
+from collections.abc import Sequence
+
+from lightmem_hookspecs import BackendContext, BackendRegistrar, hookimpl
+
+
+class Embedder:
+    model_name = "m"
+    dimension = 3
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return [[0.0, 0.0, 1.0] for _ in texts]
+
+
+def good(options: None, context: BackendContext) -> Embedder:
+    return Embedder()
+
+
+def bad(options: None, context: BackendContext) -> str:
+    return "not an embedder"
+
+
+@hookimpl
+def lightmem_register_backends(registrar: BackendRegistrar) -> None:
+    registrar.text_embedder("good", good, description="fine")
+    registrar.add("text_embedder", "by-name", good)
+    registrar.text_embedder("bad", bad)  # error
+    registrar.reranker("wrong-kind", good)  # error
+    registrar.text_embedder("positional", good, None)  # error
+"""
+
+
+@pytest.mark.slow
+def test_a_type_checker_sees_the_registrars_types(tmp_path):
+    (tmp_path / "plug.py").write_text(TYPED)
+    hookspecs = Path(__file__).resolve().parents[1] / "hookspecs"
+    env = {**os.environ, "MYPYPATH": str(hookspecs)}
+    command = [sys.executable, "-m", "mypy", "--no-incremental", "--no-error-summary"]
+    out = subprocess.run(
+        [*command, "--cache-dir", str(tmp_path / "c"), "plug.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    flagged = {int(line.split(":")[1]) for line in out.stdout.splitlines() if ": error:" in line}
+    expected = {i for i, line in enumerate(TYPED.splitlines(), 1) if line.endswith("# error")}
+    assert flagged == expected, out.stdout
