@@ -13,7 +13,13 @@ from lightmem_core.config import HybridWeights
 from lightmem_core.errors import InputError
 from lightmem_core.eval.baselines import fuse, turn_text
 from lightmem_core.eval.cli import add_eval_parser
-from lightmem_core.eval.locomo import LocomoOptions, _recalls_at, evaluate_locomo, format_report
+from lightmem_core.eval.locomo import (
+    LocomoOptions,
+    _recalls_at,
+    evaluate_locomo,
+    format_report,
+    options_from_args,
+)
 from lightmem_core.eval.metrics import evidence_recall, percentile, word_count
 
 
@@ -200,6 +206,40 @@ def test_eval_refuses_a_non_empty_memory_dir_and_other_formats(locomo_file, tmp_
         evaluate_locomo(LocomoOptions(data=str(messages)), host=ref_host)
 
 
+def test_eval_reuses_the_stores_of_an_earlier_run(locomo_file, tmp_path, ref_host):
+    from lightmem_core.memory import LightMemory
+    from lightmem_core.testing.reference import reference_config
+
+    stores = tmp_path / "stores"
+    config = reference_config(tmp_path / "ignored")
+    options = LocomoOptions(
+        data=str(locomo_file), k=2, config=config, memory_dir=str(stores), baselines=False
+    )
+    first = evaluate_locomo(options, host=ref_host)
+    assert first["systems"]["lightmem"]["ingest_turns_per_s"] is not None
+    # a search-only change (the fusion constant) is measured on the same stores, not ingested
+    retuned = {**config, "hybrid_weights": {"rrf_k": 3}}
+    again = evaluate_locomo(attrs_evolve(options, config=retuned, reuse=True), host=ref_host)
+    assert again["systems"]["lightmem"]["ingest_turns_per_s"] is None
+    assert again["systems"]["lightmem"]["questions"] == first["systems"]["lightmem"]["questions"]
+    same = evaluate_locomo(attrs_evolve(options, reuse=True), host=ref_host)
+    assert [q["lightmem"] for q in same["questions"]] == [q["lightmem"] for q in first["questions"]]
+    memory = LightMemory({**config, "memory_dir": str(stores / "syn-1")}, host=ref_host)
+    try:
+        assert len(memory.get_all()) == 10  # each turn once: nothing was added again
+    finally:
+        memory.close()
+    # what is in the store would differ: refused, saying what to do
+    other = {**config, "speaker_vector_weight": 0.5}
+    with pytest.raises(InputError, match="another configuration"):
+        evaluate_locomo(attrs_evolve(options, config=other, reuse=True), host=ref_host)
+    with pytest.raises(InputError, match=r"not empty.*--reuse"):
+        evaluate_locomo(options, host=ref_host)
+    (stores / "syn-1" / "lightmem-eval-ingest.json").unlink()  # as a store cut short leaves it
+    with pytest.raises(InputError, match="no readable"):
+        evaluate_locomo(attrs_evolve(options, reuse=True), host=ref_host)
+
+
 def test_eval_parser_arguments():
     parser = argparse.ArgumentParser(prog="lightmem")
     add_eval_parser(parser.add_subparsers(dest="command"))
@@ -213,6 +253,11 @@ def test_eval_parser_arguments():
         "locomo-eval.json",
     )
     assert callable(args.func)
+    assert args.reuse is False
+    reused = parser.parse_args(
+        ["eval", "locomo", "--data", "x.json", "--memory-dir", "d", "--reuse"]
+    )
+    assert options_from_args(reused).reuse is True
     with pytest.raises(SystemExit):
         parser.parse_args(["eval", "locomo", "--data", "x.json", "--k", "0"])
 
@@ -261,6 +306,14 @@ def test_eval_reports_the_pipeline_without_its_graph(locomo_file, tmp_path, ref_
     assert set(report["systems"]) == {"lightmem", "lightmem-without-graph"}
     for record in report["questions"]:
         assert "lightmem-without-graph" in record
+    # the query is embedded once, before both searches, and its time is in both latencies
+    # (else the search that runs second would find the vector remembered and look faster)
+    embeds = [record["query_embed_ms"] for record in report["questions"]]
+    assert all(ms > 0 for ms in embeds)
+    for name in ("lightmem", "lightmem-without-graph"):
+        searches = report["systems"][name]["search_ms"]
+        assert len(searches) == len(embeds)
+        assert all(s >= round(e, 3) - 0.001 for s, e in zip(searches, embeds, strict=True))
     plain = evaluate_locomo(
         attrs_evolve(options, config=reference_config(tmp_path / "x")), host=ref_host
     )

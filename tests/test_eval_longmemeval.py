@@ -230,6 +230,27 @@ def test_eval_refuses_a_non_empty_memory_dir(lme_dir, tmp_path, ref_host):
         evaluate_longmemeval(options, host=ref_host)
 
 
+def test_eval_reuses_the_stores_of_an_earlier_run(lme_dir, tmp_path, ref_host):
+    options = LongMemEvalOptions(
+        data=str(lme_dir),
+        k=3,
+        config=_config(tmp_path),
+        memory_dir=str(tmp_path / "stores"),
+        baselines=False,
+    )
+    first = evaluate_longmemeval(options, host=ref_host)
+    again = evaluate_longmemeval(attrs.evolve(options, reuse=True), host=ref_host)
+    assert again["systems"]["lightmem"]["turns"] == 0  # nothing ingested
+    assert [r.get("lightmem") for r in again["per_question"]] == [
+        r.get("lightmem") for r in first["per_question"]
+    ]
+    with pytest.raises(InputError, match="another configuration"):
+        evaluate_longmemeval(
+            attrs.evolve(options, config=_config(tmp_path, messages_use="hybrid"), reuse=True),
+            host=ref_host,
+        )
+
+
 def test_judge_prompt_follows_the_question_type():
     convs = {c.sample_id: c.questions[0] for c in load_longmemeval_list(synthetic_samples())}
     temporal = judge_prompt_for(convs["q_tr_abs"], "I don't know")

@@ -59,6 +59,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--categories", default="1,2,3,4", help="question categories (default: %(default)s)"
     )
     p.add_argument("--no-baselines", action="store_true", help="skip the raw-turn baselines")
+    _reuse_argument(p)
     p.add_argument(
         "--qa",
         action="store_true",
@@ -96,6 +97,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="keep each question's store in DIR/<question_id> (default: a temporary directory)",
     )
     p.add_argument("--no-baselines", action="store_true", help="skip the raw-turn baselines")
+    _reuse_argument(p)
     p.add_argument(
         "--qa",
         action="store_true",
@@ -106,6 +108,15 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     _plot_argument(p)
     p.set_defaults(func=_run_longmemeval)
     return parser
+
+
+def _reuse_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --memory-dir: search the stores an earlier run left there (same data, same "
+        "configuration but for the fusion, rerankers and pool size) instead of ingesting again",
+    )
 
 
 def _plot_argument(p: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ recall figures (they are counted; ``--qa`` answers and judges them).
 from __future__ import annotations
 
 import json
+import shutil
 import string
 import sys
 import tempfile
@@ -46,6 +47,7 @@ from .locomo import (
 )
 from .metrics import mean, percentile, word_count
 from .provenance import git_commit, hash_config
+from .stores import reusable, stamp_of, write_stamp
 
 PIPELINE = "lightmem"
 #: Suffix of a baseline cut to the pipeline's words per question.
@@ -84,6 +86,9 @@ class LongMemEvalOptions:
     memory_dir: str | None = None
     baselines: bool = True
     qa: bool = False
+    #: Search the stores an earlier run left in ``memory_dir`` instead of ingesting again
+    #: (:mod:`lightmem_core.eval.stores`).
+    reuse: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,11 +350,8 @@ def evaluate_longmemeval(
             qtype = str(q.category)
             head = f"{bar(n - 1, len(conversations))} {conv.sample_id} ({SHORT.get(qtype, qtype)})"
             store_dir = root / conv.sample_id
-            if store_dir.exists() and any(store_dir.iterdir()):
-                raise InputError(
-                    f"--memory-dir: {store_dir} is not empty; the evaluation needs a fresh store "
-                    "per question. Remove it or choose another directory."
-                )
+            stamp = stamp_of(conv.sample_id, conv.messages, raw_config)
+            reused = reusable(store_dir, stamp, reuse=options.reuse)
             config = {**raw_config, "memory_dir": str(store_dir)}
             config.pop("history_db_path", None)
             memory = LightMemory(config, host=host)
@@ -370,7 +372,7 @@ def evaluate_longmemeval(
                 scores = {name: Scores() for name in names}
                 pipe = scores[PIPELINE]
                 done, total = 0, len(conv.messages)
-                for session in conv.sessions:
+                for session in () if reused else conv.sessions:
                     t0 = time.perf_counter()
                     memory.add_memory(
                         list(session.messages), force_segment=True, force_extract=True
@@ -380,21 +382,27 @@ def evaluate_longmemeval(
                     progress.update(f"{head} ingesting {done}/{total} turns")
                 # The last entries' vectors wait for the next search: write them now, so the
                 # ingest time has all of the work and the search time none of it.
-                t0 = time.perf_counter()
-                memory.flush_vectors()
-                pipe.ingest_s += time.perf_counter() - t0
-                pipe.turns = len(turns)
-                if llm is not None and memory.config.update == "offline":
+                if not reused:
+                    t0 = time.perf_counter()
+                    memory.flush_vectors()
+                    pipe.ingest_s += time.perf_counter() - t0
+                pipe.turns = 0 if reused else len(turns)  # no throughput for a reused store
+                if not reused and llm is not None and memory.config.update == "offline":
                     progress.update(f"{head} offline update", force=True)
                     memory.construct_update_queue_all_entries()
                     memory.offline_update_all_entries()
+                if not reused:
+                    write_stamp(store_dir, stamp)
                 usage = memory.get_token_statistics()
                 usage_total = _add_usage(usage_total, usage)
 
                 baselines = None
                 if options.baselines:
                     progress.update(f"{head} indexing raw turns for the baselines")
-                    bm25 = build_bm25(memory.resolved, str(root / f"{conv.sample_id}-bm25"))
+                    bm25_dir = root / f"{conv.sample_id}-bm25"
+                    if reused:  # the baselines' index of the earlier run: built again
+                        shutil.rmtree(bm25_dir, ignore_errors=True)
+                    bm25 = build_bm25(memory.resolved, str(bm25_dir))
                     embedder = memory.embedder or _default_embedder(host, str(root))
                     baselines = TurnBaselines(embedder, bm25, memory.config.hybrid_weights)
                     baselines.ingest(turns)
@@ -608,6 +616,7 @@ def options_from_args(args: Any) -> LongMemEvalOptions:
         memory_dir=getattr(args, "memory_dir", None),
         baselines=not getattr(args, "no_baselines", False),
         qa=bool(getattr(args, "qa", False)),
+        reuse=bool(getattr(args, "reuse", False)),
     )
 
 
