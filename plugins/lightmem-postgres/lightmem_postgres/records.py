@@ -687,10 +687,12 @@ class PostgresRecordStore:
         *,
         batch_id: str | None,
         history: str | None,
+        revision: int = 0,
     ) -> list[MemoryEntry]:
         """Insert ``entries`` (the first of each id) with their sources and, when ``history``
         names a reason, an ``add`` history row each; known ids are skipped. Three statements
-        whatever the number of entries; the caller gives the new ones their revision
+        whatever the number of entries. Their revision: ``revision`` when the caller took one
+        already (:meth:`_take_revision`), else the caller stamps the new ones afterwards
         (:meth:`_stamp_revision`, last in its transaction). Returns the entries inserted."""
         unique = list({e.id: e for e in reversed(entries)}.values())[::-1]
         if not unique:
@@ -717,6 +719,7 @@ class PostgresRecordStore:
             ("status", "text", lambda e: e.status),
             ("metadata", "jsonb", lambda e: _json(dict(e.metadata))),
             ("batch_id", "text", lambda e: batch_id),
+            ("revision", "bigint", lambda e: revision),
             ("created_at", "timestamptz", lambda e: e.created_at or stamp),
             ("updated_at", "timestamptz", lambda e: e.updated_at or stamp),
         ]
@@ -780,6 +783,13 @@ class PostgresRecordStore:
             (list(ids),),
         )
 
+    def _take_revision(self, cur: Any) -> int:
+        """The next revision, the clock's row locked until the transaction ends (for a
+        transaction that writes many rows: they are inserted with it, not updated after)."""
+        cur.execute(self._q("UPDATE {c} SET value = value + 1 RETURNING value", c="revision_clock"))
+        row = cur.fetchone()
+        return int(row[0] if not isinstance(row, dict) else row["value"])
+
     def restore_entries(self, entries: Sequence[MemoryEntry]) -> list[MemoryEntry]:
         """Insert entries as an export file holds them (status, time stamps, provenance; no
         history row: the history comes with them). Known ids are skipped; returns the new."""
@@ -791,8 +801,8 @@ class PostgresRecordStore:
             conn.transaction(),
             conn.cursor() as cur,
         ):
-            new = self._insert_entries(cur, entries, batch_id=None, history=None)
-            self._stamp_revision(cur, [e.id for e in new])
+            revision = self._take_revision(cur)
+            new = self._insert_entries(cur, entries, batch_id=None, history=None, revision=revision)
         if len(new) >= 10_000:  # the planner's row counts after a large import
             with self.db.connection("analyzing entries") as conn:
                 conn.execute(self._q("ANALYZE {e}", e="entries"))

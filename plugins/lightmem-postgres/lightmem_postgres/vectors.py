@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ from psycopg import sql
 from . import connection as pg
 from .errors import SchemaTooNewError
 from .options import PgVectorOptions
-from .tables import PAYLOAD_NAMES, last_per_id, payload_ddl, payload_values, where
+from .tables import PAYLOAD_NAMES, PAYLOAD_TYPES, last_per_id, payload_ddl, payload_values, where
 
 #: Version of the table layout this code writes (kept per table in ``lightmem_meta``).
 TABLE_VERSION = 1
@@ -28,6 +29,27 @@ def vector_text(vector: Sequence[float] | Any, dimension: int) -> str:
     if not all(map(math.isfinite, values)):
         raise ValueError("pgvector: a vector with a NaN or infinite value")
     return "[" + ",".join(map(repr, values)) + "]"
+
+
+#: The payload columns' types, as named for a binary ``COPY``.
+_COPY_TYPES = tuple(
+    {"text": "text", "bigint": "int8", "double precision": "float8"}[kind] for kind in PAYLOAD_TYPES
+)
+
+
+def vector_binary(vector: Sequence[float] | Any, dimension: int) -> bytes:
+    """pgvector's binary form (``vector_recv``): dimensions and a spare as 16-bit integers,
+    then the values as big-endian 32-bit floats."""
+    tolist = getattr(vector, "tolist", None)
+    values = list(map(float, tolist() if callable(tolist) else vector))
+    if len(values) != dimension:
+        raise ValueError(f"pgvector: a vector of {len(values)} values, the index holds {dimension}")
+    if not all(map(math.isfinite, values)):
+        raise ValueError("pgvector: a vector with a NaN or infinite value")
+    try:
+        return struct.pack(f">hh{dimension}f", dimension, 0, *values)
+    except OverflowError:
+        raise ValueError("pgvector: a vector value beyond 32-bit float range") from None
 
 
 class PgVectorRetriever:
@@ -185,15 +207,20 @@ class PgVectorRetriever:
         written = 0
         with self.db.connection("loading vectors") as conn, conn.transaction():
             conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(index))
+            # Binary rows: the vector as pgvector's own binary form (no float text to write
+            # here or to parse there).
             with conn.cursor().copy(
-                sql.SQL("COPY {t} ({columns}) FROM STDIN").format(t=self._t, columns=columns)
+                sql.SQL("COPY {t} ({columns}) FROM STDIN (FORMAT BINARY)").format(
+                    t=self._t, columns=columns
+                )
             ) as copy:
+                copy.set_types(["text", *_COPY_TYPES, "bytea"])
                 for chunk in chunks:
                     for r in last_per_id(chunk):
                         if r.vector is None:
                             raise ValueError(f"pgvector: record {r.id!r} has no vector")
                         copy.write_row(
-                            [r.id, *payload_values(r.payload), vector_text(r.vector, dim)]
+                            [r.id, *payload_values(r.payload), vector_binary(r.vector, dim)]
                         )
                         written += 1
             conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
