@@ -68,7 +68,7 @@ class UsageBooking:
     Each operation's usage totals the work nested in it (the operation tree); when a
     top-level operation ends, its usage is written to the record store once, split between
     the booked operations inside it (:data:`BOOKED_OPERATIONS`) and itself. Nothing is read
-    back to compute a delta.
+    back to compute a delta. A top-level operation with the detail ``dry_run`` is not booked.
     """
 
     def __init__(self, store: RecordStore | None = None) -> None:
@@ -96,8 +96,8 @@ class UsageBooking:
             with self._lock:
                 self._inside.setdefault(id(parent), _Booked()).merge(booked)
             return
-        if self.store is None:
-            return
+        if self.store is None or operation.details.get("dry_run"):
+            return  # a dry run's local stages (pipeline/local.py) spend nothing on the books
         for booked_name, usage in booked.by_name.items():
             if usage != Usage():
                 try:

@@ -3,19 +3,20 @@
 ``LightMemory.add_memory(..., dry_run=True)`` and ``lightmem add --dry-run`` use an
 :class:`IngestionPlan`: it reads the journal (the messages already buffered in the scope) and
 plays the buffers forward with ingestion's own buffer policy (:mod:`.buffers`), call after call,
-but writes nothing, runs no compressor, segmenter or LLM, and books no usage. For every batch
-that would be flushed it renders the extraction request ingestion sends
+but writes nothing, runs no LLM, and books no usage. The local stages run as in ingestion
+(:mod:`.local`): the pre-compressor chain shortens the new messages and the topic segmenter
+cuts the sensory buffer, so the plan holds the texts and topics a real run would. For every
+batch that would be flushed it renders the extraction request ingestion sends
 (:func:`lightmem_core.llm.extraction.extraction_request`: the system message, the prompt with the
 conversation lines by topic, the JSON schema sent) and counts its prompt tokens as OpenAI bills
 them (:func:`lightmem_core.llm.tokens.prompt_tokens`: cl100k, or four characters per token
-without tiktoken). Without a topic segmenter, compressor or per-call budget, the plan's calls and
-prompt tokens are exactly what ingestion then spends (a test checks it).
+without tiktoken). With or without a compressor and a segmenter, the plan's calls and prompt
+tokens are exactly what ingestion then spends (a test checks it, over several call patterns).
 
-The estimate is an upper bound where ingestion is data-dependent: with a segmenter and no forced
-segment, the last topic of the sensory buffer may stay there (the plan moves all of it on, as one
-topic), a compressor would shorten messages (the plan counts them whole), and with ``update:
-online`` each batch may add one reconcile call (``llm_calls_max``). Answer tokens are not
-estimated.
+The estimate is an upper bound where ingestion depends on more than the messages: a
+``lightmem_segments_ready`` hook may edit or drop messages (the plan runs no hooks), a per-call
+token budget may hold batches back, and with ``update: online`` each batch may add one
+reconcile call (``llm_calls_max``). Answer tokens are not estimated.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ..llm.extraction import ROLES_BY_USE, BatchCost, ExtractionRequest, extract
 from ..llm.extraction import batch_cost as _split_cost
 from ..llm.tokens import token_counting
 from ..messages import normalize_messages
-from . import buffers
+from . import buffers, local
 from .runtime import Runtime
 
 
@@ -126,12 +127,13 @@ class IngestionPlan:
         self.seen.update((scope, m.id) for m in fresh)
         self.received += len(normalized)
         self.new += len(fresh)
-        sensory = self.sensory[scope] + fresh
-        if buffers.sensory_moves_on(config, sensory, force_segment or force_extract):
-            # Without a segmenter the messages that move on are one topic, as in ingestion;
-            # with one, the plan cannot know the cuts and counts them as one (module docs).
-            self.short_term[scope] = [*self.short_term[scope], sensory]
-            sensory = []
+        sensory = self.sensory[scope] + local.compress(self.rt, fresh, dry_run=True)
+        force = force_segment or force_extract
+        if buffers.sensory_moves_on(config, sensory, force):
+            boundaries = local.segment(self.rt, sensory, dry_run=True)
+            moved = local.topics(sensory, boundaries, force)
+            self.short_term[scope] = [*self.short_term[scope], *moved]
+            sensory = sensory[sum(len(t) for t in moved) :]
         self.sensory[scope] = sensory
         topics = self.short_term[scope]
         if buffers.short_term_flushes(config, (m for t in topics for m in t), force_extract):

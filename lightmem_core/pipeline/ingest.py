@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import itertools
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -28,7 +27,7 @@ from ..indexing import message_context
 from ..messages import normalize_messages
 from ..retry import BatchRetrier, retry_time
 from ..scope import is_unscoped, scope_key
-from . import budget, buffers, expiry
+from . import budget, buffers, expiry, local
 from .runtime import Runtime
 
 if TYPE_CHECKING:
@@ -181,24 +180,7 @@ class Ingestion:
     # -- compress --------------------------------------------------------------------------
 
     def compress(self, messages: list[Message]) -> list[Message]:
-        compressors = self.rt.backends.pre_compressors()
-        if not compressors or not messages:
-            return messages
-        texts = [m.content for m in messages]
-        for name, backend in compressors:
-
-            def call(backend: Any = backend, texts: list[str] = texts) -> list[str]:
-                return list(backend.compress(texts))
-
-            out = self.rt.run("compress", call, backend=name, texts=len(texts))
-            if len(out) != len(texts):
-                raise BackendError(
-                    f"pre_compressor {name!r} returned {len(out)} texts for {len(texts)} inputs"
-                )
-            texts = [
-                new if new and new.strip() else old for new, old in zip(out, texts, strict=True)
-            ]
-        return [attrs.evolve(m, content=t) for m, t in zip(messages, texts, strict=True)]
+        return local.compress(self.rt, messages)
 
     # -- sensory buffer and segmentation ---------------------------------------------------
 
@@ -210,11 +192,7 @@ class Ingestion:
         if not buffers.sensory_moves_on(rt.config, (r.message for r in rows), force):
             return
         messages = [r.message for r in rows]
-        boundaries = self.segment(messages)
-        cuts = [0, *boundaries, len(messages)]
-        groups = [messages[a:b] for a, b in itertools.pairwise(cuts) if b > a]
-        if not force and len(groups) > 1:
-            groups = groups[:-1]  # the last topic may go on: it stays in the sensory buffer
+        groups = local.topics(messages, local.segment(rt, messages), force)
         topic_ids = rt.store.allocate_topic_ids(len(groups))
         segments = [
             Segment(topic_id=t, messages=tuple(g)) for t, g in zip(topic_ids, groups, strict=True)
@@ -225,23 +203,6 @@ class Ingestion:
         dropped = [mid for mid in offered if mid not in assignments]
         with rt.lock:
             rt.store.assign_segments(assignments, scope=scope, contents=contents, dropped=dropped)
-
-    def segment(self, messages: list[Message]) -> list[int]:
-        rt = self.rt
-        segmenter = rt.backends.topic_segmenter() if rt.config.topic_segment else None
-        if segmenter is None or len(messages) < 2:
-            return []
-        name = rt.backends.names("topic_segmenter")[0]
-        raw = rt.run(
-            "segment", lambda: segmenter.segment(messages), backend=name, messages=len(messages)
-        )
-        boundaries = sorted({int(b) for b in raw})
-        bad = [b for b in boundaries if not 0 < b < len(messages)]
-        if bad:
-            raise BackendError(
-                f"topic_segmenter {name!r} returned boundaries {bad} outside 1..{len(messages) - 1}"
-            )
-        return boundaries
 
     # -- short-term buffer -----------------------------------------------------------------
 
