@@ -162,7 +162,12 @@ class LightMemory:
     @classmethod
     def from_config(
         cls,
-        config: Mapping[str, Any] | LightMemConfig | str | os.PathLike[str] | None = None,
+        config: Mapping[str, Any]
+        | LightMemConfig
+        | ResolvedConfig
+        | str
+        | os.PathLike[str]
+        | None = None,
         *,
         host: PluginHost | None = None,
     ) -> LightMemory:
