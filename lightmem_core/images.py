@@ -576,15 +576,14 @@ _FILTER_FIELDS = ("user_id", "agent_id", "run_id", "speaker", "topic_id")
 
 
 class _Loaded:
-    """The index in memory: ids, payloads and vectors in one order, with the payload's filter
-    fields as columns, so a search's filter is a few array comparisons instead of a Python test
+    """The index in memory: ids and vectors in one order, with the payloads' filter fields as
+    columns, so a search's filter is a few array comparisons instead of a Python test
     per image."""
 
     def __init__(self, ids: list[str], payloads: list[dict[str, Any]], matrix: Any) -> None:
         import numpy as np
 
         self.ids = ids
-        self.payloads = payloads
         self.matrix = matrix
         self.position = {entry_id: k for k, entry_id in enumerate(ids)}
         # each filter field as codes: the k-th distinct value of the field is k
