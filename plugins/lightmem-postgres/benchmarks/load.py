@@ -43,6 +43,7 @@ def phase(dsn: str, llm_url: str, args: argparse.Namespace, processes: int, sear
         n_sessions=args.sessions,
         searchers=searchers,
         tag=f"w{processes}",
+        search_rate=args.search_rate,
     )
     with LightMemory(config, host=workload.host()) as mem:
         result["verify"] = workload.verify(mem.store, result["sent"])
@@ -63,6 +64,12 @@ def main() -> int:
     parser.add_argument("--searchers", type=int, default=2)
     parser.add_argument("--sessions", type=int, default=4, help="sessions per thread")
     parser.add_argument("--latency", type=float, default=0.2, help="LLM answer delay, seconds")
+    parser.add_argument(
+        "--search-rate",
+        type=float,
+        default=10.0,
+        help="searches a second per searcher process (0: as fast as it can)",
+    )
     parser.add_argument("--out", default=str(RESULTS / "postgres_load.json"))
     args = parser.parse_args()
     from lightmem_postgres.server import dsn as server_dsn
@@ -100,6 +107,12 @@ def main() -> int:
                 if r["searches"]
                 else ""
             )
+        )
+    for name, r in (("1 writer process", one), (f"{args.writers} writer processes", many)):
+        turns = max(r["turns"], 1)
+        print(
+            f"{name:<22} CPU per turn: writers {1000 * r['writer_cpu_s'] / turns:.1f} ms, "
+            f"server {1000 * r['server_cpu_s'] / turns:.1f} ms"
         )
     print(f"speedup {speedup:.2f}x (target >= 3x); load average {os.getloadavg()}")
     out = Path(args.out)

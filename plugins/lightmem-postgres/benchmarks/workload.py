@@ -11,6 +11,7 @@ its own scope, no message was extracted twice, nothing is left unextracted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import random
@@ -60,14 +61,11 @@ def user_of(process: int, thread: int, tag: str) -> str:
     return f"{tag}-p{process}-t{thread}"
 
 
-def _write(config: Mapping[str, Any], data: str, n_sessions: int, user: str, sample: int) -> int:
-    from lightmem_core import LightMemory
-
+def _write(mem: Any, sessions_: list[list[dict[str, Any]]], user: str) -> int:
     sent = 0
-    with LightMemory(dict(config), host=host()) as mem:
-        for messages in sessions(data, sample, n_sessions):
-            mem.add_memory(messages, force_segment=True, force_extract=True, user_id=user)
-            sent += len(messages)
+    for messages in sessions_:
+        mem.add_memory(messages, force_segment=True, force_extract=True, user_id=user)
+        sent += len(messages)
     return sent
 
 
@@ -81,15 +79,24 @@ def writer_process(
     start: Any,
     out: Any,
 ) -> None:
-    """``threads`` threads, each with its own LightMemory and user, then ``(process, sent)``."""
-    start.wait(300)
+    """``threads`` threads, each with its own LightMemory and user, then ``(process, sent)``.
+
+    Each thread's memory is opened (the process's imports, the pool's connections) and its
+    sessions read before the start: the timed part is the adding alone."""
+    from lightmem_core import LightMemory
+
     sent: dict[str, int] = {}
     errors: list[str] = []
+    users = [user_of(process, t, tag) for t in range(threads)]
+    work = [sessions(data, process * threads + t, n_sessions) for t in range(threads)]
+    mems = [LightMemory(dict(config), host=host()) for _ in range(threads)]
+    start.wait(300)
+    cpu = time.process_time()
 
     def run(thread: int) -> None:
-        user = user_of(process, thread, tag)
+        user = users[thread]
         try:
-            sent[user] = _write(config, data, n_sessions, user, process * threads + thread)
+            sent[user] = _write(mems[thread], work[thread], user)
         except Exception as exc:  # reported to the parent, which fails the run
             errors.append(f"{user}: {type(exc).__name__}: {exc}")
 
@@ -98,22 +105,34 @@ def writer_process(
         w.start()
     for w in workers:
         w.join()
-    out.put({"process": process, "sent": sent, "errors": errors})
+    cpu = time.process_time() - cpu
+    out.put({"process": process, "sent": sent, "errors": errors, "cpu_s": cpu})
+    for mem in mems:
+        mem.close()
 
 
 def searcher_process(
-    config: Mapping[str, Any], users: list[str], stop: Any, start: Any, out: Any
+    config: Mapping[str, Any],
+    users: list[str],
+    stop: Any,
+    start: Any,
+    out: Any,
+    rate: float = 0.0,
 ) -> None:
-    """Search random questions under random users until ``stop``; count foreign hits."""
+    """Search random questions under random users until ``stop`` (at most ``rate`` searches a
+    second when given, waiting on ``stop`` in between); count foreign hits."""
     from lightmem_core import LightMemory
 
     rng = random.Random(len(users))
     queries = ["where did she travel", "what does he paint", "her job", "the support group"]
     searches = crossed = 0
     latencies: list[float] = []
-    start.wait(300)
     with LightMemory(dict(config), host=host()) as mem:
+        start.wait(300)
+        began = time.monotonic()
         while not stop.is_set():
+            if rate > 0 and stop.wait(max(0.0, began + searches / rate - time.monotonic())):
+                break
             user = rng.choice(users)
             t0 = time.perf_counter()
             hits = mem.search(rng.choice(queries), limit=10, user_id=user)
@@ -132,6 +151,7 @@ def run(
     n_sessions: int,
     searchers: int,
     tag: str,
+    search_rate: float = 0.0,
 ) -> dict[str, Any]:
     """One phase: start everyone together; returns the timing and what the workers reported."""
     ctx = multiprocessing.get_context("spawn")
@@ -147,15 +167,17 @@ def run(
         for p in range(processes)
     ]
     readers = [
-        ctx.Process(target=searcher_process, args=(config, users, stop, start, out))
+        ctx.Process(target=searcher_process, args=(config, users, stop, start, out, search_rate))
         for _ in range(searchers)
     ]
     for p in writers + readers:
         p.start()
     start.wait(300)
+    server_cpu = server_cpu_seconds(config["record_store"]["configs"]["dsn"])
     t0 = time.perf_counter()
     written = [out.get(timeout=1800) for _ in writers]
     elapsed = time.perf_counter() - t0
+    server_cpu = server_cpu_seconds(config["record_store"]["configs"]["dsn"]) - server_cpu
     stop.set()
     searched = [out.get(timeout=300) for _ in readers]
     for p in writers + readers:
@@ -174,7 +196,37 @@ def run(
         "crossed": sum(s["crossed"] for s in searched),
         "search_latencies": [x for s in searched for x in s["latencies"]],
         "exit_codes": [p.exitcode for p in writers + readers],
+        # CPU seconds while the writers wrote: theirs (each process's own), and the server's
+        # (every Postgres process on this machine, the searchers' work included)
+        "writer_cpu_s": sum(w["cpu_s"] for w in written),
+        "server_cpu_s": server_cpu,
     }
+
+
+def server_cpu_seconds(dsn: str) -> float:
+    """CPU seconds used so far by the Postgres server at ``dsn`` when it runs on this machine
+    (the postmaster, its live processes, and those that ended): NaN when it cannot be read."""
+    import psutil
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        try:
+            postmaster = psutil.Process(int(row[0])).parent() if row else None
+        except psutil.Error:
+            return float("nan")
+    try:
+        if postmaster is None or "postgres" not in postmaster.name():
+            return float("nan")  # a server elsewhere (the pid is another machine's)
+        t = postmaster.cpu_times()
+        total = t.user + t.system + t.children_user + t.children_system
+        for child in postmaster.children():
+            with contextlib.suppress(psutil.Error):
+                c = child.cpu_times()
+                total += c.user + c.system
+        return total
+    except psutil.Error:
+        return float("nan")
 
 
 def verify(store: Any, sent: Mapping[str, int]) -> dict[str, int]:
