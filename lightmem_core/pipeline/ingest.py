@@ -379,17 +379,17 @@ class Ingestion:
                 changes = apply_captions(rt, captions, {r.message.id: r.message for r in rows})
                 if changes:
                     rt.hooks.entries_changed(changes)
-                if rt.config.update == "online" and rt.llm is not None:
-                    from .update import online_update
+            if stored and rt.config.update == "online" and rt.llm is not None:
+                from .update import online_update
 
-                    rt.indexer.flush()
-                    _, update = rt.operation(
-                        "update",
-                        lambda: online_update(rt, stored),
-                        mode="online",
-                        entries=len(stored),
-                    )
-                    spent += update.usage.total_tokens
+                rt.indexer.flush()
+                _, update = rt.operation(
+                    "update",
+                    lambda: online_update(rt, stored),
+                    mode="online",
+                    entries=len(stored),
+                )
+                spent += update.usage.total_tokens
             budget.record(rt.store, spent)
             if allowance is not None:
                 allowance.spent += spent
