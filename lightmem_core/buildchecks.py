@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, ConfigProblem
 
 
 def check_embedding_dims(config: Any, backends: Any) -> None:
@@ -21,13 +21,18 @@ def check_embedding_dims(config: Any, backends: Any) -> None:
         actual = int(embedder.dimension)
     except Exception as exc:
         raise ConfigError(
-            [f"$.text_embedder: cannot read the embedder's dimension to check it: {exc}"]
+            ConfigProblem(
+                "$.text_embedder",
+                f"cannot read the embedder's dimension to check it: {exc}",
+                "check the text_embedder's configs, or choose another text_embedder",
+            )
         ) from exc
     if actual != wanted:
         raise ConfigError(
-            [
-                f"$.embedding_retriever.configs.embedding_model_dims: {wanted}, but the "
-                f"text_embedder {config.text_embedder.model_name!r} makes {actual}-dimensional "
-                f"vectors; set embedding_model_dims to {actual} or remove it"
-            ]
+            ConfigProblem(
+                "$.embedding_retriever.configs.embedding_model_dims",
+                f"{wanted}, but the text_embedder {config.text_embedder.model_name!r} makes "
+                f"{actual}-dimensional vectors",
+                f"set embedding_model_dims to {actual} or remove it",
+            )
         )

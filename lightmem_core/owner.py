@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, MemoryDirInUseError, StoreError
+from .errors import ConfigError, ConfigProblem, MemoryDirInUseError, StoreError
 
 LOCK_NAME = "lightmem.lock"
 
@@ -92,15 +92,27 @@ def claim_memory_dir(config: Any) -> DirectoryOwner:
     memory_dir = Path(config.memory_dir)
     if memory_dir.exists() and not memory_dir.is_dir():
         raise ConfigError(
-            [f"$.memory_dir: {str(memory_dir)!r} is a file, not a folder; choose a folder"]
+            ConfigProblem(
+                "$.memory_dir", f"{str(memory_dir)!r} is a file, not a folder", "choose a folder"
+            )
         )
     try:
         memory_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(
-            [f"$.memory_dir: cannot create the folder {str(memory_dir)!r}: {exc}"]
+            ConfigProblem(
+                "$.memory_dir",
+                f"cannot create the folder {str(memory_dir)!r}: {exc}",
+                "choose a folder this process may write in",
+            )
         ) from exc
     db_parent = Path(config.db_path).parent
     if db_parent.exists() and not db_parent.is_dir():
-        raise ConfigError([f"$.history_db_path: {str(db_parent)!r} is not a folder"])
+        raise ConfigError(
+            ConfigProblem(
+                "$.history_db_path",
+                f"{str(db_parent)!r} is not a folder",
+                "name a file in an existing folder, or leave history_db_path out",
+            )
+        )
     return DirectoryOwner(memory_dir, timeout=config.lock_timeout)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from lightmem_hookspecs import EntryChange, MemoryEntry, SearchFilter
 
-from ..errors import BackendError, ConfigError, ExtractionError
+from ..errors import BackendError, ConfigError, ConfigProblem, ExtractionError
 
 if TYPE_CHECKING:
     from ..llm.update import UpdateCheck, UpdateDecision
@@ -59,10 +59,11 @@ def _require_llm(rt: Runtime) -> object:
     llm = rt.llm
     if llm is None:
         raise ConfigError(
-            [
-                "$.memory_manager: memory update needs an LLM; configure a memory_manager "
-                "(e.g. {'model_name': 'openai', 'configs': {...}})"
-            ]
+            ConfigProblem(
+                "$.memory_manager",
+                "memory update needs an LLM",
+                "configure a memory_manager (e.g. {'model_name': 'openai', 'configs': {...}})",
+            )
         )
     return llm
 
@@ -105,7 +106,11 @@ class _Pairs:
         embedder, index = rt.embedder, rt.vector_index
         if index is None or embedder is None:
             raise ConfigError(
-                ["$.embedding_retriever: the memory update needs an embedding_retriever"]
+                ConfigProblem(
+                    "$.embedding_retriever",
+                    "the memory update needs an embedding_retriever",
+                    "configure one (e.g. {'model_name': 'qdrant'})",
+                )
             )
         self.rt = rt
         self.embedder = embedder
