@@ -42,6 +42,10 @@ BOOKED_OPERATIONS = frozenset({"add_memory", "extract", "update", "retrieve"})
 BOOKED_AS = {"index": "add_memory"}
 
 
+#: The usage of an operation that spent nothing (never changed).
+_NOTHING = Usage()
+
+
 def _minus(a: Usage, b: Usage) -> Usage:
     return Usage(**{f.name: getattr(a, f.name) - getattr(b, f.name) for f in attrs.fields(Usage)})
 
@@ -86,7 +90,11 @@ class UsageBooking:
 
     def _ended(self, operation: Operation) -> None:
         with self._lock:
-            booked = self._inside.pop(id(operation), None) or _Booked()
+            booked = self._inside.pop(id(operation), None)
+        if booked is None:
+            if operation.usage == _NOTHING:
+                return  # nothing spent inside it: nothing to book or hand up
+            booked = _Booked()
         parent = operation.parent
         name = BOOKED_AS.get(operation.name, operation.name) if parent is None else operation.name
         if parent is None or name in BOOKED_OPERATIONS:
@@ -426,6 +434,9 @@ class Backends:
         """The backend ``selected`` names, built once: a second thread asking meanwhile waits
         for the first one's build instead of building (and dropping, unclosed) another."""
         path = selected.path
+        built = self._built.get(path)  # built already: no lock needed to read it
+        if built is not None:
+            return built
         with self._lock:
             if path in self._built:
                 return self._built[path]

@@ -87,6 +87,14 @@ class HookChain:
             self.pm.register(_Adapter(selected), name=selected.plugin)
         for i, plugin in enumerate(core):
             self.pm.register(plugin, name=f"lightmem-core:{type(plugin).__name__}:{i}")
+        #: The runtime hooks some registered plugin implements; the others are not called.
+        self._implemented = frozenset(
+            n for n in RUNTIME_HOOKS if getattr(self.pm.hook, n).get_hookimpls()
+        )
+        #: The core's own operation wrappers, outermost first, when they are all there is
+        #: (no selected plugin implements ``lightmem_run_operation``): the core then runs them
+        #: itself, as pluggy would, without a hook call per operation. ``None``: pluggy calls.
+        self._core_wrappers = _core_wrappers(self.pm)
 
     @staticmethod
     def _select(
@@ -162,6 +170,8 @@ class HookChain:
     # -- observer and mutator hooks --------------------------------------------------------
 
     def _call(self, hook_name: str, **kwargs: Any) -> None:
+        if hook_name not in self._implemented:
+            return
         context = HookContext(memory_dir=self.memory_dir, scope=_current_scope.get())
         getattr(self.pm.hook, hook_name)(**kwargs, context=context)
 
@@ -207,15 +217,57 @@ class HookChain:
             name=name, call=lambda: None, backend=backend, details=details, parent=parent
         )
         operation.call = lambda: call(operation)
-        context = HookContext(memory_dir=self.memory_dir, scope=_current_scope.get())
         token = _current_operation.set(operation)
         try:
-            result = self.pm.hook.lightmem_run_operation(operation=operation, context=context)
+            if self._core_wrappers is not None:
+                result = _wrapped(self._core_wrappers, operation, self.memory_dir)
+            else:
+                context = HookContext(memory_dir=self.memory_dir, scope=_current_scope.get())
+                result = self.pm.hook.lightmem_run_operation(operation=operation, context=context)
         finally:
             _current_operation.reset(token)
             if parent is not None:
                 parent.usage.add(operation.usage)
         return result, operation
+
+
+def _core_wrappers(pm: pluggy.PluginManager) -> tuple[Any, ...] | None:
+    """The new-style wrappers of ``lightmem_run_operation``, outermost first, when the only
+    other implementation is the core's runner and no selected plugin implements it."""
+    impls = pm.hook.lightmem_run_operation.get_hookimpls()
+    for impl in impls:
+        if isinstance(impl.plugin, _Adapter):
+            return None
+        if not impl.wrapper and not isinstance(impl.plugin, _CoreRunner):
+            return None
+    return tuple(impl for impl in reversed(impls) if impl.wrapper)  # pluggy's call order
+
+
+def _wrapped(wrappers: Sequence[Any], operation: Operation, memory_dir: str) -> Any:
+    """Run ``operation`` inside ``wrappers`` (new-style generator wrappers, outermost first)
+    as pluggy runs them: each runs to its ``yield``, the innermost runs the work, and each
+    receives the result (or the exception) at its ``yield`` and returns what the call returns."""
+    if not wrappers:
+        return operation.call()
+    impl, inner = wrappers[0], wrappers[1:]
+    values: dict[str, Any] = {"operation": operation}
+    if "context" in impl.argnames:
+        values["context"] = HookContext(memory_dir=memory_dir, scope=_current_scope.get())
+    step = impl.function(**{k: values[k] for k in impl.argnames})
+    next(step)
+    try:
+        result = _wrapped(inner, operation, memory_dir)
+    except BaseException as exc:
+        try:
+            step.throw(exc)
+        except StopIteration as stop:
+            return stop.value
+        raise RuntimeError(f"wrapper {impl.plugin_name} did not stop after its yield") from exc
+    try:
+        step.send(result)
+    except StopIteration as stop:
+        return stop.value
+    raise RuntimeError(f"wrapper {impl.plugin_name} did not stop after its yield")
 
 
 def current_operation() -> Operation | None:

@@ -32,6 +32,8 @@ from .language import ENGLISH_CHAT_STOPWORDS, ENGLISH_PAST_PATTERN, ENGLISH_SUFF
 
 #: A newer hit passes an older one only if its score is at least this share of the older's.
 SCORE_RATIO = 0.4
+#: Word stems a reranker remembers (then it starts again).
+STEM_CACHE = 50_000
 
 
 def _regex(_inst: Any, attribute: attrs.Attribute, value: str) -> None:
@@ -78,6 +80,8 @@ class NewerFirst:
         self._past = re.compile(o.past_pattern, re.IGNORECASE)
         self._word = re.compile(o.word_pattern, re.UNICODE)
         self._suffixes = tuple(sorted(o.suffixes, key=len, reverse=True))
+        #: Stems of the words met so far (a memory's vocabulary is small; emptied when full).
+        self._stems: dict[str, str] = {}
 
     def rerank(self, query: str, hits: Sequence[SearchHit], *, limit: int) -> list[SearchHit]:
         return self.order(query, hits)[:limit]
@@ -87,10 +91,17 @@ class NewerFirst:
         return self._past.search(query) is not None
 
     def _stem(self, word: str) -> str:
-        for suffix in self._suffixes:
-            if len(word) > len(suffix) + 2 and word.endswith(suffix):
-                return word[: -len(suffix)]
-        return word
+        stem = self._stems.get(word)
+        if stem is None:
+            stem = word
+            for suffix in self._suffixes:
+                if len(word) > len(suffix) + 2 and word.endswith(suffix):
+                    stem = word[: -len(suffix)]
+                    break
+            if len(self._stems) >= STEM_CACHE:
+                self._stems.clear()
+            self._stems[word] = stem
+        return stem
 
     def _subjects(self, hit: SearchHit) -> frozenset[str]:
         entry = hit.entry
@@ -112,17 +123,23 @@ class NewerFirst:
             return list(hits)
         ratio = self.options.score_ratio
         placed: list[SearchHit] = []
-        subjects: dict[int, frozenset[str]] = {id(h): self._subjects(h) for h in hits}
+        subjects: dict[int, frozenset[str]] = {}  # by id(hit), read only where two may compete
         asked = frozenset(self._stem(w.casefold()) for w in self._word.findall(query))
 
+        def subjects_of(hit: SearchHit) -> frozenset[str]:
+            found = subjects.get(id(hit))
+            if found is None:
+                found = subjects[id(hit)] = self._subjects(hit)
+            return found
+
         def compete(a: SearchHit, b: SearchHit) -> bool:
-            shared = subjects[id(a)] & subjects[id(b)]
+            shared = subjects_of(a) & subjects_of(b)
             return len(shared) >= 2 or bool(shared & asked)
 
         for hit in hits:
             when = _when(hit)
             position = len(placed)
-            if when is not None and subjects[id(hit)]:
+            if when is not None:
                 for i, earlier in enumerate(placed):
                     then = _when(earlier)
                     if (

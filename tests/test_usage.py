@@ -9,7 +9,7 @@ import pytest
 from lightmem_hookspecs import Usage, hookimpl
 
 from lightmem_core import LightMemory
-from lightmem_core.errors import InputError
+from lightmem_core.errors import InputError, UnexpectedError
 from lightmem_core.testing import fresh_host
 from lightmem_core.testing.reference import ReferencePlugin
 
@@ -127,3 +127,33 @@ def test_run_operation_books_an_applications_own_work(watched):
         assert mem.get_token_statistics()["by_operation"]["qa_answer"]["llm_calls"] == 1
         with pytest.raises(InputError):
             mem.run_operation("", lambda: None)
+
+
+def test_without_hook_plugins_the_core_books_as_pluggy_would(watched, llm, tmp_path):
+    """With no hook plugin selected the core runs its own wrapper itself (no hook call per
+    operation): the books, the operation tree and a failing operation's error are the same."""
+    config, host, _ = watched
+    books = []
+    for i, hooks in enumerate(([{"plugin": "watcher"}], [])):
+        own = {**config, "hooks": hooks, "memory_dir": str(tmp_path / f"m{i}")}
+        with LightMemory(own, host=host) as mem:
+            assert (mem.hooks._core_wrappers is None) == bool(hooks)
+            mem.add(_turns(4))
+            mem.add(_turns(4, first=4))
+            mem.search("when does the bakery open")
+            spent = mem.run_operation(
+                "qa_answer", lambda: mem.llm.complete([{"role": "user", "content": "hi"}]).text
+            )
+            assert isinstance(spent, str)
+
+            def fails() -> None:
+                mem.llm.complete([{"role": "user", "content": "again"}])
+                raise KeyError("the application's own error")
+
+            with pytest.raises(UnexpectedError, match="own error"):
+                mem.run_operation("qa_answer", fails)
+            books.append(mem.get_token_statistics()["by_operation"])
+    with_plugin, core_only = books
+    assert core_only == with_plugin
+    assert core_only["qa_answer"]["llm_calls"] == 2  # the failed one's call is booked too
+    assert core_only["retrieve"]["embedded_texts"] == 1

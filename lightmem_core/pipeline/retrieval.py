@@ -155,9 +155,7 @@ class Retrieval:
         A hit the graph reached keeps its entry when only the filter's time bounds reject it:
         for the graph, time bounds select the relations valid then, not when they were said.
         """
-        timeless = attrs.evolve(
-            search_filter, time_gt=None, time_gte=None, time_lt=None, time_lte=None
-        )
+        timeless: SearchFilter | None = None
         hits: list[SearchHit] = []
         start, size = 0, max(want * 2, 8)
         while start < len(fused) and len(hits) < want:
@@ -169,7 +167,13 @@ class Retrieval:
                 entry = found.get(hit.id)
                 if entry is None:
                     continue
-                filter_of_hit = timeless if hit.paths else search_filter
+                filter_of_hit = search_filter
+                if hit.paths:
+                    if timeless is None:
+                        timeless = attrs.evolve(
+                            search_filter, time_gt=None, time_gte=None, time_lt=None, time_lte=None
+                        )
+                    filter_of_hit = timeless
                 if not filter_of_hit.matches(entry.id, entry_payload(entry)):
                     continue
                 if not in_scope(entry.scope, search_filter):
