@@ -87,3 +87,69 @@ def test_a_damaged_lexical_index_is_set_aside_and_rebuilt(make_memory, ref_host,
     if damage == "garbage":
         kept = index.with_name(index.name + ".damaged-1")
         assert kept.read_bytes().startswith(b"\x13garbage")  # kept for inspection
+
+
+def test_reindex_rebuilds_a_lexical_index_damaged_past_its_first_pages(tmp_path):
+    """A lexical index whose later pages are garbage opens (its first pages are sound), so it
+    is not set aside on open and blocks every search; ``lightmem reindex`` finds the damage,
+    moves the file aside, rebuilds it from the record store and says so."""
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("lightmem_sqlite_index")
+    config = tmp_path / "lexical.json"
+    config.write_text(
+        json.dumps(
+            {
+                "context_retriever": {"model_name": "sqlite-bm25"},
+                "embedding_retriever": None,
+                "text_embedder": None,
+                "topic_segment": False,
+                "retrieve_strategy": "context",
+            }
+        )
+    )
+    memory = tmp_path / "mem"
+    args = ["--config", str(config), "--memory-dir", str(memory)]
+
+    def lightmem(*command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "lightmem_core.cli", *command, *args],
+            capture_output=True,
+            text=True,
+        )
+
+    chat = tmp_path / "chat.json"
+    facts = [f"note {i}: the plum tree by the shed gave {i} baskets" for i in range(600)]
+    chat.write_text(
+        json.dumps(
+            [
+                {"role": "user", "content": "My dog is called Biscuit"},
+                *[{"role": "user", "content": fact} for fact in facts],
+            ]
+        )
+    )
+    assert lightmem("add", str(chat)).returncode == 0
+    index = memory / "lexical_bm25.sqlite3"
+    for side in ("-wal", "-shm"):
+        assert not index.with_name(index.name + side).exists()  # closed: all in the file
+    data = bytearray(index.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    pages = len(data) // page
+    assert pages > 20
+    for n in range(pages // 2, pages):
+        data[n * page : (n + 1) * page] = b"\xff" * page
+    index.write_bytes(bytes(data))
+    broken = lightmem("search", "plum baskets")
+    assert broken.returncode != 0 and "malformed" in broken.stderr  # today's state: blocked
+
+    out = lightmem("reindex")
+    assert out.returncode == 0, out.stderr
+    assert f"reindexed {len(facts) + 1} active memories" in out.stdout
+    kept = index.with_name(index.name + ".damaged-1")
+    assert f"moved to {kept}" in out.stderr and "rebuilt from the record store" in out.stderr
+    assert kept.read_bytes() == bytes(data)  # kept for inspection, as it was
+    found = lightmem("search", "Biscuit")
+    assert found.returncode == 0 and "My dog is called Biscuit" in found.stdout
+    assert "note 432: " in lightmem("search", "plum 432 baskets").stdout

@@ -12,6 +12,7 @@ the memory embeds whatever was still queued.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,8 @@ from lightmem_hookspecs import IndexRecord, MemoryEntry, entry_payload
 from ..errors import StoreError
 from ..indexing import embedded_text, index_text, speaker_of, with_speakers
 from .runtime import Runtime
+
+log = logging.getLogger("lightmem")
 
 #: Entries embedded and written per call when (re)building an index.
 CHUNK = 256
@@ -261,6 +264,17 @@ class Indexer:
 
             current = fingerprint(embedder, self.rt.config.speaker_vector_weight)
             check_embedder(store, current, record=True)
+        for text in backends.text_indexes():
+            reset = getattr(text, "reset", None)  # emptied (a damaged file set aside) first
+            if callable(reset):
+                moved = reset()
+                if moved is not None:
+                    log.warning(
+                        "reindex: the %s text index was damaged; moved to %s and rebuilt from "
+                        "the record store",
+                        backends.name_of(text),
+                        moved,
+                    )
         self._open = True
         self._queued.clear()  # every active entry is written below
         all_entries = store.entries(status=None)

@@ -27,6 +27,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -333,6 +334,11 @@ class SQLiteBM25Retriever:
     def compact(self) -> None:
         """Rewrite the file so deleted records leave no bytes behind (after an erase)."""
         self.db.compact()
+
+    def reset(self) -> Path | None:
+        """Empty the index for a rebuild (``lightmem reindex``); a damaged file is moved aside
+        first and kept: returns where it went (``None``: the file was sound)."""
+        return self.db.reset()
 
     def close(self) -> None:
         """Close every connection; closing twice is harmless."""

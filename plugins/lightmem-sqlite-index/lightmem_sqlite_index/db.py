@@ -81,6 +81,8 @@ class SQLiteFile:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._closed = False
+        self._schema = (schema, version, dict(migrations or {}))
+        #: Where a damaged file found on opening was moved (``None``: it was sound).
         self.set_aside: Path | None = None
         try:
             self._open(schema, version, migrations or {})
@@ -178,6 +180,39 @@ class SQLiteFile:
         with self._write_lock:
             self._writer.execute("VACUUM")
             self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def reset(self) -> Path | None:
+        """Start the file again, empty, for a rebuild from the record store. A damaged file
+        (``PRAGMA quick_check`` fails) is moved aside and kept, a sound one deleted. Returns
+        where a damaged file went, now or when this file was opened (``None``: none was)."""
+        damaged = not self._sound()
+        self.close()
+        self._local = threading.local()
+        with self._connections_lock:
+            self._connections = []
+        moved = self.set_aside
+        if damaged:
+            moved = _move_aside(self.path)
+            log.warning(
+                "lexical index %s is damaged: moved to %s; it is rebuilt from the record store",
+                self.path,
+                moved,
+            )
+        else:
+            for suffix in ("", "-wal", "-shm"):
+                self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+        self._closed = False
+        self.set_aside = None
+        self._open(*self._schema)
+        return moved
+
+    def _sound(self) -> bool:
+        try:
+            with self._write_lock:
+                rows = self._writer.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError:
+            return False
+        return rows == [("ok",)]
 
     def close(self) -> None:
         """Close every connection (readers of all threads too); closing twice is harmless."""

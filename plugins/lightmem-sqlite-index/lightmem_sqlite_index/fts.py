@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from lightmem_hookspecs import IndexRecord, SearchFilter
 
@@ -111,6 +112,11 @@ class SQLiteFTSRetriever:
     def compact(self) -> None:
         """Rewrite the file so deleted records leave no bytes behind (after an erase)."""
         self.db.compact(lambda conn: conn.execute("INSERT INTO terms(terms) VALUES('optimize')"))
+
+    def reset(self) -> Path | None:
+        """Empty the index for a rebuild (``lightmem reindex``); a damaged file is moved aside
+        first and kept: returns where it went (``None``: the file was sound)."""
+        return self.db.reset()
 
     def close(self) -> None:
         """Close every connection; closing twice is harmless."""

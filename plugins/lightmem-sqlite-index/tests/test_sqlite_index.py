@@ -385,3 +385,28 @@ def test_a_format_1_file_is_migrated_in_place_with_the_same_results(tmp_path):
     (sql,) = raw.execute("SELECT sql FROM sqlite_master WHERE name = 'postings'").fetchone()
     assert "WITHOUT ROWID" not in sql
     raw.close()
+
+
+def test_reset_empties_a_sound_file_and_sets_a_damaged_one_aside(tmp_path, make, db_file):
+    index = make(tmp_path)
+    index.index(TURNS)
+    assert index.search("rex", limit=5)
+    assert index.reset() is None  # sound: started again empty, nothing kept
+    assert index.count() == 0 and index.search("rex", limit=5) == []
+    index.index(TURNS[:2])
+    assert ids(index.search("rex", limit=5)) == ["t1"]
+    index.close()
+
+    path = tmp_path / db_file
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    data[page:] = b"\xff" * (len(data) - page)  # every page but the first: garbage
+    path.write_bytes(bytes(data))
+    damaged = make(tmp_path)  # the first page is sound: opens
+    moved = damaged.reset()
+    assert moved == tmp_path / f"{db_file}.damaged-1"
+    assert moved.read_bytes() == bytes(data)  # kept as it was
+    assert damaged.count() == 0
+    damaged.index(TURNS)
+    assert ids(damaged.search("rex", limit=5))[0] in {"t1", "t4"}
+    damaged.close()
