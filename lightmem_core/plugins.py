@@ -169,6 +169,10 @@ class BackendRegistry:
             return
         self._by_kind[registration.kind][key] = registration
 
+    def first(self, kind: str, name: str) -> BackendRegistration | None:
+        """The first registration of ``name`` for ``kind`` (conflicts or not)."""
+        return self._by_kind[kind].get(normalize_name(name))
+
     def get(self, kind: str, name: str) -> BackendRegistration | None:
         """The registration of ``name``; raises :class:`DuplicateBackendError` if two plugins
         provide it."""
@@ -573,6 +577,13 @@ class PluginRegistrar(BackendRegistrar):
             raise PluginContractError(
                 f"{where}: the options of {kind} backend {name!r} must be an attrs class "
                 f"(got {options!r}); decorate it with @attrs.frozen or pass options=None"
+            )
+        earlier = self.registry.first(kind, name)
+        if earlier is not None and earlier.plugin == self.plugin_name:
+            raise PluginContractError(
+                f"{where} registers {kind} backend {name!r} twice (the first time as "
+                f"{earlier.name!r}): register each backend once, in {BACKENDS_HOOK}; a plugin "
+                "that moved to the registrar drops its per-kind registration hooks"
             )
         registration = BackendRegistration(
             kind=kind,

@@ -111,6 +111,26 @@ def test_a_bad_registration_is_refused_naming_the_plugin(ref_host, call, words):
     assert ref_host.registry.get("text_embedder", "hash") is not None
 
 
+def test_a_plugin_on_both_hooks_is_told_to_drop_the_per_kind_one(ref_host):
+    class Both:
+        @hookimpl
+        def lightmem_register_backends(self, registrar):
+            registrar.reranker("twice", lambda o, c: None)
+
+        @hookimpl
+        def lightmem_register_rerankers(self, register):
+            register("TWICE", lambda o, c: None)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        info = ref_host.register(Both(), "both")
+    assert ref_host.registry.get("reranker", "twice") is not None  # the first one stands
+    assert info.error is not None and "lightmem_register_rerankers failed" in info.error
+    assert "'both' registers reranker backend 'TWICE' twice" in info.error
+    assert "drops its per-kind registration hooks" in info.error
+    assert ref_host.registry.conflicts == []
+
+
 def test_the_registrar_raises_a_typed_error(ref_host):
     from lightmem_core.plugins import BackendRegistry, PluginInfo
 
