@@ -379,17 +379,22 @@ class Ingestion:
                 changes = apply_captions(rt, captions, {r.message.id: r.message for r in rows})
                 if changes:
                     rt.hooks.entries_changed(changes)
-            if stored and rt.config.update == "online" and rt.llm is not None:
-                from .update import online_update
+            online = bool(stored) and rt.config.update == "online" and rt.llm is not None
+            if online:
+                rt.indexer.flush()  # the older entries' vectors, written like any flush
+        if online:
+            from .update import online_update
 
-                rt.indexer.flush()
-                _, update = rt.operation(
-                    "update",
-                    lambda: online_update(rt, stored),
-                    mode="online",
-                    entries=len(stored),
-                )
-                spent += update.usage.total_tokens
+            # Outside the lock: its embedding and its LLM call; it takes the lock to read
+            # the indexes and to write its decisions (a search waits for a write only).
+            _, update = rt.operation(
+                "update",
+                lambda: online_update(rt, stored),
+                mode="online",
+                entries=len(stored),
+            )
+            spent += update.usage.total_tokens
+        with rt.lock:
             budget.record(rt.store, spent)
             if allowance is not None:
                 allowance.spent += spent

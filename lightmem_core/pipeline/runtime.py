@@ -81,8 +81,8 @@ class Runtime:
     backends: Backends
     hooks: HookChain
     #: Held while writing the journal, the entries and the indexes, and by searches; never
-    #: across a model's inference (compression, segmentation, extraction), so a search waits
-    #: for a write, not for a model.
+    #: across a model's inference (compression, segmentation, extraction, the online update's
+    #: embedding and LLM call), so a search waits for a write, not for a model.
     lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
     #: One lock per scope: the adds of a scope run one at a time (only the holder changes
     #: its buffers); adds of different scopes run side by side (``pipeline/concurrency.py``).

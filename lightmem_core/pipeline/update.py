@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -117,6 +118,9 @@ class _Pairs:
         self.index = index
         self.vectors: dict[str, Any] = {}
         self.positions: dict[str, int] = {}
+        #: Held while the vector index and the record store are read (never while a model
+        #: embeds): ``rt.lock`` for the online update, which runs outside it.
+        self.reading: AbstractContextManager[Any] = nullcontext()
 
     def _embed(self, entries: Iterable[MemoryEntry]) -> None:
         import numpy as np
@@ -140,7 +144,8 @@ class _Pairs:
     def _position(self, entry_id: str) -> int:
         """Where the entry stands in storage order (read once per pass, only for ties)."""
         if not self.positions:
-            listing = self.rt.store.entries(status=None)
+            with self.reading:
+                listing = self.rt.store.entries(status=None)
             self.positions = {e.id: k for k, e in enumerate(listing, start=1)}
         return self.positions.get(entry_id, 0)
 
@@ -166,21 +171,22 @@ class _Pairs:
         entries = [e for e in entries if not is_image_entry(e)]
         self._embed(entries)
         pools: dict[str, list[str]] = {}
-        for entry in entries:
-            scope = entry.scope
-            hits = self.index.search(
-                [float(x) for x in self.vectors[entry.id]],
-                limit=max(POOL, limit),
-                filter=SearchFilter(
-                    user_id=scope.user_id,
-                    agent_id=scope.agent_id,
-                    run_id=scope.run_id,
-                    exclude_ids=frozenset({entry.id}) | exclude,
-                ),
-            )
-            pools[entry.id] = [i for i, _ in hits]
-        wanted = {i for ids in pools.values() for i in ids}
-        found = {e.id: e for e in self.rt.store.entries(wanted, status="active")}
+        with self.reading:
+            for entry in entries:
+                scope = entry.scope
+                hits = self.index.search(
+                    [float(x) for x in self.vectors[entry.id]],
+                    limit=max(POOL, limit),
+                    filter=SearchFilter(
+                        user_id=scope.user_id,
+                        agent_id=scope.agent_id,
+                        run_id=scope.run_id,
+                        exclude_ids=frozenset({entry.id}) | exclude,
+                    ),
+                )
+                pools[entry.id] = [i for i, _ in hits]
+            wanted = {i for ids in pools.values() for i in ids}
+            found = {e.id: e for e in self.rt.store.entries(wanted, status="active")}
         self._embed(found.values())
         out: dict[str, list[tuple[MemoryEntry, float]]] = {}
         for entry in entries:
@@ -369,13 +375,21 @@ def apply_decision(
 
 
 def online_update(rt: Runtime, stored: Sequence[MemoryEntry]) -> list[EntryChange]:
-    """Reconcile a whole extraction batch with the older entries it resembles: ONE call."""
+    """Reconcile a whole extraction batch with the older entries it resembles: ONE call.
+
+    Called without ``rt.lock``: the embedding and the LLM call run outside it, so a search
+    never waits for them; the lock is held to read the indexes and the store, and to apply the
+    decisions. A decision about an entry that was retired or rewritten while the model
+    decided (a delete, an edit, another update) is not applied: it judged text that is gone.
+    """
     from ..llm.update import UpdateCheck, decide_updates
 
     llm = _require_llm(rt)
     if rt.vector_index is None or not stored:
         return []
-    found = _Pairs(rt).find(
+    finder = _Pairs(rt)
+    finder.reading = rt.lock
+    found = finder.find(
         stored,
         threshold=rt.config.online_update_threshold,
         limit=rt.config.online_update_top_k,
@@ -397,11 +411,26 @@ def online_update(rt: Runtime, stored: Sequence[MemoryEntry]) -> list[EntryChang
             log.warning("online update of %d entries skipped: %s", len(batch), exc)
     by_id = {c.target.id: c for c in checks}
     changes: list[EntryChange] = []
-    for decision in decisions:
-        check = by_id[decision.target_id]
-        change = apply_decision(rt, check.target, decision, [c for c, _ in check.candidates])
-        if change is not None:
-            changes.append(change)
-    if changes:
-        rt.hooks.entries_changed(changes)
+    if not decisions:
+        return changes
+    with rt.lock:  # the write: decisions about entries still as the model saw them
+        shown = {c.target.id for c in checks} | {e.id for c in checks for e, _ in c.candidates}
+        now = {e.id: e for e in rt.store.entries(shown, status="active")}
+        for decision in decisions:
+            check = by_id[decision.target_id]
+            target = now.get(check.target.id)
+            newer = [now[c.id] for c, _ in check.candidates if c.id in now]
+            if target is None or target.memory != check.target.memory or not newer:
+                log.info(
+                    "online update: entry %s changed while the model decided; its decision "
+                    "(%s) is not applied",
+                    check.target.id,
+                    getattr(decision, "action", "?"),
+                )
+                continue
+            change = apply_decision(rt, target, decision, newer)
+            if change is not None:
+                changes.append(change)
+        if changes:
+            rt.hooks.entries_changed(changes)
     return changes
