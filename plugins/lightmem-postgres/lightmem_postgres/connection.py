@@ -227,6 +227,26 @@ def release(db: Database) -> None:
     db.close()
 
 
+class GrowthAnalyzer:
+    """Says when to ``ANALYZE`` tables this process writes many rows into: each time its
+    writes double (from ``floor`` rows), so an import of ``n`` rows in chunks analyzes about
+    ``log2(n / floor)`` times, not once per chunk, and the planner never plans a search of a
+    table it still believes empty."""
+
+    def __init__(self, floor: int = 1000) -> None:
+        self.written = 0
+        self.due = floor
+        self._lock = threading.Lock()
+
+    def wrote(self, rows: int) -> bool:
+        with self._lock:
+            self.written += rows
+            if self.written < self.due:
+                return False
+            self.due = 2 * self.written
+            return True
+
+
 # -- schema versions -----------------------------------------------------------------------------
 
 

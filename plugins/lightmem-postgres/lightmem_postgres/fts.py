@@ -51,6 +51,7 @@ class PostgresFTSRetriever:
         self._t = sql.Identifier(self.schema, self.table)
         self._terms = sql.Identifier(self.schema, f"{self.table}_terms"[:63])
         self._meta_key = f"fts:{self.table}"
+        self._growth = pg.GrowthAnalyzer()
         self._db: pg.Database | None = pg.acquire(
             options.conninfo(),
             min_size=options.pool_min_size,
@@ -220,6 +221,9 @@ class PostgresFTSRetriever:
                 self._lock_users(conn, [*users, *(r[0] for r in before)])
                 self._remove(conn, ids)
                 conn.execute(self._tally(insert, 1, source="new"), values)
+            if self._growth.wrote(len(records)):  # the planner's row counts after growth
+                conn.execute(sql.SQL("ANALYZE {}").format(self._t))
+                conn.execute(sql.SQL("ANALYZE {}").format(self._terms))
 
     def delete(self, ids: Sequence[str]) -> None:
         if not ids:

@@ -229,6 +229,7 @@ class PostgresRecordStore:
         self._presence: psycopg.Connection[Any] | None = None
         self._claimant: tuple[int, dt.datetime] | None = None
         self._presence_lock = threading.Lock()
+        self._growth = pg.GrowthAnalyzer()
         try:
             with self.db.connection("opening the record store") as conn:
                 self.version = pg.migrate(
@@ -624,20 +625,26 @@ class PostgresRecordStore:
         retry_at: dt.datetime | None = None,
     ) -> list[MemoryEntry]:
         stored: list[MemoryEntry] = []
+        # Pipelined: a round trip where a result is read (the batch, the new entries' ids),
+        # the other statements go with the commit.
         with (
             self.db.connection("storing a batch's entries") as conn,
+            conn.pipeline(),
             conn.transaction(),
             conn.cursor(row_factory=dict_row) as cur,
         ):
             cur.execute(
-                self._q("SELECT * FROM {b} WHERE id = %s FOR UPDATE", b="batches"), (batch_id,)
+                self._q("SELECT *, now() AS _now FROM {b} WHERE id = %s FOR UPDATE", b="batches"),
+                (batch_id,),
             )
             batch = cur.fetchone()
             if batch is None or batch["state"] == BatchState.DONE.value:
                 return []
-            stamp = cur.execute("SELECT now() AS t").fetchone()["t"]  # type: ignore[index]
+            stamp = batch["_now"]
             fresh = [attrs.evolve(e, created_at=stamp, updated_at=stamp) for e in entries]
-            stored = self._insert_entries(cur, fresh, batch_id=batch_id, history="extracted")
+            stored = self._insert_entries(
+                cur, fresh, batch_id=batch_id, history="extracted", stamp=stamp
+            )
             if unextracted:
                 rest = uuid.uuid4().hex
                 cur.execute(
@@ -688,6 +695,7 @@ class PostgresRecordStore:
         batch_id: str | None,
         history: str | None,
         revision: int = 0,
+        stamp: dt.datetime | None = None,
     ) -> list[MemoryEntry]:
         """Insert ``entries`` (the first of each id) with their sources and, when ``history``
         names a reason, an ``add`` history row each; known ids are skipped. Three statements
@@ -697,8 +705,9 @@ class PostgresRecordStore:
         unique = list({e.id: e for e in reversed(entries)}.values())[::-1]
         if not unique:
             return []
-        now = cur.execute("SELECT now()").fetchone()
-        stamp = now[0] if not isinstance(now, dict) else now["now"]
+        if stamp is None:
+            now = cur.execute("SELECT now()").fetchone()
+            stamp = now[0] if not isinstance(now, dict) else now["now"]
         columns = [
             ("id", "text", lambda e: e.id),
             ("memory", "text", lambda e: e.memory),
@@ -803,7 +812,7 @@ class PostgresRecordStore:
         ):
             revision = self._take_revision(cur)
             new = self._insert_entries(cur, entries, batch_id=None, history=None, revision=revision)
-        if len(new) >= 10_000:  # the planner's row counts after a large import
+        if self._growth.wrote(len(new)):  # the planner's row counts after growth
             with self.db.connection("analyzing entries") as conn:
                 conn.execute(self._q("ANALYZE {e}", e="entries"))
                 conn.execute(self._q("ANALYZE {s}", s="entry_sources"))

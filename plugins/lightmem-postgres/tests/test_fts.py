@@ -119,3 +119,25 @@ def test_common_terms_are_dropped_past_the_candidate_bound(fts):
     # "rare" (1 document) is kept, "common" (31) would pass the bound: only "rare" ranks
     assert [i for i, _ in retriever.search("common rare", limit=10)] == ["rare"]
     assert len(fts().search("common rare", limit=50)) == 31  # the default bound keeps both
+
+
+def test_a_table_that_grew_is_analyzed(fts, postgres_dsn, schema):
+    retriever = fts()
+    retriever.index(_records())  # a few rows: no ANALYZE
+    table = retriever.table
+
+    def analyzed():
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            return {
+                name: n
+                for name, n in conn.execute(
+                    "SELECT relname, analyze_count FROM pg_stat_user_tables "
+                    "WHERE schemaname = %s AND analyze_count > 0",
+                    (schema,),
+                )
+            }
+
+    assert table not in analyzed()
+    many = {f"m{i}": ("carol", f"note number {i} about gardens") for i in range(1200)}
+    retriever.index(_records(many))  # past the first thousand rows: the planner learns them
+    assert {table, f"{table}_terms"} <= set(analyzed())
