@@ -228,15 +228,16 @@ class PluginHost:
         for ep in _entry_points():
             seen.add(normalize_name(ep.name))
             dist = getattr(ep, "dist", None)
+            meta = dist.metadata if dist is not None else None  # parsed once per plugin
             if self.only is not None and normalize_name(ep.name) not in self.only:
-                self.left_out.append(f"{ep.name} ({dist.metadata['Name'] if dist else '?'})")
+                self.left_out.append(f"{ep.name} ({meta['Name'] if meta else '?'})")
                 continue
             info = PluginInfo(
                 name=ep.name,
-                distribution=dist.metadata["Name"] if dist is not None else None,
-                version=dist.version if dist is not None else None,
+                distribution=meta["Name"] if meta is not None else None,
+                version=meta["Version"] if meta is not None else None,
                 module=ep.value,
-                description=(dist.metadata.get("Summary") or "") if dist is not None else "",
+                description=(meta.get("Summary") or "") if meta is not None else "",
             )
             if ep.name in self.plugins:
                 info.error = (
