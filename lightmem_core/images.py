@@ -19,8 +19,9 @@ scope. With ``images.storage: copy`` the file is kept once per content hash in
 
 The entries are stored once the messages are journaled, before extraction. With an LLM, the
 extraction call shows each image as a marker (``[image i1]``) and may caption it in the same
-answer (see ``llm/extraction.py``); :func:`apply_captions` then rewrites the entry's text to
-that caption (an ``update`` in its history), and the text indexes follow.
+answer (see ``llm/extraction.py``); the ingestion stage rewrites each entry that
+:func:`captioned_entries` names to its caption (an ``update`` in its history), and the text
+indexes follow.
 
 The entry's caption goes into the text indexes like any entry; the image itself is embedded by
 the ``multimodal_embedder`` into the vector index of the ``multimodal`` retriever
@@ -328,15 +329,14 @@ def image_entry_id(scope: Scope, message_id: str, part: int, sha256: str) -> str
     return "img-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:29]
 
 
-def apply_captions(rt: Any, captions: Sequence[Any], messages: Mapping[str, Any]) -> list[Any]:
-    """Give image entries the captions an extraction call wrote (``ImageCaption``s; the
-    caller holds the memory's lock and announces the returned changes). ``messages``: the
-    batch's messages by id, for their scope. An entry that is gone, retired, or already has
-    that caption is left as it is."""
-    from .pipeline.edit import EntryEditor
-
-    editor = EntryEditor(rt)
-    changes = []
+def captioned_entries(
+    rt: Any, captions: Sequence[Any], messages: Mapping[str, Any]
+) -> list[tuple[MemoryEntry, str]]:
+    """The image entries an extraction call wrote new captions for (``ImageCaption``s), each
+    with its caption; the ingestion stage rewrites them (with :data:`CAPTION_REASON`) while it
+    holds the memory's lock. ``messages``: the batch's messages by id, for their scope. An
+    entry that is gone, retired, or already has that caption is left out."""
+    out = []
     for caption in captions:
         message = messages.get(caption.message_id)
         if message is None:
@@ -345,9 +345,8 @@ def apply_captions(rt: Any, captions: Sequence[Any], messages: Mapping[str, Any]
         entry = rt.store.get_entry(entry_id)
         if entry is None or entry.status != "active" or entry.memory == caption.text:
             continue
-        _, change = editor.rewrite(entry, caption.text, CAPTION_REASON)
-        changes.append(change)
-    return changes
+        out.append((entry, caption.text))
+    return out
 
 
 #: The reason an image entry's history gives for its caption from the extraction call.

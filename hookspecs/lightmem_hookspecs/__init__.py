@@ -2,6 +2,7 @@
 and the record store's interface."""
 
 from . import graph, records, specs
+from .context import BackendContext, BackendRegistration, Register
 from .contract import (
     BREAKING_CHANGES,
     CONTRACT_ATTRIBUTE,
@@ -40,8 +41,6 @@ from .registrar import BackendRegistrar
 from .types import (
     ENTRY_STATUSES,
     OPERATION_NAMES,
-    BackendContext,
-    BackendRegistration,
     Completion,
     EntryChange,
     HookContext,
@@ -50,7 +49,6 @@ from .types import (
     Message,
     Operation,
     QueryContext,
-    Register,
     Scope,
     SearchFilter,
     SearchHit,

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .context import BackendContext
     from .protocols import (
         ContextRetriever,
         EmbeddingRetriever,
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
         TopicSegmenter,
     )
     from .records import RecordStore
-    from .types import BackendContext
 
 
 class BackendRegistrar(abc.ABC):

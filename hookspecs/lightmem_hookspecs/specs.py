@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .markers import hookspec
 
 if TYPE_CHECKING:
+    from .context import Register
     from .registrar import BackendRegistrar
     from .types import (
         EntryChange,
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
         Message,
         Operation,
         QueryContext,
-        Register,
         SearchHit,
         Segment,
     )

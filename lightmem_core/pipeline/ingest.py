@@ -374,9 +374,15 @@ class Ingestion:
             if stored:
                 rt.hooks.entries_stored(stored)
             if captions:  # image entries get the captions the same call wrote
-                from ..images import apply_captions
+                from ..images import CAPTION_REASON, captioned_entries
+                from .edit import EntryEditor
 
-                changes = apply_captions(rt, captions, {r.message.id: r.message for r in rows})
+                editor = EntryEditor(rt)
+                by_id = {r.message.id: r.message for r in rows}
+                changes = [
+                    editor.rewrite(entry, text, CAPTION_REASON)[1]
+                    for entry, text in captioned_entries(rt, captions, by_id)
+                ]
                 if changes:
                     rt.hooks.entries_changed(changes)
             online = bool(stored) and rt.config.update == "online" and rt.llm is not None
