@@ -93,11 +93,8 @@ PROVIDER_LIBS: dict[str, tuple[str, ...]] = {
         "lightmem-bm25",
         "lightmem-entropy",
         "lightmem-huggingface",
-        "lightmem-llamacpp",
         "lightmem-llmlingua",
-        "lightmem-openai",
         "lightmem-postgres",
-        "lightmem-qdrant",
         "lightmem-sqlite-index",
     )
 }

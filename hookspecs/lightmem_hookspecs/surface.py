@@ -129,7 +129,7 @@ def _public(module: Any) -> Iterable[tuple[str, Any]]:
 def surface_lines() -> list[str]:
     """The contract's public surface, one sorted line per promise."""
     import lightmem_hookspecs as contract
-    from lightmem_hookspecs import graph, kinds, markers, specs
+    from lightmem_hookspecs import graph, kinds, markers, options, specs
 
     lines: set[str] = set()
     for name, obj in _public(contract):
@@ -141,6 +141,9 @@ def surface_lines() -> list[str]:
             continue  # exported by the package too: listed once, under its short name
         if getattr(obj, "__module__", graph.__name__) == graph.__name__:
             lines.update(_object_lines(f"graph.{name}", obj))
+    for name, obj in _public(options):
+        if getattr(obj, "__module__", options.__name__) == options.__name__:
+            lines.update(_object_lines(f"options.{name}", obj))
     for name in dir(specs):
         if name.startswith(f"{markers.PROJECT_NAME}_"):
             func = getattr(specs, name)

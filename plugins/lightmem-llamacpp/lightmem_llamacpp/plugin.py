@@ -1,7 +1,7 @@
 """Registers the ``llama-cpp`` memory manager: a local GGUF model run in a worker process.
 
 This module is what the ``lightmem.plugins`` entry point names: it imports only the contract,
-attrs, the shared option validators (lightmem-textkit) and the standard library.
+attrs (with the contract's shared option validators) and the standard library.
 ``llama_cpp`` is imported only by the worker process.
 """
 

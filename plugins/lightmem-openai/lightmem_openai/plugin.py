@@ -1,7 +1,7 @@
 """Registers the ``openai`` and ``deepseek`` memory managers (any OpenAI-compatible endpoint).
 
 This module is what the ``lightmem.plugins`` entry point names: it imports only the contract,
-attrs, the shared option validators (lightmem-textkit) and the standard library.
+attrs (with the contract's shared option validators) and the standard library.
 The ``openai`` client is imported when a backend is built.
 """
 
