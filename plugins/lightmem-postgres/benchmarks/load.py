@@ -112,7 +112,8 @@ def main() -> int:
         turns = max(r["turns"], 1)
         print(
             f"{name:<22} CPU per turn: writers {1000 * r['writer_cpu_s'] / turns:.1f} ms, "
-            f"server {1000 * r['server_cpu_s'] / turns:.1f} ms"
+            f"Postgres {1000 * r['server_cpu_s'] / turns:.1f} ms, scripted model's server "
+            f"{1000 * r['llm_server_cpu_s'] / turns:.1f} ms"
         )
     print(f"speedup {speedup:.2f}x (target >= 3x); load average {os.getloadavg()}")
     out = Path(args.out)

@@ -174,9 +174,11 @@ def run(
         p.start()
     start.wait(300)
     server_cpu = server_cpu_seconds(config["record_store"]["configs"]["dsn"])
+    here = time.process_time()  # this process: the scripted model's server threads
     t0 = time.perf_counter()
     written = [out.get(timeout=1800) for _ in writers]
     elapsed = time.perf_counter() - t0
+    here = time.process_time() - here
     server_cpu = server_cpu_seconds(config["record_store"]["configs"]["dsn"]) - server_cpu
     stop.set()
     searched = [out.get(timeout=300) for _ in readers]
@@ -200,6 +202,7 @@ def run(
         # (every Postgres process on this machine, the searchers' work included)
         "writer_cpu_s": sum(w["cpu_s"] for w in written),
         "server_cpu_s": server_cpu,
+        "llm_server_cpu_s": here,
     }
 
 
