@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -69,6 +70,8 @@ class PgVectorRetriever:
         self.dimension: int | None = None
         self._t = sql.Identifier(self.schema, self.table)
         self._meta_key = f"pgvector:{self.table}"
+        #: ``hnsw.ef_search`` as set on each pooled connection's session.
+        self._ef: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         where = self._db.where if self._db else "closed"
@@ -297,10 +300,13 @@ class PgVectorRetriever:
         ).format(t=self._t, c=condition, order=order)
 
     def _run(self, conn: Any, statement: sql.Composable, named: dict[str, Any]) -> list[Any]:
-        # One round trip: BEGIN, the walk's width for this transaction, the query, COMMIT.
-        with conn.pipeline(), conn.transaction():
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (named["ef"],))
-            rows = conn.execute(statement, named).fetchall()
+        # The walk's width is a setting of the connection's session, set when this connection
+        # last had another (only HNSW scans read it): a search is one statement, no
+        # transaction around it.
+        if self._ef.get(conn) != named["ef"]:
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (named["ef"],))
+            self._ef[conn] = named["ef"]
+        rows = conn.execute(statement, named).fetchall()
         hits = [(str(r[0]), float(r[1])) for r in rows]
         hits.sort(key=lambda h: -h[1])
         return hits
