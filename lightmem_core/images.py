@@ -9,13 +9,15 @@ downloaded. Every image is checked before anything is written (:func:`split_imag
 :class:`ImageInputError` naming ``messages[i].content[j]``, and nothing of the call is stored.
 
 The message keeps its text parts (``[image]`` when it has none) and lists its images in
-``metadata["images"]``. After the messages are journaled, each image becomes an entry
-(:func:`store_image_entries`): its text is the caption (the message's own text, else the text
-of the message before it in the call), ``category`` is ``"image"``, ``metadata["image"]`` says
-where the image is (``path``) and what it is (``sha256``, ``media_type``, ``width``,
-``height``, ``bytes``, ``storage``), with the message as provenance, its time stamp, speaker and
-scope. With ``images.storage: copy`` the file is kept once per content hash in
-``<memory_dir>/images``; with ``reference`` the caller's path is kept.
+``metadata["images"]``; without an LLM, a message with no text makes no text entry
+(:func:`images_only`), only its images' entries. After the messages are journaled, each
+image becomes an entry (:func:`store_image_entries`): its text is the caption (the
+message's own text, else the text of the message before it in the call), ``category`` is
+``"image"``, ``metadata["image"]`` says where the image is (``path``) and what it is
+(``sha256``, ``media_type``, ``width``, ``height``, ``bytes``, ``storage``), with the message
+as provenance, its time stamp, speaker and scope. With ``images.storage: copy`` the file is
+kept once per content hash in ``<memory_dir>/images``; with ``reference`` the caller's path
+is kept.
 
 The entries are stored once the messages are journaled, before extraction. With an LLM, the
 extraction call shows each image as a marker (``[image i1]``) and may caption it in the same
@@ -102,6 +104,12 @@ def has_parts(messages: Any) -> bool:
     if not isinstance(items, Sequence) or isinstance(items, str | bytes):
         return False
     return any(isinstance(m, Mapping) and isinstance(m.get("content"), list) for m in items)
+
+
+def images_only(message: Any) -> bool:
+    """Whether a normalised message carried images and no text (its content is
+    :data:`PLACEHOLDER`): without an LLM it makes no text entry, only its images' entries."""
+    return message.content == PLACEHOLDER and bool(message.metadata.get("images"))
 
 
 def split_images(messages: Any, options: Any, enabled: bool) -> tuple[Any, list[ImagePart]]:

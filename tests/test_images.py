@@ -510,3 +510,25 @@ def test_a_re_sent_image_of_a_deleted_entry_is_not_kept_or_embedded_again(config
         mem.add([message], user_id="u")  # re-sent: its entry exists (deleted)
         assert calls == [] and not _exists(path)  # no orphan file, no embedding
         assert mem.get(entry.id).status == "deleted"
+
+
+def test_without_an_llm_an_image_only_message_makes_no_text_entry(config, ref_host):
+    with LightMemory(config, host=ref_host) as mem:
+        mem.add(
+            [
+                image_message("The picture of my dog at the beach", data_uri(colour_png("red"))),
+                image_message(None, data_uri(colour_png("blue"))),
+                {"role": "user", "content": "I like green tea with honey."},
+            ],
+            user_id="maya",
+        )
+        entries = mem.get_all(user_id="maya")
+        texts = sorted(e.memory for e in entries if e.category != "image")
+        images = sorted(e.memory for e in entries if e.category == "image")
+        # the message with text keeps its text entry; the image-only one makes none
+        assert texts == ["I like green tea with honey.", "The picture of my dog at the beach"]
+        # the image-only message's caption is the text of the message before it
+        assert images == ["The picture of my dog at the beach"] * 2
+        assert all("[image]" not in e.memory for e in entries)
+        hits = mem.search("image", limit=10, user_id="maya")
+        assert all(h.entry.memory != "[image]" for h in hits)

@@ -421,10 +421,14 @@ class Ingestion:
         rt = self.rt
         llm = rt.llm
         if llm is None:
+            from ..images import images_only
+
             entries: list[MemoryEntry] = []
             previous: Message | None = None
             for s in segments:
                 for m in s.messages:
+                    if images_only(m):
+                        continue  # its images are entries of their own; no "[image]" entry
                     if self.uses(m):
                         entries.append(entry_from_message(m, s.topic_id, previous))
                     previous = m
