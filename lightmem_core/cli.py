@@ -488,7 +488,13 @@ def cmd_import(args: argparse.Namespace) -> int:
         report = import_memory(mem, args.file, skip_bad_lines=args.skip_bad_lines)
     for number, problem in report.skipped_lines:
         print(f"skipped {args.file}:{number}: {problem}", file=sys.stderr)
-    how = "re-embedded with this memory's embedder" if report.reembedded else "vectors as exported"
+    how = (
+        "re-embedded with this memory's embedder"
+        if report.reembedded
+        else "vectors as exported"
+        if report.vectors
+        else "no vectors: this memory has no vector store"
+    )
     print(
         f"imported {report.entries_added} entries ({how}), {report.history_added} history rows, "
         f"{report.messages_added} unprocessed messages"

@@ -19,10 +19,12 @@ An import reads the whole file first and refuses it, with the line number, if an
 (unless ``skip_bad_lines``, which skips them and says which); nothing is written before that.
 It is idempotent: entries, history and messages already there are not added again. Vectors in
 the file are written as they are when the target's embedder has the file's fingerprint;
-otherwise the entries are embedded again by the target's embedder. An image is checked as a
-message's image is (format, size, ``images.allowed_roots`` for a reference) and must have the
-SHA-256 its entry records; a copied image is stored again by content hash in the target, and
-embedded again by its multimodal embedder unless the header's fingerprint is that embedder's.
+otherwise the entries are embedded again by the target's embedder; a target without a vector
+store embeds nothing (the report's ``reembedded`` and ``vectors`` say which happened). An
+image is checked as a message's image is (format, size, ``images.allowed_roots`` for a
+reference) and must have the SHA-256 its entry records; a copied image is stored again by
+content hash in the target, and embedded again by its multimodal embedder unless the header's
+fingerprint is that embedder's.
 """
 
 from __future__ import annotations
@@ -439,11 +441,17 @@ class ImportReport:
     entries_added: int
     history_added: int
     messages_added: int
+    #: Whether the entries' vectors were made again by this memory's embedder (another
+    #: embedder made the file's); false when they were written as exported, and when this
+    #: memory has no vector store (nothing was embedded).
     reembedded: bool
     skipped_lines: tuple[tuple[int, str], ...]
     #: Image entries put into the image index, and whether their images were embedded again.
     images_added: int = 0
     images_reembedded: bool = False
+    #: Whether the entries' vectors went into the vector stores (as exported or re-embedded);
+    #: false when nothing was added or this memory has no vector store.
+    vectors: bool = False
 
 
 def import_memory(
@@ -481,14 +489,16 @@ def import_memory(
             rt, [e for e, _ in active], parsed.images, parsed.header
         )
         rt.indexer.flush()
+    vectors = bool(active) and embedder is not None and bool(rt.backends.vector_indexes())
     return ImportReport(
         entries_added=len(added),
         history_added=history_added,
         messages_added=messages_added,
-        reembedded=bool(active) and not same,
+        reembedded=vectors and not same,
         skipped_lines=tuple(parsed.skipped),
         images_added=images_added,
         images_reembedded=images_reembedded,
+        vectors=vectors,
     )
 
 

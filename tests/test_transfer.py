@@ -93,10 +93,25 @@ def test_another_embedder_re_embeds(tmp_path, ref_host, exported):
     other = {"model_name": "hash", "configs": {"dims": 32}}
     with _memory(tmp_path / "c", ref_host, text_embedder=other) as mem:
         report = import_memory(mem, path)
-        assert report.reembedded and report.entries_added == 5
+        assert report.reembedded and report.vectors and report.entries_added == 5
         hits = mem.search("grey cat named Miso", limit=3, user_id="alice")
         assert any("Miso" in h.entry.memory for h in hits)
         assert mem.vector_index.count() == 4
+
+
+def test_a_memory_without_a_vector_store_says_nothing_was_embedded(tmp_path, ref_host, exported):
+    path = exported[0]
+    lexical = {"text_embedder": None, "embedding_retriever": None, "retrieve_strategy": "context"}
+    with _memory(tmp_path / "d", ref_host, **lexical) as mem:
+        report = import_memory(mem, path)
+        assert report.entries_added == 5
+        assert not report.reembedded and not report.vectors  # no embedder: nothing embedded
+        hits = mem.search("grey cat named Miso", limit=3, user_id="alice")
+        assert any("Miso" in h.entry.memory for h in hits)  # found by the lexical index
+    with _memory(tmp_path / "e", ref_host) as mem:
+        report = import_memory(mem, path)
+        assert report.vectors and not report.reembedded  # the file's vectors, as exported
+        assert import_memory(mem, path).vectors is False  # nothing new: nothing written
 
 
 def test_a_changed_embedder_is_refused_until_reindex(tmp_path, ref_host):
