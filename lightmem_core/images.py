@@ -30,7 +30,9 @@ the ``multimodal_embedder`` into the vector index of the ``multimodal`` retrieve
 (:class:`ImageIndex`, SQLite in ``<memory_dir>/images``), which joins the retrieval chain with
 its weight and answers a query with the images nearest to the query's text embedding. Deleting
 an image entry (``delete``, an update pass, an erase) removes it from that index and removes a
-copied file no other entry uses.
+copied file no other entry uses. The index records the multimodal embedder's fingerprint; with
+another embedder configured, its use is refused (:class:`ImageEmbedderChangedError`) until a
+reindex embeds the images again from their files (:func:`reembed_images`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import binascii
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -53,6 +56,9 @@ import attrs
 from lightmem_hookspecs import IndexRecord, MemoryEntry, Scope, SearchFilter, entry_payload
 
 from .errors import InputError
+from .fingerprint import EmbedderChangedError
+
+log = logging.getLogger("lightmem")
 
 #: Pillow format name -> media type and file extension.
 FORMATS: dict[str, tuple[str, str]] = {
@@ -65,6 +71,11 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 _DATA_URI = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^;,]*)*),", re.S)
 PLACEHOLDER = "[image]"
+
+
+class ImageEmbedderChangedError(EmbedderChangedError):
+    """The image index's vectors were made by another multimodal embedder than the configured
+    one (``lightmem reindex`` embeds the images again from their files)."""
 
 
 class ImageInputError(InputError):
@@ -401,6 +412,62 @@ def image_index(rt: Any) -> ImageIndex | None:
     return None
 
 
+@attrs.frozen
+class ImagesReembedded:
+    """What :func:`reembed_images` did: images embedded again, and the image entries left out
+    of the image index (entry id, path, why: the file is missing, unreadable or changed)."""
+
+    embedded: int
+    left_out: tuple[tuple[str, str, str], ...] = ()
+
+
+#: Images embedded per call of the multimodal embedder during a reindex.
+REEMBED_CHUNK = 64
+
+
+def reembed_images(rt: Any) -> ImagesReembedded:
+    """Embed every active image entry again, from its file (a copy in ``<memory_dir>/images``
+    or the caller's referenced file), into the image index emptied by the reindex, and record
+    the configured multimodal embedder's fingerprint. An image whose file is missing,
+    unreadable or no longer the image its entry records (SHA-256) is left out of the index and
+    reported (a warning each); its entry and its caption stay."""
+    index = image_index(rt)
+    if index is None:
+        return ImagesReembedded(0)
+    index.check()  # the emptied index takes the configured embedder's fingerprint
+    entries = [e for e in rt.store.entries(status="active") if is_image_entry(e)]
+    left_out: list[tuple[str, str, str]] = []
+    done = 0
+    for start in range(0, len(entries), REEMBED_CHUNK):
+        items: list[tuple[MemoryEntry, bytes]] = []
+        for entry in entries[start : start + REEMBED_CHUNK]:
+            image = entry.metadata["image"]
+            path = str(image.get("path"))
+            try:
+                data = Path(path).read_bytes()
+            except FileNotFoundError:
+                why = "the file is missing"
+            except OSError as exc:
+                why = f"the file cannot be read ({exc.strerror or exc})"
+            else:
+                if hashlib.sha256(data).hexdigest() == image.get("sha256"):
+                    items.append((entry, data))
+                    continue
+                why = "the file is no longer the image the entry records (SHA-256)"
+            left_out.append((entry.id, path, why))
+            log.warning(
+                "reindex: image entry %s: %s (%s); it is left out of the image index (its "
+                "caption stays searchable); put the image back and run lightmem reindex again, "
+                "or delete the entry",
+                entry.id,
+                why,
+                path,
+            )
+        index.add_images(items)
+        done += len(items)
+    return ImagesReembedded(done, tuple(left_out))
+
+
 # -------------------------------------------------------------------------------------------
 # The multimodal retriever
 # -------------------------------------------------------------------------------------------
@@ -415,7 +482,11 @@ CREATE TABLE IF NOT EXISTS images (
     vector BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS indexed (entry_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+#: The ``meta`` key holding the fingerprint of the multimodal embedder that made the vectors.
+EMBEDDER_META = "multimodal_embedder"
 
 
 class ImageIndex:
@@ -441,6 +512,60 @@ class ImageIndex:
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._matrix: _Loaded | None = None  # loaded on the first search
+        self._checked = False  # the embedder's fingerprint matched the index's (or was recorded)
+
+    # -- which embedder made the vectors ------------------------------------------------------
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The configured multimodal embedder's fingerprint (model name, dimension)."""
+        return {
+            "model_name": str(self.embedder.model_name),
+            "dimension": int(self.embedder.dimension),
+        }
+
+    def check(self) -> None:
+        """Refuse (:class:`ImageEmbedderChangedError`) an index whose vectors another
+        multimodal embedder made; record the configured one's fingerprint in an index that has
+        none. Every use of the vectors (embedding, indexing, searching, exporting) checks
+        first, so vectors of two embedders are never mixed or compared."""
+        if self._checked:
+            return
+        current = self.fingerprint()  # may load the model: outside the lock
+        with self._lock, self._db:
+            row = self._db.execute(
+                "SELECT value FROM meta WHERE key=?", (EMBEDDER_META,)
+            ).fetchone()
+            if row is None:
+                # a new index, or one written before the fingerprint was kept: from now on
+                # its vectors are the configured embedder's
+                self._db.execute(
+                    "INSERT INTO meta VALUES (?, ?)",
+                    (EMBEDDER_META, json.dumps(current, sort_keys=True)),
+                )
+            else:
+                stored = json.loads(row[0])
+                if stored != current:
+                    raise ImageEmbedderChangedError(
+                        f"{self.folder / 'images.db'}: this memory's image vectors were made by "
+                        f"the multimodal embedder {stored.get('model_name')!r} "
+                        f"({stored.get('dimension')} dimensions); the configuration's "
+                        f"multimodal_embedder is {current['model_name']!r} "
+                        f"({current['dimension']} dimensions). Run `lightmem reindex` with this "
+                        "configuration to embed the images again from their files, or configure "
+                        "the multimodal embedder they were made with. Vectors of two embedders "
+                        "are never mixed."
+                    )
+            self._checked = True
+
+    def reset(self) -> None:
+        """Empty the index (for a reindex, which rebuilds it from the record store: see
+        :func:`reembed_images`); no image file is removed, and the embedder's fingerprint is
+        recorded again by the next use."""
+        with self._lock, self._db:
+            for table in ("images", "indexed", "meta"):
+                self._db.execute(f"DELETE FROM {table}")
+            self._matrix = None
+            self._checked = False
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -448,6 +573,7 @@ class ImageIndex:
         """The multimodal embedder's vectors of ``images`` (one row each)."""
         import numpy as np
 
+        self.check()
         if not images:
             return np.zeros((0, int(self.embedder.dimension)), dtype=np.float32)
         vectors = np.asarray(self.embedder.embed_images(list(images)), dtype=np.float32)
@@ -468,6 +594,7 @@ class ImageIndex:
         embedder made)."""
         import numpy as np
 
+        self.check()
         rows = []
         for entry, raw in items:
             vector = np.asarray(raw, dtype=np.float32)
@@ -517,6 +644,7 @@ class ImageIndex:
         """The vector of an image entry, or ``None``."""
         import numpy as np
 
+        self.check()
         with self._lock:
             row = self._db.execute(
                 "SELECT vector FROM images WHERE entry_id=?", (entry_id,)
@@ -543,6 +671,7 @@ class ImageIndex:
     ) -> list[tuple[str, float]]:
         import numpy as np
 
+        self.check()
         loaded = self._load()
         ids = loaded.ids
         if not ids or limit <= 0:
@@ -649,12 +778,7 @@ def build_image_index(options: Any, context: Any) -> ImageIndex:
 
 def multimodal_fingerprint(index: ImageIndex | None) -> dict[str, Any] | None:
     """Which multimodal embedder made the image vectors (an export's header carries it)."""
-    if index is None:
-        return None
-    return {
-        "model_name": str(index.embedder.model_name),
-        "dimension": int(index.embedder.dimension),
-    }
+    return None if index is None else index.fingerprint()
 
 
 def export_image(index: ImageIndex | None, entry: MemoryEntry) -> dict[str, Any] | None:

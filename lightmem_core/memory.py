@@ -259,10 +259,16 @@ class LightMemory:
         """Rebuild every derived index from the record store (e.g. after a model change).
 
         A vector store with ``recreate`` is dropped and created for the current embedder, so
-        this is how a store built with another embedding model is moved to this one.
+        this is how a store built with another embedding model is moved to this one; the image
+        index's images are embedded again from their files by the configured
+        ``multimodal_embedder`` (a missing file is reported, its entry left out of it).
         """
+        from .images import reembed_images
+
         with self._lock:
-            return self._rt.indexer.reindex()
+            n = self._rt.indexer.reindex()
+            reembed_images(self._rt)
+            return n
 
     # -- graph memory ----------------------------------------------------------------------
 
@@ -386,7 +392,11 @@ class LightMemory:
             )
         journaled = None
         if images:  # their entries exist before extraction can caption them
-            from .images import store_image_entries
+            from .images import image_index, store_image_entries
+
+            index = image_index(self._rt)
+            if index is not None:
+                index.check()  # another multimodal embedder's index: refused before any write
 
             def journaled() -> object:
                 return store_image_entries(self._rt, messages, images, scope)

@@ -136,6 +136,8 @@ def export_memory(mem: LightMemory, path: str | os.PathLike[str]) -> ExportRepor
     weight = rt.config.speaker_vector_weight
     entries = store.entries(status=None)
     images = image_index(rt)
+    if images is not None:
+        images.check()  # its vectors are the configured multimodal embedder's
     history = store.history()
     messages = [row.message for state in _UNPROCESSED for row in store.journal(state=state)]
     target = Path(path)
@@ -470,6 +472,9 @@ def import_memory(
     )
     with rt.lock:
         rt.indexer.open()
+        images = image_index(rt)
+        if images is not None and parsed.images:
+            images.check()  # another multimodal embedder's index is refused before any write
         parsed.entries = [
             (place_imported(rt, e, parsed.images[e.id]) if e.id in parsed.images else e, v)
             for e, v in parsed.entries

@@ -11,10 +11,18 @@ import io
 import json
 
 import pytest
+from lightmem_hookspecs import hookimpl
 
 from lightmem_core import LightMemory
 from lightmem_core.images import ImageInputError
-from lightmem_core.testing.reference import colour_png, data_uri, reference_config
+from lightmem_core.testing import fresh_host
+from lightmem_core.testing.reference import (
+    ColourEmbedder,
+    ReferencePlugin,
+    colour_png,
+    data_uri,
+    reference_config,
+)
 
 
 def image_message(text: str | None, url: str, **extra) -> dict:
@@ -532,3 +540,86 @@ def test_without_an_llm_an_image_only_message_makes_no_text_entry(config, ref_ho
         assert all("[image]" not in e.memory for e in entries)
         hits = mem.search("image", limit=10, user_id="maya")
         assert all(h.entry.memory != "[image]" for h in hits)
+
+
+class _ReversedColours(ColourEmbedder):
+    """Another multimodal embedder: the colour axes in the other order, so the vectors of the
+    one are wrong in the space of the other."""
+
+    model_name = "reference-colours-reversed"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names.reverse()
+
+
+class _ReversedPlugin:
+    @hookimpl
+    def lightmem_register_backends(self, registrar) -> None:
+        registrar.multimodal_embedder("colours-reversed", lambda o, c: _ReversedColours())
+
+
+def test_a_changed_multimodal_embedder_is_refused_until_reindex_embeds_the_files(tmp_path, caplog):
+    import lightmem_core.builtin as builtin
+    from lightmem_core.images import ImageEmbedderChangedError
+    from lightmem_core.transfer import export_memory
+
+    host = fresh_host(builtin, ReferencePlugin(), _ReversedPlugin())
+    root = tmp_path / "photos"
+    root.mkdir()
+    (root / "sun.png").write_bytes(colour_png("yellow"))
+    (root / "gone.png").write_bytes(colour_png("green"))
+
+    def config(embedder: str) -> dict:
+        return reference_config(
+            tmp_path / "mem",
+            multimodal_embedder={"model_name": embedder},
+            images={"allowed_roots": [str(root)], "storage": "reference"},
+        )
+
+    def image_hits(mem, query):
+        return [h.entry.memory for h in mem.search(query, limit=5, retrievers=["multimodal"])]
+
+    with LightMemory(config("colours"), host=host) as mem:
+        mem.add(
+            [
+                image_message("a copied photo", data_uri(colour_png("red"))),
+                image_message("a referenced photo", f"file://{root / 'sun.png'}"),
+                image_message("a photo that goes away", f"file://{root / 'gone.png'}"),
+            ],
+            user_id="maya",
+        )
+        copied = next(e for e in mem.get_all() if e.memory == "a copied photo")
+        assert image_hits(mem, "red")[0] == "a copied photo"
+    db = tmp_path / "mem" / "images" / "images.db"
+    before = db.read_bytes()
+    with LightMemory(config("colours-reversed"), host=host) as mem:
+        with pytest.raises(ImageEmbedderChangedError, match="lightmem reindex") as info:
+            mem.search("red", user_id="maya")
+        assert "'reference-colours'" in str(info.value)
+        assert "'reference-colours-reversed'" in str(info.value)
+        with pytest.raises(ImageEmbedderChangedError):  # no image of the new space is added
+            mem.add([image_message("blue", data_uri(colour_png("blue")))], user_id="maya")
+        assert [e.memory for e in mem.get_all() if e.memory == "blue"] == []
+        assert all(r.message.content != "blue" for r in mem.store.journal())
+        with pytest.raises(ImageEmbedderChangedError):  # nor exported as the new one's
+            export_memory(mem, tmp_path / "memory.jsonl")
+        assert list(tmp_path.glob("memory.jsonl*")) == []
+    assert db.read_bytes() == before  # nothing mixed into the index
+    (root / "gone.png").unlink()
+    with LightMemory(config("colours-reversed"), host=host) as mem:
+        with caplog.at_level("WARNING", logger="lightmem"):
+            assert mem.reindex() == 6  # 3 messages' text entries, 3 images
+        (missing,) = [r.getMessage() for r in caplog.records if "image entry" in r.getMessage()]
+        assert "the file is missing" in missing and str(root / "gone.png") in missing
+        assert _exists(copied.metadata["image"]["path"])  # the reindex keeps the copied file
+        # the images are found again in the new space: embedded again from their files
+        assert image_hits(mem, "red")[0] == "a copied photo"
+        assert image_hits(mem, "yellow")[0] == "a referenced photo"
+        assert "a photo that goes away" not in image_hits(mem, "green")
+        assert mem.get(copied.id).status == "active"
+    with LightMemory(config("colours-reversed"), host=host) as mem:  # recorded: no refusal
+        assert image_hits(mem, "red")[0] == "a copied photo"
+    refused = pytest.raises(ImageEmbedderChangedError, match="'reference-colours-reversed'")
+    with LightMemory(config("colours"), host=host) as mem, refused:
+        mem.search("red")
