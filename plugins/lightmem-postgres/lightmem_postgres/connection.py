@@ -228,7 +228,7 @@ def release(db: Database) -> None:
 
 
 class GrowthAnalyzer:
-    """Says when to ``ANALYZE`` tables this process writes many rows into: each time its
+    """Says when to ``VACUUM (ANALYZE)`` tables this process writes many rows into: each time its
     writes double (from ``floor`` rows), so an import of ``n`` rows in chunks analyzes about
     ``log2(n / floor)`` times, not once per chunk, and the planner never plans a search of a
     table it still believes empty."""

@@ -221,9 +221,9 @@ class PostgresFTSRetriever:
                 self._lock_users(conn, [*users, *(r[0] for r in before)])
                 self._remove(conn, ids)
                 conn.execute(self._tally(insert, 1, source="new"), values)
-            if self._growth.wrote(len(records)):  # the planner's row counts after growth
-                conn.execute(sql.SQL("ANALYZE {}").format(self._t))
-                conn.execute(sql.SQL("ANALYZE {}").format(self._terms))
+            if self._growth.wrote(len(records)):  # row counts and visibility after growth
+                conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(self._t))
+                conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(self._terms))
 
     def delete(self, ids: Sequence[str]) -> None:
         if not ids:

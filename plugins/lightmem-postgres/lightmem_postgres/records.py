@@ -812,10 +812,10 @@ class PostgresRecordStore:
         ):
             revision = self._take_revision(cur)
             new = self._insert_entries(cur, entries, batch_id=None, history=None, revision=revision)
-        if self._growth.wrote(len(new)):  # the planner's row counts after growth
-            with self.db.connection("analyzing entries") as conn:
-                conn.execute(self._q("ANALYZE {e}", e="entries"))
-                conn.execute(self._q("ANALYZE {s}", s="entry_sources"))
+        if self._growth.wrote(len(new)):  # row counts and visibility after growth
+            with self.db.connection("vacuuming entries") as conn:
+                conn.execute(self._q("VACUUM (ANALYZE) {e}", e="entries"))
+                conn.execute(self._q("VACUUM (ANALYZE) {s}", s="entry_sources"))
         return new
 
     def restore_history(self, rows: Sequence[dict[str, Any]]) -> int:

@@ -228,7 +228,10 @@ class PgVectorRetriever:
                         written += 1
             conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
             self._create(conn, dim)
-            conn.execute(sql.SQL("ANALYZE {}").format(self._t))  # the planner's row counts
+        with self.db.connection("vacuuming vectors") as conn:
+            # The planner's row counts, and the visibility map (the scope's rows counted from
+            # its index alone): what autovacuum would do a minute later.
+            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(self._t))
         return written
 
     def delete(self, ids: Sequence[str]) -> None:
