@@ -181,17 +181,17 @@ class PgVectorRetriever:
             sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c))
             for c in (*PAYLOAD_NAMES, "embedding")
         )
-        marks = sql.SQL(", ").join(sql.Placeholder() * (len(PAYLOAD_NAMES) + 1))
+        arrays = sql.SQL(", ").join(
+            sql.SQL("%s::{}[]").format(sql.SQL(kind)) for kind in ("text", *PAYLOAD_TYPES, "text")
+        )
+        names = sql.SQL(", ").join(sql.Identifier(c) for c in ("id", *PAYLOAD_NAMES, "e"))
+        # One statement (atomic by itself) whatever the number of records: one round trip.
         statement = sql.SQL(
-            "INSERT INTO {t} ({columns}, embedding) VALUES ({marks}, %s::vector) "
-            "ON CONFLICT (id) DO UPDATE SET {updates}"
-        ).format(t=self._t, columns=columns, marks=marks, updates=updates)
-        with (
-            self.db.connection("writing vectors") as conn,
-            conn.transaction(),
-            conn.cursor() as cur,
-        ):
-            cur.executemany(statement, rows)
+            "INSERT INTO {t} ({columns}, embedding) SELECT {columns}, e::vector "
+            "FROM unnest({arrays}) AS r({names}) ON CONFLICT (id) DO UPDATE SET {updates}"
+        ).format(t=self._t, columns=columns, arrays=arrays, names=names, updates=updates)
+        with self.db.connection("writing vectors") as conn:
+            conn.execute(statement, [list(column) for column in zip(*rows, strict=True)])
 
     def bulk_upsert(self, chunks: Iterable[Sequence[IndexRecord]]) -> int:
         """Write many records at once (an import). Into an empty table the rows are copied
