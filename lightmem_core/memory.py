@@ -648,10 +648,13 @@ class LightMemory:
         from .pipeline.update import offline_update
 
         rt = self._rt
-        with self._lock:
-            rt.indexer.open()
-            rt.indexer.flush()
-            expired = expiry.purge(rt)  # expired memories go first (see pipeline/expiry.py)
+        with rt.update_pass:  # one pass at a time; searches and adds go on beside it
+            with self._lock:
+                rt.indexer.open()
+                rt.indexer.flush()
+                expired = expiry.purge(rt)  # expired memories go first (pipeline/expiry.py)
+            # Outside the lock: the pass takes it to read and to write, never across its
+            # LLM calls (a search waits for a write, not for a model).
             return expired + rt.run(
                 "update",
                 lambda: offline_update(rt, score_threshold=score_threshold),

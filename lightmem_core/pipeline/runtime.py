@@ -81,9 +81,11 @@ class Runtime:
     backends: Backends
     hooks: HookChain
     #: Held while writing the journal, the entries and the indexes, and by searches; never
-    #: across a model's inference (compression, segmentation, extraction, the online update's
-    #: embedding and LLM call), so a search waits for a write, not for a model.
+    #: across a model's inference (compression, segmentation, extraction, the update passes'
+    #: embedding and LLM calls), so a search waits for a write, not for a model.
     lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
+    #: Held by an offline update pass from start to end: one pass at a time works the queue.
+    update_pass: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     #: One lock per scope: the adds of a scope run one at a time (only the holder changes
     #: its buffers); adds of different scopes run side by side (``pipeline/concurrency.py``).
     scope_locks: ScopeLocks = attrs.field(factory=ScopeLocks, init=False)

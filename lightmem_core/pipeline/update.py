@@ -258,13 +258,60 @@ def offline_update(
     many entries per call (at most ``batch_tokens`` estimated prompt tokens of memories each,
     default :data:`UPDATE_BATCH_TOKENS`).
 
-    Each call's targets leave the queue once its decisions are applied, so an interrupted pass
-    resumes where it stopped; a failed call leaves its targets queued for the next pass. The
-    watermark advances only when the queue is empty.
+    Called without ``rt.lock`` (one pass at a time: ``rt.update_pass``): each LLM call runs
+    outside it, so a search or an add never waits for the model; the lock is held to read the
+    queue and the entries and to apply a call's decisions. A decision about an entry that was
+    retired or rewritten while the model decided is not applied. Each call's targets leave
+    the queue once its decisions are applied, so an interrupted pass resumes where it
+    stopped; a failed call leaves its targets queued for the next pass. The watermark
+    advances only when the queue is empty.
     """
-    from ..llm.update import UpdateCheck, decide_updates
+    from ..llm.update import decide_updates
 
     llm = _require_llm(rt)
+    with rt.lock:
+        checks = _queued_checks(rt, score_threshold)
+        reviewed: dict[str, str] = json.loads(rt.store.get_meta(REVIEWED) or "{}")
+    changes: list[EntryChange] = []
+    for batch in _batches(checks, batch_tokens or UPDATE_BATCH_TOKENS):
+        with rt.lock:
+            batch = _refresh(rt, batch)
+        try:
+            decisions = decide_updates(llm, batch, prompts=rt.prompts) if batch else []
+        except (ExtractionError, BackendError) as exc:
+            log.warning(
+                "update decisions for %d entries failed, left for the next pass: %s",
+                len(batch),
+                exc,
+            )
+            continue
+        with rt.lock:
+            for change in _apply_current(rt, batch, decisions, "update pass"):
+                changes.append(change)
+                if change.new_memory:
+                    reviewed[change.entry_id] = _digest(change.new_memory)
+            rt.store.set_meta(REVIEWED, json.dumps(reviewed))
+            _drop_targets(rt, [c.target.id for c in batch])
+    with rt.lock:
+        if not any(s >= score_threshold for c in rt.store.update_queue().values() for _, s in c):
+            rt.store.clear_update_queue()
+            pending = rt.store.get_meta(PENDING_WATERMARK)
+            if pending is not None:
+                rt.store.set_meta(WATERMARK, pending)
+                live = {e.id for e in rt.store.entries(list(reviewed), status="active")}
+                rt.store.set_meta(
+                    REVIEWED, json.dumps({k: v for k, v in reviewed.items() if k in live})
+                )
+        if changes:
+            rt.hooks.entries_changed(changes)
+    return changes
+
+
+def _queued_checks(rt: Runtime, score_threshold: float) -> list[UpdateCheck]:
+    """The queue's targets above ``score_threshold``, each with its active newer look-alikes,
+    most similar first; a target without any (or itself retired) leaves the queue."""
+    from ..llm.update import UpdateCheck
+
     pairs: dict[str, list[tuple[str, float]]] = {}
     for newer_id, candidates in rt.store.update_queue().items():
         for older_id, score in candidates:
@@ -281,40 +328,34 @@ def offline_update(
             checks.append(UpdateCheck(active[older_id], newer))
         else:
             _drop_targets(rt, [older_id])
+    return checks
+
+
+def _apply_current(
+    rt: Runtime, checks: Sequence[UpdateCheck], decisions: Sequence[Any], label: str
+) -> list[EntryChange]:
+    """Apply ``decisions`` about ``checks`` (under ``rt.lock``) to entries still as the model
+    saw them: a target retired or rewritten meanwhile (a delete, an edit, another update), or
+    left without an active newer entry, keeps its current state."""
+    by_id = {c.target.id: c for c in checks}
+    shown = set(by_id) | {e.id for c in checks for e, _ in c.candidates}
+    now = {e.id: e for e in rt.store.entries(shown, status="active")}
     changes: list[EntryChange] = []
-    reviewed: dict[str, str] = json.loads(rt.store.get_meta(REVIEWED) or "{}")
-    for batch in _batches(checks, batch_tokens or UPDATE_BATCH_TOKENS):
-        batch = _refresh(rt, batch)
-        try:
-            decisions = decide_updates(llm, batch, prompts=rt.prompts)
-        except (ExtractionError, BackendError) as exc:
-            log.warning(
-                "update decisions for %d entries failed, left for the next pass: %s",
-                len(batch),
-                exc,
+    for decision in decisions:
+        check = by_id[decision.target_id]
+        target = now.get(check.target.id)
+        newer = [now[c.id] for c, _ in check.candidates if c.id in now]
+        if target is None or target.memory != check.target.memory or not newer:
+            log.info(
+                "%s: entry %s changed while the model decided; its decision (%s) is not applied",
+                label,
+                check.target.id,
+                getattr(decision, "action", "?"),
             )
             continue
-        by_id = {c.target.id: c for c in batch}
-        for decision in decisions:
-            check = by_id[decision.target_id]
-            change = apply_decision(rt, check.target, decision, [c for c, _ in check.candidates])
-            if change is not None:
-                changes.append(change)
-                if change.new_memory:
-                    reviewed[change.entry_id] = _digest(change.new_memory)
-        rt.store.set_meta(REVIEWED, json.dumps(reviewed))
-        _drop_targets(rt, [c.target.id for c in batch])
-    if not any(s >= score_threshold for c in rt.store.update_queue().values() for _, s in c):
-        rt.store.clear_update_queue()
-        pending = rt.store.get_meta(PENDING_WATERMARK)
-        if pending is not None:
-            rt.store.set_meta(WATERMARK, pending)
-            live = {e.id for e in rt.store.entries(list(reviewed), status="active")}
-            rt.store.set_meta(
-                REVIEWED, json.dumps({k: v for k, v in reviewed.items() if k in live})
-            )
-    if changes:
-        rt.hooks.entries_changed(changes)
+        change = apply_decision(rt, target, decision, newer)
+        if change is not None:
+            changes.append(change)
     return changes
 
 
@@ -409,28 +450,10 @@ def online_update(rt: Runtime, stored: Sequence[MemoryEntry]) -> list[EntryChang
             decisions += decide_updates(llm, batch, prompts=rt.prompts, prompt="reconcile")
         except (ExtractionError, BackendError) as exc:
             log.warning("online update of %d entries skipped: %s", len(batch), exc)
-    by_id = {c.target.id: c for c in checks}
-    changes: list[EntryChange] = []
     if not decisions:
-        return changes
+        return []
     with rt.lock:  # the write: decisions about entries still as the model saw them
-        shown = {c.target.id for c in checks} | {e.id for c in checks for e, _ in c.candidates}
-        now = {e.id: e for e in rt.store.entries(shown, status="active")}
-        for decision in decisions:
-            check = by_id[decision.target_id]
-            target = now.get(check.target.id)
-            newer = [now[c.id] for c, _ in check.candidates if c.id in now]
-            if target is None or target.memory != check.target.memory or not newer:
-                log.info(
-                    "online update: entry %s changed while the model decided; its decision "
-                    "(%s) is not applied",
-                    check.target.id,
-                    getattr(decision, "action", "?"),
-                )
-                continue
-            change = apply_decision(rt, target, decision, newer)
-            if change is not None:
-                changes.append(change)
+        changes = _apply_current(rt, checks, decisions, "online update")
         if changes:
             rt.hooks.entries_changed(changes)
     return changes

@@ -1,0 +1,140 @@
+"""The offline update pass's LLM calls run outside the lock a search takes: a search and an
+add do not wait for them, only for its writes; a decision about an entry that changed while
+the model decided is not applied (nor applied twice); two passes at once work the queue once.
+The LLM is the loopback OpenAI-compatible server, holding its update answer until the test
+lets it go."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+pytest.importorskip("lightmem_openai", reason="the openai plugin is not installed")
+
+from lightmem_core import LightMemory
+from lightmem_core.eval.economy import ScriptedResponder
+
+OLD = {"role": "user", "content": "My favourite colour is blue.", "time_stamp": "2024-01-01T10:00"}
+NEW = {"role": "user", "content": "My favourite colour is green.", "time_stamp": "2024-02-01T10:00"}
+OTHER = {"role": "user", "content": "I live in Lisbon.", "time_stamp": "2024-03-01T10:00"}
+
+
+class GatedModel:
+    """The scripted model, merging every pair it is shown; an update-decision request is
+    counted, says it arrived (``asked``) and waits for ``gate`` before answering."""
+
+    def __init__(self) -> None:
+        self.inner = ScriptedResponder(update_fraction=1.0)
+        self.asked = threading.Event()
+        self.gate = threading.Event()
+        self.calls = 0
+
+    def __call__(self, body):
+        schema = body.get("response_format", {}).get("json_schema", {}).get("schema", {})
+        if schema.get("title") == "lightmem_update_decisions":
+            self.calls += 1
+            self.asked.set()
+            self.gate.wait(10)
+        return self.inner(body)
+
+
+@pytest.fixture
+def gated(tmp_path, openai_server):
+    from lightmem_core.plugins import PluginHost
+    from lightmem_core.testing.reference import ReferencePlugin, reference_config
+
+    host = PluginHost()
+    host.register(ReferencePlugin())
+    model = GatedModel()
+    openai_server.responder = model
+    config = reference_config(
+        tmp_path / "mem",
+        memory_manager={
+            "model_name": "openai",
+            "configs": {
+                "model": "gpt-4o-mini",
+                "api_key": "sk-test",
+                "openai_base_url": openai_server.base_url,
+            },
+        },
+        update="offline",
+        background_retry=False,
+    )
+    mem = LightMemory(config, host=host)
+    yield mem, model
+    model.gate.set()
+    mem.close()
+
+
+def _pass_in_background(mem, model):
+    (old_id,) = mem.add([OLD], user_id="ann").entries_added
+    (new_id,) = mem.add([NEW], user_id="ann").entries_added
+    assert mem.construct_update_queue_all_entries() >= 1
+    old = mem.get(old_id)
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(mem.offline_update_all_entries(0.0)))
+    worker.start()
+    assert model.asked.wait(10), "the update pass never asked the model"
+    return old, new_id, worker, done
+
+
+def test_a_search_and_an_add_do_not_wait_for_the_passs_llm_call(gated):
+    mem, model = gated
+    old, new_id, worker, done = _pass_in_background(mem, model)
+    found: list = []
+    searcher = threading.Thread(target=lambda: found.append(mem.search("favourite colour")))
+    searcher.start()
+    searcher.join(5)
+    assert not searcher.is_alive(), "the search waited for the update pass's LLM call"
+    adder = threading.Thread(target=lambda: found.append(mem.add([OTHER], user_id="bob")))
+    adder.start()
+    adder.join(5)
+    assert not adder.is_alive(), "the add waited for the update pass's LLM call"
+    assert not model.gate.is_set()  # the decision is still in flight
+    texts = [h.entry.memory for h in found[0]]
+    assert any("blue" in t for t in texts) and any("green" in t for t in texts)
+    model.gate.set()
+    worker.join(10)
+    assert not worker.is_alive() and done[0]
+    merged = mem.get(old.id)
+    assert merged.memory != old.memory and "green" in merged.memory  # then it was applied
+    assert [h["action"].lower() for h in mem.history(old.id)].count("update") == 1
+    assert "green" in mem.get(new_id).memory
+
+
+@pytest.mark.parametrize("meanwhile", ["edit", "delete"])
+def test_a_decision_about_an_entry_changed_meanwhile_is_not_applied(gated, meanwhile):
+    mem, model = gated
+    old, new_id, worker, done = _pass_in_background(mem, model)
+    if meanwhile == "edit":  # the application's write does not wait for the model either
+        mem.update(old.id, "My favourite colour is red.", reason="the user said so")
+    else:
+        mem.delete(old.id)
+    model.gate.set()
+    worker.join(10)
+    assert not worker.is_alive() and done == [[]]
+    assert "green" in mem.get(new_id).memory
+    events = [h["action"].lower() for h in mem.history(old.id)]
+    if meanwhile == "edit":
+        assert mem.get(old.id).memory == "My favourite colour is red."  # not overwritten
+        assert events.count("update") == 1  # the application's, not a second one
+    else:
+        assert mem.get(old.id).status == "deleted"
+        assert events.count("update") == 0 and events.count("delete") == 1
+
+
+def test_two_passes_at_once_ask_the_model_once(gated):
+    mem, model = gated
+    old, _, worker, done = _pass_in_background(mem, model)
+    second: list = []
+    other = threading.Thread(target=lambda: second.append(mem.offline_update_all_entries(0.0)))
+    other.start()
+    other.join(1)
+    assert other.is_alive()  # it waits for the first pass, not for the lock a search takes
+    model.gate.set()
+    worker.join(10)
+    other.join(10)
+    assert not worker.is_alive() and not other.is_alive()
+    assert model.calls == 1 and len(done[0]) == 1 and second == [[]]
+    assert [h["action"].lower() for h in mem.history(old.id)].count("update") == 1
