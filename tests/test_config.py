@@ -147,7 +147,7 @@ def test_unknown_backend_lists_installed_failed_and_pip_hint(tmp_path, ref_host)
     message = str(exc.value)
     assert "$.embedding_retriever.model_name" in message
     assert "Installed embedding_retriever backends: exact" in message
-    hint = "pip install -c constraints.txt ./libs/lightmem-textkit ./plugins/lightmem-qdrant"
+    hint = "pip install -c constraints.txt ./plugins/lightmem-qdrant"
     assert hint in message
     assert "broken-plugin (lightmem-broken): ImportError" in message
 
