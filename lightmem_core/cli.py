@@ -360,8 +360,16 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def _require_memory(args: argparse.Namespace) -> bool:
     """Whether the memory a read-only command names exists; says so when it does not (and
-    creates nothing)."""
-    config = _resolved(args).config
+    creates nothing). Only the configuration's paths are read: a memory that is not there
+    is said before any backend is looked for."""
+    from .config import parse_config
+
+    resolved = getattr(args, "_resolved", None)
+    config = (
+        resolved.config
+        if resolved is not None
+        else parse_config(_raw_config(args), source=args.config)
+    )
     if config.db_path.is_file():
         return True
     print(

@@ -13,6 +13,8 @@ import re
 
 import pytest
 
+pytest.importorskip("lightmem_openai", reason="the openai plugin is not installed")
+
 import lightmem_core.builtin as builtin
 from lightmem_core import LightMemory
 from lightmem_core.testing import fresh_host
