@@ -385,15 +385,7 @@ def evaluate_locomo(
         "samples": samples,
         "questions": per_question,
     }
-    if options.qa:
-        from .qa import merge_qa
-
-        report["qa"] = {**merge_qa(qa_reports), "metadata": qa_meta}
-    if options.out:
-        out = Path(options.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(_json_safe(report), indent=1), encoding="utf-8")
-    return report
+    return finish_report(report, options, qa_reports, qa_meta)
 
 
 def _question_record(recall: float, ranked: Sequence[Sequence[str]]) -> dict[str, Any]:
@@ -469,6 +461,22 @@ def _metadata(
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
         "seconds": round(seconds, 1),
     }
+
+
+def finish_report(
+    report: dict[str, Any], options: Any, qa_reports: Sequence[Any], qa_meta: Any
+) -> dict[str, Any]:
+    """A harness's report with its answer accuracy (``--qa``), written to ``options.out``
+    as JSON when given; returned as it is written."""
+    if options.qa:
+        from .qa import merge_qa
+
+        report["qa"] = {**merge_qa(qa_reports), "metadata": qa_meta}
+    if options.out:
+        out = Path(options.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(_json_safe(report), indent=1), encoding="utf-8")
+    return report
 
 
 def _json_safe(value: Any) -> Any:

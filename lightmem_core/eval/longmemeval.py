@@ -19,7 +19,6 @@ recall figures (they are counted; ``--qa`` answers and judges them).
 
 from __future__ import annotations
 
-import json
 import shutil
 import string
 import sys
@@ -40,10 +39,10 @@ from .locomo import (
     _add_usage,
     _cell,
     _default_embedder,
-    _json_safe,
     _load_config,
     _models,
     _run_line,
+    finish_report,
 )
 from .metrics import mean, percentile, word_count
 from .provenance import git_commit, hash_config
@@ -326,15 +325,7 @@ def evaluate_longmemeval(
             "usage": usage_total,
             "per_question": per_question,
         }
-        if options.qa:
-            from .qa import merge_qa
-
-            report["qa"] = {**merge_qa(qa_reports), "metadata": qa_meta}
-        if options.out:
-            out = Path(options.out)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(_json_safe(report), indent=1), encoding="utf-8")
-        return report
+        return finish_report(report, options, qa_reports, qa_meta)
 
     previous: Any = None  # the last question's memory, open until the next loads the model
 
