@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import pytest
 
@@ -75,3 +76,63 @@ def billed_llm_config(tmp_path, openai_server):
         },
         "memory_dir": str(tmp_path / "mem"),
     }
+
+
+class GatedModel:
+    """The scripted model, merging every pair it is shown; an update-decision request is
+    counted (``calls``), says it arrived (``asked``) and waits for ``gate`` before answering."""
+
+    def __init__(self) -> None:
+        from lightmem_core.eval.economy import ScriptedResponder
+
+        self.inner = ScriptedResponder(update_fraction=1.0)
+        self.asked = threading.Event()
+        self.gate = threading.Event()
+        self.calls = 0
+
+    def __call__(self, body):
+        schema = body.get("response_format", {}).get("json_schema", {}).get("schema", {})
+        if schema.get("title") == "lightmem_update_decisions":
+            self.calls += 1
+            self.asked.set()
+            self.gate.wait(10)
+        return self.inner(body)
+
+
+@pytest.fixture
+def gated_memory(tmp_path, openai_server):
+    """``make(**keys) -> (memory, model)``: a memory on the reference backends whose LLM is
+    the loopback server answering as a :class:`GatedModel`; the gate opens and the memory
+    closes at teardown."""
+    pytest.importorskip("lightmem_openai", reason="the openai plugin is not installed")
+    made: list = []
+
+    from lightmem_core import LightMemory
+    from lightmem_core.plugins import PluginHost
+
+    def make(**keys):
+        host = PluginHost()
+        host.register(ReferencePlugin())
+        model = GatedModel()
+        openai_server.responder = model
+        config = reference_config(
+            tmp_path / "mem",
+            memory_manager={
+                "model_name": "openai",
+                "configs": {
+                    "model": "gpt-4o-mini",
+                    "api_key": "sk-test",
+                    "openai_base_url": openai_server.base_url,
+                },
+            },
+            background_retry=False,
+            **keys,
+        )
+        mem = LightMemory(config, host=host)
+        made.append((mem, model))
+        return mem, model
+
+    yield make
+    for mem, model in made:
+        model.gate.set()
+        mem.close()

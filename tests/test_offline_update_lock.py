@@ -12,59 +12,15 @@ import pytest
 
 pytest.importorskip("lightmem_openai", reason="the openai plugin is not installed")
 
-from lightmem_core import LightMemory
-from lightmem_core.eval.economy import ScriptedResponder
 
 OLD = {"role": "user", "content": "My favourite colour is blue.", "time_stamp": "2024-01-01T10:00"}
 NEW = {"role": "user", "content": "My favourite colour is green.", "time_stamp": "2024-02-01T10:00"}
 OTHER = {"role": "user", "content": "I live in Lisbon.", "time_stamp": "2024-03-01T10:00"}
 
 
-class GatedModel:
-    """The scripted model, merging every pair it is shown; an update-decision request is
-    counted, says it arrived (``asked``) and waits for ``gate`` before answering."""
-
-    def __init__(self) -> None:
-        self.inner = ScriptedResponder(update_fraction=1.0)
-        self.asked = threading.Event()
-        self.gate = threading.Event()
-        self.calls = 0
-
-    def __call__(self, body):
-        schema = body.get("response_format", {}).get("json_schema", {}).get("schema", {})
-        if schema.get("title") == "lightmem_update_decisions":
-            self.calls += 1
-            self.asked.set()
-            self.gate.wait(10)
-        return self.inner(body)
-
-
 @pytest.fixture
-def gated(tmp_path, openai_server):
-    from lightmem_core.plugins import PluginHost
-    from lightmem_core.testing.reference import ReferencePlugin, reference_config
-
-    host = PluginHost()
-    host.register(ReferencePlugin())
-    model = GatedModel()
-    openai_server.responder = model
-    config = reference_config(
-        tmp_path / "mem",
-        memory_manager={
-            "model_name": "openai",
-            "configs": {
-                "model": "gpt-4o-mini",
-                "api_key": "sk-test",
-                "openai_base_url": openai_server.base_url,
-            },
-        },
-        update="offline",
-        background_retry=False,
-    )
-    mem = LightMemory(config, host=host)
-    yield mem, model
-    model.gate.set()
-    mem.close()
+def gated(gated_memory):
+    return gated_memory(update="offline")
 
 
 def _pass_in_background(mem, model):
