@@ -31,6 +31,8 @@ from .errors import (
 )
 
 DEFAULT_MEMORY_DIR = "./lightmem_data"
+#: ``indexing.max_entry_words``: passages of messages longer than this (see IndexingOptions).
+DEFAULT_MAX_ENTRY_WORDS = 60
 
 MessagesUse = Literal["user_only", "assistant_only", "hybrid"]
 Strategy = Literal["embedding", "context", "hybrid"]
@@ -156,6 +158,25 @@ class GraphOptions:
 
 
 @attrs.frozen
+class IndexingOptions:
+    """How a message becomes entries when no LLM extracts facts from it.
+
+    ``max_entry_words``: a message longer than this many words is stored as several passage
+    entries, each of whole sentences and at most this many words (a sentence longer than that
+    is cut between words), each with the message as its source and its place in it
+    (``metadata["passage"]``), so a hit returns the passage that matches rather than the whole
+    message. ``None``: one entry per message, however long.
+
+    ``next_turn_words``: the lexical index also reads this many words of the turn after the
+    entry's message (the reply, when it came within the exchange), beside the turn before it
+    (0: not).
+    """
+
+    max_entry_words: int | None = attrs.field(default=DEFAULT_MAX_ENTRY_WORDS, validator=positive)
+    next_turn_words: int = attrs.field(default=0, validator=non_negative)
+
+
+@attrs.frozen
 class RetrieverSpec:
     """One element of the retrieval chain: a backend that can search, with its fusion weight.
 
@@ -271,6 +292,7 @@ class LightMemConfig:
     graph_memory: BackendSpec | None = None
     graph: GraphOptions = attrs.field(factory=GraphOptions)
     images: ImageOptions = attrs.field(factory=ImageOptions)
+    indexing: IndexingOptions = attrs.field(factory=IndexingOptions)
     reranker: BackendSpec | list[BackendSpec] | None = None
     retrieval: RetrievalConfig = attrs.field(factory=RetrievalConfig)
     hooks: list[HookPluginSpec] | Literal["all"] | None = None

@@ -291,6 +291,8 @@ def test_search_shortens_long_memories_unless_full(tmp_path, lexical):
     chat = tmp_path / "long.json"
     text = "Biscuit " + "and so on " * 200
     chat.write_text(json.dumps([{"role": "user", "content": text}]))
+    # one memory of the whole message (by default it would be stored as passages)
+    Path(lexical[1]).write_text(json.dumps({**LEXICAL, "indexing": {"max_entry_words": None}}))
     lightmem("add", str(chat), *lexical)
     short = lightmem("search", "Biscuit", *lexical).stdout
     assert len(short) < 500 and "more characters; --full shows all]" in short

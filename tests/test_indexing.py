@@ -9,10 +9,12 @@ from lightmem_hookspecs import MemoryEntry, Message
 
 from lightmem_core.indexing import (
     CONTEXT_KEY,
+    NEXT_KEY,
     embedded_text,
     index_text,
     labelled_text,
     message_context,
+    reply_context,
     with_speakers,
 )
 
@@ -91,6 +93,49 @@ def test_pipeline_entries_keep_the_turn_before_them(make_memory):
     # the lexical index sees the question the answer followed
     hits = mem.search("what is the puppy called", limit=2, strategy="context")
     assert [h.entry.memory for h in hits] == ["Biscuit!", "I adopted a puppy."]
+
+
+EXCHANGE = [
+    {"role": "user", "content": "Any plans this weekend?", "time_stamp": "2023-05-08T10:00"},
+    {"role": "user", "content": "I'm off to the lake.", "time_stamp": "2023-05-08T10:01"},
+    {
+        "role": "assistant",
+        "content": "Swimming with the kids again? Enjoy the water!",
+        "time_stamp": "2023-05-08T10:01",
+    },
+    {"role": "user", "content": "Later that week: new job.", "time_stamp": "2023-05-09T10:00"},
+]
+
+
+def test_next_turn_words_add_the_reply_to_the_lexical_text(make_memory):
+    mem = make_memory(indexing={"next_turn_words": 3})
+    mem.add_memory(EXCHANGE, force_segment=True, force_extract=True)
+    entries = {e.memory: e for e in mem.get_all()}
+    lake = entries["I'm off to the lake."]
+    assert lake.metadata[NEXT_KEY] == "assistant: Swimming with the ..."
+    assert index_text(lake).endswith(
+        "| user: Any plans this weekend? | assistant: Swimming with the ..."
+    )
+    assert entries["Any plans this weekend?"].metadata[NEXT_KEY] == "user: I'm off to ..."
+    assert NEXT_KEY not in entries["Later that week: new job."].metadata  # the last turn
+    late = Message(
+        id="late",
+        role="user",
+        content="Biscuit!",
+        original_content="Biscuit!",
+        time_stamp=dt.datetime(2023, 5, 9, 10),
+    )
+    assert reply_context(message("Any news?"), late, 3) == {}  # a day later: another exchange
+    assert reply_context(message("Any news?"), message("Biscuit!"), 0) == {}
+    hits = mem.search("who went swimming", limit=1, strategy="context")
+    assert [h.entry.memory for h in hits] == ["I'm off to the lake."]
+
+
+def test_without_next_turn_words_the_reply_is_not_indexed(make_memory):
+    mem = make_memory()
+    mem.add_memory(EXCHANGE, force_segment=True, force_extract=True)
+    assert all(NEXT_KEY not in e.metadata for e in mem.get_all())
+    assert mem.search("who went swimming", limit=1, strategy="context") == []
 
 
 def test_with_speakers_adds_the_unit_name_vector_to_the_unit_text_vector():

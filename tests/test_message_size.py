@@ -39,7 +39,11 @@ def test_the_default_limit_refuses_a_huge_message_and_none_lifts_it(make_memory,
     config = reference_config(tmp_path / "other", max_message_chars=None)
     with LightMemory(config, host=mem.host) as unlimited:
         unlimited.add([{"role": "user", "content": BIG}])
-        assert len(unlimited.get_all()[0].memory) == len(BIG.strip())
+        (row,) = unlimited.store.journal()
+        assert len(row.message.content) == len(BIG.strip())
+        # stored whole, as passages of at most indexing.max_entry_words words
+        stored = unlimited.get_all()
+        assert sum(len(e.memory.split()) for e in stored) == len(BIG.split())
 
 
 def test_truncation_keeps_the_head_and_records_the_length(make_memory):

@@ -23,7 +23,7 @@ from lightmem_hookspecs import (
 )
 
 from ..errors import BackendError, HookError, ScopeRequiredError, typed
-from ..indexing import message_context
+from ..indexing import PASSAGE_KEY, message_context, passage_spans, reply_context
 from ..messages import normalize_messages
 from ..retry import BatchRetrier, retry_time
 from ..scope import is_unscoped, scope_key
@@ -423,15 +423,22 @@ class Ingestion:
         if llm is None:
             from ..images import images_only
 
+            options = rt.config.indexing
+            # A message whose only content is images has entries of its own (its images'),
+            # no "[image]" entry, and is nobody's turn before or after.
+            turns = [(m, s.topic_id) for s in segments for m in s.messages if not images_only(m)]
             entries: list[MemoryEntry] = []
-            previous: Message | None = None
-            for s in segments:
-                for m in s.messages:
-                    if images_only(m):
-                        continue  # its images are entries of their own; no "[image]" entry
-                    if self.uses(m):
-                        entries.append(entry_from_message(m, s.topic_id, previous))
-                    previous = m
+            for i, (m, topic_id) in enumerate(turns):
+                if not self.uses(m):
+                    continue
+                entries += entries_from_message(
+                    m,
+                    topic_id,
+                    turns[i - 1][0] if i else None,
+                    options.max_entry_words,
+                    following=turns[i + 1][0] if i + 1 < len(turns) else None,
+                    next_words=options.next_turn_words,
+                )
             return entries, (), "", ()
         from ..llm.extraction import extract_facts
 
@@ -530,6 +537,47 @@ def segments_of(rows: Sequence[JournalRow]) -> list[Segment]:
         else:
             segments.append(Segment(topic, (row.message,)))
     return segments
+
+
+def entries_from_message(
+    message: Message,
+    topic_id: int,
+    previous: Message | None = None,
+    max_words: int | None = None,
+    *,
+    following: Message | None = None,
+    next_words: int = 0,
+) -> list[MemoryEntry]:
+    """The entries of ``message`` without an LLM: the message, or with ``max_words`` and a
+    longer message, its passages (:func:`~lightmem_core.indexing.passage_spans`).
+
+    Each passage keeps the message as its source, its time stamp, speaker and the turn before
+    it (the lexical index's context), and records its place: ``metadata["passage"]`` is
+    ``{"index", "of", "start", "end"}``. The first passage has the id the whole message's entry
+    would have; the others' ids add their number. With ``next_words``, the first words of
+    ``following`` (the turn after) are recorded for the lexical index too.
+    """
+    whole = entry_from_message(message, topic_id, previous)
+    if next_words:
+        whole = attrs.evolve(
+            whole, metadata={**whole.metadata, **reply_context(message, following, next_words)}
+        )
+    spans = passage_spans(message.content, max_words) if max_words is not None else []
+    if len(spans) < 2:
+        return [whole]
+    return [
+        attrs.evolve(
+            whole,
+            id=whole.id if i == 0 else uuid.uuid5(_ENTRY_NS, f"{whole.id}:passage:{i}").hex,
+            memory=message.content[start:end],
+            original_memory=None,
+            metadata={
+                **whole.metadata,
+                PASSAGE_KEY: {"index": i, "of": len(spans), "start": start, "end": end},
+            },
+        )
+        for i, (start, end) in enumerate(spans)
+    ]
 
 
 def entry_from_message(

@@ -15,7 +15,9 @@ repeat it. A pair qualifies when
   everything one person said look alike;
 - one is older: earlier time stamp, or the same time stamp and stored earlier;
 - neither is an image's entry: a picture is not a fact a newer fact repeats or contradicts, so
-  its caption is never merged into a fact, nor the image superseded by one.
+  its caption is never merged into a fact, nor the image superseded by one;
+- they are not two passages of one message (``indexing.max_entry_words``): parts of one turn,
+  not an older statement and a newer one.
 
 The offline pass visits only entries added or changed since the last completed pass (the
 watermark), so entries whose neighbourhood did not change are not asked about again; entries
@@ -167,6 +169,7 @@ class _Pairs:
         """For each of ``entries``, its older look-alikes at or above ``threshold`` (at most
         ``limit``, most similar first), leaving out ``exclude`` (and images, on either side)."""
         from ..images import is_image_entry
+        from ..indexing import same_message_passages
 
         entries = [e for e in entries if not is_image_entry(e)]
         self._embed(entries)
@@ -199,6 +202,7 @@ class _Pairs:
                     or other.scope != entry.scope
                     or not self.older(other, entry)
                     or not same_subject(other, entry)
+                    or same_message_passages(other, entry)
                 ):
                     continue
                 score = float(self.vectors[entry.id] @ self.vectors[other.id])
