@@ -253,3 +253,28 @@ def test_a_revision_taken_later_never_commits_earlier(postgres_dsn, schema):
     assert done.is_set()
     assert [e.id for e in store.entries(changed_since=watermark)] == ["e-alice"]
     store.close()
+
+
+def test_a_usage_booking_is_seen_at_once_and_leaves_the_sessions_commits_durable(
+    postgres_dsn, schema
+):
+    """Usage rows commit without waiting for the WAL flush, in that transaction alone: the
+    pool's connection still makes every later commit (the journal's, a batch's) wait for it."""
+    from lightmem_hookspecs import Usage
+
+    options = PostgresStoreOptions(dsn=postgres_dsn, schema=schema, pool_max_size=1)
+    store = PostgresRecordStore(options)
+    try:
+        store.add_usage("search", Usage(embedder_calls=1, embedded_texts=2))
+        store.add_usage("search", Usage(embedder_calls=1, embedded_texts=3))
+        with psycopg.connect(postgres_dsn, autocommit=True) as other:
+            row = other.execute(
+                f"SELECT embedder_calls, embedded_texts FROM {schema}.usage "
+                "WHERE operation = 'search'"
+            ).fetchone()
+        assert row == (2, 5)
+        with store.db.connection() as conn:  # the pool's one connection, used by add_usage
+            assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    finally:
+        store.close()
