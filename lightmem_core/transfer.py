@@ -535,28 +535,48 @@ def _restore_history(store: Any, rows: list[dict[str, Any]]) -> int:
 
 
 def _load_indexes(rt: Any, active: list[tuple[MemoryEntry, Any]]) -> None:
-    """Write the file's vectors as they are (the embedder matches), chunk by chunk, or in one
-    pass through a vector store's ``bulk_upsert`` where it has one."""
-    from .pipeline.index import index_record
+    """Write the file's vectors as they are (the embedder matches) and the texts, chunk by
+    chunk, or in one pass through a store's ``bulk_upsert`` (vectors) or ``bulk_index``
+    (texts) where it has one; then mark the entries indexed."""
+    from .pipeline.index import _floats, index_record
 
-    def chunks() -> Iterator[list[Any]]:
+    # The texts' records once (the text indexes read them; the vectors' add the vector).
+    texts = [index_record(e) for e, _ in active]
+
+    def chunks(vectors: bool) -> Iterator[list[Any]]:
         for start in range(0, len(active), CHUNK):
-            yield [index_record(e, v) for e, v in active[start : start + CHUNK]]
+            part = texts[start : start + CHUNK]
+            if vectors:
+                pairs = zip(part, active[start : start + CHUNK], strict=True)
+                part = [attrs.evolve(r, vector=tuple(_floats(v))) for r, (_, v) in pairs]
+            yield part
 
     for index in rt.backends.vector_indexes():
         bulk = getattr(index, "bulk_upsert", None)
         if callable(bulk):
             rt.run(
-                "index", lambda bulk=bulk: bulk(chunks()), action="bulk_upsert", items=len(active)
+                "index",
+                lambda bulk=bulk: bulk(chunks(True)),
+                action="bulk_upsert",
+                items=len(active),
             )
         else:
-            for records in chunks():
-                rt.indexer._call(index, "upsert", records)
+            for part in chunks(True):
+                rt.indexer._call(index, "upsert", part)
+    for text in rt.backends.text_indexes():
+        bulk = getattr(text, "bulk_index", None)
+        if callable(bulk):
+            rt.run(
+                "index",
+                lambda bulk=bulk: bulk(chunks(False)),
+                action="bulk_index",
+                items=len(active),
+            )
+        else:
+            for part in chunks(False):
+                rt.indexer._call(text, "index", part)
     for start in range(0, len(active), CHUNK):
         part = active[start : start + CHUNK]
-        text_records = [index_record(e) for e, _ in part]
-        for text in rt.backends.text_indexes():
-            rt.indexer._call(text, "index", text_records)
         for graph in rt.backends.graphs():
             rt.graph.index(graph, [e for e, _ in part])
         rt.store.mark_indexed([e.id for e, _ in part])

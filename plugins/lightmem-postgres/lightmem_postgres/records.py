@@ -207,6 +207,40 @@ def migrations(schema: str) -> list[sql.Composable]:
     return [sql.SQL(step).format(s=sql.Identifier(schema)) for step in MIGRATIONS]  # type: ignore[arg-type]
 
 
+#: Type names for a binary ``COPY`` where the column's name differs.
+_COPY_NAMES = {"bigint": "int8", "double precision": "float8", "integer": "int4"}
+
+
+def _entry_columns(
+    batch_id: str | None, revision: int, stamp: dt.datetime | None
+) -> list[tuple[str, str, Any]]:
+    """The ``entries`` columns an insert writes: name, SQL type, and the value of an entry."""
+    return [
+        ("id", "text", lambda e: e.id),
+        ("memory", "text", lambda e: e.memory),
+        ("original_memory", "text", lambda e: e.original_memory),
+        ("time_stamp", "text", lambda e: _ts_out(e.time_stamp)),
+        ("speaker_id", "text", lambda e: e.speaker_id),
+        ("speaker_name", "text", lambda e: e.speaker_name),
+        ("topic_id", "bigint", lambda e: e.topic_id),
+        ("scope_key", "text", lambda e: scope_key(e.scope)),
+        ("user_id", "text", lambda e: e.scope.user_id),
+        ("agent_id", "text", lambda e: e.scope.agent_id),
+        ("run_id", "text", lambda e: e.scope.run_id),
+        ("category", "text", lambda e: e.category),
+        ("keywords", "jsonb", lambda e: _json(list(e.keywords))),
+        ("entities", "jsonb", lambda e: _json(list(e.entities))),
+        ("topic_summary", "text", lambda e: e.topic_summary),
+        ("importance", "double precision", lambda e: e.importance),
+        ("status", "text", lambda e: e.status),
+        ("metadata", "jsonb", lambda e: _json(dict(e.metadata))),
+        ("batch_id", "text", lambda e: batch_id),
+        ("revision", "bigint", lambda e: revision),
+        ("created_at", "timestamptz", lambda e: e.created_at or stamp),
+        ("updated_at", "timestamptz", lambda e: e.updated_at or stamp),
+    ]
+
+
 class PostgresRecordStore:
     """The record store on Postgres (implements :class:`lightmem_hookspecs.RecordStore`).
 
@@ -708,30 +742,7 @@ class PostgresRecordStore:
         if stamp is None:
             now = cur.execute("SELECT now()").fetchone()
             stamp = now[0] if not isinstance(now, dict) else now["now"]
-        columns = [
-            ("id", "text", lambda e: e.id),
-            ("memory", "text", lambda e: e.memory),
-            ("original_memory", "text", lambda e: e.original_memory),
-            ("time_stamp", "text", lambda e: _ts_out(e.time_stamp)),
-            ("speaker_id", "text", lambda e: e.speaker_id),
-            ("speaker_name", "text", lambda e: e.speaker_name),
-            ("topic_id", "bigint", lambda e: e.topic_id),
-            ("scope_key", "text", lambda e: scope_key(e.scope)),
-            ("user_id", "text", lambda e: e.scope.user_id),
-            ("agent_id", "text", lambda e: e.scope.agent_id),
-            ("run_id", "text", lambda e: e.scope.run_id),
-            ("category", "text", lambda e: e.category),
-            ("keywords", "jsonb", lambda e: _json(list(e.keywords))),
-            ("entities", "jsonb", lambda e: _json(list(e.entities))),
-            ("topic_summary", "text", lambda e: e.topic_summary),
-            ("importance", "double precision", lambda e: e.importance),
-            ("status", "text", lambda e: e.status),
-            ("metadata", "jsonb", lambda e: _json(dict(e.metadata))),
-            ("batch_id", "text", lambda e: batch_id),
-            ("revision", "bigint", lambda e: revision),
-            ("created_at", "timestamptz", lambda e: e.created_at or stamp),
-            ("updated_at", "timestamptz", lambda e: e.updated_at or stamp),
-        ]
+        columns = _entry_columns(batch_id, revision, stamp)
         names = sql.SQL(", ").join(sql.Identifier(c) for c, _, _ in columns)
         # jsonb goes as text (an array of jsonb values has no array adapter of its own)
         arrays = sql.SQL(", ").join(
@@ -801,17 +812,70 @@ class PostgresRecordStore:
 
     def restore_entries(self, entries: Sequence[MemoryEntry]) -> list[MemoryEntry]:
         """Insert entries as an export file holds them (status, time stamps, provenance; no
-        history row: the history comes with them). Known ids are skipped; returns the new."""
-        if not entries:
+        history row: the history comes with them). Known ids are skipped; returns the new.
+
+        The rows are copied (``COPY``, binary) into a temporary table and inserted from there
+        with their sources in one statement: no parameter arrays built and parsed per column.
+        """
+        unique = list({e.id: e for e in reversed(entries)}.values())[::-1]
+        if not unique:
             return []
+        columns = [(name, kind) for name, kind, _ in _entry_columns(None, 0, None)]
+        # jsonb and time stamps travel as text, cast on the way in (a time stamp without a
+        # zone is read in the session's, as a parameter would be).
+        cast = {"jsonb", "timestamptz"}
+        staged = [(n, "text" if k in cast else k) for n, k in columns]
+        names = sql.SQL(", ").join(sql.Identifier(n) for n, _ in columns)
+        values = sql.SQL(", ").join(
+            sql.SQL("{}::{}").format(sql.Identifier(n), sql.SQL(k))
+            if k in cast
+            else sql.Identifier(n)
+            for n, k in columns
+        )
+        temp = sql.Identifier("lightmem_restore")
         with (
             self.db.connection("importing entries") as conn,
-            conn.pipeline(),
             conn.transaction(),
             conn.cursor() as cur,
         ):
             revision = self._take_revision(cur)
-            new = self._insert_entries(cur, entries, batch_id=None, history=None, revision=revision)
+            stamp = cur.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+            getters = [
+                (lambda e, get=get: _ts_out(get(e))) if kind == "timestamptz" else get
+                for _, kind, get in _entry_columns(None, revision, stamp)
+            ]
+            cur.execute(
+                sql.SQL(
+                    "CREATE TEMP TABLE {t} ({cols}, sources text[], ord integer) ON COMMIT DROP"
+                ).format(
+                    t=temp,
+                    cols=sql.SQL(", ").join(
+                        sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(k)) for n, k in staged
+                    ),
+                )
+            )
+            with cur.copy(sql.SQL("COPY {t} FROM STDIN (FORMAT BINARY)").format(t=temp)) as copy:
+                copy.set_types([_COPY_NAMES.get(k, k) for _, k in staged] + ["text[]", "int4"])
+                for i, e in enumerate(unique):
+                    copy.write_row([get(e) for get in getters] + [list(e.source_message_ids), i])
+            cur.execute(
+                sql.SQL(
+                    "WITH new AS (INSERT INTO {e} ({names}) SELECT {values} FROM {t} ORDER BY ord "
+                    "ON CONFLICT (id) DO NOTHING RETURNING id), "
+                    "src AS (INSERT INTO {s} (entry_id, message_id, position) "
+                    "SELECT r.id, m.id, (m.n - 1)::integer FROM {t} AS r JOIN new USING (id), "
+                    "unnest(r.sources) WITH ORDINALITY AS m(id, n) ON CONFLICT DO NOTHING) "
+                    "SELECT id FROM new"
+                ).format(
+                    e=self._t("entries"),
+                    s=self._t("entry_sources"),
+                    t=temp,
+                    names=names,
+                    values=values,
+                )
+            )
+            fresh = {r[0] for r in cur.fetchall()}
+        new = [e for e in unique if e.id in fresh]
         if self._growth.wrote(len(new)):  # row counts and visibility after growth
             with self.db.connection("vacuuming entries") as conn:
                 conn.execute(self._q("VACUUM (ANALYZE) {e}", e="entries"))

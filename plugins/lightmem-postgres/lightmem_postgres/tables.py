@@ -20,6 +20,10 @@ PAYLOAD_COLUMNS = (
 )
 PAYLOAD_NAMES = tuple(name for name, _ in PAYLOAD_COLUMNS)
 PAYLOAD_TYPES = tuple(kind for _, kind in PAYLOAD_COLUMNS)
+#: The payload columns' types, as named for a binary ``COPY``.
+COPY_TYPES = tuple(
+    {"text": "text", "bigint": "int8", "double precision": "float8"}[kind] for kind in PAYLOAD_TYPES
+)
 
 
 def payload_ddl() -> sql.Composable:

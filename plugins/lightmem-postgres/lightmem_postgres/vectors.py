@@ -16,7 +16,15 @@ from psycopg import sql
 from . import connection as pg
 from .errors import SchemaTooNewError
 from .options import PgVectorOptions
-from .tables import PAYLOAD_NAMES, PAYLOAD_TYPES, last_per_id, payload_ddl, payload_values, where
+from .tables import (
+    COPY_TYPES,
+    PAYLOAD_NAMES,
+    PAYLOAD_TYPES,
+    last_per_id,
+    payload_ddl,
+    payload_values,
+    where,
+)
 
 #: Version of the table layout this code writes (kept per table in ``lightmem_meta``).
 TABLE_VERSION = 1
@@ -30,12 +38,6 @@ def vector_text(vector: Sequence[float] | Any, dimension: int) -> str:
     if not all(map(math.isfinite, values)):
         raise ValueError("pgvector: a vector with a NaN or infinite value")
     return "[" + ",".join(map(repr, values)) + "]"
-
-
-#: The payload columns' types, as named for a binary ``COPY``.
-_COPY_TYPES = tuple(
-    {"text": "text", "bigint": "int8", "double precision": "float8"}[kind] for kind in PAYLOAD_TYPES
-)
 
 
 def vector_binary(vector: Sequence[float] | Any, dimension: int) -> bytes:
@@ -196,38 +198,44 @@ class PgVectorRetriever:
     def bulk_upsert(self, chunks: Iterable[Sequence[IndexRecord]]) -> int:
         """Write many records at once (an import). Into an empty table the rows are copied
         first and the HNSW index is built once afterwards (much faster than inserting into the
-        graph row by row); otherwise this is :meth:`upsert` per chunk. Returns the rows written.
-        """
+        graph row by row), in one transaction that holds the table against other writers
+        until it commits; into a table with rows this is :meth:`upsert` per chunk. Returns the
+        rows written."""
         dim = self._dimension()
-        if self.count() > 0:
-            written = 0
-            for chunk in chunks:
-                self.upsert(chunk)
-                written += len(chunk)
-            return written
         index = sql.Identifier(self.schema, f"{self.table}_hnsw"[:63])
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in ("id", *PAYLOAD_NAMES, "embedding"))
         written = 0
         with self.db.connection("loading vectors") as conn, conn.transaction():
-            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(index))
-            # Binary rows: the vector as pgvector's own binary form (no float text to write
-            # here or to parse there).
-            with conn.cursor().copy(
-                sql.SQL("COPY {t} ({columns}) FROM STDIN (FORMAT BINARY)").format(
-                    t=self._t, columns=columns
-                )
-            ) as copy:
-                copy.set_types(["text", *_COPY_TYPES, "bytea"])
-                for chunk in chunks:
-                    for r in last_per_id(chunk):
-                        if r.vector is None:
-                            raise ValueError(f"pgvector: record {r.id!r} has no vector")
-                        copy.write_row(
-                            [r.id, *payload_values(r.payload), vector_binary(r.vector, dim)]
-                        )
-                        written += 1
-            conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
-            self._create(conn, dim)
+            # Locked before the emptiness test, so no row arrives between it and the copy.
+            conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self._t))
+            found = conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(self._t))
+            empty = not found.fetchone()[0]
+            if empty:
+                conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(index))
+                # Binary rows: the vector as pgvector's own binary form (no float text to
+                # write here or to parse there).
+                with conn.cursor().copy(
+                    sql.SQL("COPY {t} ({columns}) FROM STDIN (FORMAT BINARY)").format(
+                        t=self._t, columns=columns
+                    )
+                ) as copy:
+                    copy.set_types(["text", *COPY_TYPES, "bytea"])
+                    for chunk in chunks:
+                        for r in last_per_id(chunk):
+                            if r.vector is None:
+                                raise ValueError(f"pgvector: record {r.id!r} has no vector")
+                            copy.write_row(
+                                [r.id, *payload_values(r.payload), vector_binary(r.vector, dim)]
+                            )
+                            written += 1
+                # The graph built in memory (about 2 KB a row at 384 dimensions), by the
+                # server's parallel maintenance workers.
+                conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
+                self._create(conn, dim)
+        if not empty:
+            for chunk in chunks:
+                self.upsert(chunk)
+                written += len(chunk)
         with self.db.connection("vacuuming vectors") as conn:
             # The planner's row counts, and the visibility map (the scope's rows counted from
             # its index alone): what autovacuum would do a minute later.

@@ -141,3 +141,54 @@ def test_a_table_that_grew_is_analyzed(fts, postgres_dsn, schema):
     many = {f"m{i}": ("carol", f"note number {i} about gardens") for i in range(1200)}
     retriever.index(_records(many))  # past the first thousand rows: the planner learns them
     assert {table, f"{table}_terms"} <= set(analyzed())
+
+
+def _terms(postgres_dsn, schema, table):
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        return sorted(conn.execute(f'SELECT * FROM "{schema}"."{table}_terms" WHERE df <> 0'))
+
+
+@pytest.mark.parametrize("scan_below", [5000, 0])
+def test_a_bulk_load_into_an_empty_table_scores_and_counts_as_indexing_does(
+    fts, postgres_dsn, schema, scan_below
+):
+    records = _records()
+    loaded = fts(scan_below=scan_below)
+    # In chunks, an id given twice (the last wins, as with index())
+    stale = IndexRecord("a", "stale words", {"user_id": "alice"})
+    assert loaded.bulk_index(iter([[stale, *records[:3]], records[3:]])) == len(records)
+    for query in ("red kayak", "sister lake", "kayak kayak bread", "stale"):
+        for user in ("alice", "bob", None):
+            got = loaded.search(query, limit=10, filter=SearchFilter(user_id=user))
+            want = _bm25(TEXTS, query, user)
+            assert [i for i, _ in got] == [i for i, _ in want], (query, user)
+            assert [s for _, s in got] == pytest.approx([s for _, s in want]), (query, user)
+    counted = _terms(postgres_dsn, schema, loaded.table)
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:  # both indexes rebuilt
+        indexes = {
+            r[0]
+            for r in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,)
+            )
+        }
+    assert {f"{loaded.table}_gin", f"{loaded.table}_user"} <= indexes
+    loaded.close()
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f'TRUNCATE "{schema}"."{loaded.table}", "{schema}"."{loaded.table}_terms"')
+    one_by_one = fts()
+    one_by_one.index(records)
+    assert _terms(postgres_dsn, schema, loaded.table) == counted
+
+
+def test_a_bulk_load_into_a_table_with_rows_replaces_them_as_indexing_does(fts):
+    retriever = fts()
+    retriever.index(_records({k: TEXTS[k] for k in ("a", "d", "e")}))
+    changed = dict(TEXTS)
+    changed["a"] = ("alice", "a blue canoe")
+    assert retriever.bulk_index(iter([_records(changed)])) == len(changed)
+    for query in ("red kayak", "canoe bread"):
+        for user in ("alice", "bob"):
+            got = retriever.search(query, limit=10, filter=SearchFilter(user_id=user))
+            want = _bm25(changed, query, user)
+            assert [i for i, _ in got] == [i for i, _ in want], (query, user)
+            assert [s for _, s in got] == pytest.approx([s for _, s in want]), (query, user)

@@ -72,3 +72,48 @@ def test_auto_ranks_a_small_scope_exactly_and_walks_a_large_one(postgres_dsn, sc
     finally:
         auto.close()
         exact.close()
+
+
+def test_a_bulk_load_builds_the_graph_once_and_searches_as_upserts_do(
+    postgres_dsn, schema, tmp_path
+):
+    import psycopg
+
+    rng = random.Random(3)
+    dim = 8
+
+    def record(i, user):
+        return IndexRecord(f"v{i}", "", {"user_id": user}, [rng.gauss(0, 1) for _ in range(dim)])
+
+    first = [record(i, f"u{i % 3}") for i in range(300)]
+    options = PgVectorOptions(dsn=postgres_dsn, schema=schema, scoped_search="exact")
+    bulk = build_pgvector(options, BackendContext(memory_dir=str(tmp_path)))
+    other = build_pgvector(
+        PgVectorOptions(dsn=postgres_dsn, schema=f"{schema}_b", scoped_search="exact"),
+        BackendContext(memory_dir=str(tmp_path)),
+    )
+    try:
+        bulk.open(model_name="m", dimension=dim)
+        other.open(model_name="m", dimension=dim)
+        assert bulk.bulk_upsert(iter([first[:100], first[100:]])) == 300
+        other.upsert(first)
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            defined = conn.execute(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname LIKE '%%hnsw'",
+                (schema,),
+            ).fetchall()
+        assert len(defined) == 1 and "hnsw" in defined[0][0]
+        query = [rng.gauss(0, 1) for _ in range(dim)]
+        for user in ("u0", "u1", None):
+            flt = SearchFilter(user_id=user) if user else None
+            got = bulk.search(query, limit=7, filter=flt)
+            want = other.search(query, limit=7, filter=flt)
+            assert [h for h, _ in got] == [h for h, _ in want]
+        # Into a table with rows: an upsert per chunk (a changed vector replaces the old one)
+        moved = [IndexRecord("v0", "", {"user_id": "u9"}, query)]
+        assert bulk.bulk_upsert(iter([moved])) == 1
+        assert bulk.count() == 300
+        assert bulk.search(query, limit=1, filter=SearchFilter(user_id="u9"))[0][0] == "v0"
+    finally:
+        bulk.close()
+        other.close()

@@ -278,3 +278,56 @@ def test_a_usage_booking_is_seen_at_once_and_leaves_the_sessions_commits_durable
             assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     finally:
         store.close()
+
+
+def test_restored_entries_keep_their_fields_sources_and_order_and_come_once(postgres_dsn, schema):
+    import datetime as dt
+
+    from lightmem_hookspecs import MemoryEntry
+
+    at = dt.datetime(2023, 5, 1, 12, 30, tzinfo=dt.UTC)
+    entries = [
+        MemoryEntry(
+            id=f"e{i}",
+            memory=f"fact {i}",
+            source_message_ids=(f"m{i}b", f"m{i}a", f"m{i}c"),
+            time_stamp=at,
+            speaker_name="Caroline",
+            topic_id=i,
+            scope=Scope(user_id="alice", run_id="r1"),
+            keywords=("k", str(i)),
+            importance=i,
+            status="superseded" if i == 2 else "active",
+            created_at=at,
+            updated_at=at + dt.timedelta(days=i),
+            metadata={"n": i},
+        )
+        for i in range(5)
+    ]
+    store = PostgresRecordStore(PostgresStoreOptions(dsn=postgres_dsn, schema=schema))
+    try:
+        order = [entries[3], entries[0], entries[1], entries[2], entries[4]]
+        assert [e.id for e in store.restore_entries(order)] == ["e3", "e0", "e1", "e2", "e4"]
+        assert store.restore_entries(entries) == []
+        got = {e.id: e for e in store.entries(status=None)}
+        assert [e.id for e in store.entries(status=None)] == ["e3", "e0", "e1", "e2", "e4"]
+        for want in entries:
+            e = got[want.id]
+            assert e.source_message_ids == want.source_message_ids
+            assert (e.memory, e.time_stamp, e.topic_id, e.scope, e.keywords) == (
+                want.memory,
+                want.time_stamp,
+                want.topic_id,
+                want.scope,
+                want.keywords,
+            )
+            assert (e.status, e.importance, e.created_at, e.updated_at) == (
+                want.status,
+                want.importance,
+                want.created_at,
+                want.updated_at,
+            )
+            assert e.metadata == {"n": want.id[1:] and int(want.id[1:])}
+        assert len(store.entries(unindexed_only=True)) == 4  # the active ones, not indexed yet
+    finally:
+        store.close()
