@@ -60,7 +60,14 @@ def test_many_writers_and_readers_lose_duplicate_and_cross_nothing(
     with OpenAICompatibleServer(responder=workload.delayed_responder(0.05)) as llm:
         config = workload.memory_config(postgres_dsn, schema, llm.base_url, str(tmp_path))
         result = workload.run(
-            config, locomo_file, processes=2, threads=2, n_sessions=3, searchers=1, tag="w"
+            config,
+            locomo_file,
+            processes=2,
+            threads=2,
+            n_sessions=3,
+            searchers=1,
+            tag="w",
+            warm=False,  # every entry of the memory is one of the counted turns
         )
     assert result["errors"] == [] and set(result["exit_codes"]) == {0}
     assert result["turns"] == 4 * 3 * 6 and result["searches"] > 0
