@@ -247,6 +247,13 @@ class GrowthAnalyzer:
             return True
 
 
+def without_flush_wait(conn: psycopg.Connection[Any]) -> None:
+    """The transaction open on ``conn`` commits without waiting for its WAL flush
+    (``synchronous_commit = off`` for it alone; the session keeps its setting). For writes the
+    store recovers from losing in a server crash; see :mod:`lightmem_postgres.records`."""
+    conn.execute("SET LOCAL synchronous_commit = off")
+
+
 # -- schema versions -----------------------------------------------------------------------------
 
 

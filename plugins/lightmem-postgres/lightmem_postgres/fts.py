@@ -227,6 +227,8 @@ class PostgresFTSRetriever:
                 (ids,),
             ).fetchall()
             with conn.pipeline(), conn.transaction():
+                # Lost in a server crash: the entries stay unmarked and are indexed again.
+                pg.without_flush_wait(conn)
                 self._lock_users(conn, [*users, *(r[0] for r in before)])
                 self._remove(conn, ids)
                 conn.execute(self._tally(insert, 1, source="new"), values)

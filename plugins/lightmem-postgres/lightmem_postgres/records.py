@@ -10,6 +10,16 @@ batches are claimable again; no lease to renew and no lock on a directory.
 
 Schema versions: :data:`MIGRATIONS`, ordered SQL, applied forward in one transaction under an
 advisory lock (openers wait for each other); a schema newer than the code is refused.
+
+Durability: the journal's messages, a batch's completion (its entries), an entry's edit or
+retirement and an erase commit after their WAL is flushed. The steps between them commit
+without waiting for the flush (:func:`~lightmem_postgres.connection.without_flush_wait`),
+because losing them in a server crash loses no data: a claim (lost: the batch is claimable
+again, as after its claimant's death), moving messages to short-term or into a batch (lost:
+they are segmented or batched again), marking entries indexed (lost: they are indexed again
+when a memory opens), usage rows (counters, not data). Postgres flushes the WAL in commit
+order, so the next flushed commit of any writer makes every earlier one durable: a crash
+loses at most the last of these steps, as if the worker had stopped there.
 """
 
 from __future__ import annotations
@@ -346,6 +356,7 @@ class PostgresRecordStore:
             conn.transaction(),
             conn.cursor(row_factory=dict_row) as cur,
         ):
+            pg.without_flush_wait(conn)  # a lost claim is a dead claimant's: claimable again
             # The row lock: of several claimants exactly one holds it; the others skip the row
             # (it is being claimed) instead of waiting. The row read is the latest version.
             cur.execute(
@@ -380,7 +391,8 @@ class PostgresRecordStore:
         return None if claimed is None else _batch(claimed)
 
     def release_batch(self, batch_id: str) -> None:
-        with self.db.connection("releasing a batch") as conn:
+        with self.db.connection("releasing a batch") as conn, conn.pipeline(), conn.transaction():
+            pg.without_flush_wait(conn)  # lost: the claimant is gone, the batch claimable anyway
             conn.execute(
                 self._q(
                     "UPDATE {b} SET state = 'pending', claimed_pid = NULL, claimed_start = NULL, "
@@ -504,9 +516,11 @@ class PostgresRecordStore:
         key = scope_key(scope)
         with (
             self.db.connection("moving messages to short-term") as conn,
+            conn.pipeline(),
             conn.transaction(),
             conn.cursor() as cur,
         ):
+            pg.without_flush_wait(conn)  # lost: the messages are segmented again
             if contents:
                 cur.executemany(
                     self._q(
@@ -538,7 +552,8 @@ class PostgresRecordStore:
     def create_batch(self, message_ids: Sequence[str], *, scope: Scope) -> str:
         batch_id = uuid.uuid4().hex
         key = scope_key(scope)
-        with self.db.connection("creating a batch") as conn, conn.transaction():
+        with self.db.connection("creating a batch") as conn, conn.pipeline(), conn.transaction():
+            pg.without_flush_wait(conn)  # lost: the messages are batched again
             conn.execute(
                 self._q(
                     "INSERT INTO {b} (id, state, scope_key, user_id, agent_id, run_id) "
@@ -968,7 +983,13 @@ class PostgresRecordStore:
     def mark_indexed(self, ids: Sequence[str], indexed: bool = True) -> None:
         if not ids:
             return
-        with self.db.connection("marking entries indexed") as conn:
+        with (
+            self.db.connection("marking entries indexed") as conn,
+            conn.pipeline(),
+            conn.transaction(),
+        ):
+            if indexed:
+                pg.without_flush_wait(conn)  # lost: the entries are indexed again at open
             conn.execute(
                 self._q("UPDATE {e} SET indexed = %s WHERE id = ANY(%s)", e="entries"),
                 (indexed, list(ids)),
@@ -1062,7 +1083,7 @@ class PostgresRecordStore:
             conn.pipeline(),
             conn.transaction(),
         ):
-            conn.execute("SET LOCAL synchronous_commit = off")
+            pg.without_flush_wait(conn)
             conn.execute(
                 self._q(
                     "INSERT INTO {u} (operation, llm_calls, prompt_tokens, completion_tokens, "

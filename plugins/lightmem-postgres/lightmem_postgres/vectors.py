@@ -192,7 +192,9 @@ class PgVectorRetriever:
             "INSERT INTO {t} ({columns}, embedding) SELECT {columns}, e::vector "
             "FROM unnest({arrays}) AS r({names}) ON CONFLICT (id) DO UPDATE SET {updates}"
         ).format(t=self._t, columns=columns, arrays=arrays, names=names, updates=updates)
-        with self.db.connection("writing vectors") as conn:
+        with self.db.connection("writing vectors") as conn, conn.pipeline(), conn.transaction():
+            # Lost in a server crash: the entries stay unmarked and are indexed again.
+            pg.without_flush_wait(conn)
             conn.execute(statement, [list(column) for column in zip(*rows, strict=True)])
 
     def bulk_upsert(self, chunks: Iterable[Sequence[IndexRecord]]) -> int:

@@ -255,25 +255,38 @@ def test_a_revision_taken_later_never_commits_earlier(postgres_dsn, schema):
     store.close()
 
 
-def test_a_usage_booking_is_seen_at_once_and_leaves_the_sessions_commits_durable(
+def test_steps_that_skip_the_flush_wait_are_seen_at_once_and_leave_the_session_durable(
     postgres_dsn, schema
 ):
-    """Usage rows commit without waiting for the WAL flush, in that transaction alone: the
-    pool's connection still makes every later commit (the journal's, a batch's) wait for it."""
-    from lightmem_hookspecs import Usage
+    """Usage rows, claims, segment and batch moves and index marks commit without waiting for
+    the WAL flush, each in its own transaction: other sessions see them at once, and the
+    pool's connection still makes every later commit (the journal's) wait for the flush."""
+    from lightmem_hookspecs import Message, Usage
 
     options = PostgresStoreOptions(dsn=postgres_dsn, schema=schema, pool_max_size=1)
     store = PostgresRecordStore(options)
+    scope = Scope(user_id="alice")
     try:
         store.add_usage("search", Usage(embedder_calls=1, embedded_texts=2))
         store.add_usage("search", Usage(embedder_calls=1, embedded_texts=3))
+        store.add_messages(
+            [Message(id="m1", role="user", content="hi", original_content="hi", scope=scope)]
+        )
+        store.assign_segments({"m1": 7}, scope=scope)
+        batch = store.create_batch(["m1"], scope=scope)
+        assert store.claim_batch(batch) is not None
+        store.release_batch(batch)
         with psycopg.connect(postgres_dsn, autocommit=True) as other:
             row = other.execute(
                 f"SELECT embedder_calls, embedded_texts FROM {schema}.usage "
                 "WHERE operation = 'search'"
             ).fetchone()
-        assert row == (2, 5)
-        with store.db.connection() as conn:  # the pool's one connection, used by add_usage
+            assert row == (2, 5)
+            assert other.execute(
+                f"SELECT state, topic_id, batch_id FROM {schema}.messages"
+            ).fetchall() == [("batched", 7, batch)]
+            assert other.execute(f"SELECT state FROM {schema}.batches").fetchall() == [("pending",)]
+        with store.db.connection() as conn:  # the pool's one connection, used by all of them
             assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
             assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     finally:
