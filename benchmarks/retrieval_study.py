@@ -11,6 +11,14 @@ chain (``--depth`` hits each, with their scores), and ranks those pools in sever
 - ``feedback m=M a=A from=F``: pseudo-relevance feedback in the vector space: the query vector
   plus A times the mean vector of the first M hits of F (``fused`` or ``lexical``), searched
   again in the vector index, replacing the vector pool before the fusion.
+- ``speaker``: the pipeline's named-speaker lists (``retrieval.named_speaker``): for a question
+  that names one speaker of the pool, each retriever's list kept to that speaker's hits joins
+  the fusion; ``speaker searched``: each retriever searched again for that speaker instead;
+- ``segments g=G m=M``: the pipeline's segment boost (``retrieval.segments``): a hit gains G
+  times the summed fused scores of the M best hits of its segment; ``speaker+segments`` both
+  (the default configuration: its recall equals the eval's);
+- ``neighbours b=B w=W``: a hit gains B times the fused scores of the turns at most W before or
+  after it in its segment (the store's insertion order; SQLite record store only).
 
 For each it prints recall@k per category (LoCoMo evidence recall; LongMemEval turn recall per
 question type and ``user5``) and the words of context, and writes
@@ -18,7 +26,7 @@ question type and ``user5``) and the words of context, and writes
 
     python benchmarks/retrieval_study.py locomo --data locomo-dev.json --memory-dir stores/
     python benchmarks/retrieval_study.py longmemeval --data lme-dev/ --ids dev-ids.txt \\
-        --memory-dir lme-stores/
+        --memory-dir lme-stores/ [--only speaker,segments] [--config bm25-k1.json]
 """
 
 from __future__ import annotations
@@ -49,6 +57,10 @@ def session_of(message_id: str, benchmark: str) -> str:
     return head if benchmark == "longmemeval" else head or message_id
 
 
+Pools = dict[str, list[tuple[str, float]]]
+Ranker = Callable[["Sample", int, list[float], Pools], list[str]]
+
+
 class Sample:
     """One store's questions, each with every retriever's pool, and what the ranking needs."""
 
@@ -68,6 +80,8 @@ class Sample:
         self.filter = SearchFilter()
         self.depth = depth
         self.questions = []
+        #: per question: the named speaker's own lists (see ``_speaker_pools``)
+        self.speaker_pools: list[Pools] = []
         wanted: set[str] = set()
         for q in questions:
             qvec = [float(x) for x in self.embedder.embed([q.question])[0]]
@@ -78,7 +92,59 @@ class Sample:
                 wanted.update(i for i, _ in pools[r.label])
             self.questions.append((q, qvec, pools))
         self.entries = {e.id: e for e in rt.store.entries(sorted(wanted), status="active")}
+        for q, qvec, pools in self.questions:
+            self.speaker_pools.append(self._speaker_pools(q.question, qvec, pools))
+        # the store's order of entries, for the neighbours of a turn (SQLite record store)
+        rows = rt.store._query("SELECT id, seq FROM entries WHERE status = 'active'")
+        self.seq = {r["id"]: r["seq"] for r in rows}
+        self.by_seq = {v: k for k, v in self.seq.items()}
         self._vectors: dict[str, Any] = {}
+
+    def _speaker_pools(self, question: str, qvec: list[float], pools: Pools) -> Pools:
+        """The pipeline's named-speaker lists (``retrieval.named_speaker``): each retriever's
+        pool (50 deep) kept to the one speaker the question names among the pool's entries,
+        ranked among themselves; and, to compare, each retriever searched again with the
+        filter narrowed to that speaker (``@searched``). Nothing when it names none."""
+        import attrs
+
+        from lightmem_core.pipeline.focus import named_speaker, speaker_name
+
+        head = {e for hits in pools.values() for e, _ in hits[:50] if e in self.entries}
+        names = {speaker_name(self.entries[e]) for e in head}
+        if len(names) < 2:
+            return {}
+        name = named_speaker(question, (n for n in names if n))
+        if name is None:
+            return {}
+        narrowed = attrs.evolve(self.filter, speaker=name)
+        out: Pools = {}
+        for r in self.chain:
+            out[f"{r.label}@speaker"] = [
+                (e, s)
+                for e, s in pools[r.label][:50]
+                if e in self.entries and speaker_name(self.entries[e]) == name
+            ]
+            query = qvec if r.query_by == "vector" else question
+            found = list(r.backend.search(query, limit=self.depth, filter=narrowed))
+            out[f"{r.label}@searched"] = found
+            missing = [e for e, _ in found if e not in self.entries]
+            got = self.memory._rt.store.entries(missing, status="active") if missing else []
+            self.entries.update({e.id: e for e in got})
+        return out
+
+    def topic(self, entry_id: str) -> int | None:
+        return self.entries[entry_id].topic_id if entry_id in self.entries else None
+
+    def neighbours(self, entry_id: str, window: int) -> list[str]:
+        """The entries at most ``window`` before or after ``entry_id`` in its segment."""
+        seq, topic, out = self.seq.get(entry_id), self.topic(entry_id), []
+        if seq is None or topic is None:
+            return out
+        for d in range(-window, window + 1):
+            other = self.by_seq.get(seq + d)
+            if d and other is not None and other in self.entries and self.topic(other) == topic:
+                out.append(other)
+        return out
 
     def entry_vector(self, entry_id: str) -> Any:
         """The entry's indexed vector: its text's embedding plus its speaker's name's."""
@@ -104,16 +170,77 @@ class Sample:
         return list(found)
 
 
-Pools = dict[str, list[tuple[str, float]]]
-Ranker = Callable[[Sample, Any, list[float], Pools], list[str]]
+def rrf_scores(
+    pools: Pools, k: int, lexical_weight: float = 1.0, depth: int = 50
+) -> dict[str, float]:
+    score: dict[str, float] = defaultdict(float)
+    for label, hits in pools.items():
+        weight = lexical_weight if label.partition("@")[0] == "context" else 1.0
+        for rank, (entry_id, _) in enumerate(hits[:depth], start=1):
+            score[entry_id] += weight / (k + rank)
+    return score
 
 
 def rrf(pools: Pools, k: int, lexical_weight: float = 1.0, depth: int = 50) -> list[str]:
-    score: dict[str, float] = defaultdict(float)
-    for label, hits in pools.items():
-        weight = lexical_weight if label == "context" else 1.0
-        for rank, (entry_id, _) in enumerate(hits[:depth], start=1):
-            score[entry_id] += weight / (k + rank)
+    score = rrf_scores(pools, k, lexical_weight, depth)
+    return sorted(score, key=lambda e: -score[e])
+
+
+def scaled_speakers(sample: Sample, index: int, pools: Pools, rho: float) -> list[str]:
+    """RRF of the pools with the fused scores of other speakers' hits times ``rho`` when the
+    question names one speaker of the pool (the ``speaker`` lists say which)."""
+    from lightmem_core.pipeline.focus import speaker_name
+
+    score = rrf_scores(pools, 10)
+    named = sample.speaker_pools[index]
+    if named:
+        mine = {e for key, hits in named.items() if key.endswith("@speaker") for e, _ in hits}
+        names = {speaker_name(sample.entries[e]) for e in mine}
+        own = {e for e in score if e in sample.entries and speaker_name(sample.entries[e]) in names}
+        score = {e: v * (1.0 if e in own else rho) for e, v in score.items()}
+    return sorted(score, key=lambda e: -score[e])
+
+
+def focused(
+    sample: Sample,
+    index: int,
+    pools: Pools,
+    *,
+    speaker: str = "",
+    segments: tuple[float, int] = (0.0, 2),
+    neighbours: tuple[float, int] = (0.0, 1),
+    distinct: bool = False,
+) -> list[str]:
+    """RRF (k 10, 50 deep) of the pools, with the pipeline's named-speaker lists (``speaker``
+    ``"@speaker"``; ``"@searched"``: searched again for the speaker instead) and segment
+    boost, and the neighbour share, as asked."""
+    extra = sample.speaker_pools[index]
+    lists = {**pools, **{k: v for k, v in extra.items() if speaker and k.endswith(speaker)}}
+    score = rrf_scores(lists, 10)
+    beta, window = neighbours
+    if beta:
+        score = {
+            e: v + beta * sum(score.get(n, 0.0) for n in sample.neighbours(e, window))
+            for e, v in score.items()
+        }
+    weight, best = segments
+    if weight:
+        tops: dict[int, list[float]] = defaultdict(list)
+        seen: dict[int, set[str]] = defaultdict(set)
+        for e in sorted(score, key=lambda e: -score[e]):
+            topic = sample.topic(e)
+            if topic is None or len(tops[topic]) >= best:
+                continue
+            if distinct:  # one hit per message: its passages count once
+                source = sample.entries[e].source_message_ids[:1]
+                if source and source[0] in seen[topic]:
+                    continue
+                seen[topic].update(source)
+            tops[topic].append(score[e])
+        score = {
+            e: v + (weight * sum(tops[t]) if (t := sample.topic(e)) is not None else 0.0)
+            for e, v in score.items()
+        }
     return sorted(score, key=lambda e: -score[e])
 
 
@@ -168,19 +295,43 @@ def variants(bench: str, k: int) -> dict[str, Ranker]:
     out: dict[str, Ranker] = {}
     for rk in (10, 5, 20):
         for w in (1.0, 0.8, 1.25):
-            out[f"rrf k={rk} w={w}"] = lambda s, q, v, p, rk=rk, w=w: rrf(p, rk, w)
+            out[f"rrf k={rk} w={w}"] = lambda s, i, v, p, rk=rk, w=w: rrf(p, rk, w)
     for d in (50, 100):
         for w in (0.8, 1.0):
-            out[f"zscore d={d} w={w}"] = lambda s, q, v, p, d=d, w=w: zscore(p, d, w)
+            out[f"zscore d={d} w={w}"] = lambda s, i, v, p, d=d, w=w: zscore(p, d, w)
     for lam in (0.9, 0.6):
-        out[f"session-spread {lam}"] = lambda s, q, v, p, lam=lam: spread(
+        out[f"session-spread {lam}"] = lambda s, i, v, p, lam=lam: spread(
             s, rrf(p, 10), lam, k, bench
         )
     for source in ("fused", "lexical"):
         for m, a in ((2, 0.3), (3, 0.3), (3, 0.5)):
             out[f"feedback m={m} a={a} from={source}"] = (
-                lambda s, q, v, p, m=m, a=a, source=source: feedback(s, v, p, m, a, source)
+                lambda s, i, v, p, m=m, a=a, source=source: feedback(s, v, p, m, a, source)
             )
+    out["speaker"] = lambda s, i, v, p: focused(s, i, p, speaker="@speaker")
+    for rho in (0.5, 0.7):
+        out[f"speaker x{rho}"] = lambda s, i, v, p, rho=rho: scaled_speakers(s, i, p, rho)
+    out["speaker searched"] = lambda s, i, v, p: focused(s, i, p, speaker="@searched")
+    out["speaker searched+segments g=0.25 m=2"] = lambda s, i, v, p: focused(
+        s, i, p, speaker="@searched", segments=(0.25, 2)
+    )
+    for g, m in ((0.1, 2), (0.15, 2), (0.2, 2), (0.25, 2), (0.25, 3), (0.4, 3)):
+        out[f"segments g={g} m={m}"] = lambda s, i, v, p, g=g, m=m: focused(
+            s, i, p, segments=(g, m)
+        )
+        out[f"speaker+segments g={g} m={m}"] = lambda s, i, v, p, g=g, m=m: focused(
+            s, i, p, speaker="@speaker", segments=(g, m)
+        )
+    out["speaker+segments g=0.25 m=2 per message"] = lambda s, i, v, p: focused(
+        s, i, p, speaker="@speaker", segments=(0.25, 2), distinct=True
+    )
+    for b, w in ((0.2, 1), (0.35, 1), (0.35, 2)):
+        out[f"neighbours b={b} w={w}"] = lambda s, i, v, p, b=b, w=w: focused(
+            s, i, p, neighbours=(b, w)
+        )
+    out["speaker+segments g=0.25 m=2+neighbours b=0.1 w=2"] = lambda s, i, v, p: focused(
+        s, i, p, speaker="@speaker", segments=(0.25, 2), neighbours=(0.1, 2)
+    )
     return out
 
 
@@ -225,6 +376,7 @@ def main() -> None:
     parser.add_argument("--config", help="the configuration the stores were filled with")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--depth", type=int, default=100, help="hits asked of each retriever")
+    parser.add_argument("--only", help="comma-separated parts of the names of the rankings to run")
     args = parser.parse_args()
 
     from lightmem_core.config import load_config_file
@@ -232,6 +384,9 @@ def main() -> None:
 
     raw = load_config_file(args.config) if args.config else {}
     ranked = variants(args.benchmark, args.k)
+    if args.only:
+        parts = args.only.split(",")
+        ranked = {n: r for n, r in ranked.items() if any(x in n for x in parts)}
     found: dict[str, dict[str, list[float]]] = {n: defaultdict(list) for n in ranked}
     words: dict[str, list[int]] = {n: [] for n in ranked}
     for sample_id, questions in load(args):
@@ -241,10 +396,10 @@ def main() -> None:
         memory = LightMemory({**raw, "memory_dir": str(folder)})
         try:
             sample = Sample(memory, questions, args.depth)
-            for q, qvec, pools in sample.questions:
+            for index, (q, qvec, pools) in enumerate(sample.questions):
                 for name, ranker in ranked.items():
                     group, recall, n_words = score(
-                        args.benchmark, sample, q, ranker(sample, q, qvec, pools), args.k
+                        args.benchmark, sample, q, ranker(sample, index, qvec, pools), args.k
                     )
                     found[name][group].append(recall)
                     words[name].append(n_words)

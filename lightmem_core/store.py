@@ -851,6 +851,20 @@ class SQLiteRecordStore:
         sources = self._sources([r["id"] for r in rows])
         return [_entry(r, sources.get(r["id"], ())) for r in rows]
 
+    def entry_facets(self, ids: Sequence[str]) -> dict[str, tuple[int | None, str | None]]:
+        """``{id: (topic_id, speaker)}`` of the active entries among ``ids`` (the speaker's
+        name, else its id): what a search reads of a whole pool, without loading entries."""
+        out: dict[str, tuple[int | None, str | None]] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self._query(
+                "SELECT id, topic_id, speaker_name, speaker_id FROM entries "
+                f"WHERE +status = 'active' AND id IN ({marks})",
+                chunk,
+            ):
+                out[r["id"]] = (r["topic_id"], r["speaker_name"] or r["speaker_id"])
+        return out
+
     def get_entry(self, entry_id: str) -> MemoryEntry | None:
         found = self.entries([entry_id], status=None)
         return found[0] if found else None

@@ -329,6 +329,7 @@ def test_weighted_fusion_and_per_retriever_scores(term_plugin, make_memory):
                 {"kind": "context_retriever", "model_name": "term-cherry", "weight": 3.0},
             ],
             "fusion": {"method": "weighted"},
+            "segments": {"weight": 0},  # the fused scores as they are (one segment here)
         },
     )
     mem.add([{"role": "user", "content": c} for c in ("apple pie", "cherry pie", "plum jam")])

@@ -25,7 +25,7 @@ STAMP = "lightmem-eval-ingest.json"
 SEARCH_ONLY = frozenset({"hybrid_weights", "reranker"})
 #: Keys of the ``retrieval`` section that change how a store is searched (``retrievers`` is
 #: not among them: the chain decides which indexes ingestion fills).
-SEARCH_ONLY_RETRIEVAL = frozenset({"fusion", "rerankers", "pool_size"})
+SEARCH_ONLY_RETRIEVAL = frozenset({"fusion", "rerankers", "pool_size", "named_speaker", "segments"})
 #: Keys that place the store (replaced by the harness for each sample).
 PLACEMENT = frozenset({"memory_dir", "history_db_path"})
 
@@ -95,7 +95,8 @@ def reusable(store_dir: Path, stamp: Mapping[str, Any], *, reuse: bool) -> bool:
             "sample": "another sample",
             "messages": "other messages (the data changed)",
             "ingest_config": "another configuration (a key other than hybrid_weights, "
-            "reranker, retrieval.fusion, retrieval.rerankers or retrieval.pool_size differs)",
+            "reranker, retrieval.fusion, retrieval.rerankers, retrieval.pool_size, "
+            "retrieval.named_speaker or retrieval.segments differs)",
         }
         raise InputError(
             f"--reuse: {store_dir} was filled from {' and '.join(what[k] for k in differ)}; "

@@ -18,6 +18,7 @@ from ..errors import BackendError, InputError
 from ..graph import describe_path
 from ..plugins import normalize_name
 from ..queries import in_scope
+from .focus import SPEAKER_SUFFIX, Facets, boost_segments, named_speaker, read_facets
 from .fusion import Ranked, fuse
 from .runtime import Runtime
 
@@ -27,6 +28,9 @@ STRATEGY_KINDS: dict[str, tuple[str, ...] | None] = {
     "context": ("context_retriever",),
     "hybrid": None,  # every element
 }
+
+#: The retriever kinds whose lists count twice for a speaker the query names.
+SPEAKER_KINDS = ("embedding_retriever", "context_retriever")
 
 
 def pool_size(limit: int, configured: int | None) -> int:
@@ -134,7 +138,18 @@ class Retrieval:
             results = rt.run("search", call, backend=r.name, retriever=r.label, limit=pool)
             ranked[i] = Ranked(r.label, r.weight, results)
         lists = [ranked[i] for i in range(len(retrievers))]
+        full = any(len(r.results) >= pool for r in lists)
         fused = fuse(fusion.method, lists, k=fusion.k)
+        known: dict[str, Facets] = {}  # the pool's segments and speakers, read once
+        extra = self._speaker_lists(ctx, retrievers, lists, fused, known)
+        if extra:
+            lists += extra
+            fused = fuse(fusion.method, lists, k=fusion.k)
+        segments = rt.config.retrieval.segments
+        if segments is not None and segments.weight > 0 and len(fused) > 1:
+            self._read(fused, known)
+            topics = {i: facets[0] for i, facets in known.items()}
+            fused = boost_segments(fused, topics, segments.weight, segments.hits)
         for hit in fused:
             for label, reached in paths.items():
                 if hit.id in reached:
@@ -144,7 +159,44 @@ class Retrieval:
         # those (in slices, best first), not of the whole pool.
         pool_readers = [r for _, r in rt.backends.rerankers() if not getattr(r, "top_only", False)]
         want = len(fused) if pool_readers else ctx.limit
-        return self._load(fused, ctx.filter, want), any(len(r.results) >= pool for r in lists)
+        return self._load(fused, ctx.filter, want), full
+
+    def _read(self, hits: Sequence[SearchHit], known: dict[str, Facets]) -> None:
+        """Add the segment and speaker of the active entries of ``hits`` not in ``known``."""
+        missing = [h.id for h in hits if h.id not in known]
+        if missing:
+            known.update(read_facets(self.rt.store, missing))
+
+    def _speaker_lists(
+        self,
+        ctx: QueryContext,
+        retrievers: Sequence[Retriever],
+        lists: Sequence[Ranked],
+        fused: list[SearchHit],
+        known: dict[str, Facets],
+    ) -> list[Ranked]:
+        """For the one speaker the query names among the pool's entries: each vector and text
+        retriever's list kept to that speaker's hits (ranked among themselves), to join the
+        fusion. ``[]`` when the query names none or several, the pool has one speaker only, or
+        the filter already names one."""
+        share = self.rt.config.retrieval.named_speaker or 0.0
+        if share <= 0 or ctx.filter.speaker is not None or not fused:
+            return []
+        self._read(fused, known)
+        names = {speaker for _, speaker in known.values()}
+        if len(names) < 2:
+            return []  # one speaker (or none) in the pool: their lists are the lists
+        name = named_speaker(ctx.query, (n for n in names if n))
+        if name is None:
+            return []
+        out: list[Ranked] = []
+        for r, ranked in zip(retrievers, lists, strict=True):
+            if r.kind not in SPEAKER_KINDS or getattr(r.backend, "every_strategy", False):
+                continue  # the graph, and retrievers of other media (images)
+            own = [(i, score) for i, score in ranked.results if known.get(i, (0, None))[1] == name]
+            if own:
+                out.append(Ranked(r.label + SPEAKER_SUFFIX, r.weight * share, own))
+        return out
 
     def _load(
         self, fused: list[SearchHit], search_filter: SearchFilter, want: int
