@@ -171,7 +171,8 @@ def test_the_speakers_name_in_the_vector_finds_what_that_person_said(make_memory
 
 
 def test_without_the_speaker_weight_the_same_words_tie(make_memory):
-    mem = make_memory(speaker_vector_weight=0)
+    # the vector alone: without the named speaker's own list in the fusion
+    mem = make_memory(speaker_vector_weight=0, retrieval={"named_speaker": 0.0})
     mem.add(said_by("Ana", "Ben"))
     first, second = mem.search("what did Ana say about the garden", strategy="embedding")
     assert abs(first.score - second.score) < 1e-6
