@@ -99,7 +99,8 @@ class RecordStore(Protocol):
     """The message journal, extraction batches, entries with provenance, history and usage.
 
     Every method is safe to call from several threads. A method that changes several rows
-    changes all of them or none.
+    changes all of them or none. A store may also implement :class:`EntryFacets` (a read of
+    many entries' segment and speaker), which searches use where it is there.
     """
 
     # -- metadata --------------------------------------------------------------------------
@@ -262,3 +263,19 @@ class RecordStore(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class EntryFacets(Protocol):
+    """What a record store may also offer: the segment and speaker of many entries at once.
+
+    The retrieval stages that read a whole pool of hits (``retrieval.named_speaker``,
+    ``retrieval.segments``) use it where the store has it and read whole entries where it has
+    not, so a store without it still works, only with more data read per search.
+    """
+
+    def entry_facets(self, ids: Sequence[str]) -> dict[str, tuple[int | None, str | None]]:
+        """``{id: (topic_id, speaker)}`` of the active entries among ``ids``: the speaker's
+        name, else its id; ids of no active entry are left out. A read of those columns, not
+        of whole entries."""
+        ...

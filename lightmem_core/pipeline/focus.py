@@ -11,8 +11,9 @@
   hit gains ``weight`` times the summed fused scores of the best ``hits`` hits of its segment
   in the pool, so a turn whose session also matches elsewhere rises above a lone match.
 
-Both read the segment and speaker of the pool's entries: with the SQLite record store one
-query over those columns (``entry_facets``), else the entries themselves.
+Both read the segment and speaker of the pool's entries: through the record store's
+``entry_facets`` (:class:`lightmem_hookspecs.EntryFacets`; the SQLite and Postgres stores have
+it) one read of those columns, else the entries themselves.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from lightmem_hookspecs import MemoryEntry, SearchHit
+from lightmem_hookspecs import EntryFacets, MemoryEntry, SearchHit
 
 #: Label suffix of a retriever's list searched for the named speaker only.
 SPEAKER_SUFFIX = "@speaker"
@@ -33,10 +34,8 @@ Facets = tuple[int | None, str | None]
 def read_facets(store: Any, ids: Sequence[str]) -> dict[str, Facets]:
     """``{id: (topic_id, speaker)}`` of the active entries among ``ids``: through the record
     store's ``entry_facets`` where it has one (a read of two columns), else its entries."""
-    fast = getattr(store, "entry_facets", None)
-    if fast is not None:
-        found: dict[str, Facets] = fast(ids)
-        return found
+    if isinstance(store, EntryFacets):
+        return store.entry_facets(ids)
     return {e.id: (e.topic_id, speaker_name(e)) for e in store.entries(ids, status="active")}
 
 

@@ -45,9 +45,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import attrs
 import pytest
 from lightmem_hookspecs import (
     BatchState,
+    EntryFacets,
     MemoryEntry,
     Message,
     RecordStore,
@@ -442,6 +444,23 @@ class RecordStoreConformance:
         assert {e.id for e in store.entries(unindexed_only=True)} == {"e1", "e2"}
         assert [e.id for e in store.entries(["e2", "nope"])] == ["e2"]
         assert store.get_entry("e2").memory == "two" and store.get_entry("nope") is None
+
+    def test_entry_facets(self, store):
+        if not isinstance(store, EntryFacets):
+            pytest.skip("the store does not offer entry_facets (EntryFacets is optional)")
+        batch_id = batched(store, ["m1", "m2"])
+        store.claim_batch(batch_id)
+        named = entry("e1", "one", ["m1"])
+        unnamed = attrs.evolve(
+            entry("e2", "two", ["m2"]), speaker_name=None, speaker_id="speaker_b", topic_id=None
+        )
+        store.complete_batch(batch_id, [named, unnamed, entry("e3", "three", ["m2"])])
+        store.retire_entry("e3", action="delete", reason="conformance")
+        assert store.entry_facets(["e1", "e2", "e3", "nope"]) == {
+            "e1": (1, "Alice"),
+            "e2": (None, "speaker_b"),
+        }
+        assert store.entry_facets([]) == {}
 
     def test_usage_is_summed_per_operation(self, store):
         store.add_usage("add_memory", Usage(llm_calls=1, prompt_tokens=100, completion_tokens=10))

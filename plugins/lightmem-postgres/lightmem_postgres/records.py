@@ -967,6 +967,17 @@ class PostgresRecordStore:
         )
         return [_entry(r, tuple(r["sources"])) for r in rows]
 
+    def entry_facets(self, ids: Sequence[str]) -> dict[str, tuple[int | None, str | None]]:
+        rows = self._rows(
+            self._q(
+                "SELECT id, topic_id, COALESCE(NULLIF(speaker_name, ''), speaker_id) AS speaker "
+                "FROM {e} WHERE id = ANY(%s) AND status = 'active'",
+                e="entries",
+            ),
+            [list(ids)],
+        )
+        return {r["id"]: (r["topic_id"], r["speaker"]) for r in rows}
+
     def get_entry(self, entry_id: str) -> MemoryEntry | None:
         found = self.entries([entry_id], status=None)
         return found[0] if found else None
