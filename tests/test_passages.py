@@ -120,6 +120,7 @@ def mem(tmp_path):
         yield m
 
 
+@pytest.mark.slow
 def test_a_long_message_becomes_passages_that_keep_its_source_and_place(mem):
     entries = mem.get_all(user_id="ana")
     passages = reply_entries(mem)
@@ -139,6 +140,7 @@ def test_a_long_message_becomes_passages_that_keep_its_source_and_place(mem):
     assert source not in {e.source_message_ids for e in short}
 
 
+@pytest.mark.slow
 def test_a_search_returns_the_passage_that_answers(mem):
     hits = mem.search("Where is the best okonomiyaki?", limit=1, user_id="ana")
     assert "okonomiyaki is in Hiroshima" in hits[0].entry.memory
@@ -147,6 +149,7 @@ def test_a_search_returns_the_passage_that_answers(mem):
     assert "tipping is not customary" in hits[0].entry.memory
 
 
+@pytest.mark.slow
 def test_short_messages_keep_one_entry_with_the_id_they_always_had(tmp_path):
     with (
         LightMemory(config(tmp_path / "a")) as split,
@@ -164,6 +167,7 @@ def test_short_messages_keep_one_entry_with_the_id_they_always_had(tmp_path):
         assert first.id == ids[REPLY]
 
 
+@pytest.mark.slow
 def test_export_and_import_keep_every_passage(mem, tmp_path):
     from lightmem_core.transfer import export_memory, import_memory
 
@@ -178,6 +182,7 @@ def test_export_and_import_keep_every_passage(mem, tmp_path):
         assert "okonomiyaki is in Hiroshima" in hits[0].entry.memory
 
 
+@pytest.mark.slow
 def test_reindex_rebuilds_the_same_passage_hits(mem):
     query = "Which day should I see the deer in Nara?"
     before = [(h.entry.id, h.entry.memory) for h in mem.search(query, limit=3, user_id="ana")]
@@ -187,6 +192,7 @@ def test_reindex_rebuilds_the_same_passage_hits(mem):
     assert after == before
 
 
+@pytest.mark.slow
 def test_deleting_one_passage_keeps_the_others_and_erasing_the_scope_removes_all(mem):
     passages = reply_entries(mem)
     food = next(e for e in passages if "okonomiyaki" in e.memory)
@@ -203,6 +209,7 @@ def test_deleting_one_passage_keeps_the_others_and_erasing_the_scope_removes_all
     assert mem.search("Japan", limit=10, user_id="ana") == []
 
 
+@pytest.mark.slow
 def test_the_offline_update_never_pairs_two_passages_of_one_message(tmp_path, openai_server):
     from lightmem_core.eval.economy import ScriptedResponder, shown_checks
 
