@@ -551,30 +551,48 @@ def _load_indexes(rt: Any, active: list[tuple[MemoryEntry, Any]]) -> None:
                 part = [attrs.evolve(r, vector=tuple(_floats(v))) for r, (_, v) in pairs]
             yield part
 
-    for index in rt.backends.vector_indexes():
-        bulk = getattr(index, "bulk_upsert", None)
-        if callable(bulk):
-            rt.run(
-                "index",
-                lambda bulk=bulk: bulk(chunks(True)),
-                action="bulk_upsert",
-                items=len(active),
-            )
-        else:
-            for part in chunks(True):
-                rt.indexer._call(index, "upsert", part)
-    for text in rt.backends.text_indexes():
-        bulk = getattr(text, "bulk_index", None)
-        if callable(bulk):
-            rt.run(
-                "index",
-                lambda bulk=bulk: bulk(chunks(False)),
-                action="bulk_index",
-                items=len(active),
-            )
-        else:
-            for part in chunks(False):
-                rt.indexer._call(text, "index", part)
+    def load_vectors() -> None:
+        for index in rt.backends.vector_indexes():
+            bulk = getattr(index, "bulk_upsert", None)
+            if callable(bulk):
+                rt.run(
+                    "index",
+                    lambda bulk=bulk: bulk(chunks(True)),
+                    action="bulk_upsert",
+                    items=len(active),
+                )
+            else:
+                for part in chunks(True):
+                    rt.indexer._call(index, "upsert", part)
+
+    def load_texts() -> None:
+        for text in rt.backends.text_indexes():
+            bulk = getattr(text, "bulk_index", None)
+            if callable(bulk):
+                rt.run(
+                    "index",
+                    lambda bulk=bulk: bulk(chunks(False)),
+                    action="bulk_index",
+                    items=len(active),
+                )
+            else:
+                for part in chunks(False):
+                    rt.indexer._call(text, "index", part)
+
+    if rt.backends.vector_indexes() and rt.backends.text_indexes():
+        # The vector and text indexes are separate stores: loaded side by side (a vector
+        # store's bulk load is mostly its index build, in its own process or native code).
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="lightmem-import") as pool:
+            vectors_loaded = pool.submit(load_vectors)
+            try:
+                load_texts()
+            finally:
+                vectors_loaded.result()  # waits; its error, if any, is raised here
+    else:
+        load_vectors()
+        load_texts()
     for start in range(0, len(active), CHUNK):
         part = active[start : start + CHUNK]
         for graph in rt.backends.graphs():
