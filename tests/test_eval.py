@@ -322,3 +322,13 @@ def test_eval_reports_the_pipeline_without_its_graph(locomo_file, tmp_path, ref_
         plain["systems"]["lightmem"]["recall@2"]
         == report["systems"]["lightmem-without-graph"]["recall@2"]
     )
+
+
+def test_the_ingest_stamp_is_written_where_a_server_memory_left_no_folder(tmp_path):
+    from lightmem_core.eval.stores import STAMP, reusable, write_stamp
+
+    store_dir = tmp_path / "stores" / "conv-1"  # a Postgres memory writes nothing here
+    stamp = {"sample": "conv-1", "messages": "m", "ingest_config": "c"}
+    write_stamp(store_dir, stamp)
+    assert json.loads((store_dir / STAMP).read_text(encoding="utf-8")) == stamp
+    assert reusable(store_dir, stamp, reuse=True)

@@ -60,7 +60,9 @@ def stamp_of(
 
 
 def write_stamp(store_dir: Path, stamp: Mapping[str, Any]) -> None:
-    """Record that ``store_dir`` holds the complete ingest described by ``stamp``."""
+    """Record that ``store_dir`` holds the complete ingest described by ``stamp``. The folder
+    is made if the memory left nothing there (its stores are on a server)."""
+    store_dir.mkdir(parents=True, exist_ok=True)
     (store_dir / STAMP).write_text(json.dumps(dict(stamp), indent=1), encoding="utf-8")
 
 
