@@ -551,48 +551,36 @@ def _load_indexes(rt: Any, active: list[tuple[MemoryEntry, Any]]) -> None:
                 part = [attrs.evolve(r, vector=tuple(_floats(v))) for r, (_, v) in pairs]
             yield part
 
-    def load_vectors() -> None:
-        for index in rt.backends.vector_indexes():
-            bulk = getattr(index, "bulk_upsert", None)
+    def load(indexes: Sequence[Any], bulk_name: str, each_name: str, vectors: bool) -> None:
+        """Each index through its bulk method where it has one, else chunk by chunk."""
+        for index in indexes:
+            bulk = getattr(index, bulk_name, None)
             if callable(bulk):
                 rt.run(
                     "index",
-                    lambda bulk=bulk: bulk(chunks(True)),
-                    action="bulk_upsert",
+                    lambda bulk=bulk: bulk(chunks(vectors)),
+                    action=bulk_name,
                     items=len(active),
                 )
             else:
-                for part in chunks(True):
-                    rt.indexer._call(index, "upsert", part)
+                for part in chunks(vectors):
+                    rt.indexer._call(index, each_name, part)
 
-    def load_texts() -> None:
-        for text in rt.backends.text_indexes():
-            bulk = getattr(text, "bulk_index", None)
-            if callable(bulk):
-                rt.run(
-                    "index",
-                    lambda bulk=bulk: bulk(chunks(False)),
-                    action="bulk_index",
-                    items=len(active),
-                )
-            else:
-                for part in chunks(False):
-                    rt.indexer._call(text, "index", part)
-
-    if rt.backends.vector_indexes() and rt.backends.text_indexes():
+    vector_indexes, text_indexes = rt.backends.vector_indexes(), rt.backends.text_indexes()
+    if vector_indexes and text_indexes:
         # The vector and text indexes are separate stores: loaded side by side (a vector
         # store's bulk load is mostly its index build, in its own process or native code).
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(1, thread_name_prefix="lightmem-import") as pool:
-            vectors_loaded = pool.submit(load_vectors)
+            vectors_loaded = pool.submit(load, vector_indexes, "bulk_upsert", "upsert", True)
             try:
-                load_texts()
+                load(text_indexes, "bulk_index", "index", False)
             finally:
                 vectors_loaded.result()  # waits; its error, if any, is raised here
     else:
-        load_vectors()
-        load_texts()
+        load(vector_indexes, "bulk_upsert", "upsert", True)
+        load(text_indexes, "bulk_index", "index", False)
     for start in range(0, len(active), CHUNK):
         part = active[start : start + CHUNK]
         for graph in rt.backends.graphs():
