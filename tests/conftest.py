@@ -100,21 +100,18 @@ class GatedModel:
 
 
 @pytest.fixture
-def gated_memory(tmp_path, openai_server):
-    """``make(**keys) -> (memory, model)``: a memory on the reference backends whose LLM is
-    the loopback server answering as a :class:`GatedModel`; the gate opens and the memory
-    closes at teardown."""
+def loopback_memory(tmp_path, openai_server):
+    """``make(responder, **keys) -> memory``: a memory on the reference backends whose LLM is
+    the loopback server answering as ``responder`` (no background retrier); ``keys`` are
+    further configuration keys."""
     pytest.importorskip("lightmem_openai", reason="the openai plugin is not installed")
-    made: list = []
-
     from lightmem_core import LightMemory
     from lightmem_core.plugins import PluginHost
 
-    def make(**keys):
+    def make(responder, **keys):
         host = PluginHost()
         host.register(ReferencePlugin())
-        model = GatedModel()
-        openai_server.responder = model
+        openai_server.responder = responder
         config = reference_config(
             tmp_path / "mem",
             memory_manager={
@@ -128,7 +125,20 @@ def gated_memory(tmp_path, openai_server):
             background_retry=False,
             **keys,
         )
-        mem = LightMemory(config, host=host)
+        return LightMemory(config, host=host)
+
+    return make
+
+
+@pytest.fixture
+def gated_memory(loopback_memory):
+    """``make(**keys) -> (memory, model)``: a ``loopback_memory`` answering as a
+    :class:`GatedModel`; the gate opens and the memory closes at teardown."""
+    made: list = []
+
+    def make(**keys):
+        model = GatedModel()
+        mem = loopback_memory(model, **keys)
         made.append((mem, model))
         return mem, model
 

@@ -12,7 +12,6 @@ import pytest
 
 pytest.importorskip("lightmem_openai", reason="the openai plugin is not installed")
 
-from lightmem_core import LightMemory
 from lightmem_core.eval.economy import ScriptedResponder
 
 _TENANT = re.compile(r"tenant(\d+)")
@@ -47,30 +46,10 @@ class SlowModel:
 
 
 @pytest.fixture
-def slow_memory(tmp_path, openai_server):
-    from lightmem_core.plugins import PluginHost
-    from lightmem_core.testing.reference import ReferencePlugin, reference_config
-
-    host = PluginHost()
-    host.register(ReferencePlugin())
-
+def slow_memory(loopback_memory):
     def make(delay: float, **options):
         model = SlowModel(delay)
-        openai_server.responder = model
-        config = reference_config(
-            tmp_path / "mem",
-            memory_manager={
-                "model_name": "openai",
-                "configs": {
-                    "model": "gpt-4o-mini",
-                    "api_key": "sk-test",
-                    "openai_base_url": openai_server.base_url,
-                },
-            },
-            background_retry=False,
-            **options,
-        )
-        return LightMemory(config, host=host), model
+        return loopback_memory(model, **options), model
 
     return make
 
