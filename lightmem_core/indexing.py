@@ -45,6 +45,17 @@ def _clip(text: str, words: int) -> str:
     return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
 
 
+def _exchange_turn(earlier: Message, later: Message, shown: Message, words: int) -> str | None:
+    """``"Speaker: words ..."`` of ``shown`` (``earlier`` or ``later``), or ``None`` when the
+    two turns are not one exchange: both time stamps known and more than
+    :data:`CONTEXT_MAX_GAP` apart."""
+    then, now = earlier.time_stamp, later.time_stamp
+    if then is not None and now is not None and now - then > CONTEXT_MAX_GAP:
+        return None
+    speaker = speaker_of(shown) or shown.role
+    return f"{speaker}: {_clip(shown.content, words)}"
+
+
 def message_context(previous: Message | None, message: Message) -> dict[str, str]:
     """Metadata for an entry made from ``message``: the turn before it, when part of one exchange.
 
@@ -53,11 +64,8 @@ def message_context(previous: Message | None, message: Message) -> dict[str, str
     """
     if previous is None:
         return {}
-    then, now = previous.time_stamp, message.time_stamp
-    if then is not None and now is not None and now - then > CONTEXT_MAX_GAP:
-        return {}
-    speaker = speaker_of(previous) or previous.role
-    return {CONTEXT_KEY: f"{speaker}: {_clip(previous.content, CONTEXT_WORDS)}"}
+    text = _exchange_turn(previous, message, previous, CONTEXT_WORDS)
+    return {} if text is None else {CONTEXT_KEY: text}
 
 
 def reply_context(message: Message, following: Message | None, words: int) -> dict[str, str]:
@@ -65,11 +73,8 @@ def reply_context(message: Message, following: Message | None, words: int) -> di
     it, when part of one exchange (as for :func:`message_context`); none when ``words`` is 0."""
     if following is None or words <= 0:
         return {}
-    then, now = message.time_stamp, following.time_stamp
-    if then is not None and now is not None and now - then > CONTEXT_MAX_GAP:
-        return {}
-    speaker = speaker_of(following) or following.role
-    return {NEXT_KEY: f"{speaker}: {_clip(following.content, words)}"}
+    text = _exchange_turn(message, following, following, words)
+    return {} if text is None else {NEXT_KEY: text}
 
 
 def labelled_text(entry: MemoryEntry) -> str:
