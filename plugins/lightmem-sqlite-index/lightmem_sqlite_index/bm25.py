@@ -76,6 +76,22 @@ def _pack(rows: list[tuple[int, int, int]]) -> bytes:
     return np.array(rows, dtype=POSTING).tobytes()
 
 
+def _sum_by_doc(docs: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rowids of ``docs`` (ascending) and the sum of ``scores`` of each.
+
+    Where the rowids are dense enough (common terms: tens of thousands of postings) one
+    counting pass over ``0..max rowid`` replaces a sort of every posting; rowids spread far
+    beyond the postings' number keep the sort, so memory stays bounded by the postings.
+    """
+    top = int(docs.max())
+    if top > 8 * len(docs) + 65_536 or int(docs.min()) < 0:
+        distinct, inverse = np.unique(docs, return_inverse=True)
+        return distinct, np.bincount(inverse, weights=scores)
+    summed = np.bincount(docs, weights=scores, minlength=top + 1)
+    distinct = np.flatnonzero(np.bincount(docs, minlength=top + 1))
+    return distinct, summed[distinct]
+
+
 class SQLiteBM25Retriever:
     """A :class:`~lightmem_hookspecs.ContextRetriever`: BM25 over an SQLite inverted index.
 
@@ -283,8 +299,7 @@ class SQLiteBM25Retriever:
                 score_parts.append(repeat * idf * tf * (self.k1 + 1.0) / (tf + norm))
             if not docs_parts:
                 return []
-            docs, inverse = np.unique(np.concatenate(docs_parts), return_inverse=True)
-            scores = np.bincount(inverse, weights=np.concatenate(score_parts))
+            docs, scores = _sum_by_doc(np.concatenate(docs_parts), np.concatenate(score_parts))
             return self._best(conn, docs, scores, limit, where, params)
 
     def _best(

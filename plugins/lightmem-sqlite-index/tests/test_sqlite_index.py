@@ -410,3 +410,22 @@ def test_reset_empties_a_sound_file_and_sets_a_damaged_one_aside(tmp_path, make,
     damaged.index(TURNS)
     assert ids(damaged.search("rex", limit=5))[0] in {"t1", "t4"}
     damaged.close()
+
+
+@pytest.mark.parametrize("spread", [10, 10_000_000])
+def test_scores_summed_per_document_by_counting_or_by_sorting_agree(spread):
+    """Dense rowids (common terms) are summed by one counting pass, rowids spread far beyond
+    the postings' number by a sort: both give each distinct rowid, ascending, its summed
+    score."""
+    import numpy as np
+    from lightmem_sqlite_index.bm25 import _sum_by_doc
+
+    rng = np.random.default_rng(spread)
+    docs = rng.integers(1, 500 * spread, 5_000)
+    scores = rng.random(5_000)
+    distinct, summed = _sum_by_doc(docs, scores)
+    expected = {}
+    for doc, score in zip(docs.tolist(), scores.tolist(), strict=True):
+        expected[doc] = expected.get(doc, 0.0) + score
+    assert distinct.tolist() == sorted(expected)
+    assert summed.tolist() == pytest.approx([expected[d] for d in sorted(expected)])
