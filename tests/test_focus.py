@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from lightmem_hookspecs import SearchHit
 
 from lightmem_core import ConfigError
 from lightmem_core.config import parse_config
 from lightmem_core.pipeline.focus import boost_segments, named_speaker, read_facets
+from lightmem_core.pipeline.fusion import Ranked, fuse, fuse_more
 
 SPEAKERS = ("Caroline", "Melanie", "Anna")
 
@@ -206,3 +209,37 @@ def test_facets_read_by_the_sqlite_store_equal_those_of_the_entries(make_memory)
     assert retired not in fast, "only active entries"
     assert {speaker for _, speaker in fast.values()} == {"u7"}
     assert all(topic is not None for topic, _ in fast.values())
+
+
+@pytest.mark.parametrize("method", ["rrf", "weighted"])
+@pytest.mark.parametrize("seed", range(20))
+def test_fusing_more_lists_equals_fusing_them_all(method, seed):
+    """A named speaker's lists join the fusion without every list being fused again: same
+    scores, same order (ties included), same per-retriever scores and ranks."""
+    rng = random.Random(seed)
+    ids = [f"e{i}" for i in range(30)]
+
+    def ranked(label, n, weight):
+        picked = rng.sample(ids, n) + rng.sample(ids, 2)  # a repeated id keeps its first rank
+        scores = sorted((float(rng.choice([0.5, 1.0, rng.random()])) for _ in picked), reverse=True)
+        return Ranked(label, weight, list(zip(picked, scores, strict=True)))
+
+    count = rng.choice([1, 2, 3])
+    lists = [ranked(f"r{i}", rng.randint(0, 20), rng.choice([1.0, 0.4])) for i in range(count)]
+    more = [ranked(f"r{i}@speaker", rng.randint(0, 8), 1.0) for i in range(rng.choice([1, 2]))]
+    whole = fuse(method, [*lists, *more], k=10)
+    stepwise = fuse_more(method, fuse(method, lists, k=10), lists, more, k=10)
+    assert [(h.id, h.score, h.scores, h.ranks) for h in stepwise] == [
+        (h.id, h.score, h.scores, h.ranks) for h in whole
+    ]
+
+
+def test_the_sqlite_facets_read_never_visits_the_entries_rows(make_memory):
+    """The pool's facets come from one covering index: the read's plan names it."""
+    mem = make_memory()
+    plan = mem.store._db.execute(
+        "EXPLAIN QUERY PLAN SELECT id, topic_id, speaker_name, speaker_id FROM entries "
+        "WHERE status = 'active' AND id IN (?, ?)",
+        ("a", "b"),
+    ).fetchall()
+    assert "COVERING INDEX entries_facets" in " ".join(str(tuple(r)) for r in plan)

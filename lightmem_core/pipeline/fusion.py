@@ -34,46 +34,85 @@ def _ordered(hits: dict[str, SearchHit]) -> list[SearchHit]:
     return sorted(hits.values(), key=lambda h: -h.score)
 
 
+def _rrf_add(hits: dict[str, SearchHit], ranked: Ranked, k: int) -> None:
+    for hit_id in dict(ranked.results):
+        hit = hits[hit_id]
+        hit.score += ranked.weight / (k + hit.ranks[ranked.label])
+
+
+def _weighted_add(hits: dict[str, SearchHit], ranked: Ranked, k: int) -> None:
+    if not ranked.results:
+        return
+    values = [float(s) for _, s in ranked.results]
+    low, high = min(values), max(values)
+    span = high - low
+    for hit_id in dict(ranked.results):
+        raw = hits[hit_id].scores[ranked.label]
+        norm = (raw - low) / span if span > 0 else 1.0
+        hits[hit_id].score += ranked.weight * norm
+
+
+def _fuse(
+    lists: Sequence[Ranked], k: int, add: Callable[[dict[str, SearchHit], Ranked, int], None]
+) -> list[SearchHit]:
+    hits = _collect(lists)
+    if len(lists) == 1:
+        for hit in hits.values():
+            hit.score = hit.scores[lists[0].label]
+        return _ordered(hits)
+    for ranked in lists:
+        add(hits, ranked, k)
+    return _ordered(hits)
+
+
 def rrf(lists: Sequence[Ranked], *, k: int) -> list[SearchHit]:
     """Reciprocal-rank fusion: ``score = sum(weight / (k + rank))`` over the lists a hit is in.
 
     With a single list the hits keep that retriever's own scores.
     """
-    hits = _collect(lists)
-    if len(lists) == 1:
-        for hit in hits.values():
-            hit.score = hit.scores[lists[0].label]
-        return _ordered(hits)
-    for ranked in lists:
-        for hit_id in dict(ranked.results):
-            hits[hit_id].score += ranked.weight / (k + hits[hit_id].ranks[ranked.label])
-    return _ordered(hits)
+    return _fuse(lists, k, _rrf_add)
 
 
 def weighted(lists: Sequence[Ranked], *, k: int = 0) -> list[SearchHit]:
     """Weighted sum of min-max normalised scores (each list's best = 1, worst = 0; a list whose
     scores are all equal gives 1 to each). ``k`` is ignored."""
-    hits = _collect(lists)
-    if len(lists) == 1:
-        for hit in hits.values():
-            hit.score = hit.scores[lists[0].label]
-        return _ordered(hits)
-    for ranked in lists:
-        if not ranked.results:
-            continue
-        values = [float(s) for _, s in ranked.results]
-        low, high = min(values), max(values)
-        span = high - low
-        for hit_id in dict(ranked.results):
-            raw = hits[hit_id].scores[ranked.label]
-            norm = (raw - low) / span if span > 0 else 1.0
-            hits[hit_id].score += ranked.weight * norm
-    return _ordered(hits)
+    return _fuse(lists, k, _weighted_add)
 
 
 #: Fusion methods by the name the configuration uses.
 FUSIONS: dict[str, Callable[..., list[SearchHit]]] = {"rrf": rrf, "weighted": weighted}
+_ADD = {"rrf": _rrf_add, "weighted": _weighted_add}
 
 
 def fuse(method: str, lists: Sequence[Ranked], *, k: int) -> list[SearchHit]:
     return FUSIONS[method](lists, k=k)
+
+
+def fuse_more(
+    method: str,
+    fused: Sequence[SearchHit],
+    lists: Sequence[Ranked],
+    more: Sequence[Ranked],
+    *,
+    k: int,
+) -> list[SearchHit]:
+    """``fuse(method, [*lists, *more])``, given ``fused = fuse(method, lists)``: the hits of
+    ``fused`` (updated in place) gain the contributions of ``more`` instead of every list being
+    fused again. Same scores and the same order, ties included."""
+    if len(lists) < 2 or not more:
+        return fuse(method, [*lists, *more], k=k)
+    hits = {hit.id: hit for hit in fused}
+    for ranked in more:
+        for rank, (entry_id, score) in enumerate(ranked.results, start=1):
+            hit = hits.get(entry_id)
+            if hit is None:
+                hit = hits[entry_id] = SearchHit(id=entry_id, score=0.0)
+            if ranked.label not in hit.scores:
+                hit.scores[ranked.label] = float(score)
+                hit.ranks[ranked.label] = rank
+        _ADD[method](hits, ranked, k)
+    first_seen: dict[str, int] = {}
+    for ranked in (*lists, *more):
+        for entry_id, _ in ranked.results:
+            first_seen.setdefault(entry_id, len(first_seen))
+    return sorted(hits.values(), key=lambda h: (-h.score, first_seen[h.id]))

@@ -19,7 +19,7 @@ from ..graph import describe_path
 from ..plugins import normalize_name
 from ..queries import in_scope
 from .focus import SPEAKER_SUFFIX, Facets, boost_segments, named_speaker, read_facets
-from .fusion import Ranked, fuse
+from .fusion import Ranked, fuse, fuse_more
 from .runtime import Runtime
 
 #: Which chain elements each search strategy queries.
@@ -143,8 +143,7 @@ class Retrieval:
         known: dict[str, Facets] = {}  # the pool's segments and speakers, read once
         extra = self._speaker_lists(ctx, retrievers, lists, fused, known)
         if extra:
-            lists += extra
-            fused = fuse(fusion.method, lists, k=fusion.k)
+            fused = fuse_more(fusion.method, fused, lists, extra, k=fusion.k)
         segments = rt.config.retrieval.segments
         if segments is not None and segments.weight > 0 and len(fused) > 1:
             self._read(fused, known)
@@ -209,7 +208,7 @@ class Retrieval:
         """
         timeless: SearchFilter | None = None
         hits: list[SearchHit] = []
-        start, size = 0, max(want * 2, 8)
+        start, size = 0, max(want, 8)
         while start < len(fused) and len(hits) < want:
             chunk = fused[start : start + size]
             start, size = start + len(chunk), size * 2
