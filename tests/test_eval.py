@@ -332,3 +332,27 @@ def test_the_ingest_stamp_is_written_where_a_server_memory_left_no_folder(tmp_pa
     write_stamp(store_dir, stamp)
     assert json.loads((store_dir / STAMP).read_text(encoding="utf-8")) == stamp
     assert reusable(store_dir, stamp, reuse=True)
+
+
+def test_a_run_stopped_midway_keeps_the_report_of_the_samples_done(tmp_path, ref_host):
+    """The report is written after each sample, whole or not at all: a run that fails on its
+    second conversation leaves the first one's results."""
+    from lightmem_core.testing.reference import reference_config
+
+    (first,) = synthetic_locomo()
+    second = json.loads(json.dumps(first))
+    second["sample_id"] = "syn-2"
+    second["conversation"]["session_2"][1]["text"] = "frisbee " * 100  # over the limit below
+    data = tmp_path / "two.json"
+    data.write_text(json.dumps([first, second]), encoding="utf-8")
+    config = {**reference_config(tmp_path / "ignored"), "max_message_chars": 300}
+    out = tmp_path / "report.json"
+    options = LocomoOptions(data=str(data), k=10, config=config, out=str(out))
+    with pytest.raises(InputError, match="max_message_chars"):
+        evaluate_locomo(options, host=ref_host)
+    saved = json.loads(out.read_text(encoding="utf-8"))
+    assert saved["planned"] == ["syn-1", "syn-2"] and saved["done"] == ["syn-1"]
+    assert [s["sample_id"] for s in saved["samples"]] == ["syn-1"]
+    assert saved["systems"]["lightmem"]["questions"] == 4
+    assert {q["id"].split(":")[0] for q in saved["questions"]} == {"syn-1"}
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []

@@ -220,6 +220,22 @@ def evaluate_locomo(
     config_hash = ""
     started = time.perf_counter()
 
+    def build_report() -> dict[str, Any]:
+        """The report over the samples done so far, written to ``options.out`` if set."""
+        report = {
+            "benchmark": "locomo",
+            "metadata": _metadata(options, config_hash, meta_models, time.perf_counter() - started),
+            "k": options.k,
+            "categories": list(options.categories),
+            "planned": [c.sample_id for c in conversations],
+            "done": [sample["sample_id"] for sample in samples],
+            "systems": {name: s.summary(options.k) for name, s in totals.items()},
+            "usage": usage_total,
+            "samples": samples,
+            "questions": per_question,
+        }
+        return finish_report(report, options, qa_reports, qa_meta)
+
     with ExitStack() as stack:
         if options.memory_dir is None:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lightmem-eval-")))
@@ -374,18 +390,10 @@ def evaluate_locomo(
                 f"recall@{options.k} {pipe_summary[f'recall@{options.k}']:.3f}, "
                 f"{pipe_summary['ingest_turns_per_s'] or 0:.0f} turns/s"
             )
+            if options.out and n < len(conversations):
+                build_report()  # the samples done so far survive an interrupted run
 
-    report = {
-        "benchmark": "locomo",
-        "metadata": _metadata(options, config_hash, meta_models, time.perf_counter() - started),
-        "k": options.k,
-        "categories": list(options.categories),
-        "systems": {name: s.summary(options.k) for name, s in totals.items()},
-        "usage": usage_total,
-        "samples": samples,
-        "questions": per_question,
-    }
-    return finish_report(report, options, qa_reports, qa_meta)
+    return build_report()
 
 
 def _question_record(recall: float, ranked: Sequence[Sequence[str]]) -> dict[str, Any]:
@@ -475,7 +483,10 @@ def finish_report(
     if options.out:
         out = Path(options.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(_json_safe(report), indent=1), encoding="utf-8")
+        # Whole or not at all: a run stopped while writing keeps the report written before.
+        part = out.with_name(out.name + ".part")
+        part.write_text(json.dumps(_json_safe(report), indent=1), encoding="utf-8")
+        os.replace(part, out)
     return report
 
 
