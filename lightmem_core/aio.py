@@ -419,7 +419,7 @@ class AsyncLightMemory:
         return count
 
     async def warm_up(self) -> None:
-        """``LightMemory.warm_up``: load the embedding model now."""
+        """``LightMemory.warm_up``: load the embedding model and open the indexes now."""
         await self._run("warm_up")
 
     async def run_operation(self, name: str, body: Callable[[], Any], **details: Any) -> Any:

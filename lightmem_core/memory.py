@@ -239,12 +239,15 @@ class LightMemory:
         return indexes[0] if indexes else None
 
     def warm_up(self) -> None:
-        """Load the embedding model now and write the vectors waiting to be written, so the
-        next search does the search alone (e.g. before timing ingestion or queries)."""
+        """Load the embedding model now, open the derived indexes (bringing them in line with
+        the record store) and write the vectors waiting to be written, so the next search
+        does the search alone (e.g. before timing ingestion or queries, or on a memory just
+        reopened)."""
         embedder = self._rt.embedder
         if embedder is not None:
             embedder.warm_up()
         with self._lock:
+            self._rt.indexer.open()
             self._rt.indexer.flush()
 
     def flush_vectors(self) -> int:

@@ -134,3 +134,22 @@ def test_reopen_restores_buffers_and_indexes(tmp_path, ref_host):
         )
         mem.add_memory([], force_segment=True, force_extract=True)
         assert len(mem.get_all()) == 2
+
+
+def test_warm_up_opens_a_reopened_memorys_indexes_before_its_first_search(make_memory):
+    """After ``warm_up`` the first search of a reopened memory only searches: its indexes are
+    open and in line with the record store already."""
+    mem = make_memory()
+    mem.add_memory(
+        [{"role": "user", "content": "Biscuit is a border collie"}],
+        force_segment=True,
+        force_extract=True,
+    )
+    mem.close()
+    again = make_memory()  # the same folder
+    assert not again._rt.indexer._open
+    again.warm_up()
+    assert again._rt.indexer._open
+    assert [h.entry.memory for h in again.search("border collie", limit=1)] == [
+        "Biscuit is a border collie"
+    ]
