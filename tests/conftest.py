@@ -130,6 +130,38 @@ def loopback_memory(tmp_path, openai_server):
     return make
 
 
+class ChangedMeanwhile:
+    """How the application changes an entry while an update's model decides about it."""
+
+    RED = "My favourite colour is red."
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def change(self, mem, entry_id: str) -> None:
+        """The application's write (it does not wait for the model either)."""
+        if self.how == "edit":
+            mem.update(entry_id, self.RED, reason="the user said so")
+        else:
+            mem.delete(entry_id)
+
+    def check(self, mem, entry_id: str) -> None:
+        """The model's decision was not applied over the change, nor applied twice."""
+        events = [h["action"].lower() for h in mem.history(entry_id)]
+        if self.how == "edit":
+            assert mem.get(entry_id).memory == self.RED  # not overwritten
+            assert events.count("update") == 1  # the application's, not a second one
+        else:
+            assert mem.get(entry_id).status == "deleted"
+            assert events.count("update") == 0 and events.count("delete") == 1
+
+
+@pytest.fixture(params=["edit", "delete"])
+def meanwhile(request):
+    """A :class:`ChangedMeanwhile`: an edit, then a deletion."""
+    return ChangedMeanwhile(request.param)
+
+
 @pytest.fixture
 def gated_memory(loopback_memory):
     """``make(**keys) -> (memory, model)``: a ``loopback_memory`` answering as a

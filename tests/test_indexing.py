@@ -31,6 +31,16 @@ def message(content: str, hour: int | None = 10, speaker: str | None = "Ana", ro
     )
 
 
+#: A reply a day after the turns ``message`` makes (8 May 2023, 10:00): another exchange.
+A_DAY_LATER = Message(
+    id="late",
+    role="user",
+    content="Biscuit!",
+    original_content="Biscuit!",
+    time_stamp=dt.datetime(2023, 5, 9, 10),
+)
+
+
 def test_index_text_adds_speaker_date_and_context_but_not_to_the_memory():
     entry = MemoryEntry(
         id="e1",
@@ -57,14 +67,7 @@ def test_message_context_is_the_previous_turn_of_the_same_exchange():
     assert message_context(None, answer) == {}
     days_later = message("Biscuit!", hour=None)
     assert message_context(question, days_later)[CONTEXT_KEY].startswith("Ben:")  # no time
-    late = Message(
-        id="late",
-        role="user",
-        content="Biscuit!",
-        original_content="Biscuit!",
-        time_stamp=dt.datetime(2023, 5, 9, 10),
-    )
-    assert message_context(question, late) == {}  # a day later: another exchange
+    assert message_context(question, A_DAY_LATER) == {}  # another exchange
     anonymous = message("Tell me more. " + "word " * 100, speaker=None, role="assistant")
     context = message_context(anonymous, answer)[CONTEXT_KEY]
     assert context.startswith("assistant: Tell me more.")
@@ -118,14 +121,7 @@ def test_next_turn_words_add_the_reply_to_the_lexical_text(make_memory):
     )
     assert entries["Any plans this weekend?"].metadata[NEXT_KEY] == "user: I'm off to ..."
     assert NEXT_KEY not in entries["Later that week: new job."].metadata  # the last turn
-    late = Message(
-        id="late",
-        role="user",
-        content="Biscuit!",
-        original_content="Biscuit!",
-        time_stamp=dt.datetime(2023, 5, 9, 10),
-    )
-    assert reply_context(message("Any news?"), late, 3) == {}  # a day later: another exchange
+    assert reply_context(message("Any news?"), A_DAY_LATER, 3) == {}  # another exchange
     assert reply_context(message("Any news?"), message("Biscuit!"), 0) == {}
     hits = mem.search("who went swimming", limit=1, strategy="context")
     assert [h.entry.memory for h in hits] == ["I'm off to the lake."]

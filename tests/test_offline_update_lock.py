@@ -59,25 +59,15 @@ def test_a_search_and_an_add_do_not_wait_for_the_passs_llm_call(gated):
     assert "green" in mem.get(new_id).memory
 
 
-@pytest.mark.parametrize("meanwhile", ["edit", "delete"])
 def test_a_decision_about_an_entry_changed_meanwhile_is_not_applied(gated, meanwhile):
     mem, model = gated
     old, new_id, worker, done = _pass_in_background(mem, model)
-    if meanwhile == "edit":  # the application's write does not wait for the model either
-        mem.update(old.id, "My favourite colour is red.", reason="the user said so")
-    else:
-        mem.delete(old.id)
+    meanwhile.change(mem, old.id)
     model.gate.set()
     worker.join(10)
     assert not worker.is_alive() and done == [[]]
     assert "green" in mem.get(new_id).memory
-    events = [h["action"].lower() for h in mem.history(old.id)]
-    if meanwhile == "edit":
-        assert mem.get(old.id).memory == "My favourite colour is red."  # not overwritten
-        assert events.count("update") == 1  # the application's, not a second one
-    else:
-        assert mem.get(old.id).status == "deleted"
-        assert events.count("update") == 0 and events.count("delete") == 1
+    meanwhile.check(mem, old.id)
 
 
 def test_two_passes_at_once_ask_the_model_once(gated):

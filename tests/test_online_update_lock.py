@@ -50,24 +50,14 @@ def test_a_search_does_not_wait_for_the_online_updates_llm_call(gated):
     assert [h["action"].lower() for h in mem.history(old.id)].count("update") == 1
 
 
-@pytest.mark.parametrize("meanwhile", ["edit", "delete"])
 def test_a_decision_about_an_entry_changed_meanwhile_is_not_applied(gated, meanwhile):
     mem, model = gated
     old, adder, added = _add_in_background(mem, model)
-    if meanwhile == "edit":  # the application's write does not wait for the model either
-        mem.update(old.id, "My favourite colour is red.", reason="the user said so")
-    else:
-        mem.delete(old.id)
+    meanwhile.change(mem, old.id)
     model.gate.set()
     adder.join(10)
     assert not adder.is_alive()
     (new_id,) = added[0].entries_added
     assert "green" in mem.get(new_id).memory  # nothing the add stored is lost
-    events = [h["action"].lower() for h in mem.history(old.id)]
-    if meanwhile == "edit":
-        assert mem.get(old.id).memory == "My favourite colour is red."  # not overwritten
-        assert events.count("update") == 1  # the application's, not a second one
-    else:
-        assert mem.get(old.id).status == "deleted"
-        assert events.count("update") == 0 and events.count("delete") == 1
+    meanwhile.check(mem, old.id)
     model.asked.clear()
