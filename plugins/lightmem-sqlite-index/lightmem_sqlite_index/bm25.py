@@ -320,16 +320,21 @@ class SQLiteBM25Retriever:
             found = self._lookup(conn, docs[pick], scores[pick], where, params)
         else:
             # Best first, in growing slices, until ``limit`` passed the filter and no
-            # candidate left could tie with the last of them.
-            order = np.argsort(-scores, kind="stable")
-            found, start, size = [], 0, max(limit * 4, 64)
-            while start < n:
-                chunk = order[start : start + size]
-                start += len(chunk)
+            # candidate left could tie with the last of them. Each slice is selected from
+            # the candidates left (linear), not from a sort of them all: a common term has
+            # tens of thousands of candidates, and a filtered search needs the first few.
+            found, size = [], max(limit * 4, 64)
+            left = np.arange(n)
+            while len(left):
+                if len(left) > size:
+                    part = np.argpartition(-scores[left], size - 1)
+                    chunk, left = left[part[:size]], left[part[size:]]
+                else:
+                    chunk, left = left, left[:0]
                 found += self._lookup(conn, docs[chunk], scores[chunk], where, params)
                 if len(found) >= limit:
                     found.sort(key=lambda hit: (-hit[1], hit[0]))
-                    if start >= n or scores[order[start]] < found[limit - 1][1]:
+                    if not len(left) or scores[left].max() < found[limit - 1][1]:
                         break
                 size *= 4
         found.sort(key=lambda hit: (-hit[1], hit[0]))

@@ -429,3 +429,31 @@ def test_scores_summed_per_document_by_counting_or_by_sorting_agree(spread):
         expected[doc] = expected.get(doc, 0.0) + score
     assert distinct.tolist() == sorted(expected)
     assert summed.tolist() == pytest.approx([expected[d] for d in sorted(expected)])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_filtered_search_returns_the_best_of_the_records_that_pass(tmp_path, seed):
+    """Filtered searches pick their slices from the candidates left: the result is the
+    unfiltered ranking kept to the records that pass, ties by id, whatever the slices."""
+    import random
+
+    rng = random.Random(seed)
+    texts = ["rex dog park", "rex dog", "dog park walk", "beach walk"]  # ties by the hundred
+    records = [
+        IndexRecord(
+            f"r{i:04d}",
+            rng.choice(texts),
+            {"speaker": rng.choice(["Ann", "Ben", "Cy", "Di", "Ed", "Flo", "Gus", "Hal"])},
+        )
+        for i in range(3000)
+    ]
+    index = build_sqlite_bm25(SQLiteBM25Options(), BackendContext(memory_dir=str(tmp_path)))
+    index.index(records)
+    speaker_of = {r.id: r.payload["speaker"] for r in records}
+    everything = index.search("rex dog park", limit=len(records))
+    for speaker in ("Ann", "Hal"):
+        for limit in (1, 10, 300):
+            kept = [hit for hit in everything if speaker_of[hit[0]] == speaker]
+            found = index.search("rex dog park", limit=limit, filter=SearchFilter(speaker=speaker))
+            assert found == kept[:limit]
+    index.close()
