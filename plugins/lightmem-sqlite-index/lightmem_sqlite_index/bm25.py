@@ -47,6 +47,11 @@ CREATE TABLE IF NOT EXISTS docs (
 );
 CREATE TABLE IF NOT EXISTS postings (term TEXT NOT NULL, seg INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS postings_term_seg ON postings (term, seg);
+-- the records of one scope or speaker, for filtered searches (records without one are left out)
+CREATE INDEX IF NOT EXISTS docs_user_id ON docs (user_id) WHERE user_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS docs_agent_id ON docs (agent_id) WHERE agent_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS docs_run_id ON docs (run_id) WHERE run_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS docs_speaker ON docs (speaker) WHERE speaker IS NOT NULL;
 CREATE TABLE IF NOT EXISTS stats (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO stats (key, value) VALUES ('docs', 0), ('length', 0), ('seg', 0);
 """
@@ -74,6 +79,14 @@ MIGRATIONS = {"lightmem-sqlite-bm25/1": _postings_in_a_rowid_table}
 
 def _pack(rows: list[tuple[int, int, int]]) -> bytes:
     return np.array(rows, dtype=POSTING).tobytes()
+
+
+#: Filter fields with an index of their own: a filter naming one reads the records that pass.
+_INDEXED_FIELDS = ("user_id", "agent_id", "run_id", "speaker")
+
+
+def _indexed(flt: SearchFilter | None) -> bool:
+    return flt is not None and any(getattr(flt, key) is not None for key in _INDEXED_FIELDS)
 
 
 def _sum_by_doc(docs: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -300,7 +313,7 @@ class SQLiteBM25Retriever:
             if not docs_parts:
                 return []
             docs, scores = _sum_by_doc(np.concatenate(docs_parts), np.concatenate(score_parts))
-            return self._best(conn, docs, scores, limit, where, params)
+            return self._best(conn, docs, scores, limit, where, params, _indexed(filter))
 
     def _best(
         self,
@@ -310,8 +323,14 @@ class SQLiteBM25Retriever:
         limit: int,
         where: list[str],
         params: list[Any],
+        indexed: bool = False,
     ) -> list[tuple[str, float]]:
-        """The ``limit`` best candidates that pass the filter, best first, ties by id."""
+        """The ``limit`` best candidates that pass the filter, best first, ties by id.
+
+        ``indexed``: the filter names a field with an index of its own. When the first slice
+        shows that few records pass, the records that do are read through that index (at
+        most as many as the slices would still look up) and only they are checked further.
+        """
         n = len(docs)
         if not where and n > limit:
             # Everything scoring at least the limit-th best (ties included): one lookup.
@@ -336,9 +355,29 @@ class SQLiteBM25Retriever:
                     found.sort(key=lambda hit: (-hit[1], hit[0]))
                     if not len(left) or scores[left].max() < found[limit - 1][1]:
                         break
+                elif indexed and where and len(left) > size:
+                    # Few pass: the slices would look up ~(limit - found) / rate more records.
+                    rate = (len(found) + 0.5) / len(chunk)
+                    passing = self._passing(
+                        conn, where, params, int(4 * (limit - len(found)) / rate)
+                    )
+                    if passing is not None:
+                        left = left[np.isin(docs[left], passing)]
+                        where, params = [], []  # every candidate left passes
+                    indexed = False
                 size *= 4
         found.sort(key=lambda hit: (-hit[1], hit[0]))
         return found[:limit]
+
+    @staticmethod
+    def _passing(conn: Any, where: list[str], params: list[Any], cap: int) -> np.ndarray | None:
+        """The rowids of every record that passes the filter clauses (read through the scope
+        and speaker indexes), or ``None`` when more than ``cap`` pass."""
+        sql = f"SELECT d.rowid FROM docs d WHERE {' AND '.join(where)} LIMIT ?"
+        rows = conn.execute(sql, (*params, cap + 1)).fetchall()
+        if len(rows) > cap:
+            return None
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     @staticmethod
     def _lookup(
