@@ -3,9 +3,10 @@
 Run ``python docs/gen_reference.py`` after changing ``lightmem_hookspecs``;
 ``tests/test_reference_doc.py`` fails while the committed page differs from what this writes.
 Everything on the page comes from the code: the table of kinds (``KINDS``), each
-Protocol's docstring, attributes and method signatures (read from the source, as written), the
-attrs value types exported by ``lightmem_hookspecs`` with their fields, and the payload keys the
-core writes for an entry (its own payload function run on an example entry).
+Protocol's and optional capability's (``BackendKind.capabilities``) docstring, attributes and
+method signatures (read from the source, as written), the attrs value types exported by
+``lightmem_hookspecs`` with their fields, and the payload keys the core writes for an entry
+(its own payload function run on an example entry).
 """
 
 from __future__ import annotations
@@ -105,9 +106,14 @@ def _arg(arg: ast.arg, default: ast.expr | None) -> str:
     return text
 
 
-def protocol_section(kind: str, protocol: type) -> list[str]:
+def protocol_section(kind: str, protocol: type, *, capability: bool = False) -> list[str]:
+    """A kind's Protocol (``###``), or one of its optional capabilities (``####``)."""
     node = _class_node(protocol)
-    out = [f"### `{protocol.__name__}` — `{kind}`", "", _docstring(protocol), ""]
+    if capability:
+        title = f"#### Optional: `{protocol.__name__}`"
+    else:
+        title = f"### `{protocol.__name__}` — `{kind}`"
+    out = [title, "", _docstring(protocol), ""]
     attributes = [n for n in node.body if isinstance(n, ast.AnnAssign)]
     if attributes:
         out += ["Attributes:", ""]
@@ -302,6 +308,16 @@ def render() -> str:
     lines += ["", "## Protocols", ""]
     for kind in contract.KINDS:
         lines += protocol_section(kind.name, kind.protocol)
+        if kind.capabilities:
+            names = ", ".join(f"`{c.__name__}`" for c in kind.capabilities)
+            lines += [
+                f"Optional capabilities ({names}): Protocols a backend of this kind may also "
+                "implement. The core checks for each with `isinstance` and uses it where it is "
+                f"there; the conformance suite checks each where the backend offers it.",
+                "",
+            ]
+            for capability in kind.capabilities:
+                lines += protocol_section(kind.name, capability, capability=True)
     lines += ["## Value types", ""]
     for cls in value_types():
         lines += value_type_section(cls)

@@ -256,8 +256,10 @@ class _StoreConnection(sqlite3.Connection):
 
 
 class SQLiteRecordStore:
-    """SQLite record store (implements :class:`lightmem_hookspecs.RecordStore`). One instance
-    per LightMemory, whose directory one process owns; safe to use from several threads."""
+    """SQLite record store (implements :class:`lightmem_hookspecs.RecordStore`, and the
+    optional :class:`~lightmem_hookspecs.EntryFacets` and
+    :class:`~lightmem_hookspecs.EntryRestore`). One instance per LightMemory, whose directory
+    one process owns; safe to use from several threads."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -776,7 +778,7 @@ class SQLiteRecordStore:
     def restore_entries(self, entries: Sequence[MemoryEntry]) -> list[MemoryEntry]:
         """Insert entries as an export file holds them (status, time stamps, provenance; no
         batch, no history row: the history comes with them). Known ids are skipped. Returns
-        the entries inserted."""
+        the entries inserted (:meth:`lightmem_hookspecs.EntryRestore.restore_entries`)."""
         stamp = now()
         with self.transaction() as db:
             return [
@@ -792,7 +794,8 @@ class SQLiteRecordStore:
             ]
 
     def restore_history(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Append history rows as an export file holds them (their own time stamps)."""
+        """Append history rows as an export file holds them (their own time stamps;
+        :meth:`lightmem_hookspecs.EntryRestore.restore_history`)."""
         with self.transaction() as db:
             db.executemany(
                 "INSERT INTO history(entry_id, action, old_memory, new_memory, reason, "

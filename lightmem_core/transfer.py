@@ -33,12 +33,22 @@ import base64
 import datetime as dt
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import attrs
-from lightmem_hookspecs import ENTRY_STATUSES, MemoryEntry, Message, Scope
+from lightmem_hookspecs import (
+    ENTRY_STATUSES,
+    EntryRestore,
+    IndexRecord,
+    MemoryEntry,
+    Message,
+    RecordStore,
+    Scope,
+    TextBulkLoad,
+    VectorBulkLoad,
+)
 
 from .errors import InputError
 from .fingerprint import EmbedderChangedError, fingerprint
@@ -507,13 +517,12 @@ def import_memory(
     )
 
 
-def _restore_entries(store: Any, entries: list[MemoryEntry]) -> list[MemoryEntry]:
+def _restore_entries(store: RecordStore, entries: list[MemoryEntry]) -> list[MemoryEntry]:
     """Insert entries as they were (ids, statuses, time stamps); those present are skipped."""
-    restore = getattr(store, "restore_entries", None)
-    if callable(restore):
+    if isinstance(store, EntryRestore):
         out: list[MemoryEntry] = []
         for start in range(0, len(entries), CHUNK):
-            out += restore(entries[start : start + CHUNK])
+            out += store.restore_entries(entries[start : start + CHUNK])
         return out
     # Any RecordStore: through one batch per scope (complete_batch skips known ids).
     by_scope: dict[Scope, list[MemoryEntry]] = {}
@@ -527,17 +536,27 @@ def _restore_entries(store: Any, entries: list[MemoryEntry]) -> list[MemoryEntry
     return stored
 
 
-def _restore_history(store: Any, rows: list[dict[str, Any]]) -> int:
-    restore = getattr(store, "restore_history", None)
-    if not callable(restore) or not rows:
+def _restore_history(store: RecordStore, rows: list[dict[str, Any]]) -> int:
+    """The file's history of the entries added, where the store can restore it."""
+    if not isinstance(store, EntryRestore) or not rows:
         return 0
-    return int(restore(rows))
+    return int(store.restore_history(rows))
+
+
+def _bulk_load(
+    index: object, vectors: bool
+) -> Callable[[Iterable[Sequence[IndexRecord]]], int] | None:
+    """A vector store's ``bulk_upsert`` (:class:`VectorBulkLoad`) or a text index's
+    ``bulk_index`` (:class:`TextBulkLoad`), where it offers one."""
+    if vectors:
+        return index.bulk_upsert if isinstance(index, VectorBulkLoad) else None
+    return index.bulk_index if isinstance(index, TextBulkLoad) else None
 
 
 def _load_indexes(rt: Any, active: list[tuple[MemoryEntry, Any]]) -> None:
     """Write the file's vectors as they are (the embedder matches) and the texts, chunk by
-    chunk, or in one pass through a store's ``bulk_upsert`` (vectors) or ``bulk_index``
-    (texts) where it has one; then mark the entries indexed."""
+    chunk, or in one pass where an index offers it (``VectorBulkLoad``, ``TextBulkLoad``);
+    then mark the entries indexed."""
     from .pipeline.index import _floats, index_record
 
     # The texts' records once (the text indexes read them; the vectors' add the vector).
@@ -551,20 +570,20 @@ def _load_indexes(rt: Any, active: list[tuple[MemoryEntry, Any]]) -> None:
                 part = [attrs.evolve(r, vector=tuple(_floats(v))) for r, (_, v) in pairs]
             yield part
 
-    def load(indexes: Sequence[Any], bulk_name: str, each_name: str, vectors: bool) -> None:
-        """Each index through its bulk method where it has one, else chunk by chunk."""
+    def load(indexes: Sequence[Any], vectors: bool) -> None:
+        """Each index through its bulk load where it has one, else chunk by chunk."""
         for index in indexes:
-            bulk = getattr(index, bulk_name, None)
-            if callable(bulk):
+            bulk = _bulk_load(index, vectors)
+            if bulk is not None:
                 rt.run(
                     "index",
                     lambda bulk=bulk: bulk(chunks(vectors)),
-                    action=bulk_name,
+                    action=bulk.__name__,
                     items=len(active),
                 )
             else:
                 for part in chunks(vectors):
-                    rt.indexer._call(index, each_name, part)
+                    rt.indexer._call(index, "upsert" if vectors else "index", part)
 
     vector_indexes, text_indexes = rt.backends.vector_indexes(), rt.backends.text_indexes()
     if vector_indexes and text_indexes:
@@ -573,14 +592,14 @@ def _load_indexes(rt: Any, active: list[tuple[MemoryEntry, Any]]) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(1, thread_name_prefix="lightmem-import") as pool:
-            vectors_loaded = pool.submit(load, vector_indexes, "bulk_upsert", "upsert", True)
+            vectors_loaded = pool.submit(load, vector_indexes, True)
             try:
-                load(text_indexes, "bulk_index", "index", False)
+                load(text_indexes, False)
             finally:
                 vectors_loaded.result()  # waits; its error, if any, is raised here
     else:
-        load(vector_indexes, "bulk_upsert", "upsert", True)
-        load(text_indexes, "bulk_index", "index", False)
+        load(vector_indexes, True)
+        load(text_indexes, False)
     for start in range(0, len(active), CHUNK):
         part = active[start : start + CHUNK]
         for graph in rt.backends.graphs():

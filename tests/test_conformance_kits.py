@@ -9,7 +9,7 @@ import json
 
 import attrs
 import pytest
-from lightmem_hookspecs import IndexRecord, SearchFilter, SearchHit
+from lightmem_hookspecs import IndexRecord, SearchFilter, SearchHit, TextBulkLoad, VectorBulkLoad
 
 from lightmem_core.testing.conformance.context_retriever import (
     RANKING_RECORDS as LEXICAL_RANKING_RECORDS,
@@ -444,3 +444,102 @@ def test_lexical_suite_rejects_an_index_with_stale_text_after_a_reopen(tmp_path)
                 check(cls(path), lambda cls=cls, path=path: cls(path))
         else:
             check(cls(path), lambda cls=cls, path=path: cls(path))
+
+
+# -- the optional bulk loads: checked where an index offers them ----------------------------
+
+
+class BulkVectorIndex(ExactVectorIndex):
+    """The reference vector index with a one-pass load (``VectorBulkLoad``)."""
+
+    def bulk_upsert(self, chunks):
+        written = 0
+        for chunk in chunks:
+            for r in chunk:
+                self._check_size(r.vector or (), f"the vector of {r.id!r}")
+                self.records[r.id] = r
+            written += len(chunk)
+        self._save()
+        return written
+
+
+class FirstChunkOnlyVectorIndex(BulkVectorIndex):
+    """Loads the first chunk and counts the rest without writing it."""
+
+    def bulk_upsert(self, chunks):
+        chunks = iter(chunks)
+        written = super().bulk_upsert([next(chunks, [])])
+        return written + sum(len(chunk) for chunk in chunks)
+
+
+class BulkKeywordIndex(FileKeywordIndex):
+    """The file-backed keyword index with a one-pass load (``TextBulkLoad``)."""
+
+    def bulk_index(self, chunks):
+        written = 0
+        for chunk in chunks:
+            self.index(list(chunk))
+            written += len(chunk)
+        return written
+
+
+class KeepsOldTextsBulkIndex(BulkKeywordIndex):
+    """Its bulk load adds records but leaves an id already indexed as it was."""
+
+    def bulk_index(self, chunks):
+        written = 0
+        for chunk in chunks:
+            self.index([r for r in chunk if r.id not in self.records])
+            written += len(chunk)
+        return written
+
+
+class TestBulkVectorIndex(EmbeddingRetrieverConformance):
+    @pytest.fixture
+    def make_backend(self, tmp_path):
+        return lambda: BulkVectorIndex(tmp_path / "index.json")
+
+
+class TestBulkKeywordIndex(ContextRetrieverConformance):
+    persistent = True
+
+    @pytest.fixture
+    def make_backend(self, tmp_path):
+        return lambda: BulkKeywordIndex(tmp_path / "keywords.jsonl")
+
+    @pytest.fixture
+    def backend(self, make_backend):
+        return make_backend()
+
+
+def test_the_reference_indexes_offer_no_bulk_load_and_the_bulk_ones_do(tmp_path):
+    assert not isinstance(ExactVectorIndex(None), VectorBulkLoad)
+    assert not isinstance(KeywordIndex(), TextBulkLoad)
+    assert isinstance(BulkVectorIndex(None), VectorBulkLoad)
+    assert isinstance(BulkKeywordIndex(tmp_path / "k.jsonl"), TextBulkLoad)
+
+
+def test_vector_suite_rejects_a_bulk_load_that_drops_chunks(tmp_path):
+    suite = EmbeddingRetrieverConformance()
+
+    def run(cls, name):
+        backend = cls(tmp_path / f"{name}.json")
+        backend.open(model_name=VECTOR_MODEL, dimension=VECTOR_DIM)
+        suite.test_bulk_upsert_into_an_empty_store(backend)
+
+    with pytest.raises(AssertionError):
+        run(FirstChunkOnlyVectorIndex, "broken")
+    run(BulkVectorIndex, "clean")
+
+
+def test_text_suite_rejects_a_bulk_load_that_keeps_old_texts(tmp_path):
+    suite = ContextRetrieverConformance()
+
+    def run(cls, name):
+        backend = cls(tmp_path / f"{name}.jsonl")
+        backend.index(list(LEXICAL_RANKING_RECORDS))
+        suite.test_bulk_index_into_an_index_with_records(backend)
+
+    with pytest.raises(AssertionError):
+        run(KeepsOldTextsBulkIndex, "broken")
+    run(BulkKeywordIndex, "clean")

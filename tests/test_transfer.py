@@ -4,12 +4,15 @@ embedder refused at open, damaged files refused with their line number."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from lightmem_hookspecs import EntryRestore, TextBulkLoad, VectorBulkLoad, hookimpl
 
 from lightmem_core import LightMemory
 from lightmem_core.errors import InputError
-from lightmem_core.testing.reference import reference_config
+from lightmem_core.store import SQLiteRecordStore
+from lightmem_core.testing.reference import ExactVectorIndex, KeywordIndex, reference_config
 from lightmem_core.transfer import EmbedderChangedError, export_memory, import_memory
 
 FACTS = {
@@ -172,3 +175,109 @@ def test_skip_bad_lines_imports_the_rest_and_names_the_bad(tmp_path, ref_host, e
         report = import_memory(mem, path, skip_bad_lines=True)
         assert report.entries_added == 4
         assert [n for n, _ in report.skipped_lines] == [2]
+
+
+# -- the optional capabilities: used where a backend offers them, not needed -----------------
+
+
+class NoRestoreStore(SQLiteRecordStore):
+    """The SQLite store without the optional ``EntryRestore`` (a method set to ``None`` is
+    not offered, for ``isinstance`` on a runtime-checkable Protocol)."""
+
+    restore_entries = None
+    restore_history = None
+
+
+class CountingBulkVectors(ExactVectorIndex):
+    """The reference vector index with ``VectorBulkLoad``, counting how it was written."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.calls: list[tuple[str, int]] = []
+
+    def upsert(self, records):
+        self.calls.append(("upsert", len(records)))
+        super().upsert(records)
+
+    def bulk_upsert(self, chunks):
+        written = 0
+        for chunk in chunks:
+            super().upsert(chunk)
+            written += len(chunk)
+        self.calls.append(("bulk_upsert", written))
+        return written
+
+
+class CountingBulkTexts(KeywordIndex):
+    """The reference keyword index with ``TextBulkLoad``, counting how it was written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, int]] = []
+
+    def index(self, records):
+        self.calls.append(("index", len(records)))
+        super().index(records)
+
+    def bulk_index(self, chunks):
+        written = 0
+        for chunk in chunks:
+            super().index(chunk)
+            written += len(chunk)
+        self.calls.append(("bulk_index", written))
+        return written
+
+
+class OptionalBackends:
+    def __init__(self) -> None:
+        self.built: list[Any] = []
+
+    def _keep(self, backend):
+        self.built.append(backend)
+        return backend
+
+    @hookimpl
+    def lightmem_register_backends(self, registrar):
+        registrar.record_store(
+            "no-restore", lambda o, c: NoRestoreStore(f"{c.memory_dir}/history.db")
+        )
+        registrar.embedding_retriever("bulk-exact", lambda o, c: self._keep(CountingBulkVectors()))
+        registrar.context_retriever("bulk-keyword", lambda o, c: self._keep(CountingBulkTexts()))
+
+
+def test_an_import_loads_the_indexes_through_their_bulk_loads(tmp_path, ref_host, exported):
+    path, answers, *_ = exported
+    plugin = OptionalBackends()
+    ref_host.register(plugin, "optional-backends")
+    bulk = {
+        "embedding_retriever": {"model_name": "bulk-exact"},
+        "context_retriever": {"model_name": "bulk-keyword"},
+    }
+    with _memory(tmp_path / "bulk", ref_host, **bulk) as mem:
+        report = import_memory(mem, path)
+        assert report.vectors and not report.reembedded
+        vectors, texts = plugin.built
+        assert isinstance(vectors, VectorBulkLoad) and isinstance(texts, TextBulkLoad)
+        assert vectors.calls == [("bulk_upsert", 4)]  # the 4 active entries, in one pass
+        assert texts.calls == [("bulk_index", 4)]
+        assert _answers(mem) == answers
+        assert mem.store.entries(unindexed_only=True) == []
+
+
+def test_a_store_without_restore_imports_through_batches(tmp_path, ref_host, exported):
+    path, answers, history, _ = exported
+    ref_host.register(OptionalBackends(), "optional-backends")
+    with _memory(tmp_path / "plain", ref_host, record_store={"model_name": "no-restore"}) as mem:
+        assert not isinstance(mem.store, EntryRestore)
+        report = import_memory(mem, path)
+        assert report.entries_added == 5 and report.history_added == 0
+        assert _answers(mem) == answers
+        statuses = sorted(e.status for e in mem.get_all(include_inactive=True, user_id="bob"))
+        assert statuses == ["active", "deleted"]
+        cello = next(e for e in mem.get_all(user_id="alice") if "cello" in e.memory)
+        assert [h["action"] for h in mem.history(cello.id)] == ["add"]  # the file's is not kept
+    with _memory(tmp_path / "restored", ref_host) as mem:
+        assert isinstance(mem.store, EntryRestore)
+        assert import_memory(mem, path).history_added == history
+        cello = next(e for e in mem.get_all(user_id="alice") if "cello" in e.memory)
+        assert [h["action"] for h in mem.history(cello.id)] == ["add", "update"]

@@ -19,10 +19,12 @@ from .protocols import (
     MultimodalEmbedder,
     PreCompressor,
     Reranker,
+    TextBulkLoad,
     TextEmbedder,
     TopicSegmenter,
+    VectorBulkLoad,
 )
-from .records import RecordStore
+from .records import EntryFacets, EntryRestore, RecordStore
 
 
 @attrs.frozen
@@ -36,7 +38,9 @@ class BackendKind:
     its row here and its typed registrar method, nothing else); ``protocol`` is what the
     factory must return; ``retriever`` says whether the kind can be an element of the
     retrieval chain (and how it is queried: ``"vector"`` by the query's embedding, ``"text"``
-    by its text, ``"graph"`` by the entities its text names).
+    by its text, ``"graph"`` by the entities its text names); ``capabilities`` are the
+    optional Protocols a backend of the kind may also implement, each a runtime-checkable
+    Protocol the core tests for with ``isinstance`` and uses where it is there.
     """
 
     name: str
@@ -44,6 +48,7 @@ class BackendKind:
     protocol: type
     description: str
     retriever: str | None = None
+    capabilities: tuple[type, ...] = ()
 
 
 KINDS: tuple[BackendKind, ...] = (
@@ -52,6 +57,7 @@ KINDS: tuple[BackendKind, ...] = (
         "lightmem_register_record_stores",
         RecordStore,
         "the system of record: message journal, extraction batches, entries, history, usage",
+        capabilities=(EntryFacets, EntryRestore),
     ),
     BackendKind(
         "pre_compressor",
@@ -89,6 +95,7 @@ KINDS: tuple[BackendKind, ...] = (
         EmbeddingRetriever,
         "a vector store (retrieval chain element, queried by the query's embedding)",
         retriever="vector",
+        capabilities=(VectorBulkLoad,),
     ),
     BackendKind(
         "context_retriever",
@@ -96,6 +103,7 @@ KINDS: tuple[BackendKind, ...] = (
         ContextRetriever,
         "a lexical index or any text retriever (retrieval chain element, queried by text)",
         retriever="text",
+        capabilities=(TextBulkLoad,),
     ),
     BackendKind(
         "graph_memory",

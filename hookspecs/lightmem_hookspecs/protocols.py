@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .graph import Entity, GraphHit, Relation, Validity
@@ -104,6 +104,8 @@ class EmbeddingRetriever(Protocol):
 
     Optional: ``recreate(*, model_name, dimension)`` drops this collection and opens it empty
     for another model; ``LightMemory.reindex()`` uses it to move a store to a new embedder.
+    A store may also implement :class:`VectorBulkLoad` (many records written in one pass),
+    which ``lightmem import`` uses where it is there.
     """
 
     def open(self, *, model_name: str, dimension: int) -> None: ...
@@ -129,7 +131,9 @@ class ContextRetriever(Protocol):
     active entries, so an in-memory index survives restarts. ``search`` returns ``(id, score)``
     pairs, best first, only ids whose payload passes ``filter``; higher score = better.
     A third-party retriever registers as this kind and joins the retrieval chain
-    (``retrieval.retrievers`` in the configuration) with a fusion weight.
+    (``retrieval.retrievers`` in the configuration) with a fusion weight. An index may also
+    implement :class:`TextBulkLoad` (many records indexed in one pass), which ``lightmem
+    import`` uses where it is there.
     """
 
     def index(self, records: Sequence[IndexRecord]) -> None: ...
@@ -143,6 +147,42 @@ class ContextRetriever(Protocol):
     def count(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class VectorBulkLoad(Protocol):
+    """What a vector store (:class:`EmbeddingRetriever`) may also offer: many records written
+    in one pass, for ``lightmem import``, which otherwise calls ``upsert`` once per chunk.
+
+    A store gains by it where loading everything first and building its index once is much
+    faster than growing the index record by record (pgvector's HNSW graph, for one).
+    """
+
+    def bulk_upsert(self, chunks: Iterable[Sequence[IndexRecord]]) -> int:
+        """Write the records of every chunk, reading ``chunks`` once, with what ``upsert`` of
+        each chunk in turn would leave: records with ids already stored are replaced, the
+        others kept, and when it returns every record is found by ``search`` with its
+        payload's filters and counted by ``count``. The caller gives an id at most once in
+        all the chunks. Returns the number of records written."""
+        ...
+
+
+@runtime_checkable
+class TextBulkLoad(Protocol):
+    """What a text index (:class:`ContextRetriever`) may also offer: many records indexed in
+    one pass, for ``lightmem import``, which otherwise calls ``index`` once per chunk.
+
+    An index gains by it where loading the texts first and building its structures (an
+    inverted index, term statistics) once is much faster than updating them per record.
+    """
+
+    def bulk_index(self, chunks: Iterable[Sequence[IndexRecord]]) -> int:
+        """Index the records of every chunk, reading ``chunks`` once, with what ``index`` of
+        each chunk in turn would leave: records with ids already indexed are replaced (their
+        old words no longer find them), the others kept, and when it returns every record is
+        found by ``search`` with its payload's filters and counted by ``count``. The caller
+        gives an id at most once in all the chunks. Returns the number of records indexed."""
+        ...
 
 
 @runtime_checkable

@@ -100,7 +100,9 @@ class RecordStore(Protocol):
 
     Every method is safe to call from several threads. A method that changes several rows
     changes all of them or none. A store may also implement :class:`EntryFacets` (a read of
-    many entries' segment and speaker), which searches use where it is there.
+    many entries' segment and speaker), which searches use where it is there, and
+    :class:`EntryRestore` (entries and history put back as exported), which ``lightmem import``
+    uses where it is there.
     """
 
     # -- metadata --------------------------------------------------------------------------
@@ -278,4 +280,33 @@ class EntryFacets(Protocol):
         """``{id: (topic_id, speaker)}`` of the active entries among ``ids``: the speaker's
         name, else its id; ids of no active entry are left out. A read of those columns, not
         of whole entries."""
+        ...
+
+
+@runtime_checkable
+class EntryRestore(Protocol):
+    """What a record store may also offer: entries and their history put back as an export
+    file holds them (``lightmem import``).
+
+    Without it an import stores the entries as an extraction's, through one batch per scope
+    (:meth:`RecordStore.complete_batch`): with the store's own ``created_at``, ``updated_at``
+    and ``add`` history rows, and without the exported history.
+    """
+
+    def restore_entries(self, entries: Sequence[MemoryEntry]) -> list[MemoryEntry]:
+        """Insert ``entries`` as they are, atomically: id, status (any of
+        ``ENTRY_STATUSES``), scope, ``time_stamp``, ``created_at`` and ``updated_at`` (the
+        store's own time where one is ``None``), source message ids (the messages need not be
+        journaled), metadata and every other field. No batch and no history row is written
+        (the history comes with them, through :meth:`restore_history`); each inserted entry
+        gets a new revision and is unindexed (:meth:`RecordStore.mark_indexed`). An id the
+        store already has, or one given again within the call, is skipped and the stored
+        entry left as it is. Returns the entries inserted, in the order given."""
+        ...
+
+    def restore_history(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Append history rows as :meth:`RecordStore.history` returns them (``entry_id``,
+        ``action``, ``old_memory``, ``new_memory``, ``reason``, ``replaced_by``, ``at``: an ISO
+        time stamp, the store's own time where it is ``None``), in the order given, after the
+        rows already there, atomically. Returns the number of rows appended."""
         ...

@@ -8,6 +8,7 @@ Every line is one promise plugins rely on::
     function normalize_name(name: str) -> str
     constant OPERATION_NAMES = ('add_memory', ...)
     kind reranker: lightmem_register_rerankers -> Reranker
+    capability record_store: EntryFacets
     class BackendRegistrar.reranker(self, name: str, factory: ..., *, options: ...) -> None
 
 ``python -m lightmem_hookspecs.surface`` prints it; ``--write PATH`` stores it with the
@@ -155,6 +156,8 @@ def surface_lines() -> list[str]:
         retriever = f" retriever={kind.retriever}" if kind.retriever else ""
         hook = kind.hook or "registrar only"
         lines.add(f"kind {kind.name}: {hook} -> {kind.protocol.__name__}{retriever}")
+        for capability in kind.capabilities:
+            lines.add(f"capability {kind.name}: {capability.__name__}")
     return sorted(lines)
 
 

@@ -35,6 +35,12 @@ is not returned; every field of :class:`~lightmem_hookspecs.SearchFilter` is hon
 :meth:`SearchFilter.matches` defines it; ``index`` replaces a record with the same id;
 ``delete`` ignores unknown ids; ``count`` follows all of it; the same query twice gives the same
 answer. Texts are plain lower-case English words, so any reasonable tokenizer works.
+
+Where the index also offers :class:`~lightmem_hookspecs.TextBulkLoad` (``bulk_index``), the
+suite checks it too (skipped otherwise): it reads a generator of chunks to the end, returns the
+number of records, and leaves what ``index`` of each chunk would (every record searchable,
+ranked and filtered, counted; into an index with records, an id's old text and payload
+replaced, the others kept).
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from lightmem_hookspecs import ContextRetriever, IndexRecord, SearchFilter
+from lightmem_hookspecs import ContextRetriever, IndexRecord, SearchFilter, TextBulkLoad
 
 from .filters import FILTER_PAYLOADS, FILTERS, payload
 
@@ -266,6 +272,50 @@ class ContextRetrieverConformance:
 
     def test_close(self, ranked):
         ranked.close()  # closing twice (here and in the fixture) must be harmless
+
+    # -- the optional bulk load (``TextBulkLoad``) -------------------------------------------
+
+    def require_bulk_index(self, backend) -> None:
+        if not isinstance(backend, TextBulkLoad):
+            pytest.skip("the index does not offer bulk_index (TextBulkLoad is optional)")
+
+    def test_bulk_index_into_an_empty_index(self, backend):
+        self.require_bulk_index(backend)
+        records = [*FILTER_RECORDS, *RANKING_RECORDS]
+        read: list[int] = []
+
+        def chunks():
+            for part in (records[:3], records[3:9], [], records[9:]):
+                read.append(len(part))
+                yield list(part)
+
+        assert backend.bulk_index(chunks()) == len(records)
+        assert read == [3, 6, 0, len(records) - 9], "the chunks were not all read"
+        assert backend.count() == len(records)
+        assert self.ids(backend.search("stock market", limit=3))[0] == "r2"
+        assert set(self.ids(backend.search("dog rex", limit=2))) == {"r1", "r4"}
+        if self.exact_words:
+            assert set(self.ids(backend.search("dog", limit=20))) == {"r1", "r4"}
+        for name, flt in FILTERS.items():
+            expected = {r.id for r in FILTER_RECORDS if flt.matches(r.id, r.payload)}
+            got = self.ids(backend.search("garden", limit=100, filter=flt))
+            assert set(got) == expected and len(got) == len(expected), name
+
+    def test_bulk_index_into_an_index_with_records(self, ranked):
+        self.require_bulk_index(ranked)
+        moved = IndexRecord("r4", "the parrot sings every morning", payload(speaker="Ben"))
+        assert ranked.bulk_index(iter([[moved], list(FILTER_RECORDS)])) == 1 + len(FILTER_RECORDS)
+        assert ranked.count() == len(RANKING_RECORDS) + len(FILTER_RECORDS)
+        assert self.ids(ranked.search("parrot", limit=5)) == ["r4"]
+        assert "r4" not in self.ids(ranked.search("dog rex", limit=10)), "the old text is kept"
+        assert self.ids(ranked.search("dog rex", limit=10))[:1] == ["r1"]
+        assert ranked.search("parrot", limit=5, filter=SearchFilter(speaker="Alice")) == []
+        hits = ranked.search("garden", limit=100, filter=SearchFilter(user_id="u2"))
+        assert set(self.ids(hits)) == {
+            r.id for r in FILTER_RECORDS if r.payload.get("user_id") == "u2"
+        }
+        assert ranked.bulk_index(iter([])) == 0
+        assert ranked.count() == len(RANKING_RECORDS) + len(FILTER_RECORDS)
 
     # -- persistence (``persistent = True`` and ``make_backend``) ---------------------------
 

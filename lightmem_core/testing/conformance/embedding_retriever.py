@@ -41,6 +41,12 @@ a vector of the wrong size is refused; for persistent backends, reopening keeps 
 the payloads' types (every filter gives the same answer after a reopen), and opening with
 another model name or dimension is refused with an error naming both, without deleting
 anything.
+
+Where the store also offers :class:`~lightmem_hookspecs.VectorBulkLoad` (``bulk_upsert``), the
+suite checks it too (skipped otherwise): it reads a generator of chunks to the end, returns the
+number of records, and leaves what ``upsert`` of each chunk would (every record searchable
+with its cosine and filters, counted; into a store with records, an id's vector and payload
+replaced, the others kept).
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ import math
 import random
 
 import pytest
-from lightmem_hookspecs import EmbeddingRetriever, IndexRecord, SearchFilter
+from lightmem_hookspecs import EmbeddingRetriever, IndexRecord, SearchFilter, VectorBulkLoad
 
 from .filters import FILTER_PAYLOADS, FILTERS, payload
 
@@ -320,6 +326,64 @@ class EmbeddingRetrieverConformance:
     def test_close_twice_is_harmless(self, backend):
         backend.close()
         backend.close()
+
+    # -- the optional bulk load (``VectorBulkLoad``) ----------------------------------------
+
+    def require_bulk_upsert(self, backend) -> None:
+        if not isinstance(backend, VectorBulkLoad):
+            pytest.skip("the store does not offer bulk_upsert (VectorBulkLoad is optional)")
+
+    def test_bulk_upsert_into_an_empty_store(self, backend):
+        self.require_bulk_upsert(backend)
+        read: list[int] = []
+
+        def chunks():
+            for part in (FILTER_RECORDS[:3], (), FILTER_RECORDS[3:]):
+                read.append(len(part))
+                yield list(part)
+
+        assert backend.bulk_upsert(chunks()) == len(FILTER_RECORDS)
+        assert read == [3, 0, len(FILTER_RECORDS) - 3], "the chunks were not all read"
+        assert backend.count() == len(FILTER_RECORDS)
+        hits = backend.search(list(FILTER_QUERY), limit=50)
+        _assert_well_formed(hits, 50)
+        expected = {r.id: cosine(FILTER_QUERY, r.vector) for r in FILTER_RECORDS}
+        assert sorted(self.ids(hits)) == sorted(expected)
+        for hit_id, score in hits:
+            assert score == pytest.approx(expected[hit_id], abs=1e-3)
+        for name, search_filter in FILTERS.items():
+            got = self.ids(backend.search(list(FILTER_QUERY), limit=50, filter=search_filter))
+            wanted = {r.id for r in FILTER_RECORDS if search_filter.matches(r.id, r.payload)}
+            assert set(got) == wanted and len(got) == len(wanted), name
+
+    def test_bulk_upsert_of_many_records(self, backend):
+        self.require_bulk_upsert(backend)
+        rng = random.Random(4321)
+        vectors = [tuple(rng.gauss(0.0, 1.0) for _ in range(DIM)) for _ in range(1000)]
+        records = [
+            IndexRecord(f"bulk-{i}", f"bulk {i}", payload(), v) for i, v in enumerate(vectors)
+        ]
+        chunks = (records[start : start + 300] for start in range(0, len(records), 300))
+        assert backend.bulk_upsert(chunks) == len(records)
+        assert backend.count() == len(records)
+        for i in (0, 555, 999):
+            hits = backend.search(list(vectors[i]), limit=3)
+            assert hits[0][0] == f"bulk-{i}"
+            assert hits[0][1] == pytest.approx(1.0, abs=1e-3)
+
+    def test_bulk_upsert_into_a_store_with_records(self, ranked):
+        self.require_bulk_upsert(ranked)
+        moved = IndexRecord("r5", "five, moved", payload(user="u9"), axis(0, 2.0))
+        assert ranked.bulk_upsert(iter([[moved], list(FILTER_RECORDS)])) == 1 + len(FILTER_RECORDS)
+        assert ranked.count() == len(RANKING_RECORDS) + len(FILTER_RECORDS)
+        hits = ranked.search(list(RANK_QUERY), limit=2)
+        assert set(self.ids(hits)) == {"r1", "r5"}
+        assert hits[1][1] == pytest.approx(1.0, abs=1e-3)
+        only_u9 = ranked.search(list(RANK_QUERY), limit=50, filter=SearchFilter(user_id="u9"))
+        assert self.ids(only_u9) == ["r5"]
+        assert self.ids(ranked.search(list(axis(4)), limit=1)) == ["r4"]
+        assert ranked.bulk_upsert(iter([])) == 0
+        assert ranked.count() == len(RANKING_RECORDS) + len(FILTER_RECORDS)
 
     # -- persistence (skipped where ``persistent`` is False) ------------------------------------
 

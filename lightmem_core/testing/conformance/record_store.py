@@ -33,6 +33,12 @@ delete, supersede); usage summed per operation; the update queue; everything kep
 reopen; and after a process is killed with ``SIGKILL`` in the middle of a ``complete_batch``
 of a batch it claimed, a new instance finds the journal intact, nothing of the batch written,
 and the batch claimable again.
+
+The optional capabilities are checked where the store offers them (skipped otherwise):
+:class:`~lightmem_hookspecs.EntryFacets` (segment and speaker of the active entries asked for)
+and :class:`~lightmem_hookspecs.EntryRestore` (entries restored with their ids, statuses, time
+stamps, scopes and provenance, no history row written, unindexed, with a new revision; ids
+already stored or repeated skipped; history rows appended with their own time stamps).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ import pytest
 from lightmem_hookspecs import (
     BatchState,
     EntryFacets,
+    EntryRestore,
     MemoryEntry,
     Message,
     RecordStore,
@@ -461,6 +468,147 @@ class RecordStoreConformance:
             "e2": (None, "speaker_b"),
         }
         assert store.entry_facets([]) == {}
+
+    def require_restore(self, store) -> None:
+        if not isinstance(store, EntryRestore):
+            pytest.skip("the store does not offer restore_entries (EntryRestore is optional)")
+
+    def test_restore_entries_keeps_what_the_file_holds(self, store):
+        self.require_restore(store)
+        batch_id = batched(store, ["m1"])
+        store.claim_batch(batch_id)
+        store.complete_batch(batch_id, [entry("e1", "kept as stored", ["m1"])])
+        store.mark_indexed(["e1"])
+        before = store.max_revision()
+        created = T0 - dt.timedelta(days=30)
+        active = attrs.evolve(
+            entry("r1", "Bob keeps bees", ["gone-1", "gone-2"], scope=BOB),
+            speaker_name=None,
+            speaker_id="bob-id",
+            topic_id=None,
+            category="fact",
+            entities=("Bob", "bees"),
+            topic_summary="hobbies",
+            original_memory="bob has bees",
+            created_at=created,
+            updated_at=created + dt.timedelta(days=1),
+            metadata={"origin": "export", "n": [1, 2]},
+        )
+        superseded = attrs.evolve(
+            entry("r2", "Alice lives in Lyon", ["gone-3"]),
+            status="superseded",
+            created_at=created,
+            updated_at=created + dt.timedelta(days=2),
+        )
+        deleted = attrs.evolve(
+            entry("r3", "Alice hates tea", [], scope=ALICE_BOT),
+            status="deleted",
+            created_at=created + dt.timedelta(hours=1),
+            updated_at=created + dt.timedelta(days=3),
+        )
+        given = [
+            entry("e1", "from the file", ["m1"]),  # stored already: skipped
+            active,
+            superseded,
+            deleted,
+        ]
+        restored = store.restore_entries(given)
+        assert restored == [active, superseded, deleted]
+        for e in (active, superseded, deleted):
+            assert store.get_entry(e.id) == e, f"{e.id} was not restored as given"
+        assert store.get_entry("e1").memory == "kept as stored"
+        assert [e.id for e in store.entries()] == ["e1", "r1"]
+        assert [e.id for e in store.entries(scope=BOB)] == ["r1"]
+        assert {e.id: e.status for e in store.entries(status=None)} == {
+            "e1": "active",
+            "r1": "active",
+            "r2": "superseded",
+            "r3": "deleted",
+        }
+        assert store.count_entries(status=None) == 4
+        assert [e.id for e in store.entries(unindexed_only=True)] == ["r1"]
+        assert store.max_revision() > before
+        assert [e.id for e in store.entries(changed_since=before)] == ["r1"]
+        assert store.history("r1") == [] and store.history("r2") == []
+        assert store.restore_entries(given) == []
+        assert store.restore_entries([]) == []
+        twice = entry("r4", "given twice", [])
+        assert store.restore_entries([twice, attrs.evolve(twice, memory="again")]) == [twice]
+        assert store.get_entry("r4").memory == "given twice"
+        assert store.count_entries(status=None) == 5
+
+    def test_restore_entries_without_time_stamps_get_the_stores(self, store):
+        self.require_restore(store)
+        started = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+        (restored,) = store.restore_entries([entry("r1", "no times", [])])
+        assert restored.id == "r1"
+        stored = store.get_entry("r1")
+        assert stored.created_at is not None and stored.updated_at is not None
+        assert stored.created_at >= started and stored.updated_at >= started
+
+    def test_restore_history_keeps_its_time_stamps(self, store):
+        self.require_restore(store)
+        batch_id = batched(store, ["m1"])
+        store.claim_batch(batch_id)
+        store.complete_batch(batch_id, [entry("e1", "Alice has a dog", ["m1"])])
+        created = T0 - dt.timedelta(days=30)
+        store.restore_entries(
+            [attrs.evolve(entry("r2", "Alice lives in Lyon", []), status="superseded")]
+        )
+        rows = [
+            {
+                "entry_id": "r2",
+                "action": "add",
+                "old_memory": None,
+                "new_memory": "Alice lives in Lyon",
+                "reason": "extracted",
+                "replaced_by": None,
+                "at": created.isoformat(),
+            },
+            {
+                "entry_id": "r2",
+                "action": "supersede",
+                "old_memory": "Alice lives in Lyon",
+                "new_memory": None,
+                "reason": "newer fact",
+                "replaced_by": "e1",
+                "at": (created + dt.timedelta(days=2)).isoformat(),
+            },
+            {
+                "entry_id": "e1",
+                "action": "update",
+                "old_memory": "Alice has a cat",
+                "new_memory": "Alice has a dog",
+                "reason": "",
+                "replaced_by": None,
+                "at": None,
+            },
+        ]
+        started = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+        assert store.restore_history(rows) == 3
+        keys = ("entry_id", "action", "old_memory", "new_memory", "reason", "replaced_by")
+        got = store.history("r2")
+        assert [tuple(h[k] for k in keys) for h in got] == [
+            tuple(r[k] for k in keys) for r in rows[:2]
+        ]
+        assert [dt.datetime.fromisoformat(h["at"]) for h in got] == [
+            created,
+            created + dt.timedelta(days=2),
+        ]
+        e1 = store.history("e1")
+        assert [(h["action"], h["old_memory"]) for h in e1] == [
+            ("add", None),
+            ("update", "Alice has a cat"),
+        ], "a restored row comes after the rows already there"
+        assert dt.datetime.fromisoformat(e1[1]["at"]) >= started
+        assert [(h["entry_id"], h["action"]) for h in store.history()] == [
+            ("e1", "add"),
+            ("r2", "add"),
+            ("r2", "supersede"),
+            ("e1", "update"),
+        ]
+        assert store.restore_history([]) == 0
+        assert len(store.history()) == 4
 
     def test_usage_is_summed_per_operation(self, store):
         store.add_usage("add_memory", Usage(llm_calls=1, prompt_tokens=100, completion_tokens=10))

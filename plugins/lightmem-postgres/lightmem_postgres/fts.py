@@ -51,7 +51,10 @@ def has_words(query: str) -> bool:
 
 class PostgresFTSRetriever:
     """One table per instance: ``id``, ``text``, the payload columns, ``tsv`` (generated); its
-    term statistics in ``<table>_terms``."""
+    term statistics in ``<table>_terms``.
+
+    Implements :class:`lightmem_hookspecs.ContextRetriever` and the optional
+    :class:`lightmem_hookspecs.TextBulkLoad` (:meth:`bulk_index`)."""
 
     def __init__(self, options: PostgresFTSOptions, *, table: str) -> None:
         self.options = options
@@ -241,7 +244,8 @@ class PostgresFTSRetriever:
         with its indexes dropped, the GIN and user indexes built once afterwards and the term
         statistics counted in one statement, in one transaction (the table held against
         other writers until it commits: they find it empty or loaded, never half loaded);
-        into a table with rows this is :meth:`index` per chunk. Returns the rows written."""
+        into a table with rows this is :meth:`index` per chunk. Returns the rows written
+        (:meth:`lightmem_hookspecs.TextBulkLoad.bulk_index`)."""
         indexes = (
             (f"{self.table}_gin"[:63], sql.SQL("USING gin (tsv)")),
             (f"{self.table}_user"[:63], sql.SQL("(user_id)")),

@@ -252,7 +252,9 @@ def _entry_columns(
 
 
 class PostgresRecordStore:
-    """The record store on Postgres (implements :class:`lightmem_hookspecs.RecordStore`).
+    """The record store on Postgres (implements :class:`lightmem_hookspecs.RecordStore`, and
+    the optional :class:`~lightmem_hookspecs.EntryFacets` and
+    :class:`~lightmem_hookspecs.EntryRestore`).
 
     Any number of instances, in any number of processes, may use one schema at once.
     """
@@ -827,7 +829,8 @@ class PostgresRecordStore:
 
     def restore_entries(self, entries: Sequence[MemoryEntry]) -> list[MemoryEntry]:
         """Insert entries as an export file holds them (status, time stamps, provenance; no
-        history row: the history comes with them). Known ids are skipped; returns the new.
+        history row: the history comes with them). Known ids are skipped; returns the new
+        (:meth:`lightmem_hookspecs.EntryRestore.restore_entries`).
 
         The rows are copied (``COPY``, binary) into a temporary table and inserted from there
         with their sources in one statement: no parameter arrays built and parsed per column.
@@ -898,7 +901,8 @@ class PostgresRecordStore:
         return new
 
     def restore_history(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Append history rows as an export file holds them (their own time stamps)."""
+        """Append history rows as an export file holds them (their own time stamps;
+        :meth:`lightmem_hookspecs.EntryRestore.restore_history`)."""
         if not rows:
             return 0
         with (

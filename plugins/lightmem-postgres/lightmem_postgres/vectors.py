@@ -56,7 +56,10 @@ def vector_binary(vector: Sequence[float] | Any, dimension: int) -> bytes:
 
 
 class PgVectorRetriever:
-    """One table per instance: ``id`` (any string), the payload columns, ``embedding``."""
+    """One table per instance: ``id`` (any string), the payload columns, ``embedding``.
+
+    Implements :class:`lightmem_hookspecs.EmbeddingRetriever` and the optional
+    :class:`lightmem_hookspecs.VectorBulkLoad` (:meth:`bulk_upsert`)."""
 
     def __init__(self, options: PgVectorOptions, *, table: str) -> None:
         self.options = options
@@ -202,7 +205,7 @@ class PgVectorRetriever:
         first and the HNSW index is built once afterwards (much faster than inserting into the
         graph row by row), in one transaction that holds the table against other writers
         until it commits; into a table with rows this is :meth:`upsert` per chunk. Returns the
-        rows written."""
+        rows written (:meth:`lightmem_hookspecs.VectorBulkLoad.bulk_upsert`)."""
         dim = self._dimension()
         index = sql.Identifier(self.schema, f"{self.table}_hnsw"[:63])
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in ("id", *PAYLOAD_NAMES, "embedding"))
