@@ -17,7 +17,8 @@ The file, one JSON object per line:
 
 An import reads the whole file first and refuses it, with the line number, if any line is bad
 (unless ``skip_bad_lines``, which skips them and says which); nothing is written before that.
-It is idempotent: entries, history and messages already there are not added again. Vectors in
+It is idempotent: entries, history and messages already there are not added again, and an
+entry id the file repeats is imported, and indexed, once (its first line). Vectors in
 the file are written as they are when the target's embedder has the file's fingerprint;
 otherwise the entries are embedded again by the target's embedder; a target without a vector
 store embeds nothing (the report's ``reembedded`` and ``vectors`` say which happened). An
@@ -494,7 +495,9 @@ def import_memory(
         history = [h for h in parsed.history if h["entry_id"] in new_ids]
         history_added = _restore_history(store, history)
         messages_added = len(store.add_messages(parsed.messages))
-        active = [(e, v) for e, v in parsed.entries if e.id in new_ids and e.status == "active"]
+        active = [
+            (e, v) for e, v in _first_of_each(parsed.entries, new_ids) if e.status == "active"
+        ]
         if same:
             _load_indexes(rt, active)
         else:
@@ -515,6 +518,20 @@ def import_memory(
         images_reembedded=images_reembedded,
         vectors=vectors,
     )
+
+
+def _first_of_each(
+    entries: list[tuple[MemoryEntry, Any]], ids: set[str]
+) -> list[tuple[MemoryEntry, Any]]:
+    """The entries (with their vectors) of ``ids``, each once: the first line of an id the
+    file repeats, the one the store restored. An index is given each id once."""
+    seen: set[str] = set()
+    out: list[tuple[MemoryEntry, Any]] = []
+    for e, v in entries:
+        if e.id in ids and e.id not in seen:
+            seen.add(e.id)
+            out.append((e, v))
+    return out
 
 
 def _restore_entries(store: RecordStore, entries: list[MemoryEntry]) -> list[MemoryEntry]:

@@ -281,3 +281,36 @@ def test_a_store_without_restore_imports_through_batches(tmp_path, ref_host, exp
         assert import_memory(mem, path).history_added == history
         cello = next(e for e in mem.get_all(user_id="alice") if "cello" in e.memory)
         assert [h["action"] for h in mem.history(cello.id)] == ["add", "update"]
+
+
+def test_an_entry_the_file_repeats_is_imported_and_indexed_once(tmp_path, ref_host, exported):
+    path, answers, *_ = exported
+    lines = _lines(path)
+    first = next(i for i, line in enumerate(lines) if json.loads(line).get("type") == "entry")
+    repeated = json.loads(lines[first])
+    assert repeated["entry"]["status"] == "active"
+    again = {**repeated, "entry": {**repeated["entry"], "memory": "a later copy"}}
+    end = json.loads(lines[-1])
+    _write(
+        path,
+        [
+            *lines[: first + 1],
+            json.dumps(again),
+            *lines[first + 1 : -1],
+            json.dumps({**end, "entries": end["entries"] + 1}),
+        ],
+    )
+    plugin = OptionalBackends()
+    ref_host.register(plugin, "optional-backends")
+    bulk = {
+        "embedding_retriever": {"model_name": "bulk-exact"},
+        "context_retriever": {"model_name": "bulk-keyword"},
+    }
+    with _memory(tmp_path / "repeated", ref_host, **bulk) as mem:
+        report = import_memory(mem, path)
+        assert report.entries_added == 5
+        vectors, texts = plugin.built
+        assert vectors.calls == [("bulk_upsert", 4)] and texts.calls == [("bulk_index", 4)]
+        assert mem.get(repeated["entry"]["id"]).memory == repeated["entry"]["memory"]
+        assert texts.search("later copy", limit=5) == [], "the index holds another text"
+        assert _answers(mem) == answers
