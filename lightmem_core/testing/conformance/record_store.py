@@ -536,6 +536,10 @@ class RecordStoreConformance:
         assert store.restore_entries([twice, attrs.evolve(twice, memory="again")]) == [twice]
         assert store.get_entry("r4").memory == "given twice"
         assert store.count_entries(status=None) == 5
+        # an id given twice among others: its first entry, in its first place
+        r5, r6 = entry("r5", "fifth", []), entry("r6", "sixth", [])
+        assert store.restore_entries([r5, r6, attrs.evolve(r5, memory="later")]) == [r5, r6]
+        assert [e.id for e in store.entries()][-2:] == ["r5", "r6"]
 
     def test_restore_entries_without_time_stamps_get_the_stores(self, store):
         self.require_restore(store)

@@ -753,7 +753,10 @@ class PostgresRecordStore:
         whatever the number of entries. Their revision: ``revision`` when the caller took one
         already (:meth:`_take_revision`), else the caller stamps the new ones afterwards
         (:meth:`_stamp_revision`, last in its transaction). Returns the entries inserted."""
-        unique = list({e.id: e for e in reversed(entries)}.values())[::-1]
+        first: dict[str, MemoryEntry] = {}
+        for e in entries:  # an id given twice: its first entry, in its first place
+            first.setdefault(e.id, e)
+        unique = list(first.values())
         if not unique:
             return []
         if stamp is None:
@@ -835,7 +838,10 @@ class PostgresRecordStore:
         The rows are copied (``COPY``, binary) into a temporary table and inserted from there
         with their sources in one statement: no parameter arrays built and parsed per column.
         """
-        unique = list({e.id: e for e in reversed(entries)}.values())[::-1]
+        first: dict[str, MemoryEntry] = {}
+        for e in entries:  # an id given twice: its first entry, in its first place
+            first.setdefault(e.id, e)
+        unique = list(first.values())
         if not unique:
             return []
         columns = [(name, kind) for name, kind, _ in _entry_columns(None, 0, None)]
