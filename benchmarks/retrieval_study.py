@@ -18,7 +18,15 @@ chain (``--depth`` hits each, with their scores), and ranks those pools in sever
   times the summed fused scores of the M best hits of its segment; ``speaker+segments`` both
   (the default configuration: its recall equals the eval's);
 - ``neighbours b=B w=W``: a hit gains B times the fused scores of the turns at most W before or
-  after it in its segment (the store's insertion order; SQLite record store only).
+  after it in its segment (the store's insertion order; SQLite record store only);
+- ``exchange b=B w=W``: the same, counting only the turns another (known) speaker said — the
+  pipeline's ``retrieval.exchange`` (share B, reach W); ``spread b=B w=W``: the same, and those
+  turns join the pool when no retriever returned them;
+- ``dates x=X``: with the stages above, a hit whose time stamp falls in a month / year the
+  question names scores (1 + X) times as much;
+- ``pairs text|sum``: a third list, the 100 entries nearest the question by the vector of the
+  turn together with the turn before it (embedded as one text, or the two embeddings summed
+  1 : 0.5), plus its speaker's name; exact search over every entry of the store.
 
 For each it prints recall@k per category (LoCoMo evidence recall; LongMemEval turn recall per
 question type and ``user5``) and the words of context, and writes
@@ -98,7 +106,10 @@ class Sample:
         rows = rt.store._query("SELECT id, seq FROM entries WHERE status = 'active'")
         self.seq = {r["id"]: r["seq"] for r in rows}
         self.by_seq = {v: k for k, v in self.seq.items()}
+        #: every active entry: the turns next to a hit may be in no pool
+        self.all_entries = {e.id: e for e in rt.store.entries(status="active")}
         self._vectors: dict[str, Any] = {}
+        self._pairs: dict[str, Any] = {}
 
     def _speaker_pools(self, question: str, qvec: list[float], pools: Pools) -> Pools:
         """The pipeline's named-speaker lists (``retrieval.named_speaker``): each retriever's
@@ -145,6 +156,67 @@ class Sample:
             if d and other is not None and other in self.entries and self.topic(other) == topic:
                 out.append(other)
         return out
+
+    def exchange(self, entry_id: str, window: int) -> list[str]:
+        """The entries at most ``window`` before or after ``entry_id`` in its segment that
+        another (known) speaker said: the turns of its exchange (in any pool or not). None for
+        a one-speaker memory, or an entry of no known speaker."""
+        from lightmem_core.pipeline.focus import speaker_name
+
+        entry = self.all_entries.get(entry_id)
+        seq = self.seq.get(entry_id)
+        own = speaker_name(entry) if entry is not None else None
+        if own is None or seq is None:
+            return []
+        out = []
+        for d in range(-window, window + 1):
+            other = self.all_entries.get(self.by_seq.get(seq + d, ""))
+            if (
+                d
+                and other is not None
+                and other.topic_id == entry.topic_id
+                and (them := speaker_name(other)) is not None
+                and them != own
+            ):
+                out.append(other.id)
+        return out
+
+    def pair_list(self, index: int, mode: str) -> list[tuple[str, float]]:
+        """The 100 entries nearest the question by the vector of the entry's turn together
+        with the turn before it in its exchange (``text``: the two texts embedded as one;
+        ``sum``: the two turns' embeddings summed), each plus its speaker's name."""
+        import numpy as np
+
+        if mode not in self._pairs:
+            ids = list(self.all_entries)
+            texts, names = [], []
+            for e in ids:
+                entry = self.all_entries[e]
+                context = (entry.metadata or {}).get("context") or ""
+                body = context.partition(": ")[2] if context else ""
+                if mode == "text":
+                    texts.append(f"{body} {entry.memory}".strip())
+                else:
+                    texts.append(entry.memory)
+                    texts.append(body or entry.memory)
+                names.append(entry.speaker_name or entry.speaker_id)
+            rows = np.asarray(self.embedder.embed(texts), dtype=np.float32)
+            rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+            if mode != "text":
+                rows = rows[0::2] + 0.5 * rows[1::2]
+            distinct = sorted({n for n in names if n})
+            vecs = dict(zip(distinct, self.embedder.embed(distinct), strict=True))
+            matrix = self._with_speakers(
+                rows, [vecs.get(n) if n else None for n in names], self.speaker_weight
+            )
+            self._pairs[mode] = (ids, np.asarray(matrix))
+        ids, matrix = self._pairs[mode]
+        q = np.asarray(self.questions[index][1], dtype=np.float32)
+        sims = matrix @ (q / max(float(np.linalg.norm(q)), 1e-12))
+        order = np.argsort(-sims)[:100]
+        for i in order:
+            self.entries.setdefault(ids[i], self.all_entries[ids[i]])
+        return [(ids[i], float(sims[i])) for i in order]
 
     def entry_vector(self, entry_id: str) -> Any:
         """The entry's indexed vector: its text's embedding plus its speaker's name's."""
@@ -209,6 +281,9 @@ def focused(
     speaker: str = "",
     segments: tuple[float, int] = (0.0, 2),
     neighbours: tuple[float, int] = (0.0, 1),
+    exchange: tuple[float, int] = (0.0, 1),
+    spread_to: tuple[float, int] = (0.0, 1),
+    dated: float = 0.0,
     distinct: bool = False,
 ) -> list[str]:
     """RRF (k 10, 50 deep) of the pools, with the pipeline's named-speaker lists (``speaker``
@@ -223,6 +298,29 @@ def focused(
             e: v + beta * sum(score.get(n, 0.0) for n in sample.neighbours(e, window))
             for e, v in score.items()
         }
+    if dated:  # a question naming a month (and year) or a year: hits of that time gain
+        named = named_dates(sample.questions[index][0].question)
+        if named:
+            score = {
+                e: v * (1.0 + dated if _dated_match(sample.entries.get(e), named) else 1.0)
+                for e, v in score.items()
+            }
+    share, reach = exchange
+    if share:
+        score = {
+            e: v + share * sum(score.get(n, 0.0) for n in sample.exchange(e, reach))
+            for e, v in score.items()
+        }
+    share, reach = spread_to
+    if share:  # the hits' exchange partners outside the pool join it
+        gained: dict[str, float] = defaultdict(float)
+        for e, v in score.items():
+            for n in sample.exchange(e, reach):
+                gained[n] += share * v
+        for n, v in gained.items():
+            if n not in sample.entries:
+                sample.entries[n] = sample.all_entries[n]
+            score[n] = score.get(n, 0.0) + v
     weight, best = segments
     if weight:
         tops: dict[int, list[float]] = defaultdict(list)
@@ -242,6 +340,39 @@ def focused(
             for e, v in score.items()
         }
     return sorted(score, key=lambda e: -score[e])
+
+
+MONTHS = [
+    "january", "february", "march", "april", "may", "june", "july", "august", "september",
+    "october", "november", "december",
+]  # fmt: skip
+
+
+def named_dates(question: str) -> list[tuple[int | None, int | None]]:
+    """``(month, year)`` pairs a question names: "in May 2023", "May", "2022"."""
+    import re
+
+    out: list[tuple[int | None, int | None]] = []
+    months = "|".join(m.capitalize() for m in MONTHS)  # "may" is a verb, "May" a month
+    pattern = rf"\b({months})\b(?:,?\s+(\d{{4}}))?|\b((?:19|20)\d\d)\b"
+    for m in re.finditer(pattern, question):
+        if m.group(1):
+            out.append(
+                (MONTHS.index(m.group(1).lower()) + 1, int(m.group(2)) if m.group(2) else None)
+            )
+        elif not any(y == int(m.group(3)) for _, y in out):
+            out.append((None, int(m.group(3))))
+    return out
+
+
+def _dated_match(entry: Any, named: list[tuple[int | None, int | None]]) -> bool:
+    when = getattr(entry, "time_stamp", None)
+    if when is None:
+        return False
+    return any(
+        (month is None or when.month == month) and (year is None or when.year == year)
+        for month, year in named
+    )
 
 
 def zscore(pools: Pools, depth: int, lexical_weight: float) -> list[str]:
@@ -332,6 +463,41 @@ def variants(bench: str, k: int) -> dict[str, Ranker]:
     out["speaker+segments g=0.25 m=2+neighbours b=0.1 w=2"] = lambda s, i, v, p: focused(
         s, i, p, speaker="@speaker", segments=(0.25, 2), neighbours=(0.1, 2)
     )
+    for b in (0.05, 0.1, 0.15, 0.2, 0.3):
+        for w in (1, 2):
+            out[f"exchange b={b} w={w}"] = lambda s, i, v, p, b=b, w=w: focused(
+                s, i, p, exchange=(b, w)
+            )
+            for g in (0.15, 0.2, 0.25):
+                out[f"speaker+segments g={g} m=2+exchange b={b} w={w}"] = (
+                    lambda s, i, v, p, g=g, b=b, w=w: focused(
+                        s, i, p, speaker="@speaker", segments=(g, 2), exchange=(b, w)
+                    )
+                )
+    for b in (0.05, 0.1, 0.15, 0.2, 0.3):
+        for w in (1, 2):
+            for g in (0.2, 0.25):
+                out[f"speaker+segments g={g} m=2+spread b={b} w={w}"] = (
+                    lambda s, i, v, p, g=g, b=b, w=w: focused(
+                        s, i, p, speaker="@speaker", segments=(g, 2), spread_to=(b, w)
+                    )
+                )
+    for x in (0.2, 0.5, 1.0):
+        name = f"speaker+segments g=0.2 m=2+exchange b=0.1 w=2+dates x={x}"
+        out[name] = lambda s, i, v, p, x=x: focused(
+            s, i, p, speaker="@speaker", segments=(0.2, 2), exchange=(0.1, 2), dated=x
+        )
+    for mode in ("text", "sum"):
+        for g in (0.0, 0.2):
+            out[f"speaker+segments g={g} m=2+pairs {mode}"] = lambda s, i, v, p, g=g, mode=mode: (
+                focused(
+                    s,
+                    i,
+                    {**p, "pairs": s.pair_list(i, mode)},
+                    speaker="@speaker",
+                    segments=(g, 2),
+                )
+            )
     return out
 
 
