@@ -897,6 +897,24 @@ class SQLiteRecordStore:
             return self._query("SELECT COUNT(*) AS n FROM entries")[0]["n"]
         return self._query("SELECT COUNT(*) AS n FROM entries WHERE status=?", (status,))[0]["n"]
 
+    def entry_positions(self, ids: Sequence[str]) -> dict[str, int]:
+        """``{id: seq}`` of the entries among ``ids``: their places in the order they were
+        stored (:class:`lightmem_hookspecs.EntryPositions`). ``seq`` is the rowid, so the
+        unique index on ``id`` covers the read (a condition on ``status`` would make SQLite
+        walk the ``entries_status`` index, every active entry, instead)."""
+        out: dict[str, int] = {}
+        with self._lock:
+            cursor = self._db.cursor()
+            cursor.row_factory = None  # plain tuples: this read runs in many searches
+            for chunk in _chunks(ids if isinstance(ids, list) else list(ids), 500):
+                marks = ",".join("?" * len(chunk))
+                cursor.execute(
+                    f"SELECT id, seq FROM entries WHERE id IN ({marks})",
+                    chunk,
+                )
+                out.update(cursor.fetchall())
+        return out
+
     def mark_indexed(self, ids: Sequence[str], indexed: bool = True) -> None:
         with self.transaction() as db:
             db.executemany(

@@ -100,7 +100,9 @@ ALICE = "my old guitar"
 
 
 def _two_speakers(make_memory, **retrieval):
-    mem = make_memory(retrieval={"segments": {"weight": 0}, **retrieval}, reranker=[])
+    mem = make_memory(
+        retrieval={"segments": {"weight": 0}, "exchange": {"share": 0}, **retrieval}, reranker=[]
+    )
     mem.add_memory(
         [{"role": "user", "content": t, "speaker_name": "Bob"} for t in BOB]
         + [{"role": "user", "content": ALICE, "speaker_name": "Alice"}],

@@ -24,7 +24,7 @@ from .protocols import (
     TopicSegmenter,
     VectorBulkLoad,
 )
-from .records import EntryFacets, EntryRestore, RecordStore
+from .records import EntryFacets, EntryPositions, EntryRestore, RecordStore
 
 
 @attrs.frozen
@@ -57,7 +57,7 @@ KINDS: tuple[BackendKind, ...] = (
         "lightmem_register_record_stores",
         RecordStore,
         "the system of record: message journal, extraction batches, entries, history, usage",
-        capabilities=(EntryFacets, EntryRestore),
+        capabilities=(EntryFacets, EntryPositions, EntryRestore),
     ),
     BackendKind(
         "pre_compressor",

@@ -100,9 +100,10 @@ class RecordStore(Protocol):
 
     Every method is safe to call from several threads. A method that changes several rows
     changes all of them or none. A store may also implement :class:`EntryFacets` (a read of
-    many entries' segment and speaker), which searches use where it is there, and
-    :class:`EntryRestore` (entries and history put back as exported), which ``lightmem import``
-    uses where it is there.
+    many entries' segment and speaker) and :class:`EntryPositions` (their places in the
+    store's order), which searches use where they are there, and :class:`EntryRestore`
+    (entries and history put back as exported), which ``lightmem import`` uses where it is
+    there.
     """
 
     # -- metadata --------------------------------------------------------------------------
@@ -309,4 +310,23 @@ class EntryRestore(Protocol):
         ``action``, ``old_memory``, ``new_memory``, ``reason``, ``replaced_by``, ``at``: an ISO
         time stamp, the store's own time where it is ``None``), in the order given, after the
         rows already there, atomically. Returns the number of rows appended."""
+        ...
+
+
+@runtime_checkable
+class EntryPositions(Protocol):
+    """What a record store may also offer: where many entries stand in its order of entries.
+
+    ``retrieval.exchange`` scores a hit with its exchange partners' (the turns next to it that
+    another speaker said), so it needs to know which of a pool's entries were stored next to
+    each other; a store without it leaves that stage out.
+    """
+
+    def entry_positions(self, ids: Sequence[str]) -> dict[str, int]:
+        """``{id: position}`` of the entries among ``ids``, whatever their status (a search
+        asks for entries it already knows to be active): a number that grows in the order
+        entries were stored and is never reused, so that entries stored one after the other
+        (as the entries of one batch, in the order given) differ by one, unless another writer
+        stored entries between them. Ids of no entry are left out. A read of the index on
+        ``id``, not of whole entries."""
         ...

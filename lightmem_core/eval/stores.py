@@ -25,7 +25,9 @@ STAMP = "lightmem-eval-ingest.json"
 SEARCH_ONLY = frozenset({"hybrid_weights", "reranker"})
 #: Keys of the ``retrieval`` section that change how a store is searched (``retrievers`` is
 #: not among them: the chain decides which indexes ingestion fills).
-SEARCH_ONLY_RETRIEVAL = frozenset({"fusion", "rerankers", "pool_size", "named_speaker", "segments"})
+SEARCH_ONLY_RETRIEVAL = frozenset(
+    {"fusion", "rerankers", "pool_size", "named_speaker", "segments", "exchange"}
+)
 #: Keys that place the store (replaced by the harness for each sample).
 PLACEMENT = frozenset({"memory_dir", "history_db_path"})
 
@@ -98,7 +100,7 @@ def reusable(store_dir: Path, stamp: Mapping[str, Any], *, reuse: bool) -> bool:
             "messages": "other messages (the data changed)",
             "ingest_config": "another configuration (a key other than hybrid_weights, "
             "reranker, retrieval.fusion, retrieval.rerankers, retrieval.pool_size, "
-            "retrieval.named_speaker or retrieval.segments differs)",
+            "retrieval.named_speaker, retrieval.segments or retrieval.exchange differs)",
         }
         raise InputError(
             f"--reuse: {store_dir} was filled from {' and '.join(what[k] for k in differ)}; "

@@ -18,7 +18,16 @@ from ..errors import BackendError, InputError
 from ..graph import describe_path
 from ..plugins import normalize_name
 from ..queries import in_scope
-from .focus import SPEAKER_SUFFIX, Facets, boost_segments, named_speaker, read_facets
+from .focus import (
+    SPEAKER_SUFFIX,
+    Facets,
+    boost_exchanges,
+    boost_segments,
+    exchange_candidates,
+    named_speaker,
+    read_facets,
+    read_positions,
+)
 from .fusion import Ranked, fuse, fuse_more
 from .runtime import Runtime
 
@@ -144,6 +153,10 @@ class Retrieval:
         extra = self._speaker_lists(ctx, retrievers, lists, fused, known)
         if extra:
             fused = fuse_more(fusion.method, fused, lists, extra, k=fusion.k)
+        exchange = rt.config.retrieval.exchange
+        if exchange is not None and exchange.share > 0 and len(fused) > 1:
+            self._read(fused, known)
+            fused = self._exchanges(fused, known, exchange.share, exchange.reach)
         segments = rt.config.retrieval.segments
         if segments is not None and segments.weight > 0 and len(fused) > 1:
             self._read(fused, known)
@@ -165,6 +178,17 @@ class Retrieval:
         missing = [h.id for h in hits if h.id not in known]
         if missing:
             known.update(read_facets(self.rt.store, missing))
+
+    def _exchanges(
+        self, fused: list[SearchHit], known: dict[str, Facets], share: float, reach: int
+    ) -> list[SearchHit]:
+        """The exchange partners' share (``retrieval.exchange``): positions are read only for
+        the hits whose segment holds two speakers in the pool (none for a one-speaker pool)."""
+        ids = exchange_candidates(fused, known)
+        if len(ids) < 2:
+            return fused
+        positions = read_positions(self.rt.store, ids)
+        return boost_exchanges(fused, known, positions, share, reach)
 
     def _speaker_lists(
         self,

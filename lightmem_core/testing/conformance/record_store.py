@@ -35,10 +35,12 @@ of a batch it claimed, a new instance finds the journal intact, nothing of the b
 and the batch claimable again.
 
 The optional capabilities are checked where the store offers them (skipped otherwise):
-:class:`~lightmem_hookspecs.EntryFacets` (segment and speaker of the active entries asked for)
-and :class:`~lightmem_hookspecs.EntryRestore` (entries restored with their ids, statuses, time
-stamps, scopes and provenance, no history row written, unindexed, with a new revision; ids
-already stored or repeated skipped; history rows appended with their own time stamps).
+:class:`~lightmem_hookspecs.EntryFacets` (segment and speaker of the active entries asked for),
+:class:`~lightmem_hookspecs.EntryPositions` (places in the order entries were stored, one apart
+within a batch, kept by a retired entry) and :class:`~lightmem_hookspecs.EntryRestore` (entries
+restored with their ids, statuses, time stamps, scopes and provenance, no history row written,
+unindexed, with a new revision; ids already stored or repeated skipped; history rows appended
+with their own time stamps).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ import pytest
 from lightmem_hookspecs import (
     BatchState,
     EntryFacets,
+    EntryPositions,
     EntryRestore,
     MemoryEntry,
     Message,
@@ -613,6 +616,24 @@ class RecordStoreConformance:
         ]
         assert store.restore_history([]) == 0
         assert len(store.history()) == 4
+
+    def test_entry_positions(self, store):
+        if not isinstance(store, EntryPositions):
+            pytest.skip("the store does not offer entry_positions (EntryPositions is optional)")
+        first = batched(store, ["m1", "m2"])
+        store.claim_batch(first)
+        store.complete_batch(first, [entry("e1", "one", ["m1"]), entry("e2", "two", ["m2"])])
+        second = batched(store, ["m3"])
+        store.claim_batch(second)
+        store.complete_batch(second, [entry("e3", "three", ["m3"]), entry("e4", "four", ["m3"])])
+        store.retire_entry("e4", action="delete", reason="conformance")
+        found = store.entry_positions(["e3", "e1", "e2", "e4", "nope"])
+        assert set(found) == {"e1", "e2", "e3", "e4"}, "every entry asked for that exists"
+        assert all(isinstance(p, int) for p in found.values())
+        assert found["e2"] - found["e1"] == 1, "stored one after the other in one batch"
+        assert found["e4"] - found["e3"] == 1, "a retired entry keeps its place"
+        assert found["e3"] > found["e2"], "a later batch stands later"
+        assert store.entry_positions([]) == {}
 
     def test_usage_is_summed_per_operation(self, store):
         store.add_usage("add_memory", Usage(llm_calls=1, prompt_tokens=100, completion_tokens=10))

@@ -988,6 +988,13 @@ class PostgresRecordStore:
         )
         return {r["id"]: (r["topic_id"], r["speaker"]) for r in rows}
 
+    def entry_positions(self, ids: Sequence[str]) -> dict[str, int]:
+        rows = self._rows(
+            self._q("SELECT id, seq FROM {e} WHERE id = ANY(%s)", e="entries"),
+            [list(ids)],
+        )
+        return {r["id"]: int(r["seq"]) for r in rows}
+
     def get_entry(self, entry_id: str) -> MemoryEntry | None:
         found = self.entries([entry_id], status=None)
         return found[0] if found else None
