@@ -3,10 +3,11 @@
 Run ``python docs/gen_reference.py`` after changing ``lightmem_hookspecs``;
 ``tests/test_reference_doc.py`` fails while the committed page differs from what this writes.
 Everything on the page comes from the code: the table of kinds (``KINDS``), each
-Protocol's and optional capability's (``BackendKind.capabilities``) docstring, attributes and
-method signatures (read from the source, as written), the attrs value types exported by
-``lightmem_hookspecs`` with their fields, and the payload keys the core writes for an entry
-(its own payload function run on an example entry).
+Protocol's and optional capability's (``BackendKind.capabilities``; one several kinds share
+is described under the first) docstring, attributes and method signatures (read from the
+source, as written), the attrs value types exported by ``lightmem_hookspecs`` with their
+fields, and the payload keys the core writes for an entry (its own payload function run on
+an example entry).
 """
 
 from __future__ import annotations
@@ -306,6 +307,7 @@ def render() -> str:
             f"| `registrar.{kind.name}(...)` | {chain} | {_suite(kind.name)} |"
         )
     lines += ["", "## Protocols", ""]
+    described: dict[type, str] = {}  # a capability of several kinds is described once
     for kind in contract.KINDS:
         lines += protocol_section(kind.name, kind.protocol)
         if kind.capabilities:
@@ -317,6 +319,16 @@ def render() -> str:
                 "",
             ]
             for capability in kind.capabilities:
+                if capability in described:
+                    first = described[capability]
+                    lines += [
+                        f"#### Optional: `{capability.__name__}`",
+                        "",
+                        f"As described under `{first}` above.",
+                        "",
+                    ]
+                    continue
+                described[capability] = kind.name
                 lines += protocol_section(kind.name, capability, capability=True)
     lines += ["## Value types", ""]
     for cls in value_types():

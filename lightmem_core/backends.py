@@ -14,6 +14,7 @@ from lightmem_hookspecs import (
     KINDS_BY_NAME,
     PROTOCOLS,
     BackendContext,
+    CacheStats,
     Completion,
     ContextRetriever,
     EmbeddingRetriever,
@@ -209,12 +210,12 @@ class AccountedLLM:
     def cache_stats(self) -> dict[str, Any]:
         """KV cache counters since this memory was opened: calls, calls that reused cached
         prompt tokens (hits), prompt tokens, and prompt tokens a cache held (not evaluated
-        again); plus the backend's own ``cache_stats()`` under ``backend``."""
+        again); plus the backend's own counters under ``backend`` where it offers them
+        (:class:`~lightmem_hookspecs.CacheStats`)."""
         with self._cache_lock:
             stats: dict[str, Any] = dict(self._cache)
-        own = getattr(self.backend, "cache_stats", None)
-        if callable(own):
-            stats["backend"] = own()
+        if isinstance(self.backend, CacheStats):
+            stats["backend"] = self.backend.cache_stats()
         return stats
 
     def _count_cache(self, result: Completion) -> None:

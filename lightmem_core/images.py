@@ -494,7 +494,8 @@ class ImageIndex:
     query text's vector in the same space (exact, cosine). Its ``count`` covers every entry
     it was given, so the core's catch-up sees it in line; ``delete`` also removes a copied
     image file no remaining entry uses; ``compact`` (after a tenant erase) rewrites its file
-    without the removed rows' bytes.
+    without the removed rows' bytes (the optional :class:`~lightmem_hookspecs.IndexCompaction`)
+    and ``reset`` empties it for a reindex (:class:`~lightmem_hookspecs.TextReset`).
 
     It takes part in every ``retrieve_strategy`` (``every_strategy``): under ``embedding`` (the
     vector side only) it is a vector search like the embedding retrievers; under ``context``

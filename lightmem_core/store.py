@@ -257,8 +257,8 @@ class _StoreConnection(sqlite3.Connection):
 
 class SQLiteRecordStore:
     """SQLite record store (implements :class:`lightmem_hookspecs.RecordStore`, and the
-    optional :class:`~lightmem_hookspecs.EntryFacets` and
-    :class:`~lightmem_hookspecs.EntryRestore`). One instance per LightMemory, whose directory
+    optional :class:`~lightmem_hookspecs.EntryFacets`, :class:`~lightmem_hookspecs.EntryRestore`
+    and :class:`~lightmem_hookspecs.ScopeErase`). One instance per LightMemory, whose directory
     one process owns; safe to use from several threads."""
 
     def __init__(self, path: str | Path) -> None:
@@ -1056,7 +1056,8 @@ class SQLiteRecordStore:
         """Remove every message, batch, entry, source link, history row and queued update of
         the scopes matching the given fields (a field not given matches any value), then
         rewrite the file so none of their bytes remain (``secure_delete``, ``VACUUM``, the
-        write-ahead log truncated). Returns the ids of the removed entries and the counts."""
+        write-ahead log truncated). Returns the ids of the removed entries and the counts
+        (:meth:`lightmem_hookspecs.ScopeErase.erase_scope`)."""
         given = [
             (f, v)
             for f, v in (("user_id", user_id), ("agent_id", agent_id), ("run_id", run_id))

@@ -6,10 +6,20 @@ They must pass on a correct backend and fail on a broken one (the `Broken*` chec
 from __future__ import annotations
 
 import json
+import os
 
 import attrs
 import pytest
-from lightmem_hookspecs import IndexRecord, SearchFilter, SearchHit, TextBulkLoad, VectorBulkLoad
+from lightmem_hookspecs import (
+    IndexCompaction,
+    IndexRecord,
+    SearchFilter,
+    SearchHit,
+    TextBulkLoad,
+    TextReset,
+    VectorBulkLoad,
+    VectorRecreate,
+)
 
 from lightmem_core.testing.conformance.context_retriever import (
     RANKING_RECORDS as LEXICAL_RANKING_RECORDS,
@@ -23,6 +33,9 @@ from lightmem_core.testing.conformance.embedding_retriever import (
 )
 from lightmem_core.testing.conformance.embedding_retriever import (
     MODEL as VECTOR_MODEL,
+)
+from lightmem_core.testing.conformance.embedding_retriever import (
+    RANKING_RECORDS as VECTOR_RANKING_RECORDS,
 )
 from lightmem_core.testing.conformance.embedding_retriever import (
     EmbeddingRetrieverConformance,
@@ -543,3 +556,138 @@ def test_text_suite_rejects_a_bulk_load_that_keeps_old_texts(tmp_path):
     with pytest.raises(AssertionError):
         run(KeepsOldTextsBulkIndex, "broken")
     run(BulkKeywordIndex, "clean")
+
+
+# -- recreate, reset and compaction: checked where a backend offers them --------------------
+
+
+class CompactingVectorIndex(ExactVectorIndex):
+    """The reference vector index with ``compact`` (``IndexCompaction``): its file rewritten
+    from the records it holds."""
+
+    def compact(self):
+        self._save()
+
+
+class CompactLosesARecord(CompactingVectorIndex):
+    """Its compaction drops a record it should keep."""
+
+    def compact(self):
+        self.records.pop(sorted(self.records)[-1], None)
+        self._save()
+
+
+class RecreateKeepsTheRecords(ExactVectorIndex):
+    """Its recreate takes the new model but keeps the old vectors."""
+
+    def recreate(self, *, model_name, dimension):
+        self.meta = {"model": model_name, "dims": dimension}
+        self._save()
+
+
+class ResettableKeywordIndex(FileKeywordIndex):
+    """The file-backed keyword index with ``reset`` (``TextReset``) and ``compact``
+    (``IndexCompaction``: its file rewritten as one line of the records it holds)."""
+
+    def reset(self):
+        self.records.clear()
+        self.path.unlink(missing_ok=True)
+        return None
+
+    def compact(self):
+        line = {"op": "index", "records": [attrs.asdict(r) for r in self.records.values()]}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(line) + "\n")
+        os.replace(tmp, self.path)
+
+
+class ResetKeepsTheFile(ResettableKeywordIndex):
+    """Empties itself but leaves its file: a reopen brings the old records back."""
+
+    def reset(self):
+        self.records.clear()
+        return None
+
+
+class CompactingGraph(MemoryGraph):
+    """The reference graph with ``compact`` (its file rewritten)."""
+
+    def compact(self):
+        self._save()
+
+
+class TestCompactingVectorIndex(EmbeddingRetrieverConformance):
+    @pytest.fixture
+    def make_backend(self, tmp_path):
+        return lambda: CompactingVectorIndex(tmp_path / "index.json")
+
+
+class TestResettableKeywordIndex(ContextRetrieverConformance):
+    persistent = True
+
+    @pytest.fixture
+    def make_backend(self, tmp_path):
+        return lambda: ResettableKeywordIndex(tmp_path / "keywords.jsonl")
+
+    @pytest.fixture
+    def backend(self, make_backend):
+        return make_backend()
+
+
+class TestCompactingGraph(GraphMemoryConformance):
+    @pytest.fixture
+    def make_backend(self, tmp_path):
+        return lambda: CompactingGraph(tmp_path / "graph.json")
+
+
+def test_which_reference_backends_offer_recreate_reset_and_compact(tmp_path):
+    assert isinstance(ExactVectorIndex(None), VectorRecreate)
+    assert not isinstance(ExactVectorIndex(None), IndexCompaction)
+    assert isinstance(CompactingVectorIndex(None), IndexCompaction)
+    assert not isinstance(KeywordIndex(), TextReset | IndexCompaction)
+    keywords = ResettableKeywordIndex(tmp_path / "k.jsonl")
+    assert isinstance(keywords, TextReset) and isinstance(keywords, IndexCompaction)
+    assert not isinstance(MemoryGraph(), IndexCompaction)
+    assert isinstance(CompactingGraph(), IndexCompaction)
+
+
+def test_vector_suite_rejects_a_recreate_or_a_compaction_that_keeps_the_wrong_records(
+    tmp_path,
+):
+    suite = EmbeddingRetrieverConformance()
+
+    def run(cls, name, check):
+        def make():
+            return cls(tmp_path / f"{name}.json")
+
+        backend = make()
+        backend.open(model_name=VECTOR_MODEL, dimension=VECTOR_DIM)
+        if check == "recreate":
+            backend.upsert(list(VECTOR_RANKING_RECORDS))
+            suite.test_recreate_empties_the_collection_for_another_model(backend, make)
+        else:
+            backend.upsert(list(VECTOR_FILTER_RECORDS))
+            suite.test_compact_keeps_the_records_left(backend, make)
+
+    with pytest.raises(AssertionError):
+        run(RecreateKeepsTheRecords, "keeps", "recreate")
+    run(ExactVectorIndex, "recreated", "recreate")
+    with pytest.raises(AssertionError):
+        run(CompactLosesARecord, "loses", "compact")
+    run(CompactingVectorIndex, "compacted", "compact")
+
+
+def test_text_suite_rejects_a_reset_that_leaves_the_records_on_disk(tmp_path):
+    suite = ContextRetrieverConformance()
+    suite.persistent = True
+
+    def run(cls, name):
+        path = tmp_path / f"{name}.jsonl"
+        backend = cls(path)
+        suite._made = [backend]
+        backend.index(list(LEXICAL_RANKING_RECORDS))
+        suite.test_reset_empties_the_index(backend, lambda: cls(path))
+
+    with pytest.raises(AssertionError):
+        run(ResetKeepsTheFile, "kept")
+    run(ResettableKeywordIndex, "reset")

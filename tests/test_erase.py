@@ -6,11 +6,13 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from lightmem_hookspecs import IndexCompaction, ScopeErase, hookimpl
 
 from lightmem_core import AsyncLightMemory, LightMemory
-from lightmem_core.errors import EmptyScopeError, InputError
+from lightmem_core.errors import EmptyScopeError, InputError, StoreError
 from lightmem_core.plugins import PluginHost
-from lightmem_core.testing.reference import ReferencePlugin
+from lightmem_core.store import SQLiteRecordStore
+from lightmem_core.testing.reference import ReferencePlugin, reference_config
 
 pytest.importorskip("lightmem_qdrant", reason="the qdrant plugin is not installed")
 pytest.importorskip("lightmem_sqlite_index", reason="the sqlite-index plugin is not installed")
@@ -147,3 +149,49 @@ def test_erase_removes_the_tenants_graph_relations_and_entities(tmp_path):
         assert len(graph.relations()) == bob_relations
         assert mem.graph_show("Tom", user_id="bob")
     assert _traces(root) == []
+
+
+class NoEraseStore(SQLiteRecordStore):
+    """The SQLite store without the optional ``ScopeErase`` (a method set to ``None`` is not
+    offered, for ``isinstance`` on a runtime-checkable Protocol)."""
+
+    erase_scope = None
+
+
+class NoEraseStorePlugin:
+    @hookimpl
+    def lightmem_register_backends(self, registrar):
+        registrar.record_store("no-erase", lambda o, c: NoEraseStore(f"{c.memory_dir}/h.db"))
+
+
+def test_a_store_without_scope_erase_refuses_before_anything_is_removed(tmp_path):
+    host = _host()
+    host.register(NoEraseStorePlugin(), "no-erase-store")
+    config = reference_config(tmp_path / "mem", record_store={"model_name": "no-erase"})
+    with LightMemory(config, host=host) as mem:
+        assert not isinstance(mem.store, ScopeErase)
+        mem.add([_msg(f"my locker code word is {MARKER}")], user_id=TENANT)
+        before = mem.get_all(user_id=TENANT)
+        assert before
+        with pytest.raises(StoreError, match="ScopeErase") as info:
+            mem.erase(user_id=TENANT)
+        assert "NoEraseStore" in str(info.value)
+        assert mem.get_all(user_id=TENANT) == before
+        assert mem.search(MARKER.lower(), user_id=TENANT)
+
+
+def test_indexes_without_compaction_are_not_listed_as_compacted(tmp_path):
+    with LightMemory(reference_config(tmp_path / "mem"), host=_host()) as mem:
+        mem.add([_msg(f"my locker code word is {MARKER}")], user_id=TENANT)
+        mem.add([_msg("bob keeps a cat")], user_id="bob")
+        indexes = [*mem._rt.backends.vector_indexes(), *mem._rt.backends.text_indexes()]
+        assert indexes and not any(isinstance(i, IndexCompaction) for i in indexes)
+        receipt = mem.erase(user_id=TENANT)
+        assert receipt.entries == 1
+        assert receipt.compacted == ()
+        assert receipt.index_records == {
+            "embedding_retriever:exact": 1,
+            "context_retriever:keyword": 1,
+        }
+        assert not mem.search(MARKER.lower(), user_id=TENANT)
+        assert mem.search("cat", user_id="bob")

@@ -7,7 +7,7 @@ import functools
 
 import attrs
 import pytest
-from lightmem_hookspecs import EntryRestore
+from lightmem_hookspecs import EntryRestore, ScopeErase
 
 from lightmem_core.store import SQLiteRecordStore
 from lightmem_core.testing.conformance.record_store import RecordStoreConformance
@@ -84,3 +84,46 @@ def test_a_store_without_restore_is_skipped_not_failed(tmp_path):
     assert not isinstance(NoRestore(), EntryRestore)
     with pytest.raises(pytest.skip.Exception):
         RecordStoreConformance().require_restore(NoRestore())
+
+
+# -- the optional ScopeErase: the suite fails an erase that leaves a trace behind ----------
+
+
+class KeepsTheHistory(SQLiteRecordStore):
+    """Erases the scopes but puts the removed entries' history rows back."""
+
+    def erase_scope(self, **fields):
+        kept = self.history()
+        removed = super().erase_scope(**fields)
+        self.restore_history([r for r in kept if r["entry_id"] in set(removed["entry_ids"])])
+        return removed
+
+
+class KeepsTheJournal(SQLiteRecordStore):
+    """Erases the scopes but journals the removed messages again."""
+
+    def erase_scope(self, **fields):
+        rows = self.journal()
+        removed = super().erase_scope(**fields)
+        self.add_messages([r.message for r in rows])
+        return removed
+
+
+@pytest.mark.parametrize("broken", [KeepsTheHistory, KeepsTheJournal])
+def test_the_suite_rejects_an_erase_that_leaves_a_trace(tmp_path, broken):
+    suite = RecordStoreConformance()
+    check = suite.test_erase_scope_removes_every_trace_of_the_matching_scopes
+    store = broken(tmp_path / "broken.db")
+    try:
+        with pytest.raises(AssertionError):
+            check(store)
+    finally:
+        store.close()
+    clean = SQLiteRecordStore(tmp_path / "clean.db")
+    try:
+        assert isinstance(clean, ScopeErase)
+        check(clean)
+    finally:
+        clean.close()
+    with pytest.raises(pytest.skip.Exception):
+        suite.require_erase(object())

@@ -12,19 +12,24 @@ from __future__ import annotations
 import attrs
 
 from .protocols import (
+    CacheStats,
     ContextRetriever,
     EmbeddingRetriever,
     GraphMemory,
+    IndexCompaction,
     MemoryManager,
     MultimodalEmbedder,
     PreCompressor,
     Reranker,
+    SchemaInPrompt,
     TextBulkLoad,
     TextEmbedder,
+    TextReset,
     TopicSegmenter,
     VectorBulkLoad,
+    VectorRecreate,
 )
-from .records import EntryFacets, EntryPositions, EntryRestore, RecordStore
+from .records import EntryFacets, EntryPositions, EntryRestore, RecordStore, ScopeErase
 
 
 @attrs.frozen
@@ -57,7 +62,7 @@ KINDS: tuple[BackendKind, ...] = (
         "lightmem_register_record_stores",
         RecordStore,
         "the system of record: message journal, extraction batches, entries, history, usage",
-        capabilities=(EntryFacets, EntryPositions, EntryRestore),
+        capabilities=(EntryFacets, EntryPositions, EntryRestore, ScopeErase),
     ),
     BackendKind(
         "pre_compressor",
@@ -76,6 +81,7 @@ KINDS: tuple[BackendKind, ...] = (
         "lightmem_register_memory_managers",
         MemoryManager,
         "the LLM that extracts facts and decides updates",
+        capabilities=(SchemaInPrompt, CacheStats),
     ),
     BackendKind(
         "text_embedder",
@@ -95,7 +101,7 @@ KINDS: tuple[BackendKind, ...] = (
         EmbeddingRetriever,
         "a vector store (retrieval chain element, queried by the query's embedding)",
         retriever="vector",
-        capabilities=(VectorBulkLoad,),
+        capabilities=(VectorBulkLoad, VectorRecreate, IndexCompaction),
     ),
     BackendKind(
         "context_retriever",
@@ -103,7 +109,7 @@ KINDS: tuple[BackendKind, ...] = (
         ContextRetriever,
         "a lexical index or any text retriever (retrieval chain element, queried by text)",
         retriever="text",
-        capabilities=(TextBulkLoad,),
+        capabilities=(TextBulkLoad, TextReset, IndexCompaction),
     ),
     BackendKind(
         "graph_memory",
@@ -111,6 +117,7 @@ KINDS: tuple[BackendKind, ...] = (
         GraphMemory,
         "an entity/relation graph (retrieval chain element: entities the query names seed a walk)",
         retriever="graph",
+        capabilities=(IndexCompaction,),
     ),
     BackendKind(
         "reranker",

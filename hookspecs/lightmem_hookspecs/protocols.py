@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -42,10 +43,9 @@ class MemoryManager(Protocol):
     retried by the backend a bounded number of times and then raised.
 
     Optional, for KV caching (configuration key ``kv_cache``): ``Completion.cached_tokens``
-    counts the prompt tokens a cache held; an attribute ``schema_in_prompt = True`` says the
-    endpoint puts ``json_schema`` into the prompt it caches (the core then sends one schema per
-    prompt kind, the same in every call); a method ``cache_stats() -> dict`` adds the backend's
-    own counters to ``stats()["kv_cache"]``.
+    counts the prompt tokens a cache held; a manager may also implement :class:`SchemaInPrompt`
+    (the endpoint puts ``json_schema`` into the prompt it caches) and :class:`CacheStats` (its
+    own cache counters in ``stats()["kv_cache"]``).
     """
 
     model_name: str
@@ -102,10 +102,11 @@ class EmbeddingRetriever(Protocol):
     ``search`` returns ``(id, score)`` pairs, best first, score = cosine similarity, honouring
     every field of ``filter``. ``upsert`` replaces records with the same id.
 
-    Optional: ``recreate(*, model_name, dimension)`` drops this collection and opens it empty
-    for another model; ``LightMemory.reindex()`` uses it to move a store to a new embedder.
-    A store may also implement :class:`VectorBulkLoad` (many records written in one pass),
-    which ``lightmem import`` uses where it is there.
+    A store may also implement :class:`VectorRecreate` (the collection dropped and opened
+    empty for another model), which ``LightMemory.reindex()`` uses to move it to a new
+    embedder, :class:`VectorBulkLoad` (many records written in one pass), which ``lightmem
+    import`` uses, and :class:`IndexCompaction` (its files rewritten without the bytes of
+    removed records), which an erase uses, each where it is there.
     """
 
     def open(self, *, model_name: str, dimension: int) -> None: ...
@@ -133,7 +134,9 @@ class ContextRetriever(Protocol):
     A third-party retriever registers as this kind and joins the retrieval chain
     (``retrieval.retrievers`` in the configuration) with a fusion weight. An index may also
     implement :class:`TextBulkLoad` (many records indexed in one pass), which ``lightmem
-    import`` uses where it is there.
+    import`` uses, :class:`TextReset` (emptied for a rebuild), which ``LightMemory.reindex()``
+    uses, and :class:`IndexCompaction` (its files rewritten without the bytes of removed
+    records), which an erase uses, each where it is there.
     """
 
     def index(self, records: Sequence[IndexRecord]) -> None: ...
@@ -182,6 +185,87 @@ class TextBulkLoad(Protocol):
         old words no longer find them), the others kept, and when it returns every record is
         found by ``search`` with its payload's filters and counted by ``count``. The caller
         gives an id at most once in all the chunks. Returns the number of records indexed."""
+        ...
+
+
+@runtime_checkable
+class VectorRecreate(Protocol):
+    """What a vector store (:class:`EmbeddingRetriever`) may also offer: its collection dropped
+    and opened empty for another embedding model, for ``LightMemory.reindex()``.
+
+    Without it a reindex opens the store with the current embedder (``open``), which refuses a
+    collection built with another model or dimension: moving such a store to a new embedder
+    then means deleting its data by hand.
+    """
+
+    def recreate(self, *, model_name: str, dimension: int) -> None:
+        """Drop this collection (every record, and the model and dimension it was opened
+        with) and open it again, empty, for ``model_name`` and ``dimension``, as ``open`` of a
+        new collection would: afterwards ``count`` is 0, records of ``dimension`` floats are
+        written and found, and a later ``open`` with this model and dimension keeps them. Other
+        collections of the same path or server are left as they are. Called only by a
+        reindex, never implicitly."""
+        ...
+
+
+@runtime_checkable
+class TextReset(Protocol):
+    """What a text index (:class:`ContextRetriever`) may also offer: emptied for a rebuild,
+    for ``LightMemory.reindex()``, which then indexes every active entry again.
+
+    Without it a reindex deletes every entry's id from the index before indexing them again;
+    an index that keeps files it cannot read any more (damaged) needs this to start afresh.
+    """
+
+    def reset(self) -> str | os.PathLike[str] | None:
+        """Empty the index: afterwards ``count`` is 0, nothing is found, and records indexed
+        are found as in a new index. A damaged file may be moved aside and kept rather than
+        deleted: returns where it went (the reindex logs it), ``None`` where nothing was
+        moved."""
+        ...
+
+
+@runtime_checkable
+class IndexCompaction(Protocol):
+    """What an index (a vector store, a text index or a graph) may also offer: its files
+    rewritten so that no byte of a removed record remains, for an erase (``erase_scope``),
+    which calls it on every index that has it after removing the tenant's records, and lists
+    those indexes in the receipt's ``compacted``.
+
+    Without it the removed records are gone from every answer, but their bytes may stay in
+    the index's files until the engine reuses the space.
+    """
+
+    def compact(self) -> None:
+        """Rewrite the index's storage without the bytes of deleted records (a ``VACUUM``, a
+        rebuilt shard, ...). The records kept are unchanged: ``count`` and every search give
+        what they gave before, and a reopened persistent index still holds them."""
+        ...
+
+
+@runtime_checkable
+class SchemaInPrompt(Protocol):
+    """What a memory manager (:class:`MemoryManager`) may also declare: the endpoint puts the
+    ``json_schema`` it is given into the prompt it caches (KV caching, ``kv_cache``).
+
+    Where ``schema_in_prompt`` is ``True`` and ``kv_cache`` is on, the core sends each request
+    kind's one general schema, the same in every call, so the cached prompt prefix stays the
+    same from call to call; otherwise it may send a stricter schema per call.
+    """
+
+    #: ``True``: the endpoint puts ``json_schema`` into the prompt it caches.
+    schema_in_prompt: bool
+
+
+@runtime_checkable
+class CacheStats(Protocol):
+    """What a memory manager (:class:`MemoryManager`) may also offer: its own KV cache
+    counters, shown under ``backend`` in ``stats()["kv_cache"]`` beside the core's own."""
+
+    def cache_stats(self) -> dict[str, Any]:
+        """The backend's cache counters as a JSON-serialisable mapping (numbers, strings, lists
+        and mappings of them), read at the time of the call, without changing them; safe to
+        call at any time, before the first completion too."""
         ...
 
 

@@ -101,9 +101,10 @@ class RecordStore(Protocol):
     Every method is safe to call from several threads. A method that changes several rows
     changes all of them or none. A store may also implement :class:`EntryFacets` (a read of
     many entries' segment and speaker) and :class:`EntryPositions` (their places in the
-    store's order), which searches use where they are there, and :class:`EntryRestore`
+    store's order), which searches use where they are there, :class:`EntryRestore`
     (entries and history put back as exported), which ``lightmem import`` uses where it is
-    there.
+    there, and :class:`ScopeErase` (every trace of a tenant removed), without which
+    ``erase_scope`` is refused.
     """
 
     # -- metadata --------------------------------------------------------------------------
@@ -329,4 +330,26 @@ class EntryPositions(Protocol):
         (as the entries of one batch, in the order given) differ by one, unless another writer
         stored entries between them. Ids of no entry are left out. A read of the index on
         ``id``, not of whole entries."""
+        ...
+
+
+@runtime_checkable
+class ScopeErase(Protocol):
+    """What a record store may also offer: every trace of a tenant removed, for
+    ``LightMemory.erase_scope`` (``lightmem erase``, the service's erase endpoint).
+
+    Without it an erase is refused before anything is removed: nothing else in the contract
+    deletes messages, batches or history.
+    """
+
+    def erase_scope(
+        self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
+        """Remove, atomically, every message, extraction batch, entry (of any status), source
+        link, history row and queued update of the scopes matching the fields given (a field
+        not given matches any value: ``user_id="alice"`` matches Alice's scopes whatever their
+        agent and run; a scope with the field unset does not match). The core gives at least
+        one field. Returns ``{"entry_ids": [...], "entries": n, "messages": n, "history": n,
+        "batches": n}``: the ids of the entries removed and how many of each were removed.
+        Scopes that do not match keep everything."""
         ...

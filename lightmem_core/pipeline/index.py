@@ -16,7 +16,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from lightmem_hookspecs import IndexRecord, MemoryEntry, entry_payload
+from lightmem_hookspecs import (
+    IndexRecord,
+    MemoryEntry,
+    TextReset,
+    VectorRecreate,
+    entry_payload,
+)
 
 from ..errors import StoreError
 from ..indexing import embedded_text, index_text, speaker_of, with_speakers
@@ -246,17 +252,18 @@ class Indexer:
     def reindex(self) -> int:
         """Rebuild every index from the record store; returns the number of active entries.
 
-        A vector store with ``recreate`` is dropped and created for the current embedder, so
-        this is how a store built with another embedding model is moved to this one.
+        A vector store offering :class:`~lightmem_hookspecs.VectorRecreate` is dropped and
+        created for the current embedder, so this is how a store built with another embedding
+        model is moved to this one; a text index offering
+        :class:`~lightmem_hookspecs.TextReset` is emptied first.
         """
         store, backends = self.rt.store, self.rt.backends
         embedder = self.rt.embedder
         for vector in backends.vector_indexes():
             if embedder is None:
                 raise StoreError("an embedding_retriever needs a text_embedder to index entries")
-            recreate = getattr(vector, "recreate", None)
-            if callable(recreate):
-                recreate(model_name=embedder.model_name, dimension=embedder.dimension)
+            if isinstance(vector, VectorRecreate):
+                vector.recreate(model_name=embedder.model_name, dimension=embedder.dimension)
             else:
                 vector.open(model_name=embedder.model_name, dimension=embedder.dimension)
         if embedder is not None and backends.vector_indexes():
@@ -265,9 +272,8 @@ class Indexer:
             current = fingerprint(embedder, self.rt.config.speaker_vector_weight)
             check_embedder(store, current, record=True)
         for text in backends.text_indexes():
-            reset = getattr(text, "reset", None)  # emptied (a damaged file set aside) first
-            if callable(reset):
-                moved = reset()
+            if isinstance(text, TextReset):  # emptied (a damaged file set aside) first
+                moved = text.reset()
                 if moved is not None:
                     log.warning(
                         "reindex: the %s text index was damaged; moved to %s and rebuilt from "

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
+from lightmem_hookspecs import SchemaInPrompt
 
 from ..backends import AccountedEmbedder, AccountedLLM, Backends
 from ..config import LightMemConfig
@@ -141,7 +142,11 @@ class Runtime:
             overrides = {k: v for k, v in attrs.asdict(self.config.prompts).items() if v}
             kv_cache = bool(self.config.kv_cache) and self.config.memory_manager is not None
             llm = self.llm if kv_cache else None
-            stable = llm is not None and getattr(llm.backend, "schema_in_prompt", False) is True
+            stable = (
+                llm is not None
+                and isinstance(llm.backend, SchemaInPrompt)
+                and llm.backend.schema_in_prompt is True
+            )
             self._prompts = Prompts(**overrides, stable_schema=stable, cacheable=kv_cache)
         return self._prompts
 

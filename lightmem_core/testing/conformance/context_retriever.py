@@ -40,7 +40,12 @@ Where the index also offers :class:`~lightmem_hookspecs.TextBulkLoad` (``bulk_in
 suite checks it too (skipped otherwise): it reads a generator of chunks to the end, returns the
 number of records, and leaves what ``index`` of each chunk would (every record searchable,
 ranked and filtered, counted; into an index with records, an id's old text and payload
-replaced, the others kept).
+replaced, the others kept). Where it offers :class:`~lightmem_hookspecs.TextReset`
+(``reset``): the index is empty afterwards (a sound one moved nowhere: ``None``), indexes and
+finds records again, and (persistent indexes) stays empty across a reopen. Where it offers
+:class:`~lightmem_hookspecs.IndexCompaction` (``compact``): after deletions, the records kept
+are counted and found in the same order with the same filters, also after a reopen, the
+deleted ones still gone.
 """
 
 from __future__ import annotations
@@ -48,7 +53,14 @@ from __future__ import annotations
 import math
 
 import pytest
-from lightmem_hookspecs import ContextRetriever, IndexRecord, SearchFilter, TextBulkLoad
+from lightmem_hookspecs import (
+    ContextRetriever,
+    IndexCompaction,
+    IndexRecord,
+    SearchFilter,
+    TextBulkLoad,
+    TextReset,
+)
 
 from .filters import FILTER_PAYLOADS, FILTERS, payload
 
@@ -316,6 +328,52 @@ class ContextRetrieverConformance:
         }
         assert ranked.bulk_index(iter([])) == 0
         assert ranked.count() == len(RANKING_RECORDS) + len(FILTER_RECORDS)
+
+    # -- the optional reset (``TextReset``) -------------------------------------------------
+
+    def require_reset(self, backend) -> None:
+        if not isinstance(backend, TextReset):
+            pytest.skip("the index does not offer reset (TextReset is optional)")
+
+    def test_reset_empties_the_index(self, ranked, make_backend):
+        self.require_reset(ranked)
+        assert ranked.reset() is None, "a sound index was reported as moved aside"
+        assert ranked.count() == 0
+        assert ranked.search("dog rex", limit=10) == []
+        ranked.index([RANKING_RECORDS[1]])
+        assert ranked.count() == 1
+        assert self.ids(ranked.search("stock market", limit=3)) == ["r2"]
+        assert ranked.search("dog rex", limit=10) == []
+        if self.persistent:
+            again = self.reopen(ranked, make_backend)
+            assert again.count() == 1
+            assert again.search("dog rex", limit=10) == []
+
+    # -- the optional compaction (``IndexCompaction``) --------------------------------------
+
+    def require_compact(self, backend) -> None:
+        if not isinstance(backend, IndexCompaction):
+            pytest.skip("the index does not offer compact (IndexCompaction is optional)")
+
+    def test_compact_keeps_the_records_left(self, garden, make_backend):
+        self.require_compact(garden)
+        gone = {"f1", "f4"}
+        garden.delete(sorted(gone))
+        kept = [r for r in FILTER_RECORDS if r.id not in gone]
+        before = self.ids(garden.search("garden", limit=100))
+        garden.compact()
+        assert garden.count() == len(kept)
+        assert self.ids(garden.search("garden", limit=100)) == before
+        assert not gone & set(before), "a deleted record is still found"
+        for name, flt in FILTERS.items():
+            expected = {r.id for r in kept if flt.matches(r.id, r.payload)}
+            got = self.ids(garden.search("garden", limit=100, filter=flt))
+            assert set(got) == expected and len(got) == len(expected), name
+        garden.compact()  # twice is harmless
+        if self.persistent:
+            again = self.reopen(garden, make_backend)
+            assert again.count() == len(kept)
+            assert self.ids(again.search("garden", limit=100)) == before
 
     # -- persistence (``persistent = True`` and ``make_backend``) ---------------------------
 

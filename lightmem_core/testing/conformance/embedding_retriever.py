@@ -46,7 +46,12 @@ Where the store also offers :class:`~lightmem_hookspecs.VectorBulkLoad` (``bulk_
 suite checks it too (skipped otherwise): it reads a generator of chunks to the end, returns the
 number of records, and leaves what ``upsert`` of each chunk would (every record searchable
 with its cosine and filters, counted; into a store with records, an id's vector and payload
-replaced, the others kept).
+replaced, the others kept). Where it offers :class:`~lightmem_hookspecs.VectorRecreate`
+(``recreate``): the collection is empty afterwards, takes and finds vectors of the new
+dimension, and (persistent stores) reopens with the new model and refuses the old one. Where
+it offers :class:`~lightmem_hookspecs.IndexCompaction` (``compact``): after deletions, the
+records kept are counted, found with the same scores and filters, and kept across a reopen,
+the deleted ones still gone.
 """
 
 from __future__ import annotations
@@ -55,7 +60,14 @@ import math
 import random
 
 import pytest
-from lightmem_hookspecs import EmbeddingRetriever, IndexRecord, SearchFilter, VectorBulkLoad
+from lightmem_hookspecs import (
+    EmbeddingRetriever,
+    IndexCompaction,
+    IndexRecord,
+    SearchFilter,
+    VectorBulkLoad,
+    VectorRecreate,
+)
 
 from .filters import FILTER_PAYLOADS, FILTERS, payload
 
@@ -384,6 +396,63 @@ class EmbeddingRetrieverConformance:
         assert self.ids(ranked.search(list(axis(4)), limit=1)) == ["r4"]
         assert ranked.bulk_upsert(iter([])) == 0
         assert ranked.count() == len(RANKING_RECORDS) + len(FILTER_RECORDS)
+
+    # -- the optional recreate (``VectorRecreate``) ------------------------------------------
+
+    def require_recreate(self, backend) -> None:
+        if not isinstance(backend, VectorRecreate):
+            pytest.skip("the store does not offer recreate (VectorRecreate is optional)")
+
+    def test_recreate_empties_the_collection_for_another_model(self, ranked, new_backend):
+        self.require_recreate(ranked)
+        wide = DIM * 2
+        ranked.recreate(model_name=OTHER_MODEL, dimension=wide)
+        assert ranked.count() == 0
+        query = tuple(1.0 if i == wide - 1 else 0.0 for i in range(wide))
+        assert ranked.search(list(query), limit=5) == []
+        ranked.upsert([IndexRecord("w1", "wide one", payload(), query)])
+        assert ranked.count() == 1
+        hits = ranked.search(list(query), limit=5)
+        assert self.ids(hits) == ["w1"]
+        assert hits[0][1] == pytest.approx(1.0, abs=1e-3)
+        if not self.persistent:
+            return
+        again = self.reopen(ranked, new_backend, model_name=OTHER_MODEL, dimension=wide)
+        assert again.count() == 1
+        assert self.ids(again.search(list(query), limit=5)) == ["w1"]
+        again.close()
+        refused = new_backend()
+        with pytest.raises((ValueError, RuntimeError)):
+            refused.open(model_name=MODEL, dimension=DIM)
+
+    # -- the optional compaction (``IndexCompaction``) --------------------------------------
+
+    def require_compact(self, backend) -> None:
+        if not isinstance(backend, IndexCompaction):
+            pytest.skip("the store does not offer compact (IndexCompaction is optional)")
+
+    def test_compact_keeps_the_records_left(self, garden, new_backend):
+        self.require_compact(garden)
+        gone = {"f1", "f4"}
+        garden.delete(sorted(gone))
+        kept = [r for r in FILTER_RECORDS if r.id not in gone]
+        before = garden.search(list(FILTER_QUERY), limit=50)
+        garden.compact()
+        assert garden.count() == len(kept)
+        after = garden.search(list(FILTER_QUERY), limit=50)
+        assert self.ids(after) == self.ids(before)
+        assert not gone & set(self.ids(after)), "a deleted record came back"
+        for (_, score), (_, was) in zip(after, before, strict=True):
+            assert score == pytest.approx(was, abs=1e-3)
+        for name, search_filter in FILTERS.items():
+            got = self.ids(garden.search(list(FILTER_QUERY), limit=50, filter=search_filter))
+            wanted = {r.id for r in kept if search_filter.matches(r.id, r.payload)}
+            assert set(got) == wanted and len(got) == len(wanted), name
+        garden.compact()  # twice is harmless
+        if self.persistent:
+            again = self.reopen(garden, new_backend)
+            assert again.count() == len(kept)
+            assert self.ids(again.search(list(FILTER_QUERY), limit=50)) == self.ids(before)
 
     # -- persistence (skipped where ``persistent`` is False) ------------------------------------
 

@@ -33,7 +33,10 @@ What is checked, against the reference semantics in ``lightmem_hookspecs.graph``
   one scope, subject and label; a restatement or a non-exclusive relation closes nothing;
   deleting the closer reopens; ``Validity`` ``at`` / ``start``-``end`` / ``current`` select;
 - ``entry_counts``: distinct entries per entity, under every filter, following changes;
-- persistence: a new instance sees entities, aliases, relations with their validity, entries.
+- persistence: a new instance sees entities, aliases, relations with their validity, entries;
+- where the graph offers :class:`~lightmem_hookspecs.IndexCompaction` (``compact``; skipped
+  otherwise): after a deletion, the relations, entities, entries and walks left are unchanged,
+  also after a reopen.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from lightmem_hookspecs import (
     Entity,
     GraphHit,
     GraphMemory,
+    IndexCompaction,
     Relation,
     Scope,
     SearchFilter,
@@ -642,6 +646,26 @@ class GraphMemoryConformance:
     def test_undated_relations_are_always_valid(self, backend):
         self.index_each(backend, [rel("u", "Alice", "likes", "Jazz")])
         assert len(backend.relations(validity=Validity(at=day(-1000)))) == 1
+
+    # -- the optional compaction (``IndexCompaction``) --------------------------------------
+
+    def test_compact_keeps_what_is_left(self, garden, new_backend):
+        if not isinstance(garden, IndexCompaction):
+            pytest.skip("the graph does not offer compact (IndexCompaction is optional)")
+        garden.delete(["f2"])
+        relations = self.by_id(garden.relations())
+        entities = {e.id: e for e in garden.entities()}
+        hits = summary(garden.search([ALICE], limit=50, hops=4))
+        garden.compact()
+        assert self.by_id(garden.relations()) == relations
+        assert {e.id: e for e in garden.entities()} == entities
+        assert garden.entry_ids() == set(GARDEN_ENTRIES) - {"f2"}
+        assert summary(garden.search([ALICE], limit=50, hops=4)) == hits
+        garden.compact()  # twice is harmless
+        if self.persistent:
+            again = self.reopen(garden, new_backend)
+            assert self.by_id(again.relations()) == relations
+            assert summary(again.search([ALICE], limit=50, hops=4)) == hits
 
     # -- persistence ---------------------------------------------------------------------------
 

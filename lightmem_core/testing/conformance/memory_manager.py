@@ -12,6 +12,12 @@ Class attributes a subclass may set:
 - ``supports_json_schema`` — the backend constrains output when given ``json_schema``.
 - ``max_retries`` — the retry bound the ``backend`` fixture was configured with; the suite
   checks that a failing endpoint sees exactly ``1 + max_retries`` requests.
+
+The optional KV-cache capabilities are checked where the backend offers them (skipped
+otherwise): :class:`~lightmem_hookspecs.SchemaInPrompt` (``schema_in_prompt`` is a bool; where
+it is ``True`` and a ``server`` is given, the ``json_schema`` reaches the endpoint as given) and
+:class:`~lightmem_hookspecs.CacheStats` (``cache_stats()`` is a JSON-serialisable mapping,
+before the first completion too, and reading it changes nothing).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import json
 from typing import Any, ClassVar
 
 import pytest
-from lightmem_hookspecs import Completion, MemoryManager
+from lightmem_hookspecs import CacheStats, Completion, MemoryManager, SchemaInPrompt
 
 from ..openai_server import Fault, OpenAICompatibleServer
 
@@ -139,3 +145,36 @@ class MemoryManagerConformance:
         assert "500" in message, f"the error should name the HTTP status: {message}"
         if self.max_retries is not None:
             assert len(server.chat_requests) == 1 + self.max_retries
+
+    # -- the optional KV-cache capabilities (``SchemaInPrompt``, ``CacheStats``) -------------
+
+    def test_schema_in_prompt_is_declared_as_a_bool(self, backend: Any, conformance_server) -> None:
+        declares = isinstance(backend, SchemaInPrompt)  # a flag: ``backend`` stays Any
+        if not declares:
+            pytest.skip("the backend does not declare schema_in_prompt (SchemaInPrompt)")
+        assert isinstance(backend.schema_in_prompt, bool)
+        if not backend.schema_in_prompt or conformance_server is None:
+            return
+        conformance_server.queue('{"facts": []}')
+        backend.complete(PROMPT, json_schema=SCHEMA)
+        response_format = conformance_server.chat_requests[-1].response_format
+        assert response_format is not None, "schema_in_prompt, yet the schema was not sent"
+        if response_format["type"] == "json_schema":
+            assert response_format["json_schema"]["schema"] == SCHEMA
+
+    def test_cache_stats_are_a_json_mapping_read_without_change(
+        self, backend: Any, conformance_server
+    ) -> None:
+        offers = isinstance(backend, CacheStats)  # a flag: ``backend`` stays Any
+        if not offers:
+            pytest.skip("the backend does not offer cache_stats (CacheStats is optional)")
+        first = backend.cache_stats()
+        assert isinstance(first, dict)
+        json.dumps(first)  # it is shown in stats()["kv_cache"]
+        if conformance_server is not None:
+            conformance_server.queue("Rex is the user's dog.")
+        backend.complete(PROMPT)
+        after = backend.cache_stats()
+        assert isinstance(after, dict)
+        assert json.loads(json.dumps(after)) == after, "cache_stats must be JSON values"
+        assert backend.cache_stats() == after, "reading cache_stats changed them"

@@ -37,10 +37,12 @@ and the batch claimable again.
 The optional capabilities are checked where the store offers them (skipped otherwise):
 :class:`~lightmem_hookspecs.EntryFacets` (segment and speaker of the active entries asked for),
 :class:`~lightmem_hookspecs.EntryPositions` (places in the order entries were stored, one apart
-within a batch, kept by a retired entry) and :class:`~lightmem_hookspecs.EntryRestore` (entries
+within a batch, kept by a retired entry), :class:`~lightmem_hookspecs.EntryRestore` (entries
 restored with their ids, statuses, time stamps, scopes and provenance, no history row written,
 unindexed, with a new revision; ids already stored or repeated skipped; history rows appended
-with their own time stamps).
+with their own time stamps) and :class:`~lightmem_hookspecs.ScopeErase` (every message, batch,
+entry, history row and queued update of the matching scopes removed, the counts and ids
+returned, other scopes untouched).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from lightmem_hookspecs import (
     Message,
     RecordStore,
     Scope,
+    ScopeErase,
     Usage,
 )
 
@@ -634,6 +637,79 @@ class RecordStoreConformance:
         assert found["e4"] - found["e3"] == 1, "a retired entry keeps its place"
         assert found["e3"] > found["e2"], "a later batch stands later"
         assert store.entry_positions([]) == {}
+
+    # -- the optional erase (``ScopeErase``) ------------------------------------------------
+
+    def require_erase(self, store) -> None:
+        if not isinstance(store, ScopeErase):
+            pytest.skip("the store does not offer erase_scope (ScopeErase is optional)")
+
+    @staticmethod
+    def _tenant(store: Any, scope: Scope, tag: str) -> list[str]:
+        """Two extracted messages and a pending one, two entries (one edited, one retired),
+        a queued update: every kind of row an erase must reach. Returns the entry ids."""
+        done = batched(store, [f"{tag}-m1", f"{tag}-m2"], scope)
+        store.claim_batch(done)
+        store.complete_batch(
+            done,
+            [
+                entry(f"{tag}-e1", f"{tag} one", [f"{tag}-m1"], scope),
+                entry(f"{tag}-e2", f"{tag} two", [f"{tag}-m2"], scope),
+            ],
+        )
+        store.update_entry_text(f"{tag}-e1", f"{tag} one, edited", "edit")
+        store.retire_entry(f"{tag}-e2", action="delete", reason="conformance")
+        batched(store, [f"{tag}-m3"], scope)
+        return [f"{tag}-e1", f"{tag}-e2"]
+
+    def test_erase_scope_removes_every_trace_of_the_matching_scopes(self, store):
+        self.require_erase(store)
+        alice = self._tenant(store, ALICE, "a")
+        alice_bot = self._tenant(store, ALICE_BOT, "ab")
+        bob = self._tenant(store, BOB, "b")
+        store.save_update_queue({"a-e1": [("ab-e1", 0.9)], "b-e1": [("b-e2", 0.8)]})
+        bob_history = store.history("b-e1") + store.history("b-e2")
+        alice_history = sum(len(store.history(eid)) for eid in alice + alice_bot)
+        assert alice_history == 8  # per entry: add, then update or delete
+        every_state = list(BatchState)
+
+        removed = store.erase_scope(user_id="alice")
+        assert sorted(removed["entry_ids"]) == sorted(alice + alice_bot)
+        assert removed["entries"] == 4
+        assert removed["messages"] == 6
+        assert removed["batches"] == 4
+        assert removed["history"] == alice_history
+
+        for scope in (ALICE, ALICE_BOT):
+            assert store.entries(status=None, scope=scope) == []
+            assert store.journal(scope=scope) == []
+            assert store.batches(every_state, scope=scope) == []
+        for eid in alice + alice_bot:
+            assert store.get_entry(eid) is None
+            assert store.history(eid) == []
+        assert store.messages_by_id(["a-m1", "ab-m3"]) == {}
+        assert store.update_queue() == {"b-e1": [("b-e2", 0.8)]}
+
+        assert sorted(e.id for e in store.entries(status=None, scope=BOB)) == bob
+        assert [r.message.id for r in store.journal(scope=BOB)] == ["b-m1", "b-m2", "b-m3"]
+        assert len(store.batches(every_state, scope=BOB)) == 2
+        assert store.history("b-e1") + store.history("b-e2") == bob_history
+        assert store.get_entry("b-e1").memory == "b one, edited"
+
+    def test_erase_scope_matches_only_the_fields_given(self, store):
+        self.require_erase(store)
+        alice = self._tenant(store, ALICE, "a")
+        alice_bot = self._tenant(store, ALICE_BOT, "ab")
+        removed = store.erase_scope(agent_id="bot")
+        assert sorted(removed["entry_ids"]) == alice_bot
+        assert sorted(e.id for e in store.entries(status=None)) == alice, (
+            "a scope without the agent was erased by agent_id='bot'"
+        )
+        nothing = store.erase_scope(user_id="nobody")
+        assert list(nothing["entry_ids"]) == []
+        assert (nothing["entries"], nothing["messages"]) == (0, 0)
+        assert (nothing["history"], nothing["batches"]) == (0, 0)
+        assert len(store.journal(scope=ALICE)) == 3
 
     def test_usage_is_summed_per_operation(self, store):
         store.add_usage("add_memory", Usage(llm_calls=1, prompt_tokens=100, completion_tokens=10))

@@ -59,8 +59,9 @@ class LlamaCppManager:
     prompt alone (see :mod:`lightmem_llamacpp.kvcache`). With ``kv_cache_dir`` (configuration
     ``kv_cache: true``) the state of each recurring prompt prefix is kept in a file there and
     restored by later calls; ``Completion.cached_tokens`` counts the prompt tokens not
-    evaluated again and :meth:`cache_stats` the totals. An unusable cache file is removed and
-    rebuilt with a :class:`KVCacheWarning`.
+    evaluated again and :meth:`cache_stats` the totals (the optional
+    :class:`~lightmem_hookspecs.CacheStats`). An unusable cache file is removed and rebuilt
+    with a :class:`KVCacheWarning`.
     """
 
     def __init__(
@@ -188,7 +189,8 @@ class LlamaCppManager:
         saved prefix); ``prompt_tokens``; ``restored_tokens`` (from cache files),
         ``reused_tokens`` (whole blocks of the previous prompt still in the worker) and
         ``evaluated_tokens`` (the rest); ``states_saved``; ``states_rebuilt`` (unusable files
-        replaced); and the cache folder's ``files`` and ``bytes``."""
+        replaced); and the cache folder's ``files`` and ``bytes``
+        (:meth:`lightmem_hookspecs.CacheStats.cache_stats`)."""
         with self._lock:
             stats: dict[str, Any] = dict(self._stats)
         stats["kv_cache_dir"] = str(self.kv_cache_dir) if self.kv_cache_dir else None

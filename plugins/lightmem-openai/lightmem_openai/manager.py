@@ -175,8 +175,9 @@ class OpenAIChatManager:
     :mod:`lightmem_core.llm.prompts`) so a server's prefix cache (vLLM, SGLang, OpenAI's prompt
     caching) applies; the cached prompt tokens the server reports
     (``usage.prompt_tokens_details.cached_tokens``) come back as ``Completion.cached_tokens``.
-    The schema travels with the prompt (``schema_in_prompt``), so with ``kv_cache`` on the core
-    sends one schema per request kind.
+    The schema travels with the prompt (``schema_in_prompt``: the optional
+    :class:`~lightmem_hookspecs.SchemaInPrompt`), so with ``kv_cache`` on the core sends one
+    schema per request kind.
     """
 
     #: OpenAI caches ``response_format`` with the prompt: with ``kv_cache`` the core keeps it

@@ -253,8 +253,8 @@ def _entry_columns(
 
 class PostgresRecordStore:
     """The record store on Postgres (implements :class:`lightmem_hookspecs.RecordStore`, and
-    the optional :class:`~lightmem_hookspecs.EntryFacets` and
-    :class:`~lightmem_hookspecs.EntryRestore`).
+    the optional :class:`~lightmem_hookspecs.EntryFacets`,
+    :class:`~lightmem_hookspecs.EntryRestore` and :class:`~lightmem_hookspecs.ScopeErase`).
 
     Any number of instances, in any number of processes, may use one schema at once.
     """
@@ -1180,7 +1180,8 @@ class PostgresRecordStore:
         """Remove every message, batch, entry, source link, history row and queued update of
         the scopes matching the given fields (a field not given matches any value), in one
         transaction. Returns the ids of the removed entries and the counts. (The rows' bytes
-        leave the data files when Postgres vacuums them.)"""
+        leave the data files when Postgres vacuums them.)
+        (:meth:`lightmem_hookspecs.ScopeErase.erase_scope`)"""
         given = [
             (f, v)
             for f, v in (("user_id", user_id), ("agent_id", agent_id), ("run_id", run_id))

@@ -59,7 +59,8 @@ class PgVectorRetriever:
     """One table per instance: ``id`` (any string), the payload columns, ``embedding``.
 
     Implements :class:`lightmem_hookspecs.EmbeddingRetriever` and the optional
-    :class:`lightmem_hookspecs.VectorBulkLoad` (:meth:`bulk_upsert`)."""
+    :class:`lightmem_hookspecs.VectorBulkLoad` (:meth:`bulk_upsert`) and
+    :class:`lightmem_hookspecs.VectorRecreate` (:meth:`recreate`)."""
 
     def __init__(self, options: PgVectorOptions, *, table: str) -> None:
         self.options = options
@@ -148,7 +149,8 @@ class PgVectorRetriever:
             )
 
     def recreate(self, *, model_name: str, dimension: int) -> None:
-        """Drop this table and open it empty for another model (``lightmem reindex``)."""
+        """Drop this table and open it empty for another model (``lightmem reindex``;
+        :meth:`lightmem_hookspecs.VectorRecreate.recreate`)."""
         with self.db.connection("recreating the vector table") as conn, conn.transaction():
             pg.ensure_schema_locked(conn, self.schema)
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._t))

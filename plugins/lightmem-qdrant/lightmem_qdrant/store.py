@@ -25,6 +25,9 @@ class QdrantRetriever:
     for a local path) or ``client`` (qdrant-client: in memory, a qdrant-client folder, or a
     server). Entry ids map to point ids with :func:`~lightmem_qdrant.common.point_id`; the
     original id is kept in the payload field ``lightmem_id``.
+
+    Also implements the optional :class:`~lightmem_hookspecs.VectorRecreate` (:meth:`recreate`)
+    and :class:`~lightmem_hookspecs.IndexCompaction` (:meth:`compact`).
     """
 
     def __init__(self, options: QdrantOptions | None = None, *, memory_dir: str = ".") -> None:
@@ -183,7 +186,8 @@ class QdrantRetriever:
 
     def compact(self) -> None:
         """Rewrite the embedded store's files without the bytes of deleted points (after an
-        erase); a Qdrant server reclaims them with its own optimizer."""
+        erase); a Qdrant server reclaims them with its own optimizer
+        (:meth:`lightmem_hookspecs.IndexCompaction.compact`)."""
         engine = self._opened("compact")
         compact = getattr(engine, "compact", None)
         if callable(compact):
@@ -192,7 +196,8 @@ class QdrantRetriever:
     def recreate(self, *, model_name: str, dimension: int) -> None:
         """Drop THIS collection and create it empty for another model (for ``reindex``).
 
-        Never called implicitly. Other collections in the same path or server are untouched.
+        Never called implicitly. Other collections in the same path or server are untouched
+        (:meth:`lightmem_hookspecs.VectorRecreate.recreate`).
         """
         engine, self._engine = self._engine or self._make_engine(), None
         engine.drop()

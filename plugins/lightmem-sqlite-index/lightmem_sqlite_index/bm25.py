@@ -111,6 +111,9 @@ class SQLiteBM25Retriever:
     ``analyzer`` turns text into terms (records and queries alike); ``k1`` and ``b`` are the
     BM25 parameters; ``merge_after`` bounds the posting rows a term may have before they are
     merged into one.
+
+    Also implements the optional :class:`~lightmem_hookspecs.TextReset` (:meth:`reset`) and
+    :class:`~lightmem_hookspecs.IndexCompaction` (:meth:`compact`).
     """
 
     def __init__(
@@ -391,12 +394,14 @@ class SQLiteBM25Retriever:
         return [(record_id, by_doc[doc]) for doc, record_id in rows]
 
     def compact(self) -> None:
-        """Rewrite the file so deleted records leave no bytes behind (after an erase)."""
+        """Rewrite the file so deleted records leave no bytes behind (after an erase;
+        :meth:`lightmem_hookspecs.IndexCompaction.compact`)."""
         self.db.compact()
 
     def reset(self) -> Path | None:
         """Empty the index for a rebuild (``lightmem reindex``); a damaged file is moved aside
-        first and kept: returns where it went (``None``: the file was sound)."""
+        first and kept: returns where it went (``None``: the file was sound;
+        :meth:`lightmem_hookspecs.TextReset.reset`)."""
         return self.db.reset()
 
     def close(self) -> None:

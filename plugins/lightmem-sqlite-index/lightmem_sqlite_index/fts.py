@@ -41,6 +41,9 @@ class SQLiteFTSRetriever:
     """A :class:`~lightmem_hookspecs.ContextRetriever` on an SQLite FTS5 file.
 
     ``analyzer`` turns text into terms, for records and queries alike.
+
+    Also implements the optional :class:`~lightmem_hookspecs.TextReset` (:meth:`reset`) and
+    :class:`~lightmem_hookspecs.IndexCompaction` (:meth:`compact`).
     """
 
     def __init__(self, path: str | os.PathLike[str], analyzer: Callable[[str], list[str]]) -> None:
@@ -110,12 +113,14 @@ class SQLiteFTSRetriever:
         return [(record_id, float(score)) for record_id, score in rows]
 
     def compact(self) -> None:
-        """Rewrite the file so deleted records leave no bytes behind (after an erase)."""
+        """Rewrite the file so deleted records leave no bytes behind (after an erase;
+        :meth:`lightmem_hookspecs.IndexCompaction.compact`)."""
         self.db.compact(lambda conn: conn.execute("INSERT INTO terms(terms) VALUES('optimize')"))
 
     def reset(self) -> Path | None:
         """Empty the index for a rebuild (``lightmem reindex``); a damaged file is moved aside
-        first and kept: returns where it went (``None``: the file was sound)."""
+        first and kept: returns where it went (``None``: the file was sound;
+        :meth:`lightmem_hookspecs.TextReset.reset`)."""
         return self.db.reset()
 
     def close(self) -> None:
