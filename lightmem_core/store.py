@@ -265,6 +265,8 @@ class SQLiteRecordStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        #: ``seq`` of entries a facets read saw (it changes only when an erase removes them).
+        self._seqs: dict[str, int] = {}
         check_store_file(self.path)
         try:
             self._db = sqlite3.connect(
@@ -860,20 +862,24 @@ class SQLiteRecordStore:
     def entry_facets(self, ids: Sequence[str]) -> dict[str, tuple[int | None, str | None]]:
         """``{id: (topic_id, speaker)}`` of the active entries among ``ids`` (the speaker's
         name, else its id): what a search reads of a whole pool, without loading entries (the
-        ``entries_facets`` index covers the read)."""
+        ``entries_facets`` index covers the read). The same read notes each entry's ``seq``
+        (the rowid, in every index) for :meth:`entry_positions`."""
         out: dict[str, tuple[int | None, str | None]] = {}
         with self._lock:
             cursor = self._db.cursor()
             cursor.row_factory = None  # plain tuples: this read runs in every search
+            if len(self._seqs) > _SEQ_MEMO:
+                self._seqs.clear()
             for chunk in _chunks(ids if isinstance(ids, list) else list(ids), 500):
                 marks = ",".join("?" * len(chunk))
                 cursor.execute(
-                    "SELECT id, topic_id, speaker_name, speaker_id FROM entries "
+                    "SELECT id, topic_id, speaker_name, speaker_id, seq FROM entries "
                     f"WHERE status = 'active' AND id IN ({marks})",
                     chunk,
                 )
-                for entry_id, topic_id, name, speaker_id in cursor.fetchall():
+                for entry_id, topic_id, name, speaker_id, seq in cursor.fetchall():
                     out[entry_id] = (topic_id, name or speaker_id)
+                    self._seqs[entry_id] = seq
         return out
 
     def get_entry(self, entry_id: str) -> MemoryEntry | None:
@@ -899,19 +905,24 @@ class SQLiteRecordStore:
 
     def entry_positions(self, ids: Sequence[str]) -> dict[str, int]:
         """``{id: seq}`` of the entries among ``ids``: their places in the order they were
-        stored (:class:`lightmem_hookspecs.EntryPositions`). ``seq`` is the rowid, so the
-        unique index on ``id`` covers the read (a condition on ``status`` would make SQLite
-        walk the ``entries_status`` index, every active entry, instead)."""
+        stored (:class:`lightmem_hookspecs.EntryPositions`). An entry's ``seq`` never changes
+        while it exists, so those a facets read just noted are not read again; the others are
+        read through the unique index on ``id`` (``seq`` is the rowid; a condition on
+        ``status`` would make SQLite walk the ``entries_status`` index instead)."""
         out: dict[str, int] = {}
         with self._lock:
+            missing = []
+            for entry_id in ids:
+                seq = self._seqs.get(entry_id)
+                if seq is None:
+                    missing.append(entry_id)
+                else:
+                    out[entry_id] = seq
             cursor = self._db.cursor()
             cursor.row_factory = None  # plain tuples: this read runs in many searches
-            for chunk in _chunks(ids if isinstance(ids, list) else list(ids), 500):
+            for chunk in _chunks(missing, 500):
                 marks = ",".join("?" * len(chunk))
-                cursor.execute(
-                    f"SELECT id, seq FROM entries WHERE id IN ({marks})",
-                    chunk,
-                )
+                cursor.execute(f"SELECT id, seq FROM entries WHERE id IN ({marks})", chunk)
                 out.update(cursor.fetchall())
         return out
 
@@ -1083,6 +1094,7 @@ class SQLiteRecordStore:
                         ).rowcount
                         db.execute(f"DELETE FROM update_queue WHERE entry_id IN ({marks})", chunk)
                     db.execute(f"DELETE FROM entries WHERE {where}", params)
+                    self._seqs.clear()  # an id erased may come back with another seq
                     counts["messages"] = db.execute(
                         f"DELETE FROM messages WHERE {where}", params
                     ).rowcount
@@ -1094,6 +1106,10 @@ class SQLiteRecordStore:
             finally:
                 self._db.execute("PRAGMA secure_delete=OFF")
         return {"entry_ids": ids, **counts}
+
+
+#: How many entries' ``seq`` a store keeps noted before it starts afresh.
+_SEQ_MEMO = 100_000
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -638,6 +638,25 @@ class RecordStoreConformance:
         assert found["e3"] > found["e2"], "a later batch stands later"
         assert store.entry_positions([]) == {}
 
+    def test_positions_after_an_erase_follow_the_entries_stored_again(self, store):
+        """Entries erased and restored in another order stand in the new order, whatever
+        was read of them before (a store may note positions as it reads facets)."""
+        if not isinstance(store, EntryPositions):
+            pytest.skip("the store does not offer entry_positions (EntryPositions is optional)")
+        self.require_erase(store)
+        self.require_restore(store)
+        one, two = entry("e1", "one", []), entry("e2", "two", [])
+        store.restore_entries([one, two])
+        if isinstance(store, EntryFacets):
+            store.entry_facets(["e1", "e2"])
+        before = store.entry_positions(["e1", "e2"])
+        assert before["e1"] < before["e2"]
+        store.erase_scope(user_id=ALICE.user_id)
+        assert store.entry_positions(["e1", "e2"]) == {}, "erased entries have no place"
+        store.restore_entries([two, one])
+        after = store.entry_positions(["e1", "e2"])
+        assert after["e2"] < after["e1"], "the order they were stored in again"
+
     # -- the optional erase (``ScopeErase``) ------------------------------------------------
 
     def require_erase(self, store) -> None:
