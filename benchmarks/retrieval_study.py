@@ -20,8 +20,9 @@ chain (``--depth`` hits each, with their scores), and ranks those pools in sever
 - ``neighbours b=B w=W``: a hit gains B times the fused scores of the turns at most W before or
   after it in its segment (the store's insertion order; SQLite record store only);
 - ``exchange b=B w=W``: the same, counting only the turns another (known) speaker said — the
-  pipeline's ``retrieval.exchange`` (share B, reach W); ``spread b=B w=W``: the same, and those
-  turns join the pool when no retriever returned them;
+  pipeline's ``retrieval.exchange`` (share B, reach W; ``before only`` / ``after only``: from
+  the turns on one side of the hit); ``spread b=B w=W``: the same, and those turns join the
+  pool when no retriever returned them;
 - ``dates x=X``: with the stages above, a hit whose time stamp falls in a month / year the
   question names scores (1 + X) times as much;
 - ``pairs text|sum``: a third list, the 100 entries nearest the question by the vector of the
@@ -157,7 +158,7 @@ class Sample:
                 out.append(other)
         return out
 
-    def exchange(self, entry_id: str, window: int) -> list[str]:
+    def exchange(self, entry_id: str, window: int, side: int = 0) -> list[str]:
         """The entries at most ``window`` before or after ``entry_id`` in its segment that
         another (known) speaker said: the turns of its exchange (in any pool or not). None for
         a one-speaker memory, or an entry of no known speaker."""
@@ -173,6 +174,7 @@ class Sample:
             other = self.all_entries.get(self.by_seq.get(seq + d, ""))
             if (
                 d
+                and d * side >= 0  # side -1: the turns before it only; 1: after it only
                 and other is not None
                 and other.topic_id == entry.topic_id
                 and (them := speaker_name(other)) is not None
@@ -284,6 +286,7 @@ def focused(
     exchange: tuple[float, int] = (0.0, 1),
     spread_to: tuple[float, int] = (0.0, 1),
     dated: float = 0.0,
+    side: int = 0,
     distinct: bool = False,
 ) -> list[str]:
     """RRF (k 10, 50 deep) of the pools, with the pipeline's named-speaker lists (``speaker``
@@ -308,7 +311,7 @@ def focused(
     share, reach = exchange
     if share:
         score = {
-            e: v + share * sum(score.get(n, 0.0) for n in sample.exchange(e, reach))
+            e: v + share * sum(score.get(n, 0.0) for n in sample.exchange(e, reach, side))
             for e, v in score.items()
         }
     share, reach = spread_to
@@ -482,6 +485,13 @@ def variants(bench: str, k: int) -> dict[str, Ranker]:
                         s, i, p, speaker="@speaker", segments=(g, 2), spread_to=(b, w)
                     )
                 )
+    for b in (0.1, 0.2):
+        for side, where in ((-1, "before"), (1, "after")):
+            out[f"speaker+segments g=0.2 m=2+exchange b={b} w=2 {where} only"] = (
+                lambda s, i, v, p, b=b, side=side: focused(
+                    s, i, p, speaker="@speaker", segments=(0.2, 2), exchange=(b, 2), side=side
+                )
+            )
     for x in (0.2, 0.5, 1.0):
         name = f"speaker+segments g=0.2 m=2+exchange b=0.1 w=2+dates x={x}"
         out[name] = lambda s, i, v, p, x=x: focused(
