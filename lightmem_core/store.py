@@ -27,7 +27,7 @@ from lightmem_hookspecs import (
     Usage,
 )
 
-from .errors import StoreError
+from .errors import InputError, StoreError
 from .scope import SCOPE_FIELDS, scope_key
 
 #: 2: message ids unique per scope (``scope_key``), unset scope values stored as NULL (never
@@ -1075,7 +1075,9 @@ class SQLiteRecordStore:
             if v is not None
         ]
         if not given:
-            raise StoreError("erase_scope: name a user_id, agent_id or run_id")
+            raise InputError(
+                "erase_scope: name a user_id, agent_id or run_id (none would erase every scope)"
+            )
         where = " AND ".join(f"{f} = ?" for f, _ in given)
         params = [v for _, v in given]
         with self._lock:

@@ -730,6 +730,17 @@ class RecordStoreConformance:
         assert (nothing["history"], nothing["batches"]) == (0, 0)
         assert len(store.journal(scope=ALICE)) == 3
 
+    def test_erase_scope_naming_no_field_is_refused_and_removes_nothing(self, store):
+        """The core always names a field; a call naming none (every scope) is a mistake the
+        store refuses as a ``ValueError`` before removing anything."""
+        self.require_erase(store)
+        alice = self._tenant(store, ALICE, "a")
+        with pytest.raises(ValueError):
+            store.erase_scope()
+        with pytest.raises(ValueError):
+            store.erase_scope(user_id=None, agent_id=None, run_id=None)
+        assert sorted(e.id for e in store.entries(status=None)) == alice
+
     def test_usage_is_summed_per_operation(self, store):
         store.add_usage("add_memory", Usage(llm_calls=1, prompt_tokens=100, completion_tokens=10))
         store.add_usage(

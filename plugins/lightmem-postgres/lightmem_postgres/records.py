@@ -1188,7 +1188,9 @@ class PostgresRecordStore:
             if v is not None
         ]
         if not given:
-            raise ValueError("erase_scope: name a user_id, agent_id or run_id")
+            raise ValueError(
+                "erase_scope: name a user_id, agent_id or run_id (none would erase every scope)"
+            )
         where = " AND ".join(f"{f} = %s" for f, _ in given)
         params = [v for _, v in given]
         with (
