@@ -316,7 +316,8 @@ class SQLiteBM25Retriever:
             if not docs_parts:
                 return []
             docs, scores = _sum_by_doc(np.concatenate(docs_parts), np.concatenate(score_parts))
-            return self._best(conn, docs, scores, limit, where, params, _indexed(filter))
+            indexed = n_docs if _indexed(filter) else 0
+            return self._best(conn, docs, scores, limit, where, params, indexed)
 
     def _best(
         self,
@@ -326,13 +327,14 @@ class SQLiteBM25Retriever:
         limit: int,
         where: list[str],
         params: list[Any],
-        indexed: bool = False,
+        indexed: int = 0,
     ) -> list[tuple[str, float]]:
         """The ``limit`` best candidates that pass the filter, best first, ties by id.
 
-        ``indexed``: the filter names a field with an index of its own. When the first slice
-        shows that few records pass, the records that do are read through that index (at
-        most as many as the slices would still look up) and only they are checked further.
+        ``indexed``: the number of records in the index when the filter names a field with an
+        index of its own (else 0). When the first slice falls short and so few records pass
+        that reading them all costs less than the slices would still look up, they are read
+        through that index and only the candidates among them are checked further.
         """
         n = len(docs)
         if not where and n > limit:
@@ -359,27 +361,32 @@ class SQLiteBM25Retriever:
                     if not len(left) or scores[left].max() < found[limit - 1][1]:
                         break
                 elif indexed and where and len(left) > size:
-                    # Few pass: the slices would look up ~(limit - found) / rate more records.
-                    rate = (len(found) + 0.5) / len(chunk)
-                    passing = self._passing(
-                        conn, where, params, int(4 * (limit - len(found)) / rate)
-                    )
+                    # P records pass out of N: the slices still look up ~(limit - found) x N / P
+                    # whole records, reading the P that pass through their field's index costs
+                    # P index entries (~6x cheaper each): worth it while P^2 < 6 x that.
+                    most = math.isqrt(6 * (limit - len(found)) * indexed) + 1
+                    passing = self._passing(conn, where, params, most)
                     if passing is not None:
                         left = left[np.isin(docs[left], passing)]
                         where, params = [], []  # every candidate left passes
-                    indexed = False
+                    indexed = 0
                 size *= 4
         found.sort(key=lambda hit: (-hit[1], hit[0]))
         return found[:limit]
 
     @staticmethod
-    def _passing(conn: Any, where: list[str], params: list[Any], cap: int) -> np.ndarray | None:
+    def _passing(conn: Any, where: list[str], params: list[Any], most: int) -> np.ndarray | None:
         """The rowids of every record that passes the filter clauses (read through the scope
-        and speaker indexes), or ``None`` when more than ``cap`` pass."""
-        sql = f"SELECT d.rowid FROM docs d WHERE {' AND '.join(where)} LIMIT ?"
-        rows = conn.execute(sql, (*params, cap + 1)).fetchall()
-        if len(rows) > cap:
+        and speaker indexes), or ``None`` when more than ``most`` pass (counted first, in the
+        index, stopping at ``most + 1``)."""
+        clauses = " AND ".join(where)
+        counted = conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM docs d WHERE {clauses} LIMIT ?)",
+            (*params, most + 1),
+        ).fetchone()[0]
+        if counted > most:
             return None
+        rows = conn.execute(f"SELECT d.rowid FROM docs d WHERE {clauses}", params).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     @staticmethod
