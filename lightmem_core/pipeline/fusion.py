@@ -18,8 +18,11 @@ class Ranked:
     results: Sequence[tuple[str, float]]
 
 
-def _collect(lists: Sequence[Ranked]) -> dict[str, SearchHit]:
-    hits: dict[str, SearchHit] = {}
+def _collect(
+    lists: Sequence[Ranked], hits: dict[str, SearchHit] | None = None
+) -> dict[str, SearchHit]:
+    """Every listed id's hit (added to ``hits`` when given) with each list's score and rank."""
+    hits = {} if hits is None else hits
     for ranked in lists:
         for rank, (entry_id, score) in enumerate(ranked.results, start=1):
             hit = hits.setdefault(entry_id, SearchHit(id=entry_id, score=0.0))
@@ -101,15 +104,8 @@ def fuse_more(
     fused again. Same scores and the same order, ties included."""
     if len(lists) < 2 or not more:
         return fuse(method, [*lists, *more], k=k)
-    hits = {hit.id: hit for hit in fused}
+    hits = _collect(more, {hit.id: hit for hit in fused})
     for ranked in more:
-        for rank, (entry_id, score) in enumerate(ranked.results, start=1):
-            hit = hits.get(entry_id)
-            if hit is None:
-                hit = hits[entry_id] = SearchHit(id=entry_id, score=0.0)
-            if ranked.label not in hit.scores:
-                hit.scores[ranked.label] = float(score)
-                hit.ranks[ranked.label] = rank
         _ADD[method](hits, ranked, k)
     first_seen: dict[str, int] = {}
     for ranked in (*lists, *more):
