@@ -866,21 +866,28 @@ class SQLiteRecordStore:
         (the rowid, in every index) for :meth:`entry_positions`."""
         out: dict[str, tuple[int | None, str | None]] = {}
         with self._lock:
-            cursor = self._db.cursor()
-            cursor.row_factory = None  # plain tuples: this read runs in every search
             if len(self._seqs) > _SEQ_MEMO:
                 self._seqs.clear()
-            for chunk in _chunks(ids if isinstance(ids, list) else list(ids), 500):
-                marks = ",".join("?" * len(chunk))
-                cursor.execute(
-                    "SELECT id, topic_id, speaker_name, speaker_id, seq FROM entries "
-                    f"WHERE status = 'active' AND id IN ({marks})",
-                    chunk,
-                )
-                for entry_id, topic_id, name, speaker_id, seq in cursor.fetchall():
-                    out[entry_id] = (topic_id, name or speaker_id)
-                    self._seqs[entry_id] = seq
+            for entry_id, topic_id, name, speaker_id, seq in self._tuples_by_id(
+                "SELECT id, topic_id, speaker_name, speaker_id, seq FROM entries "
+                "WHERE status = 'active' AND id IN ({ids})",
+                ids,
+            ):
+                out[entry_id] = (topic_id, name or speaker_id)
+                self._seqs[entry_id] = seq
         return out
+
+    def _tuples_by_id(self, sql: str, ids: Sequence[str]) -> list[tuple[Any, ...]]:
+        """The rows of ``sql`` (its ``{ids}`` stands for the ``IN`` list) for ``ids``, 500 at a
+        time, as plain tuples: the reads a search makes of its whole pool."""
+        rows: list[tuple[Any, ...]] = []
+        with self._lock:
+            cursor = self._db.cursor()
+            cursor.row_factory = None
+            for chunk in _chunks(ids if isinstance(ids, list) else list(ids), 500):
+                cursor.execute(sql.format(ids=",".join("?" * len(chunk))), chunk)
+                rows += cursor.fetchall()
+        return rows
 
     def get_entry(self, entry_id: str) -> MemoryEntry | None:
         found = self.entries([entry_id], status=None)
@@ -918,12 +925,9 @@ class SQLiteRecordStore:
                     missing.append(entry_id)
                 else:
                     out[entry_id] = seq
-            cursor = self._db.cursor()
-            cursor.row_factory = None  # plain tuples: this read runs in many searches
-            for chunk in _chunks(missing, 500):
-                marks = ",".join("?" * len(chunk))
-                cursor.execute(f"SELECT id, seq FROM entries WHERE id IN ({marks})", chunk)
-                out.update(cursor.fetchall())
+            out.update(
+                self._tuples_by_id("SELECT id, seq FROM entries WHERE id IN ({ids})", missing)
+            )
         return out
 
     def mark_indexed(self, ids: Sequence[str], indexed: bool = True) -> None:
