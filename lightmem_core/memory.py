@@ -246,9 +246,7 @@ class LightMemory:
         embedder = self._rt.embedder
         if embedder is not None:
             embedder.warm_up()
-        with self._lock:
-            self._rt.indexer.open()
-            self._rt.indexer.flush()
+        self.flush_vectors()
 
     def flush_vectors(self) -> int:
         """Write the vectors of committed entries still queued for the vector stores now (a
