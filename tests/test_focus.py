@@ -1,5 +1,6 @@
 """The named speaker's lists and the segment boost between fusion and the rerankers
-(``retrieval.named_speaker``, ``retrieval.segments``; lightmem_core/pipeline/focus.py)."""
+(``retrieval.named_speaker``, ``retrieval.segments``; lightmem_core/pipeline/focus.py); the
+refusal of bad values covers ``retrieval.exchange`` too (its behaviour: test_exchange.py)."""
 
 from __future__ import annotations
 
@@ -86,6 +87,9 @@ def test_both_are_on_without_an_llm_and_off_with_one():
         ({"segments": {"weight": -0.1}}, "segments.weight"),
         ({"segments": {"hits": 0}}, "segments.hits"),
         ({"segments": {"wieght": 1}}, "wieght"),
+        ({"exchange": {"share": -0.1}}, "exchange.share"),
+        ({"exchange": {"reach": 0}}, "exchange.reach"),
+        ({"exchange": {"shares": 1}}, "shares"),
     ],
 )
 def test_bad_values_are_refused_with_their_path(retrieval, where):
