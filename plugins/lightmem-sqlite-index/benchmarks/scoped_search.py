@@ -1,8 +1,9 @@
 """Filtered searches of ``sqlite-bm25`` at one size: how a search for one user or one speaker
 compares with an unfiltered one.
 
-Indexes N records cycled from LoCoMo turns, each with one of ``--users`` user ids and one of
-``--speakers`` speakers (so a user holds 1/users of the records), in calls of 1000; then times
+Indexes N records cycled from LoCoMo turns (``lexical_compare.py``'s: each with its speaker's
+name), each with one of ``--users`` user ids and one of ``--speakers`` speaker fields (so a user
+holds 1/users of the records), in calls of 1000; then times
 ``--queries`` LoCoMo questions (``limit`` 50, the pool a search asks each retriever for)
 unfiltered, for one user, and for one speaker, and reports p50 / p95 of each with the share of
 records the filter passes. Prints a table and writes JSON (``--out``).
@@ -22,26 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lexical_compare import load, pct
 from lightmem_hookspecs import BackendContext, IndexRecord, SearchFilter
-
-
-def load(path: Path) -> tuple[list[str], list[str]]:
-    samples = json.loads(path.read_text(encoding="utf-8"))
-    texts = [
-        turn["text"]
-        for sample in samples
-        for key, session in sample["conversation"].items()
-        if key.startswith("session_") and isinstance(session, list)
-        for turn in session
-        if turn.get("text")
-    ]
-    questions = [q["question"] for sample in samples for q in sample["qa"]]
-    return texts, questions
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -90,8 +73,8 @@ def main() -> None:
                 times.append((time.perf_counter() - t0) * 1000)
             rows[name] = {
                 "passing_share": share,
-                "p50_ms": round(percentile(times, 0.5), 3),
-                "p95_ms": round(percentile(times, 0.95), 3),
+                "p50_ms": round(pct(times, 0.5), 3),
+                "p95_ms": round(pct(times, 0.95), 3),
                 "mean_ms": round(statistics.fmean(times), 3),
             }
         index.close()
