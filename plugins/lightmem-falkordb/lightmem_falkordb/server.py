@@ -8,6 +8,7 @@ machine, and why not.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -52,6 +53,15 @@ def runnable() -> str | None:
     return None
 
 
+def _bulk_size(reply: bytes) -> int:
+    """How many bytes a whole RESP reply starting with ``reply`` takes (a bulk string: its
+    header, its length and the closing CRLF; anything else ends at its first line)."""
+    header, _, _ = reply.partition(b"\r\n")
+    if header.startswith(b"$") and header[1:].isdigit():
+        return len(header) + 2 + int(header[1:]) + 2
+    return len(header) + 2
+
+
 class LocalServer:
     """One ``redis-server --loadmodule falkordb.so`` process on 127.0.0.1."""
 
@@ -83,19 +93,52 @@ class LocalServer:
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            pid, loading = self._answering()
+            if pid == self.process.pid:
+                if not loading:
+                    return self
+            elif pid is not None:  # the port was taken between choosing it and binding it
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout=10)  # ours exits once it fails to listen
+                self.stop()
+                raise ServerUnavailable(
+                    f"port {self.port} is held by another server (pid {pid}); "
+                    f"ours could not listen: {self.log_tail(800)}"
+                )
             if self.process.poll() is not None:
-                tail = (self.data_dir / "server.log").read_text(errors="replace")[-800:]
-                raise ServerUnavailable(f"the FalkorDB server exited at start: {tail}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                pass
+                raise ServerUnavailable(
+                    f"the FalkorDB server exited at start: {self.log_tail(800)}"
+                )
             time.sleep(0.05)
         self.stop()
         raise ServerUnavailable(f"the FalkorDB server did not answer on port {self.port}")
+
+    def _answering(self) -> tuple[int | None, bool]:
+        """The process id of the Redis server answering on the port (``None`` if none does yet)
+        and whether it is still loading its data. A PING alone cannot tell our server from
+        another one already on the port."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
+                sock.sendall(b"INFO server persistence\r\n")
+                reply = b""
+                while b"\r\n" not in reply or len(reply) < _bulk_size(reply):
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        return None, False
+                    reply += chunk
+        except OSError:
+            return None, False
+        lines = reply.decode(errors="replace").splitlines()
+        fields = dict(line.split(":", 1) for line in lines if ":" in line)
+        pid = fields.get("process_id", "").strip()
+        return (int(pid) if pid.isdigit() else None), fields.get("loading", "0").strip() != "0"
+
+    def log_tail(self, chars: int = 2000) -> str:
+        """The last ``chars`` characters of the server's log (``server.log`` in ``data_dir``)."""
+        try:
+            return (self.data_dir / "server.log").read_text(errors="replace")[-chars:]
+        except OSError as exc:
+            return f"(no server log: {exc})"
 
     def stop(self, *, kill: bool = False) -> None:
         """Stop the server; ``kill=True`` sends SIGKILL (a crash) instead of SIGTERM."""

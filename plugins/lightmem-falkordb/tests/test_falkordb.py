@@ -44,7 +44,8 @@ def test_the_graph_survives_the_server(tmp_path, kill):
     if reason is not None:
         pytest.skip(f"the packaged FalkorDB server cannot run here: {reason}")
     server = LocalServer(tmp_path / "data").start()
-    options = FalkorOptions(port=server.port, graph="survivor")
+    # What is tested is what survives, not how fast: a busy machine may hold a reply for long.
+    options = FalkorOptions(port=server.port, graph="survivor", timeout=120.0)
     context = BackendContext(memory_dir=str(tmp_path))
     try:
         graph = build_falkordb(options, context)
@@ -62,6 +63,20 @@ def test_the_graph_survives_the_server(tmp_path, kill):
         again.close()
     finally:
         server.stop()
+        print(f"server log (shown when the test fails):\n{server.log_tail()}")
+
+
+def test_a_server_that_cannot_start_says_why_from_its_log(falkordb_server, tmp_path):
+    from lightmem_falkordb.server import ServerUnavailable
+
+    taken = LocalServer(tmp_path / "second", port=falkordb_server.port)
+    with pytest.raises(ServerUnavailable) as info:
+        taken.start(timeout=30)
+    message = str(info.value)
+    assert f"port {falkordb_server.port} is held by another server" in message
+    assert "Address already in use" in message  # from our server's log
+    assert taken.process is None  # ours was stopped
+    assert taken.log_tail() in (tmp_path / "second" / "server.log").read_text()
 
 
 def test_a_user_server_is_reached_by_host_and_port(falkordb_server, graph_name, tmp_path):
