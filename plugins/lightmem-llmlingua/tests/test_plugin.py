@@ -169,16 +169,18 @@ def test_lightmemory_end_to_end_with_shared_model(tmp_path, tiny_classifier):
             mem.add_memory(session)
         mem.flush()
         entries = mem.get_all()
+        seen = "\n".join(f"{e.topic_id} {e.memory!r} <- {e.original_memory!r}" for e in entries)
         users = [m for s in demo_sessions() for m in s if m["role"] == "user"]
-        assert len(entries) == len(users)  # messages_use: user_only
+        assert len(entries) == len(users), seen  # messages_use: user_only
         compressed = [e for e in entries if e.original_memory is not None]
-        assert len(compressed) > len(entries) // 2
+        assert len(compressed) > len(entries) // 2, seen
         for entry in compressed:
-            assert is_subsequence(words(entry.memory), words(entry.original_memory))
-            assert len(words(entry.memory)) < len(words(entry.original_memory))
-        assert len({e.topic_id for e in entries}) > 1
+            assert is_subsequence(words(entry.memory), words(entry.original_memory)), seen
+            assert len(words(entry.memory)) < len(words(entry.original_memory)), seen
+        assert len({e.topic_id for e in entries}) > 1, seen
         hits = mem.retrieve("what is the name of my dog Biscuit", limit=3)
-        assert any("Biscuit" in hit for hit in hits)
+        assert any("Biscuit" in hit for hit in hits), (hits, seen)
         compressor = mem.backends.get("pre_compressor")
         segmenter = mem.backends.get("topic_segmenter")
-        assert segmenter.handle is compressor.handle and compressor.handle.loads == 1
+        assert segmenter.handle is compressor.handle
+        assert compressor.handle.loads == 1
