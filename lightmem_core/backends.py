@@ -15,6 +15,7 @@ from lightmem_hookspecs import (
     PROTOCOLS,
     BackendContext,
     CacheStats,
+    Closeable,
     Completion,
     ContextRetriever,
     EmbeddingRetriever,
@@ -145,9 +146,8 @@ class AccountedEmbedder:
     def close(self) -> None:
         with self._recent_lock:
             self._recent.clear()
-        close = getattr(self.backend, "close", None)
-        if callable(close):
-            close()
+        if isinstance(self.backend, Closeable):
+            self.backend.close()
 
     def embed(self, texts: Sequence[str]) -> Any:
         import numpy as np
@@ -203,9 +203,8 @@ class AccountedLLM:
         self._cache = {"llm_calls": 0, "hits": 0, "prompt_tokens": 0, "cached_prompt_tokens": 0}
 
     def close(self) -> None:
-        close = getattr(self.backend, "close", None)
-        if callable(close):
-            close()
+        if isinstance(self.backend, Closeable):
+            self.backend.close()
 
     def cache_stats(self) -> dict[str, Any]:
         """KV cache counters since this memory was opened: calls, calls that reused cached
@@ -474,10 +473,9 @@ class Backends:
         with self._lock:
             built = list(self._built.values())
             self._built.clear()
-        for backend in built:
-            close = getattr(backend, "close", None)
-            if callable(close):
+        for backend in built:  # each kind's Protocol has close, or Closeable offers it
+            if isinstance(backend, Closeable):
                 try:
-                    close()
+                    backend.close()
                 except Exception as exc:
                     log.warning("closing %r failed: %s", backend, exc)

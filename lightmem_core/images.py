@@ -497,9 +497,10 @@ class ImageIndex:
     without the removed rows' bytes (the optional :class:`~lightmem_hookspecs.IndexCompaction`)
     and ``reset`` empties it for a reindex (:class:`~lightmem_hookspecs.TextReset`).
 
-    It takes part in every ``retrieve_strategy`` (``every_strategy``): under ``embedding`` (the
-    vector side only) it is a vector search like the embedding retrievers; under ``context``
-    the images would otherwise be found by their captions alone."""
+    It takes part in every ``retrieve_strategy`` (``every_strategy``, the optional
+    :class:`~lightmem_hookspecs.EveryStrategy`): under ``embedding`` (the vector side only) it
+    is a vector search like the embedding retrievers; under ``context`` the images would
+    otherwise be found by their captions alone."""
 
     #: The retrieval stage runs this retriever whatever the query's strategy.
     every_strategy = True

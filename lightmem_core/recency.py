@@ -7,11 +7,12 @@ no ``memory_manager`` (``reranker: []`` removes it; naming it in ``reranker`` /
 ``retrieval.rerankers`` places it anywhere in the chain, with or without an LLM).
 
 It reorders the hits it receives, then keeps ``limit`` of them; as the only reranker it receives
-the first ``limit`` hits of the fused list (it says ``top_only``), so recall@k is unchanged. A
-hit moves ahead of an older hit it competes with — the two share two content words, or one
-the query names (the subject, e.g. "data engineer", "Portuguese") and the newer scores at least
-``score_ratio`` of the older — unless the query asks about the past or about an
-event in the past tense ("Where did I live before?", "When did ... go?").
+the first ``limit`` hits of the fused list (it says ``top_only``, the optional
+:class:`~lightmem_hookspecs.TopOnly`), so recall@k is unchanged. A hit moves ahead of an
+older hit it competes with — the two share two content words, or one the query names (the
+subject, e.g. "data engineer", "Portuguese") and the newer scores at least ``score_ratio`` of
+the older — unless the query asks about the past or about an event in the past tense
+("Where did I live before?", "When did ... go?").
 
 Scores stay in rank order: a hit moved ahead takes the score of the hit it passed. The
 language-specific parts (the stopwords, the past-tense pattern, the stemmer's suffixes and the

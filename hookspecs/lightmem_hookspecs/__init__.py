@@ -18,8 +18,10 @@ from .kinds import BACKEND_KINDS, KINDS, KINDS_BY_NAME, PROTOCOLS, RETRIEVER_KIN
 from .markers import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
 from .protocols import (
     CacheStats,
+    Closeable,
     ContextRetriever,
     EmbeddingRetriever,
+    EveryStrategy,
     GraphMemory,
     IndexCompaction,
     MemoryManager,
@@ -31,6 +33,7 @@ from .protocols import (
     TextEmbedder,
     TextReset,
     TopicSegmenter,
+    TopOnly,
     VectorBulkLoad,
     VectorRecreate,
 )
@@ -95,6 +98,7 @@ __all__ = [
     "Batch",
     "BatchState",
     "CacheStats",
+    "Closeable",
     "Completion",
     "ContextRetriever",
     "EmbeddingRetriever",
@@ -103,6 +107,7 @@ __all__ = [
     "EntryFacets",
     "EntryPositions",
     "EntryRestore",
+    "EveryStrategy",
     "GraphHit",
     "GraphMemory",
     "HookContext",
@@ -129,6 +134,7 @@ __all__ = [
     "TextBulkLoad",
     "TextEmbedder",
     "TextReset",
+    "TopOnly",
     "TopicSegmenter",
     "Usage",
     "Validity",

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 
 #: The version of this contract (and of the ``lightmem-hookspecs`` distribution).
-CONTRACT_VERSION = "1.11.0"
+CONTRACT_VERSION = "1.12.0"
 
 #: The name of the attribute a plugin declares the contract it was built for with.
 CONTRACT_ATTRIBUTE = "LIGHTMEM_CONTRACT"

@@ -13,8 +13,10 @@ import attrs
 
 from .protocols import (
     CacheStats,
+    Closeable,
     ContextRetriever,
     EmbeddingRetriever,
+    EveryStrategy,
     GraphMemory,
     IndexCompaction,
     MemoryManager,
@@ -26,6 +28,7 @@ from .protocols import (
     TextEmbedder,
     TextReset,
     TopicSegmenter,
+    TopOnly,
     VectorBulkLoad,
     VectorRecreate,
 )
@@ -69,31 +72,35 @@ KINDS: tuple[BackendKind, ...] = (
         "lightmem_register_pre_compressors",
         PreCompressor,
         "drops low-information tokens before messages are stored (a chain, in order)",
+        capabilities=(Closeable,),
     ),
     BackendKind(
         "topic_segmenter",
         "lightmem_register_topic_segmenters",
         TopicSegmenter,
         "cuts the sensory buffer into topic segments",
+        capabilities=(Closeable,),
     ),
     BackendKind(
         "memory_manager",
         "lightmem_register_memory_managers",
         MemoryManager,
         "the LLM that extracts facts and decides updates",
-        capabilities=(SchemaInPrompt, CacheStats),
+        capabilities=(SchemaInPrompt, CacheStats, Closeable),
     ),
     BackendKind(
         "text_embedder",
         "lightmem_register_text_embedders",
         TextEmbedder,
         "turns texts into vectors for the vector stores and the update queue",
+        capabilities=(Closeable,),
     ),
     BackendKind(
         "multimodal_embedder",
         "lightmem_register_multimodal_embedders",
         MultimodalEmbedder,
         "turns images and texts into vectors of one space for image memory",
+        capabilities=(Closeable,),
     ),
     BackendKind(
         "embedding_retriever",
@@ -101,7 +108,7 @@ KINDS: tuple[BackendKind, ...] = (
         EmbeddingRetriever,
         "a vector store (retrieval chain element, queried by the query's embedding)",
         retriever="vector",
-        capabilities=(VectorBulkLoad, VectorRecreate, IndexCompaction),
+        capabilities=(VectorBulkLoad, VectorRecreate, IndexCompaction, EveryStrategy),
     ),
     BackendKind(
         "context_retriever",
@@ -109,7 +116,7 @@ KINDS: tuple[BackendKind, ...] = (
         ContextRetriever,
         "a lexical index or any text retriever (retrieval chain element, queried by text)",
         retriever="text",
-        capabilities=(TextBulkLoad, TextReset, IndexCompaction),
+        capabilities=(TextBulkLoad, TextReset, IndexCompaction, EveryStrategy),
     ),
     BackendKind(
         "graph_memory",
@@ -124,6 +131,7 @@ KINDS: tuple[BackendKind, ...] = (
         "lightmem_register_rerankers",
         Reranker,
         "reorders the fused hits (a chain, in order)",
+        capabilities=(TopOnly, Closeable),
     ),
 )
 

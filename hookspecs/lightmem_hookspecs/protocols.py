@@ -270,6 +270,51 @@ class CacheStats(Protocol):
 
 
 @runtime_checkable
+class Closeable(Protocol):
+    """What a backend of a kind whose Protocol has no ``close`` (a pre-compressor, a topic
+    segmenter, a memory manager, an embedder, a reranker) may also offer: ``close()``
+    releases what it holds (an HTTP client's connections, a worker process, a loaded model).
+
+    The core calls it once, when the memory closes, after the last call to the backend; an
+    exception it raises is logged, and the other backends are closed all the same.
+    """
+
+    def close(self) -> None:
+        """Release the backend's resources. Called once; the backend is not used after it."""
+        ...
+
+
+@runtime_checkable
+class EveryStrategy(Protocol):
+    """What a retriever (an embedding or a context retriever) may also declare: with
+    ``every_strategy`` ``True`` it runs under every ``retrieve_strategy`` of a search, not only
+    under the one that selects its kind (``embedding``: the embedding retrievers; ``context``:
+    the context retrievers; ``hybrid``: every element). For a retriever whose hits no other
+    element finds, e.g. images found by their pixels, which a ``context`` search would
+    otherwise know only by their captions.
+    """
+
+    #: ``True``: the retrieval stage runs this retriever whatever the search's strategy.
+    every_strategy: bool
+
+
+@runtime_checkable
+class TopOnly(Protocol):
+    """What a reranker (:class:`Reranker`) may also declare: with ``top_only`` ``True`` it
+    needs no more than the first ``limit`` hits it receives (it reorders those, e.g. by
+    recency, and its answer for ``hits`` is its answer for ``hits[:limit]``).
+
+    When every reranker of the chain says so, the core loads the entries of the first
+    ``limit`` fused hits only and hands those over: a search reads ``limit`` entries instead of
+    the whole pool, and recall at ``limit`` is the fused list's. Otherwise the first reranker
+    receives the whole pool, as its Protocol says.
+    """
+
+    #: ``True``: the reranker's answer depends on the first ``limit`` hits it is given only.
+    top_only: bool
+
+
+@runtime_checkable
 class GraphMemory(Protocol):
     """An entity/relation graph derived from memory entries (a Neo4j, Kùzu, FalkorDB... store).
 

@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-from lightmem_hookspecs import QueryContext, SearchFilter, SearchHit, entry_payload
+from lightmem_hookspecs import (
+    EveryStrategy,
+    QueryContext,
+    SearchFilter,
+    SearchHit,
+    TopOnly,
+    entry_payload,
+)
 
 from ..backends import Retriever
 from ..errors import BackendError, InputError
@@ -30,6 +37,17 @@ from .focus import (
 )
 from .fusion import Ranked, fuse, fuse_more
 from .runtime import Runtime
+
+
+def _every_strategy(backend: Any) -> bool:
+    """Whether a retriever runs under every strategy (``EveryStrategy``)."""
+    return isinstance(backend, EveryStrategy) and backend.every_strategy is True
+
+
+def _top_only(reranker: Any) -> bool:
+    """Whether a reranker needs the first ``limit`` hits only (``TopOnly``)."""
+    return isinstance(reranker, TopOnly) and reranker.top_only is True
+
 
 #: Which chain elements each search strategy queries.
 STRATEGY_KINDS: dict[str, tuple[str, ...] | None] = {
@@ -75,7 +93,7 @@ class Retrieval:
         chosen = [
             r
             for r in chain  # a retriever may run under every strategy (the image retriever)
-            if kinds is None or r.kind in kinds or getattr(r.backend, "every_strategy", False)
+            if kinds is None or r.kind in kinds or _every_strategy(r.backend)
         ]
         labels = getattr(self, "_labels", None)
         if labels is not None:
@@ -169,7 +187,7 @@ class Retrieval:
         # Without rerankers (or with only rerankers that reorder the first ``limit`` hits they
         # receive, ``top_only``) only the first ``limit`` kept hits count: load the entries of
         # those (in slices, best first), not of the whole pool.
-        pool_readers = [r for _, r in rt.backends.rerankers() if not getattr(r, "top_only", False)]
+        pool_readers = [r for _, r in rt.backends.rerankers() if not _top_only(r)]
         want = len(fused) if pool_readers else ctx.limit
         return self._load(fused, ctx.filter, want), full
 
@@ -214,7 +232,7 @@ class Retrieval:
             return []
         out: list[Ranked] = []
         for r, ranked in zip(retrievers, lists, strict=True):
-            if r.kind not in SPEAKER_KINDS or getattr(r.backend, "every_strategy", False):
+            if r.kind not in SPEAKER_KINDS or _every_strategy(r.backend):
                 continue  # the graph, and retrievers of other media (images)
             own = [(i, score) for i, score in ranked.results if known.get(i, (0, None))[1] == name]
             if own:
@@ -259,7 +277,7 @@ class Retrieval:
 
     def _rerank(self, ctx: QueryContext, hits: list[SearchHit]) -> list[SearchHit]:
         rerankers = self.rt.backends.rerankers()
-        if all(getattr(r, "top_only", False) for _, r in rerankers):
+        if all(_top_only(r) for _, r in rerankers):
             hits = hits[: ctx.limit]  # what they need: the first ``limit`` hits
         for name, reranker in rerankers:
             given = {id(h): h for h in hits}

@@ -62,6 +62,7 @@ from lightmem_hookspecs import (
     TextReset,
 )
 
+from .capabilities import EveryStrategyChecks
 from .filters import FILTER_PAYLOADS, FILTERS, payload
 
 #: Every record mentions "garden", so a "garden" query reaches all of them and only the filter
@@ -89,7 +90,7 @@ RANKING_RECORDS: tuple[IndexRecord, ...] = (
 )
 
 
-class ContextRetrieverConformance:
+class ContextRetrieverConformance(EveryStrategyChecks):
     """The ``ContextRetriever`` contract. Needs a ``backend`` fixture: a fresh, empty index."""
 
     persistent: bool = False

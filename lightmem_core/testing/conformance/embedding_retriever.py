@@ -69,6 +69,7 @@ from lightmem_hookspecs import (
     VectorRecreate,
 )
 
+from .capabilities import EveryStrategyChecks
 from .filters import FILTER_PAYLOADS, FILTERS, payload
 
 MODEL = "conformance-embedder-a"
@@ -146,7 +147,7 @@ def _assert_well_formed(hits, limit: int) -> None:
     assert scores == sorted(scores, reverse=True), f"not best first: {hits}"
 
 
-class EmbeddingRetrieverConformance:
+class EmbeddingRetrieverConformance(EveryStrategyChecks):
     """The ``EmbeddingRetriever`` contract. Needs ``make_backend`` (see the module docstring)."""
 
     persistent: bool = True

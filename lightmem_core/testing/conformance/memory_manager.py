@@ -29,6 +29,7 @@ import pytest
 from lightmem_hookspecs import CacheStats, Completion, MemoryManager, SchemaInPrompt
 
 from ..openai_server import Fault, OpenAICompatibleServer
+from .capabilities import CloseableChecks
 
 SCHEMA: dict[str, Any] = {
     "title": "facts",
@@ -44,7 +45,7 @@ PROMPT = [
 ]
 
 
-class MemoryManagerConformance:
+class MemoryManagerConformance(CloseableChecks):
     """Behaviour every :class:`~lightmem_hookspecs.MemoryManager` backend must show."""
 
     supports_json_schema: ClassVar[bool] = False

@@ -42,6 +42,8 @@ import re
 
 from lightmem_hookspecs import PreCompressor
 
+from .capabilities import CloseableChecks
+
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _WORD = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+")
 
@@ -72,7 +74,7 @@ def long_text(sentences: int = 120) -> str:
     )
 
 
-class PreCompressorConformance:
+class PreCompressorConformance(CloseableChecks):
     """The ``PreCompressor`` contract. Needs a ``backend`` fixture: a ready compressor."""
 
     compresses: bool = True

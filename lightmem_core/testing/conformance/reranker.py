@@ -33,7 +33,9 @@ import math
 
 import attrs
 import pytest
-from lightmem_hookspecs import MemoryEntry, Reranker, SearchHit
+from lightmem_hookspecs import MemoryEntry, Reranker, SearchHit, TopOnly
+
+from .capabilities import CloseableChecks
 
 #: The query is TEXTS[0] word for word; TEXTS[1] and TEXTS[3] share words with it, the other
 #: three none. The fused order (:func:`make_hits`) puts the unrelated e2 above the related e3.
@@ -99,7 +101,7 @@ def _snapshot(hits: list[SearchHit]) -> dict[str, SearchHit]:
     }
 
 
-class RerankerConformance:
+class RerankerConformance(CloseableChecks):
     @pytest.fixture
     def backend(self):  # pragma: no cover - the subclass provides it
         raise NotImplementedError("provide a `backend` fixture returning your reranker")
@@ -179,6 +181,22 @@ class RerankerConformance:
         for limit in range(1, len(TEXTS)):
             top = [h.id for h in backend.rerank(QUERY, make_hits(), limit=limit)]
             assert top == full[:limit], f"limit {limit} gave {top}; the full ranking is {full}"
+
+    def test_top_only_answers_from_the_first_limit_hits(self, backend):
+        declares = isinstance(backend, TopOnly)  # a flag: ``backend`` stays Any
+        if not declares:
+            pytest.skip("the reranker does not declare top_only (TopOnly is optional)")
+        assert isinstance(backend.top_only, bool), f"top_only is {backend.top_only!r}"
+        if not backend.top_only:
+            return
+        for query in (QUERY, OTHER_QUERY):
+            for limit in range(1, len(TEXTS)):
+                whole = [h.id for h in backend.rerank(query, make_hits(), limit=limit)]
+                first = [h.id for h in backend.rerank(query, make_hits()[:limit], limit=limit)]
+                assert whole == first, (
+                    f"top_only, yet limit {limit} over all hits gave {whole} and over the "
+                    f"first {limit} gave {first}"
+                )
 
     def test_empty_input(self, backend):
         assert list(backend.rerank(QUERY, [], limit=5)) == []

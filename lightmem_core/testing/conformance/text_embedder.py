@@ -44,6 +44,8 @@ import numpy as np
 import pytest
 from lightmem_hookspecs import TextEmbedder
 
+from .capabilities import CloseableChecks
+
 TEXTS = [
     "My dog is called Rex and he loves the beach.",
     "The stock market fell sharply on Monday.",
@@ -53,7 +55,7 @@ TEXTS = [
 ]
 
 
-class TextEmbedderConformance:
+class TextEmbedderConformance(CloseableChecks):
     """The ``TextEmbedder`` contract. Needs a ``backend`` fixture: a ready embedder."""
 
     semantic: bool = True

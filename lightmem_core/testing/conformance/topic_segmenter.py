@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from lightmem_hookspecs import Message, TopicSegmenter
 
+from .capabilities import CloseableChecks
+
 TOPICS = [
     [
         "I went hiking with my dog Rex near the lake on Saturday.",
@@ -59,7 +61,7 @@ def three_topics() -> list[Message]:
     return messages([text for topic in TOPICS for text in topic])
 
 
-class TopicSegmenterConformance:
+class TopicSegmenterConformance(CloseableChecks):
     """The ``TopicSegmenter`` contract. Needs a ``backend`` fixture: a ready segmenter."""
 
     def segment(self, backend, buffer) -> list[int]:
