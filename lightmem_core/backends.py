@@ -13,6 +13,7 @@ from lightmem_hookspecs import (
     CONTRACT_VERSION,
     KINDS_BY_NAME,
     PROTOCOLS,
+    AnswerLimit,
     BackendContext,
     CacheStats,
     Closeable,
@@ -205,6 +206,11 @@ class AccountedLLM:
     def close(self) -> None:
         if isinstance(self.backend, Closeable):
             self.backend.close()
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The backend's declared answer limit (``AnswerLimit``), else ``None``."""
+        return self.backend.max_tokens if isinstance(self.backend, AnswerLimit) else None
 
     def cache_stats(self) -> dict[str, Any]:
         """KV cache counters since this memory was opened: calls, calls that reused cached

@@ -79,6 +79,7 @@ def test_every_optional_capability_is_a_kinds_and_on_the_page():
         "Closeable",
         "EveryStrategy",
         "TopOnly",
+        "AnswerLimit",
     } <= {p.__name__ for p in optional}
 
     def section_of(kind: str) -> str:

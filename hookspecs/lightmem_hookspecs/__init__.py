@@ -17,6 +17,7 @@ from .graph import Entity, GraphHit, Relation, Validity, normalize_name
 from .kinds import BACKEND_KINDS, KINDS, KINDS_BY_NAME, PROTOCOLS, RETRIEVER_KINDS, BackendKind
 from .markers import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
 from .protocols import (
+    AnswerLimit,
     CacheStats,
     Closeable,
     ContextRetriever,
@@ -91,6 +92,7 @@ __all__ = [
     "RETRIEVER_KINDS",
     "SCHEDULED_STATES",
     "UNFINISHED_STATES",
+    "AnswerLimit",
     "BackendContext",
     "BackendKind",
     "BackendRegistrar",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import attrs
 
 from .protocols import (
+    AnswerLimit,
     CacheStats,
     Closeable,
     ContextRetriever,
@@ -86,7 +87,7 @@ KINDS: tuple[BackendKind, ...] = (
         "lightmem_register_memory_managers",
         MemoryManager,
         "the LLM that extracts facts and decides updates",
-        capabilities=(SchemaInPrompt, CacheStats, Closeable),
+        capabilities=(SchemaInPrompt, CacheStats, AnswerLimit, Closeable),
     ),
     BackendKind(
         "text_embedder",

@@ -45,7 +45,8 @@ class MemoryManager(Protocol):
     Optional, for KV caching (configuration key ``kv_cache``): ``Completion.cached_tokens``
     counts the prompt tokens a cache held; a manager may also implement :class:`SchemaInPrompt`
     (the endpoint puts ``json_schema`` into the prompt it caches) and :class:`CacheStats` (its
-    own cache counters in ``stats()["kv_cache"]``).
+    own cache counters in ``stats()["kv_cache"]``). It may declare its default answer limit
+    (:class:`AnswerLimit`).
     """
 
     model_name: str
@@ -312,6 +313,21 @@ class TopOnly(Protocol):
 
     #: ``True``: the reranker's answer depends on the first ``limit`` hits it is given only.
     top_only: bool
+
+
+@runtime_checkable
+class AnswerLimit(Protocol):
+    """What a memory manager (:class:`MemoryManager`) may also declare: ``max_tokens``, the
+    answer-token limit it applies to a ``complete`` call that gives none (``None``: it sets
+    none, the endpoint's own applies).
+
+    The extraction sizes its requests by it: a call that also asks for graph relations may use
+    a few times this limit, and an answer cut at it is split over smaller calls. Without it the
+    core knows no limit but the one a cut answer reports.
+    """
+
+    #: The answer limit of a call without ``max_tokens`` (a positive int), or ``None``.
+    max_tokens: int | None
 
 
 @runtime_checkable

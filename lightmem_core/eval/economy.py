@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from lightmem_hookspecs import MemoryEntry, Scope, Segment
+from lightmem_hookspecs import AnswerLimit, MemoryEntry, Scope, Segment
 
 from ..datasets import Conversation
 from ..llm.tokens import cl100k
@@ -115,6 +115,11 @@ class CountingLLM:
         self.model_name = getattr(llm, "model_name", None)
         self.phase = "other"
         self.usage: dict[str, PhaseUsage] = {}
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The wrapped manager's declared answer limit (``AnswerLimit``), else ``None``."""
+        return self.llm.max_tokens if isinstance(self.llm, AnswerLimit) else None
 
     def complete(
         self,

@@ -82,7 +82,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
-from lightmem_hookspecs import Message, Segment
+from lightmem_hookspecs import AnswerLimit, Message, Segment
 
 from .prompts import Prompts
 from .structured import StructuredOutputError, TruncatedReplyError, ask_json, validate
@@ -735,13 +735,10 @@ def _halves(segments: Sequence[Segment], roles: Sequence[str]) -> list[list[Segm
 
 
 def _configured_limit(llm: Any) -> int:
-    """The answer-token limit the backend is configured with, if it says (0: unknown)."""
-    for obj in (llm, getattr(llm, "backend", None)):
-        options = getattr(obj, "options", None)
-        value = getattr(options, "max_tokens", None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return 0
+    """The answer-token limit the backend declares (:class:`~lightmem_hookspecs.AnswerLimit`),
+    0 when it declares none."""
+    value = llm.max_tokens if isinstance(llm, AnswerLimit) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _extract_parts(

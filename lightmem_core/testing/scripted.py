@@ -117,6 +117,11 @@ class ScriptedMemoryManager:
         self._lock = threading.Lock()
         self.closes = 0
 
+    @property
+    def max_tokens(self) -> int | None:
+        """The answer limit of a call that gives none (``AnswerLimit``)."""
+        return self.options.max_tokens
+
     # -- script -------------------------------------------------------------------------------
 
     def queue(self, *items: str | Reply | Fault) -> None:

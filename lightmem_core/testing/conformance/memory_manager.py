@@ -26,7 +26,7 @@ import json
 from typing import Any, ClassVar
 
 import pytest
-from lightmem_hookspecs import CacheStats, Completion, MemoryManager, SchemaInPrompt
+from lightmem_hookspecs import AnswerLimit, CacheStats, Completion, MemoryManager, SchemaInPrompt
 
 from ..openai_server import Fault, OpenAICompatibleServer
 from .capabilities import CloseableChecks
@@ -162,6 +162,24 @@ class MemoryManagerConformance(CloseableChecks):
         assert response_format is not None, "schema_in_prompt, yet the schema was not sent"
         if response_format["type"] == "json_schema":
             assert response_format["json_schema"]["schema"] == SCHEMA
+
+    def test_the_declared_answer_limit_is_what_a_call_without_one_sends(
+        self, backend: Any, conformance_server
+    ) -> None:
+        declares = isinstance(backend, AnswerLimit)  # a flag: ``backend`` stays Any
+        if not declares:
+            pytest.skip("the backend does not declare max_tokens (AnswerLimit is optional)")
+        limit = backend.max_tokens
+        assert limit is None or (
+            isinstance(limit, int) and not isinstance(limit, bool) and limit > 0
+        ), f"max_tokens must be a positive int or None, not {limit!r}"
+        if conformance_server is None or limit is None:
+            return
+        conformance_server.queue("Rex is the user's dog.")
+        backend.complete(PROMPT)
+        body = conformance_server.chat_requests[-1].json
+        sent = body.get("max_completion_tokens") or body.get("max_tokens")
+        assert sent == limit, f"it declares max_tokens {limit} but sent {sent}"
 
     def test_cache_stats_are_a_json_mapping_read_without_change(
         self, backend: Any, conformance_server

@@ -90,6 +90,12 @@ class LlamaCppManager:
         )
 
     @property
+    def max_tokens(self) -> int:
+        """The answer limit of a call that gives none (the optional
+        :class:`~lightmem_hookspecs.AnswerLimit`)."""
+        return self.options.max_tokens
+
+    @property
     def loaded(self) -> bool:
         """Whether a worker with the model loaded is running."""
         worker = self._holder["worker"]

@@ -184,6 +184,12 @@ class OpenAIChatManager:
     #: the same in every call of one kind.
     schema_in_prompt = True
 
+    @property
+    def max_tokens(self) -> int | None:
+        """The answer limit sent when a call gives none (the optional
+        :class:`~lightmem_hookspecs.AnswerLimit`)."""
+        return self.options.max_tokens
+
     def __init__(self, options: OpenAIOptions, *, provider: ProviderDefaults = OPENAI) -> None:
         import openai
 
