@@ -53,15 +53,6 @@ def runnable() -> str | None:
     return None
 
 
-def _bulk_size(reply: bytes) -> int:
-    """How many bytes a whole RESP reply starting with ``reply`` takes (a bulk string: its
-    header, its length and the closing CRLF; anything else ends at its first line)."""
-    header, _, _ = reply.partition(b"\r\n")
-    if header.startswith(b"$") and header[1:].isdigit():
-        return len(header) + 2 + int(header[1:]) + 2
-    return len(header) + 2
-
-
 class LocalServer:
     """One ``redis-server --loadmodule falkordb.so`` process on 127.0.0.1."""
 
@@ -117,21 +108,25 @@ class LocalServer:
         """The process id of the Redis server answering on the port (``None`` if none does yet)
         and whether it is still loading its data. A PING alone cannot tell our server from
         another one already on the port."""
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        client = redis.Redis(
+            host=self.host,
+            port=self.port,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+            retry=Retry(NoBackoff(), 0),  # the caller's loop is the retry
+        )
         try:
-            with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
-                sock.sendall(b"INFO server persistence\r\n")
-                reply = b""
-                while b"\r\n" not in reply or len(reply) < _bulk_size(reply):
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        return None, False
-                    reply += chunk
-        except OSError:
+            info = client.info("server", "persistence")
+        except (redis.RedisError, OSError):
             return None, False
-        lines = reply.decode(errors="replace").splitlines()
-        fields = dict(line.split(":", 1) for line in lines if ":" in line)
-        pid = fields.get("process_id", "").strip()
-        return (int(pid) if pid.isdigit() else None), fields.get("loading", "0").strip() != "0"
+        finally:
+            client.close()
+        pid = info.get("process_id")
+        return (pid if isinstance(pid, int) else None), bool(info.get("loading"))
 
     def log_tail(self, chars: int = 2000) -> str:
         """The last ``chars`` characters of the server's log (``server.log`` in ``data_dir``)."""
