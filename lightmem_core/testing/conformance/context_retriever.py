@@ -62,7 +62,7 @@ from lightmem_hookspecs import (
     TextReset,
 )
 
-from .capabilities import EveryStrategyChecks
+from .capabilities import EveryStrategyChecks, require
 from .filters import FILTER_PAYLOADS, FILTERS, payload
 
 #: Every record mentions "garden", so a "garden" query reaches all of them and only the filter
@@ -289,8 +289,7 @@ class ContextRetrieverConformance(EveryStrategyChecks):
     # -- the optional bulk load (``TextBulkLoad``) -------------------------------------------
 
     def require_bulk_index(self, backend) -> None:
-        if not isinstance(backend, TextBulkLoad):
-            pytest.skip("the index does not offer bulk_index (TextBulkLoad is optional)")
+        require(backend, TextBulkLoad, "the index does not offer bulk_index")
 
     def test_bulk_index_into_an_empty_index(self, backend):
         self.require_bulk_index(backend)
@@ -333,8 +332,7 @@ class ContextRetrieverConformance(EveryStrategyChecks):
     # -- the optional reset (``TextReset``) -------------------------------------------------
 
     def require_reset(self, backend) -> None:
-        if not isinstance(backend, TextReset):
-            pytest.skip("the index does not offer reset (TextReset is optional)")
+        require(backend, TextReset, "the index does not offer reset")
 
     def test_reset_empties_the_index(self, ranked, make_backend):
         self.require_reset(ranked)
@@ -353,8 +351,7 @@ class ContextRetrieverConformance(EveryStrategyChecks):
     # -- the optional compaction (``IndexCompaction``) --------------------------------------
 
     def require_compact(self, backend) -> None:
-        if not isinstance(backend, IndexCompaction):
-            pytest.skip("the index does not offer compact (IndexCompaction is optional)")
+        require(backend, IndexCompaction, "the index does not offer compact")
 
     def test_compact_keeps_the_records_left(self, garden, make_backend):
         self.require_compact(garden)

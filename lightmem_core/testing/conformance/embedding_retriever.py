@@ -69,7 +69,7 @@ from lightmem_hookspecs import (
     VectorRecreate,
 )
 
-from .capabilities import EveryStrategyChecks
+from .capabilities import EveryStrategyChecks, require
 from .filters import FILTER_PAYLOADS, FILTERS, payload
 
 MODEL = "conformance-embedder-a"
@@ -343,8 +343,7 @@ class EmbeddingRetrieverConformance(EveryStrategyChecks):
     # -- the optional bulk load (``VectorBulkLoad``) ----------------------------------------
 
     def require_bulk_upsert(self, backend) -> None:
-        if not isinstance(backend, VectorBulkLoad):
-            pytest.skip("the store does not offer bulk_upsert (VectorBulkLoad is optional)")
+        require(backend, VectorBulkLoad, "the store does not offer bulk_upsert")
 
     def test_bulk_upsert_into_an_empty_store(self, backend):
         self.require_bulk_upsert(backend)
@@ -401,8 +400,7 @@ class EmbeddingRetrieverConformance(EveryStrategyChecks):
     # -- the optional recreate (``VectorRecreate``) ------------------------------------------
 
     def require_recreate(self, backend) -> None:
-        if not isinstance(backend, VectorRecreate):
-            pytest.skip("the store does not offer recreate (VectorRecreate is optional)")
+        require(backend, VectorRecreate, "the store does not offer recreate")
 
     def test_recreate_empties_the_collection_for_another_model(self, ranked, new_backend):
         self.require_recreate(ranked)
@@ -429,8 +427,7 @@ class EmbeddingRetrieverConformance(EveryStrategyChecks):
     # -- the optional compaction (``IndexCompaction``) --------------------------------------
 
     def require_compact(self, backend) -> None:
-        if not isinstance(backend, IndexCompaction):
-            pytest.skip("the store does not offer compact (IndexCompaction is optional)")
+        require(backend, IndexCompaction, "the store does not offer compact")
 
     def test_compact_keeps_the_records_left(self, garden, new_backend):
         self.require_compact(garden)

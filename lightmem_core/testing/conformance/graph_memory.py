@@ -58,6 +58,8 @@ from lightmem_hookspecs import (
 )
 from lightmem_hookspecs import graph as g
 
+from .capabilities import require
+
 _DAY = 86400.0
 _T0 = to_epoch(dt.datetime(2024, 3, 1, 12, 0, 0))
 U1 = Scope(user_id="u1")
@@ -650,8 +652,7 @@ class GraphMemoryConformance:
     # -- the optional compaction (``IndexCompaction``) --------------------------------------
 
     def test_compact_keeps_what_is_left(self, garden, new_backend):
-        if not isinstance(garden, IndexCompaction):
-            pytest.skip("the graph does not offer compact (IndexCompaction is optional)")
+        require(garden, IndexCompaction, "the graph does not offer compact")
         garden.delete(["f2"])
         relations = self.by_id(garden.relations())
         entities = {e.id: e for e in garden.entities()}

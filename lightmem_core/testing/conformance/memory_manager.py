@@ -29,7 +29,7 @@ import pytest
 from lightmem_hookspecs import AnswerLimit, CacheStats, Completion, MemoryManager, SchemaInPrompt
 
 from ..openai_server import Fault, OpenAICompatibleServer
-from .capabilities import CloseableChecks
+from .capabilities import CloseableChecks, require
 
 SCHEMA: dict[str, Any] = {
     "title": "facts",
@@ -150,9 +150,7 @@ class MemoryManagerConformance(CloseableChecks):
     # -- the optional KV-cache capabilities (``SchemaInPrompt``, ``CacheStats``) -------------
 
     def test_schema_in_prompt_is_declared_as_a_bool(self, backend: Any, conformance_server) -> None:
-        declares = isinstance(backend, SchemaInPrompt)  # a flag: ``backend`` stays Any
-        if not declares:
-            pytest.skip("the backend does not declare schema_in_prompt (SchemaInPrompt)")
+        require(backend, SchemaInPrompt, "the backend does not declare schema_in_prompt")
         assert isinstance(backend.schema_in_prompt, bool)
         if not backend.schema_in_prompt or conformance_server is None:
             return
@@ -166,9 +164,7 @@ class MemoryManagerConformance(CloseableChecks):
     def test_the_declared_answer_limit_is_what_a_call_without_one_sends(
         self, backend: Any, conformance_server
     ) -> None:
-        declares = isinstance(backend, AnswerLimit)  # a flag: ``backend`` stays Any
-        if not declares:
-            pytest.skip("the backend does not declare max_tokens (AnswerLimit is optional)")
+        require(backend, AnswerLimit, "the backend does not declare max_tokens")
         limit = backend.max_tokens
         assert limit is None or (
             isinstance(limit, int) and not isinstance(limit, bool) and limit > 0
@@ -184,9 +180,7 @@ class MemoryManagerConformance(CloseableChecks):
     def test_cache_stats_are_a_json_mapping_read_without_change(
         self, backend: Any, conformance_server
     ) -> None:
-        offers = isinstance(backend, CacheStats)  # a flag: ``backend`` stays Any
-        if not offers:
-            pytest.skip("the backend does not offer cache_stats (CacheStats is optional)")
+        require(backend, CacheStats, "the backend does not offer cache_stats")
         first = backend.cache_stats()
         assert isinstance(first, dict)
         json.dumps(first)  # it is shown in stats()["kv_cache"]

@@ -70,6 +70,8 @@ from lightmem_hookspecs import (
     Usage,
 )
 
+from .capabilities import require
+
 ALICE = Scope(user_id="alice")
 ALICE_BOT = Scope(user_id="alice", agent_id="bot")
 BOB = Scope(user_id="bob")
@@ -459,8 +461,7 @@ class RecordStoreConformance:
         assert store.get_entry("e2").memory == "two" and store.get_entry("nope") is None
 
     def test_entry_facets(self, store):
-        if not isinstance(store, EntryFacets):
-            pytest.skip("the store does not offer entry_facets (EntryFacets is optional)")
+        require(store, EntryFacets, "the store does not offer entry_facets")
         batch_id = batched(store, ["m1", "m2"])
         store.claim_batch(batch_id)
         named = entry("e1", "one", ["m1"])
@@ -476,8 +477,7 @@ class RecordStoreConformance:
         assert store.entry_facets([]) == {}
 
     def require_restore(self, store) -> None:
-        if not isinstance(store, EntryRestore):
-            pytest.skip("the store does not offer restore_entries (EntryRestore is optional)")
+        require(store, EntryRestore, "the store does not offer restore_entries")
 
     def test_restore_entries_keeps_what_the_file_holds(self, store):
         self.require_restore(store)
@@ -621,8 +621,7 @@ class RecordStoreConformance:
         assert len(store.history()) == 4
 
     def test_entry_positions(self, store):
-        if not isinstance(store, EntryPositions):
-            pytest.skip("the store does not offer entry_positions (EntryPositions is optional)")
+        require(store, EntryPositions, "the store does not offer entry_positions")
         first = batched(store, ["m1", "m2"])
         store.claim_batch(first)
         store.complete_batch(first, [entry("e1", "one", ["m1"]), entry("e2", "two", ["m2"])])
@@ -641,8 +640,7 @@ class RecordStoreConformance:
     def test_positions_after_an_erase_follow_the_entries_stored_again(self, store):
         """Entries erased and restored in another order stand in the new order, whatever
         was read of them before (a store may note positions as it reads facets)."""
-        if not isinstance(store, EntryPositions):
-            pytest.skip("the store does not offer entry_positions (EntryPositions is optional)")
+        require(store, EntryPositions, "the store does not offer entry_positions")
         self.require_erase(store)
         self.require_restore(store)
         one, two = entry("e1", "one", []), entry("e2", "two", [])
@@ -660,8 +658,7 @@ class RecordStoreConformance:
     # -- the optional erase (``ScopeErase``) ------------------------------------------------
 
     def require_erase(self, store) -> None:
-        if not isinstance(store, ScopeErase):
-            pytest.skip("the store does not offer erase_scope (ScopeErase is optional)")
+        require(store, ScopeErase, "the store does not offer erase_scope")
 
     @staticmethod
     def _tenant(store: Any, scope: Scope, tag: str) -> list[str]:

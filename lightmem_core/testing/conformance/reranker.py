@@ -35,7 +35,7 @@ import attrs
 import pytest
 from lightmem_hookspecs import MemoryEntry, Reranker, SearchHit, TopOnly
 
-from .capabilities import CloseableChecks
+from .capabilities import CloseableChecks, require
 
 #: The query is TEXTS[0] word for word; TEXTS[1] and TEXTS[3] share words with it, the other
 #: three none. The fused order (:func:`make_hits`) puts the unrelated e2 above the related e3.
@@ -183,9 +183,7 @@ class RerankerConformance(CloseableChecks):
             assert top == full[:limit], f"limit {limit} gave {top}; the full ranking is {full}"
 
     def test_top_only_answers_from_the_first_limit_hits(self, backend):
-        declares = isinstance(backend, TopOnly)  # a flag: ``backend`` stays Any
-        if not declares:
-            pytest.skip("the reranker does not declare top_only (TopOnly is optional)")
+        require(backend, TopOnly, "the reranker does not declare top_only")
         assert isinstance(backend.top_only, bool), f"top_only is {backend.top_only!r}"
         if not backend.top_only:
             return
